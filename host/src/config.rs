@@ -1,0 +1,504 @@
+//! The bridge's TOML configuration: loading, `${ENV}` substitution, defaults and validation.
+//!
+//! Every error names the file and the field (`tenants[1].owner`), never a secret's value.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Why a configuration was refused.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: field `{field}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+/// The whole configuration, with defaults applied and relative paths resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was loaded from.
+    pub source: PathBuf,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub adapters: AdaptersConfig,
+    pub three_dolphins: ThreeDolphinsConfig,
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// `[server]`: where and how the bridge listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    /// The base URL 3Dolphins reaches the bridge at (for `properties`); defaults to `http://{listen}`.
+    pub public_url: Option<String>,
+    /// Path where 3Dolphins POSTs Incoming events.
+    #[serde(default = "defaults::incoming_path")]
+    pub incoming_path: String,
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// How long a client may take to send its request headers.
+    #[serde(default = "defaults::header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+}
+
+/// `[store]`: the embedded database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default = "defaults::store_path")]
+    pub path: PathBuf,
+}
+
+/// `[adapters]`: settings shared by every adapter.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptersConfig {
+    /// Where compiled adapters are cached; defaults to `adapter-cache` beside the store.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// `[three_dolphins]`: the 3Dolphins server the bridge posts to and looks things up in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThreeDolphinsConfig {
+    pub base_url: String,
+    #[serde(default = "defaults::event_path")]
+    pub outgoing_path: String,
+    #[serde(default = "defaults::event_path")]
+    pub command_path: String,
+    /// Defaults to `{base_url}/dolphin/apiv1`.
+    pub api_base_url: Option<String>,
+    /// Bearer token for the Contact and History APIs (a secret).
+    pub api_token: Option<String>,
+    #[serde(default = "defaults::contact_path")]
+    pub contact_path: String,
+    #[serde(default = "defaults::history_path")]
+    pub history_path: String,
+    #[serde(default = "defaults::timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+/// One `[[tenants]]` entry: a 3Dolphins owner bound to an adapter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Unique name, used in the webhook URL `/vendors/{name}/...` and in logs.
+    pub name: String,
+    /// The 3Dolphins `owner` this tenant serves.
+    pub owner: String,
+    /// When set, only these channels of the owner route here.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// The adapter component file.
+    pub adapter: PathBuf,
+    /// Origins (`scheme://host[:port]`) the adapter may call through `http.send`.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Timeout of one outbound HTTP call.
+    #[serde(default = "defaults::timeout_ms")]
+    pub http_timeout_ms: u64,
+    /// Timeout of one whole adapter call, host calls included.
+    #[serde(default = "defaults::call_timeout_ms")]
+    pub call_timeout_ms: u64,
+    /// Values the adapter reads through its `config` import; may hold secrets.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+impl ThreeDolphinsConfig {
+    /// The API base for Contact / History look-ups.
+    pub fn api_base(&self) -> String {
+        match &self.api_base_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("{}/dolphin/apiv1", self.base_url.trim_end_matches('/')),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The URL 3Dolphins should use to reach this bridge.
+    pub fn public_base_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+}
+
+mod defaults {
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+
+    pub fn listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+    pub fn incoming_path() -> String {
+        "/3dolphins/incoming".into()
+    }
+    pub fn max_body_bytes() -> usize {
+        1024 * 1024
+    }
+    pub fn header_read_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn store_path() -> PathBuf {
+        "dolphin-bridge.db".into()
+    }
+    pub fn event_path() -> String {
+        "/dolphin/integration/incomingMessage".into()
+    }
+    pub fn contact_path() -> String {
+        "/graph/contacts/contactById".into()
+    }
+    pub fn history_path() -> String {
+        "/graph/report/conversations".into()
+    }
+    pub fn timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn call_timeout_ms() -> u64 {
+        30_000
+    }
+}
+
+/// The file's raw shape, before defaults that depend on other fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: Option<ServerConfig>,
+    store: Option<StoreConfig>,
+    #[serde(default)]
+    adapters: AdaptersConfig,
+    three_dolphins: ThreeDolphinsConfig,
+    #[serde(default)]
+    tenants: Vec<TenantConfig>,
+}
+
+impl Config {
+    /// Loads, substitutes `${VAR}` from the process environment, and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses `text` as if read from `path`, looking variables up with `env`.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        substitute_env(&mut value, "", env).map_err(|(field, message)| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            message,
+        })?;
+        let raw: RawConfig = value.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let server = raw.server.unwrap_or_else(|| {
+            toml::Value::Table(Default::default())
+                .try_into()
+                .expect("server defaults")
+        });
+        let mut store = raw.store.unwrap_or(StoreConfig {
+            path: defaults::store_path(),
+        });
+        store.path = resolve(&store.path);
+        let mut adapters = raw.adapters;
+        adapters.cache_dir = Some(match &adapters.cache_dir {
+            Some(dir) => resolve(dir),
+            None => store
+                .path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("adapter-cache"),
+        });
+        let mut tenants = raw.tenants;
+        for tenant in &mut tenants {
+            tenant.adapter = resolve(&tenant.adapter);
+        }
+        let config = Config {
+            source: path.to_path_buf(),
+            server,
+            store,
+            adapters,
+            three_dolphins: raw.three_dolphins,
+            tenants,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn invalid(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.source.clone(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_path(&self.server.incoming_path).map_err(|m| self.invalid("server.incoming_path", m))?;
+        if self.server.incoming_path.starts_with("/vendors/") || self.server.incoming_path == "/healthz" {
+            return Err(self.invalid("server.incoming_path", "collides with a built-in endpoint"));
+        }
+        if let Some(url) = &self.server.public_url {
+            check_http_url(url).map_err(|m| self.invalid("server.public_url", m))?;
+        }
+        let td = &self.three_dolphins;
+        check_http_url(&td.base_url).map_err(|m| self.invalid("three_dolphins.base_url", m))?;
+        check_http_url(&td.api_base()).map_err(|m| self.invalid("three_dolphins.api_base_url", m))?;
+        for (field, path) in [
+            ("three_dolphins.outgoing_path", &td.outgoing_path),
+            ("three_dolphins.command_path", &td.command_path),
+            ("three_dolphins.contact_path", &td.contact_path),
+            ("three_dolphins.history_path", &td.history_path),
+        ] {
+            check_path(path).map_err(|m| self.invalid(field, m))?;
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut routes = std::collections::HashSet::new();
+        for (i, tenant) in self.tenants.iter().enumerate() {
+            let field = |f: &str| format!("tenants[{i}].{f}");
+            let name_ok = !tenant.name.is_empty()
+                && tenant.name.len() <= 64
+                && tenant
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !name_ok {
+                return Err(self.invalid(field("name"), "must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'"));
+            }
+            if !names.insert(tenant.name.as_str()) {
+                return Err(self.invalid(field("name"), format!("`{}` is used by another tenant", tenant.name)));
+            }
+            if tenant.owner.trim().is_empty() {
+                return Err(self.invalid(field("owner"), "must not be empty"));
+            }
+            let channels: Vec<Option<String>> = if tenant.channels.is_empty() {
+                vec![None]
+            } else {
+                tenant.channels.iter().map(|c| Some(c.to_ascii_lowercase())).collect()
+            };
+            for channel in channels {
+                if channel.as_deref() == Some("") {
+                    return Err(self.invalid(field("channels"), "a channel must not be empty"));
+                }
+                if !routes.insert((tenant.owner.clone(), channel.clone())) {
+                    let what = match &channel {
+                        Some(c) => format!("owner `{}` channel `{c}`", tenant.owner),
+                        None => format!("owner `{}` (all channels)", tenant.owner),
+                    };
+                    return Err(self.invalid(field("channels"), format!("{what} already routes to another tenant")));
+                }
+            }
+            for (j, origin) in tenant.allowed_hosts.iter().enumerate() {
+                parse_origin(origin).map_err(|m| self.invalid(field(&format!("allowed_hosts[{j}]")), m))?;
+            }
+            if tenant.http_timeout_ms == 0 || tenant.call_timeout_ms == 0 {
+                return Err(self.invalid(field("call_timeout_ms"), "timeouts must be above 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An allowed origin: lower-case scheme, host, and explicit port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Parses `scheme://host[:port]` (no path) into an [`Origin`].
+pub fn parse_origin(text: &str) -> Result<Origin, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    if url.path() != "/" && !url.path().is_empty() || url.query().is_some() {
+        return Err(format!("`{text}` must be scheme://host[:port] without a path"));
+    }
+    Origin::of(&url).ok_or_else(|| format!("`{text}` must be an http or https URL with a host"))
+}
+
+impl Origin {
+    /// The origin of an absolute http(s) URL.
+    pub fn of(url: &url::Url) -> Option<Origin> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return None;
+        }
+        Some(Origin {
+            scheme: url.scheme().to_string(),
+            host: url.host_str()?.to_ascii_lowercase(),
+            port: url.port_or_known_default()?,
+        })
+    }
+}
+
+fn check_http_url(text: &str) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    Origin::of(&url)
+        .map(|_| ())
+        .ok_or_else(|| format!("`{text}` must be an http or https URL"))
+}
+
+fn check_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+        return Err(format!("`{path}` must be an absolute path such as /a/b"));
+    }
+    Ok(())
+}
+
+/// Replaces `${NAME}` in every string of `value`; `$${` stands for a literal `${`.
+fn substitute_env(
+    value: &mut toml::Value,
+    field: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), (String, String)> {
+    match value {
+        toml::Value::String(s) => {
+            *s = expand(s, env).map_err(|m| (field.to_string(), m))?;
+        }
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                substitute_env(item, &format!("{field}[{i}]"), env)?;
+            }
+        }
+        toml::Value::Table(table) => {
+            for (key, item) in table.iter_mut() {
+                let name = if field.is_empty() { key.clone() } else { format!("{field}.{key}") };
+                substitute_env(item, &name, env)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("$${") {
+            out.push_str("${");
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("${") {
+            let end = after
+                .find('}')
+                .ok_or_else(|| "unclosed `${` (write `$${` for a literal)".to_string())?;
+            let name = &after[..end];
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!("`${{{name}}}` is not a valid environment variable name"));
+            }
+            let value = env(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            out.push_str(&value);
+            rest = &after[end + 1..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[three_dolphins]
+base_url = "http://127.0.0.1:9000"
+api_token = "${TD_TOKEN}"
+
+[[tenants]]
+name = "acme"
+owner = "o1"
+adapter = "chatwoot.wasm"
+allowed_hosts = ["http://127.0.0.1:3000"]
+[tenants.config]
+api_access_token = "${CW_TOKEN}"
+literal = "$${NOT_A_VAR}"
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "TD_TOKEN" => Some("td-secret".into()),
+            "CW_TOKEN" => Some("cw-secret".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn substitutes_env_and_resolves_paths() {
+        let config = Config::parse(Path::new("/etc/bridge/bridge.toml"), MINIMAL, &env).unwrap();
+        assert_eq!(config.three_dolphins.api_token.as_deref(), Some("td-secret"));
+        let tenant = &config.tenants[0];
+        assert_eq!(tenant.config["api_access_token"], "cw-secret");
+        assert_eq!(tenant.config["literal"], "${NOT_A_VAR}");
+        assert_eq!(tenant.adapter, Path::new("/etc/bridge/chatwoot.wasm"));
+        assert_eq!(config.store.path, Path::new("/etc/bridge/dolphin-bridge.db"));
+        assert_eq!(config.server.incoming_path, "/3dolphins/incoming");
+        assert_eq!(config.three_dolphins.api_base(), "http://127.0.0.1:9000/dolphin/apiv1");
+    }
+
+    #[test]
+    fn unset_variable_names_field_not_value() {
+        let only_cw = |name: &str| (name == "CW_TOKEN").then(|| "cw-secret".to_string());
+        let err = Config::parse(Path::new("b.toml"), MINIMAL, &only_cw).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("three_dolphins.api_token"), "{text}");
+        assert!(text.contains("TD_TOKEN"), "{text}");
+        assert!(!text.contains("cw-secret"), "{text}");
+    }
+
+    #[test]
+    fn duplicate_routes_are_refused() {
+        let text = format!(
+            "{MINIMAL}\n[[tenants]]\nname = \"other\"\nowner = \"o1\"\nadapter = \"x.wasm\"\n"
+        );
+        let err = Config::parse(Path::new("b.toml"), &text, &env).unwrap_err().to_string();
+        assert!(err.contains("tenants[1].channels"), "{err}");
+    }
+
+    #[test]
+    fn bad_origin_is_refused() {
+        let text = MINIMAL.replace("http://127.0.0.1:3000", "ftp://x/y");
+        let err = Config::parse(Path::new("b.toml"), &text, &env).unwrap_err().to_string();
+        assert!(err.contains("tenants[0].allowed_hosts[0]"), "{err}");
+    }
+
+    #[test]
+    fn origins_get_default_ports() {
+        let origin = parse_origin("https://API.example.com").unwrap();
+        assert_eq!(origin.host, "api.example.com");
+        assert_eq!(origin.port, 443);
+    }
+}

@@ -1,0 +1,54 @@
+//! dolphin-bridge: connects the 3Dolphins customer-service platform to live-agent vendors through
+//! sandboxed WebAssembly adapters.
+//!
+//! One module per concern: [`config`] (the TOML file), [`contract`] (the 3Dolphins events),
+//! [`server`] (HTTP), [`tenants`] (routing), [`runtime`] (wasmtime and host functions),
+//! [`registry`] (the live tenant set), [`store`] (the embedded database) and
+//! [`three_dolphins`] (the 3Dolphins client).
+
+pub mod cli;
+pub mod config;
+pub mod contract;
+pub mod registry;
+pub mod runtime;
+pub mod server;
+pub mod store;
+pub mod tenants;
+pub mod three_dolphins;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use config::Config;
+use registry::AdapterRegistry;
+use runtime::{HostServices, Runtime};
+
+/// Opens the store, builds the runtime and compiles every tenant's adapter.
+pub fn build_registry(config: &Config) -> anyhow::Result<AdapterRegistry> {
+    let store = store::Store::open(&config.store.path)?;
+    let three_dolphins = three_dolphins::ThreeDolphinsClient::new(config.three_dolphins.clone())?;
+    let services = Arc::new(HostServices {
+        store,
+        http: HostServices::adapter_http_client()?,
+        three_dolphins,
+    });
+    let cache_dir = config.adapters.cache_dir.clone().context("adapter cache dir")?;
+    let runtime = Runtime::new(cache_dir)?;
+    AdapterRegistry::load(runtime, services, config)
+}
+
+/// The property lines a 3Dolphins administrator sets for this bridge.
+pub fn properties(config: &Config) -> String {
+    format!(
+        "# Where 3Dolphins reaches the bridge\n\
+         app.ext.integration.api.base.url={}\n\
+         # Path on the bridge where 3Dolphins sends customer messages (Incoming events)\n\
+         app.ext.integration.api.sendMessage={}\n\
+         # Path on 3Dolphins where the bridge posts agent replies (Outgoing events)\n\
+         app.ext.integration.api.incomingMessage={}\n",
+        config.server.public_base_url(),
+        config.server.incoming_path,
+        config.three_dolphins.outgoing_path,
+    )
+}

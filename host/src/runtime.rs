@@ -1,0 +1,803 @@
+//! The WebAssembly side: one wasmtime [`Engine`], adapters compiled once (and cached on disk),
+//! a fresh [`Store`] per call instantiated from an `InstancePre`, limits on memory, CPU time and
+//! host calls, and the host functions the `adapter` world imports.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::config::Origin;
+use crate::contract::{self, IncomingEvent};
+use crate::store::Store as Database;
+use crate::three_dolphins::{ThreeDolphinsClient, ThreeDolphinsError};
+
+/// Generated from `wit/adapter.wit`.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        world: "adapter",
+        path: "../wit",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        anyhow: true,
+    });
+}
+
+use bindings::dolphin::bridge::{self as wit, types as wt};
+
+/// The WIT package this host implements; adapters built for any `0.1.x` load.
+pub const WIT_PACKAGE: &str = "dolphin:bridge";
+/// The WIT package version this host implements.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// How often the epoch ticks; CPU limits are enforced with this granularity.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits applied to every adapter call.
+#[derive(Debug, Clone)]
+pub struct CallLimits {
+    /// Linear memory per instance, in bytes.
+    pub memory_bytes: usize,
+    /// Table elements per table.
+    pub table_elements: usize,
+    /// Guest CPU time per call (time spent in host calls excluded).
+    pub cpu_time: Duration,
+    /// Outbound HTTP requests per call.
+    pub http_calls: u32,
+    /// Key-value operations per call.
+    pub kv_ops: u32,
+    /// Bytes of log messages per call; more is dropped.
+    pub log_bytes: usize,
+    /// Largest KV key and value.
+    pub kv_key_bytes: usize,
+    pub kv_value_bytes: usize,
+    /// Largest vendor response body read.
+    pub http_response_bytes: usize,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        CallLimits {
+            memory_bytes: 128 << 20,
+            table_elements: 100_000,
+            cpu_time: Duration::from_secs(2),
+            http_calls: 32,
+            kv_ops: 1_000,
+            log_bytes: 64 << 10,
+            kv_key_bytes: 1 << 10,
+            kv_value_bytes: 256 << 10,
+            http_response_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Why an adapter could not be loaded.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("cannot read adapter {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a WebAssembly component: {reason}")]
+    NotAComponent { path: PathBuf, reason: String },
+    #[error("{path} targets {found}; this host implements {WIT_PACKAGE}@{WIT_VERSION} (compatible: 0.1.x)")]
+    IncompatibleVersion { path: PathBuf, found: String },
+    #[error("{path} does not implement the adapter world: {reason}")]
+    WrongWorld { path: PathBuf, reason: String },
+}
+
+/// Why one adapter call failed.
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum CallError {
+    /// The adapter reported a transient failure.
+    #[error("adapter asked to retry later: {0}")]
+    RetryLater(String),
+    /// The adapter reported a failure that retrying will not fix.
+    #[error("adapter failed permanently: {0}")]
+    Permanent(String),
+    /// The guest trapped (panic, unreachable, stack overflow...).
+    #[error("adapter trapped: {0}")]
+    Trapped(String),
+    /// The call exceeded one of its limits (named in the message).
+    #[error("adapter exceeded its {0}")]
+    LimitExceeded(String),
+    /// The call did not finish within the tenant's call timeout.
+    #[error("adapter call timed out after {0} ms")]
+    Timeout(u64),
+    /// The adapter could not be instantiated.
+    #[error("adapter could not start: {0}")]
+    Instantiate(String),
+}
+
+/// The outside world as adapters of one tenant may see it.
+pub struct TenantHost {
+    pub tenant: String,
+    pub owner: String,
+    pub config: BTreeMap<String, String>,
+    pub allowed_origins: Vec<Origin>,
+    pub http_timeout: Duration,
+    pub call_timeout: Duration,
+    pub limits: CallLimits,
+    pub services: Arc<HostServices>,
+}
+
+/// Services shared by every tenant.
+pub struct HostServices {
+    pub store: Database,
+    pub http: reqwest::Client,
+    pub three_dolphins: ThreeDolphinsClient,
+}
+
+impl HostServices {
+    /// The HTTP client adapters' requests go through: no redirects followed, no proxy from the
+    /// environment.
+    pub fn adapter_http_client() -> anyhow::Result<reqwest::Client> {
+        Ok(reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()?)
+    }
+}
+
+/// One compiled adapter, ready to instantiate.
+pub struct LoadedAdapter {
+    pub path: PathBuf,
+    /// Hex SHA-256 of the component file.
+    pub content_hash: String,
+    /// The `dolphin:bridge` version the adapter was built against.
+    pub wit_version: String,
+    pre: bindings::AdapterPre<CallState>,
+}
+
+/// The wasmtime engine and linker shared by all adapters.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<CallState>>,
+    cache_dir: PathBuf,
+}
+
+impl Runtime {
+    /// Builds the engine, starts its epoch ticker and links the host functions.
+    pub fn new(cache_dir: PathBuf) -> anyhow::Result<Runtime> {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.max_wasm_stack(1 << 20);
+        let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .context("starting the epoch thread")?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        bindings::Adapter::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)?;
+        Ok(Runtime {
+            engine,
+            linker: Arc::new(linker),
+            cache_dir,
+        })
+    }
+
+    /// Compiles (or loads from the cache) the component at `path` and checks its world.
+    pub fn load(&self, path: &Path) -> Result<LoadedAdapter, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.load_bytes(path, &bytes)
+    }
+
+    /// Like [`Runtime::load`], for bytes already read from `path`.
+    pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<LoadedAdapter, LoadError> {
+        let not_component = |reason: String| LoadError::NotAComponent {
+            path: path.to_path_buf(),
+            reason,
+        };
+        match bytes.get(0..8) {
+            Some([0, b'a', b's', b'm', 0x0d, 0, 1, 0]) => {}
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
+                return Err(not_component(
+                    "it is a core WebAssembly module; build for wasm32-wasip2 or componentize it".into(),
+                ));
+            }
+            _ => return Err(not_component("it does not start with the component header".into())),
+        }
+        let content_hash = hex::encode(Sha256::digest(bytes));
+        let component = self
+            .compile_cached(&content_hash, bytes)
+            .map_err(|e| not_component(format!("{e:#}")))?;
+        let wit_version = self.check_version(path, &component)?;
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            path: path.to_path_buf(),
+            reason: format!("{:#}", anyhow::Error::from(e)),
+        };
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(wrong_world)?;
+        let pre = bindings::AdapterPre::new(instance_pre).map_err(wrong_world)?;
+        Ok(LoadedAdapter {
+            path: path.to_path_buf(),
+            content_hash,
+            wit_version,
+            pre,
+        })
+    }
+
+    /// Compiles `bytes`, or deserializes the compiled artefact cached under its hash.
+    fn compile_cached(&self, content_hash: &str, bytes: &[u8]) -> anyhow::Result<Component> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        let file = self
+            .cache_dir
+            .join(format!("{content_hash}-{:016x}.cwasm", hasher.finish()));
+        if file.exists() {
+            // SAFETY: the cache directory is the bridge's own; files in it were written by
+            // `precompile_component` of an engine with the same compatibility hash (in the name).
+            match unsafe { Component::deserialize_file(&self.engine, &file) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(file = %file.display(), error = %e, "ignoring unusable cached adapter"),
+            }
+        }
+        let compiled = self.engine.precompile_component(bytes).map_err(anyhow::Error::from)?;
+        if let Err(e) = write_atomically(&file, &compiled) {
+            tracing::warn!(file = %file.display(), error = %e, "cannot cache the compiled adapter");
+        }
+        // SAFETY: `compiled` was produced just above by this engine.
+        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(anyhow::Error::from)
+    }
+
+    /// Finds which `dolphin:bridge` version the component imports and refuses other series.
+    fn check_version(&self, path: &Path, component: &Component) -> Result<String, LoadError> {
+        let ty = component.component_type();
+        let mut found: Option<String> = None;
+        for (name, _) in ty.imports(&self.engine) {
+            let Some(rest) = name.strip_prefix(&format!("{WIT_PACKAGE}/")) else { continue };
+            let version = rest.split_once('@').map(|(_, v)| v.to_string()).unwrap_or_default();
+            if !compatible(&version) {
+                return Err(LoadError::IncompatibleVersion {
+                    path: path.to_path_buf(),
+                    found: format!("{WIT_PACKAGE}@{}", if version.is_empty() { "(unversioned)" } else { &version }),
+                });
+            }
+            found = Some(version);
+        }
+        Ok(found.unwrap_or_else(|| WIT_VERSION.to_string()))
+    }
+
+    /// Runs `on-incoming` in a fresh store.
+    pub async fn call_incoming(
+        &self,
+        adapter: &LoadedAdapter,
+        host: Arc<TenantHost>,
+        ctx: CallContext,
+        event: &IncomingEvent,
+    ) -> Result<(), CallError> {
+        let event = to_wit_incoming(event);
+        self.run(adapter, host, ctx, |bindings, store, ctx| {
+            Box::pin(async move { bindings.call_on_incoming(store, &ctx, &event).await })
+        })
+        .await
+        .and_then(|result| result.map_err(adapter_error))
+    }
+
+    /// Runs `on-vendor-webhook` in a fresh store.
+    pub async fn call_webhook(
+        &self,
+        adapter: &LoadedAdapter,
+        host: Arc<TenantHost>,
+        ctx: CallContext,
+        request: wt::WebhookRequest,
+    ) -> Result<wt::WebhookOutcome, CallError> {
+        self.run(adapter, host, ctx, |bindings, store, ctx| {
+            Box::pin(async move { bindings.call_on_vendor_webhook(store, &ctx, &request).await })
+        })
+        .await
+        .and_then(|result| result.map_err(adapter_error))
+    }
+
+    /// Instantiates the adapter in a new store with the tenant's limits and runs `call`.
+    async fn run<R: Send>(
+        &self,
+        adapter: &LoadedAdapter,
+        host: Arc<TenantHost>,
+        ctx: CallContext,
+        call: impl for<'a> FnOnce(
+            &'a bindings::Adapter,
+            &'a mut Store<CallState>,
+            wt::CallContext,
+        ) -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>
+        + Send,
+    ) -> Result<R, CallError> {
+        let call_timeout = host.call_timeout;
+        let limits = host.limits.clone();
+        let state = CallState::new(host, ctx.delivery_id.clone());
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(1);
+        let cpu_limit = limits.cpu_time;
+        store.epoch_deadline_callback(move |mut store| {
+            let state = store.data_mut();
+            if state.guest_time() > cpu_limit {
+                let limit = format!("CPU time limit of {} ms", cpu_limit.as_millis());
+                state.limit_hit = Some(limit.clone());
+                return Err(wasmtime::Error::msg(limit));
+            }
+            // Yield so a busy guest never holds a runtime thread for long.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        let work = async {
+            let instance = adapter
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| CallError::Instantiate(format!("{:#}", anyhow::Error::from(e))))?;
+            let result = call(&instance, &mut store, ctx.to_wit()).await;
+            result.map_err(|e| classify_failure(e, store.data()))
+        };
+        match tokio::time::timeout(call_timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout(call_timeout.as_millis() as u64)),
+        }
+    }
+}
+
+/// Whether an adapter built for `version` loads in this host (same 0.minor, or same major).
+fn compatible(version: &str) -> bool {
+    let parse = |v: &str| -> Option<(u64, u64)> {
+        let mut parts = v.split(['.', '-', '+']);
+        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    };
+    match (parse(version), parse(WIT_VERSION)) {
+        (Some((0, minor)), Some((0, ours))) => minor == ours,
+        (Some((major, _)), Some((ours, _))) => major == ours && major > 0,
+        _ => false,
+    }
+}
+
+/// Turns a failed call into the error the caller acts on.
+fn classify_failure(error: wasmtime::Error, state: &CallState) -> CallError {
+    if let Some(limit) = &state.limit_hit {
+        return CallError::LimitExceeded(limit.clone());
+    }
+    if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
+        return match trap {
+            wasmtime::Trap::StackOverflow => CallError::LimitExceeded("wasm stack limit".into()),
+            other => CallError::Trapped(format!("{other}")),
+        };
+    }
+    CallError::Trapped(truncate(&format!("{:#}", anyhow::Error::from(error)), 1024))
+}
+
+fn adapter_error(error: wt::AdapterError) -> CallError {
+    match error {
+        wt::AdapterError::RetryLater(m) => CallError::RetryLater(truncate(&m, 1024)),
+        wt::AdapterError::Permanent(m) => CallError::Permanent(truncate(&m, 1024)),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Identifies one adapter call.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    pub tenant: String,
+    pub delivery_id: String,
+    pub attempt: u32,
+}
+
+impl CallContext {
+    fn to_wit(&self) -> wt::CallContext {
+        wt::CallContext {
+            tenant: self.tenant.clone(),
+            delivery_id: self.delivery_id.clone(),
+            attempt: self.attempt,
+        }
+    }
+}
+
+fn to_wit_incoming(event: &IncomingEvent) -> wt::IncomingEvent {
+    wt::IncomingEvent {
+        ticket_number: event.ticket_number.clone(),
+        channel: event.channel.clone(),
+        account_id: event.account_id.clone(),
+        contact_id: event.contact_id.clone(),
+        message_type: to_wit_type(event.message_type),
+        message: event.message.clone(),
+        media_link: event.media_link.clone(),
+        customer_name: event.customer_name.clone(),
+        created_date: event.created_date.clone(),
+        owner: event.owner.clone(),
+        group_id: event.group_id.clone(),
+        language: event.language.clone(),
+        extra: event
+            .extra
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect(),
+    }
+}
+
+/// Maps the contract's message type to the WIT one.
+pub fn to_wit_type(kind: contract::MessageType) -> wt::MessageType {
+    use contract::MessageType as M;
+    match kind {
+        M::Text => wt::MessageType::Text,
+        M::Image => wt::MessageType::Image,
+        M::Video => wt::MessageType::Video,
+        M::Audio => wt::MessageType::Audio,
+        M::File => wt::MessageType::File,
+        M::Location => wt::MessageType::Location,
+    }
+}
+
+/// Maps the WIT message type to the contract's.
+pub fn from_wit_type(kind: wt::MessageType) -> contract::MessageType {
+    use contract::MessageType as M;
+    match kind {
+        wt::MessageType::Text => M::Text,
+        wt::MessageType::Image => M::Image,
+        wt::MessageType::Video => M::Video,
+        wt::MessageType::Audio => M::Audio,
+        wt::MessageType::File => M::File,
+        wt::MessageType::Location => M::Location,
+    }
+}
+
+/// Memory and table limits of one store; remembers which limit was hit.
+struct AdapterLimiter {
+    memory_bytes: usize,
+    table_elements: usize,
+    hit: Option<String>,
+}
+
+impl wasmtime::ResourceLimiter for AdapterLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            let limit = format!("memory limit of {} MiB", self.memory_bytes >> 20);
+            self.hit = Some(limit.clone());
+            return Err(wasmtime::Error::msg(limit));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            let limit = format!("table limit of {} elements", self.table_elements);
+            self.hit = Some(limit.clone());
+            return Err(wasmtime::Error::msg(limit));
+        }
+        Ok(true)
+    }
+}
+
+/// Per-call state of a store: WASI with no capabilities, limits, counters, and the tenant.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: AdapterLimiter,
+    host: Arc<TenantHost>,
+    delivery_id: String,
+    started: Instant,
+    /// Time spent in host functions, which does not count as guest CPU time.
+    host_time: Duration,
+    http_calls: u32,
+    kv_ops: u32,
+    log_bytes: usize,
+    log_dropped: bool,
+    limit_hit: Option<String>,
+}
+
+impl CallState {
+    fn new(host: Arc<TenantHost>, delivery_id: String) -> Self {
+        // No preopened directories, environment, arguments, sockets or name look-ups.
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        CallState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: AdapterLimiter {
+                memory_bytes: host.limits.memory_bytes,
+                table_elements: host.limits.table_elements,
+                hit: None,
+            },
+            host,
+            delivery_id,
+            started: Instant::now(),
+            host_time: Duration::ZERO,
+            http_calls: 0,
+            kv_ops: 0,
+            log_bytes: 0,
+            log_dropped: false,
+            limit_hit: None,
+        }
+    }
+
+    fn guest_time(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.host_time)
+    }
+
+    /// Counts one KV operation; `Err` when over the limit.
+    fn count_kv(&mut self) -> Result<(), String> {
+        self.kv_ops += 1;
+        if self.kv_ops > self.host.limits.kv_ops {
+            return Err(format!("limit of {} key-value operations per call reached", self.host.limits.kv_ops));
+        }
+        Ok(())
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wt::Host for CallState {}
+
+impl wit::log::Host for CallState {
+    async fn log(
+        &mut self,
+        level: wit::log::Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> anyhow::Result<()> {
+        let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        self.log_bytes += size;
+        if self.log_bytes > self.host.limits.log_bytes {
+            if !self.log_dropped {
+                self.log_dropped = true;
+                tracing::warn!(tenant = %self.host.tenant, delivery_id = %self.delivery_id,
+                    limit = self.host.limits.log_bytes, "adapter log limit reached; dropping its further logs");
+            }
+            return Ok(());
+        }
+        let fields = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let (tenant, delivery_id) = (&self.host.tenant, &self.delivery_id);
+        use wit::log::Level;
+        match level {
+            Level::Trace => tracing::trace!(target: "adapter", %tenant, %delivery_id, %fields, "{message}"),
+            Level::Debug => tracing::debug!(target: "adapter", %tenant, %delivery_id, %fields, "{message}"),
+            Level::Info => tracing::info!(target: "adapter", %tenant, %delivery_id, %fields, "{message}"),
+            Level::Warn => tracing::warn!(target: "adapter", %tenant, %delivery_id, %fields, "{message}"),
+            Level::Error => tracing::error!(target: "adapter", %tenant, %delivery_id, %fields, "{message}"),
+        }
+        Ok(())
+    }
+}
+
+impl wit::config::Host for CallState {
+    async fn get(&mut self, key: String) -> anyhow::Result<Option<String>> {
+        Ok(self.host.config.get(&key).cloned())
+    }
+}
+
+impl wit::kv::Host for CallState {
+    async fn get(&mut self, key: String) -> anyhow::Result<Result<Option<Vec<u8>>, String>> {
+        if let Err(e) = self.count_kv() {
+            return Ok(Err(e));
+        }
+        let started = Instant::now();
+        let result = self.host.services.store.kv_get(&self.host.tenant, &key).await;
+        self.host_time += started.elapsed();
+        Ok(result.map_err(|e| format!("store failure: {e:#}")))
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> anyhow::Result<Result<(), String>> {
+        if let Err(e) = self.count_kv() {
+            return Ok(Err(e));
+        }
+        let limits = &self.host.limits;
+        if key.len() > limits.kv_key_bytes || value.len() > limits.kv_value_bytes {
+            return Ok(Err(format!(
+                "key or value too large (limits: key {} bytes, value {} bytes)",
+                limits.kv_key_bytes, limits.kv_value_bytes
+            )));
+        }
+        let started = Instant::now();
+        let result = self.host.services.store.kv_set(&self.host.tenant, &key, value).await;
+        self.host_time += started.elapsed();
+        Ok(result.map_err(|e| format!("store failure: {e:#}")))
+    }
+
+    async fn delete(&mut self, key: String) -> anyhow::Result<Result<(), String>> {
+        if let Err(e) = self.count_kv() {
+            return Ok(Err(e));
+        }
+        let started = Instant::now();
+        let result = self.host.services.store.kv_delete(&self.host.tenant, &key).await;
+        self.host_time += started.elapsed();
+        Ok(result.map_err(|e| format!("store failure: {e:#}")))
+    }
+}
+
+impl wit::http::Host for CallState {
+    async fn send(
+        &mut self,
+        request: wt::HttpRequest,
+    ) -> anyhow::Result<Result<wt::HttpResponse, wit::http::HttpError>> {
+        use wit::http::HttpError;
+        self.http_calls += 1;
+        if self.http_calls > self.host.limits.http_calls {
+            return Ok(Err(HttpError::LimitExceeded(format!(
+                "limit of {} HTTP requests per call reached",
+                self.host.limits.http_calls
+            ))));
+        }
+        let started = Instant::now();
+        let result = send_http(&self.host, request).await;
+        self.host_time += started.elapsed();
+        if let Err(HttpError::Denied(reason)) = &result {
+            tracing::warn!(tenant = %self.host.tenant, delivery_id = %self.delivery_id, %reason, "adapter HTTP request denied");
+        }
+        Ok(result)
+    }
+}
+
+/// Performs one adapter HTTP request after checking it against the tenant's grant.
+async fn send_http(
+    host: &TenantHost,
+    request: wt::HttpRequest,
+) -> Result<wt::HttpResponse, wit::http::HttpError> {
+    use wit::http::HttpError;
+    let url = url::Url::parse(&request.url).map_err(|e| HttpError::Denied(format!("invalid URL: {e}")))?;
+    let origin = Origin::of(&url).ok_or_else(|| HttpError::Denied("only http and https URLs are allowed".into()))?;
+    if !host.allowed_origins.contains(&origin) {
+        return Err(HttpError::Denied(format!(
+            "{}://{}:{} is not an allowed host for tenant `{}`",
+            origin.scheme, origin.host, origin.port, host.tenant
+        )));
+    }
+    let method = reqwest::Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| HttpError::Denied(format!("invalid method `{}`", request.method)))?;
+    let mut builder = host.services.http.request(method, url).timeout(host.http_timeout);
+    for (name, value) in &request.headers {
+        let lower = name.to_ascii_lowercase();
+        if matches!(lower.as_str(), "host" | "content-length" | "transfer-encoding" | "connection") {
+            continue;
+        }
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| HttpError::Denied(format!("invalid header name `{name}`")))?;
+        let value = http::HeaderValue::from_str(value)
+            .map_err(|_| HttpError::Denied(format!("invalid value for header `{name}`")))?;
+        builder = builder.header(name, value);
+    }
+    let mut response = builder.body(request.body).send().await.map_err(|e| {
+        if e.is_timeout() {
+            HttpError::Timeout
+        } else {
+            HttpError::Connection(describe_reqwest(&e))
+        }
+    })?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > host.limits.http_response_bytes {
+                    return Err(HttpError::LimitExceeded(format!(
+                        "response body larger than {} bytes",
+                        host.limits.http_response_bytes
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) if e.is_timeout() => return Err(HttpError::Timeout),
+            Err(e) => return Err(HttpError::Connection(describe_reqwest(&e))),
+        }
+    }
+    Ok(wt::HttpResponse { status, headers, body })
+}
+
+fn describe_reqwest(error: &reqwest::Error) -> String {
+    let mut text = if error.is_connect() { "connection failed".to_string() } else { "request failed".to_string() };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl wit::three_dolphins::Host for CallState {
+    async fn contact(
+        &mut self,
+        contact_id: String,
+    ) -> anyhow::Result<Result<String, wit::three_dolphins::LookupError>> {
+        let started = Instant::now();
+        let result = self.host.services.three_dolphins.contact(&contact_id).await;
+        self.host_time += started.elapsed();
+        Ok(result.map_err(lookup_error))
+    }
+
+    async fn history(
+        &mut self,
+        ticket_number: String,
+    ) -> anyhow::Result<Result<String, wit::three_dolphins::LookupError>> {
+        let started = Instant::now();
+        let result = self.host.services.three_dolphins.history(&ticket_number).await;
+        self.host_time += started.elapsed();
+        Ok(result.map_err(lookup_error))
+    }
+}
+
+fn lookup_error(error: ThreeDolphinsError) -> wit::three_dolphins::LookupError {
+    match error {
+        ThreeDolphinsError::NotFound => wit::three_dolphins::LookupError::NotFound,
+        other => wit::three_dolphins::LookupError::Failed(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_compatibility() {
+        assert!(compatible("0.1.0"));
+        assert!(compatible("0.1.7"));
+        assert!(!compatible("0.2.0"));
+        assert!(!compatible("1.0.0"));
+        assert!(!compatible(""));
+    }
+
+    #[test]
+    fn refuses_core_modules_and_garbage() {
+        let runtime = Runtime::new(std::env::temp_dir().join("dolphin-bridge-test-cache")).unwrap();
+        let core = b"\0asm\x01\0\0\0";
+        let err = runtime.load_bytes(Path::new("m.wasm"), core).err().unwrap().to_string();
+        assert!(err.contains("core WebAssembly module"), "{err}");
+        let err = runtime.load_bytes(Path::new("g.wasm"), b"garbage!").err().unwrap().to_string();
+        assert!(err.contains("not a WebAssembly component"), "{err}");
+    }
+}

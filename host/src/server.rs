@@ -1,0 +1,409 @@
+//! The HTTP server: routing, body limits, the JSON error shape, and the two flows (3Dolphins
+//! Incoming events and vendor webhooks).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::config::ServerConfig;
+use crate::contract::{
+    CommandEvent, FieldError, IncomingEvent, OutgoingEvent, ParseError, ThreeDolphinsEvent, check_media_link,
+    now_created_date,
+};
+use crate::registry::AdapterRegistry;
+use crate::runtime::bindings::dolphin::bridge::types as wt;
+use crate::runtime::{CallContext, CallError, from_wit_type};
+use crate::store::TicketInfo;
+use crate::tenants::Tenant;
+
+/// The response body type of every handler.
+pub type Body = Full<Bytes>;
+
+/// An error as every client sees it: `{"error": {"code", "message", "fields"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub fields: Vec<FieldError>,
+}
+
+impl ApiError {
+    /// An error without field details.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// The HTTP response carrying this error.
+    pub fn response(&self) -> Response<Body> {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if !self.fields.is_empty() {
+            error["fields"] = serde_json::to_value(&self.fields).expect("fields serialize");
+        }
+        json_response(self.status, &json!({ "error": error }))
+    }
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(value.to_string())))
+        .expect("valid response")
+}
+
+/// What the request handlers share.
+pub struct AppState {
+    pub server: ServerConfig,
+    pub registry: Arc<AdapterRegistry>,
+}
+
+/// Accepts connections on `listener` and serves them until the process ends.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<()> {
+    let header_timeout = Duration::from_millis(state.server.header_read_timeout_ms);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_buf_size(64 * 1024)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Routes one request.
+pub async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path().to_string();
+    let result = if path == state.server.incoming_path {
+        match *request.method() {
+            Method::POST => handle_incoming(state, request).await,
+            _ => Err(method_not_allowed("POST")),
+        }
+    } else if let Some(rest) = path.strip_prefix("/vendors/") {
+        let (tenant, sub_path) = match rest.split_once('/') {
+            Some((tenant, sub)) => (tenant.to_string(), format!("/{sub}")),
+            None => (rest.to_string(), "/".to_string()),
+        };
+        handle_webhook(state, &tenant, sub_path, request).await
+    } else if path == "/healthz" {
+        Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })))
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no endpoint at {path}")))
+    };
+    result.unwrap_or_else(|error| error.response())
+}
+
+fn method_not_allowed(allowed: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this endpoint accepts {allowed}"),
+    )
+}
+
+/// Reads the whole body, refusing more than `limit` bytes.
+async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is larger than {limit} bytes"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "body_unreadable",
+            format!("could not read the body: {e}"),
+        )),
+    }
+}
+
+/// `POST {incoming_path}`: a customer message from 3Dolphins.
+async fn handle_incoming(state: &AppState, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
+        let essence = content_type
+            .to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if essence != "application/json" {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Content-Type must be application/json",
+            ));
+        }
+    }
+    let body = read_body(request, state.server.max_body_bytes).await?;
+    let event = IncomingEvent::parse(&body).map_err(|e| match e {
+        ParseError::Malformed(message) => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", message),
+        ParseError::Invalid(fields) => ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_event",
+            message: format!("{} invalid field(s)", fields.len()),
+            fields,
+        },
+    })?;
+    let tenants = state.registry.snapshot();
+    let Some(tenant) = tenants.route(&event.owner, &event.channel).cloned() else {
+        let (field, message) = if tenants.knows_owner(&event.owner) {
+            ("channel", format!("no tenant of owner `{}` serves channel `{}`", event.owner, event.channel))
+        } else {
+            ("owner", format!("no tenant serves owner `{}`", event.owner))
+        };
+        return Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "unknown_tenant",
+            message: message.clone(),
+            fields: vec![FieldError {
+                field: field.into(),
+                message,
+            }],
+        });
+    };
+    let services = state.registry.services();
+    services
+        .store
+        .remember_ticket(
+            &event.owner,
+            &event.ticket_number,
+            TicketInfo {
+                channel: event.channel.clone(),
+                customer_name: event.customer_name.clone(),
+            },
+        )
+        .await
+        .map_err(store_unavailable)?;
+    let delivery_id = uuid::Uuid::now_v7().to_string();
+    let ctx = CallContext {
+        tenant: tenant.name.clone(),
+        delivery_id: delivery_id.clone(),
+        attempt: 1,
+    };
+    let result = state
+        .registry
+        .runtime()
+        .call_incoming(&tenant.adapter, tenant.host.clone(), ctx, &event)
+        .await;
+    match result {
+        Ok(()) => {
+            tracing::info!(tenant = %tenant.name, %delivery_id, ticket = %event.ticket_number, "incoming event delivered");
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({ "status": "success", "deliveryId": delivery_id }),
+            ))
+        }
+        Err(error) => {
+            tracing::warn!(tenant = %tenant.name, %delivery_id, ticket = %event.ticket_number, %error, "incoming event not delivered");
+            Err(call_failed(error))
+        }
+    }
+}
+
+fn store_unavailable(error: anyhow::Error) -> ApiError {
+    tracing::error!(error = format!("{error:#}"), "store failure");
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the bridge's store failed; retry")
+}
+
+/// The client-facing error for a failed adapter call.
+fn call_failed(error: CallError) -> ApiError {
+    let code = match &error {
+        CallError::RetryLater(_) => "adapter_retry_later",
+        CallError::Permanent(_) => "adapter_permanent",
+        CallError::Trapped(_) | CallError::Instantiate(_) => "adapter_trapped",
+        CallError::LimitExceeded(_) => "adapter_limit_exceeded",
+        CallError::Timeout(_) => "adapter_timeout",
+    };
+    ApiError::new(StatusCode::BAD_GATEWAY, code, error.to_string())
+}
+
+/// `/vendors/{tenant}/...`: a vendor webhook, mapped by the tenant's adapter.
+async fn handle_webhook(
+    state: &AppState,
+    tenant_name: &str,
+    path: String,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let tenants = state.registry.snapshot();
+    let Some(tenant) = tenants.by_name(tenant_name).cloned() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_tenant",
+            format!("no tenant named `{tenant_name}`"),
+        ));
+    };
+    let method = request.method().to_string();
+    let query = request.uri().query().unwrap_or("").to_string();
+    let headers = request
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let body = read_body(request, state.server.max_body_bytes).await?;
+    let delivery_id = uuid::Uuid::now_v7().to_string();
+    let ctx = CallContext {
+        tenant: tenant.name.clone(),
+        delivery_id: delivery_id.clone(),
+        attempt: 1,
+    };
+    let webhook = wt::WebhookRequest {
+        method,
+        path,
+        query,
+        headers,
+        body: body.to_vec(),
+    };
+    let outcome = state
+        .registry
+        .runtime()
+        .call_webhook(&tenant.adapter, tenant.host.clone(), ctx, webhook)
+        .await
+        .map_err(|error| {
+            tracing::warn!(tenant = %tenant.name, %delivery_id, %error, "webhook not mapped");
+            call_failed(error)
+        })?;
+    let mut events = Vec::with_capacity(outcome.events.len());
+    for event in outcome.events {
+        events.push(complete_event(state, &tenant, event).await?);
+    }
+    let client = &state.registry.services().three_dolphins;
+    for (i, event) in events.iter().enumerate() {
+        let event_id = format!("{delivery_id}.{i}");
+        client.post_event(event, &event_id).await.map_err(|error| {
+            tracing::warn!(tenant = %tenant.name, %delivery_id, ticket = %event.ticket_number(), %error, "event not accepted by 3Dolphins");
+            ApiError::new(StatusCode::BAD_GATEWAY, "three_dolphins_unavailable", error.to_string())
+        })?;
+    }
+    if !events.is_empty() {
+        tracing::info!(tenant = %tenant.name, %delivery_id, events = events.len(), "webhook events delivered to 3Dolphins");
+    }
+    Ok(vendor_response(outcome.response))
+}
+
+/// Completes an adapter's event into what 3Dolphins expects: the tenant's owner, and the
+/// ticket's channel and customer name when the adapter left them out.
+async fn complete_event(state: &AppState, tenant: &Tenant, event: wt::BridgeEvent) -> Result<ThreeDolphinsEvent, ApiError> {
+    let invalid = |message: String| ApiError::new(StatusCode::BAD_GATEWAY, "adapter_invalid_event", message);
+    let ticket_number = match &event {
+        wt::BridgeEvent::Outgoing(e) => e.ticket_number.clone(),
+        wt::BridgeEvent::Command(e) => e.ticket_number.clone(),
+    };
+    if ticket_number.trim().is_empty() {
+        return Err(invalid("the adapter produced an event without a ticket number".into()));
+    }
+    let known = state
+        .registry
+        .services()
+        .store
+        .ticket(&tenant.owner, &ticket_number)
+        .await
+        .map_err(store_unavailable)?;
+    let channel_of = |given: Option<String>| {
+        given
+            .filter(|c| !c.is_empty())
+            .or_else(|| known.as_ref().map(|k| k.channel.clone()))
+            .ok_or_else(|| invalid(format!("ticket `{ticket_number}` is unknown to the bridge and the adapter gave no channel")))
+    };
+    Ok(match event {
+        wt::BridgeEvent::Outgoing(e) => {
+            let message_type = from_wit_type(e.message_type);
+            if message_type.is_media() {
+                check_media_link(&e.media_link).map_err(|m| invalid(format!("mediaLink {m}")))?;
+            }
+            let mut extra = serde_json::Map::new();
+            for (key, value) in e.extra {
+                let value = serde_json::from_str(&value).unwrap_or(Value::String(value));
+                extra.insert(key, value);
+            }
+            ThreeDolphinsEvent::Outgoing(OutgoingEvent {
+                channel: channel_of(e.channel)?,
+                customer_name: e
+                    .customer_name
+                    .or_else(|| known.as_ref().map(|k| k.customer_name.clone()))
+                    .unwrap_or_default(),
+                ticket_number: e.ticket_number,
+                message_type,
+                message: e.message,
+                media_link: e.media_link,
+                owner: tenant.owner.clone(),
+                created_date: now_created_date(),
+                extra,
+            })
+        }
+        wt::BridgeEvent::Command(e) => ThreeDolphinsEvent::Command(CommandEvent {
+            channel: channel_of(e.channel)?,
+            ticket_number: e.ticket_number,
+            owner: tenant.owner.clone(),
+            event: match e.command {
+                wt::TicketCommand::Close => "Close".into(),
+            },
+        }),
+    })
+}
+
+/// The adapter's answer to the vendor, minus headers the server sets itself.
+fn vendor_response(response: wt::HttpResponse) -> Response<Body> {
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
+    let mut builder = Response::builder().status(status);
+    for (name, value) in &response.headers {
+        let lower = name.to_ascii_lowercase();
+        if matches!(lower.as_str(), "content-length" | "transfer-encoding" | "connection") {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_str(value),
+        ) {
+            builder = builder.header(name, value);
+        }
+    }
+    builder
+        .body(Full::new(Bytes::from(response.body)))
+        .unwrap_or_else(|_| json_response(StatusCode::OK, &json!({ "status": "ok" })))
+}

@@ -1,0 +1,146 @@
+//! Client for the 3Dolphins side: posting Outgoing/Command events and the Contact / Conversation
+//! History look-ups adapters may ask for.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use crate::config::ThreeDolphinsConfig;
+use crate::contract::ThreeDolphinsEvent;
+
+/// Why 3Dolphins did not take an event or answer a look-up.
+#[derive(Debug, Error)]
+pub enum ThreeDolphinsError {
+    /// Connection failure, timeout, 5xx or 429: worth retrying.
+    #[error("3Dolphins unavailable: {0}")]
+    Unavailable(String),
+    /// 3Dolphins refused the request (4xx, or an answer other than `{"status":"success"}`).
+    #[error("3Dolphins refused: {0}")]
+    Refused(String),
+    /// The record looked up does not exist.
+    #[error("not found")]
+    NotFound,
+}
+
+/// Talks to one 3Dolphins server.
+#[derive(Clone)]
+pub struct ThreeDolphinsClient {
+    http: reqwest::Client,
+    config: ThreeDolphinsConfig,
+}
+
+impl ThreeDolphinsClient {
+    /// A client for `config`.
+    pub fn new(config: ThreeDolphinsConfig) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(ThreeDolphinsClient { http, config })
+    }
+
+    /// Posts one event to its path and expects `{"status":"success"}`.
+    pub async fn post_event(&self, event: &ThreeDolphinsEvent, delivery_id: &str) -> Result<(), ThreeDolphinsError> {
+        let path = match event {
+            ThreeDolphinsEvent::Outgoing(_) => &self.config.outgoing_path,
+            ThreeDolphinsEvent::Command(_) => &self.config.command_path,
+        };
+        let url = format!("{}{}", self.config.base_url.trim_end_matches('/'), path);
+        let response = self
+            .http
+            .post(&url)
+            .header("Idempotency-Key", delivery_id)
+            .json(&event.body())
+            .send()
+            .await
+            .map_err(|e| ThreeDolphinsError::Unavailable(describe(&e)))?;
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        check_status(status, &body)?;
+        let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if answer.get("status").and_then(Value::as_str) == Some("success") {
+            Ok(())
+        } else {
+            Err(ThreeDolphinsError::Refused(format!(
+                "answered {status} without {{\"status\":\"success\"}}: {}",
+                preview(&body)
+            )))
+        }
+    }
+
+    /// The Contact API: the `data` of the contact with this id, as JSON text.
+    pub async fn contact(&self, contact_id: &str) -> Result<String, ThreeDolphinsError> {
+        let url = format!("{}{}", self.config.api_base(), self.config.contact_path);
+        let request = self.http.get(url).query(&[("contactId", contact_id)]);
+        self.lookup(request).await
+    }
+
+    /// The Conversation History (report) API: the `data` for this ticket, as JSON text.
+    pub async fn history(&self, ticket_number: &str) -> Result<String, ThreeDolphinsError> {
+        let url = format!("{}{}", self.config.api_base(), self.config.history_path);
+        let request = self
+            .http
+            .post(url)
+            .query(&[("startIndex", "0")])
+            .json(&json!({ "ticketNumber": ticket_number }));
+        self.lookup(request).await
+    }
+
+    async fn lookup(&self, request: reqwest::RequestBuilder) -> Result<String, ThreeDolphinsError> {
+        let Some(token) = &self.config.api_token else {
+            return Err(ThreeDolphinsError::Refused(
+                "three_dolphins.api_token is not configured".into(),
+            ));
+        };
+        let response = request
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| ThreeDolphinsError::Unavailable(describe(&e)))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(ThreeDolphinsError::NotFound);
+        }
+        let body = response.bytes().await.unwrap_or_default();
+        check_status(status, &body)?;
+        let answer: Value = serde_json::from_slice(&body)
+            .map_err(|_| ThreeDolphinsError::Refused(format!("answer is not JSON: {}", preview(&body))))?;
+        match answer.get("data") {
+            None | Some(Value::Null) => Err(ThreeDolphinsError::NotFound),
+            Some(data) => Ok(data.to_string()),
+        }
+    }
+}
+
+fn check_status(status: reqwest::StatusCode, body: &[u8]) -> Result<(), ThreeDolphinsError> {
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        Err(ThreeDolphinsError::Unavailable(format!("answered {status}: {}", preview(body))))
+    } else if !status.is_success() {
+        Err(ThreeDolphinsError::Refused(format!("answered {status}: {}", preview(body))))
+    } else {
+        Ok(())
+    }
+}
+
+/// A reqwest error without the URL's query (which may hold ids) but with its cause.
+fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    match std::error::Error::source(error) {
+        Some(source) => format!("{kind}: {source}"),
+        None => kind.to_string(),
+    }
+}
+
+/// The start of a response body, for error messages.
+pub fn preview(body: &[u8]) -> String {
+    const MAX: usize = 200;
+    let text = String::from_utf8_lossy(&body[..body.len().min(MAX)]);
+    if body.len() > MAX { format!("{text}...") } else { text.into_owned() }
+}
