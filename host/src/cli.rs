@@ -24,4 +24,33 @@ pub enum Command {
     Check,
     /// Print the properties a 3Dolphins administrator sets to reach this bridge.
     Properties,
+    /// List, inspect and replay dead letters.
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLetterCommand,
+    },
+}
+
+/// `dead-letters` sub-commands; they work on the store file directly, so they also work while
+/// the bridge runs (it picks replays up within a second).
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// List dead letters, oldest first.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Show one delivery (any state) as JSON.
+    Show { delivery_id: String },
+    /// Make dead letters pending again: one by id, a tenant's, or all.
+    Replay {
+        #[arg(conflicts_with_all = ["tenant", "all"], required_unless_present_any = ["tenant", "all"])]
+        delivery_id: Option<String>,
+        #[arg(long, conflicts_with = "all")]
+        tenant: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
 }

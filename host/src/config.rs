@@ -36,6 +36,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub adapters: AdaptersConfig,
     pub three_dolphins: ThreeDolphinsConfig,
+    pub delivery: DeliveryConfig,
+    pub admin: AdminConfig,
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -92,6 +94,47 @@ pub struct ThreeDolphinsConfig {
     pub history_path: String,
     #[serde(default = "defaults::timeout_ms")]
     pub timeout_ms: u64,
+}
+
+/// `[delivery]`: how events are delivered and kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Deliveries running at once (across all tickets).
+    pub workers: usize,
+    /// Wait before each retry, in milliseconds; the length is the number of retries. Each wait
+    /// is drawn uniformly from `0..=value` (full jitter).
+    pub retry_schedule_ms: Vec<u64>,
+    /// An identical Incoming body (or the same `Idempotency-Key`) within this window is answered
+    /// with the first delivery id instead of being queued again.
+    pub idempotency_window_ms: u64,
+    /// Delivered events are deleted after this long.
+    pub retention_ms: u64,
+    /// How long in-flight deliveries may take to finish at shutdown.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            workers: 32,
+            // 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 3 h, 6 h, 12 h: about 23 hours in all.
+            retry_schedule_ms: vec![
+                5_000, 30_000, 120_000, 600_000, 1_800_000, 3_600_000, 10_800_000, 21_600_000, 43_200_000,
+            ],
+            idempotency_window_ms: 120_000,
+            retention_ms: 7 * 24 * 3_600_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+/// `[admin]`: the admin HTTP endpoints.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer token for `/admin/...`; the endpoints are off when unset.
+    pub token: Option<String>,
 }
 
 /// One `[[tenants]]` entry: a 3Dolphins owner bound to an adapter.
@@ -187,6 +230,10 @@ struct RawConfig {
     adapters: AdaptersConfig,
     three_dolphins: ThreeDolphinsConfig,
     #[serde(default)]
+    delivery: DeliveryConfig,
+    #[serde(default)]
+    admin: AdminConfig,
+    #[serde(default)]
     tenants: Vec<TenantConfig>,
 }
 
@@ -249,6 +296,8 @@ impl Config {
             store,
             adapters,
             three_dolphins: raw.three_dolphins,
+            delivery: raw.delivery,
+            admin: raw.admin,
             tenants,
         };
         config.validate()?;

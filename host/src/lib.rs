@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod contract;
+pub mod outbox;
 pub mod registry;
 pub mod runtime;
 pub mod server;
@@ -24,9 +25,13 @@ use config::Config;
 use registry::AdapterRegistry;
 use runtime::{HostServices, Runtime};
 
-/// Opens the store, builds the runtime and compiles every tenant's adapter.
-pub fn build_registry(config: &Config) -> anyhow::Result<AdapterRegistry> {
-    let store = store::Store::open(&config.store.path)?;
+/// Opens the configured store.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn store::Store>> {
+    Ok(Arc::new(store::SqliteStore::open(&config.store.path, store::CommitMode::Group)?))
+}
+
+/// Builds the runtime and compiles every tenant's adapter.
+pub fn build_registry(config: &Config, store: Arc<dyn store::Store>) -> anyhow::Result<AdapterRegistry> {
     let three_dolphins = three_dolphins::ThreeDolphinsClient::new(config.three_dolphins.clone())?;
     let services = Arc::new(HostServices {
         store,

@@ -2,12 +2,16 @@
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use dolphin_bridge::cli::{Cli, Command};
+use dolphin_bridge::cli::{Cli, Command, DeadLetterCommand};
 use dolphin_bridge::config::Config;
+use dolphin_bridge::outbox::Outbox;
 use dolphin_bridge::server::{self, AppState};
+use dolphin_bridge::store::DeadLetterFilter;
+use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -19,35 +23,39 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Config::load(&cli.config)?;
+    let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Properties => {
             print!("{}", dolphin_bridge::properties(&config));
             Ok(())
         }
-        Command::Check => {
-            let runtime = tokio::runtime::Runtime::new()?;
-            let _guard = runtime.enter();
-            let registry = dolphin_bridge::build_registry(&config)?;
-            for tenant in registry.snapshot().all() {
-                println!(
-                    "tenant {}: owner {}, adapter {} (sha256 {}, {}@{})",
-                    tenant.name,
-                    tenant.owner,
-                    tenant.adapter.path.display(),
-                    &tenant.adapter.content_hash[..12],
-                    dolphin_bridge::runtime::WIT_PACKAGE,
-                    tenant.adapter.wit_version,
-                );
-            }
-            println!("configuration OK");
-            Ok(())
-        }
-        Command::Serve => tokio::runtime::Runtime::new()?.block_on(serve(config)),
+        Command::Check => runtime.block_on(check(config)),
+        Command::Serve => runtime.block_on(serve(config)),
+        Command::DeadLetters { command } => runtime.block_on(dead_letters(config, command)),
     }
 }
 
+async fn check(config: Config) -> anyhow::Result<()> {
+    let registry = dolphin_bridge::build_registry(&config, dolphin_bridge::open_store(&config)?)?;
+    for tenant in registry.snapshot().all() {
+        println!(
+            "tenant {}: owner {}, adapter {} (sha256 {}, {}@{})",
+            tenant.name,
+            tenant.owner,
+            tenant.adapter.path.display(),
+            &tenant.adapter.content_hash[..12],
+            dolphin_bridge::runtime::WIT_PACKAGE,
+            tenant.adapter.wit_version,
+        );
+    }
+    println!("configuration OK");
+    Ok(())
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let registry = Arc::new(dolphin_bridge::build_registry(&config)?);
+    let store = dolphin_bridge::open_store(&config)?;
+    let registry = Arc::new(dolphin_bridge::build_registry(&config, store.clone())?);
+    let outbox = Outbox::new(store, config.delivery.clone());
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
@@ -56,9 +64,66 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
     writeln!(stdout, "listening on http://{address}")?;
     stdout.flush()?;
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let delivery = tokio::spawn(outbox.clone().run(registry.clone(), shutdown.clone()));
     let state = Arc::new(AppState {
         server: config.server.clone(),
         registry,
+        outbox,
+        admin_token: config.admin.token.clone(),
     });
-    server::serve(listener, state).await
+    let grace = Duration::from_millis(config.delivery.shutdown_grace_ms);
+    server::serve(listener, state, shutdown, grace).await?;
+    delivery.await.context("the delivery task failed")?;
+    tracing::info!("dolphin-bridge stopped");
+    Ok(())
+}
+
+/// Cancels `shutdown` on SIGTERM or Ctrl-C.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: no new requests; letting running work finish");
+    shutdown.cancel();
+}
+
+async fn dead_letters(config: Config, command: DeadLetterCommand) -> anyhow::Result<()> {
+    let store = dolphin_bridge::open_store(&config)?;
+    match command {
+        DeadLetterCommand::List { tenant, limit } => {
+            let letters = store.dead_letters(tenant.as_deref(), limit).await?;
+            for d in &letters {
+                println!(
+                    "{}  tenant={} ticket={} direction={:?} attempts={} error={}",
+                    d.delivery_id,
+                    d.tenant,
+                    d.ticket,
+                    d.direction,
+                    d.attempts,
+                    d.last_error.as_deref().unwrap_or("-")
+                );
+            }
+            println!("{} dead letter(s)", letters.len());
+        }
+        DeadLetterCommand::Show { delivery_id } => match store.delivery(&delivery_id).await? {
+            Some(delivery) => println!("{}", serde_json::to_string_pretty(&delivery)?),
+            None => anyhow::bail!("no delivery `{delivery_id}`"),
+        },
+        DeadLetterCommand::Replay { delivery_id, tenant, all } => {
+            let filter = match (delivery_id, tenant, all) {
+                (Some(id), _, _) => DeadLetterFilter::One(id),
+                (None, Some(tenant), _) => DeadLetterFilter::Tenant(tenant),
+                _ => DeadLetterFilter::All,
+            };
+            let replayed = store.replay(filter).await?;
+            println!("{replayed} dead letter(s) queued again");
+        }
+    }
+    Ok(())
 }

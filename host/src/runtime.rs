@@ -12,12 +12,12 @@ use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime::{Engine, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::config::Origin;
 use crate::contract::{self, IncomingEvent};
-use crate::store::Store as Database;
+use crate::store::Store;
 use crate::three_dolphins::{ThreeDolphinsClient, ThreeDolphinsError};
 
 /// Generated from `wit/adapter.wit`.
@@ -132,7 +132,7 @@ pub struct TenantHost {
 
 /// Services shared by every tenant.
 pub struct HostServices {
-    pub store: Database,
+    pub store: Arc<dyn Store>,
     pub http: reqwest::Client,
     pub three_dolphins: ThreeDolphinsClient,
 }
@@ -319,7 +319,7 @@ impl Runtime {
         ctx: CallContext,
         call: impl for<'a> FnOnce(
             &'a bindings::Adapter,
-            &'a mut Store<CallState>,
+            &'a mut wasmtime::Store<CallState>,
             wt::CallContext,
         ) -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>
         + Send,
@@ -327,7 +327,7 @@ impl Runtime {
         let call_timeout = host.call_timeout;
         let limits = host.limits.clone();
         let state = CallState::new(host, ctx.delivery_id.clone());
-        let mut store = Store::new(&self.engine, state);
+        let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);
         let cpu_limit = limits.cpu_time;

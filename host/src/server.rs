@@ -11,7 +11,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
+use hyper_util::server::graceful::GracefulShutdown;
+use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
 use crate::contract::{
@@ -21,7 +24,10 @@ use crate::contract::{
 use crate::registry::AdapterRegistry;
 use crate::runtime::bindings::dolphin::bridge::types as wt;
 use crate::runtime::{CallContext, CallError, from_wit_type};
-use crate::store::TicketInfo;
+
+mod admin;
+use crate::outbox::Outbox;
+use crate::store::{Direction, NewDelivery, TicketInfo};
 use crate::tenants::Tenant;
 
 /// The response body type of every handler.
@@ -70,13 +76,27 @@ pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
 pub struct AppState {
     pub server: ServerConfig,
     pub registry: Arc<AdapterRegistry>,
+    pub outbox: Arc<Outbox>,
+    /// Bearer token of the `/admin/...` endpoints; they answer 404 when none is set.
+    pub admin_token: Option<String>,
 }
 
-/// Accepts connections on `listener` and serves them until the process ends.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<()> {
+/// Accepts connections on `listener` until `shutdown` is cancelled, then lets open requests
+/// finish for up to `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> anyhow::Result<()> {
     let header_timeout = Duration::from_millis(state.server.header_read_timeout_ms);
+    let graceful = GracefulShutdown::new();
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -86,21 +106,27 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Resul
             }
         };
         let state = state.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
+        let service = hyper::service::service_fn(move |request| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, request).await) }
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
                 .max_buf_size(64 * 1024)
                 .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("open connections did not finish within the shutdown grace period");
+    }
+    Ok(())
 }
 
 /// Routes one request.
@@ -117,6 +143,9 @@ pub async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Bo
             None => (rest.to_string(), "/".to_string()),
         };
         handle_webhook(state, &tenant, sub_path, request).await
+    } else if let Some(rest) = path.strip_prefix("/admin/") {
+        let rest = rest.to_string();
+        admin::handle(state, &rest, request).await
     } else if path == "/healthz" {
         Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })))
     } else {
@@ -180,6 +209,13 @@ async fn handle_incoming(state: &AppState, request: Request<Incoming>) -> Result
             ));
         }
     }
+    let idempotency_key = request
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| format!("header:{}", &k[..k.len().min(256)]));
     let body = read_body(request, state.server.max_body_bytes).await?;
     let event = IncomingEvent::parse(&body).map_err(|e| match e {
         ParseError::Malformed(message) => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", message),
@@ -220,33 +256,63 @@ async fn handle_incoming(state: &AppState, request: Request<Incoming>) -> Result
         )
         .await
         .map_err(store_unavailable)?;
-    let delivery_id = uuid::Uuid::now_v7().to_string();
-    let ctx = CallContext {
+    let delivery = NewDelivery {
+        delivery_id: uuid::Uuid::now_v7().to_string(),
         tenant: tenant.name.clone(),
-        delivery_id: delivery_id.clone(),
-        attempt: 1,
+        direction: Direction::ToVendor,
+        ticket: event.ticket_number.clone(),
+        payload: serde_json::to_string(&event).expect("events serialize"),
+        idempotency_key: Some(idempotency_key.unwrap_or_else(|| body_key(&body))),
     };
-    let result = state
-        .registry
-        .runtime()
-        .call_incoming(&tenant.adapter, tenant.host.clone(), ctx, &event)
-        .await;
-    match result {
-        Ok(()) => {
-            tracing::info!(tenant = %tenant.name, %delivery_id, ticket = %event.ticket_number, "incoming event delivered");
-            Ok(json_response(
-                StatusCode::OK,
-                &json!({ "status": "success", "deliveryId": delivery_id }),
-            ))
-        }
-        Err(error) => {
-            tracing::warn!(tenant = %tenant.name, %delivery_id, ticket = %event.ticket_number, %error, "incoming event not delivered");
-            Err(call_failed(error))
-        }
-    }
+    let accepted = state.outbox.accept(vec![delivery]).await.map_err(store_unavailable)?;
+    let accepted = &accepted[0];
+    tracing::info!(tenant = %tenant.name, delivery_id = %accepted.delivery_id, ticket = %event.ticket_number,
+        duplicate = accepted.duplicate, "incoming event accepted");
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &json!({ "status": "success", "deliveryId": accepted.delivery_id, "duplicate": accepted.duplicate }),
+    ))
 }
 
-fn store_unavailable(error: anyhow::Error) -> ApiError {
+/// The idempotency key of a body without an `Idempotency-Key` header: a hash of its JSON with
+/// object keys sorted, so the same event re-sent is recognised however its fields are ordered.
+fn body_key(body: &[u8]) -> String {
+    fn canonical(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<_> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, key) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(key.clone()).to_string());
+                    out.push(':');
+                    canonical(&map[key], out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    canonical(item, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut text = String::new();
+    canonical(&value, &mut text);
+    format!("body:{}", hex::encode(Sha256::digest(text.as_bytes())))
+}
+
+pub(crate) fn store_unavailable(error: anyhow::Error) -> ApiError {
     tracing::error!(error = format!("{error:#}"), "store failure");
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the bridge's store failed; retry")
 }
@@ -312,16 +378,20 @@ async fn handle_webhook(
     for event in outcome.events {
         events.push(complete_event(state, &tenant, event).await?);
     }
-    let client = &state.registry.services().three_dolphins;
-    for (i, event) in events.iter().enumerate() {
-        let event_id = format!("{delivery_id}.{i}");
-        client.post_event(event, &event_id).await.map_err(|error| {
-            tracing::warn!(tenant = %tenant.name, %delivery_id, ticket = %event.ticket_number(), %error, "event not accepted by 3Dolphins");
-            ApiError::new(StatusCode::BAD_GATEWAY, "three_dolphins_unavailable", error.to_string())
-        })?;
-    }
     if !events.is_empty() {
-        tracing::info!(tenant = %tenant.name, %delivery_id, events = events.len(), "webhook events delivered to 3Dolphins");
+        let deliveries = events
+            .iter()
+            .map(|event| NewDelivery {
+                delivery_id: uuid::Uuid::now_v7().to_string(),
+                tenant: tenant.name.clone(),
+                direction: Direction::ToThreeDolphins,
+                ticket: event.ticket_number().to_string(),
+                payload: serde_json::to_string(event).expect("events serialize"),
+                idempotency_key: None,
+            })
+            .collect();
+        state.outbox.accept(deliveries).await.map_err(store_unavailable)?;
+        tracing::info!(tenant = %tenant.name, %delivery_id, events = events.len(), "webhook events accepted for 3Dolphins");
     }
     Ok(vendor_response(outcome.response))
 }

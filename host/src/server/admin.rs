@@ -1,0 +1,110 @@
+//! `/admin/...`: dead letters and outbox state, behind the admin bearer token.
+
+use http::{Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::{ApiError, AppState, Body, json_response, method_not_allowed, read_body, store_unavailable};
+use crate::store::DeadLetterFilter;
+
+/// Routes `/admin/{rest}`.
+pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    authorize(state, &request)?;
+    let store = state.outbox.store();
+    match (request.method().clone(), rest) {
+        (Method::GET, "outbox") => {
+            let stats = store.stats().await.map_err(store_unavailable)?;
+            Ok(json_response(StatusCode::OK, &json!(stats)))
+        }
+        (Method::GET, "dead-letters") => {
+            let query = Query::parse(request.uri().query());
+            let limit = query.limit.unwrap_or(100).min(1000);
+            let letters = store
+                .dead_letters(query.tenant.as_deref(), limit)
+                .await
+                .map_err(store_unavailable)?;
+            Ok(json_response(StatusCode::OK, &json!({ "deadLetters": letters })))
+        }
+        (Method::POST, "dead-letters/replay") => {
+            let body = read_body(request, 64 * 1024).await?;
+            let filter = replay_filter(&body)?;
+            let replayed = store.replay(filter).await.map_err(store_unavailable)?;
+            state.outbox.wake();
+            Ok(json_response(StatusCode::OK, &json!({ "replayed": replayed })))
+        }
+        (Method::GET, path) if path.starts_with("dead-letters/") => {
+            let id = &path["dead-letters/".len()..];
+            match store.delivery(id).await.map_err(store_unavailable)? {
+                Some(delivery) => Ok(json_response(StatusCode::OK, &json!(delivery))),
+                None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no delivery `{id}`"))),
+            }
+        }
+        (_, "outbox" | "dead-letters") => Err(method_not_allowed("GET")),
+        (_, "dead-letters/replay") => Err(method_not_allowed("POST")),
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no admin endpoint /admin/{rest}"))),
+    }
+}
+
+/// Checks `Authorization: Bearer <admin token>` in constant time.
+fn authorize(state: &AppState, request: &Request<Incoming>) -> Result<(), ApiError> {
+    let Some(token) = &state.admin_token else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "admin_disabled",
+            "admin endpoints are off: set [admin] token in the configuration",
+        ));
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid admin bearer token is required"))
+    }
+}
+
+#[derive(Default)]
+struct Query {
+    tenant: Option<String>,
+    limit: Option<usize>,
+}
+
+impl Query {
+    fn parse(query: Option<&str>) -> Query {
+        let mut parsed = Query::default();
+        for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match key.as_ref() {
+                "tenant" => parsed.tenant = Some(value.into_owned()),
+                "limit" => parsed.limit = value.parse().ok(),
+                _ => {}
+            }
+        }
+        parsed
+    }
+}
+
+/// `{"deliveryId": "..."}`, `{"tenant": "..."}` or `{"all": true}`.
+fn replay_filter(body: &[u8]) -> Result<DeadLetterFilter, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Replay {
+        delivery_id: Option<String>,
+        tenant: Option<String>,
+        #[serde(default)]
+        all: bool,
+    }
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_replay", message);
+    let replay: Replay = serde_json::from_slice(body).map_err(|e| bad(format!("expected a JSON object: {e}")))?;
+    match (replay.delivery_id, replay.tenant, replay.all) {
+        (Some(id), None, false) => Ok(DeadLetterFilter::One(id)),
+        (None, Some(tenant), false) => Ok(DeadLetterFilter::Tenant(tenant)),
+        (None, None, true) => Ok(DeadLetterFilter::All),
+        _ => Err(bad("give exactly one of deliveryId, tenant, or all: true".into())),
+    }
+}
