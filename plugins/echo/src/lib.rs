@@ -1,0 +1,195 @@
+//! `echo`: the smallest adapter, and a generic "JSON vendor" for tests and simple integrations.
+//!
+//! **on-incoming**: when config `url` is set, POSTs the Incoming event as 3Dolphins JSON
+//! (camelCase field names) plus `deliveryId`, `attempt`, `tenant` and, when config `tag` is set,
+//! `tag`, through the host. The vendor's status maps as usual: 2xx delivered; 408, 429, 5xx,
+//! timeouts and connection failures retry later; other statuses are permanent. Without `url` it
+//! only logs the event. Either way it remembers the ticket's channel in KV (`channel:{ticket}`).
+//!
+//! **on-vendor-webhook** (any path, body JSON):
+//! - `{"ticketNumber": "...", "message": "...", "messageType": "text"?, "mediaLink": "..."?}`
+//!   gives one Outgoing event (`messageType` defaults to `text`, case-insensitive);
+//! - `{"ticketNumber": "...", "event": "Close"}` gives a Close command;
+//! - anything else is answered 400 `{"error": "..."}` with no events.
+//!
+//! Success is answered 200 `{"status":"ok"}`.
+//!
+//! Config keys: `url` (optional, the vendor endpoint), `tag` (optional, copied into every
+//! delivered event as `tag`), `token` (optional, sent as `authorization: Bearer ...`; never logged).
+
+use dolphin_bridge_sdk::{
+    Adapter, AdapterError, BridgeEvent, CallContext, IncomingEvent, MessageType, Value,
+    WebhookOutcome, WebhookRequest, config, events, export_adapter, http, incoming_json, kv, log,
+    message_type_name, parse_message_type, serde_json, webhook,
+};
+
+struct Echo;
+
+export_adapter!(Echo);
+
+impl Adapter for Echo {
+    fn on_incoming(ctx: &CallContext, event: IncomingEvent) -> Result<(), AdapterError> {
+        kv::set_string(&channel_key(&event.ticket_number), &event.channel)?;
+        let Some(url) = config::get("url") else {
+            log::log(
+                log::Level::Info,
+                "echo: incoming event",
+                &[
+                    ("ticket", &event.ticket_number),
+                    ("channel", &event.channel),
+                    ("messageType", message_type_name(event.message_type)),
+                ],
+            );
+            return Ok(());
+        };
+        let body = delivery_json(ctx, &event, config::get("tag").as_deref());
+        let auth = config::get("token").map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        http::post_json(&url, &headers, &body)?;
+        Ok(())
+    }
+
+    fn on_vendor_webhook(
+        _ctx: &CallContext,
+        request: WebhookRequest,
+    ) -> Result<WebhookOutcome, AdapterError> {
+        match parse_webhook(&request.body) {
+            Ok(mut event) => {
+                let ticket = match &event {
+                    BridgeEvent::Outgoing(o) => o.ticket_number.clone(),
+                    BridgeEvent::Command(c) => c.ticket_number.clone(),
+                };
+                let channel = kv::get_string(&channel_key(&ticket))?;
+                match &mut event {
+                    BridgeEvent::Outgoing(o) => o.channel = channel,
+                    BridgeEvent::Command(c) => c.channel = channel,
+                }
+                Ok(webhook::ok(vec![event]))
+            }
+            Err(message) => Ok(webhook::error(400, &message)),
+        }
+    }
+}
+
+fn channel_key(ticket: &str) -> String {
+    format!("channel:{ticket}")
+}
+
+/// The JSON posted to the vendor: the event plus delivery metadata.
+fn delivery_json(ctx: &CallContext, event: &IncomingEvent, tag: Option<&str>) -> Value {
+    let mut body = incoming_json(event);
+    if let Value::Object(map) = &mut body {
+        map.insert("deliveryId".into(), ctx.delivery_id.clone().into());
+        map.insert("attempt".into(), ctx.attempt.into());
+        map.insert("tenant".into(), ctx.tenant.clone().into());
+        if let Some(tag) = tag {
+            map.insert("tag".into(), tag.into());
+        }
+    }
+    body
+}
+
+/// Maps a webhook body to one event, or the error message for a 400.
+fn parse_webhook(body: &[u8]) -> Result<BridgeEvent, String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("body is not valid JSON: {e}"))?;
+    let Value::Object(map) = value else {
+        return Err("body must be a JSON object".into());
+    };
+    let text = |name: &str| -> Result<Option<&str>, String> {
+        match map.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(format!("`{name}` must be a string")),
+        }
+    };
+    let ticket = text("ticketNumber")?
+        .filter(|t| !t.trim().is_empty())
+        .ok_or("`ticketNumber` is required")?;
+    if let Some(event) = text("event")? {
+        return if event.eq_ignore_ascii_case("close") {
+            Ok(events::close(ticket, None))
+        } else {
+            Err(format!(
+                "unknown event `{event}` (only `Close` is supported)"
+            ))
+        };
+    }
+    let message = text("message")?.ok_or("`message` or `event` is required")?;
+    let message_type = match text("messageType")? {
+        None => MessageType::Text,
+        Some(name) => parse_message_type(name).ok_or_else(|| {
+            format!("unknown messageType `{name}` (text, image, video, audio, file, location)")
+        })?,
+    };
+    let media_link = text("mediaLink")?.unwrap_or("");
+    let needs_media = !matches!(message_type, MessageType::Text | MessageType::Location);
+    if needs_media && !(media_link.starts_with("http://") || media_link.starts_with("https://")) {
+        return Err(format!(
+            "`mediaLink` must be an http(s) URL for messageType `{}`",
+            message_type_name(message_type)
+        ));
+    }
+    if !needs_media && message.trim().is_empty() {
+        return Err("`message` must not be empty".into());
+    }
+    Ok(BridgeEvent::Outgoing(events::outgoing(
+        ticket,
+        message_type,
+        message,
+        if needs_media { media_link } else { "" },
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dolphin_bridge_sdk::{TicketCommand, json};
+
+    fn parse(v: Value) -> Result<BridgeEvent, String> {
+        parse_webhook(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn text_reply() {
+        let Ok(BridgeEvent::Outgoing(o)) = parse(json!({"ticketNumber": "t1", "message": "hi"}))
+        else {
+            panic!()
+        };
+        assert_eq!((o.ticket_number.as_str(), o.message.as_str()), ("t1", "hi"));
+        assert!(matches!(o.message_type, MessageType::Text));
+    }
+
+    #[test]
+    fn media_reply() {
+        let v = json!({"ticketNumber": "t1", "message": "cap", "messageType": "Image",
+            "mediaLink": "https://x/y.png"});
+        let Ok(BridgeEvent::Outgoing(o)) = parse(v) else {
+            panic!()
+        };
+        assert!(matches!(o.message_type, MessageType::Image));
+        assert_eq!(o.media_link, "https://x/y.png");
+        assert!(parse(json!({"ticketNumber": "t", "message": "", "messageType": "file"})).is_err());
+    }
+
+    #[test]
+    fn close() {
+        let Ok(BridgeEvent::Command(c)) = parse(json!({"ticketNumber": "t1", "event": "Close"}))
+        else {
+            panic!()
+        };
+        assert!(matches!(c.command, TicketCommand::Close));
+    }
+
+    #[test]
+    fn rejects_the_rest() {
+        assert!(parse_webhook(b"not json").is_err());
+        assert!(parse(json!([1])).is_err());
+        assert!(parse(json!({"message": "x"})).is_err());
+        assert!(parse(json!({"ticketNumber": "t"})).is_err());
+        assert!(parse(json!({"ticketNumber": "t", "event": "Open"})).is_err());
+        assert!(parse(json!({"ticketNumber": "t", "message": "x", "messageType": "gif"})).is_err());
+        assert!(parse(json!({"ticketNumber": 5, "message": "x"})).is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! `hostile`: **TEST ONLY. Never configure it for a real tenant.** A deliberately misbehaving
+//! adapter that the host's sandbox, limit and isolation tests load.
+//!
+//! The behaviour is config `mode` when set, else the Incoming event's `message` text (trimmed,
+//! lower-case), else for webhooks the query parameter `mode` (`/vendors/{tenant}/x?mode=loop`):
+//!
+//! | mode | does |
+//! | --- | --- |
+//! | `trap` | executes `unreachable` (a wasm trap) |
+//! | `panic` | panics (also a trap, after the panic message is written to stderr) |
+//! | `loop` | spins forever (needs the host's CPU limit) |
+//! | `alloc` | allocates and touches 1 MiB blocks without end (needs the memory limit) |
+//! | `recurse` | recurses without end (stack overflow) |
+//! | `ssrf` | `http.send` GETs config `loopback_url` (if set) and `http://169.254.169.254/latest/meta-data/`, then fails permanently with a report such as `ssrf: loopback=denied(..); metadata=denied(..)`; a `status=` entry means the host let the request out |
+//! | `kv-write` | stores `x` = `secret-of-{tenant}` in its own KV, then succeeds |
+//! | `kv-peek` | reads `x` and keys that would belong to another tenant (config `other_tenant`, default `other`: `../{other}/x`, `{other}/x`, `{other}:x`, `/{other}/x`, `..\{other}\x`, `%2e%2e/{other}/x`, `\0{other}/x`) and fails permanently with a report `kv-peek: key=value|none|error(..); ...` |
+//! | `http-flood` | sends 1000 GETs to config `loopback_url` and fails permanently with a count of each outcome |
+//! | `log-flood` | writes 100 000 log lines, then succeeds |
+//! | `ok`, anything else | succeeds (webhooks: 200 `{"status":"ok"}`, no events) |
+
+use dolphin_bridge_sdk::{
+    Adapter, AdapterError, CallContext, IncomingEvent, WebhookOutcome, WebhookRequest, config,
+    export_adapter, http, kv, log, permanent, query_param, webhook,
+};
+use std::hint::black_box;
+
+struct Hostile;
+
+export_adapter!(Hostile);
+
+impl Adapter for Hostile {
+    fn on_incoming(ctx: &CallContext, event: IncomingEvent) -> Result<(), AdapterError> {
+        let mode = config::get("mode").unwrap_or_else(|| event.message.trim().to_ascii_lowercase());
+        run(ctx, &mode)
+    }
+
+    fn on_vendor_webhook(
+        ctx: &CallContext,
+        request: WebhookRequest,
+    ) -> Result<WebhookOutcome, AdapterError> {
+        let mode = config::get("mode")
+            .or_else(|| query_param(&request.query, "mode"))
+            .unwrap_or_default();
+        run(ctx, &mode)?;
+        Ok(webhook::ok(Vec::new()))
+    }
+}
+
+fn run(ctx: &CallContext, mode: &str) -> Result<(), AdapterError> {
+    log::info(&format!("hostile: mode `{mode}`"));
+    match mode {
+        "trap" => trap(),
+        "panic" => panic!("hostile adapter panics on purpose"),
+        "loop" => spin(),
+        "alloc" => allocate(),
+        "recurse" => {
+            black_box(recurse(black_box(1)));
+            Ok(())
+        }
+        "ssrf" => Err(permanent(ssrf())),
+        "kv-write" => kv::set_string("x", &format!("secret-of-{}", ctx.tenant)),
+        "kv-peek" => Err(permanent(kv_peek())),
+        "http-flood" => Err(permanent(http_flood())),
+        "log-flood" => {
+            for i in 0..100_000u32 {
+                log::info(&format!("hostile log flood line {i}"));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn trap() -> ! {
+    #[cfg(target_family = "wasm")]
+    core::arch::wasm32::unreachable();
+    #[cfg(not(target_family = "wasm"))]
+    std::process::abort();
+}
+
+fn spin() -> ! {
+    let mut n = 0u64;
+    loop {
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
+fn allocate() -> ! {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut block = vec![0u8; 1 << 20];
+        // Touch every page so the memory is really used.
+        for i in (0..block.len()).step_by(4096) {
+            block[i] = 1;
+        }
+        blocks.push(black_box(block));
+    }
+}
+
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let frame = black_box([depth; 16]);
+    recurse(black_box(frame[3] + 1)) + frame[7]
+}
+
+fn describe(result: Result<dolphin_bridge_sdk::HttpResponse, http::HttpError>) -> String {
+    match result {
+        Ok(r) => format!("status={} body={}", r.status, http::excerpt(&r.body)),
+        Err(http::HttpError::Denied(e)) => format!("denied({e})"),
+        Err(http::HttpError::Timeout) => "timeout".into(),
+        Err(http::HttpError::Connection(e)) => format!("connection({e})"),
+        Err(http::HttpError::LimitExceeded(e)) => format!("limit-exceeded({e})"),
+    }
+}
+
+fn get(url: &str) -> Result<dolphin_bridge_sdk::HttpResponse, http::HttpError> {
+    http::try_send(&http::request("GET", url, &[], Vec::new()))
+}
+
+fn ssrf() -> String {
+    let mut report = Vec::new();
+    if let Some(url) = config::get("loopback_url") {
+        report.push(format!("loopback={}", describe(get(&url))));
+    }
+    let metadata = get("http://169.254.169.254/latest/meta-data/");
+    report.push(format!("metadata={}", describe(metadata)));
+    format!("ssrf: {}", report.join("; "))
+}
+
+fn kv_peek() -> String {
+    let other = config::get("other_tenant").unwrap_or_else(|| "other".into());
+    let keys = [
+        "x".to_owned(),
+        format!("../{other}/x"),
+        format!("{other}/x"),
+        format!("{other}:x"),
+        format!("/{other}/x"),
+        format!("..\\{other}\\x"),
+        format!("%2e%2e/{other}/x"),
+        format!("\0{other}/x"),
+    ];
+    let seen: Vec<String> = keys
+        .iter()
+        .map(|key| {
+            let value = match kv::get(key) {
+                Ok(Some(v)) => String::from_utf8_lossy(&v).into_owned(),
+                Ok(None) => "none".into(),
+                Err(AdapterError::RetryLater(e) | AdapterError::Permanent(e)) => {
+                    format!("error({e})")
+                }
+            };
+            format!("{}={value}", key.escape_default())
+        })
+        .collect();
+    format!("kv-peek: {}", seen.join("; "))
+}
+
+fn http_flood() -> String {
+    let Some(url) = config::get("loopback_url") else {
+        return "http-flood: config `loopback_url` is not set".into();
+    };
+    let (mut ok, mut denied, mut limited, mut failed) = (0, 0, 0, 0);
+    for _ in 0..1000 {
+        match get(&url) {
+            Ok(_) => ok += 1,
+            Err(http::HttpError::Denied(_)) => denied += 1,
+            Err(http::HttpError::LimitExceeded(_)) => limited += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    format!("http-flood: responses={ok} denied={denied} limit-exceeded={limited} failed={failed}")
+}

@@ -1,0 +1,1655 @@
+//! `MockChatwoot`: a stateful mock of the Chatwoot Application API, for end-to-end tests of the
+//! `chatwoot` adapter.
+//!
+//! It serves exactly the endpoints the adapter calls, under `/api/v1/accounts/{account_id}`
+//! (account [`ACCOUNT_ID`], one API-channel inbox [`INBOX_ID`]), answering with payloads shaped
+//! like Chatwoot's (`app/views/api/v1/...` jbuilder views, `app/models/*#webhook_data`):
+//!
+//! | call | answer |
+//! | --- | --- |
+//! | `GET /contacts/search?q=` | `{"meta": {count, current_page}, "payload": [contact]}` (name, email, phone or identifier containing `q`) |
+//! | `POST /contacts` | `{"payload": {"contact": contact, "contact_inbox": {"inbox", "source_id"}}}`; 422 `{"message", "attributes"}` for a taken identifier or phone, or a phone not in E.164 |
+//! | `POST /contacts/{id}/contact_inboxes` | `{"source_id", "inbox"}` |
+//! | `GET /contacts/{id}/conversations` | `{"payload": [conversation]}` |
+//! | `POST /conversations` | conversation (`contact_id` + `inbox_id` [+ `source_id`], or a known `source_id`) |
+//! | `GET /conversations/{id}` | conversation |
+//! | `POST /conversations/{id}/toggle_status` | `{"meta": {}, "payload": {"success", "current_status", "conversation_id"}}` |
+//! | `GET /conversations/{id}/messages` | `{"meta": {..}, "payload": [message]}` |
+//! | `POST /conversations/{id}/messages` | message (an incoming message reopens a resolved conversation) |
+//!
+//! Every request must carry the header `api_access_token` with the token given to
+//! [`MockChatwoot::start`] (else 401 `{"error": "Invalid Access Token"}`); another account id is
+//! 401, unknown records 404 `{"error": "Resource could not be found"}`. Ids are distinct per
+//! kind (contacts from 101, conversations from 1, messages from 1001) so a mixed-up id shows.
+//!
+//! ```ignore
+//! let chatwoot = MockChatwoot::start("secret-token").await;
+//! // tenant config: base_url = chatwoot.base_url(), account_id = "1", inbox_id = "1",
+//! //                api_access_token = "secret-token"; allowed host: chatwoot.base_url()
+//! let messages = chatwoot.wait_for_messages(1).await;
+//! let conversation = chatwoot.conversations()[0].id;
+//! let webhook = chatwoot.message_created_outgoing(conversation, "Halo, ada yang bisa dibantu?");
+//! bridge.send_webhook("chatwoot", "/webhook", &webhook).await;
+//! ```
+//!
+//! API:
+//! - [`MockChatwoot::start`]`(token)` / [`MockChatwoot::start_on`]`(addr, token)`,
+//!   [`base_url`](MockChatwoot::base_url), [`account_id`](MockChatwoot::account_id),
+//!   [`inbox_id`](MockChatwoot::inbox_id).
+//! - State: [`contacts`](MockChatwoot::contacts), [`conversations`](MockChatwoot::conversations),
+//!   [`messages`](MockChatwoot::messages)`(conversation_id)`,
+//!   [`all_messages`](MockChatwoot::all_messages), [`wait_for_messages`](MockChatwoot::wait_for_messages)`(n)`.
+//! - Requests: [`requests`](MockChatwoot::requests) (every one, refused and failed included),
+//!   [`requests_to`](MockChatwoot::requests_to)`(method, path_contains)`.
+//! - Failures: [`fail_next`](MockChatwoot::fail_next)`(n, status)` (next `n` requests, before any
+//!   processing), [`fail_next_matching`](MockChatwoot::fail_next_matching)`(method, path_contains,
+//!   n, status)`, [`fail_next_after_commit`](MockChatwoot::fail_next_after_commit)`(method,
+//!   path_contains, n, status)` (the request is processed, then answered with `status`: a lost
+//!   response), [`set_delay`](MockChatwoot::set_delay)`(duration)` (every answer waits; the request
+//!   is processed first, as a slow server that commits and then times out the caller).
+//! - Webhook payloads (real-shaped, as Chatwoot POSTs them; the message is also stored):
+//!   [`message_created_outgoing`](MockChatwoot::message_created_outgoing)`(conversation_id, content)`,
+//!   [`message_created_with_attachment`](MockChatwoot::message_created_with_attachment)`(conversation_id, content, file_type, data_url)`,
+//!   [`message_created_with_attachments`](MockChatwoot::message_created_with_attachments),
+//!   [`message_created_incoming`](MockChatwoot::message_created_incoming),
+//!   [`private_note`](MockChatwoot::private_note)`(conversation_id, content)`,
+//!   [`conversation_resolved`](MockChatwoot::conversation_resolved)`(conversation_id)`,
+//!   [`conversation_status_changed`](MockChatwoot::conversation_status_changed)`(conversation_id, status)`;
+//!   [`signature_headers`]`(secret, body)` signs a body as Chatwoot does.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::mock_http::{MockServer, Recorded, Reply};
+use crate::wait::{WAIT, wait_for};
+
+/// The account the mock serves.
+pub const ACCOUNT_ID: u64 = 1;
+/// The mock's API-channel inbox.
+pub const INBOX_ID: u64 = 1;
+const INBOX_NAME: &str = "3Dolphins";
+const ACCOUNT_NAME: &str = "Acme Support";
+const AGENT: (u64, &str, &str) = (1, "Agent Smith", "agent@acme.test");
+
+/// A contact's link to an inbox.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContactInbox {
+    pub inbox_id: u64,
+    pub source_id: String,
+}
+
+/// A contact as the mock stores it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Contact {
+    pub id: u64,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone_number: Option<String>,
+    pub identifier: Option<String>,
+    pub additional_attributes: Value,
+    pub custom_attributes: Value,
+    pub contact_inboxes: Vec<ContactInbox>,
+    pub created_at: i64,
+}
+
+/// A conversation as the mock stores it (`id` is Chatwoot's `display_id`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Conversation {
+    pub id: u64,
+    pub uuid: String,
+    pub account_id: u64,
+    pub inbox_id: u64,
+    pub contact_id: u64,
+    /// The contact_inbox source id the conversation belongs to.
+    pub source_id: String,
+    /// `open`, `resolved`, `pending` or `snoozed`.
+    pub status: String,
+    pub additional_attributes: Value,
+    pub custom_attributes: Value,
+    pub created_at: i64,
+}
+
+/// A message as the mock stores it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    pub id: u64,
+    pub conversation_id: u64,
+    pub content: Option<String>,
+    /// `incoming`, `outgoing`, `activity` or `template`.
+    pub message_type: String,
+    pub content_type: String,
+    pub content_attributes: Value,
+    pub private: bool,
+    pub source_id: Option<String>,
+    pub echo_id: Option<String>,
+    /// Attachment payloads (`push_event_data` shape).
+    pub attachments: Vec<Value>,
+    pub created_at: i64,
+}
+
+impl Message {
+    fn type_number(&self) -> u64 {
+        match self.message_type.as_str() {
+            "incoming" => 0,
+            "outgoing" => 1,
+            "activity" => 2,
+            _ => 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum When {
+    /// Answer the failure without processing.
+    Before,
+    /// Process the request, then answer the failure.
+    AfterCommit,
+}
+
+#[derive(Debug, Clone)]
+struct Failure {
+    method: Option<String>,
+    path_contains: Option<String>,
+    remaining: u32,
+    status: u16,
+    when: When,
+}
+
+impl Failure {
+    fn matches(&self, req: &Recorded) -> bool {
+        self.method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(&req.method))
+            && self
+                .path_contains
+                .as_deref()
+                .is_none_or(|p| req.path.contains(p))
+    }
+}
+
+struct State {
+    token: String,
+    requests: Vec<Recorded>,
+    contacts: Vec<Contact>,
+    conversations: Vec<Conversation>,
+    messages: Vec<Message>,
+    next_contact: u64,
+    next_conversation: u64,
+    next_message: u64,
+    next_source: u64,
+    next_attachment: u64,
+    failures: VecDeque<Failure>,
+    delay: Duration,
+}
+
+/// A stateful mock Chatwoot on 127.0.0.1 (see the module docs).
+pub struct MockChatwoot {
+    server: MockServer,
+    state: Arc<Mutex<State>>,
+}
+
+fn not_found() -> Reply {
+    Reply::json(404, &json!({"error": "Resource could not be found"}))
+}
+
+fn invalid(message: &str, attribute: &str) -> Reply {
+    Reply::json(422, &json!({"message": message, "attributes": [attribute]}))
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// `2024-05-01T10:00:00.000Z` for Unix seconds (how Rails renders a time in JSON).
+pub fn iso8601(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn is_e164(phone: &str) -> bool {
+    let Some(digits) = phone.strip_prefix('+') else {
+        return false;
+    };
+    (2..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+fn str_field(body: &Value, name: &str) -> Option<String> {
+    match body.get(name)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn id_field(body: &Value, name: &str) -> Option<u64> {
+    match body.get(name)? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn object_field(body: &Value, name: &str) -> Value {
+    match body.get(name) {
+        Some(v @ Value::Object(_)) => v.clone(),
+        _ => json!({}),
+    }
+}
+
+impl State {
+    fn new(token: &str) -> State {
+        State {
+            token: token.to_owned(),
+            requests: Vec::new(),
+            contacts: Vec::new(),
+            conversations: Vec::new(),
+            messages: Vec::new(),
+            next_contact: 101,
+            next_conversation: 1,
+            next_message: 1001,
+            next_source: 1,
+            next_attachment: 1,
+            failures: VecDeque::new(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    fn new_source_id(&mut self) -> String {
+        let n = self.next_source;
+        self.next_source += 1;
+        format!("5e0c1a2b-{:04x}-4000-8000-{n:012x}", n % 0xffff)
+    }
+
+    // ---- JSON shapes -------------------------------------------------------------------------
+
+    fn inbox_json(&self) -> Value {
+        json!({
+            "id": INBOX_ID,
+            "avatar_url": "",
+            "channel_id": 1,
+            "name": INBOX_NAME,
+            "channel_type": "Channel::Api",
+            "greeting_enabled": false,
+            "greeting_message": null,
+            "working_hours_enabled": false,
+            "enable_email_collect": true,
+            "csat_survey_enabled": false,
+            "enable_auto_assignment": true,
+            "webhook_url": "",
+            "inbox_identifier": "mockInboxIdentifier",
+            "allow_messages_after_resolved": true,
+            "lock_to_single_conversation": false,
+        })
+    }
+
+    /// `api/v1/models/_contact.json.jbuilder` with contact_inboxes.
+    fn contact_json(&self, c: &Contact) -> Value {
+        json!({
+            "additional_attributes": c.additional_attributes,
+            "availability_status": "offline",
+            "email": c.email,
+            "id": c.id,
+            "name": c.name,
+            "phone_number": c.phone_number,
+            "blocked": false,
+            "identifier": c.identifier,
+            "thumbnail": "",
+            "custom_attributes": c.custom_attributes,
+            "last_activity_at": null,
+            "created_at": c.created_at,
+            "contact_inboxes": c.contact_inboxes.iter().map(|ci| json!({
+                "source_id": ci.source_id,
+                "inbox": self.inbox_json(),
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// `Contact#push_event_data`.
+    fn contact_push_json(&self, c: &Contact) -> Value {
+        json!({
+            "additional_attributes": c.additional_attributes,
+            "custom_attributes": c.custom_attributes,
+            "email": c.email,
+            "id": c.id,
+            "identifier": c.identifier,
+            "name": c.name,
+            "phone_number": c.phone_number,
+            "thumbnail": "",
+            "blocked": false,
+            "type": "contact",
+        })
+    }
+
+    fn agent_push_json() -> Value {
+        json!({
+            "id": AGENT.0,
+            "name": AGENT.1,
+            "available_name": AGENT.1,
+            "avatar_url": "",
+            "type": "user",
+            "availability_status": "online",
+            "thumbnail": "",
+        })
+    }
+
+    /// `Message#push_event_data` (also the REST message shape).
+    fn message_json(&self, m: &Message) -> Value {
+        let conversation = self.conversation(m.conversation_id);
+        let mut data = json!({
+            "id": m.id,
+            "content": m.content,
+            "account_id": ACCOUNT_ID,
+            "inbox_id": INBOX_ID,
+            "conversation_id": m.conversation_id,
+            "message_type": m.type_number(),
+            "created_at": m.created_at,
+            "updated_at": iso8601(m.created_at),
+            "private": m.private,
+            "status": "sent",
+            "source_id": m.source_id,
+            "content_type": m.content_type,
+            "content_attributes": m.content_attributes,
+            "sender_type": if m.message_type == "incoming" { "Contact" } else { "User" },
+            "sender_id": if m.message_type == "incoming" {
+                conversation.map(|c| c.contact_id).unwrap_or(0)
+            } else {
+                AGENT.0
+            },
+            "external_source_ids": {},
+            "additional_attributes": {},
+            "processed_message_content": m.content,
+            "sentiment": {},
+            "conversation": {
+                "assignee_id": null,
+                "unread_count": 0,
+                "last_activity_at": m.created_at,
+                "contact_inbox": {"source_id": conversation.map(|c| c.source_id.clone())},
+            },
+        });
+        if let Some(echo_id) = &m.echo_id {
+            data["echo_id"] = json!(echo_id);
+        }
+        if !m.attachments.is_empty() {
+            data["attachments"] = json!(m.attachments);
+        }
+        data["sender"] = if m.message_type == "incoming" {
+            conversation
+                .and_then(|c| self.contact(c.contact_id))
+                .map(|c| self.contact_push_json(c))
+                .unwrap_or(Value::Null)
+        } else {
+            Self::agent_push_json()
+        };
+        data
+    }
+
+    /// `api/v1/conversations/partials/_conversation.json.jbuilder`.
+    fn conversation_json(&self, c: &Conversation) -> Value {
+        let last = self
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.conversation_id == c.id);
+        json!({
+            "meta": {
+                "sender": self.contact(c.contact_id).map(|ct| self.contact_json(ct)),
+                "channel": "Channel::Api",
+                "hmac_verified": false,
+            },
+            "id": c.id,
+            "messages": last.map(|m| vec![self.message_json(m)]).unwrap_or_default(),
+            "account_id": c.account_id,
+            "uuid": c.uuid,
+            "additional_attributes": c.additional_attributes,
+            "agent_last_seen_at": 0,
+            "assignee_last_seen_at": 0,
+            "can_reply": true,
+            "contact_last_seen_at": 0,
+            "custom_attributes": c.custom_attributes,
+            "inbox_id": c.inbox_id,
+            "labels": [],
+            "muted": false,
+            "snoozed_until": null,
+            "status": c.status,
+            "created_at": c.created_at,
+            "timestamp": last.map(|m| m.created_at).unwrap_or(c.created_at),
+            "first_reply_created_at": 0,
+            "unread_count": 0,
+            "last_non_activity_message": last.map(|m| self.message_json(m)),
+            "last_activity_at": last.map(|m| m.created_at).unwrap_or(c.created_at),
+            "priority": null,
+            "waiting_since": 0,
+        })
+    }
+
+    /// `Conversation#webhook_data` (`Conversations::EventDataPresenter#push_data`).
+    fn conversation_webhook_json(&self, c: &Conversation) -> Value {
+        let last = self
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.conversation_id == c.id && !m.private && m.message_type != "activity");
+        json!({
+            "additional_attributes": c.additional_attributes,
+            "can_reply": true,
+            "channel": "Channel::Api",
+            "contact_inbox": {
+                "id": c.id,
+                "contact_id": c.contact_id,
+                "inbox_id": c.inbox_id,
+                "source_id": c.source_id,
+                "created_at": iso8601(c.created_at),
+                "updated_at": iso8601(c.created_at),
+                "hmac_verified": false,
+                "pubsub_token": "mockPubsubToken",
+            },
+            "id": c.id,
+            "inbox_id": c.inbox_id,
+            "messages": last.map(|m| vec![self.message_json(m)]).unwrap_or_default(),
+            "labels": [],
+            "meta": {
+                "sender": self.contact(c.contact_id).map(|ct| self.contact_push_json(ct)),
+                "assignee": Self::agent_push_json(),
+                "team": null,
+                "hmac_verified": false,
+            },
+            "status": c.status,
+            "custom_attributes": c.custom_attributes,
+            "snoozed_until": null,
+            "unread_count": 0,
+            "first_reply_created_at": null,
+            "priority": null,
+            "waiting_since": 0,
+            "agent_last_seen_at": 0,
+            "contact_last_seen_at": 0,
+            "last_activity_at": last.map(|m| m.created_at).unwrap_or(c.created_at),
+            "timestamp": last.map(|m| m.created_at).unwrap_or(c.created_at),
+            "created_at": c.created_at,
+            "updated_at": c.created_at as f64,
+        })
+    }
+
+    /// `Message#webhook_data` merged with `event: message_created`.
+    fn message_webhook_json(&self, m: &Message) -> Value {
+        let conversation = self.conversation(m.conversation_id);
+        let sender = if m.message_type == "incoming" {
+            conversation
+                .and_then(|c| self.contact(c.contact_id))
+                .map(|c| json!({"id": c.id, "name": c.name, "avatar": "", "type": "contact"}))
+                .unwrap_or(Value::Null)
+        } else {
+            json!({"id": AGENT.0, "name": AGENT.1, "email": AGENT.2, "type": "user"})
+        };
+        let mut data = json!({
+            "account": {"id": ACCOUNT_ID, "name": ACCOUNT_NAME},
+            "additional_attributes": {},
+            "content_attributes": m.content_attributes,
+            "content_type": m.content_type,
+            "content": m.content,
+            "conversation": conversation.map(|c| self.conversation_webhook_json(c)),
+            "created_at": iso8601(m.created_at),
+            "id": m.id,
+            "inbox": {"id": INBOX_ID, "name": INBOX_NAME},
+            "message_type": m.message_type,
+            "private": m.private,
+            "sender": sender,
+            "source_id": m.source_id,
+            "event": "message_created",
+        });
+        if !m.attachments.is_empty() {
+            data["attachments"] = json!(m.attachments);
+        }
+        data
+    }
+
+    // ---- lookups -----------------------------------------------------------------------------
+
+    fn contact(&self, id: u64) -> Option<&Contact> {
+        self.contacts.iter().find(|c| c.id == id)
+    }
+
+    fn conversation(&self, id: u64) -> Option<&Conversation> {
+        self.conversations.iter().find(|c| c.id == id)
+    }
+
+    // ---- endpoints ---------------------------------------------------------------------------
+
+    fn route(&mut self, req: &Recorded) -> Reply {
+        if req.header("api_access_token") != Some(self.token.as_str()) {
+            return Reply::json(401, &json!({"error": "Invalid Access Token"}));
+        }
+        let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+        let ["api", "v1", "accounts", account, rest @ ..] = segments.as_slice() else {
+            return not_found();
+        };
+        if account.parse::<u64>().ok() != Some(ACCOUNT_ID) {
+            return Reply::json(
+                401,
+                &json!({"error": "You are not authorized to access this account"}),
+            );
+        }
+        let body: Value = if req.body.is_empty() {
+            json!({})
+        } else {
+            match serde_json::from_slice(&req.body) {
+                Ok(v) => v,
+                Err(_) => return Reply::json(400, &json!({"error": "malformed JSON body"})),
+            }
+        };
+        let id = |s: &str| s.parse::<u64>().ok();
+        match (req.method.as_str(), rest) {
+            ("GET", ["contacts", "search"]) => self.search_contacts(req),
+            ("POST", ["contacts"]) => self.create_contact(&body),
+            ("POST", ["contacts", c, "contact_inboxes"]) => match id(c) {
+                Some(c) => self.create_contact_inbox(c, &body),
+                None => not_found(),
+            },
+            ("GET", ["contacts", c, "conversations"]) => match id(c) {
+                Some(c) => self.contact_conversations(c),
+                None => not_found(),
+            },
+            ("POST", ["conversations"]) => self.create_conversation(&body),
+            ("GET", ["conversations", c]) => match id(c).and_then(|c| self.conversation(c)) {
+                Some(c) => Reply::json(200, &self.conversation_json(c)),
+                None => not_found(),
+            },
+            ("POST", ["conversations", c, "toggle_status"]) => match id(c) {
+                Some(c) => self.toggle_status(c, &body),
+                None => not_found(),
+            },
+            ("GET", ["conversations", c, "messages"]) => match id(c) {
+                Some(c) => self.list_messages(c),
+                None => not_found(),
+            },
+            ("POST", ["conversations", c, "messages"]) => match id(c) {
+                Some(c) => self.create_message(c, &body),
+                None => not_found(),
+            },
+            _ => not_found(),
+        }
+    }
+
+    fn search_contacts(&self, req: &Recorded) -> Reply {
+        let Some(q) = req.query_param("q").filter(|q| !q.trim().is_empty()) else {
+            return Reply::json(
+                422,
+                &json!({"error": "Specify search string with parameter q"}),
+            );
+        };
+        let q = q.trim().to_lowercase();
+        let hit = |field: &Option<String>| {
+            field
+                .as_deref()
+                .is_some_and(|f| f.to_lowercase().contains(&q))
+        };
+        let found: Vec<Value> = self
+            .contacts
+            .iter()
+            .filter(|c| {
+                hit(&c.name)
+                    || hit(&c.email)
+                    || hit(&c.phone_number)
+                    || hit(&c.identifier)
+                    || c.id.to_string() == q
+            })
+            .take(15)
+            .map(|c| self.contact_json(c))
+            .collect();
+        Reply::json(
+            200,
+            &json!({"meta": {"count": found.len(), "current_page": 1}, "payload": found}),
+        )
+    }
+
+    fn create_contact(&mut self, body: &Value) -> Reply {
+        let identifier = str_field(body, "identifier");
+        let phone = str_field(body, "phone_number");
+        let email = str_field(body, "email").map(|e| e.to_lowercase());
+        if let Some(identifier) = &identifier
+            && self
+                .contacts
+                .iter()
+                .any(|c| c.identifier.as_ref() == Some(identifier))
+        {
+            return invalid("Identifier has already been taken", "identifier");
+        }
+        if let Some(phone) = &phone {
+            if !is_e164(phone) {
+                return invalid("Phone number should be in e164 format", "phone_number");
+            }
+            if self
+                .contacts
+                .iter()
+                .any(|c| c.phone_number.as_ref() == Some(phone))
+            {
+                return invalid("Phone number has already been taken", "phone_number");
+            }
+        }
+        if let Some(email) = &email
+            && self
+                .contacts
+                .iter()
+                .any(|c| c.email.as_ref() == Some(email))
+        {
+            return invalid("Email has already been taken", "email");
+        }
+        let inbox = id_field(body, "inbox_id");
+        if inbox.is_some_and(|i| i != INBOX_ID) {
+            return not_found();
+        }
+        let mut contact = Contact {
+            id: self.next_contact,
+            name: str_field(body, "name"),
+            email,
+            phone_number: phone,
+            identifier,
+            additional_attributes: object_field(body, "additional_attributes"),
+            custom_attributes: object_field(body, "custom_attributes"),
+            contact_inboxes: Vec::new(),
+            created_at: now(),
+        };
+        self.next_contact += 1;
+        let contact_inbox = if inbox.is_some() {
+            let source_id = str_field(body, "source_id").unwrap_or_else(|| self.new_source_id());
+            contact.contact_inboxes.push(ContactInbox {
+                inbox_id: INBOX_ID,
+                source_id: source_id.clone(),
+            });
+            json!({"inbox": self.inbox_json(), "source_id": source_id})
+        } else {
+            json!({"inbox": null, "source_id": null})
+        };
+        let payload = json!({"payload": {
+            "contact": self.contact_json(&contact),
+            "contact_inbox": contact_inbox,
+        }});
+        self.contacts.push(contact);
+        Reply::json(200, &payload)
+    }
+
+    fn create_contact_inbox(&mut self, contact_id: u64, body: &Value) -> Reply {
+        if self.contact(contact_id).is_none() || id_field(body, "inbox_id") != Some(INBOX_ID) {
+            return not_found();
+        }
+        let source_id = str_field(body, "source_id").unwrap_or_else(|| self.new_source_id());
+        let contact = self
+            .contacts
+            .iter_mut()
+            .find(|c| c.id == contact_id)
+            .expect("checked above");
+        let source_id = match contact
+            .contact_inboxes
+            .iter()
+            .find(|ci| ci.inbox_id == INBOX_ID && ci.source_id == source_id)
+        {
+            Some(existing) => existing.source_id.clone(),
+            None => {
+                contact.contact_inboxes.push(ContactInbox {
+                    inbox_id: INBOX_ID,
+                    source_id: source_id.clone(),
+                });
+                source_id
+            }
+        };
+        Reply::json(
+            200,
+            &json!({"source_id": source_id, "inbox": self.inbox_json()}),
+        )
+    }
+
+    fn contact_conversations(&self, contact_id: u64) -> Reply {
+        if self.contact(contact_id).is_none() {
+            return not_found();
+        }
+        let payload: Vec<Value> = self
+            .conversations
+            .iter()
+            .filter(|c| c.contact_id == contact_id)
+            .map(|c| self.conversation_json(c))
+            .collect();
+        Reply::json(200, &json!({"payload": payload}))
+    }
+
+    fn create_conversation(&mut self, body: &Value) -> Reply {
+        let source_id = str_field(body, "source_id");
+        let (contact_id, source_id) =
+            match (id_field(body, "contact_id"), id_field(body, "inbox_id")) {
+                (Some(contact_id), Some(inbox_id)) => {
+                    if inbox_id != INBOX_ID || self.contact(contact_id).is_none() {
+                        return not_found();
+                    }
+                    // ContactInboxBuilder: reuse the contact's inbox link, else make one.
+                    let contact = self
+                        .contacts
+                        .iter()
+                        .find(|c| c.id == contact_id)
+                        .expect("checked above");
+                    let existing = contact
+                        .contact_inboxes
+                        .iter()
+                        .find(|ci| source_id.as_ref().is_none_or(|s| *s == ci.source_id))
+                        .map(|ci| ci.source_id.clone());
+                    let source_id = match existing {
+                        Some(s) => s,
+                        None => {
+                            let s = source_id.clone().unwrap_or_else(|| self.new_source_id());
+                            if self
+                                .contacts
+                                .iter()
+                                .any(|c| c.contact_inboxes.iter().any(|ci| ci.source_id == s))
+                            {
+                                return Reply::json(
+                                    422,
+                                    &json!({"error": "source_id should be unique"}),
+                                );
+                            }
+                            let contact = self
+                                .contacts
+                                .iter_mut()
+                                .find(|c| c.id == contact_id)
+                                .expect("checked above");
+                            contact.contact_inboxes.push(ContactInbox {
+                                inbox_id: INBOX_ID,
+                                source_id: s.clone(),
+                            });
+                            s
+                        }
+                    };
+                    (contact_id, source_id)
+                }
+                _ => {
+                    let Some(source_id) = source_id else {
+                        return not_found();
+                    };
+                    match self
+                        .contacts
+                        .iter()
+                        .find(|c| c.contact_inboxes.iter().any(|ci| ci.source_id == source_id))
+                    {
+                        Some(c) => (c.id, source_id),
+                        None => return not_found(),
+                    }
+                }
+            };
+        let id = self.next_conversation;
+        self.next_conversation += 1;
+        let status = match body.get("status").and_then(Value::as_str) {
+            Some(s @ ("open" | "resolved" | "pending" | "snoozed")) => s.to_owned(),
+            _ => "open".to_owned(),
+        };
+        let conversation = Conversation {
+            id,
+            uuid: format!("c0nv0000-0000-4000-8000-{id:012x}"),
+            account_id: ACCOUNT_ID,
+            inbox_id: INBOX_ID,
+            contact_id,
+            source_id,
+            status,
+            additional_attributes: object_field(body, "additional_attributes"),
+            custom_attributes: object_field(body, "custom_attributes"),
+            created_at: now(),
+        };
+        self.conversations.push(conversation);
+        if let Some(message) = body.get("message").filter(|m| m.is_object()) {
+            self.insert_message(id, message, "outgoing");
+        }
+        let conversation = self.conversation(id).expect("just inserted");
+        Reply::json(200, &self.conversation_json(conversation))
+    }
+
+    fn toggle_status(&mut self, id: u64, body: &Value) -> Reply {
+        let Some(conversation) = self.conversations.iter_mut().find(|c| c.id == id) else {
+            return not_found();
+        };
+        conversation.status = match body.get("status").and_then(Value::as_str) {
+            Some(s) => s.to_owned(),
+            None if conversation.status == "open" => "resolved".into(),
+            None => "open".into(),
+        };
+        Reply::json(
+            200,
+            &json!({"meta": {}, "payload": {
+                "success": true, "current_status": conversation.status, "conversation_id": id}}),
+        )
+    }
+
+    fn list_messages(&self, conversation_id: u64) -> Reply {
+        let Some(conversation) = self.conversation(conversation_id) else {
+            return not_found();
+        };
+        let messages: Vec<&Message> = self
+            .messages
+            .iter()
+            .filter(|m| m.conversation_id == conversation_id)
+            .collect();
+        // The newest 20, oldest first (MessageFinder).
+        let start = messages.len().saturating_sub(20);
+        let payload: Vec<Value> = messages[start..]
+            .iter()
+            .map(|m| self.message_json(m))
+            .collect();
+        Reply::json(
+            200,
+            &json!({
+                "meta": {
+                    "labels": [],
+                    "additional_attributes": conversation.additional_attributes,
+                    "contact": self.contact(conversation.contact_id).map(|c| self.contact_push_json(c)),
+                    "assignee": null,
+                    "agent_last_seen_at": null,
+                    "assignee_last_seen_at": null,
+                },
+                "payload": payload,
+            }),
+        )
+    }
+
+    fn create_message(&mut self, conversation_id: u64, body: &Value) -> Reply {
+        if self.conversation(conversation_id).is_none() {
+            return not_found();
+        }
+        let message_type = body
+            .get("message_type")
+            .and_then(Value::as_str)
+            .unwrap_or("outgoing");
+        if !matches!(message_type, "incoming" | "outgoing") {
+            return Reply::json(
+                422,
+                &json!({"error": format!("'{message_type}' is not a valid message_type")}),
+            );
+        }
+        let id = self.insert_message(conversation_id, body, message_type);
+        let message = self
+            .messages
+            .iter()
+            .find(|m| m.id == id)
+            .expect("just inserted");
+        Reply::json(200, &self.message_json(message))
+    }
+
+    /// Stores a message; an incoming one reopens a resolved conversation (as Chatwoot does).
+    fn insert_message(&mut self, conversation_id: u64, body: &Value, message_type: &str) -> u64 {
+        let id = self.next_message;
+        self.next_message += 1;
+        let message = Message {
+            id,
+            conversation_id,
+            content: body
+                .get("content")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            message_type: message_type.to_owned(),
+            content_type: body
+                .get("content_type")
+                .and_then(Value::as_str)
+                .unwrap_or("text")
+                .to_owned(),
+            content_attributes: object_field(body, "content_attributes"),
+            private: body
+                .get("private")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            source_id: str_field(body, "source_id"),
+            echo_id: str_field(body, "echo_id"),
+            attachments: Vec::new(),
+            created_at: now(),
+        };
+        if message_type == "incoming"
+            && let Some(c) = self
+                .conversations
+                .iter_mut()
+                .find(|c| c.id == conversation_id)
+            && c.status == "resolved"
+        {
+            c.status = "open".into();
+        }
+        self.messages.push(message);
+        id
+    }
+
+    fn attachment_json(&mut self, message_id: u64, file_type: &str, data_url: &str) -> Value {
+        let id = self.next_attachment;
+        self.next_attachment += 1;
+        if file_type == "location" {
+            return json!({
+                "id": id, "message_id": message_id, "file_type": "location",
+                "account_id": ACCOUNT_ID, "coordinates_lat": -6.2, "coordinates_long": 106.816666,
+                "fallback_title": "Jakarta", "data_url": data_url,
+            });
+        }
+        let extension = data_url
+            .rsplit('/')
+            .next()
+            .and_then(|name| name.rsplit_once('.'))
+            .map(|(_, ext)| ext.to_owned());
+        json!({
+            "id": id,
+            "message_id": message_id,
+            "file_type": file_type,
+            "account_id": ACCOUNT_ID,
+            "extension": extension,
+            "data_url": data_url,
+            "thumb_url": if file_type == "image" { data_url } else { "" },
+            "file_size": 48213,
+            "width": if file_type == "image" { json!(640) } else { Value::Null },
+            "height": if file_type == "image" { json!(480) } else { Value::Null },
+        })
+    }
+}
+
+impl MockChatwoot {
+    /// Starts on a free port of 127.0.0.1; requests must carry `api_access_token: {token}`.
+    pub async fn start(token: &str) -> MockChatwoot {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), token)
+            .await
+            .expect("start the mock Chatwoot")
+    }
+
+    /// Starts on `addr` (port 0 picks a free one).
+    pub async fn start_on(addr: SocketAddr, token: &str) -> std::io::Result<MockChatwoot> {
+        let state = Arc::new(Mutex::new(State::new(token)));
+        let handler_state = state.clone();
+        let server = MockServer::start_on(
+            addr,
+            Arc::new(move |req: &Recorded| {
+                let mut state = handler_state.lock().unwrap_or_else(|e| e.into_inner());
+                state.requests.push(req.clone());
+                let failure = state.failures.iter().position(|f| f.matches(req)).map(|i| {
+                    let f = &mut state.failures[i];
+                    f.remaining -= 1;
+                    let (status, when) = (f.status, f.when);
+                    if f.remaining == 0 {
+                        state.failures.remove(i);
+                    }
+                    (status, when)
+                });
+                let reply = match failure {
+                    Some((status, When::Before)) => {
+                        Reply::json(status, &json!({"error": "mock Chatwoot failure"}))
+                    }
+                    Some((status, When::AfterCommit)) => {
+                        state.route(req);
+                        Reply::json(
+                            status,
+                            &json!({"error": "mock Chatwoot failure after commit"}),
+                        )
+                    }
+                    None => state.route(req),
+                };
+                reply.with_delay(state.delay)
+            }),
+        )
+        .await?;
+        Ok(MockChatwoot { server, state })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `http://127.0.0.1:PORT`: the adapter's `base_url` and the tenant's allowed host.
+    pub fn base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    /// The account id the mock serves ([`ACCOUNT_ID`]).
+    pub fn account_id(&self) -> u64 {
+        ACCOUNT_ID
+    }
+
+    /// The API inbox id ([`INBOX_ID`]).
+    pub fn inbox_id(&self) -> u64 {
+        INBOX_ID
+    }
+
+    /// Every request received, in order (refused and failed ones included).
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state().requests.clone()
+    }
+
+    /// The requests with `method` whose path contains `path_contains`.
+    pub fn requests_to(&self, method: &str, path_contains: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path.contains(path_contains))
+            .collect()
+    }
+
+    /// The contacts, in creation order.
+    pub fn contacts(&self) -> Vec<Contact> {
+        self.state().contacts.clone()
+    }
+
+    /// The conversations, in creation order.
+    pub fn conversations(&self) -> Vec<Conversation> {
+        self.state().conversations.clone()
+    }
+
+    /// The messages of one conversation, oldest first.
+    pub fn messages(&self, conversation_id: u64) -> Vec<Message> {
+        self.state()
+            .messages
+            .iter()
+            .filter(|m| m.conversation_id == conversation_id)
+            .cloned()
+            .collect()
+    }
+
+    /// Every message of every conversation, in creation order.
+    pub fn all_messages(&self) -> Vec<Message> {
+        self.state().messages.clone()
+    }
+
+    /// Waits until at least `n` messages exist (all conversations); returns them all.
+    pub async fn wait_for_messages(&self, n: usize) -> Vec<Message> {
+        wait_for(
+            &format!("{n} message(s) at the mock Chatwoot"),
+            WAIT,
+            || {
+                let messages = self.all_messages();
+                (messages.len() >= n).then_some(messages)
+            },
+        )
+        .await
+    }
+
+    /// The next `n` requests (any) are answered with `status` and not processed.
+    pub fn fail_next(&self, n: u32, status: u16) {
+        self.push_failure(None, None, n, status, When::Before);
+    }
+
+    /// The next `n` requests with `method` whose path contains `path_contains` are answered with
+    /// `status` and not processed.
+    pub fn fail_next_matching(&self, method: &str, path_contains: &str, n: u32, status: u16) {
+        self.push_failure(Some(method), Some(path_contains), n, status, When::Before);
+    }
+
+    /// The next `n` matching requests are processed (records created) and then answered with
+    /// `status`: a response lost after the commit.
+    pub fn fail_next_after_commit(&self, method: &str, path_contains: &str, n: u32, status: u16) {
+        self.push_failure(
+            Some(method),
+            Some(path_contains),
+            n,
+            status,
+            When::AfterCommit,
+        );
+    }
+
+    fn push_failure(
+        &self,
+        method: Option<&str>,
+        path: Option<&str>,
+        n: u32,
+        status: u16,
+        when: When,
+    ) {
+        if n == 0 {
+            return;
+        }
+        self.state().failures.push_back(Failure {
+            method: method.map(str::to_owned),
+            path_contains: path.map(str::to_owned),
+            remaining: n,
+            status,
+            when,
+        });
+    }
+
+    /// Every answer waits `delay` after the request is processed (zero: answer at once).
+    pub fn set_delay(&self, delay: Duration) {
+        self.state().delay = delay;
+    }
+
+    /// A contact as the mock would have made it (for tests that start from an existing contact).
+    /// Returns its id.
+    pub fn add_contact(&self, name: &str, identifier: &str, phone_number: Option<&str>) -> u64 {
+        let mut state = self.state();
+        let id = state.next_contact;
+        state.next_contact += 1;
+        let source_id = state.new_source_id();
+        state.contacts.push(Contact {
+            id,
+            name: Some(name.to_owned()),
+            email: None,
+            phone_number: phone_number.map(str::to_owned),
+            identifier: Some(identifier.to_owned()),
+            additional_attributes: json!({}),
+            custom_attributes: json!({}),
+            contact_inboxes: vec![ContactInbox {
+                inbox_id: INBOX_ID,
+                source_id,
+            }],
+            created_at: now(),
+        });
+        id
+    }
+
+    /// Deletes a contact and its conversations and messages (as an agent could in Chatwoot).
+    pub fn delete_contact(&self, contact_id: u64) {
+        let mut state = self.state();
+        state.contacts.retain(|c| c.id != contact_id);
+        let gone: Vec<u64> = state
+            .conversations
+            .iter()
+            .filter(|c| c.contact_id == contact_id)
+            .map(|c| c.id)
+            .collect();
+        state.conversations.retain(|c| c.contact_id != contact_id);
+        state
+            .messages
+            .retain(|m| !gone.contains(&m.conversation_id));
+    }
+
+    /// Deletes a conversation and its messages.
+    pub fn delete_conversation(&self, conversation_id: u64) {
+        let mut state = self.state();
+        state.conversations.retain(|c| c.id != conversation_id);
+        state
+            .messages
+            .retain(|m| m.conversation_id != conversation_id);
+    }
+
+    // ---- webhook payloads --------------------------------------------------------------------
+
+    fn message_webhook(
+        &self,
+        conversation_id: u64,
+        content: Option<&str>,
+        message_type: &str,
+        private: bool,
+        attachments: &[(&str, &str)],
+    ) -> Value {
+        let mut state = self.state();
+        let body = json!({"content": content, "private": private});
+        let id = state.insert_message(conversation_id, &body, message_type);
+        let attachments: Vec<Value> = attachments
+            .iter()
+            .map(|(file_type, url)| state.attachment_json(id, file_type, url))
+            .collect();
+        let message = state
+            .messages
+            .iter_mut()
+            .find(|m| m.id == id)
+            .expect("just inserted");
+        message.attachments = attachments;
+        let message = message.clone();
+        state.message_webhook_json(&message)
+    }
+
+    /// `message_created` for an agent's public reply (`message_type: "outgoing"`).
+    pub fn message_created_outgoing(&self, conversation_id: u64, content: &str) -> Value {
+        self.message_webhook(conversation_id, Some(content), "outgoing", false, &[])
+    }
+
+    /// `message_created` for an agent's reply with one attachment; `file_type` is Chatwoot's
+    /// (`image`, `audio`, `video`, `file`, `location`, ...), `data_url` the file's URL. An empty
+    /// `content` is sent as `null`, as Chatwoot does for a bare attachment.
+    pub fn message_created_with_attachment(
+        &self,
+        conversation_id: u64,
+        content: &str,
+        file_type: &str,
+        data_url: &str,
+    ) -> Value {
+        self.message_created_with_attachments(conversation_id, content, &[(file_type, data_url)])
+    }
+
+    /// `message_created` for an agent's reply with several attachments (`(file_type, data_url)`).
+    pub fn message_created_with_attachments(
+        &self,
+        conversation_id: u64,
+        content: &str,
+        attachments: &[(&str, &str)],
+    ) -> Value {
+        let content = (!content.is_empty()).then_some(content);
+        self.message_webhook(conversation_id, content, "outgoing", false, attachments)
+    }
+
+    /// `message_created` for a customer message (`message_type: "incoming"`): what Chatwoot sends
+    /// back for the messages the adapter itself posts.
+    pub fn message_created_incoming(&self, conversation_id: u64, content: &str) -> Value {
+        self.message_webhook(conversation_id, Some(content), "incoming", false, &[])
+    }
+
+    /// `message_created` for an agent's private note (`outgoing`, `private: true`).
+    pub fn private_note(&self, conversation_id: u64, content: &str) -> Value {
+        self.message_webhook(conversation_id, Some(content), "outgoing", true, &[])
+    }
+
+    /// `conversation_status_changed` to `resolved` (the conversation is marked resolved).
+    pub fn conversation_resolved(&self, conversation_id: u64) -> Value {
+        self.conversation_status_changed(conversation_id, "resolved")
+    }
+
+    /// `conversation_status_changed` to `status` (stored), with `changed_attributes`.
+    pub fn conversation_status_changed(&self, conversation_id: u64, status: &str) -> Value {
+        let mut state = self.state();
+        let previous = match state
+            .conversations
+            .iter_mut()
+            .find(|c| c.id == conversation_id)
+        {
+            Some(c) => std::mem::replace(&mut c.status, status.to_owned()),
+            None => "open".to_owned(),
+        };
+        let mut payload = match state.conversation(conversation_id) {
+            Some(c) => state.conversation_webhook_json(c),
+            None => json!({"id": conversation_id, "inbox_id": INBOX_ID, "status": status,
+                "channel": "Channel::Api", "messages": [], "meta": {}}),
+        };
+        payload["event"] = json!("conversation_status_changed");
+        payload["changed_attributes"] = json!([
+            {"status": {"previous_value": previous, "current_value": status}}
+        ]);
+        payload
+    }
+}
+
+/// The headers Chatwoot signs a webhook with: `X-Chatwoot-Signature: sha256={hex}` over
+/// `"{timestamp}.{body}"` (HMAC-SHA256 under `secret`), `X-Chatwoot-Timestamp` (now) and
+/// `X-Chatwoot-Delivery`.
+pub fn signature_headers(secret: &str, body: &[u8]) -> Vec<(String, String)> {
+    signature_headers_at(secret, body, now())
+}
+
+/// [`signature_headers`] with a given Unix timestamp (e.g. a stale one).
+pub fn signature_headers_at(secret: &str, body: &[u8], timestamp: i64) -> Vec<(String, String)> {
+    let ts = timestamp.to_string();
+    let mac = hmac_sha256(secret.as_bytes(), &[ts.as_bytes(), b".", body]);
+    let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+    vec![
+        ("X-Chatwoot-Signature".into(), format!("sha256={hex}")),
+        ("X-Chatwoot-Timestamp".into(), ts),
+        (
+            "X-Chatwoot-Delivery".into(),
+            format!("mock-{timestamp}-{}", hex.get(..8).unwrap_or("")),
+        ),
+    ]
+}
+
+/// HMAC-SHA256 (RFC 2104) of the concatenated `parts`.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&sha256(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let mut inner: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
+    for part in parts {
+        inner.extend_from_slice(part);
+    }
+    let mut outer: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
+    outer.extend_from_slice(&sha256(&inner));
+    sha256(&outer)
+}
+
+/// SHA-256 (FIPS 180-4); small and slow, for test signatures only.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
+    ];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    let mut message = data.to_vec();
+    message.push(0x80);
+    while message.len() % 64 != 56 {
+        message.push(0);
+    }
+    message.extend_from_slice(&((data.len() as u64) * 8).to_be_bytes());
+    for chunk in message.chunks(64) {
+        let mut w = [0u32; 64];
+        for (i, word) in chunk.chunks(4).enumerate() {
+            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
+        for i in 0..64 {
+            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let ch = (e & f) ^ (!e & g);
+            let t1 = hh
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
+            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+            let maj = (a & b) ^ (a & c) ^ (b & c);
+            let t2 = s0.wrapping_add(maj);
+            hh = g;
+            g = f;
+            f = e;
+            e = d.wrapping_add(t1);
+            d = c;
+            c = b;
+            b = a;
+            a = t1.wrapping_add(t2);
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    let mut out = [0u8; 32];
+    for (i, word) in h.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::HttpClient;
+
+    const TOKEN: &str = "test-token";
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn sha256_and_hmac_vectors() {
+        assert_eq!(
+            hex(&sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            hex(&sha256(&[b'a'; 1000])),
+            "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3"
+        );
+        assert_eq!(
+            hex(&hmac_sha256(b"Jefe", &[b"what do ya want for nothing?"])),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(1_714_557_600), "2024-05-01T10:00:00.000Z");
+        assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00.000Z");
+    }
+
+    async fn call(
+        mock: &MockChatwoot,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut state = mock.state();
+        let req = Recorded {
+            method: method.into(),
+            path: path.split('?').next().unwrap_or("").into(),
+            query: path
+                .split_once('?')
+                .map(|(_, q)| q.to_owned())
+                .unwrap_or_default(),
+            headers: vec![("api_access_token".into(), TOKEN.into())],
+            body: body.map(|b| b.to_string().into()).unwrap_or_default(),
+        };
+        let reply = state.route(&req);
+        (
+            reply.status,
+            serde_json::from_slice(&reply.body).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn contact_conversation_message_flow() {
+        let mock = MockChatwoot::start(TOKEN).await;
+        let base = "/api/v1/accounts/1";
+        let (status, created) = call(
+            &mock,
+            "POST",
+            &format!("{base}/contacts"),
+            Some(json!({
+                "inbox_id": 1, "name": "Farhan", "identifier": "c1", "phone_number": "+628128778222"
+            })),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let contact_id = created["payload"]["contact"]["id"].as_u64().unwrap();
+        let source_id = created["payload"]["contact_inbox"]["source_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            created["payload"]["contact"]["contact_inboxes"][0]["inbox"]["id"],
+            1
+        );
+
+        let (status, dup) = call(
+            &mock,
+            "POST",
+            &format!("{base}/contacts"),
+            Some(json!({
+                "inbox_id": 1, "name": "Farhan", "identifier": "c1"
+            })),
+        )
+        .await;
+        assert_eq!(
+            (status, dup["attributes"][0].as_str()),
+            (422, Some("identifier"))
+        );
+        let (status, _) = call(
+            &mock,
+            "POST",
+            &format!("{base}/contacts"),
+            Some(json!({
+                "name": "X", "phone_number": "0812"
+            })),
+        )
+        .await;
+        assert_eq!(status, 422);
+
+        let (_, found) = call(&mock, "GET", &format!("{base}/contacts/search?q=c1"), None).await;
+        assert_eq!(found["payload"][0]["id"], contact_id);
+
+        let (status, conversation) = call(
+            &mock,
+            "POST",
+            &format!("{base}/conversations"),
+            Some(json!({
+                "source_id": source_id, "inbox_id": 1, "contact_id": contact_id,
+                "custom_attributes": {"ticket_number": "T1"}
+            })),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let conversation_id = conversation["id"].as_u64().unwrap();
+        assert_eq!(mock.conversations()[0].source_id, source_id);
+
+        let (_, list) = call(
+            &mock,
+            "GET",
+            &format!("{base}/contacts/{contact_id}/conversations"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            list["payload"][0]["custom_attributes"]["ticket_number"],
+            "T1"
+        );
+
+        let path = format!("{base}/conversations/{conversation_id}/messages");
+        let (status, message) = call(
+            &mock,
+            "POST",
+            &path,
+            Some(json!({
+                "content": "Halo", "message_type": "incoming", "source_id": "d1", "echo_id": "d1"
+            })),
+        )
+        .await;
+        assert_eq!((status, message["message_type"].as_u64()), (200, Some(0)));
+        assert_eq!(message["echo_id"], "d1");
+        let (_, messages) = call(&mock, "GET", &path, None).await;
+        assert_eq!(messages["payload"][0]["source_id"], "d1");
+        assert_eq!(
+            mock.messages(conversation_id)[0].content.as_deref(),
+            Some("Halo")
+        );
+
+        let (status, _) = call(
+            &mock,
+            "POST",
+            &format!("{base}/conversations/999/messages"),
+            Some(json!({"content": "x"})),
+        )
+        .await;
+        assert_eq!(status, 404);
+    }
+
+    #[tokio::test]
+    async fn webhook_payloads_are_shaped_like_chatwoots() {
+        let mock = MockChatwoot::start(TOKEN).await;
+        let contact = mock.add_contact("Farhan", "c1", None);
+        let source_id = mock.contacts()[0].contact_inboxes[0].source_id.clone();
+        let (_, conversation) = call(
+            &mock,
+            "POST",
+            "/api/v1/accounts/1/conversations",
+            Some(json!({
+                "source_id": source_id, "inbox_id": 1, "contact_id": contact
+            })),
+        )
+        .await;
+        let id = conversation["id"].as_u64().unwrap();
+
+        let reply = mock.message_created_outgoing(id, "Halo");
+        assert_eq!(reply["event"], "message_created");
+        assert_eq!(reply["message_type"], "outgoing");
+        assert_eq!(reply["private"], false);
+        assert_eq!(reply["conversation"]["id"], id);
+        assert_eq!(
+            reply["conversation"]["contact_inbox"]["source_id"],
+            source_id.as_str()
+        );
+        assert_eq!(reply["account"]["id"], 1);
+        assert_eq!(reply["sender"]["type"], "user");
+
+        let media = mock.message_created_with_attachment(id, "", "image", "https://cw.test/a.png");
+        assert_eq!(media["content"], Value::Null);
+        assert_eq!(media["attachments"][0]["file_type"], "image");
+        assert_eq!(media["attachments"][0]["data_url"], "https://cw.test/a.png");
+        assert_eq!(media["attachments"][0]["extension"], "png");
+
+        assert_eq!(mock.private_note(id, "psst")["private"], true);
+        assert_eq!(
+            mock.message_created_incoming(id, "hi")["message_type"],
+            "incoming"
+        );
+
+        let resolved = mock.conversation_resolved(id);
+        assert_eq!(resolved["event"], "conversation_status_changed");
+        assert_eq!(resolved["status"], "resolved");
+        assert_eq!(resolved["id"], id);
+        assert_eq!(
+            resolved["changed_attributes"][0]["status"]["current_value"],
+            "resolved"
+        );
+        assert_eq!(mock.conversations()[0].status, "resolved");
+        assert_eq!(mock.messages(id).len(), 4);
+    }
+
+    #[tokio::test]
+    async fn over_http_auth_failures_and_delay() {
+        let mock = MockChatwoot::start(TOKEN).await;
+        let client = HttpClient::new();
+        let url = format!("{}/api/v1/accounts/1/contacts/search?q=x", mock.base_url());
+
+        let denied = client.send("GET", &url, &[], "").await;
+        assert_eq!(denied.status, 401);
+
+        let ok = client
+            .send("GET", &url, &[("api_access_token", TOKEN)], "")
+            .await;
+        assert_eq!(ok.status, 200, "{}", ok.describe());
+        assert_eq!(ok.json()["payload"], json!([]));
+
+        mock.fail_next(2, 503);
+        assert_eq!(
+            client
+                .send("GET", &url, &[("api_access_token", TOKEN)], "")
+                .await
+                .status,
+            503
+        );
+        assert_eq!(
+            client
+                .send("GET", &url, &[("api_access_token", TOKEN)], "")
+                .await
+                .status,
+            503
+        );
+        assert_eq!(
+            client
+                .send("GET", &url, &[("api_access_token", TOKEN)], "")
+                .await
+                .status,
+            200
+        );
+
+        let create = format!("{}/api/v1/accounts/1/contacts", mock.base_url());
+        mock.fail_next_after_commit("POST", "/contacts", 1, 500);
+        let body = json!({"identifier": "c9", "inbox_id": 1}).to_string();
+        let lost = client
+            .send("POST", &create, &[("api_access_token", TOKEN)], body)
+            .await;
+        assert_eq!(lost.status, 500);
+        assert_eq!(mock.contacts().len(), 1, "processed before the failure");
+
+        mock.set_delay(Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        client
+            .send("GET", &url, &[("api_access_token", TOKEN)], "")
+            .await;
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(mock.requests_to("GET", "/contacts/search").len(), 6);
+        assert_eq!(mock.requests().len(), 7);
+    }
+}
