@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod contract;
+pub mod metrics;
 pub mod outbox;
 pub mod registry;
 pub mod runtime;

@@ -9,6 +9,7 @@ use clap::Parser;
 use dolphin_bridge::cli::{Cli, Command, DeadLetterCommand};
 use dolphin_bridge::config::Config;
 use dolphin_bridge::outbox::Outbox;
+use dolphin_bridge::registry::AdapterRegistry;
 use dolphin_bridge::server::{self, AppState};
 use dolphin_bridge::store::DeadLetterFilter;
 use tokio_util::sync::CancellationToken;
@@ -68,6 +69,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let delivery = tokio::spawn(outbox.clone().run(registry.clone(), shutdown.clone()));
+    tokio::spawn(reload_on_sighup(registry.clone()));
+    let watcher = registry.clone();
+    let watch_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = watcher.watch(watch_shutdown).await {
+            tracing::error!(error = format!("{e:#}"), "file watching stopped; reload with SIGHUP or POST /admin/reload");
+        }
+    });
     let state = Arc::new(AppState {
         server: config.server.clone(),
         registry,
@@ -91,6 +100,17 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     }
     tracing::info!("shutting down: no new requests; letting running work finish");
     shutdown.cancel();
+}
+
+/// Reloads the configuration and adapters on every SIGHUP.
+async fn reload_on_sighup(registry: Arc<AdapterRegistry>) {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .expect("installing the SIGHUP handler");
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading");
+        // The outcome is logged by `reload`.
+        let _ = registry.reload().await;
+    }
 }
 
 async fn dead_letters(config: Config, command: DeadLetterCommand) -> anyhow::Result<()> {

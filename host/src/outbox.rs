@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::DeliveryConfig;
 use crate::contract::{IncomingEvent, ThreeDolphinsEvent};
+use crate::metrics::{METRICS, Metrics};
 use crate::registry::AdapterRegistry;
 use crate::runtime::{CallContext, CallError};
 use crate::store::{Accepted, Delivery, Direction, NewDelivery, Store, now_ms};
@@ -132,6 +133,12 @@ impl Outbox {
     async fn deliver(&self, registry: &AdapterRegistry, delivery: Delivery) {
         let attempt = delivery.attempts + 1;
         let outcome = attempt_delivery(registry, &delivery, attempt).await;
+        let label = match &outcome {
+            Attempt::Delivered => "delivered",
+            Attempt::RetryLater(_) if (attempt as usize) <= self.config.retry_schedule_ms.len() => "retry",
+            _ => "dead",
+        };
+        Metrics::count(&METRICS.deliveries, &delivery.tenant, label);
         let recorded = match outcome {
             Attempt::Delivered => {
                 tracing::info!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,

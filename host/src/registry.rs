@@ -1,14 +1,22 @@
-//! The live set of tenants and their compiled adapters, swapped atomically as a whole.
+//! The live set of tenants and their compiled adapters, swapped atomically as a whole, and its
+//! reload when the configuration or an adapter file changes (`notify`, SIGHUP, admin endpoint).
+//!
+//! A request takes one snapshot and keeps it to the end, so it finishes on the version it
+//! started with. A reload compiles off the request path; a broken adapter file keeps the
+//! previous version serving, and an invalid configuration is rejected whole.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
+use notify::{RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
 
-use crate::config::{Config, parse_origin};
+use crate::config::{Config, TenantConfig, parse_origin};
+use crate::metrics::{METRICS, Metrics};
 use crate::runtime::{CallLimits, HostServices, LoadedAdapter, Runtime, TenantHost};
 use crate::tenants::{Tenant, TenantSet};
 
@@ -16,18 +24,38 @@ use crate::tenants::{Tenant, TenantSet};
 pub struct AdapterRegistry {
     runtime: Runtime,
     services: Arc<HostServices>,
+    config_path: PathBuf,
     current: ArcSwap<TenantSet>,
+    /// Compiled adapters by content hash, so an unchanged file is never compiled again.
+    compiled: std::sync::Mutex<HashMap<String, Arc<LoadedAdapter>>>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+/// What a reload did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ReloadReport {
+    /// Tenants whose adapter version changed or that were added.
+    pub loaded: Vec<String>,
+    /// Tenants whose new adapter file was rejected; they keep their previous version.
+    pub kept_previous: Vec<String>,
+    pub removed: Vec<String>,
 }
 
 impl AdapterRegistry {
-    /// Compiles every tenant's adapter and builds the first snapshot.
+    /// Compiles every tenant's adapter and builds the first snapshot; any failure is an error.
     pub fn load(runtime: Runtime, services: Arc<HostServices>, config: &Config) -> anyhow::Result<Self> {
-        let set = build_set(&runtime, &services, config)?;
-        Ok(AdapterRegistry {
+        let registry = AdapterRegistry {
             runtime,
             services,
-            current: ArcSwap::from_pointee(set),
-        })
+            config_path: config.source.clone(),
+            current: ArcSwap::from_pointee(TenantSet::default()),
+            compiled: Default::default(),
+            reloading: Default::default(),
+        };
+        let (set, _) = registry.build_set(config, None)?;
+        registry.current.store(Arc::new(set));
+        Ok(registry)
     }
 
     /// The tenants as they are now.
@@ -44,25 +72,102 @@ impl AdapterRegistry {
     pub fn services(&self) -> &Arc<HostServices> {
         &self.services
     }
-}
 
-/// Builds a tenant set from `config`, compiling each distinct adapter file once.
-pub fn build_set(runtime: &Runtime, services: &Arc<HostServices>, config: &Config) -> anyhow::Result<TenantSet> {
-    let mut compiled: HashMap<PathBuf, Arc<LoadedAdapter>> = HashMap::new();
-    let mut tenants = Vec::with_capacity(config.tenants.len());
-    for tenant in &config.tenants {
-        let adapter = match compiled.get(&tenant.adapter) {
-            Some(adapter) => adapter.clone(),
-            None => {
-                let adapter = Arc::new(
-                    runtime
-                        .load(&tenant.adapter)
-                        .with_context(|| format!("tenant `{}`", tenant.name))?,
-                );
-                compiled.insert(tenant.adapter.clone(), adapter.clone());
-                adapter
+    /// Re-reads the configuration file and every adapter file, and swaps in the result.
+    /// An invalid configuration is rejected whole; a broken adapter file keeps its tenant on the
+    /// version it had.
+    pub async fn reload(self: &Arc<Self>) -> anyhow::Result<ReloadReport> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let this = self.clone();
+        let result = tokio::task::spawn_blocking(move || -> anyhow::Result<ReloadReport> {
+            let config = Config::load(&this.config_path)?;
+            let previous = this.snapshot();
+            let (set, mut report) = this.build_set(&config, Some(&previous))?;
+            let now: HashSet<&str> = set.all().iter().map(|t| t.name.as_str()).collect();
+            report.removed = previous
+                .all()
+                .iter()
+                .filter(|t| !now.contains(t.name.as_str()))
+                .map(|t| t.name.clone())
+                .collect();
+            this.current.store(Arc::new(set));
+            this.prune_compiled();
+            Ok(report)
+        })
+        .await
+        .context("the reload task failed")?;
+        match &result {
+            Ok(report) => tracing::info!(
+                loaded = ?report.loaded, kept_previous = ?report.kept_previous, removed = ?report.removed,
+                "configuration reloaded"
+            ),
+            Err(e) => {
+                METRICS.config_rejected.inc();
+                tracing::error!(error = format!("{e:#}"), "configuration reload rejected; the previous one keeps serving");
             }
-        };
+        }
+        result
+    }
+
+    /// Builds a tenant set from `config`. With `previous`, a tenant whose adapter file cannot be
+    /// loaded keeps its previous adapter; without one (or for a new tenant) that is an error.
+    fn build_set(&self, config: &Config, previous: Option<&TenantSet>) -> anyhow::Result<(TenantSet, ReloadReport)> {
+        let mut report = ReloadReport::default();
+        let mut tenants = Vec::with_capacity(config.tenants.len());
+        for tenant in &config.tenants {
+            let before = previous.and_then(|p| p.by_name(&tenant.name));
+            let adapter = match self.adapter_for(&tenant.adapter) {
+                Ok(adapter) => {
+                    if before.is_none_or(|b| b.adapter.content_hash != adapter.content_hash) {
+                        Metrics::count(&METRICS.reloads, &tenant.name, "loaded");
+                        tracing::info!(tenant = %tenant.name, file = %tenant.adapter.display(),
+                            hash = %&adapter.content_hash[..12], wit = %adapter.wit_version, "adapter loaded");
+                        report.loaded.push(tenant.name.clone());
+                    }
+                    adapter
+                }
+                Err(e) => match before {
+                    Some(before) if before.adapter.path == tenant.adapter => {
+                        Metrics::count(&METRICS.reloads, &tenant.name, "rejected");
+                        tracing::error!(tenant = %tenant.name, error = format!("{e:#}"),
+                            hash = %&before.adapter.content_hash[..12],
+                            "adapter file rejected; the previous version keeps serving");
+                        report.kept_previous.push(tenant.name.clone());
+                        before.adapter.clone()
+                    }
+                    _ => return Err(e.context(format!("tenant `{}`", tenant.name))),
+                },
+            };
+            tenants.push(self.tenant(tenant, adapter)?);
+        }
+        Ok((TenantSet::new(tenants), report))
+    }
+
+    /// The compiled adapter for the file at `path`, compiling it only if its content is new.
+    fn adapter_for(&self, path: &Path) -> anyhow::Result<Arc<LoadedAdapter>> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read adapter {}", path.display()))?;
+        let hash = hex::encode(Sha256::digest(&bytes));
+        let key = format!("{hash}:{}", path.display());
+        if let Some(adapter) = self.compiled.lock().expect("compiled lock").get(&key) {
+            return Ok(adapter.clone());
+        }
+        let adapter = Arc::new(self.runtime.load_bytes(path, &bytes)?);
+        self.compiled.lock().expect("compiled lock").insert(key, adapter.clone());
+        Ok(adapter)
+    }
+
+    /// Forgets compiled adapters no tenant uses any more.
+    fn prune_compiled(&self) {
+        let set = self.snapshot();
+        let in_use: HashSet<String> = set
+            .all()
+            .iter()
+            .map(|t| format!("{}:{}", t.adapter.content_hash, t.adapter.path.display()))
+            .collect();
+        self.compiled.lock().expect("compiled lock").retain(|key, _| in_use.contains(key));
+    }
+
+    fn tenant(&self, tenant: &TenantConfig, adapter: Arc<LoadedAdapter>) -> anyhow::Result<Tenant> {
         let allowed_origins = tenant
             .allowed_hosts
             .iter()
@@ -76,15 +181,83 @@ pub fn build_set(runtime: &Runtime, services: &Arc<HostServices>, config: &Confi
             http_timeout: Duration::from_millis(tenant.http_timeout_ms),
             call_timeout: Duration::from_millis(tenant.call_timeout_ms),
             limits: CallLimits::default(),
-            services: services.clone(),
+            services: self.services.clone(),
         };
-        tenants.push(Tenant {
+        Ok(Tenant {
             name: tenant.name.clone(),
             owner: tenant.owner.clone(),
             channels: tenant.channels.iter().map(|c| c.to_ascii_lowercase()).collect(),
             adapter,
             host: Arc::new(host),
-        });
+            loaded_at: chrono::Utc::now(),
+        })
     }
-    Ok(TenantSet::new(tenants))
+
+    /// The files a reload depends on: the configuration and every adapter.
+    fn watched_files(&self) -> HashSet<PathBuf> {
+        let mut files: HashSet<PathBuf> = self.snapshot().all().iter().map(|t| normalize(&t.adapter.path)).collect();
+        files.insert(normalize(&self.config_path));
+        files
+    }
+
+    /// Watches the configuration and adapter files and reloads (debounced) when they change.
+    /// Folders are watched rather than files, so that write-to-temp-then-rename deploys and
+    /// editors that replace files are seen.
+    pub async fn watch(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+        const QUIET: Duration = Duration::from_millis(250);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = event {
+                let _ = tx.send(event.paths);
+            }
+        })
+        .context("starting the file watcher")?;
+        let mut watched_dirs = HashSet::new();
+        loop {
+            let files = self.watched_files();
+            for dir in files.iter().filter_map(|f| f.parent()) {
+                if watched_dirs.insert(dir.to_path_buf())
+                    && let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive)
+                {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch folder");
+                }
+            }
+            // Wait for a change to one of our files, then for a quiet moment.
+            let relevant = |paths: &[PathBuf]| paths.iter().any(|p| files.contains(&normalize(p)));
+            loop {
+                let paths = tokio::select! {
+                    paths = rx.recv() => paths,
+                    _ = shutdown.cancelled() => return Ok(()),
+                };
+                match paths {
+                    Some(paths) if relevant(&paths) => break,
+                    Some(_) => continue,
+                    None => return Ok(()),
+                }
+            }
+            loop {
+                match tokio::time::timeout(QUIET, rx.recv()).await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return Ok(()),
+                    Err(_) => break,
+                }
+            }
+            // Errors are logged and counted by `reload`; the previous state keeps serving.
+            let _ = self.reload().await;
+        }
+    }
+}
+
+/// `path` with its folder made canonical, so that paths named differently (relative, `..`,
+/// symlinked folders) compare equal, even when the file itself is gone.
+fn normalize(path: &Path) -> PathBuf {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let parent = parent.canonicalize().unwrap_or_else(|_| parent.to_path_buf());
+    match path.file_name() {
+        Some(name) => parent.join(name),
+        None => parent,
+    }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -17,6 +18,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::config::Origin;
 use crate::contract::{self, IncomingEvent};
+use crate::metrics::{METRICS, Metrics};
 use crate::store::Store;
 use crate::three_dolphins::{ThreeDolphinsClient, ThreeDolphinsError};
 
@@ -118,6 +120,20 @@ pub enum CallError {
     Instantiate(String),
 }
 
+impl CallError {
+    /// A short name for metrics and error codes.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::RetryLater(_) => "retry_later",
+            CallError::Permanent(_) => "permanent",
+            CallError::Trapped(_) => "trapped",
+            CallError::LimitExceeded(_) => "limit_exceeded",
+            CallError::Timeout(_) => "timeout",
+            CallError::Instantiate(_) => "instantiate",
+        }
+    }
+}
+
 /// The outside world as adapters of one tenant may see it.
 pub struct TenantHost {
     pub tenant: String,
@@ -155,6 +171,9 @@ pub struct LoadedAdapter {
     pub content_hash: String,
     /// The `dolphin:bridge` version the adapter was built against.
     pub wit_version: String,
+    /// Calls made to this version, and how many failed.
+    pub calls: AtomicU64,
+    pub errors: AtomicU64,
     pre: bindings::AdapterPre<CallState>,
 }
 
@@ -235,6 +254,8 @@ impl Runtime {
             path: path.to_path_buf(),
             content_hash,
             wit_version,
+            calls: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
             pre,
         })
     }
@@ -326,6 +347,7 @@ impl Runtime {
     ) -> Result<R, CallError> {
         let call_timeout = host.call_timeout;
         let limits = host.limits.clone();
+        let tenant = ctx.tenant.clone();
         let state = CallState::new(host, ctx.delivery_id.clone());
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -350,10 +372,20 @@ impl Runtime {
             let result = call(&instance, &mut store, ctx.to_wit()).await;
             result.map_err(|e| classify_failure(e, store.data()))
         };
-        match tokio::time::timeout(call_timeout, work).await {
+        let result = match tokio::time::timeout(call_timeout, work).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout(call_timeout.as_millis() as u64)),
-        }
+        };
+        adapter.calls.fetch_add(1, Ordering::Relaxed);
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => {
+                adapter.errors.fetch_add(1, Ordering::Relaxed);
+                e.kind()
+            }
+        };
+        Metrics::count(&METRICS.adapter_calls, &tenant, outcome);
+        result
     }
 }
 

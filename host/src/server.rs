@@ -26,6 +26,7 @@ use crate::runtime::bindings::dolphin::bridge::types as wt;
 use crate::runtime::{CallContext, CallError, from_wit_type};
 
 mod admin;
+use crate::metrics::{METRICS, Metrics};
 use crate::outbox::Outbox;
 use crate::store::{Direction, NewDelivery, TicketInfo};
 use crate::tenants::Tenant;
@@ -148,10 +149,18 @@ pub async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Bo
         admin::handle(state, &rest, request).await
     } else if path == "/healthz" {
         Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })))
+    } else if path == "/metrics" {
+        Ok(Response::builder()
+            .header(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(Full::new(Bytes::from(METRICS.encode())))
+            .expect("valid response"))
     } else {
         Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no endpoint at {path}")))
     };
-    result.unwrap_or_else(|error| error.response())
+    result.unwrap_or_else(|error| {
+        Metrics::count(&METRICS.refused, "", error.code);
+        error.response()
+    })
 }
 
 fn method_not_allowed(allowed: &str) -> ApiError {
@@ -266,6 +275,8 @@ async fn handle_incoming(state: &AppState, request: Request<Incoming>) -> Result
     };
     let accepted = state.outbox.accept(vec![delivery]).await.map_err(store_unavailable)?;
     let accepted = &accepted[0];
+    let outcome = if accepted.duplicate { "duplicate" } else { "accepted" };
+    Metrics::count(&METRICS.incoming, &tenant.name, outcome);
     tracing::info!(tenant = %tenant.name, delivery_id = %accepted.delivery_id, ticket = %event.ticket_number,
         duplicate = accepted.duplicate, "incoming event accepted");
     Ok(json_response(
@@ -372,7 +383,10 @@ async fn handle_webhook(
         .await
         .map_err(|error| {
             tracing::warn!(tenant = %tenant.name, %delivery_id, %error, "webhook not mapped");
-            call_failed(error)
+            // The webhook endpoint is public: the adapter's error stays in the log.
+            let mut api_error = call_failed(error);
+            api_error.message = format!("the adapter could not process this webhook (delivery id {delivery_id})");
+            api_error
         })?;
     let mut events = Vec::with_capacity(outcome.events.len());
     for event in outcome.events {

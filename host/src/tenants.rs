@@ -14,6 +14,8 @@ pub struct Tenant {
     pub channels: Vec<String>,
     pub adapter: Arc<LoadedAdapter>,
     pub host: Arc<TenantHost>,
+    /// When this tenant's current adapter version was swapped in.
+    pub loaded_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// An immutable set of tenants with their routes.

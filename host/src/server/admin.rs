@@ -7,6 +7,9 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState, Body, json_response, method_not_allowed, read_body, store_unavailable};
+use std::sync::atomic::Ordering;
+
+use crate::runtime::WIT_PACKAGE;
 use crate::store::DeadLetterFilter;
 
 /// Routes `/admin/{rest}`.
@@ -14,6 +17,34 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
     authorize(state, &request)?;
     let store = state.outbox.store();
     match (request.method().clone(), rest) {
+        (Method::GET, "adapters") => {
+            let tenants = state.registry.snapshot();
+            let adapters: Vec<_> = tenants
+                .all()
+                .iter()
+                .map(|t| {
+                    json!({
+                        "tenant": t.name,
+                        "owner": t.owner,
+                        "file": t.adapter.path.display().to_string(),
+                        "contentHash": t.adapter.content_hash,
+                        "witVersion": format!("{}@{}", WIT_PACKAGE, t.adapter.wit_version),
+                        "loadedAt": t.loaded_at.to_rfc3339(),
+                        "calls": t.adapter.calls.load(Ordering::Relaxed),
+                        "errors": t.adapter.errors.load(Ordering::Relaxed),
+                    })
+                })
+                .collect();
+            Ok(json_response(StatusCode::OK, &json!({ "adapters": adapters })))
+        }
+        (Method::POST, "reload") => match state.registry.reload().await {
+            Ok(report) => Ok(json_response(StatusCode::OK, &json!(report))),
+            Err(e) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "reload_rejected",
+                format!("{e:#}"),
+            )),
+        },
         (Method::GET, "outbox") => {
             let stats = store.stats().await.map_err(store_unavailable)?;
             Ok(json_response(StatusCode::OK, &json!(stats)))
@@ -41,8 +72,8 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
                 None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no delivery `{id}`"))),
             }
         }
-        (_, "outbox" | "dead-letters") => Err(method_not_allowed("GET")),
-        (_, "dead-letters/replay") => Err(method_not_allowed("POST")),
+        (_, "outbox" | "dead-letters" | "adapters") => Err(method_not_allowed("GET")),
+        (_, "dead-letters/replay" | "reload") => Err(method_not_allowed("POST")),
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no admin endpoint /admin/{rest}"))),
     }
 }

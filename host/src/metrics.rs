@@ -1,0 +1,91 @@
+//! Prometheus metrics: one registry for the process and the few helpers that record into it.
+//! Labels carry tenant names and outcomes, never secrets or message content.
+
+use std::sync::LazyLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Labels of a per-tenant outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantOutcome {
+    pub tenant: String,
+    pub outcome: String,
+}
+
+/// Every metric the bridge exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Incoming events by tenant and outcome (accepted, duplicate).
+    pub incoming: Family<TenantOutcome, Counter>,
+    /// Requests refused before reaching a tenant, by reason (the JSON error code).
+    pub refused: Family<TenantOutcome, Counter>,
+    /// Delivery attempts by tenant and outcome (delivered, retry, dead).
+    pub deliveries: Family<TenantOutcome, Counter>,
+    /// Adapter calls by tenant and outcome (ok, retry_later, permanent, trapped, limit, timeout).
+    pub adapter_calls: Family<TenantOutcome, Counter>,
+    /// Adapter reloads by tenant and outcome (loaded, rejected).
+    pub reloads: Family<TenantOutcome, Counter>,
+    /// Configuration reloads rejected as a whole.
+    pub config_rejected: Counter,
+    /// Adapter calls refused by an open circuit breaker, by tenant.
+    pub circuit_open: Family<TenantOutcome, Counter>,
+    /// Pending deliveries seen by the last dispatch.
+    pub pending: Gauge,
+}
+
+/// The process-wide metrics.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("dolphin_bridge");
+        let incoming = Family::<TenantOutcome, Counter>::default();
+        let refused = Family::<TenantOutcome, Counter>::default();
+        let deliveries = Family::<TenantOutcome, Counter>::default();
+        let adapter_calls = Family::<TenantOutcome, Counter>::default();
+        let reloads = Family::<TenantOutcome, Counter>::default();
+        let config_rejected = Counter::default();
+        let circuit_open = Family::<TenantOutcome, Counter>::default();
+        let pending = Gauge::default();
+        registry.register("incoming_events", "Incoming events by tenant and outcome", incoming.clone());
+        registry.register("refused_requests", "Requests refused, by error code", refused.clone());
+        registry.register("delivery_attempts", "Delivery attempts by tenant and outcome", deliveries.clone());
+        registry.register("adapter_calls", "Adapter calls by tenant and outcome", adapter_calls.clone());
+        registry.register("adapter_reloads", "Adapter (re)loads by tenant and outcome", reloads.clone());
+        registry.register("config_reloads_rejected", "Configuration reloads rejected", config_rejected.clone());
+        registry.register("circuit_open", "Adapter calls refused by an open circuit breaker", circuit_open.clone());
+        registry.register("pending_deliveries", "Deliveries waiting in the outbox", pending.clone());
+        Metrics {
+            registry,
+            incoming,
+            refused,
+            deliveries,
+            adapter_calls,
+            reloads,
+            config_rejected,
+            circuit_open,
+            pending,
+        }
+    }
+
+    /// Adds one to `family` for (`tenant`, `outcome`).
+    pub fn count(family: &Family<TenantOutcome, Counter>, tenant: &str, outcome: &str) {
+        family
+            .get_or_create(&TenantOutcome {
+                tenant: tenant.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String");
+        text
+    }
+}
