@@ -28,7 +28,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration, with defaults applied and relative paths resolved.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// The file it was loaded from.
     pub source: PathBuf,
@@ -42,7 +42,7 @@ pub struct Config {
 }
 
 /// `[server]`: where and how the bridge listens.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     #[serde(default = "defaults::listen")]
@@ -57,6 +57,19 @@ pub struct ServerConfig {
     /// How long a client may take to send its request headers.
     #[serde(default = "defaults::header_read_timeout_ms")]
     pub header_read_timeout_ms: u64,
+    /// How long a client may take to send its body once the headers are in.
+    #[serde(default = "defaults::header_read_timeout_ms")]
+    pub body_read_timeout_ms: u64,
+    /// The credential 3Dolphins must present on the Incoming endpoint (a secret), as
+    /// `Authorization: Bearer <token>` or `X-Bridge-Token: <token>`. Required unless
+    /// `allow_unauthenticated = true`.
+    pub incoming_token: Option<String>,
+    /// Explicitly run the Incoming endpoint without a credential (development only).
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+    /// When set, only these source networks (CIDR) may call the Incoming endpoint.
+    #[serde(default)]
+    pub incoming_networks: Vec<String>,
 }
 
 /// `[store]`: the embedded database.
@@ -68,15 +81,90 @@ pub struct StoreConfig {
 }
 
 /// `[adapters]`: settings shared by every adapter.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AdaptersConfig {
     /// Where compiled adapters are cached; defaults to `adapter-cache` beside the store.
     pub cache_dir: Option<PathBuf>,
+    /// WebAssembly stack per call, in KiB (engine-wide).
+    pub max_wasm_stack_kib: usize,
+    /// Consecutive failed calls after which a tenant's adapter is rested.
+    pub breaker_failures: u32,
+    /// How long a tripped tenant rests before one trial call.
+    pub breaker_cooldown_ms: u64,
+}
+
+impl Default for AdaptersConfig {
+    fn default() -> Self {
+        AdaptersConfig {
+            cache_dir: None,
+            max_wasm_stack_kib: 512,
+            breaker_failures: 10,
+            breaker_cooldown_ms: 30_000,
+        }
+    }
+}
+
+/// `[tenants.limits]`: what one adapter call may use; every field has a safe default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Linear memory per instance, MiB.
+    pub memory_mib: usize,
+    /// Guest CPU time per call, ms (time in host calls excluded).
+    pub cpu_ms: u64,
+    /// Outbound HTTP requests per call.
+    pub http_calls: u32,
+    /// Key-value operations per call.
+    pub kv_ops: u32,
+    /// Log bytes per call; the rest is dropped.
+    pub log_bytes: usize,
+    /// Largest vendor response body, bytes.
+    pub http_response_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            memory_mib: 128,
+            cpu_ms: 2_000,
+            http_calls: 32,
+            kv_ops: 1_000,
+            log_bytes: 64 << 10,
+            http_response_bytes: 16 << 20,
+        }
+    }
+}
+
+/// How a tenant's webhook requests are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WebhookAuth {
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature` (HMAC-SHA256).
+    StandardWebhooks,
+    /// Chatwoot: `X-Chatwoot-Signature: sha256=HMAC(secret, "{timestamp}.{body}")` and
+    /// `X-Chatwoot-Timestamp`.
+    Chatwoot,
+    /// A shared secret in the `X-Webhook-Token` header or the `token` query parameter.
+    Token,
+    /// No verification (development only; must be chosen explicitly).
+    None,
+}
+
+/// `[tenants.webhook]`: verification of the vendor's webhook requests.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub auth: WebhookAuth,
+    /// The signing secret or token (a secret). Standard Webhooks secrets may carry `whsec_`.
+    pub secret: Option<String>,
+    /// How far a signed timestamp may be from now, seconds.
+    #[serde(default = "defaults::webhook_tolerance_s")]
+    pub tolerance_s: u64,
 }
 
 /// `[three_dolphins]`: the 3Dolphins server the bridge posts to and looks things up in.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThreeDolphinsConfig {
     pub base_url: String,
@@ -130,7 +218,7 @@ impl Default for DeliveryConfig {
 }
 
 /// `[admin]`: the admin HTTP endpoints.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Bearer token for `/admin/...`; the endpoints are off when unset.
@@ -138,7 +226,7 @@ pub struct AdminConfig {
 }
 
 /// One `[[tenants]]` entry: a 3Dolphins owner bound to an adapter.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     /// Unique name, used in the webhook URL `/vendors/{name}/...` and in logs.
@@ -162,6 +250,44 @@ pub struct TenantConfig {
     /// Values the adapter reads through its `config` import; may hold secrets.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Allow outbound calls to loopback, link-local and private addresses (off by default).
+    #[serde(default)]
+    pub allow_private_networks: bool,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Required: how webhook requests are verified (`auth = "none"` to opt out explicitly).
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// Secrets stay out of debug output: only names and shapes are shown.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("source", &self.source)
+            .field("listen", &self.server.listen)
+            .field("store", &self.store.path)
+            .field("tenants", &self.tenants.iter().map(|t| &t.name).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantConfig {
+    /// Values to keep out of logs and errors: config values whose key names a secret, and the
+    /// webhook secret.
+    pub fn secret_values(&self) -> Vec<String> {
+        const MARKERS: [&str; 6] = ["token", "secret", "password", "key", "credential", "auth"];
+        let mut secrets: Vec<String> = self
+            .config
+            .iter()
+            .filter(|(k, _)| {
+                let k = k.to_ascii_lowercase();
+                MARKERS.iter().any(|m| k.contains(m))
+            })
+            .map(|(_, v)| v.clone())
+            .collect();
+        secrets.extend(self.webhook.as_ref().and_then(|w| w.secret.clone()));
+        secrets
+    }
 }
 
 impl ThreeDolphinsConfig {
@@ -217,6 +343,9 @@ mod defaults {
     }
     pub fn call_timeout_ms() -> u64 {
         30_000
+    }
+    pub fn webhook_tolerance_s() -> u64 {
+        300
     }
 }
 
@@ -317,6 +446,15 @@ impl Config {
         if self.server.incoming_path.starts_with("/vendors/") || self.server.incoming_path == "/healthz" {
             return Err(self.invalid("server.incoming_path", "collides with a built-in endpoint"));
         }
+        if self.server.incoming_token.as_deref().is_none_or(str::is_empty) && !self.server.allow_unauthenticated {
+            return Err(self.invalid(
+                "server.incoming_token",
+                "is required (or set allow_unauthenticated = true for development)",
+            ));
+        }
+        for (i, network) in self.server.incoming_networks.iter().enumerate() {
+            parse_network(network).map_err(|m| self.invalid(format!("server.incoming_networks[{i}]"), m))?;
+        }
         if let Some(url) = &self.server.public_url {
             check_http_url(url).map_err(|m| self.invalid("server.public_url", m))?;
         }
@@ -370,6 +508,22 @@ impl Config {
             for (j, origin) in tenant.allowed_hosts.iter().enumerate() {
                 parse_origin(origin).map_err(|m| self.invalid(field(&format!("allowed_hosts[{j}]")), m))?;
             }
+            match &tenant.webhook {
+                None => {
+                    return Err(self.invalid(
+                        field("webhook"),
+                        "is required: set auth to standard-webhooks, chatwoot, token, or none",
+                    ));
+                }
+                Some(webhook) if webhook.auth != WebhookAuth::None && webhook.secret.as_deref().is_none_or(str::is_empty) => {
+                    return Err(self.invalid(field("webhook.secret"), "is required for this auth"));
+                }
+                Some(_) => {}
+            }
+            let limits = &tenant.limits;
+            if limits.memory_mib == 0 || limits.cpu_ms == 0 || limits.http_response_bytes == 0 {
+                return Err(self.invalid(field("limits"), "memory_mib, cpu_ms and http_response_bytes must be above 0"));
+            }
             if tenant.http_timeout_ms == 0 || tenant.call_timeout_ms == 0 {
                 return Err(self.invalid(field("call_timeout_ms"), "timeouts must be above 0"));
             }
@@ -406,6 +560,42 @@ impl Origin {
             host: url.host_str()?.to_ascii_lowercase(),
             port: url.port_or_known_default()?,
         })
+    }
+}
+
+/// Parses a CIDR network such as `10.0.0.0/8` or `::1/128` (a bare address is one host).
+pub fn parse_network(text: &str) -> Result<(std::net::IpAddr, u8), String> {
+    let (address, prefix) = text.split_once('/').unwrap_or((text, ""));
+    let address: std::net::IpAddr = address
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not an IP network such as 10.0.0.0/8"))?;
+    let max = if address.is_ipv4() { 32 } else { 128 };
+    let prefix = if prefix.is_empty() {
+        max
+    } else {
+        prefix.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("`{text}` has a bad prefix length"))?
+    };
+    Ok((address, prefix))
+}
+
+/// Whether `ip` is inside `network` (as parsed by [`parse_network`]).
+pub fn network_contains(network: (std::net::IpAddr, u8), ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    match (network.0, ip) {
+        (IpAddr::V4(net), IpAddr::V4(ip)) => {
+            let mask = u32::MAX.checked_shl(32 - network.1 as u32).unwrap_or(0);
+            u32::from(net) & mask == u32::from(ip) & mask
+        }
+        (IpAddr::V6(net), IpAddr::V6(ip)) => {
+            let mask = u128::MAX.checked_shl(128 - network.1 as u32).unwrap_or(0);
+            u128::from(net) & mask == u128::from(ip) & mask
+        }
+        _ => false,
     }
 }
 
@@ -483,6 +673,9 @@ mod tests {
     use super::*;
 
     const MINIMAL: &str = r#"
+[server]
+incoming_token = "${IN_TOKEN}"
+
 [three_dolphins]
 base_url = "http://127.0.0.1:9000"
 api_token = "${TD_TOKEN}"
@@ -492,6 +685,7 @@ name = "acme"
 owner = "o1"
 adapter = "chatwoot.wasm"
 allowed_hosts = ["http://127.0.0.1:3000"]
+webhook = { auth = "token", secret = "${CW_TOKEN}" }
 [tenants.config]
 api_access_token = "${CW_TOKEN}"
 literal = "$${NOT_A_VAR}"
@@ -501,6 +695,7 @@ literal = "$${NOT_A_VAR}"
         match name {
             "TD_TOKEN" => Some("td-secret".into()),
             "CW_TOKEN" => Some("cw-secret".into()),
+            "IN_TOKEN" => Some("in-secret".into()),
             _ => None,
         }
     }
@@ -520,7 +715,7 @@ literal = "$${NOT_A_VAR}"
 
     #[test]
     fn unset_variable_names_field_not_value() {
-        let only_cw = |name: &str| (name == "CW_TOKEN").then(|| "cw-secret".to_string());
+        let only_cw = |name: &str| (name != "TD_TOKEN").then(|| env(name)).flatten();
         let err = Config::parse(Path::new("b.toml"), MINIMAL, &only_cw).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("three_dolphins.api_token"), "{text}");
@@ -531,7 +726,7 @@ literal = "$${NOT_A_VAR}"
     #[test]
     fn duplicate_routes_are_refused() {
         let text = format!(
-            "{MINIMAL}\n[[tenants]]\nname = \"other\"\nowner = \"o1\"\nadapter = \"x.wasm\"\n"
+            "{MINIMAL}\n[[tenants]]\nname = \"other\"\nowner = \"o1\"\nadapter = \"x.wasm\"\nwebhook = {{ auth = \"none\" }}\n"
         );
         let err = Config::parse(Path::new("b.toml"), &text, &env).unwrap_err().to_string();
         assert!(err.contains("tenants[1].channels"), "{err}");
@@ -542,6 +737,26 @@ literal = "$${NOT_A_VAR}"
         let text = MINIMAL.replace("http://127.0.0.1:3000", "ftp://x/y");
         let err = Config::parse(Path::new("b.toml"), &text, &env).unwrap_err().to_string();
         assert!(err.contains("tenants[0].allowed_hosts[0]"), "{err}");
+    }
+
+    #[test]
+    fn credential_and_webhook_auth_are_required() {
+        let text = MINIMAL.replace("incoming_token = \"${IN_TOKEN}\"", "");
+        let err = Config::parse(Path::new("b.toml"), &text, &env).unwrap_err().to_string();
+        assert!(err.contains("server.incoming_token"), "{err}");
+        let text = MINIMAL.replace("webhook = { auth = \"token\", secret = \"${CW_TOKEN}\" }", "");
+        let err = Config::parse(Path::new("b.toml"), &text, &env).unwrap_err().to_string();
+        assert!(err.contains("tenants[0].webhook"), "{err}");
+    }
+
+    #[test]
+    fn networks_match_addresses() {
+        let net = parse_network("10.0.0.0/8").unwrap();
+        assert!(network_contains(net, "10.1.2.3".parse().unwrap()));
+        assert!(!network_contains(net, "11.0.0.1".parse().unwrap()));
+        assert!(network_contains(net, "::ffff:10.0.0.1".parse().unwrap()));
+        assert!(network_contains(parse_network("::1").unwrap(), "::1".parse().unwrap()));
+        assert!(parse_network("10.0.0.0/33").is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod contract;
+pub mod egress;
 pub mod metrics;
 pub mod outbox;
 pub mod registry;
@@ -17,6 +18,7 @@ pub mod server;
 pub mod store;
 pub mod tenants;
 pub mod three_dolphins;
+pub mod webhook_auth;
 
 use std::sync::Arc;
 
@@ -36,11 +38,11 @@ pub fn build_registry(config: &Config, store: Arc<dyn store::Store>) -> anyhow::
     let three_dolphins = three_dolphins::ThreeDolphinsClient::new(config.three_dolphins.clone())?;
     let services = Arc::new(HostServices {
         store,
-        http: HostServices::adapter_http_client()?,
+        egress: egress::EgressClients::new()?,
         three_dolphins,
     });
     let cache_dir = config.adapters.cache_dir.clone().context("adapter cache dir")?;
-    let runtime = Runtime::new(cache_dir)?;
+    let runtime = Runtime::new(cache_dir, config.adapters.max_wasm_stack_kib << 10)?;
     AdapterRegistry::load(runtime, services, config)
 }
 

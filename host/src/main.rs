@@ -24,6 +24,9 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Config::load(&cli.config)?;
+    if config.server.allow_unauthenticated && config.server.incoming_token.is_none() {
+        tracing::warn!("the Incoming endpoint accepts requests without a credential (allow_unauthenticated = true)");
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Properties => {
@@ -82,6 +85,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         registry,
         outbox,
         admin_token: config.admin.token.clone(),
+        replays: Default::default(),
     });
     let grace = Duration::from_millis(config.delivery.shutdown_grace_ms);
     server::serve(listener, state, shutdown, grace).await?;

@@ -213,7 +213,7 @@ async fn attempt_delivery(registry: &AdapterRegistry, delivery: &Delivery, attem
                 .await;
             match result {
                 Ok(()) => Attempt::Delivered,
-                Err(e @ (CallError::RetryLater(_) | CallError::Timeout(_) | CallError::Instantiate(_))) => {
+                Err(e @ (CallError::RetryLater(_) | CallError::Timeout(_) | CallError::Instantiate(_) | CallError::CircuitOpen(_))) => {
                     Attempt::RetryLater(e.to_string())
                 }
                 Err(e @ (CallError::Permanent(_) | CallError::Trapped(_) | CallError::LimitExceeded(_))) => {

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, TenantConfig, parse_origin};
 use crate::metrics::{METRICS, Metrics};
-use crate::runtime::{CallLimits, HostServices, LoadedAdapter, Runtime, TenantHost};
+use crate::runtime::{CallLimits, CircuitBreaker, HostServices, LoadedAdapter, Runtime, TenantHost};
 use crate::tenants::{Tenant, TenantSet};
 
 /// Owns the current [`TenantSet`]; readers take a snapshot and keep it for a whole request.
@@ -30,6 +30,8 @@ pub struct AdapterRegistry {
     compiled: std::sync::Mutex<HashMap<String, Arc<LoadedAdapter>>>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// Circuit breaker settings: consecutive faults, cooldown.
+    breaker: (u32, Duration),
 }
 
 /// What a reload did.
@@ -52,6 +54,10 @@ impl AdapterRegistry {
             current: ArcSwap::from_pointee(TenantSet::default()),
             compiled: Default::default(),
             reloading: Default::default(),
+            breaker: (
+                config.adapters.breaker_failures,
+                Duration::from_millis(config.adapters.breaker_cooldown_ms),
+            ),
         };
         let (set, _) = registry.build_set(config, None)?;
         registry.current.store(Arc::new(set));
@@ -173,14 +179,27 @@ impl AdapterRegistry {
             .iter()
             .map(|h| parse_origin(h).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let l = &tenant.limits;
+        let limits = CallLimits {
+            memory_bytes: l.memory_mib << 20,
+            cpu_time: Duration::from_millis(l.cpu_ms),
+            http_calls: l.http_calls,
+            kv_ops: l.kv_ops,
+            log_bytes: l.log_bytes,
+            http_response_bytes: l.http_response_bytes,
+            ..CallLimits::default()
+        };
         let host = TenantHost {
             tenant: tenant.name.clone(),
             owner: tenant.owner.clone(),
             config: tenant.config.clone(),
             allowed_origins,
+            allow_private_networks: tenant.allow_private_networks,
+            secrets: tenant.secret_values(),
+            breaker: CircuitBreaker::new(self.breaker.0, self.breaker.1),
             http_timeout: Duration::from_millis(tenant.http_timeout_ms),
             call_timeout: Duration::from_millis(tenant.call_timeout_ms),
-            limits: CallLimits::default(),
+            limits,
             services: self.services.clone(),
         };
         Ok(Tenant {
@@ -189,6 +208,7 @@ impl AdapterRegistry {
             channels: tenant.channels.iter().map(|c| c.to_ascii_lowercase()).collect(),
             adapter,
             host: Arc::new(host),
+            webhook: tenant.webhook.clone().expect("validated: every tenant has [tenants.webhook]"),
             loaded_at: chrono::Utc::now(),
         })
     }

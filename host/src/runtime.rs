@@ -17,6 +17,7 @@ use wasmtime::{Engine, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::config::Origin;
+use crate::egress::{EgressClients, check_literal_host};
 use crate::contract::{self, IncomingEvent};
 use crate::metrics::{METRICS, Metrics};
 use crate::store::Store;
@@ -118,6 +119,9 @@ pub enum CallError {
     /// The adapter could not be instantiated.
     #[error("adapter could not start: {0}")]
     Instantiate(String),
+    /// The tenant's adapter faulted repeatedly and is resting; not called.
+    #[error("adapter is resting after repeated faults ({0} ms left)")]
+    CircuitOpen(u64),
 }
 
 impl CallError {
@@ -130,6 +134,7 @@ impl CallError {
             CallError::LimitExceeded(_) => "limit_exceeded",
             CallError::Timeout(_) => "timeout",
             CallError::Instantiate(_) => "instantiate",
+            CallError::CircuitOpen(_) => "circuit_open",
         }
     }
 }
@@ -140,6 +145,11 @@ pub struct TenantHost {
     pub owner: String,
     pub config: BTreeMap<String, String>,
     pub allowed_origins: Vec<Origin>,
+    /// Whether loopback, link-local and private addresses may be reached.
+    pub allow_private_networks: bool,
+    /// Secret values of the tenant's config, removed from adapter logs and errors.
+    pub secrets: Vec<String>,
+    pub breaker: CircuitBreaker,
     pub http_timeout: Duration,
     pub call_timeout: Duration,
     pub limits: CallLimits,
@@ -149,18 +159,50 @@ pub struct TenantHost {
 /// Services shared by every tenant.
 pub struct HostServices {
     pub store: Arc<dyn Store>,
-    pub http: reqwest::Client,
+    pub egress: EgressClients,
     pub three_dolphins: ThreeDolphinsClient,
 }
 
-impl HostServices {
-    /// The HTTP client adapters' requests go through: no redirects followed, no proxy from the
-    /// environment.
-    pub fn adapter_http_client() -> anyhow::Result<reqwest::Client> {
-        Ok(reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()?)
+/// Rests a tenant's adapter after repeated faults (traps, limits, timeouts), so a broken adapter
+/// costs its own tenant retries, not everyone's CPU.
+pub struct CircuitBreaker {
+    threshold: u32,
+    cooldown: Duration,
+    failures: std::sync::atomic::AtomicU32,
+    open_until: std::sync::Mutex<Option<Instant>>,
+}
+
+impl CircuitBreaker {
+    /// Opens after `threshold` consecutive faults, for `cooldown`.
+    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+        CircuitBreaker {
+            threshold: threshold.max(1),
+            cooldown,
+            failures: Default::default(),
+            open_until: Default::default(),
+        }
+    }
+
+    /// When open: how long it stays open.
+    fn open_for(&self) -> Option<Duration> {
+        let until = (*self.open_until.lock().expect("breaker lock"))?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    fn record(&self, result: &Result<(), &CallError>) {
+        match result {
+            Ok(()) | Err(CallError::RetryLater(_) | CallError::Permanent(_) | CallError::CircuitOpen(_)) => {
+                if result.is_ok() {
+                    self.failures.store(0, Ordering::Relaxed);
+                }
+            }
+            Err(_) => {
+                let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if failures >= self.threshold {
+                    *self.open_until.lock().expect("breaker lock") = Some(Instant::now() + self.cooldown);
+                }
+            }
+        }
     }
 }
 
@@ -187,11 +229,11 @@ pub struct Runtime {
 
 impl Runtime {
     /// Builds the engine, starts its epoch ticker and links the host functions.
-    pub fn new(cache_dir: PathBuf) -> anyhow::Result<Runtime> {
+    pub fn new(cache_dir: PathBuf, max_wasm_stack: usize) -> anyhow::Result<Runtime> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
-        config.max_wasm_stack(1 << 20);
+        config.max_wasm_stack(max_wasm_stack);
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -345,9 +387,14 @@ impl Runtime {
         ) -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>
         + Send,
     ) -> Result<R, CallError> {
+        if let Some(left) = host.breaker.open_for() {
+            Metrics::count(&METRICS.circuit_open, &ctx.tenant, "refused");
+            return Err(CallError::CircuitOpen(left.as_millis() as u64));
+        }
         let call_timeout = host.call_timeout;
         let limits = host.limits.clone();
         let tenant = ctx.tenant.clone();
+        let breaker_host = host.clone();
         let state = CallState::new(host, ctx.delivery_id.clone());
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -376,6 +423,8 @@ impl Runtime {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout(call_timeout.as_millis() as u64)),
         };
+        breaker_host.breaker.record(&result.as_ref().map(drop));
+        let result = result.map_err(|e| redact_error(e, &breaker_host.secrets));
         adapter.calls.fetch_add(1, Ordering::Relaxed);
         let outcome = match &result {
             Ok(_) => "ok",
@@ -414,6 +463,30 @@ fn classify_failure(error: wasmtime::Error, state: &CallState) -> CallError {
         };
     }
     CallError::Trapped(truncate(&format!("{:#}", anyhow::Error::from(error)), 1024))
+}
+
+/// Removes the tenant's secret values from an error message.
+fn redact_error(error: CallError, secrets: &[String]) -> CallError {
+    let r = |m: String| redact(&m, secrets);
+    match error {
+        CallError::RetryLater(m) => CallError::RetryLater(r(m)),
+        CallError::Permanent(m) => CallError::Permanent(r(m)),
+        CallError::Trapped(m) => CallError::Trapped(r(m)),
+        CallError::LimitExceeded(m) => CallError::LimitExceeded(r(m)),
+        CallError::Instantiate(m) => CallError::Instantiate(r(m)),
+        other => other,
+    }
+}
+
+/// `text` with every occurrence of a secret replaced by `[redacted]`.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_string();
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "[redacted]");
+        }
+    }
+    text
 }
 
 fn adapter_error(error: wt::AdapterError) -> CallError {
@@ -623,11 +696,12 @@ impl wit::log::Host for CallState {
             }
             return Ok(());
         }
-        let fields = fields
-            .iter()
-            .map(|(k, v)| format!("{k}={v:?}"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let secrets = &self.host.secrets;
+        let fields = redact(
+            &fields.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(" "),
+            secrets,
+        );
+        let message = redact(&message, secrets);
         let (tenant, delivery_id) = (&self.host.tenant, &self.delivery_id);
         use wit::log::Level;
         match level {
@@ -723,9 +797,11 @@ async fn send_http(
             origin.scheme, origin.host, origin.port, host.tenant
         )));
     }
+    check_literal_host(&url, host.allow_private_networks).map_err(HttpError::Denied)?;
     let method = reqwest::Method::from_bytes(request.method.as_bytes())
         .map_err(|_| HttpError::Denied(format!("invalid method `{}`", request.method)))?;
-    let mut builder = host.services.http.request(method, url).timeout(host.http_timeout);
+    let client = host.services.egress.for_tenant(host.allow_private_networks);
+    let mut builder = client.request(method, url).timeout(host.http_timeout);
     for (name, value) in &request.headers {
         let lower = name.to_ascii_lowercase();
         if matches!(lower.as_str(), "host" | "content-length" | "transfer-encoding" | "connection") {
@@ -741,7 +817,12 @@ async fn send_http(
         if e.is_timeout() {
             HttpError::Timeout
         } else {
-            HttpError::Connection(describe_reqwest(&e))
+            let description = describe_reqwest(&e);
+            if description.contains("resolves only to loopback") {
+                HttpError::Denied(description)
+            } else {
+                HttpError::Connection(description)
+            }
         }
     })?;
     let status = response.status().as_u16();
@@ -825,7 +906,7 @@ mod tests {
 
     #[test]
     fn refuses_core_modules_and_garbage() {
-        let runtime = Runtime::new(std::env::temp_dir().join("dolphin-bridge-test-cache")).unwrap();
+        let runtime = Runtime::new(std::env::temp_dir().join("dolphin-bridge-test-cache"), 512 << 10).unwrap();
         let core = b"\0asm\x01\0\0\0";
         let err = runtime.load_bytes(Path::new("m.wasm"), core).err().unwrap().to_string();
         assert!(err.contains("core WebAssembly module"), "{err}");

@@ -16,7 +16,12 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ServerConfig;
+use std::net::IpAddr;
+
+use subtle::ConstantTimeEq;
+
+use crate::config::{ServerConfig, network_contains, parse_network};
+use crate::webhook_auth::{self, ReplayGuard, SignedRequest};
 use crate::contract::{
     CommandEvent, FieldError, IncomingEvent, OutgoingEvent, ParseError, ThreeDolphinsEvent, check_media_link,
     now_created_date,
@@ -80,6 +85,8 @@ pub struct AppState {
     pub outbox: Arc<Outbox>,
     /// Bearer token of the `/admin/...` endpoints; they answer 404 when none is set.
     pub admin_token: Option<String>,
+    /// Signed webhook ids seen recently, to refuse replays.
+    pub replays: ReplayGuard,
 }
 
 /// Accepts connections on `listener` until `shutdown` is cancelled, then lets open requests
@@ -109,7 +116,7 @@ pub async fn serve(
         let state = state.clone();
         let service = hyper::service::service_fn(move |request| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, request).await) }
+            async move { Ok::<_, Infallible>(handle(&state, peer.ip(), request).await) }
         });
         let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -130,12 +137,15 @@ pub async fn serve(
     Ok(())
 }
 
-/// Routes one request.
-pub async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
+/// Routes one request from `peer`.
+pub async fn handle(state: &AppState, peer: IpAddr, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path().to_string();
     let result = if path == state.server.incoming_path {
         match *request.method() {
-            Method::POST => handle_incoming(state, request).await,
+            Method::POST => match authorize_incoming(state, peer, &request) {
+                Ok(()) => handle_incoming(state, request).await,
+                Err(e) => Err(e),
+            },
             _ => Err(method_not_allowed("POST")),
         }
     } else if let Some(rest) = path.strip_prefix("/vendors/") {
@@ -169,6 +179,54 @@ fn method_not_allowed(allowed: &str) -> ApiError {
         "method_not_allowed",
         format!("this endpoint accepts {allowed}"),
     )
+}
+
+/// Checks the Incoming endpoint's source network and credential (constant-time).
+fn authorize_incoming(state: &AppState, peer: IpAddr, request: &Request<Incoming>) -> Result<(), ApiError> {
+    let networks = &state.server.incoming_networks;
+    if !networks.is_empty()
+        && !networks
+            .iter()
+            .filter_map(|n| parse_network(n).ok())
+            .any(|n| network_contains(n, peer))
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_network",
+            "this source address may not call the Incoming endpoint",
+        ));
+    }
+    let Some(token) = state.server.incoming_token.as_deref().filter(|t| !t.is_empty()) else {
+        return Ok(());
+    };
+    let headers = request.headers();
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| headers.get("x-bridge-token").and_then(|v| v.to_str().ok()));
+    match given {
+        Some(given) if bool::from(given.as_bytes().ct_eq(token.as_bytes())) => Ok(()),
+        Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credential", "the credential does not match")),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_credential",
+            "send Authorization: Bearer <token> or X-Bridge-Token",
+        )),
+    }
+}
+
+/// Reads the whole body within the body read timeout, refusing more than `limit` bytes.
+async fn read_body_timed(state: &AppState, request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    let timeout = Duration::from_millis(state.server.body_read_timeout_ms);
+    match tokio::time::timeout(timeout, read_body(request, limit)).await {
+        Ok(result) => result,
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the body did not arrive within {} ms", timeout.as_millis()),
+        )),
+    }
 }
 
 /// Reads the whole body, refusing more than `limit` bytes.
@@ -225,7 +283,7 @@ async fn handle_incoming(state: &AppState, request: Request<Incoming>) -> Result
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .map(|k| format!("header:{}", &k[..k.len().min(256)]));
-    let body = read_body(request, state.server.max_body_bytes).await?;
+    let body = read_body_timed(state, request, state.server.max_body_bytes).await?;
     let event = IncomingEvent::parse(&body).map_err(|e| match e {
         ParseError::Malformed(message) => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", message),
         ParseError::Invalid(fields) => ApiError {
@@ -330,14 +388,15 @@ pub(crate) fn store_unavailable(error: anyhow::Error) -> ApiError {
 
 /// The client-facing error for a failed adapter call.
 fn call_failed(error: CallError) -> ApiError {
-    let code = match &error {
-        CallError::RetryLater(_) => "adapter_retry_later",
-        CallError::Permanent(_) => "adapter_permanent",
-        CallError::Trapped(_) | CallError::Instantiate(_) => "adapter_trapped",
-        CallError::LimitExceeded(_) => "adapter_limit_exceeded",
-        CallError::Timeout(_) => "adapter_timeout",
+    let (status, code) = match &error {
+        CallError::RetryLater(_) => (StatusCode::BAD_GATEWAY, "adapter_retry_later"),
+        CallError::Permanent(_) => (StatusCode::BAD_GATEWAY, "adapter_permanent"),
+        CallError::Trapped(_) | CallError::Instantiate(_) => (StatusCode::BAD_GATEWAY, "adapter_trapped"),
+        CallError::LimitExceeded(_) => (StatusCode::BAD_GATEWAY, "adapter_limit_exceeded"),
+        CallError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "adapter_timeout"),
+        CallError::CircuitOpen(_) => (StatusCode::SERVICE_UNAVAILABLE, "adapter_circuit_open"),
     };
-    ApiError::new(StatusCode::BAD_GATEWAY, code, error.to_string())
+    ApiError::new(status, code, error.to_string())
 }
 
 /// `/vendors/{tenant}/...`: a vendor webhook, mapped by the tenant's adapter.
@@ -357,12 +416,22 @@ async fn handle_webhook(
     };
     let method = request.method().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
-    let headers = request
+    let headers: Vec<(String, String)> = request
         .headers()
         .iter()
         .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
-    let body = read_body(request, state.server.max_body_bytes).await?;
+    let body = read_body_timed(state, request, state.server.max_body_bytes).await?;
+    let signed = SignedRequest {
+        headers: &headers,
+        query: &query,
+        body: &body,
+    };
+    let now = chrono::Utc::now().timestamp();
+    webhook_auth::verify(&tenant.name, &tenant.webhook, &signed, now, &state.replays).map_err(|e| {
+        tracing::warn!(tenant = %tenant.name, error = %e, "webhook refused");
+        ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string())
+    })?;
     let delivery_id = uuid::Uuid::now_v7().to_string();
     let ctx = CallContext {
         tenant: tenant.name.clone(),

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::config::WebhookConfig;
 use crate::runtime::{LoadedAdapter, TenantHost};
 
 /// One tenant, ready to serve: its adapter and what the adapter may reach.
@@ -14,6 +15,8 @@ pub struct Tenant {
     pub channels: Vec<String>,
     pub adapter: Arc<LoadedAdapter>,
     pub host: Arc<TenantHost>,
+    /// How its webhook requests are verified.
+    pub webhook: WebhookConfig,
     /// When this tenant's current adapter version was swapped in.
     pub loaded_at: chrono::DateTime<chrono::Utc>,
 }

@@ -1,0 +1,131 @@
+//! Where adapters may connect: the tenant's allowed origins, and never loopback, link-local
+//! (cloud metadata included) or private addresses unless the operator allows them for that
+//! tenant. Names are checked after DNS resolution, so a public name that resolves to a private
+//! address is refused too; redirects are not followed (an adapter that follows one makes a new,
+//! re-checked request).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use crate::config::{network_contains, parse_network};
+
+/// Networks no adapter reaches unless its tenant has `allow_private_networks = true`.
+const BLOCKED_NETWORKS: &[&str] = &[
+    "0.0.0.0/8",       // "this" network
+    "10.0.0.0/8",      // private
+    "100.64.0.0/10",   // carrier-grade NAT
+    "127.0.0.0/8",     // loopback
+    "169.254.0.0/16",  // link-local, cloud metadata
+    "172.16.0.0/12",   // private
+    "192.0.0.0/24",    // IETF protocol assignments
+    "192.168.0.0/16",  // private
+    "198.18.0.0/15",   // benchmarking
+    "224.0.0.0/4",     // multicast
+    "240.0.0.0/4",     // reserved, broadcast
+    "::/128",          // unspecified
+    "::1/128",         // loopback
+    "64:ff9b::/96",    // NAT64 (embeds IPv4)
+    "fc00::/7",        // unique local
+    "fe80::/10",       // link-local
+    "ff00::/8",        // multicast
+];
+
+/// Whether an adapter needs `allow_private_networks` to reach `ip`.
+pub fn is_restricted(ip: IpAddr) -> bool {
+    BLOCKED_NETWORKS
+        .iter()
+        .any(|n| network_contains(parse_network(n).expect("valid built-in network"), ip))
+}
+
+/// A resolver that drops restricted addresses, and fails when nothing else is left.
+struct PublicOnlyResolver;
+
+impl Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<SocketAddr> = addrs.into_iter().filter(|a| !is_restricted(a.ip())).collect();
+            if public.is_empty() {
+                return Err(format!("`{host}` resolves only to loopback, link-local or private addresses").into());
+            }
+            Ok(Box::new(public.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// The two HTTP clients adapters' requests go through.
+pub struct EgressClients {
+    /// Refuses restricted addresses after resolution.
+    pub public_only: reqwest::Client,
+    /// For tenants with `allow_private_networks = true`.
+    pub any_address: reqwest::Client,
+}
+
+impl EgressClients {
+    /// Builds both clients: no redirects followed, no proxy from the environment.
+    pub fn new() -> anyhow::Result<EgressClients> {
+        let base = || {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+        };
+        Ok(EgressClients {
+            public_only: base().dns_resolver(Arc::new(PublicOnlyResolver)).build()?,
+            any_address: base().build()?,
+        })
+    }
+
+    /// The client for a tenant.
+    pub fn for_tenant(&self, allow_private_networks: bool) -> &reqwest::Client {
+        if allow_private_networks { &self.any_address } else { &self.public_only }
+    }
+}
+
+/// Checks a URL's host when it is an address literal (those skip DNS resolution).
+pub fn check_literal_host(url: &url::Url, allow_private_networks: bool) -> Result<(), String> {
+    let ip = match url.host() {
+        Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
+        Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
+        _ => return Ok(()),
+    };
+    if !allow_private_networks && is_restricted(ip) {
+        return Err(format!(
+            "{ip} is a loopback, link-local or private address; the tenant does not allow private networks"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restricted_addresses() {
+        for ip in ["127.0.0.1", "169.254.169.254", "10.1.1.1", "192.168.0.1", "172.20.0.1", "::1", "fe80::1", "::ffff:127.0.0.1", "0.0.0.0", "100.64.0.1"] {
+            assert!(is_restricted(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "172.32.0.1"] {
+            assert!(!is_restricted(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn literal_hosts() {
+        let url = url::Url::parse("http://169.254.169.254/latest/meta-data/").unwrap();
+        assert!(check_literal_host(&url, false).is_err());
+        assert!(check_literal_host(&url, true).is_ok());
+        let url = url::Url::parse("http://[::ffff:7f00:1]:8080/").unwrap();
+        assert!(check_literal_host(&url, false).is_err());
+    }
+
+    #[tokio::test]
+    async fn names_resolving_to_loopback_are_refused() {
+        let name: Name = "localhost".parse().unwrap();
+        let result = PublicOnlyResolver.resolve(name).await;
+        assert!(result.is_err());
+    }
+}
