@@ -9,7 +9,13 @@ use clap::{Parser, Subcommand};
 #[command(version, about)]
 pub struct Cli {
     /// The configuration file.
-    #[arg(long, short, global = true, env = "DOLPHIN_BRIDGE_CONFIG", default_value = "dolphin-bridge.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "DOLPHIN_BRIDGE_CONFIG",
+        default_value = "dolphin-bridge.toml"
+    )]
     pub config: PathBuf,
     #[command(subcommand)]
     pub command: Command,

@@ -13,10 +13,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: field `{field}`: {message}")]
@@ -377,11 +374,7 @@ impl Config {
     }
 
     /// Parses `text` as if read from `path`, looking variables up with `env`.
-    pub fn parse(
-        path: &Path,
-        text: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
+    pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -409,11 +402,7 @@ impl Config {
         let mut adapters = raw.adapters;
         adapters.cache_dir = Some(match &adapters.cache_dir {
             Some(dir) => resolve(dir),
-            None => store
-                .path
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join("adapter-cache"),
+            None => store.path.parent().unwrap_or(Path::new(".")).join("adapter-cache"),
         });
         let mut tenants = raw.tenants;
         for tenant in &mut tenants {
@@ -515,14 +504,19 @@ impl Config {
                         "is required: set auth to standard-webhooks, chatwoot, token, or none",
                     ));
                 }
-                Some(webhook) if webhook.auth != WebhookAuth::None && webhook.secret.as_deref().is_none_or(str::is_empty) => {
+                Some(webhook)
+                    if webhook.auth != WebhookAuth::None && webhook.secret.as_deref().is_none_or(str::is_empty) =>
+                {
                     return Err(self.invalid(field("webhook.secret"), "is required for this auth"));
                 }
                 Some(_) => {}
             }
             let limits = &tenant.limits;
             if limits.memory_mib == 0 || limits.cpu_ms == 0 || limits.http_response_bytes == 0 {
-                return Err(self.invalid(field("limits"), "memory_mib, cpu_ms and http_response_bytes must be above 0"));
+                return Err(self.invalid(
+                    field("limits"),
+                    "memory_mib, cpu_ms and http_response_bytes must be above 0",
+                ));
             }
             if tenant.http_timeout_ms == 0 || tenant.call_timeout_ms == 0 {
                 return Err(self.invalid(field("call_timeout_ms"), "timeouts must be above 0"));
@@ -574,7 +568,12 @@ pub fn parse_network(text: &str) -> Result<(std::net::IpAddr, u8), String> {
     let prefix = if prefix.is_empty() {
         max
     } else {
-        prefix.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("`{text}` has a bad prefix length"))?
+        prefix
+            .trim()
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("`{text}` has a bad prefix length"))?
     };
     Ok((address, prefix))
 }
@@ -630,7 +629,11 @@ fn substitute_env(
         }
         toml::Value::Table(table) => {
             for (key, item) in table.iter_mut() {
-                let name = if field.is_empty() { key.clone() } else { format!("{field}.{key}") };
+                let name = if field.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{field}.{key}")
+                };
                 substitute_env(item, &name, env)?;
             }
         }

@@ -116,10 +116,10 @@ pub enum ParseError {
 impl IncomingEvent {
     /// Parses and validates a request body.
     pub fn parse(body: &[u8]) -> Result<IncomingEvent, ParseError> {
-        let text = std::str::from_utf8(body)
-            .map_err(|e| ParseError::Malformed(format!("body is not valid UTF-8: {e}")))?;
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| ParseError::Malformed(format!("body is not valid JSON: {e}")))?;
+        let text =
+            std::str::from_utf8(body).map_err(|e| ParseError::Malformed(format!("body is not valid UTF-8: {e}")))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| ParseError::Malformed(format!("body is not valid JSON: {e}")))?;
         match value {
             Value::Object(map) => Self::from_object(map),
             other => Err(ParseError::Malformed(format!(
@@ -132,25 +132,23 @@ impl IncomingEvent {
     /// Validates a JSON object, collecting every bad field.
     pub fn from_object(mut map: Map<String, Value>) -> Result<IncomingEvent, ParseError> {
         let mut errors = Vec::new();
-        let mut required = |map: &mut Map<String, Value>, name: &str, non_empty: bool| {
-            match map.remove(name) {
-                None => {
-                    errors.push(FieldError::new(name, "is missing"));
-                    String::new()
+        let mut required = |map: &mut Map<String, Value>, name: &str, non_empty: bool| match map.remove(name) {
+            None => {
+                errors.push(FieldError::new(name, "is missing"));
+                String::new()
+            }
+            Some(Value::String(s)) => {
+                if non_empty && s.trim().is_empty() {
+                    errors.push(FieldError::new(name, "must not be empty"));
                 }
-                Some(Value::String(s)) => {
-                    if non_empty && s.trim().is_empty() {
-                        errors.push(FieldError::new(name, "must not be empty"));
-                    }
-                    s
-                }
-                Some(other) => {
-                    errors.push(FieldError::new(
-                        name,
-                        format!("must be a string, got {}", json_kind(&other)),
-                    ));
-                    String::new()
-                }
+                s
+            }
+            Some(other) => {
+                errors.push(FieldError::new(
+                    name,
+                    format!("must be a string, got {}", json_kind(&other)),
+                ));
+                String::new()
             }
         };
         let ticket_number = required(&mut map, "ticketNumber", true);
@@ -279,8 +277,13 @@ pub fn parse_location(message: &str) -> Result<(f64, f64), String> {
     let number = |s: &str| {
         let s = s.trim();
         let plain = !s.is_empty()
-            && s.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'+');
-        if plain { s.parse::<f64>().ok().filter(|v| v.is_finite()) } else { None }
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'+');
+        if plain {
+            s.parse::<f64>().ok().filter(|v| v.is_finite())
+        } else {
+            None
+        }
     };
     let (lat, lng) = (number(lat).ok_or_else(bad)?, number(lng).ok_or_else(bad)?);
     if !(-90.0..=90.0).contains(&lat) {
@@ -489,12 +492,19 @@ mod tests {
     fn malformed_bodies() {
         assert!(matches!(IncomingEvent::parse(b"[1]"), Err(ParseError::Malformed(_))));
         assert!(matches!(IncomingEvent::parse(b"{"), Err(ParseError::Malformed(_))));
-        assert!(matches!(IncomingEvent::parse(b"\xff\xfe"), Err(ParseError::Malformed(_))));
+        assert!(matches!(
+            IncomingEvent::parse(b"\xff\xfe"),
+            Err(ParseError::Malformed(_))
+        ));
     }
 
     #[test]
     fn created_date_must_be_real() {
-        for bad in ["2021-02-30T10:00:00.000", "2021-04-28T15:39:37", "2021-04-28T15:39:37.945Z"] {
+        for bad in [
+            "2021-02-30T10:00:00.000",
+            "2021-04-28T15:39:37",
+            "2021-04-28T15:39:37.945Z",
+        ] {
             let mut value = example();
             value["createdDate"] = json!(bad);
             assert_eq!(fields(parse(value).unwrap_err()), ["createdDate"], "{bad}");

@@ -13,23 +13,23 @@ use crate::config::{network_contains, parse_network};
 
 /// Networks no adapter reaches unless its tenant has `allow_private_networks = true`.
 const BLOCKED_NETWORKS: &[&str] = &[
-    "0.0.0.0/8",       // "this" network
-    "10.0.0.0/8",      // private
-    "100.64.0.0/10",   // carrier-grade NAT
-    "127.0.0.0/8",     // loopback
-    "169.254.0.0/16",  // link-local, cloud metadata
-    "172.16.0.0/12",   // private
-    "192.0.0.0/24",    // IETF protocol assignments
-    "192.168.0.0/16",  // private
-    "198.18.0.0/15",   // benchmarking
-    "224.0.0.0/4",     // multicast
-    "240.0.0.0/4",     // reserved, broadcast
-    "::/128",          // unspecified
-    "::1/128",         // loopback
-    "64:ff9b::/96",    // NAT64 (embeds IPv4)
-    "fc00::/7",        // unique local
-    "fe80::/10",       // link-local
-    "ff00::/8",        // multicast
+    "0.0.0.0/8",      // "this" network
+    "10.0.0.0/8",     // private
+    "100.64.0.0/10",  // carrier-grade NAT
+    "127.0.0.0/8",    // loopback
+    "169.254.0.0/16", // link-local, cloud metadata
+    "172.16.0.0/12",  // private
+    "192.0.0.0/24",   // IETF protocol assignments
+    "192.168.0.0/16", // private
+    "198.18.0.0/15",  // benchmarking
+    "224.0.0.0/4",    // multicast
+    "240.0.0.0/4",    // reserved, broadcast
+    "::/128",         // unspecified
+    "::1/128",        // loopback
+    "64:ff9b::/96",   // NAT64 (embeds IPv4)
+    "fc00::/7",       // unique local
+    "fe80::/10",      // link-local
+    "ff00::/8",       // multicast
 ];
 
 /// Whether an adapter needs `allow_private_networks` to reach `ip`.
@@ -80,7 +80,11 @@ impl EgressClients {
 
     /// The client for a tenant.
     pub fn for_tenant(&self, allow_private_networks: bool) -> &reqwest::Client {
-        if allow_private_networks { &self.any_address } else { &self.public_only }
+        if allow_private_networks {
+            &self.any_address
+        } else {
+            &self.public_only
+        }
     }
 }
 
@@ -105,7 +109,18 @@ mod tests {
 
     #[test]
     fn restricted_addresses() {
-        for ip in ["127.0.0.1", "169.254.169.254", "10.1.1.1", "192.168.0.1", "172.20.0.1", "::1", "fe80::1", "::ffff:127.0.0.1", "0.0.0.0", "100.64.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "169.254.169.254",
+            "10.1.1.1",
+            "192.168.0.1",
+            "172.20.0.1",
+            "::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "0.0.0.0",
+            "100.64.0.1",
+        ] {
             assert!(is_restricted(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "172.32.0.1"] {

@@ -30,7 +30,10 @@ use runtime::{HostServices, Runtime};
 
 /// Opens the configured store.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn store::Store>> {
-    Ok(Arc::new(store::SqliteStore::open(&config.store.path, store::CommitMode::Group)?))
+    Ok(Arc::new(store::SqliteStore::open(
+        &config.store.path,
+        store::CommitMode::Group,
+    )?))
 }
 
 /// Builds the runtime and compiles every tenant's adapter.
@@ -46,17 +49,18 @@ pub fn build_registry(config: &Config, store: Arc<dyn store::Store>) -> anyhow::
     AdapterRegistry::load(runtime, services, config)
 }
 
-/// The property lines a 3Dolphins administrator sets for this bridge.
+/// The property lines a 3Dolphins administrator sets for this bridge: its base URL and the
+/// paths it serves. The bridge takes every 3Dolphins -> third-party event on one endpoint, so
+/// both paths name it.
 pub fn properties(config: &Config) -> String {
     format!(
         "# Where 3Dolphins reaches the bridge\n\
-         app.ext.integration.api.base.url={}\n\
-         # Path on the bridge where 3Dolphins sends customer messages (Incoming events)\n\
-         app.ext.integration.api.sendMessage={}\n\
-         # Path on 3Dolphins where the bridge posts agent replies (Outgoing events)\n\
-         app.ext.integration.api.incomingMessage={}\n",
-        config.server.public_base_url(),
-        config.server.incoming_path,
-        config.three_dolphins.outgoing_path,
+         app.ext.integration.api.base.url={base}\n\
+         # Path on the bridge where 3Dolphins sends messages to the third party\n\
+         app.ext.integration.api.sendMessage={path}\n\
+         # Path on the bridge that receives 3Dolphins' incoming (customer) messages\n\
+         app.ext.integration.api.incomingMessage={path}\n",
+        base = config.server.public_base_url(),
+        path = config.server.incoming_path,
     )
 }

@@ -18,6 +18,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DOLPHIN_BRIDGE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -77,7 +78,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let watch_shutdown = shutdown.clone();
     tokio::spawn(async move {
         if let Err(e) = watcher.watch(watch_shutdown).await {
-            tracing::error!(error = format!("{e:#}"), "file watching stopped; reload with SIGHUP or POST /admin/reload");
+            tracing::error!(
+                error = format!("{e:#}"),
+                "file watching stopped; reload with SIGHUP or POST /admin/reload"
+            );
         }
     });
     let state = Arc::new(AppState {
@@ -108,8 +112,8 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 
 /// Reloads the configuration and adapters on every SIGHUP.
 async fn reload_on_sighup(registry: Arc<AdapterRegistry>) {
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .expect("installing the SIGHUP handler");
+    let mut hangup =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).expect("installing the SIGHUP handler");
     while hangup.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading");
         // The outcome is logged by `reload`.
@@ -139,7 +143,11 @@ async fn dead_letters(config: Config, command: DeadLetterCommand) -> anyhow::Res
             Some(delivery) => println!("{}", serde_json::to_string_pretty(&delivery)?),
             None => anyhow::bail!("no delivery `{delivery_id}`"),
         },
-        DeadLetterCommand::Replay { delivery_id, tenant, all } => {
+        DeadLetterCommand::Replay {
+            delivery_id,
+            tenant,
+            all,
+        } => {
             let filter = match (delivery_id, tenant, all) {
                 (Some(id), _, _) => DeadLetterFilter::One(id),
                 (None, Some(tenant), _) => DeadLetterFilter::Tenant(tenant),

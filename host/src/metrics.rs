@@ -51,14 +51,42 @@ impl Metrics {
         let config_rejected = Counter::default();
         let circuit_open = Family::<TenantOutcome, Counter>::default();
         let pending = Gauge::default();
-        registry.register("incoming_events", "Incoming events by tenant and outcome", incoming.clone());
+        registry.register(
+            "incoming_events",
+            "Incoming events by tenant and outcome",
+            incoming.clone(),
+        );
         registry.register("refused_requests", "Requests refused, by error code", refused.clone());
-        registry.register("delivery_attempts", "Delivery attempts by tenant and outcome", deliveries.clone());
-        registry.register("adapter_calls", "Adapter calls by tenant and outcome", adapter_calls.clone());
-        registry.register("adapter_reloads", "Adapter (re)loads by tenant and outcome", reloads.clone());
-        registry.register("config_reloads_rejected", "Configuration reloads rejected", config_rejected.clone());
-        registry.register("circuit_open", "Adapter calls refused by an open circuit breaker", circuit_open.clone());
-        registry.register("pending_deliveries", "Deliveries waiting in the outbox", pending.clone());
+        registry.register(
+            "delivery_attempts",
+            "Delivery attempts by tenant and outcome",
+            deliveries.clone(),
+        );
+        registry.register(
+            "adapter_calls",
+            "Adapter calls by tenant and outcome",
+            adapter_calls.clone(),
+        );
+        registry.register(
+            "adapter_reloads",
+            "Adapter (re)loads by tenant and outcome",
+            reloads.clone(),
+        );
+        registry.register(
+            "config_reloads_rejected",
+            "Configuration reloads rejected",
+            config_rejected.clone(),
+        );
+        registry.register(
+            "circuit_open",
+            "Adapter calls refused by an open circuit breaker",
+            circuit_open.clone(),
+        );
+        registry.register(
+            "pending_deliveries",
+            "Deliveries waiting in the outbox",
+            pending.clone(),
+        );
         Metrics {
             registry,
             incoming,

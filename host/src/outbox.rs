@@ -87,7 +87,9 @@ impl Outbox {
         tasks.close();
         let grace = Duration::from_millis(self.config.shutdown_grace_ms);
         if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
-            tracing::warn!("deliveries still running at the end of the shutdown grace period; they will be retried on the next start");
+            tracing::warn!(
+                "deliveries still running at the end of the shutdown grace period; they will be retried on the next start"
+            );
         }
     }
 
@@ -115,7 +117,13 @@ impl Outbox {
             };
             let (outbox, registry) = (self.clone(), registry.clone());
             tasks.spawn(async move {
-                outbox.deliver(&registry, delivery).await;
+                // `due` may have read this delivery just before an attempt that was running
+                // recorded its outcome; the writer has the last word on whether it is still due.
+                match outbox.store.still_due(delivery.seq, delivery.attempts).await {
+                    Ok(true) => outbox.deliver(&registry, delivery).await,
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot check a delivery; it stays pending"),
+                }
                 outbox.in_flight.lock().expect("in-flight lock").remove(&key);
                 drop(permit);
                 outbox.wake.notify_one();
@@ -213,9 +221,12 @@ async fn attempt_delivery(registry: &AdapterRegistry, delivery: &Delivery, attem
                 .await;
             match result {
                 Ok(()) => Attempt::Delivered,
-                Err(e @ (CallError::RetryLater(_) | CallError::Timeout(_) | CallError::Instantiate(_) | CallError::CircuitOpen(_))) => {
-                    Attempt::RetryLater(e.to_string())
-                }
+                Err(
+                    e @ (CallError::RetryLater(_)
+                    | CallError::Timeout(_)
+                    | CallError::Instantiate(_)
+                    | CallError::CircuitOpen(_)),
+                ) => Attempt::RetryLater(e.to_string()),
                 Err(e @ (CallError::Permanent(_) | CallError::Trapped(_) | CallError::LimitExceeded(_))) => {
                     Attempt::Permanent(e.to_string())
                 }

@@ -109,7 +109,10 @@ impl AdapterRegistry {
             ),
             Err(e) => {
                 METRICS.config_rejected.inc();
-                tracing::error!(error = format!("{e:#}"), "configuration reload rejected; the previous one keeps serving");
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "configuration reload rejected; the previous one keeps serving"
+                );
             }
         }
         result
@@ -158,7 +161,10 @@ impl AdapterRegistry {
             return Ok(adapter.clone());
         }
         let adapter = Arc::new(self.runtime.load_bytes(path, &bytes)?);
-        self.compiled.lock().expect("compiled lock").insert(key, adapter.clone());
+        self.compiled
+            .lock()
+            .expect("compiled lock")
+            .insert(key, adapter.clone());
         Ok(adapter)
     }
 
@@ -170,7 +176,10 @@ impl AdapterRegistry {
             .iter()
             .map(|t| format!("{}:{}", t.adapter.content_hash, t.adapter.path.display()))
             .collect();
-        self.compiled.lock().expect("compiled lock").retain(|key, _| in_use.contains(key));
+        self.compiled
+            .lock()
+            .expect("compiled lock")
+            .retain(|key, _| in_use.contains(key));
     }
 
     fn tenant(&self, tenant: &TenantConfig, adapter: Arc<LoadedAdapter>) -> anyhow::Result<Tenant> {
@@ -208,14 +217,22 @@ impl AdapterRegistry {
             channels: tenant.channels.iter().map(|c| c.to_ascii_lowercase()).collect(),
             adapter,
             host: Arc::new(host),
-            webhook: tenant.webhook.clone().expect("validated: every tenant has [tenants.webhook]"),
+            webhook: tenant
+                .webhook
+                .clone()
+                .expect("validated: every tenant has [tenants.webhook]"),
             loaded_at: chrono::Utc::now(),
         })
     }
 
     /// The files a reload depends on: the configuration and every adapter.
     fn watched_files(&self) -> HashSet<PathBuf> {
-        let mut files: HashSet<PathBuf> = self.snapshot().all().iter().map(|t| normalize(&t.adapter.path)).collect();
+        let mut files: HashSet<PathBuf> = self
+            .snapshot()
+            .all()
+            .iter()
+            .map(|t| normalize(&t.adapter.path))
+            .collect();
         files.insert(normalize(&self.config_path));
         files
     }

@@ -17,8 +17,8 @@ use wasmtime::{Engine, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::config::Origin;
-use crate::egress::{EgressClients, check_literal_host};
 use crate::contract::{self, IncomingEvent};
+use crate::egress::{EgressClients, check_literal_host};
 use crate::metrics::{METRICS, Metrics};
 use crate::store::Store;
 use crate::three_dolphins::{ThreeDolphinsClient, ThreeDolphinsError};
@@ -86,10 +86,7 @@ impl Default for CallLimits {
 #[derive(Debug, Error)]
 pub enum LoadError {
     #[error("cannot read adapter {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a WebAssembly component: {reason}")]
     NotAComponent { path: PathBuf, reason: String },
     #[error("{path} targets {found}; this host implements {WIT_PACKAGE}@{WIT_VERSION} (compatible: 0.1.x)")]
@@ -330,12 +327,17 @@ impl Runtime {
         let ty = component.component_type();
         let mut found: Option<String> = None;
         for (name, _) in ty.imports(&self.engine) {
-            let Some(rest) = name.strip_prefix(&format!("{WIT_PACKAGE}/")) else { continue };
+            let Some(rest) = name.strip_prefix(&format!("{WIT_PACKAGE}/")) else {
+                continue;
+            };
             let version = rest.split_once('@').map(|(_, v)| v.to_string()).unwrap_or_default();
             if !compatible(&version) {
                 return Err(LoadError::IncompatibleVersion {
                     path: path.to_path_buf(),
-                    found: format!("{WIT_PACKAGE}@{}", if version.is_empty() { "(unversioned)" } else { &version }),
+                    found: format!(
+                        "{WIT_PACKAGE}@{}",
+                        if version.is_empty() { "(unversioned)" } else { &version }
+                    ),
                 });
             }
             found = Some(version);
@@ -548,11 +550,7 @@ fn to_wit_incoming(event: &IncomingEvent) -> wt::IncomingEvent {
         owner: event.owner.clone(),
         group_id: event.group_id.clone(),
         language: event.language.clone(),
-        extra: event
-            .extra
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_string()))
-            .collect(),
+        extra: event.extra.iter().map(|(k, v)| (k.clone(), v.to_string())).collect(),
     }
 }
 
@@ -662,7 +660,10 @@ impl CallState {
     fn count_kv(&mut self) -> Result<(), String> {
         self.kv_ops += 1;
         if self.kv_ops > self.host.limits.kv_ops {
-            return Err(format!("limit of {} key-value operations per call reached", self.host.limits.kv_ops));
+            return Err(format!(
+                "limit of {} key-value operations per call reached",
+                self.host.limits.kv_ops
+            ));
         }
         Ok(())
     }
@@ -698,7 +699,11 @@ impl wit::log::Host for CallState {
         }
         let secrets = &self.host.secrets;
         let fields = redact(
-            &fields.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(" "),
+            &fields
+                .iter()
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect::<Vec<_>>()
+                .join(" "),
             secrets,
         );
         let message = redact(&message, secrets);
@@ -784,10 +789,7 @@ impl wit::http::Host for CallState {
 }
 
 /// Performs one adapter HTTP request after checking it against the tenant's grant.
-async fn send_http(
-    host: &TenantHost,
-    request: wt::HttpRequest,
-) -> Result<wt::HttpResponse, wit::http::HttpError> {
+async fn send_http(host: &TenantHost, request: wt::HttpRequest) -> Result<wt::HttpResponse, wit::http::HttpError> {
     use wit::http::HttpError;
     let url = url::Url::parse(&request.url).map_err(|e| HttpError::Denied(format!("invalid URL: {e}")))?;
     let origin = Origin::of(&url).ok_or_else(|| HttpError::Denied("only http and https URLs are allowed".into()))?;
@@ -804,7 +806,10 @@ async fn send_http(
     let mut builder = client.request(method, url).timeout(host.http_timeout);
     for (name, value) in &request.headers {
         let lower = name.to_ascii_lowercase();
-        if matches!(lower.as_str(), "host" | "content-length" | "transfer-encoding" | "connection") {
+        if matches!(
+            lower.as_str(),
+            "host" | "content-length" | "transfer-encoding" | "connection"
+        ) {
             continue;
         }
         let name = http::HeaderName::from_bytes(name.as_bytes())
@@ -829,7 +834,12 @@ async fn send_http(
     let headers = response
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let mut body = Vec::new();
     loop {
@@ -852,7 +862,11 @@ async fn send_http(
 }
 
 fn describe_reqwest(error: &reqwest::Error) -> String {
-    let mut text = if error.is_connect() { "connection failed".to_string() } else { "request failed".to_string() };
+    let mut text = if error.is_connect() {
+        "connection failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         text.push_str(": ");
@@ -910,7 +924,11 @@ mod tests {
         let core = b"\0asm\x01\0\0\0";
         let err = runtime.load_bytes(Path::new("m.wasm"), core).err().unwrap().to_string();
         assert!(err.contains("core WebAssembly module"), "{err}");
-        let err = runtime.load_bytes(Path::new("g.wasm"), b"garbage!").err().unwrap().to_string();
+        let err = runtime
+            .load_bytes(Path::new("g.wasm"), b"garbage!")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("not a WebAssembly component"), "{err}");
     }
 }

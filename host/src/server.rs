@@ -10,8 +10,8 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde_json::{Value, json};
 use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +21,6 @@ use std::net::IpAddr;
 use subtle::ConstantTimeEq;
 
 use crate::config::{ServerConfig, network_contains, parse_network};
-use crate::webhook_auth::{self, ReplayGuard, SignedRequest};
 use crate::contract::{
     CommandEvent, FieldError, IncomingEvent, OutgoingEvent, ParseError, ThreeDolphinsEvent, check_media_link,
     now_created_date,
@@ -29,6 +28,7 @@ use crate::contract::{
 use crate::registry::AdapterRegistry;
 use crate::runtime::bindings::dolphin::bridge::types as wt;
 use crate::runtime::{CallContext, CallError, from_wit_type};
+use crate::webhook_auth::{self, ReplayGuard, SignedRequest};
 
 mod admin;
 use crate::metrics::{METRICS, Metrics};
@@ -65,7 +65,15 @@ impl ApiError {
         if !self.fields.is_empty() {
             error["fields"] = serde_json::to_value(&self.fields).expect("fields serialize");
         }
-        json_response(self.status, &json!({ "error": error }))
+        let mut response = json_response(self.status, &json!({ "error": error }));
+        // These are answered before the body was read (or while it was too large or too slow);
+        // the connection cannot be reused, so say so instead of closing it unannounced.
+        if matches!(self.status.as_u16(), 401 | 403 | 404 | 405 | 408 | 413 | 415) {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 
@@ -119,10 +127,10 @@ pub async fn serve(
             async move { Ok::<_, Infallible>(handle(&state, peer.ip(), request).await) }
         });
         let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(64 * 1024)
-                .serve_connection(TokioIo::new(stream), service);
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .max_buf_size(64 * 1024)
+            .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -161,11 +169,18 @@ pub async fn handle(state: &AppState, peer: IpAddr, request: Request<Incoming>) 
         Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })))
     } else if path == "/metrics" {
         Ok(Response::builder()
-            .header(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .header(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
             .body(Full::new(Bytes::from(METRICS.encode())))
             .expect("valid response"))
     } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no endpoint at {path}")))
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no endpoint at {path}"),
+        ))
     };
     result.unwrap_or_else(|error| {
         Metrics::count(&METRICS.refused, "", error.code);
@@ -207,7 +222,11 @@ fn authorize_incoming(state: &AppState, peer: IpAddr, request: &Request<Incoming
         .or_else(|| headers.get("x-bridge-token").and_then(|v| v.to_str().ok()));
     match given {
         Some(given) if bool::from(given.as_bytes().ct_eq(token.as_bytes())) => Ok(()),
-        Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credential", "the credential does not match")),
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credential",
+            "the credential does not match",
+        )),
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing_credential",
@@ -296,7 +315,13 @@ async fn handle_incoming(state: &AppState, request: Request<Incoming>) -> Result
     let tenants = state.registry.snapshot();
     let Some(tenant) = tenants.route(&event.owner, &event.channel).cloned() else {
         let (field, message) = if tenants.knows_owner(&event.owner) {
-            ("channel", format!("no tenant of owner `{}` serves channel `{}`", event.owner, event.channel))
+            (
+                "channel",
+                format!(
+                    "no tenant of owner `{}` serves channel `{}`",
+                    event.owner, event.channel
+                ),
+            )
         } else {
             ("owner", format!("no tenant serves owner `{}`", event.owner))
         };
@@ -383,7 +408,11 @@ fn body_key(body: &[u8]) -> String {
 
 pub(crate) fn store_unavailable(error: anyhow::Error) -> ApiError {
     tracing::error!(error = format!("{error:#}"), "store failure");
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the bridge's store failed; retry")
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "the bridge's store failed; retry",
+    )
 }
 
 /// The client-facing error for a failed adapter call.
@@ -419,7 +448,12 @@ async fn handle_webhook(
     let headers: Vec<(String, String)> = request
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let body = read_body_timed(state, request, state.server.max_body_bytes).await?;
     let signed = SignedRequest {
@@ -481,7 +515,11 @@ async fn handle_webhook(
 
 /// Completes an adapter's event into what 3Dolphins expects: the tenant's owner, and the
 /// ticket's channel and customer name when the adapter left them out.
-async fn complete_event(state: &AppState, tenant: &Tenant, event: wt::BridgeEvent) -> Result<ThreeDolphinsEvent, ApiError> {
+async fn complete_event(
+    state: &AppState,
+    tenant: &Tenant,
+    event: wt::BridgeEvent,
+) -> Result<ThreeDolphinsEvent, ApiError> {
     let invalid = |message: String| ApiError::new(StatusCode::BAD_GATEWAY, "adapter_invalid_event", message);
     let ticket_number = match &event {
         wt::BridgeEvent::Outgoing(e) => e.ticket_number.clone(),
@@ -501,7 +539,11 @@ async fn complete_event(state: &AppState, tenant: &Tenant, event: wt::BridgeEven
         given
             .filter(|c| !c.is_empty())
             .or_else(|| known.as_ref().map(|k| k.channel.clone()))
-            .ok_or_else(|| invalid(format!("ticket `{ticket_number}` is unknown to the bridge and the adapter gave no channel")))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "ticket `{ticket_number}` is unknown to the bridge and the adapter gave no channel"
+                ))
+            })
     };
     Ok(match event {
         wt::BridgeEvent::Outgoing(e) => {

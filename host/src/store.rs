@@ -29,6 +29,7 @@ pub enum Direction {
     /// An Incoming event, delivered through the tenant's adapter to the vendor.
     ToVendor,
     /// An Outgoing or Command event, posted to 3Dolphins.
+    #[serde(rename = "to_3dolphins")]
     ToThreeDolphins,
 }
 
@@ -41,7 +42,11 @@ impl Direction {
     }
 
     fn parse(text: &str) -> Direction {
-        if text == "to_vendor" { Direction::ToVendor } else { Direction::ToThreeDolphins }
+        if text == "to_vendor" {
+            Direction::ToVendor
+        } else {
+            Direction::ToThreeDolphins
+        }
     }
 }
 
@@ -115,11 +120,18 @@ pub struct OutboxStats {
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
     /// Persists deliveries durably (committed to disk) before returning.
-    async fn enqueue(&self, deliveries: Vec<NewDelivery>, idempotency_window: Duration) -> anyhow::Result<Vec<Accepted>>;
+    async fn enqueue(
+        &self,
+        deliveries: Vec<NewDelivery>,
+        idempotency_window: Duration,
+    ) -> anyhow::Result<Vec<Accepted>>;
     /// Up to `limit` deliveries that are due now and first pending of their ticket.
     async fn due(&self, now_ms: i64, limit: usize) -> anyhow::Result<Vec<Delivery>>;
     /// The earliest `next_attempt_at` of any pending delivery.
     async fn next_due_at(&self) -> anyhow::Result<Option<i64>>;
+    /// Whether the delivery is still pending with `attempts` attempts made, as the last write
+    /// left it (reads may lag behind writes that are committing).
+    async fn still_due(&self, seq: i64, attempts: u32) -> anyhow::Result<bool>;
     async fn mark_delivered(&self, seq: i64) -> anyhow::Result<()>;
     /// Records a failed attempt and when to try again.
     async fn retry_at(&self, seq: i64, at_ms: i64, error: &str) -> anyhow::Result<()>;
@@ -158,6 +170,7 @@ type Reply<T> = oneshot::Sender<anyhow::Result<T>>;
 
 enum Write {
     Enqueue(Vec<NewDelivery>, Duration, Reply<Vec<Accepted>>),
+    StillDue(i64, u32, Reply<bool>),
     Delivered(i64, Reply<()>),
     Retry(i64, i64, String, Reply<()>),
     Dead(i64, String, Reply<()>),
@@ -217,9 +230,7 @@ CREATE TABLE IF NOT EXISTS tickets (
 
 fn open_connection(path: &Path) -> anyhow::Result<Connection> {
     let conn = Connection::open(path).with_context(|| format!("opening the store {}", path.display()))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
-    )?;
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")?;
     Ok(conn)
 }
 
@@ -227,8 +238,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and starts its writer thread.
     pub fn open(path: &Path, mode: CommitMode) -> anyhow::Result<SqliteStore> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating the store directory {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating the store directory {}", dir.display()))?;
         }
         let mut writer_conn = open_connection(path)?;
         writer_conn
@@ -311,6 +321,15 @@ fn apply(tx: &Transaction<'_>, write: Write) -> Box<dyn FnOnce(Option<&str>) + S
     let now = now_ms();
     match write {
         Write::Enqueue(items, window, reply) => answer(reply, enqueue(tx, items, window, now)),
+        Write::StillDue(seq, attempts, reply) => answer(
+            reply,
+            tx.query_row(
+                "SELECT COUNT(*) FROM outbox WHERE seq = ?1 AND state = 'pending' AND attempts = ?2",
+                params![seq, attempts],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|n| n == 1),
+        ),
         Write::Delivered(seq, reply) => answer(
             reply,
             tx.execute(
@@ -369,7 +388,8 @@ fn apply(tx: &Transaction<'_>, write: Write) -> Box<dyn FnOnce(Option<&str>) + S
         ),
         Write::KvDelete(tenant, key, reply) => answer(
             reply,
-            tx.execute("DELETE FROM kv WHERE tenant = ?1 AND key = ?2", params![tenant, key]).map(drop),
+            tx.execute("DELETE FROM kv WHERE tenant = ?1 AND key = ?2", params![tenant, key])
+                .map(drop),
         ),
         Write::Ticket(owner, ticket, info, reply) => answer(
             reply,
@@ -385,14 +405,19 @@ fn apply(tx: &Transaction<'_>, write: Write) -> Box<dyn FnOnce(Option<&str>) + S
     }
 }
 
-fn enqueue(tx: &Transaction<'_>, items: Vec<NewDelivery>, window: Duration, now: i64) -> rusqlite::Result<Vec<Accepted>> {
+fn enqueue(
+    tx: &Transaction<'_>,
+    items: Vec<NewDelivery>,
+    window: Duration,
+    now: i64,
+) -> rusqlite::Result<Vec<Accepted>> {
     let window_start = now - window.as_millis() as i64;
     let mut accepted = Vec::with_capacity(items.len());
     for item in items {
         if let Some(key) = &item.idempotency_key {
             let earlier: Option<String> = tx
                 .query_row(
-                    "SELECT delivery_id FROM idempotency WHERE tenant = ?1 AND key = ?2 AND created_at >= ?3",
+                    "SELECT delivery_id FROM idempotency WHERE tenant = ?1 AND key = ?2 AND created_at > ?3",
                     params![item.tenant, key, window_start],
                     |row| row.get(0),
                 )
@@ -414,7 +439,14 @@ fn enqueue(tx: &Transaction<'_>, items: Vec<NewDelivery>, window: Duration, now:
         tx.execute(
             "INSERT INTO outbox (delivery_id, tenant, direction, ticket, payload, state, created_at, next_attempt_at)
              VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6)",
-            params![item.delivery_id, item.tenant, item.direction.as_str(), item.ticket, item.payload, now],
+            params![
+                item.delivery_id,
+                item.tenant,
+                item.direction.as_str(),
+                item.ticket,
+                item.payload,
+                now
+            ],
         )?;
         accepted.push(Accepted {
             delivery_id: item.delivery_id,
@@ -467,8 +499,18 @@ impl Store for SqliteStore {
     }
 
     async fn next_due_at(&self) -> anyhow::Result<Option<i64>> {
-        self.read(|c| c.query_row("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'", [], |r| r.get(0)))
-            .await
+        self.read(|c| {
+            c.query_row(
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .await
+    }
+
+    async fn still_due(&self, seq: i64, attempts: u32) -> anyhow::Result<bool> {
+        self.write(|reply| Write::StillDue(seq, attempts, reply)).await
     }
 
     async fn mark_delivered(&self, seq: i64) -> anyhow::Result<()> {
@@ -517,7 +559,8 @@ impl Store for SqliteStore {
     }
 
     async fn purge(&self, delivered_before_ms: i64, keys_before_ms: i64) -> anyhow::Result<usize> {
-        self.write(|reply| Write::Purge(delivered_before_ms, keys_before_ms, reply)).await
+        self.write(|reply| Write::Purge(delivered_before_ms, keys_before_ms, reply))
+            .await
     }
 
     async fn stats(&self) -> anyhow::Result<OutboxStats> {
@@ -623,19 +666,44 @@ mod tests {
         let (store, dir) = temp_store();
         let window = Duration::from_secs(60);
         store
-            .enqueue(vec![delivery("a1", "A", None), delivery("a2", "A", None), delivery("b1", "B", None)], window)
+            .enqueue(
+                vec![
+                    delivery("a1", "A", None),
+                    delivery("a2", "A", None),
+                    delivery("b1", "B", None),
+                ],
+                window,
+            )
             .await
             .unwrap();
-        let due: Vec<_> = store.due(now_ms(), 10).await.unwrap().into_iter().map(|d| d.delivery_id).collect();
+        let due: Vec<_> = store
+            .due(now_ms(), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.delivery_id)
+            .collect();
         assert_eq!(due, ["a1", "b1"]);
         // A waiting head holds back its own ticket only.
         let a1 = store.delivery("a1").await.unwrap().unwrap();
         store.retry_at(a1.seq, now_ms() + 60_000, "vendor 503").await.unwrap();
-        let due: Vec<_> = store.due(now_ms(), 10).await.unwrap().into_iter().map(|d| d.delivery_id).collect();
+        let due: Vec<_> = store
+            .due(now_ms(), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.delivery_id)
+            .collect();
         assert_eq!(due, ["b1"]);
         // A dead head lets the ticket move on, and replay brings it back.
         store.dead_letter(a1.seq, "permanent").await.unwrap();
-        let due: Vec<_> = store.due(now_ms(), 10).await.unwrap().into_iter().map(|d| d.delivery_id).collect();
+        let due: Vec<_> = store
+            .due(now_ms(), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.delivery_id)
+            .collect();
         assert_eq!(due, ["a2", "b1"]);
         assert_eq!(store.replay(DeadLetterFilter::One("a1".into())).await.unwrap(), 1);
         let a1 = store.delivery("a1").await.unwrap().unwrap();
@@ -647,13 +715,34 @@ mod tests {
     async fn idempotency_key_returns_the_first_id() {
         let (store, dir) = temp_store();
         let window = Duration::from_secs(60);
-        let first = store.enqueue(vec![delivery("d1", "A", Some("k"))], window).await.unwrap();
-        let again = store.enqueue(vec![delivery("d2", "A", Some("k"))], window).await.unwrap();
-        assert_eq!(first[0], Accepted { delivery_id: "d1".into(), duplicate: false });
-        assert_eq!(again[0], Accepted { delivery_id: "d1".into(), duplicate: true });
+        let first = store
+            .enqueue(vec![delivery("d1", "A", Some("k"))], window)
+            .await
+            .unwrap();
+        let again = store
+            .enqueue(vec![delivery("d2", "A", Some("k"))], window)
+            .await
+            .unwrap();
+        assert_eq!(
+            first[0],
+            Accepted {
+                delivery_id: "d1".into(),
+                duplicate: false
+            }
+        );
+        assert_eq!(
+            again[0],
+            Accepted {
+                delivery_id: "d1".into(),
+                duplicate: true
+            }
+        );
         assert_eq!(store.stats().await.unwrap().pending, 1);
         // Outside the window the same key is a new event.
-        let later = store.enqueue(vec![delivery("d3", "A", Some("k"))], Duration::ZERO).await.unwrap();
+        let later = store
+            .enqueue(vec![delivery("d3", "A", Some("k"))], Duration::ZERO)
+            .await
+            .unwrap();
         assert!(!later[0].duplicate);
         std::fs::remove_dir_all(dir).ok();
     }
@@ -661,7 +750,13 @@ mod tests {
     #[tokio::test]
     async fn purge_removes_old_delivered_only() {
         let (store, dir) = temp_store();
-        store.enqueue(vec![delivery("d1", "A", None), delivery("d2", "B", None)], Duration::ZERO).await.unwrap();
+        store
+            .enqueue(
+                vec![delivery("d1", "A", None), delivery("d2", "B", None)],
+                Duration::ZERO,
+            )
+            .await
+            .unwrap();
         let d1 = store.delivery("d1").await.unwrap().unwrap();
         store.mark_delivered(d1.seq).await.unwrap();
         assert_eq!(store.purge(now_ms() + 1, now_ms() + 1).await.unwrap(), 1);

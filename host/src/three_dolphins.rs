@@ -115,9 +115,15 @@ impl ThreeDolphinsClient {
 
 fn check_status(status: reqwest::StatusCode, body: &[u8]) -> Result<(), ThreeDolphinsError> {
     if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-        Err(ThreeDolphinsError::Unavailable(format!("answered {status}: {}", preview(body))))
+        Err(ThreeDolphinsError::Unavailable(format!(
+            "answered {status}: {}",
+            preview(body)
+        )))
     } else if !status.is_success() {
-        Err(ThreeDolphinsError::Refused(format!("answered {status}: {}", preview(body))))
+        Err(ThreeDolphinsError::Refused(format!(
+            "answered {status}: {}",
+            preview(body)
+        )))
     } else {
         Ok(())
     }
@@ -142,5 +148,9 @@ fn describe(error: &reqwest::Error) -> String {
 pub fn preview(body: &[u8]) -> String {
     const MAX: usize = 200;
     let text = String::from_utf8_lossy(&body[..body.len().min(MAX)]);
-    if body.len() > MAX { format!("{text}...") } else { text.into_owned() }
+    if body.len() > MAX {
+        format!("{text}...")
+    } else {
+        text.into_owned()
+    }
 }

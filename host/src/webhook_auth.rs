@@ -113,7 +113,9 @@ pub fn verify(
             }
         }
         WebhookAuth::StandardWebhooks => {
-            let id = request.header("webhook-id").ok_or(WebhookAuthError::Missing("webhook-id"))?;
+            let id = request
+                .header("webhook-id")
+                .ok_or(WebhookAuthError::Missing("webhook-id"))?;
             let timestamp = request
                 .header("webhook-timestamp")
                 .ok_or(WebhookAuthError::Missing("webhook-timestamp"))?;
@@ -230,19 +232,47 @@ mod tests {
         let now = 1_700_000_000;
         let sig = standard_webhooks_signature(SECRET, "m1", now, body);
         let ok = headers("m1", now, &format!("v1,bogus {sig}"));
-        let request = SignedRequest { headers: &ok, query: "", body };
+        let request = SignedRequest {
+            headers: &ok,
+            query: "",
+            body,
+        };
         assert_eq!(verify("t", &cfg, &request, now, &guard), Ok(()));
-        assert_eq!(verify("t", &cfg, &request, now, &guard), Err(WebhookAuthError::Replayed));
+        assert_eq!(
+            verify("t", &cfg, &request, now, &guard),
+            Err(WebhookAuthError::Replayed)
+        );
         // Another tenant keeps its own replay window.
         assert_eq!(verify("u", &cfg, &request, now, &guard), Ok(()));
-        let tampered = SignedRequest { headers: &ok, query: "", body: b"{ }" };
-        assert_eq!(verify("t", &cfg, &tampered, now, &guard), Err(WebhookAuthError::BadSignature));
+        let tampered = SignedRequest {
+            headers: &ok,
+            query: "",
+            body: b"{ }",
+        };
+        assert_eq!(
+            verify("t", &cfg, &tampered, now, &guard),
+            Err(WebhookAuthError::BadSignature)
+        );
         let old = standard_webhooks_signature(SECRET, "m2", now - 301, body);
         let stale = headers("m2", now - 301, &old);
-        let request = SignedRequest { headers: &stale, query: "", body };
-        assert_eq!(verify("t", &cfg, &request, now, &guard), Err(WebhookAuthError::Stale(300)));
-        let request = SignedRequest { headers: &[], query: "", body };
-        assert_eq!(verify("t", &cfg, &request, now, &guard), Err(WebhookAuthError::Missing("webhook-id")));
+        let request = SignedRequest {
+            headers: &stale,
+            query: "",
+            body,
+        };
+        assert_eq!(
+            verify("t", &cfg, &request, now, &guard),
+            Err(WebhookAuthError::Stale(300))
+        );
+        let request = SignedRequest {
+            headers: &[],
+            query: "",
+            body,
+        };
+        assert_eq!(
+            verify("t", &cfg, &request, now, &guard),
+            Err(WebhookAuthError::Missing("webhook-id"))
+        );
     }
 
     #[test]
@@ -259,16 +289,62 @@ mod tests {
             ("X-Chatwoot-Timestamp".to_string(), now.to_string()),
         ];
         let cfg = config(WebhookAuth::Chatwoot, "cw-secret");
-        assert_eq!(verify("t", &cfg, &SignedRequest { headers: &h, query: "", body }, now, &guard), Ok(()));
+        assert_eq!(
+            verify(
+                "t",
+                &cfg,
+                &SignedRequest {
+                    headers: &h,
+                    query: "",
+                    body
+                },
+                now,
+                &guard
+            ),
+            Ok(())
+        );
         let wrong = config(WebhookAuth::Chatwoot, "other");
         assert_eq!(
-            verify("t", &wrong, &SignedRequest { headers: &h, query: "", body }, now, &guard),
+            verify(
+                "t",
+                &wrong,
+                &SignedRequest {
+                    headers: &h,
+                    query: "",
+                    body
+                },
+                now,
+                &guard
+            ),
             Err(WebhookAuthError::BadSignature)
         );
         let cfg = config(WebhookAuth::Token, "tok");
-        assert_eq!(verify("t", &cfg, &SignedRequest { headers: &[], query: "token=tok", body }, now, &guard), Ok(()));
         assert_eq!(
-            verify("t", &cfg, &SignedRequest { headers: &[], query: "token=nope", body }, now, &guard),
+            verify(
+                "t",
+                &cfg,
+                &SignedRequest {
+                    headers: &[],
+                    query: "token=tok",
+                    body
+                },
+                now,
+                &guard
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verify(
+                "t",
+                &cfg,
+                &SignedRequest {
+                    headers: &[],
+                    query: "token=nope",
+                    body
+                },
+                now,
+                &guard
+            ),
             Err(WebhookAuthError::BadToken)
         );
     }

@@ -8,8 +8,20 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 const FIELDS: [&str; 14] = [
-    "ticketNumber", "channel", "accountId", "contactId", "messageType", "message", "mediaLink",
-    "customerName", "createdDate", "owner", "groupId", "GroupId", "language", "Language",
+    "ticketNumber",
+    "channel",
+    "accountId",
+    "contactId",
+    "messageType",
+    "message",
+    "mediaLink",
+    "customerName",
+    "createdDate",
+    "owner",
+    "groupId",
+    "GroupId",
+    "language",
+    "Language",
 ];
 
 /// Any JSON value, a few levels deep.
@@ -18,12 +30,22 @@ fn any_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         ".{0,40}".prop_map(Value::String),
         prop_oneof![
-            Just("text"), Just("IMAGE"), Just("Location"), Just("-6.2,106.8"), Just("91,0"),
-            Just("https://cdn.example.com/a.png"), Just("/relative"), Just("2021-04-28T15:39:37.945"),
-            Just("2021-02-30T10:00:00.000"), Just(""), Just("  "),
+            Just("text"),
+            Just("IMAGE"),
+            Just("Location"),
+            Just("-6.2,106.8"),
+            Just("91,0"),
+            Just("https://cdn.example.com/a.png"),
+            Just("/relative"),
+            Just("2021-04-28T15:39:37.945"),
+            Just("2021-02-30T10:00:00.000"),
+            Just(""),
+            Just("  "),
         ]
         .prop_map(|s| Value::String(s.to_string())),
     ];
@@ -37,7 +59,10 @@ fn any_json() -> impl Strategy<Value = Value> {
 
 /// An object built from the contract's field names (and some others) with arbitrary values.
 fn event_like() -> impl Strategy<Value = Value> {
-    let field = prop_oneof![prop::sample::select(FIELDS.to_vec()).prop_map(str::to_string), "[a-z]{1,6}"];
+    let field = prop_oneof![
+        prop::sample::select(FIELDS.to_vec()).prop_map(str::to_string),
+        "[a-z]{1,6}"
+    ];
     prop::collection::vec((field, any_json()), 0..18).prop_map(|pairs| {
         let mut map = Map::new();
         for (k, v) in pairs {

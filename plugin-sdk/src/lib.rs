@@ -45,8 +45,8 @@ pub mod bindings {
 }
 
 pub use bindings::dolphin::bridge::types::{
-    AdapterError, BridgeEvent, CallContext, CommandEvent, Headers, HttpRequest, HttpResponse,
-    IncomingEvent, MessageType, OutgoingEvent, TicketCommand, WebhookOutcome, WebhookRequest,
+    AdapterError, BridgeEvent, CallContext, CommandEvent, Headers, HttpRequest, HttpResponse, IncomingEvent,
+    MessageType, OutgoingEvent, TicketCommand, WebhookOutcome, WebhookRequest,
 };
 pub use serde_json;
 pub use serde_json::{Value, json};
@@ -64,10 +64,7 @@ pub trait Adapter {
     fn on_incoming(ctx: &CallContext, event: IncomingEvent) -> Result<(), AdapterError>;
 
     /// Map one vendor webhook request to 3Dolphins events and the response the vendor gets.
-    fn on_vendor_webhook(
-        ctx: &CallContext,
-        request: WebhookRequest,
-    ) -> Result<WebhookOutcome, AdapterError>;
+    fn on_vendor_webhook(ctx: &CallContext, request: WebhookRequest) -> Result<WebhookOutcome, AdapterError>;
 }
 
 /// Exports a type implementing [`Adapter`] as the component's `on-incoming` and
@@ -174,10 +171,7 @@ pub fn incoming_json(event: &IncomingEvent) -> Value {
     for (name, value) in fields {
         map.insert(name.into(), Value::String(value.clone()));
     }
-    map.insert(
-        "messageType".into(),
-        message_type_name(event.message_type).into(),
-    );
+    map.insert("messageType".into(), message_type_name(event.message_type).into());
     if let Some(group_id) = &event.group_id {
         map.insert("groupId".into(), group_id.clone().into());
     }
@@ -213,9 +207,7 @@ pub fn percent_decode(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let escaped = match bytes[i] {
-            b'%' if i + 2 < bytes.len() => hex(bytes[i + 1])
-                .zip(hex(bytes[i + 2]))
-                .map(|(h, l)| h << 4 | l),
+            b'%' if i + 2 < bytes.len() => hex(bytes[i + 1]).zip(hex(bytes[i + 2])).map(|(h, l)| h << 4 | l),
             _ => None,
         };
         match (escaped, bytes[i]) {
@@ -257,10 +249,7 @@ pub mod log {
 
     /// Writes one record with key/value fields.
     pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
-        let fields: Vec<(String, String)> = fields
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         crate::bindings::dolphin::bridge::log::log(level, message, &fields);
     }
 
@@ -304,9 +293,7 @@ pub mod config {
     /// The value of `key`, or [`AdapterError::Permanent`] naming the key when it is not set.
     /// The message never contains a config value.
     pub fn require(key: &str) -> Result<String, AdapterError> {
-        get(key).ok_or_else(|| {
-            AdapterError::Permanent(format!("adapter config key `{key}` is not set"))
-        })
+        get(key).ok_or_else(|| AdapterError::Permanent(format!("adapter config key `{key}` is not set")))
     }
 }
 
@@ -380,13 +367,9 @@ pub mod http {
     pub fn transport_error(call: &str, error: HttpError) -> AdapterError {
         match error {
             HttpError::Timeout => AdapterError::RetryLater(format!("{call}: timed out")),
-            HttpError::Connection(e) => {
-                AdapterError::RetryLater(format!("{call}: connection failed: {e}"))
-            }
+            HttpError::Connection(e) => AdapterError::RetryLater(format!("{call}: connection failed: {e}")),
             HttpError::Denied(e) => AdapterError::Permanent(format!("{call}: denied by host: {e}")),
-            HttpError::LimitExceeded(e) => {
-                AdapterError::Permanent(format!("{call}: host limit exceeded: {e}"))
-            }
+            HttpError::LimitExceeded(e) => AdapterError::Permanent(format!("{call}: host limit exceeded: {e}")),
         }
     }
 
@@ -398,12 +381,7 @@ pub mod http {
     }
 
     /// A request with `method`, `url`, `headers` and a raw body.
-    pub fn request(
-        method: &str,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-    ) -> HttpRequest {
+    pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> HttpRequest {
         HttpRequest {
             method: method.to_owned(),
             url: url.to_owned(),
@@ -484,11 +462,7 @@ pub mod http {
     }
 
     /// `POST url` with a JSON body, expecting a 2xx JSON answer (see [`call_json`]).
-    pub fn post_json(
-        url: &str,
-        headers: &[(&str, &str)],
-        body: &Value,
-    ) -> Result<Value, AdapterError> {
+    pub fn post_json(url: &str, headers: &[(&str, &str)], body: &Value) -> Result<Value, AdapterError> {
         call_json("POST", url, headers, Some(body))
     }
 
@@ -512,18 +486,13 @@ pub mod three_dolphins {
     use crate::bindings::dolphin::bridge::three_dolphins as raw;
     use crate::{AdapterError, Value};
 
-    fn lookup(
-        result: Result<String, raw::LookupError>,
-        what: &str,
-    ) -> Result<Option<Value>, AdapterError> {
+    fn lookup(result: Result<String, raw::LookupError>, what: &str) -> Result<Option<Value>, AdapterError> {
         match result {
             Ok(text) => serde_json::from_str(&text)
                 .map(Some)
                 .map_err(|e| AdapterError::RetryLater(format!("3Dolphins {what}: bad JSON: {e}"))),
             Err(raw::LookupError::NotFound) => Ok(None),
-            Err(raw::LookupError::Failed(e)) => {
-                Err(AdapterError::RetryLater(format!("3Dolphins {what}: {e}")))
-            }
+            Err(raw::LookupError::Failed(e)) => Err(AdapterError::RetryLater(format!("3Dolphins {what}: {e}"))),
         }
     }
 
@@ -544,12 +513,7 @@ pub mod events {
 
     /// An Outgoing event (an agent's reply) for `ticket_number`. `media_link` is empty for text
     /// and location. `channel` and `customer-name` are left for the host to fill.
-    pub fn outgoing(
-        ticket_number: &str,
-        message_type: MessageType,
-        message: &str,
-        media_link: &str,
-    ) -> OutgoingEvent {
+    pub fn outgoing(ticket_number: &str, message_type: MessageType, message: &str, media_link: &str) -> OutgoingEvent {
         OutgoingEvent {
             ticket_number: ticket_number.to_owned(),
             message_type,
@@ -591,10 +555,7 @@ pub mod webhook {
 
     /// An error response `{"error": message}` with `status` and no events.
     pub fn error(status: u16, message: &str) -> WebhookOutcome {
-        outcome(
-            Vec::new(),
-            json_response(status, &json!({ "error": message })),
-        )
+        outcome(Vec::new(), json_response(status, &json!({ "error": message })))
     }
 
     /// `events` answered with 200 `{"status":"ok"}`.
@@ -615,16 +576,10 @@ mod tests {
     #[test]
     fn statuses_map_to_retry_or_permanent() {
         for status in [408, 429, 500, 502, 503, 504] {
-            assert!(matches!(
-                status_error("c", status, ""),
-                AdapterError::RetryLater(_)
-            ));
+            assert!(matches!(status_error("c", status, ""), AdapterError::RetryLater(_)));
         }
         for status in [301, 400, 401, 403, 404, 409, 422] {
-            assert!(matches!(
-                status_error("c", status, ""),
-                AdapterError::Permanent(_)
-            ));
+            assert!(matches!(status_error("c", status, ""), AdapterError::Permanent(_)));
         }
         let AdapterError::Permanent(m) = status_error("POST /x", 422, "taken") else {
             panic!()
@@ -648,9 +603,6 @@ mod tests {
 
     #[test]
     fn call_name_drops_query() {
-        assert_eq!(
-            http::call_name("GET", "http://h/a?token=s"),
-            "GET http://h/a"
-        );
+        assert_eq!(http::call_name("GET", "http://h/a?token=s"), "GET http://h/a");
     }
 }

@@ -1,1 +1,28 @@
+//! Test harness for dolphin-bridge: the real binary between mock servers.
+//!
+//! - [`bridge::Bridge`] runs `dolphin-bridge serve` with a generated config in a temp dir, and
+//!   reads delivery states through the admin endpoints.
+//! - [`three_dolphins::MockThreeDolphins`] is the 3Dolphins side (events, Contact and history APIs).
+//! - [`mock_chatwoot::MockChatwoot`] is a stateful Chatwoot (the `chatwoot` adapter's vendor).
+//! - [`vendor::MockVendor`] is a generic recording vendor (the `echo` adapter's target).
+//! - [`client::HttpClient`] sends requests; [`events::Event`] builds Incoming events.
+//! - [`adapters`] finds the bridge binary and the built adapters (`cargo xtask build-plugins`).
+//! - [`wait`] waits for conditions instead of sleeping.
 
+pub mod adapters;
+pub mod bridge;
+pub mod client;
+pub mod events;
+pub mod mock_chatwoot;
+pub mod mock_http;
+pub mod signing;
+pub mod three_dolphins;
+pub mod vendor;
+pub mod wait;
+
+pub use bridge::{Bridge, BridgeConfig, Tenant};
+pub use client::{HttpClient, HttpResponse};
+pub use events::{Event, example_event};
+pub use three_dolphins::MockThreeDolphins;
+pub use vendor::MockVendor;
+pub use wait::{WAIT, wait_for, wait_until};

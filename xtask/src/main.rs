@@ -1,1 +1,428 @@
-fn main() {}
+//! `cargo xtask`: the project's chores, in Rust so they run wherever cargo does.
+//!
+//! - `build-plugins`: every adapter under `plugins/` -> `target/wasm32-wasip2/adapter/NAME.wasm`
+//! - `test`: build the adapters and the bridge, then run every test (extra args: `cargo test ARGS`)
+//! - `demo`: the bridge between a mock 3Dolphins and a mock Chatwoot, with a scripted round trip
+//! - `ci`: what CI checks: formatting, clippy (native crates and adapters), tests
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// The target every adapter is built for.
+const WASM_TARGET: &str = "wasm32-wasip2";
+/// The cargo profile adapters are built with (see the root Cargo.toml).
+const ADAPTER_PROFILE: &str = "adapter";
+/// The bridge's package (and binary) name.
+const BRIDGE_PACKAGE: &str = "dolphin-bridge";
+const TESTS_PACKAGE: &str = "dolphin-bridge-tests";
+const SDK_PACKAGE: &str = "dolphin-bridge-sdk";
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "dolphin-bridge project chores"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build every adapter under plugins/ for wasm32-wasip2 (installs the target when missing).
+    BuildPlugins {
+        /// Build only these plugins (folder or package names); default: all.
+        #[arg(long = "plugin", value_name = "NAME")]
+        only: Vec<String>,
+    },
+    /// Build the adapters and the bridge, run the SDK's and adapters' unit tests, then `cargo test`
+    /// (host, xtask, end-to-end). With ARGS, only `cargo test ARGS`
+    /// (e.g. `cargo xtask test -p dolphin-bridge-tests --test e2e -- refused`).
+    Test {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+        args: Vec<OsString>,
+    },
+    /// Run the bridge between a mock 3Dolphins and a mock Chatwoot and show a round trip;
+    /// ARGS go to the demo program (try `cargo xtask demo --help`). Stops on Ctrl-C.
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+        args: Vec<OsString>,
+    },
+    /// Formatting check, clippy with warnings denied (native crates and adapters), then `test`.
+    Ci,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::BuildPlugins { only } => build_plugins(&only).map(|_| ()),
+        Task::Test { args } => test(&args),
+        Task::Demo { args } => demo(&args),
+        Task::Ci => ci(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paths and processes
+
+/// The workspace root (the folder holding the root Cargo.toml).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one folder below the workspace root")
+        .to_path_buf()
+}
+
+/// Cargo's target folder: `$CARGO_TARGET_DIR` when set, else `<workspace>/target`.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => workspace_root().join(dir),
+        _ => workspace_root().join("target"),
+    }
+}
+
+/// The cargo that runs us (so `+toolchain` overrides carry through), else `cargo`.
+fn cargo_cmd() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+/// Runs `cmd`, echoing it first; an error when it cannot start or exits non-zero.
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {}", describe(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {}", describe(cmd)))?;
+    if !status.success() {
+        bail!("{} failed ({status})", describe(cmd));
+    }
+    Ok(())
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut text = Path::new(cmd.get_program())
+        .file_name()
+        .unwrap_or(cmd.get_program())
+        .to_string_lossy()
+        .into_owned();
+    for arg in cmd.get_args() {
+        text.push(' ');
+        text.push_str(&arg.to_string_lossy());
+    }
+    text
+}
+
+// ---------------------------------------------------------------------------------------------
+// build-plugins
+
+/// One adapter project under `plugins/`.
+#[derive(Debug)]
+struct Plugin {
+    /// Folder under `plugins/`.
+    dir: PathBuf,
+    kind: PluginKind,
+}
+
+#[derive(Debug)]
+enum PluginKind {
+    /// A cargo package built as a `cdylib` component.
+    Rust {
+        package: String,
+        /// The library's file stem (`[lib] name`, else the package name with `-` -> `_`).
+        lib_name: String,
+    },
+    /// A plugin in a language this task cannot build yet (what marks it: `pyproject.toml`, ...).
+    Other { language: &'static str },
+}
+
+impl Plugin {
+    fn folder_name(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    fn matches(&self, name: &str) -> bool {
+        match &self.kind {
+            PluginKind::Rust { package, .. } if package == name => true,
+            _ => self.folder_name() == name,
+        }
+    }
+}
+
+/// A built adapter component.
+struct Built {
+    name: String,
+    path: PathBuf,
+}
+
+/// Every plugin folder under `plugins/`, sorted by folder name.
+fn discover_plugins() -> Result<Vec<Plugin>> {
+    let plugins_dir = workspace_root().join("plugins");
+    let mut plugins = Vec::new();
+    if !plugins_dir.is_dir() {
+        return Ok(plugins);
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&plugins_dir)
+        .with_context(|| format!("cannot list {}", plugins_dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_dir())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let manifest = dir.join("Cargo.toml");
+        let kind = if manifest.is_file() {
+            rust_plugin_kind(&manifest)?
+        } else if dir.join("pyproject.toml").is_file() || dir.join("app.py").is_file() {
+            PluginKind::Other { language: "Python" }
+        } else if dir.join("package.json").is_file() {
+            PluginKind::Other { language: "JavaScript" }
+        } else {
+            continue;
+        };
+        plugins.push(Plugin { dir, kind });
+    }
+    Ok(plugins)
+}
+
+/// Reads the package and library names from a plugin's Cargo.toml.
+fn rust_plugin_kind(manifest: &Path) -> Result<PluginKind> {
+    let text = std::fs::read_to_string(manifest).with_context(|| format!("cannot read {}", manifest.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("cannot parse {}", manifest.display()))?;
+    let package = table
+        .get("package")
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+        .with_context(|| format!("{}: no [package] name", manifest.display()))?
+        .to_string();
+    let lib_name = table
+        .get("lib")
+        .and_then(|l| l.get("name"))
+        .and_then(|n| n.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| package.replace('-', "_"));
+    Ok(PluginKind::Rust { package, lib_name })
+}
+
+/// Adds the wasm target through rustup when the toolchain lacks it.
+fn ensure_wasm_target() -> Result<()> {
+    let output = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(workspace_root())
+        .output();
+    match output {
+        Ok(out) if out.status.success() => {
+            let installed = String::from_utf8_lossy(&out.stdout);
+            if installed.lines().any(|line| line.trim() == WASM_TARGET) {
+                return Ok(());
+            }
+            eprintln!("xtask: the {WASM_TARGET} target is missing; adding it");
+            run(Command::new("rustup")
+                .args(["target", "add", WASM_TARGET])
+                .current_dir(workspace_root()))
+        }
+        Ok(out) => bail!(
+            "`rustup target list --installed` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("xtask: rustup not found; assuming the toolchain already has the {WASM_TARGET} target");
+            Ok(())
+        }
+        Err(err) => Err(err).context("cannot run rustup"),
+    }
+}
+
+/// Builds the selected plugins (all when `only` is empty) and prints where they are.
+fn build_plugins(only: &[String]) -> Result<Vec<Built>> {
+    let mut plugins = discover_plugins()?;
+    if !only.is_empty() {
+        for name in only {
+            if !plugins.iter().any(|p| p.matches(name)) {
+                bail!("no plugin named {name:?} under plugins/");
+            }
+        }
+        plugins.retain(|p| only.iter().any(|name| p.matches(name)));
+    }
+    if plugins.is_empty() {
+        eprintln!("xtask: no plugins under plugins/");
+        return Ok(Vec::new());
+    }
+
+    let mut built = Vec::new();
+
+    // Rust adapters: one cargo invocation for all of them, so cargo schedules the whole build.
+    let rust: Vec<(&str, &str)> = plugins
+        .iter()
+        .filter_map(|p| match &p.kind {
+            PluginKind::Rust { package, lib_name } => Some((package.as_str(), lib_name.as_str())),
+            PluginKind::Other { .. } => None,
+        })
+        .collect();
+    if !rust.is_empty() {
+        ensure_wasm_target()?;
+        let mut cmd = cargo_cmd();
+        cmd.args(["build", "--target", WASM_TARGET, "--profile", ADAPTER_PROFILE]);
+        for (package, _) in &rust {
+            cmd.args(["--package", package]);
+        }
+        run(&mut cmd)?;
+        let out_dir = target_dir().join(WASM_TARGET).join(ADAPTER_PROFILE);
+        for (package, lib_name) in &rust {
+            built.push(Built {
+                name: package.to_string(),
+                path: out_dir.join(format!("{lib_name}.wasm")),
+            });
+        }
+    }
+
+    // Adapters in other languages hook in here: each kind gets a builder that writes its
+    // component beside the Rust ones and pushes it onto `built`.
+    built.extend(build_other_plugins(&plugins)?);
+
+    println!("adapters:");
+    for component in &built {
+        let size = std::fs::metadata(&component.path)
+            .with_context(|| format!("{} was not produced", component.path.display()))?
+            .len();
+        let shown = component.path.strip_prefix(workspace_root()).unwrap_or(&component.path);
+        println!(
+            "  {:<12} {}  ({:.1} KiB)",
+            component.name,
+            shown.display(),
+            size as f64 / 1024.0
+        );
+    }
+    Ok(built)
+}
+
+/// Builders for adapters not written in Rust (Python via componentize-py, JavaScript via
+/// jco/ComponentizeJS, ...). None is wired in yet: such plugins are reported and skipped.
+fn build_other_plugins(plugins: &[Plugin]) -> Result<Vec<Built>> {
+    for plugin in plugins {
+        if let PluginKind::Other { language } = plugin.kind {
+            eprintln!(
+                "xtask: skipping plugins/{}: building {language} adapters is not supported yet",
+                plugin.folder_name()
+            );
+        }
+    }
+    Ok(Vec::new())
+}
+
+// ---------------------------------------------------------------------------------------------
+// test, demo, ci
+
+fn bridge_binary() -> PathBuf {
+    target_dir()
+        .join("debug")
+        .join(format!("{BRIDGE_PACKAGE}{}", std::env::consts::EXE_SUFFIX))
+}
+
+fn test(args: &[OsString]) -> Result<()> {
+    let plugins = discover_plugins()?;
+    build_plugins(&[])?;
+    // The end-to-end tests run the real binary; `cargo test` alone does not build another
+    // package's binary.
+    run(cargo_cmd().args(["build", "--package", BRIDGE_PACKAGE]))?;
+    if args.is_empty() {
+        // The SDK's and the adapters' unit tests, natively. A separate invocation: testing them
+        // with the default members would unify features differently and build the host's
+        // dependencies (wasmtime) a second time.
+        let mut cmd = cargo_cmd();
+        cmd.args(["test", "--package", SDK_PACKAGE]);
+        for plugin in &plugins {
+            if let PluginKind::Rust { package, .. } = &plugin.kind {
+                cmd.args(["--package", package]);
+            }
+        }
+        run(&mut cmd)?;
+    }
+    let mut cmd = cargo_cmd();
+    cmd.arg("test");
+    if args.is_empty() {
+        // Every test binary runs, so one failure does not hide the others.
+        cmd.arg("--no-fail-fast");
+    }
+    run(cmd.args(args).env("DOLPHIN_BRIDGE_BIN", bridge_binary()))
+}
+
+fn demo(args: &[OsString]) -> Result<()> {
+    build_plugins(&[])?;
+    run(cargo_cmd().args([
+        "build",
+        "--package",
+        BRIDGE_PACKAGE,
+        "--package",
+        TESTS_PACKAGE,
+        "--bin",
+        BRIDGE_PACKAGE,
+        "--bin",
+        "demo",
+    ]))?;
+    let demo_bin = target_dir()
+        .join("debug")
+        .join(format!("demo{}", std::env::consts::EXE_SUFFIX));
+    let mut cmd = Command::new(&demo_bin);
+    cmd.arg("--bridge")
+        .arg(bridge_binary())
+        .arg("--config")
+        .arg(workspace_root().join("examples").join("demo.toml"))
+        .args(args)
+        .current_dir(workspace_root());
+    exec(cmd)
+}
+
+/// Hands the terminal over to `cmd` (so Ctrl-C reaches it alone, and its exit code is ours).
+#[cfg(unix)]
+fn exec(mut cmd: Command) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let err = cmd.exec();
+    Err(err).with_context(|| format!("cannot start {}", describe(&cmd)))
+}
+
+#[cfg(not(unix))]
+fn exec(mut cmd: Command) -> Result<()> {
+    run(&mut cmd)
+}
+
+fn ci() -> Result<()> {
+    run(cargo_cmd().args(["fmt", "--all", "--check"]))?;
+    run(cargo_cmd().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+    // Adapters are not default members: lint them for the target they are built for.
+    let rust_plugins: Vec<String> = discover_plugins()?
+        .into_iter()
+        .filter_map(|p| match p.kind {
+            PluginKind::Rust { package, .. } => Some(package),
+            PluginKind::Other { .. } => None,
+        })
+        .collect();
+    if !rust_plugins.is_empty() {
+        ensure_wasm_target()?;
+        let mut cmd = cargo_cmd();
+        cmd.args(["clippy", "--target", WASM_TARGET, "--package", "dolphin-bridge-sdk"]);
+        for package in &rust_plugins {
+            cmd.args(["--package", package]);
+        }
+        cmd.args(["--", "-D", "warnings"]);
+        run(&mut cmd)?;
+    }
+    test(&[])
+}

@@ -69,12 +69,20 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
             let id = &path["dead-letters/".len()..];
             match store.delivery(id).await.map_err(store_unavailable)? {
                 Some(delivery) => Ok(json_response(StatusCode::OK, &json!(delivery))),
-                None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no delivery `{id}`"))),
+                None => Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no delivery `{id}`"),
+                )),
             }
         }
         (_, "outbox" | "dead-letters" | "adapters") => Err(method_not_allowed("GET")),
         (_, "dead-letters/replay" | "reload") => Err(method_not_allowed("POST")),
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no admin endpoint /admin/{rest}"))),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no admin endpoint /admin/{rest}"),
+        )),
     }
 }
 
@@ -96,7 +104,11 @@ fn authorize(state: &AppState, request: &Request<Incoming>) -> Result<(), ApiErr
     if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
         Ok(())
     } else {
-        Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid admin bearer token is required"))
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid admin bearer token is required",
+        ))
     }
 }
 

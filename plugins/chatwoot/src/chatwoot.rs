@@ -2,8 +2,8 @@
 
 use crate::mapping::{self, ContactLink, ConversationLink, TicketLink, id_number};
 use dolphin_bridge_sdk::{
-    AdapterError, CallContext, IncomingEvent, Value, config, http, json, kv, log, percent_encode,
-    permanent, status_error,
+    AdapterError, CallContext, IncomingEvent, Value, config, http, json, kv, log, percent_encode, permanent,
+    status_error,
 };
 
 /// The adapter's Chatwoot settings, from the tenant config.
@@ -20,24 +20,17 @@ impl Settings {
     pub fn load() -> Result<Self, AdapterError> {
         let base_url = config::require("base_url")?;
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(permanent(
-                "adapter config key `base_url` must be an http(s) URL",
-            ));
+            return Err(permanent("adapter config key `base_url` must be an http(s) URL"));
         }
         let account_id = config::require("account_id")?;
         if !account_id.chars().all(|c| c.is_ascii_digit()) {
-            return Err(permanent(
-                "adapter config key `account_id` must be a number",
-            ));
+            return Err(permanent("adapter config key `account_id` must be a number"));
         }
         let inbox_id = config::require("inbox_id")?
             .parse()
             .map_err(|_| permanent("adapter config key `inbox_id` must be a number"))?;
         Ok(Self {
-            base: format!(
-                "{}/api/v1/accounts/{account_id}",
-                base_url.trim_end_matches('/')
-            ),
+            base: format!("{}/api/v1/accounts/{account_id}", base_url.trim_end_matches('/')),
             inbox_id,
             token: config::require("api_access_token")?,
             tag: config::get("tag"),
@@ -72,30 +65,18 @@ impl Api {
         let url = format!("{}{path}", self.settings.base);
         let auth = [("api_access_token", self.settings.token.as_str())];
         http::send_json(method, &url, &auth, body).map_err(|e| match e {
-            AdapterError::RetryLater(m) => {
-                AdapterError::RetryLater(format!("chatwoot {what}: {m}"))
-            }
+            AdapterError::RetryLater(m) => AdapterError::RetryLater(format!("chatwoot {what}: {m}")),
             AdapterError::Permanent(m) => AdapterError::Permanent(format!("chatwoot {what}: {m}")),
         })
     }
 
     /// The error for a non-2xx answer to a call.
     fn failed(&self, what: &str, method: &str, path: &str, r: &http::JsonResponse) -> AdapterError {
-        status_error(
-            &format!("chatwoot {what} ({method} {path})"),
-            r.status,
-            &r.excerpt,
-        )
+        status_error(&format!("chatwoot {what} ({method} {path})"), r.status, &r.excerpt)
     }
 
     /// Sends a call that must succeed and returns its JSON.
-    fn call(
-        &self,
-        what: &str,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, AdapterError> {
+    fn call(&self, what: &str, method: &str, path: &str, body: Option<&Value>) -> Result<Value, AdapterError> {
         let r = self.send(what, method, path, body)?;
         if r.is_success() {
             Ok(r.body)
@@ -117,10 +98,7 @@ impl Api {
     }
 
     /// `GET /contacts/search?q=`: the contact whose identifier is exactly `identifier`.
-    fn search_contact(
-        &self,
-        identifier: &str,
-    ) -> Result<Option<(u64, Option<String>)>, AdapterError> {
+    fn search_contact(&self, identifier: &str) -> Result<Option<(u64, Option<String>)>, AdapterError> {
         let path = format!(
             "/contacts/search?q={}&include_contact_inboxes=true",
             percent_encode(identifier)
@@ -170,15 +148,10 @@ impl Api {
         if !r.is_success() {
             return Err(self.failed("create contact", "POST", path, &r));
         }
-        let contact = r
-            .body
-            .pointer("/payload/contact")
-            .or_else(|| r.body.get("payload"));
+        let contact = r.body.pointer("/payload/contact").or_else(|| r.body.get("payload"));
         let id = contact
             .and_then(|c| id_number(c.get("id")))
-            .ok_or_else(|| {
-                permanent("chatwoot create contact: answer without payload.contact.id")
-            })?;
+            .ok_or_else(|| permanent("chatwoot create contact: answer without payload.contact.id"))?;
         let source_id = r
             .body
             .pointer("/payload/contact_inbox/source_id")
@@ -189,10 +162,7 @@ impl Api {
         log::log(
             log::Level::Info,
             "chatwoot: contact created",
-            &[
-                ("contact_id", &id.to_string()),
-                ("identifier", &event.contact_id),
-            ],
+            &[("contact_id", &id.to_string()), ("identifier", &event.contact_id)],
         );
         Ok((id, source_id))
     }
@@ -243,11 +213,7 @@ impl Api {
     }
 
     /// `GET /contacts/{id}/conversations`: the contact's conversation in our inbox for the ticket.
-    fn find_conversation(
-        &self,
-        contact_id: u64,
-        ticket: &str,
-    ) -> Result<Found<Option<u64>>, AdapterError> {
+    fn find_conversation(&self, contact_id: u64, ticket: &str) -> Result<Found<Option<u64>>, AdapterError> {
         let path = format!("/contacts/{contact_id}/conversations");
         let r = self.send("list contact conversations", "GET", &path, None)?;
         if r.status == 404 {
@@ -273,20 +239,14 @@ impl Api {
         Ok(Found::Ok(
             conversations
                 .iter()
-                .filter(|c| {
-                    id_number(c.get("inbox_id")).is_none_or(|i| i == self.settings.inbox_id)
-                })
+                .filter(|c| id_number(c.get("inbox_id")).is_none_or(|i| i == self.settings.inbox_id))
                 .find(|c| is_ticket(c))
                 .and_then(|c| id_number(c.get("id"))),
         ))
     }
 
     /// `POST /conversations` for the ticket.
-    fn create_conversation(
-        &self,
-        contact: &ContactLink,
-        event: &IncomingEvent,
-    ) -> Result<Found<u64>, AdapterError> {
+    fn create_conversation(&self, contact: &ContactLink, event: &IncomingEvent) -> Result<Found<u64>, AdapterError> {
         let attributes = json!({ "ticket_number": event.ticket_number, "channel": event.channel });
         let body = json!({
             "source_id": contact.source_id,
@@ -303,15 +263,12 @@ impl Api {
         if !r.is_success() {
             return Err(self.failed("create conversation", "POST", "/conversations", &r));
         }
-        let id = id_number(r.body.get("id"))
-            .ok_or_else(|| permanent("chatwoot create conversation: answer without id"))?;
+        let id =
+            id_number(r.body.get("id")).ok_or_else(|| permanent("chatwoot create conversation: answer without id"))?;
         log::log(
             log::Level::Info,
             "chatwoot: conversation created",
-            &[
-                ("conversation_id", &id.to_string()),
-                ("ticket", &event.ticket_number),
-            ],
+            &[("conversation_id", &id.to_string()), ("ticket", &event.ticket_number)],
         );
         Ok(Found::Ok(id))
     }
@@ -367,13 +324,10 @@ impl Api {
         if !r.is_success() {
             return Err(self.failed("list messages", "GET", &path, &r));
         }
-        Ok(r.body
-            .get("payload")
-            .and_then(Value::as_array)
-            .is_some_and(|m| {
-                m.iter()
-                    .any(|m| m.get("source_id").and_then(Value::as_str) == Some(source_id))
-            }))
+        Ok(r.body.get("payload").and_then(Value::as_array).is_some_and(|m| {
+            m.iter()
+                .any(|m| m.get("source_id").and_then(Value::as_str) == Some(source_id))
+        }))
     }
 
     /// `POST /conversations/{id}/messages`; `false` when the conversation is gone (404).
@@ -404,9 +358,7 @@ pub fn deliver(api: &Api, ctx: &CallContext, event: &IncomingEvent) -> Result<()
         } else if !api.create_message(link.conversation_id, &body)? {
             log::warn("chatwoot: conversation is gone; creating a new one for the ticket");
             kv::delete(&ticket_key)?;
-            kv::delete(&mapping::conversation_key(
-                &link.conversation_id.to_string(),
-            ))?;
+            kv::delete(&mapping::conversation_key(&link.conversation_id.to_string()))?;
             continue;
         }
         link.last_delivery = Some(ctx.delivery_id.clone());

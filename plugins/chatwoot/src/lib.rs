@@ -62,8 +62,8 @@ mod signature;
 
 use chatwoot::{Api, Settings};
 use dolphin_bridge_sdk::{
-    Adapter, AdapterError, CallContext, IncomingEvent, Value, WebhookOutcome, WebhookRequest,
-    config, export_adapter, header, json, kv, log, serde_json, webhook,
+    Adapter, AdapterError, CallContext, IncomingEvent, Value, WebhookOutcome, WebhookRequest, config, export_adapter,
+    header, json, kv, log, serde_json, webhook,
 };
 use mapping::{ConversationLink, Ignored};
 
@@ -77,10 +77,7 @@ impl Adapter for Chatwoot {
         chatwoot::deliver(&api, ctx, &event)
     }
 
-    fn on_vendor_webhook(
-        _ctx: &CallContext,
-        request: WebhookRequest,
-    ) -> Result<WebhookOutcome, AdapterError> {
+    fn on_vendor_webhook(_ctx: &CallContext, request: WebhookRequest) -> Result<WebhookOutcome, AdapterError> {
         if let Some(secret) = config::get("webhook_secret") {
             let verdict = signature::verify(
                 secret.as_bytes(),
@@ -101,28 +98,23 @@ impl Adapter for Chatwoot {
         };
         let account_id = config::get("account_id");
         let tag = config::get("tag");
-        let lookup = |conversation_id: &str| -> Result<Option<ConversationLink>, AdapterError> {
-            Ok(kv::get_json(&mapping::conversation_key(conversation_id))?
-                .and_then(|v| ConversationLink::from_json(&v)))
-        };
+        let lookup =
+            |conversation_id: &str| -> Result<Option<ConversationLink>, AdapterError> {
+                Ok(kv::get_json(&mapping::conversation_key(conversation_id))?
+                    .and_then(|v| ConversationLink::from_json(&v)))
+            };
         match mapping::webhook_events(&payload, account_id.as_deref(), lookup)? {
             Ok(events) => {
                 let mut response = json!({ "status": "ok", "events": events.len() });
                 if let Some(tag) = tag {
                     response["tag"] = tag.into();
                 }
-                Ok(webhook::outcome(
-                    events,
-                    webhook::json_response(200, &response),
-                ))
+                Ok(webhook::outcome(events, webhook::json_response(200, &response)))
             }
             Err(Ignored(reason)) => {
                 log::debug(&format!("chatwoot webhook ignored: {reason}"));
                 let response = json!({ "status": "ignored", "reason": reason });
-                Ok(webhook::outcome(
-                    Vec::new(),
-                    webhook::json_response(200, &response),
-                ))
+                Ok(webhook::outcome(Vec::new(), webhook::json_response(200, &response)))
             }
         }
     }

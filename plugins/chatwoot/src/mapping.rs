@@ -1,9 +1,7 @@
 //! Pure mappings between 3Dolphins events and Chatwoot payloads (no host calls: unit-tested
 //! natively).
 
-use dolphin_bridge_sdk::{
-    AdapterError, BridgeEvent, IncomingEvent, MessageType, Value, events, json,
-};
+use dolphin_bridge_sdk::{AdapterError, BridgeEvent, IncomingEvent, MessageType, Value, events, json};
 
 /// KV key of the ticket -> conversation link.
 pub fn ticket_key(ticket_number: &str) -> String {
@@ -83,15 +81,8 @@ impl TicketLink {
         Some(Self {
             conversation_id: id_number(value.get("conversation_id"))?,
             contact_id: id_number(value.get("contact_id")).unwrap_or(0),
-            channel: value
-                .get("channel")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
-            last_delivery: value
-                .get("last_delivery")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            channel: value.get("channel").and_then(Value::as_str).unwrap_or("").to_owned(),
+            last_delivery: value.get("last_delivery").and_then(Value::as_str).map(str::to_owned),
         })
     }
 }
@@ -111,11 +102,7 @@ impl ConversationLink {
     pub fn from_json(value: &Value) -> Option<Self> {
         Some(Self {
             ticket_number: value.get("ticket_number")?.as_str()?.to_owned(),
-            channel: value
-                .get("channel")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
+            channel: value.get("channel").and_then(Value::as_str).unwrap_or("").to_owned(),
         })
     }
 }
@@ -133,13 +120,9 @@ pub fn phone_number(account_id: &str, channel: &str) -> Option<String> {
         .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
         .collect();
     let channel = channel.to_ascii_lowercase();
-    let phone_channel = channel == "wa"
-        || ["whatsapp", "sms", "phone"]
-            .iter()
-            .any(|c| channel.contains(c));
-    let valid = (8..=15).contains(&digits.len())
-        && digits.chars().all(|c| c.is_ascii_digit())
-        && !digits.starts_with('0');
+    let phone_channel = channel == "wa" || ["whatsapp", "sms", "phone"].iter().any(|c| channel.contains(c));
+    let valid =
+        (8..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0');
     (valid && (explicit || phone_channel)).then(|| format!("+{digits}"))
 }
 
@@ -213,22 +196,16 @@ pub fn webhook_events(
             if !is_outgoing(payload.get("message_type")) {
                 return ignored("not an outgoing message");
             }
-            if payload
-                .get("private")
-                .and_then(Value::as_bool)
-                .unwrap_or(false)
-            {
+            if payload.get("private").and_then(Value::as_bool).unwrap_or(false) {
                 return ignored("private note");
             }
-            let Some(conversation_id) = id_text(payload.pointer("/conversation/id"))
-                .or_else(|| id_text(payload.get("conversation_id")))
+            let Some(conversation_id) =
+                id_text(payload.pointer("/conversation/id")).or_else(|| id_text(payload.get("conversation_id")))
             else {
                 return ignored("message without a conversation id");
             };
             let Some(link) = lookup(&conversation_id)? else {
-                return ignored(format!(
-                    "conversation {conversation_id} is not a bridged ticket"
-                ));
+                return ignored(format!("conversation {conversation_id} is not a bridged ticket"));
             };
             let events = message_events(payload, &link);
             if events.is_empty() {
@@ -244,9 +221,7 @@ pub fn webhook_events(
                 return ignored("conversation without an id");
             };
             let Some(link) = lookup(&conversation_id)? else {
-                return ignored(format!(
-                    "conversation {conversation_id} is not a bridged ticket"
-                ));
+                return ignored(format!("conversation {conversation_id} is not a bridged ticket"));
             };
             vec![events::close(&link.ticket_number, non_empty(&link.channel))]
         }
@@ -296,14 +271,8 @@ fn message_events(payload: &Value, link: &ConversationLink) -> Vec<BridgeEvent> 
         .into_iter()
         .flatten()
     {
-        let url = attachment
-            .get("data_url")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let kind = attachment
-            .get("file_type")
-            .and_then(Value::as_str)
-            .unwrap_or("file");
+        let url = attachment.get("data_url").and_then(Value::as_str).unwrap_or("");
+        let kind = attachment.get("file_type").and_then(Value::as_str).unwrap_or("file");
         let event = match kind {
             "location" => {
                 let lat = attachment.get("coordinates_lat").and_then(Value::as_f64);
@@ -400,10 +369,7 @@ mod tests {
 
     #[test]
     fn contents() {
-        assert_eq!(
-            message_content(&event(MessageType::Text, "Stiker", "")),
-            "Stiker"
-        );
+        assert_eq!(message_content(&event(MessageType::Text, "Stiker", "")), "Stiker");
         assert_eq!(
             message_content(&event(MessageType::Location, "-6.2, 106.8", "")),
             "Location: https://maps.google.com/?q=-6.2,106.8"
@@ -433,57 +399,38 @@ mod tests {
 
     #[test]
     fn outgoing_text() {
-        let events = map(
-            json!({"event": "message_created", "message_type": "outgoing",
-            "private": false, "content": "Hello", "conversation": {"id": 7}, "account": {"id": 1}}),
-        )
+        let events = map(json!({"event": "message_created", "message_type": "outgoing",
+            "private": false, "content": "Hello", "conversation": {"id": 7}, "account": {"id": 1}}))
         .unwrap();
         assert_eq!(events.len(), 1);
         let o = outgoing(&events[0]);
-        assert_eq!(
-            (o.ticket_number.as_str(), o.message.as_str()),
-            ("T1", "Hello")
-        );
+        assert_eq!((o.ticket_number.as_str(), o.message.as_str()), ("T1", "Hello"));
         assert_eq!(o.channel.as_deref(), Some("whatsapp"));
         assert!(matches!(o.message_type, MessageType::Text));
     }
 
     #[test]
     fn attachments() {
-        let events = map(
-            json!({"event": "message_created", "message_type": "outgoing",
-            "content": "see", "conversation": {"id": 7}, "attachments": [
-                {"file_type": "image", "data_url": "https://cw/a.png"},
-                {"file_type": "location", "coordinates_lat": -6.2, "coordinates_long": 106.8},
-                {"file_type": "file", "data_url": "https://cw/b.pdf"},
-                {"file_type": "audio"}
-            ]}),
-        )
+        let events = map(json!({"event": "message_created", "message_type": "outgoing",
+        "content": "see", "conversation": {"id": 7}, "attachments": [
+            {"file_type": "image", "data_url": "https://cw/a.png"},
+            {"file_type": "location", "coordinates_lat": -6.2, "coordinates_long": 106.8},
+            {"file_type": "file", "data_url": "https://cw/b.pdf"},
+            {"file_type": "audio"}
+        ]}))
         .unwrap();
         assert_eq!(events.len(), 3);
-        let (a, b, c) = (
-            outgoing(&events[0]),
-            outgoing(&events[1]),
-            outgoing(&events[2]),
-        );
+        let (a, b, c) = (outgoing(&events[0]), outgoing(&events[1]), outgoing(&events[2]));
         assert!(matches!(a.message_type, MessageType::Image));
-        assert_eq!(
-            (a.message.as_str(), a.media_link.as_str()),
-            ("see", "https://cw/a.png")
-        );
+        assert_eq!((a.message.as_str(), a.media_link.as_str()), ("see", "https://cw/a.png"));
         assert!(matches!(b.message_type, MessageType::Location));
         assert_eq!(b.message, "-6.2,106.8");
         assert!(matches!(c.message_type, MessageType::File));
-        assert_eq!(
-            (c.message.as_str(), c.media_link.as_str()),
-            ("", "https://cw/b.pdf")
-        );
+        assert_eq!((c.message.as_str(), c.media_link.as_str()), ("", "https://cw/b.pdf"));
 
-        let only_location = map(
-            json!({"event": "message_created", "message_type": "outgoing",
+        let only_location = map(json!({"event": "message_created", "message_type": "outgoing",
             "content": "here", "conversation": {"id": 7}, "attachments": [
-                {"file_type": "location", "coordinates_lat": 1.5, "coordinates_long": 2.0}]}),
-        )
+                {"file_type": "location", "coordinates_lat": 1.5, "coordinates_long": 2.0}]}))
         .unwrap();
         assert_eq!(only_location.len(), 2);
         assert_eq!(outgoing(&only_location[0]).message, "here");
@@ -495,19 +442,14 @@ mod tests {
         let events = map(json!({"event": "conversation_status_changed", "id": 7,
             "status": "resolved", "account": {"id": 1}}))
         .unwrap();
-        let BridgeEvent::Command(c) = &events[0] else {
-            panic!()
-        };
+        let BridgeEvent::Command(c) = &events[0] else { panic!() };
         assert!(matches!(c.command, TicketCommand::Close));
         assert_eq!(c.ticket_number, "T1");
         assert_eq!(c.channel.as_deref(), Some("whatsapp"));
         let via_changes = map(json!({"event": "conversation_resolved", "id": 7,
             "changed_attributes": [{"status": {"previous_value": "open", "current_value": "resolved"}}]}));
         assert!(via_changes.is_ok());
-        assert!(
-            map(json!({"event": "conversation_status_changed", "id": 7, "status": "open"}))
-                .is_err()
-        );
+        assert!(map(json!({"event": "conversation_status_changed", "id": 7, "status": "open"})).is_err());
     }
 
     #[test]

@@ -18,9 +18,9 @@
 //! delivered event as `tag`), `token` (optional, sent as `authorization: Bearer ...`; never logged).
 
 use dolphin_bridge_sdk::{
-    Adapter, AdapterError, BridgeEvent, CallContext, IncomingEvent, MessageType, Value,
-    WebhookOutcome, WebhookRequest, config, events, export_adapter, http, incoming_json, kv, log,
-    message_type_name, parse_message_type, serde_json, webhook,
+    Adapter, AdapterError, BridgeEvent, CallContext, IncomingEvent, MessageType, Value, WebhookOutcome, WebhookRequest,
+    config, events, export_adapter, http, incoming_json, kv, log, message_type_name, parse_message_type, serde_json,
+    webhook,
 };
 
 struct Echo;
@@ -44,16 +44,12 @@ impl Adapter for Echo {
         };
         let body = delivery_json(ctx, &event, config::get("tag").as_deref());
         let auth = config::get("token").map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> =
-            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
         http::post_json(&url, &headers, &body)?;
         Ok(())
     }
 
-    fn on_vendor_webhook(
-        _ctx: &CallContext,
-        request: WebhookRequest,
-    ) -> Result<WebhookOutcome, AdapterError> {
+    fn on_vendor_webhook(_ctx: &CallContext, request: WebhookRequest) -> Result<WebhookOutcome, AdapterError> {
         match parse_webhook(&request.body) {
             Ok(mut event) => {
                 let ticket = match &event {
@@ -92,8 +88,7 @@ fn delivery_json(ctx: &CallContext, event: &IncomingEvent, tag: Option<&str>) ->
 
 /// Maps a webhook body to one event, or the error message for a 400.
 fn parse_webhook(body: &[u8]) -> Result<BridgeEvent, String> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("body is not valid JSON: {e}"))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| format!("body is not valid JSON: {e}"))?;
     let Value::Object(map) = value else {
         return Err("body must be a JSON object".into());
     };
@@ -111,17 +106,14 @@ fn parse_webhook(body: &[u8]) -> Result<BridgeEvent, String> {
         return if event.eq_ignore_ascii_case("close") {
             Ok(events::close(ticket, None))
         } else {
-            Err(format!(
-                "unknown event `{event}` (only `Close` is supported)"
-            ))
+            Err(format!("unknown event `{event}` (only `Close` is supported)"))
         };
     }
     let message = text("message")?.ok_or("`message` or `event` is required")?;
     let message_type = match text("messageType")? {
         None => MessageType::Text,
-        Some(name) => parse_message_type(name).ok_or_else(|| {
-            format!("unknown messageType `{name}` (text, image, video, audio, file, location)")
-        })?,
+        Some(name) => parse_message_type(name)
+            .ok_or_else(|| format!("unknown messageType `{name}` (text, image, video, audio, file, location)"))?,
     };
     let media_link = text("mediaLink")?.unwrap_or("");
     let needs_media = !matches!(message_type, MessageType::Text | MessageType::Location);
@@ -153,8 +145,7 @@ mod tests {
 
     #[test]
     fn text_reply() {
-        let Ok(BridgeEvent::Outgoing(o)) = parse(json!({"ticketNumber": "t1", "message": "hi"}))
-        else {
+        let Ok(BridgeEvent::Outgoing(o)) = parse(json!({"ticketNumber": "t1", "message": "hi"})) else {
             panic!()
         };
         assert_eq!((o.ticket_number.as_str(), o.message.as_str()), ("t1", "hi"));
@@ -175,8 +166,7 @@ mod tests {
 
     #[test]
     fn close() {
-        let Ok(BridgeEvent::Command(c)) = parse(json!({"ticketNumber": "t1", "event": "Close"}))
-        else {
+        let Ok(BridgeEvent::Command(c)) = parse(json!({"ticketNumber": "t1", "event": "Close"})) else {
             panic!()
         };
         assert!(matches!(c.command, TicketCommand::Close));

@@ -19,8 +19,8 @@
 //! | `ok`, anything else | succeeds (webhooks: 200 `{"status":"ok"}`, no events) |
 
 use dolphin_bridge_sdk::{
-    Adapter, AdapterError, CallContext, IncomingEvent, WebhookOutcome, WebhookRequest, config,
-    export_adapter, http, kv, log, permanent, query_param, webhook,
+    Adapter, AdapterError, CallContext, IncomingEvent, WebhookOutcome, WebhookRequest, config, export_adapter, http,
+    kv, log, permanent, query_param, webhook,
 };
 use std::hint::black_box;
 
@@ -34,10 +34,7 @@ impl Adapter for Hostile {
         run(ctx, &mode)
     }
 
-    fn on_vendor_webhook(
-        ctx: &CallContext,
-        request: WebhookRequest,
-    ) -> Result<WebhookOutcome, AdapterError> {
+    fn on_vendor_webhook(ctx: &CallContext, request: WebhookRequest) -> Result<WebhookOutcome, AdapterError> {
         let mode = config::get("mode")
             .or_else(|| query_param(&request.query, "mode"))
             .unwrap_or_default();

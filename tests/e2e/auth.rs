@@ -1,0 +1,153 @@
+//! Who may call the bridge and where adapters may call: the Incoming credential, vendor webhook
+//! verification (shared token, Standard Webhooks signatures) and the private-network guard.
+//! (Chatwoot-signed webhooks are in `chatwoot.rs`.)
+
+use dolphin_bridge_tests::bridge::{INCOMING_TOKEN, WebhookAuth};
+use dolphin_bridge_tests::signing::{standard_webhook_headers, unix_now};
+use dolphin_bridge_tests::{Event, HttpResponse};
+use serde_json::json;
+
+use crate::common::{ECHO_TENANT, EchoEnv, assert_accepted, assert_refused};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_incoming_endpoint_demands_its_credential() {
+    let env = EchoEnv::start().await;
+    let json_ct = ("content-type", "application/json");
+    let body = || Event::fresh().bytes();
+
+    let none = env.bridge.send_incoming_with_headers(&[json_ct], body()).await;
+    assert_refused(&none, 401, "missing_credential", &[]);
+    let wrong = env
+        .bridge
+        .send_incoming_with_headers(&[json_ct, ("authorization", "Bearer not-the-token")], body())
+        .await;
+    assert_refused(&wrong, 401, "invalid_credential", &[]);
+    let wrong = env
+        .bridge
+        .send_incoming_with_headers(&[json_ct, ("x-bridge-token", "not-the-token")], body())
+        .await;
+    assert_refused(&wrong, 401, "invalid_credential", &[]);
+    // Unauthenticated callers learn nothing about the body: the credential is checked first.
+    let invalid = env
+        .bridge
+        .send_incoming_with_headers(&[json_ct], b"{not json".to_vec())
+        .await;
+    assert_refused(&invalid, 401, "missing_credential", &[]);
+
+    // The other accepted form of the credential.
+    let ok = env
+        .bridge
+        .send_incoming_with_headers(&[json_ct, ("x-bridge-token", INCOMING_TOKEN)], body())
+        .await;
+    let id = assert_accepted(&ok);
+    env.bridge.wait_for_delivery(&id, "delivered").await;
+    let stats = env.bridge.wait_until_settled().await;
+    assert_eq!(stats["delivered"], 1, "only the authenticated event: {stats}");
+    assert_eq!(env.vendor.requests().len(), 1);
+}
+
+/// POSTs `body` to the echo tenant's webhook with `headers` and JSON content type.
+async fn webhook(env: &EchoEnv, query: &str, headers: &[(String, String)], body: &[u8]) -> HttpResponse {
+    let mut all: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    all.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    env.bridge
+        .client()
+        .send(
+            "POST",
+            &format!("{}{query}", env.bridge.webhook_url(ECHO_TENANT, "/hook")),
+            &all,
+            body.to_vec(),
+        )
+        .await
+}
+
+/// An echo tenant whose webhooks are verified with `auth`, and an open ticket.
+async fn env_with_webhook_auth(auth: WebhookAuth) -> (EchoEnv, String) {
+    let env = EchoEnv::start_with(|config, tenant| config.tenant(tenant.webhook(auth))).await;
+    let event = Event::fresh();
+    let id = assert_accepted(&env.bridge.send_event(event.clone()).await);
+    env.bridge.wait_for_delivery(&id, "delivered").await;
+    (env, event.ticket_number())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_verified_webhooks_need_the_shared_token() {
+    let (env, ticket) = env_with_webhook_auth(WebhookAuth::with_secret("token", "s3cret")).await;
+    let body = |text: &str| serde_json::to_vec(&json!({"ticketNumber": ticket, "message": text})).unwrap();
+    let header = |value: &str| vec![("x-webhook-token".to_string(), value.to_string())];
+
+    let missing = webhook(&env, "", &[], &body("no token")).await;
+    assert_eq!(missing.status, 401, "{}", missing.describe());
+    let wrong = webhook(&env, "", &header("guess"), &body("wrong token")).await;
+    assert_refused(&wrong, 401, "invalid_token", &[]);
+    let wrong = webhook(&env, "?token=guess", &[], &body("wrong query token")).await;
+    assert_refused(&wrong, 401, "invalid_token", &[]);
+
+    let by_header = webhook(&env, "", &header("s3cret"), &body("by header")).await;
+    assert_eq!(by_header.status, 200, "{}", by_header.describe());
+    let by_query = webhook(&env, "?token=s3cret", &[], &body("by query")).await;
+    assert_eq!(by_query.status, 200, "{}", by_query.describe());
+
+    env.three_dolphins.wait_for_events(2).await;
+    env.bridge.wait_until_settled().await;
+    let messages: Vec<String> = env
+        .three_dolphins
+        .events()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(messages, ["by header", "by query"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn standard_webhooks_signatures_are_verified_and_replays_refused() {
+    const SECRET: &str = "e2e-standard-webhooks-secret";
+    let (env, ticket) = env_with_webhook_auth(WebhookAuth::with_secret("standard-webhooks", SECRET)).await;
+    let body = serde_json::to_vec(&json!({"ticketNumber": ticket, "message": "signed"})).unwrap();
+    let now = unix_now();
+
+    let unsigned = webhook(&env, "", &[], &body).await;
+    assert_refused(&unsigned, 401, "missing_signature", &[]);
+    let wrong_key = standard_webhook_headers("another-secret", "msg_1", now, &body);
+    assert_refused(
+        &webhook(&env, "", &wrong_key, &body).await,
+        401,
+        "invalid_signature",
+        &[],
+    );
+    let signed = standard_webhook_headers(SECRET, "msg_2", now, &body);
+    let tampered = serde_json::to_vec(&json!({"ticketNumber": ticket, "message": "tampered"})).unwrap();
+    assert_refused(
+        &webhook(&env, "", &signed, &tampered).await,
+        401,
+        "invalid_signature",
+        &[],
+    );
+    let stale = standard_webhook_headers(SECRET, "msg_3", now - 3_600, &body);
+    assert_refused(&webhook(&env, "", &stale, &body).await, 401, "stale_timestamp", &[]);
+
+    let accepted = webhook(&env, "", &signed, &body).await;
+    assert_eq!(accepted.status, 200, "{}", accepted.describe());
+    let replayed = webhook(&env, "", &signed, &body).await;
+    assert_refused(&replayed, 401, "replayed_webhook", &[]);
+
+    env.three_dolphins.wait_for_events(1).await;
+    env.bridge.wait_until_settled().await;
+    let events = env.three_dolphins.events();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["message"], "signed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn adapters_cannot_reach_private_networks_unless_the_tenant_allows_it() {
+    // The vendor is on loopback and in allowed_hosts, but private networks are not allowed.
+    let env = EchoEnv::start_with(|config, tenant| config.tenant(tenant.allow_private_networks(false))).await;
+    let id = assert_accepted(&env.bridge.send_event(Event::fresh()).await);
+    let dead = env.bridge.wait_for_delivery(&id, "dead").await;
+    let error = dead["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("denied"),
+        "the reason says the call was denied: {dead:#}"
+    );
+    assert!(env.vendor.requests().is_empty(), "the host let the call out");
+}

@@ -1,0 +1,485 @@
+//! The Chatwoot adapter end to end: Incoming events become a contact, a conversation per ticket
+//! and messages at the mock Chatwoot; agent replies and resolves come back to the mock 3Dolphins;
+//! vendor failures are retried without duplicates; another tenant on another vendor stays apart.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use dolphin_bridge_tests::bridge::WebhookAuth;
+use dolphin_bridge_tests::events::{
+    EXAMPLE_CONTACT_ID, EXAMPLE_CUSTOMER, EXAMPLE_OWNER, fresh_ticket, is_contract_timestamp,
+};
+use dolphin_bridge_tests::mock_chatwoot::{Conversation, MockChatwoot, signature_headers, signature_headers_at};
+use dolphin_bridge_tests::signing::unix_now;
+use dolphin_bridge_tests::three_dolphins::EVENT_PATH;
+use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, MockVendor, Tenant, adapters};
+use serde_json::{Value, json};
+
+use crate::common::{API_TOKEN, assert_accepted, assert_refused, echo_tenant};
+
+const CHATWOOT_TOKEN: &str = "e2e-chatwoot-token";
+const TENANT: &str = "acme-chatwoot";
+const TAG: &str = "acme-cw";
+/// The owner of the second tenant, on the echo vendor.
+const GLOBEX: &str = "b7e1c0ffee0000000000000000000001";
+
+/// The bridge with a Chatwoot tenant (the example owner) and an echo tenant (`globex`).
+struct ChatwootEnv {
+    // Dropped first: the bridge stops before the mocks free their ports.
+    bridge: Bridge,
+    three_dolphins: MockThreeDolphins,
+    chatwoot: MockChatwoot,
+    echo_vendor: MockVendor,
+}
+
+fn chatwoot_tenant(chatwoot: &MockChatwoot) -> Tenant {
+    Tenant::new(TENANT, EXAMPLE_OWNER, adapters::chatwoot())
+        .allow(&chatwoot.base_url())
+        .config("base_url", &chatwoot.base_url())
+        .config("account_id", &chatwoot.account_id().to_string())
+        .config("inbox_id", &chatwoot.inbox_id().to_string())
+        .config("api_access_token", CHATWOOT_TOKEN)
+        .config("tag", TAG)
+}
+
+impl ChatwootEnv {
+    async fn start() -> ChatwootEnv {
+        Self::start_with(|t| t).await
+    }
+
+    async fn start_with(customize: impl FnOnce(Tenant) -> Tenant) -> ChatwootEnv {
+        let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
+        let chatwoot = MockChatwoot::start(CHATWOOT_TOKEN).await;
+        let echo_vendor = MockVendor::start().await;
+        let bridge = Bridge::start(
+            BridgeConfig::new(&three_dolphins.base_url())
+                .api_token(API_TOKEN)
+                .tenant(customize(chatwoot_tenant(&chatwoot)))
+                .tenant(echo_tenant("globex", GLOBEX, &echo_vendor)),
+        )
+        .await;
+        ChatwootEnv {
+            bridge,
+            three_dolphins,
+            chatwoot,
+            echo_vendor,
+        }
+    }
+
+    /// Sends an Incoming event and waits until it is delivered; returns its delivery id.
+    async fn deliver(&self, event: Event) -> String {
+        let id = assert_accepted(&self.bridge.send_event(event).await);
+        self.bridge.wait_for_delivery(&id, "delivered").await;
+        id
+    }
+
+    /// The one conversation of `ticket`.
+    fn conversation_of(&self, ticket: &str) -> Conversation {
+        let matching: Vec<Conversation> = self
+            .chatwoot
+            .conversations()
+            .into_iter()
+            .filter(|c| c.custom_attributes["ticket_number"] == ticket)
+            .collect();
+        assert_eq!(
+            matching.len(),
+            1,
+            "conversations of ticket {ticket}: {:#?}",
+            self.chatwoot.conversations()
+        );
+        matching.into_iter().next().unwrap()
+    }
+
+    /// The customers' messages (`incoming`) of a conversation, oldest first.
+    fn customer_messages(&self, conversation_id: u64) -> Vec<String> {
+        self.chatwoot
+            .messages(conversation_id)
+            .into_iter()
+            .filter(|m| m.message_type == "incoming")
+            .map(|m| m.content.unwrap_or_default())
+            .collect()
+    }
+
+    /// POSTs a Chatwoot webhook payload to the tenant; expects 200 and returns the answer.
+    async fn webhook(&self, payload: &Value) -> Value {
+        let response = self.bridge.send_webhook(TENANT, "/webhook", payload).await;
+        assert_eq!(response.status, 200, "{}", response.describe());
+        response.json()
+    }
+
+    /// Delivers a text on a fresh ticket; returns (ticket, conversation id).
+    async fn open_ticket(&self) -> (String, u64) {
+        let event = Event::fresh();
+        let ticket = event.ticket_number();
+        self.deliver(event).await;
+        (ticket.clone(), self.conversation_of(&ticket).id)
+    }
+
+    /// Asserts exactly one contact, one conversation and one customer message `text` exist.
+    fn assert_created_once(&self, text: &str) {
+        let contacts = self.chatwoot.contacts();
+        assert_eq!(contacts.len(), 1, "contacts: {contacts:#?}");
+        let conversations = self.chatwoot.conversations();
+        assert_eq!(conversations.len(), 1, "conversations: {conversations:#?}");
+        assert_eq!(
+            self.customer_messages(conversations[0].id),
+            [text],
+            "messages: {:#?}",
+            self.chatwoot.all_messages()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_text_event_creates_the_contact_a_conversation_and_the_message() {
+    let env = ChatwootEnv::start().await;
+    let event = Event::fresh();
+    let ticket = event.ticket_number();
+    let delivery_id = env.deliver(event).await;
+
+    let contacts = env.chatwoot.contacts();
+    assert_eq!(contacts.len(), 1, "{contacts:#?}");
+    let contact = &contacts[0];
+    assert_eq!(contact.identifier.as_deref(), Some(EXAMPLE_CONTACT_ID));
+    assert_eq!(contact.name.as_deref(), Some(EXAMPLE_CUSTOMER));
+    assert_eq!(contact.phone_number.as_deref(), Some("+628128778222"));
+    assert!(
+        contact
+            .contact_inboxes
+            .iter()
+            .any(|ci| ci.inbox_id == env.chatwoot.inbox_id()),
+        "the contact is not in the API inbox: {contact:#?}"
+    );
+
+    let conversation = env.conversation_of(&ticket);
+    assert_eq!(conversation.contact_id, contact.id);
+    assert_eq!(conversation.inbox_id, env.chatwoot.inbox_id());
+    assert_eq!(conversation.status, "open");
+    assert_eq!(conversation.custom_attributes["channel"], "whatsapp");
+
+    let messages = env.chatwoot.messages(conversation.id);
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    let message = &messages[0];
+    assert_eq!(message.content.as_deref(), Some("Halo"));
+    assert_eq!(message.message_type, "incoming");
+    assert!(!message.private);
+    assert_eq!(message.echo_id.as_deref(), Some(delivery_id.as_str()));
+    assert_eq!(message.content_attributes["bridge_tag"], TAG);
+
+    // Nothing went to 3Dolphins or to the other tenant's vendor.
+    assert!(env.three_dolphins.event_posts().is_empty());
+    assert!(env.echo_vendor.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ticket_keeps_its_conversation_and_a_contact_keeps_its_identity() {
+    let env = ChatwootEnv::start().await;
+    let ticket = fresh_ticket();
+    for text in ["Halo", "Saya mau tanya", "Terima kasih"] {
+        env.deliver(Event::example().ticket(&ticket).message(text)).await;
+    }
+    let conversation = env.conversation_of(&ticket);
+    assert_eq!(
+        env.customer_messages(conversation.id),
+        ["Halo", "Saya mau tanya", "Terima kasih"]
+    );
+
+    // A new ticket of the same customer: the same contact, a new conversation.
+    let other = fresh_ticket();
+    env.deliver(Event::example().ticket(&other).message("Halo lagi")).await;
+    assert_eq!(env.chatwoot.contacts().len(), 1, "{:#?}", env.chatwoot.contacts());
+    let second = env.conversation_of(&other);
+    assert_ne!(second.id, conversation.id);
+    assert_eq!(second.contact_id, conversation.contact_id);
+    assert_eq!(env.customer_messages(second.id), ["Halo lagi"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_location_and_sticker_events_become_readable_messages() {
+    let env = ChatwootEnv::start().await;
+    let ticket = fresh_ticket();
+    let events = [
+        Event::image("https://cdn.example.com/photo.jpg", "my receipt"),
+        Event::image("https://cdn.example.com/bare.jpg", ""),
+        Event::location("-6.175, 106.827"),
+        Event::fresh().message("Stiker"),
+    ];
+    for event in events {
+        env.deliver(event.ticket(&ticket)).await;
+    }
+    let conversation = env.conversation_of(&ticket);
+    assert_eq!(
+        env.customer_messages(conversation.id),
+        [
+            "my receipt\nhttps://cdn.example.com/photo.jpg",
+            "https://cdn.example.com/bare.jpg",
+            "Location: https://maps.google.com/?q=-6.175,106.827",
+            "Stiker",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_reply_becomes_an_outgoing_event_for_the_ticket() {
+    let env = ChatwootEnv::start().await;
+    let (ticket, conversation) = env.open_ticket().await;
+    let webhook = env
+        .chatwoot
+        .message_created_outgoing(conversation, "Halo, ada yang bisa dibantu?");
+    let answer = env.webhook(&webhook).await;
+    assert_eq!(answer, json!({"status": "ok", "events": 1, "tag": TAG}));
+
+    let events = env.three_dolphins.wait_for_events(1).await;
+    env.bridge.wait_until_settled().await;
+    let posts = env.three_dolphins.event_posts();
+    assert_eq!(posts.len(), 1, "{posts:#?}");
+    assert_eq!(posts[0].path, EVENT_PATH);
+    let outgoing = &events[0];
+    let keys: BTreeSet<&str> = outgoing.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from([
+            "ticketNumber",
+            "channel",
+            "messageType",
+            "message",
+            "mediaLink",
+            "customerName",
+            "owner",
+            "createdDate",
+        ]),
+        "{outgoing:#}"
+    );
+    assert_eq!(outgoing["ticketNumber"], ticket.as_str());
+    assert_eq!(outgoing["owner"], EXAMPLE_OWNER);
+    assert_eq!(outgoing["channel"], "whatsapp");
+    assert_eq!(outgoing["messageType"], "text");
+    assert_eq!(outgoing["message"], "Halo, ada yang bisa dibantu?");
+    assert_eq!(outgoing["mediaLink"], "");
+    assert_eq!(outgoing["customerName"], EXAMPLE_CUSTOMER);
+    assert!(is_contract_timestamp(
+        outgoing["createdDate"].as_str().unwrap_or_default()
+    ));
+    assert!(env.echo_vendor.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_attachment_becomes_a_media_outgoing_event() {
+    let env = ChatwootEnv::start().await;
+    let (ticket, conversation) = env.open_ticket().await;
+    let webhook = env.chatwoot.message_created_with_attachment(
+        conversation,
+        "your invoice",
+        "file",
+        "https://chatwoot.example.com/rails/active_storage/invoice.pdf",
+    );
+    env.webhook(&webhook).await;
+    let events = env.three_dolphins.wait_for_events(1).await;
+    let outgoing = &events[0];
+    assert_eq!(outgoing["ticketNumber"], ticket.as_str());
+    assert_eq!(outgoing["messageType"], "file");
+    assert_eq!(outgoing["message"], "your invoice");
+    assert_eq!(
+        outgoing["mediaLink"],
+        "https://chatwoot.example.com/rails/active_storage/invoice.pdf"
+    );
+    assert_eq!(outgoing["owner"], EXAMPLE_OWNER);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resolving_the_conversation_closes_the_ticket() {
+    let env = ChatwootEnv::start().await;
+    let (ticket, conversation) = env.open_ticket().await;
+    let webhook = env.chatwoot.conversation_resolved(conversation);
+    env.webhook(&webhook).await;
+    let events = env.three_dolphins.wait_for_events(1).await;
+    env.bridge.wait_until_settled().await;
+    assert_eq!(env.three_dolphins.event_posts().len(), 1);
+    assert_eq!(
+        events[0],
+        json!({"ticketNumber": ticket, "channel": "whatsapp", "owner": EXAMPLE_OWNER, "event": "Close"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn private_notes_and_the_echo_of_our_own_messages_are_ignored() {
+    let env = ChatwootEnv::start().await;
+    let (_, conversation) = env.open_ticket().await;
+    let note = env.chatwoot.private_note(conversation, "customer seems upset");
+    env.webhook(&note).await;
+    let echo = env.chatwoot.message_created_incoming(conversation, "Halo");
+    env.webhook(&echo).await;
+    let open = env.chatwoot.conversation_status_changed(conversation, "pending");
+    env.webhook(&open).await;
+
+    let stats = env.bridge.wait_until_settled().await;
+    assert_eq!(
+        stats["delivered"], 1,
+        "only the Incoming event was ever queued: {stats}"
+    );
+    assert!(env.three_dolphins.event_posts().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chatwoot_tenant_and_the_echo_tenant_stay_apart() {
+    let env = ChatwootEnv::start().await;
+    let acme = Event::fresh();
+    let globex = Event::fresh()
+        .owner(GLOBEX)
+        .with("channel", "telegram")
+        .message("from globex");
+    env.deliver(acme.clone()).await;
+    env.deliver(globex.clone()).await;
+
+    // Each event went to its own tenant's vendor only.
+    let conversations = env.chatwoot.conversations();
+    assert_eq!(conversations.len(), 1, "{conversations:#?}");
+    assert_eq!(
+        conversations[0].custom_attributes["ticket_number"],
+        acme.ticket_number().as_str()
+    );
+    let echo_bodies = env.echo_vendor.bodies();
+    assert_eq!(echo_bodies.len(), 1, "{echo_bodies:#?}");
+    assert_eq!(echo_bodies[0]["ticketNumber"], globex.ticket_number().as_str());
+    assert_eq!(echo_bodies[0]["tenant"], "globex");
+
+    // Replies from each vendor carry their own tenant's owner.
+    let reply = env
+        .chatwoot
+        .message_created_outgoing(conversations[0].id, "from acme's agent");
+    env.webhook(&reply).await;
+    let response = env
+        .bridge
+        .send_webhook(
+            "globex",
+            "/hook",
+            &json!({"ticketNumber": globex.ticket_number(), "message": "from globex's agent"}),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.describe());
+    let mut events = env.three_dolphins.wait_for_events(2).await;
+    events.sort_by_key(|e| e["message"].as_str().unwrap_or_default().to_string());
+    assert_eq!(events[0]["message"], "from acme's agent");
+    assert_eq!(events[0]["owner"], EXAMPLE_OWNER);
+    assert_eq!(events[0]["channel"], "whatsapp");
+    assert_eq!(events[1]["message"], "from globex's agent");
+    assert_eq!(events[1]["owner"], GLOBEX);
+    assert_eq!(events[1]["channel"], "telegram");
+
+    // A Chatwoot webhook about the other tenant's ticket, sent to the Chatwoot tenant, is not
+    // turned into an event for it (the conversation is unknown).
+    let foreign = env.chatwoot.message_created_outgoing(9999, "stray");
+    env.webhook(&foreign).await;
+    env.bridge.wait_until_settled().await;
+    assert_eq!(env.three_dolphins.events().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chatwoot_5xx_is_retried_and_nothing_is_created_twice() {
+    let env = ChatwootEnv::start().await;
+    env.chatwoot.fail_next(1, 500);
+    let id = assert_accepted(&env.bridge.send_event(Event::fresh()).await);
+    let delivery = env.bridge.wait_for_delivery(&id, "delivered").await;
+    assert_eq!(delivery["attempts"], 2, "{delivery:#}");
+    env.assert_created_once("Halo");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_lost_after_chatwoot_committed_are_retried_without_duplicates() {
+    let env = ChatwootEnv::start().await;
+    // Each create is done by Chatwoot but its answer is lost, once.
+    env.chatwoot.fail_next_after_commit("POST", "/contacts", 1, 502);
+    let id = assert_accepted(&env.bridge.send_event(Event::fresh()).await);
+    env.bridge.wait_for_delivery(&id, "delivered").await;
+    env.assert_created_once("Halo");
+
+    let env = ChatwootEnv::start().await;
+    env.chatwoot.fail_next_after_commit("POST", "/conversations", 1, 504);
+    let id = assert_accepted(&env.bridge.send_event(Event::fresh()).await);
+    env.bridge.wait_for_delivery(&id, "delivered").await;
+    env.assert_created_once("Halo");
+
+    let env = ChatwootEnv::start().await;
+    env.chatwoot.fail_next_after_commit("POST", "/messages", 1, 503);
+    let id = assert_accepted(&env.bridge.send_event(Event::fresh()).await);
+    let delivery = env.bridge.wait_for_delivery(&id, "delivered").await;
+    assert_eq!(delivery["attempts"], 2, "{delivery:#}");
+    env.assert_created_once("Halo");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chatwoot_slower_than_the_http_timeout_is_retried_without_duplicates() {
+    let env = ChatwootEnv::start_with(|t| t.http_timeout_ms(500)).await;
+    env.chatwoot.set_delay(Duration::from_secs(3));
+    let started = Instant::now();
+    let id = assert_accepted(&env.bridge.send_event(Event::fresh()).await);
+    dolphin_bridge_tests::wait_until("the first call to reach Chatwoot", dolphin_bridge_tests::WAIT, || {
+        !env.chatwoot.requests().is_empty()
+    })
+    .await;
+    env.chatwoot.set_delay(Duration::ZERO);
+    let delivery = env.bridge.wait_for_delivery(&id, "delivered").await;
+    assert!(
+        delivery["attempts"].as_u64().unwrap_or(0) >= 2,
+        "the slow attempt was given up on: {delivery:#}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        started.elapsed()
+    );
+    env.assert_created_once("Halo");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chatwoot_refusing_the_token_is_a_dead_letter_naming_the_status() {
+    let env = ChatwootEnv::start_with(|t| t.config("api_access_token", "wrong-token")).await;
+    let id = assert_accepted(&env.bridge.send_event(Event::fresh()).await);
+    let dead = env.bridge.wait_for_delivery(&id, "dead").await;
+    assert_eq!(dead["attempts"], 1, "a 401 is not retried: {dead:#}");
+    let error = dead["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("401"), "{error}");
+    assert!(env.chatwoot.contacts().is_empty());
+    assert!(env.chatwoot.conversations().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chatwoot_signed_webhooks_are_verified_and_replays_refused() {
+    const SECRET: &str = "e2e-chatwoot-webhook-secret";
+    let env = ChatwootEnv::start_with(|t| t.webhook(WebhookAuth::with_secret("chatwoot", SECRET))).await;
+    let (ticket, conversation) = env.open_ticket().await;
+    let payload = env.chatwoot.message_created_outgoing(conversation, "signed reply");
+    let body = serde_json::to_vec(&payload).unwrap();
+    let post = async |headers: Vec<(String, String)>| {
+        let mut all: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+        all.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        env.bridge
+            .client()
+            .send("POST", &env.bridge.webhook_url(TENANT, "/webhook"), &all, body.clone())
+            .await
+    };
+
+    assert_refused(&post(Vec::new()).await, 401, "missing_signature", &[]);
+    assert_refused(
+        &post(signature_headers("not-the-secret", &body)).await,
+        401,
+        "invalid_signature",
+        &[],
+    );
+    assert_refused(
+        &post(signature_headers_at(SECRET, &body, unix_now() - 3_600)).await,
+        401,
+        "stale_timestamp",
+        &[],
+    );
+    let signed = signature_headers(SECRET, &body);
+    let accepted = post(signed.clone()).await;
+    assert_eq!(accepted.status, 200, "{}", accepted.describe());
+    assert_refused(&post(signed).await, 401, "replayed_webhook", &[]);
+
+    let events = env.three_dolphins.wait_for_events(1).await;
+    env.bridge.wait_until_settled().await;
+    assert_eq!(env.three_dolphins.events().len(), 1, "{events:#?}");
+    assert_eq!(events[0]["ticketNumber"], ticket.as_str());
+    assert_eq!(events[0]["message"], "signed reply");
+}

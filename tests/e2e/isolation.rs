@@ -1,0 +1,242 @@
+//! A misbehaving adapter (the test-only `hostile` adapter) fails only its own calls: the bridge
+//! keeps serving every other tenant, and no tenant reaches another's data or a host it was not
+//! allowed.
+
+use std::time::{Duration, Instant};
+
+use dolphin_bridge_tests::events::EXAMPLE_OWNER;
+use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, MockVendor, Tenant, adapters};
+use serde_json::Value;
+
+use crate::common::{API_TOKEN, assert_accepted, echo_tenant};
+
+const HOSTILE_OWNER: &str = "0bad0bad0bad0bad0bad0bad0bad0bad";
+const OTHER_OWNER: &str = "0the40the40the40the40the40the4aa";
+
+/// A bridge with a `hostile` tenant (mode from the message text) and a healthy echo tenant.
+struct Mixed {
+    // Dropped first: the bridge stops before the mocks free their ports.
+    bridge: Bridge,
+    three_dolphins: MockThreeDolphins,
+    vendor: MockVendor,
+}
+
+impl Mixed {
+    async fn start(hostile: impl FnOnce(Tenant) -> Tenant) -> Mixed {
+        let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
+        let vendor = MockVendor::start().await;
+        let bridge = Bridge::start(
+            BridgeConfig::new(&three_dolphins.base_url())
+                .api_token(API_TOKEN)
+                .tenant(hostile(Tenant::new("villain", HOSTILE_OWNER, adapters::hostile())))
+                .tenant(echo_tenant("acme", EXAMPLE_OWNER, &vendor)),
+        )
+        .await;
+        Mixed {
+            bridge,
+            three_dolphins,
+            vendor,
+        }
+    }
+
+    /// Sends an event to the hostile tenant (its message is the mode); returns the delivery id.
+    async fn hostile(&self, mode: &str) -> String {
+        assert_accepted(
+            &self
+                .bridge
+                .send_event(Event::fresh().owner(HOSTILE_OWNER).message(mode))
+                .await,
+        )
+    }
+
+    /// Sends `mode` to the hostile tenant and waits for its dead letter; returns its error.
+    async fn hostile_dead(&self, mode: &str) -> (Value, String) {
+        let id = self.hostile(mode).await;
+        let dead = self.bridge.wait_for_delivery(&id, "dead").await;
+        let error = dead["last_error"].as_str().unwrap_or_default().to_string();
+        (dead, error)
+    }
+
+    /// The healthy tenant is served: its event is accepted and reaches its vendor.
+    async fn assert_healthy_tenant_served(&self) {
+        let event = Event::fresh();
+        let id = assert_accepted(&self.bridge.send_event(event.clone()).await);
+        self.bridge.wait_for_delivery(&id, "delivered").await;
+        let ticket = event.ticket_number();
+        assert!(
+            self.vendor
+                .bodies()
+                .iter()
+                .any(|b| b["ticketNumber"] == ticket.as_str()),
+            "the healthy tenant's vendor did not get ticket {ticket}"
+        );
+        let health = self
+            .bridge
+            .client()
+            .get(&format!("{}/healthz", self.bridge.url()))
+            .await;
+        assert_eq!(health.status, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trapping_adapter_fails_only_its_own_deliveries() {
+    let mut env = Mixed::start(|t| t).await;
+    for mode in ["trap", "panic", "recurse"] {
+        let (dead, error) = env.hostile_dead(mode).await;
+        assert_eq!(dead["attempts"], 1, "a trap is not retried: {dead:#}");
+        assert!(
+            error.contains("trap"),
+            "{mode}: the reason should say it trapped: {error}"
+        );
+        env.assert_healthy_tenant_served().await;
+    }
+    // The same tenant works again for a call that does not trap: nothing stayed broken.
+    let id = env.hostile("ok").await;
+    env.bridge.wait_for_delivery(&id, "delivered").await;
+    assert!(env.bridge.is_running());
+    let letters = env.bridge.dead_letters(Some("acme")).await;
+    assert!(letters.is_empty(), "the healthy tenant has dead letters: {letters:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_looping_adapter_is_stopped_by_its_call_timeout_while_others_are_served() {
+    let env = Mixed::start(|t| t.call_timeout_ms(2_000)).await;
+    let started = Instant::now();
+    let id = env.hostile("loop").await;
+    // While the hostile call spins, the healthy tenant is served promptly.
+    env.bridge.wait_for_log("hostile: mode `loop`").await;
+    let served = Instant::now();
+    env.assert_healthy_tenant_served().await;
+    assert!(
+        served.elapsed() < Duration::from_millis(1_500),
+        "the healthy tenant waited {:?} behind a spinning adapter",
+        served.elapsed()
+    );
+    assert_eq!(
+        env.bridge.delivery(&id).await["state"],
+        "pending",
+        "the spinning call ended before its timeout"
+    );
+
+    let dead = env.bridge.wait_for_delivery(&id, "dead").await;
+    let took = started.elapsed();
+    // Spinning is the adapter's own fault: stopped and dead-lettered, not retried.
+    assert_eq!(dead["attempts"], 1, "{dead:#}");
+    let error = dead["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("CPU time") || error.contains("timed out"),
+        "the reason names the time limit: {error}"
+    );
+    assert!(took < Duration::from_secs(5), "a call_timeout_ms of 2000 took {took:?}");
+    env.assert_healthy_tenant_served().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_adapter_allocating_without_end_is_stopped() {
+    let env = Mixed::start(|t| t.call_timeout_ms(20_000)).await;
+    let started = Instant::now();
+    let (dead, error) = env.hostile_dead("alloc").await;
+    assert_eq!(dead["attempts"], 1, "not retried: {dead:#}");
+    assert!(
+        error.contains("memory") || error.contains("trapped"),
+        "stopped by the memory limit: {error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the memory limit took {:?} to stop it",
+        started.elapsed()
+    );
+    env.assert_healthy_tenant_served().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_flood_does_not_take_the_bridge_down() {
+    let env = Mixed::start(|t| t.call_timeout_ms(20_000)).await;
+    let id = env.hostile("log-flood").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = env.bridge.delivery(&id).await["state"].clone();
+        if state != "pending" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the log flood is still running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    env.assert_healthy_tenant_served().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_cannot_read_another_tenants_kv() {
+    let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
+    let bridge = Bridge::start(
+        BridgeConfig::new(&three_dolphins.base_url())
+            .api_token(API_TOKEN)
+            .tenant(Tenant::new("villain", HOSTILE_OWNER, adapters::hostile()).config("other_tenant", "other"))
+            .tenant(Tenant::new("other", OTHER_OWNER, adapters::hostile()).config("other_tenant", "villain")),
+    )
+    .await;
+    let run = async |owner: &str, mode: &str, state: &str| {
+        let id = assert_accepted(&bridge.send_event(Event::fresh().owner(owner).message(mode)).await);
+        let delivery = bridge.wait_for_delivery(&id, state).await;
+        delivery["last_error"].as_str().unwrap_or_default().to_string()
+    };
+
+    run(OTHER_OWNER, "kv-write", "delivered").await;
+    // The writer sees its own value (so the peek below is not vacuous).
+    let own = run(OTHER_OWNER, "kv-peek", "dead").await;
+    assert!(own.contains("x=secret-of-other"), "the writer's own key: {own}");
+
+    let report = run(HOSTILE_OWNER, "kv-peek", "dead").await;
+    assert!(report.contains("kv-peek:"), "{report}");
+    assert!(report.contains("x=none"), "the peeker's own `x`: {report}");
+    assert!(
+        !report.contains("secret-of-other"),
+        "a tenant read another tenant's KV: {report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_adapter_cannot_call_a_host_outside_its_allow_list() {
+    let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
+    let allowed = MockVendor::start().await;
+    let forbidden = MockVendor::start().await;
+    // The echo tenant may call `allowed` only, but is configured to post to `forbidden`.
+    let tenant = echo_tenant("acme", EXAMPLE_OWNER, &allowed).config("url", &forbidden.url());
+    let bridge = Bridge::start(
+        BridgeConfig::new(&three_dolphins.base_url())
+            .api_token(API_TOKEN)
+            .tenant(tenant),
+    )
+    .await;
+    let id = assert_accepted(&bridge.send_event(Event::fresh()).await);
+    let dead = bridge.wait_for_delivery(&id, "dead").await;
+    assert_eq!(dead["attempts"], 1, "a denied call is not retried: {dead:#}");
+    let error = dead["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("denied"), "{error}");
+    assert!(forbidden.requests().is_empty(), "the host let the call out");
+    assert!(allowed.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_whose_adapter_traps_is_a_502_and_posts_nothing() {
+    let env = Mixed::start(|t| t).await;
+    let trap = env
+        .bridge
+        .send_webhook("villain", "/hook?mode=trap", &serde_json::json!({}))
+        .await;
+    assert_eq!(trap.status, 502, "{}", trap.describe());
+    assert_eq!(
+        trap.error_code().as_deref(),
+        Some("adapter_trapped"),
+        "{}",
+        trap.describe()
+    );
+    let ok = env
+        .bridge
+        .send_webhook("villain", "/hook?mode=ok", &serde_json::json!({}))
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.describe());
+    assert!(env.three_dolphins.event_posts().is_empty());
+    env.assert_healthy_tenant_served().await;
+}

@@ -1,0 +1,16 @@
+//! End-to-end tests: the real `dolphin-bridge` binary between mock 3Dolphins and vendor servers.
+//!
+//! Needs the bridge binary and the adapters built first; `cargo xtask test` does both.
+
+mod common;
+
+mod accepted;
+mod auth;
+mod chatwoot;
+mod cli;
+mod delivery;
+mod demo;
+mod isolation;
+mod refused;
+mod routing;
+mod webhooks;

@@ -1,0 +1,658 @@
+//! `Bridge`: the real `dolphin-bridge serve` in a child process, with its config in a temp dir.
+//!
+//! The child is killed when the `Bridge` drops; when that happens during a panic (a failed
+//! test), everything the bridge wrote to stderr is printed, so the test's output shows it.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::adapters;
+use crate::client::{HttpClient, HttpResponse};
+use crate::wait::{WAIT, wait_for};
+
+/// How long a bridge may take from spawn to `listening on` (adapters compile on a cold cache).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// The bridge's default Incoming path.
+pub const INCOMING_PATH: &str = "/3dolphins/incoming";
+/// The admin token every test bridge is configured with.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+/// The credential test bridges demand on the Incoming endpoint (sent by [`Bridge::send_event`]).
+pub const INCOMING_TOKEN: &str = "e2e-incoming-token";
+/// The retry schedule of test bridges unless a test sets its own: two quick retries, so a
+/// delivery that keeps failing is dead-lettered after three attempts within a second.
+pub const TEST_RETRY_SCHEDULE_MS: [u64; 2] = [100, 200];
+
+/// Bridges start one at a time, so that a cold adapter cache is filled by the first and read by
+/// the others instead of every test compiling the same adapters at once.
+static START_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// One `[[tenants]]` entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tenant {
+    pub name: String,
+    pub owner: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
+    pub adapter: PathBuf,
+    pub allowed_hosts: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_timeout_ms: Option<u64>,
+    /// Loopback and private addresses allowed: on by default here, as every mock is on loopback.
+    pub allow_private_networks: bool,
+    pub config: BTreeMap<String, String>,
+    /// `[tenants.limits]` values (`memory_mib`, `cpu_ms`, ...); the bridge's defaults otherwise.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, u64>,
+    /// `[tenants.webhook]`: no verification unless a test sets one.
+    pub webhook: WebhookAuth,
+}
+
+/// `[tenants.webhook]`: how the bridge verifies the vendor's webhook requests.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookAuth {
+    /// `none`, `token`, `chatwoot` or `standard-webhooks`.
+    pub auth: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tolerance_s: Option<u64>,
+}
+
+impl WebhookAuth {
+    pub fn none() -> WebhookAuth {
+        WebhookAuth {
+            auth: "none".into(),
+            secret: None,
+            tolerance_s: None,
+        }
+    }
+
+    /// `auth` (`token`, `chatwoot`, `standard-webhooks`) with `secret`.
+    pub fn with_secret(auth: &str, secret: &str) -> WebhookAuth {
+        WebhookAuth {
+            auth: auth.into(),
+            secret: Some(secret.into()),
+            tolerance_s: None,
+        }
+    }
+}
+
+impl Tenant {
+    pub fn new(name: &str, owner: &str, adapter: impl Into<PathBuf>) -> Tenant {
+        Tenant {
+            name: name.into(),
+            owner: owner.into(),
+            channels: Vec::new(),
+            adapter: adapter.into(),
+            allowed_hosts: Vec::new(),
+            http_timeout_ms: None,
+            call_timeout_ms: None,
+            allow_private_networks: true,
+            config: BTreeMap::new(),
+            limits: BTreeMap::new(),
+            webhook: WebhookAuth::none(),
+        }
+    }
+
+    /// Whether the adapter may call loopback and private addresses (default here: yes).
+    pub fn allow_private_networks(mut self, allow: bool) -> Tenant {
+        self.allow_private_networks = allow;
+        self
+    }
+
+    /// Sets one `[tenants.limits]` value.
+    pub fn limit(mut self, key: &str, value: u64) -> Tenant {
+        self.limits.insert(key.into(), value);
+        self
+    }
+
+    /// How the vendor's webhooks are verified.
+    pub fn webhook(mut self, auth: WebhookAuth) -> Tenant {
+        self.webhook = auth;
+        self
+    }
+
+    /// Narrows the tenant to these channels.
+    pub fn channels(mut self, channels: &[&str]) -> Tenant {
+        self.channels = channels.iter().map(|c| c.to_string()).collect();
+        self
+    }
+
+    /// Allows the adapter to call `origin` (`http://127.0.0.1:PORT`).
+    pub fn allow(mut self, origin: &str) -> Tenant {
+        self.allowed_hosts.push(origin.trim_end_matches('/').to_string());
+        self
+    }
+
+    /// Sets one `[tenants.config]` value.
+    pub fn config(mut self, key: &str, value: &str) -> Tenant {
+        self.config.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn http_timeout_ms(mut self, ms: u64) -> Tenant {
+        self.http_timeout_ms = Some(ms);
+        self
+    }
+
+    pub fn call_timeout_ms(mut self, ms: u64) -> Tenant {
+        self.call_timeout_ms = Some(ms);
+        self
+    }
+}
+
+/// A whole bridge configuration; `BridgeConfig::new(mock.base_url())` then add tenants.
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    pub three_dolphins_base_url: String,
+    pub api_token: Option<String>,
+    pub three_dolphins_timeout_ms: Option<u64>,
+    pub max_body_bytes: Option<u64>,
+    /// `[server] incoming_token`; see [`INCOMING_TOKEN`].
+    pub incoming_token: Option<String>,
+    /// `[server] public_url` (for `properties`).
+    pub public_url: Option<String>,
+    /// `[delivery] retry_schedule_ms`; see [`TEST_RETRY_SCHEDULE_MS`].
+    pub retry_schedule_ms: Vec<u64>,
+    /// `[admin] token`; the harness reads delivery states through the admin endpoints.
+    pub admin_token: Option<String>,
+    pub tenants: Vec<Tenant>,
+    /// Environment variables for the child (for `${VAR}` in the config).
+    pub env: Vec<(String, String)>,
+    /// Lines appended verbatim to the generated TOML (for options the builder lacks).
+    pub extra_toml: String,
+}
+
+#[derive(Serialize)]
+struct ConfigFile<'a> {
+    server: ServerSection,
+    store: StoreSection,
+    adapters: AdaptersSection,
+    three_dolphins: ThreeDolphinsSection,
+    delivery: DeliverySection,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin: Option<AdminSection>,
+    tenants: &'a [Tenant],
+}
+
+#[derive(Serialize)]
+struct DeliverySection {
+    retry_schedule_ms: Vec<u64>,
+}
+
+#[derive(Serialize)]
+struct AdminSection {
+    token: String,
+}
+
+#[derive(Serialize)]
+struct ServerSection {
+    listen: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_body_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    incoming_token: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    allow_unauthenticated: bool,
+}
+
+#[derive(Serialize)]
+struct StoreSection {
+    path: String,
+}
+
+#[derive(Serialize)]
+struct AdaptersSection {
+    cache_dir: PathBuf,
+}
+
+#[derive(Serialize)]
+struct ThreeDolphinsSection {
+    base_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout_ms: Option<u64>,
+}
+
+impl BridgeConfig {
+    /// A config posting to the 3Dolphins at `three_dolphins_base_url`, with no tenants yet.
+    pub fn new(three_dolphins_base_url: &str) -> BridgeConfig {
+        BridgeConfig {
+            three_dolphins_base_url: three_dolphins_base_url.trim_end_matches('/').to_string(),
+            api_token: None,
+            three_dolphins_timeout_ms: None,
+            max_body_bytes: None,
+            incoming_token: Some(INCOMING_TOKEN.into()),
+            public_url: None,
+            retry_schedule_ms: TEST_RETRY_SCHEDULE_MS.to_vec(),
+            admin_token: Some(ADMIN_TOKEN.into()),
+            tenants: Vec::new(),
+            env: Vec::new(),
+            extra_toml: String::new(),
+        }
+    }
+
+    /// The Incoming credential; `None` runs the endpoint unauthenticated.
+    pub fn incoming_token(mut self, token: Option<&str>) -> BridgeConfig {
+        self.incoming_token = token.map(str::to_string);
+        self
+    }
+
+    pub fn public_url(mut self, url: &str) -> BridgeConfig {
+        self.public_url = Some(url.into());
+        self
+    }
+
+    pub fn api_token(mut self, token: &str) -> BridgeConfig {
+        self.api_token = Some(token.into());
+        self
+    }
+
+    pub fn three_dolphins_timeout_ms(mut self, ms: u64) -> BridgeConfig {
+        self.three_dolphins_timeout_ms = Some(ms);
+        self
+    }
+
+    pub fn max_body_bytes(mut self, bytes: u64) -> BridgeConfig {
+        self.max_body_bytes = Some(bytes);
+        self
+    }
+
+    /// Waits before each retry (`[delivery] retry_schedule_ms`); empty: no retries.
+    pub fn retry_schedule_ms(mut self, schedule: &[u64]) -> BridgeConfig {
+        self.retry_schedule_ms = schedule.to_vec();
+        self
+    }
+
+    pub fn tenant(mut self, tenant: Tenant) -> BridgeConfig {
+        self.tenants.push(tenant);
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> BridgeConfig {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// The TOML text (store relative to the config's folder, shared adapter cache).
+    pub fn to_toml(&self) -> String {
+        let file = ConfigFile {
+            server: ServerSection {
+                listen: "127.0.0.1:0".into(),
+                max_body_bytes: self.max_body_bytes,
+                public_url: self.public_url.clone(),
+                incoming_token: self.incoming_token.clone(),
+                allow_unauthenticated: self.incoming_token.is_none(),
+            },
+            store: StoreSection {
+                path: "bridge.db".into(),
+            },
+            adapters: AdaptersSection {
+                cache_dir: adapters::shared_adapter_cache(),
+            },
+            three_dolphins: ThreeDolphinsSection {
+                base_url: self.three_dolphins_base_url.clone(),
+                api_token: self.api_token.clone(),
+                timeout_ms: self.three_dolphins_timeout_ms,
+            },
+            delivery: DeliverySection {
+                retry_schedule_ms: self.retry_schedule_ms.clone(),
+            },
+            admin: self.admin_token.clone().map(|token| AdminSection { token }),
+            tenants: &self.tenants,
+        };
+        let mut text = toml::to_string(&file).expect("the config serialises to TOML");
+        if !self.extra_toml.is_empty() {
+            text.push('\n');
+            text.push_str(&self.extra_toml);
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Writes the config into `dir` as `bridge.toml`; returns its path.
+    pub fn write_to(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("bridge.toml");
+        std::fs::write(&path, self.to_toml()).unwrap_or_else(|err| panic!("cannot write {}: {err}", path.display()));
+        path
+    }
+}
+
+/// A running `dolphin-bridge serve`.
+pub struct Bridge {
+    child: Child,
+    url: String,
+    log: Arc<Mutex<String>>,
+    client: HttpClient,
+    config_path: PathBuf,
+    /// Sent as `Authorization: Bearer` on the Incoming endpoint.
+    incoming_token: Option<String>,
+    // Dropped last: holds the config and the store (none when started from a given file).
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Bridge {
+    /// Starts a bridge with `config`; panics (showing its stderr) when it does not come up.
+    pub async fn start(config: BridgeConfig) -> Bridge {
+        match Self::try_start(config).await {
+            Ok(bridge) => bridge,
+            Err(err) => panic!("the bridge did not start: {err}"),
+        }
+    }
+
+    /// Starts a bridge; the error holds why, with the bridge's stderr.
+    pub async fn try_start(config: BridgeConfig) -> Result<Bridge, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("dolphin-bridge-e2e-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        let config_path = config.write_to(dir.path());
+        let _guard = START_LOCK.lock().await;
+        let mut bridge = Self::spawn(&adapters::bridge_binary(), &config_path, &config.env, false, Some(dir))
+            .await
+            .map_err(|err| format!("{err}\nits config:\n{}", config.to_toml()))?;
+        bridge.incoming_token = config.incoming_token.clone();
+        Ok(bridge)
+    }
+
+    /// The credential sent on the Incoming endpoint (for a bridge started from a file).
+    pub fn set_incoming_token(&mut self, token: Option<&str>) {
+        self.incoming_token = token.map(str::to_string);
+    }
+
+    /// Starts `BINARY serve --config config_path` with extra environment `env`; with
+    /// `echo_output`, the bridge's log is also copied to this process's stderr (for the demo).
+    pub async fn start_from_file(
+        binary: &Path,
+        config_path: &Path,
+        env: &[(String, String)],
+        echo_output: bool,
+    ) -> Result<Bridge, String> {
+        Self::spawn(binary, config_path, env, echo_output, None).await
+    }
+
+    async fn spawn(
+        binary: &Path,
+        config_path: &Path,
+        env: &[(String, String)],
+        echo_output: bool,
+        dir: Option<tempfile::TempDir>,
+    ) -> Result<Bridge, String> {
+        let mut command = Command::new(binary);
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(dir) = &dir {
+            command.current_dir(dir.path());
+        }
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().map_err(|e| format!("cannot spawn the bridge: {e}"))?;
+
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let stderr_log = log.clone();
+        let stderr_copy = std::thread::spawn(move || copy_lines(stderr, &stderr_log, echo_output));
+
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stdout_log = log.clone();
+        let (url_tx, url_rx) = tokio::sync::oneshot::channel::<String>();
+        std::thread::spawn(move || {
+            let mut url_tx = Some(url_tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.trim().strip_prefix("listening on ")
+                    && let Some(tx) = url_tx.take()
+                {
+                    let _ = tx.send(url.trim_end_matches('/').to_string());
+                }
+                stdout_log.lock().unwrap().push_str(&format!("[stdout] {line}\n"));
+            }
+        });
+
+        let mut bridge = Bridge {
+            child,
+            url: String::new(),
+            log,
+            client: HttpClient::new(),
+            config_path: config_path.to_path_buf(),
+            incoming_token: None,
+            _dir: dir,
+        };
+        match tokio::time::timeout(START_TIMEOUT, url_rx).await {
+            Ok(Ok(url)) => {
+                bridge.url = url;
+                Ok(bridge)
+            }
+            Ok(Err(_)) => {
+                // stdout closed without the line: the bridge exited.
+                let status = bridge.child.wait().ok();
+                let _ = stderr_copy.join();
+                Err(format!(
+                    "it exited ({}) without printing `listening on`; its output:\n{}",
+                    status.map(|s| s.to_string()).unwrap_or_default(),
+                    bridge.stderr(),
+                ))
+            }
+            Err(_) => Err(format!(
+                "no `listening on` line within {START_TIMEOUT:?}; its output:\n{}",
+                bridge.stderr()
+            )),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` from the `listening on` line.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Where 3Dolphins posts Incoming events.
+    pub fn incoming_url(&self) -> String {
+        format!("{}{INCOMING_PATH}", self.url)
+    }
+
+    /// `/vendors/{tenant}{rest}` (`rest` starts with `/` or is empty).
+    pub fn webhook_url(&self, tenant: &str, rest: &str) -> String {
+        format!("{}/vendors/{tenant}{rest}", self.url)
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Everything the bridge wrote so far (stderr, and stdout lines marked `[stdout]`).
+    pub fn stderr(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the bridge's output contains `needle`.
+    pub async fn wait_for_log(&self, needle: &str) {
+        wait_for(&format!("{needle:?} in the bridge's log"), WAIT, || {
+            self.stderr().contains(needle).then_some(())
+        })
+        .await
+    }
+
+    /// Whether the child is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// `Authorization: Bearer <incoming token>`, when the bridge has one.
+    pub fn incoming_auth(&self) -> Option<(&'static str, String)> {
+        self.incoming_token
+            .as_ref()
+            .map(|token| ("authorization", format!("Bearer {token}")))
+    }
+
+    /// POSTs an Incoming event (JSON) to the bridge, with the Incoming credential.
+    pub async fn send_event(&self, event: impl Into<Value>) -> HttpResponse {
+        let body = serde_json::to_vec(&event.into()).expect("JSON serialises");
+        self.send_raw(Some("application/json"), body).await
+    }
+
+    /// POSTs raw bytes to the Incoming path with an optional Content-Type and the credential.
+    pub async fn send_raw(&self, content_type: Option<&str>, body: impl Into<bytes::Bytes>) -> HttpResponse {
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if let Some(ct) = content_type {
+            headers.push(("content-type", ct));
+        }
+        let auth = self.incoming_auth();
+        if let Some((name, value)) = &auth {
+            headers.push((name, value.as_str()));
+        }
+        self.client.send("POST", &self.incoming_url(), &headers, body).await
+    }
+
+    /// POSTs to the Incoming path with exactly these headers (no credential added).
+    pub async fn send_incoming_with_headers(
+        &self,
+        headers: &[(&str, &str)],
+        body: impl Into<bytes::Bytes>,
+    ) -> HttpResponse {
+        self.client.send("POST", &self.incoming_url(), headers, body).await
+    }
+
+    /// POSTs a JSON webhook to `/vendors/{tenant}{rest}`.
+    pub async fn send_webhook(&self, tenant: &str, rest: &str, body: &Value) -> HttpResponse {
+        self.client.post_json(&self.webhook_url(tenant, rest), body).await
+    }
+
+    pub fn client(&self) -> &HttpClient {
+        &self.client
+    }
+
+    /// `GET /admin/{path}` with the admin token.
+    pub async fn admin_get(&self, path: &str) -> HttpResponse {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        self.client
+            .send(
+                "GET",
+                &format!("{}/admin/{path}", self.url),
+                &[("authorization", &auth)],
+                bytes::Bytes::new(),
+            )
+            .await
+    }
+
+    /// One delivery (any state) as the admin API shows it (`state`, `attempts`, `last_error`, ...).
+    pub async fn delivery(&self, delivery_id: &str) -> Value {
+        let response = self.admin_get(&format!("dead-letters/{delivery_id}")).await;
+        assert_eq!(response.status, 200, "delivery {delivery_id}: {}", response.describe());
+        response.json()
+    }
+
+    /// Waits until delivery `delivery_id` is in `state` (`delivered`, `dead`, `pending`);
+    /// panics early, showing the delivery, if it settles in another final state.
+    pub async fn wait_for_delivery(&self, delivery_id: &str, state: &str) -> Value {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let delivery = self.delivery(delivery_id).await;
+            let now = delivery["state"].as_str().unwrap_or_default();
+            if now == state {
+                return delivery;
+            }
+            if now != "pending" || std::time::Instant::now() >= deadline {
+                panic!("delivery {delivery_id} is {now}, not {state}: {delivery:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `{"pending","delivered","dead"}` counts of the outbox.
+    pub async fn outbox_stats(&self) -> Value {
+        let response = self.admin_get("outbox").await;
+        assert_eq!(response.status, 200, "outbox stats: {}", response.describe());
+        response.json()
+    }
+
+    /// Waits until the outbox has nothing pending; returns its counts.
+    pub async fn wait_until_settled(&self) -> Value {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let stats = self.outbox_stats().await;
+            if stats["pending"] == 0 {
+                return stats;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the outbox did not settle: {stats}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Dead letters (optionally of one tenant), oldest first.
+    pub async fn dead_letters(&self, tenant: Option<&str>) -> Vec<Value> {
+        let path = match tenant {
+            Some(tenant) => format!("dead-letters?tenant={tenant}"),
+            None => "dead-letters".to_string(),
+        };
+        let response = self.admin_get(&path).await;
+        assert_eq!(response.status, 200, "dead letters: {}", response.describe());
+        response.json()["deadLetters"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- dolphin-bridge output ({}) ----\n{}---- end of dolphin-bridge output ----",
+                self.url,
+                self.stderr()
+            );
+        }
+    }
+}
+
+fn copy_lines(from: impl Read, to: &Mutex<String>, echo: bool) {
+    for line in BufReader::new(from).lines() {
+        let Ok(line) = line else { break };
+        if echo {
+            eprintln!("{line}");
+        }
+        let mut log = to.lock().unwrap();
+        log.push_str(&line);
+        log.push('\n');
+    }
+}
+
+/// Runs `dolphin-bridge SUBCOMMAND --config FILE` with `config` written to a temp dir, and
+/// returns its output (for `check` and `properties`).
+pub fn run_subcommand(subcommand: &str, config: &BridgeConfig) -> Output {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config_path = config.write_to(dir.path());
+    let mut command = Command::new(adapters::bridge_binary());
+    command
+        .arg(subcommand)
+        .arg("--config")
+        .arg(&config_path)
+        .current_dir(dir.path())
+        .stdin(Stdio::null());
+    for (name, value) in &config.env {
+        command.env(name, value);
+    }
+    command
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run dolphin-bridge {subcommand}: {err}"))
+}
