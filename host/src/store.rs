@@ -168,6 +168,9 @@ pub fn now_ms() -> i64 {
 
 type Reply<T> = oneshot::Sender<anyhow::Result<T>>;
 
+/// Answers a write once its transaction's fate is known (`Some(error)` when the commit failed).
+type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+
 enum Write {
     Enqueue(Vec<NewDelivery>, Duration, Reply<Vec<Accepted>>),
     StillDue(i64, u32, Reply<bool>),
@@ -292,7 +295,7 @@ fn writer_loop(conn: &mut Connection, rx: std::sync::mpsc::Receiver<Write>, mode
                 }
             }
         }
-        let mut replies: Vec<Box<dyn FnOnce(Option<&str>) + Send>> = Vec::with_capacity(batch.len());
+        let mut replies: Vec<Answer> = Vec::with_capacity(batch.len());
         let outcome = (|| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
             for write in batch {
@@ -308,8 +311,8 @@ fn writer_loop(conn: &mut Connection, rx: std::sync::mpsc::Receiver<Write>, mode
 }
 
 /// Applies one write inside `tx`; returns how to answer once the commit is known.
-fn apply(tx: &Transaction<'_>, write: Write) -> Box<dyn FnOnce(Option<&str>) + Send> {
-    fn answer<T: Send + 'static>(reply: Reply<T>, result: rusqlite::Result<T>) -> Box<dyn FnOnce(Option<&str>) + Send> {
+fn apply(tx: &Transaction<'_>, write: Write) -> Answer {
+    fn answer<T: Send + 'static>(reply: Reply<T>, result: rusqlite::Result<T>) -> Answer {
         Box::new(move |commit_error: Option<&str>| {
             let result = match (commit_error, result) {
                 (Some(e), _) => Err(anyhow::anyhow!("{e}")),
