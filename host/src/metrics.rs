@@ -6,7 +6,6 @@ use std::sync::LazyLock;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Labels of a per-tenant outcome.
@@ -33,8 +32,6 @@ pub struct Metrics {
     pub config_rejected: Counter,
     /// Adapter calls refused by an open circuit breaker, by tenant.
     pub circuit_open: Family<TenantOutcome, Counter>,
-    /// Pending deliveries seen by the last dispatch.
-    pub pending: Gauge,
 }
 
 /// The process-wide metrics.
@@ -50,7 +47,6 @@ impl Metrics {
         let reloads = Family::<TenantOutcome, Counter>::default();
         let config_rejected = Counter::default();
         let circuit_open = Family::<TenantOutcome, Counter>::default();
-        let pending = Gauge::default();
         registry.register(
             "incoming_events",
             "Incoming events by tenant and outcome",
@@ -82,11 +78,6 @@ impl Metrics {
             "Adapter calls refused by an open circuit breaker",
             circuit_open.clone(),
         );
-        registry.register(
-            "pending_deliveries",
-            "Deliveries waiting in the outbox",
-            pending.clone(),
-        );
         Metrics {
             registry,
             incoming,
@@ -96,7 +87,6 @@ impl Metrics {
             reloads,
             config_rejected,
             circuit_open,
-            pending,
         }
     }
 
