@@ -9,6 +9,7 @@ mod auth;
 mod chatwoot;
 mod cli;
 mod delivery;
+mod durability;
 mod demo;
 mod isolation;
 mod refused;

@@ -656,3 +656,70 @@ pub fn run_subcommand(subcommand: &str, config: &BridgeConfig) -> Output {
         .output()
         .unwrap_or_else(|err| panic!("cannot run dolphin-bridge {subcommand}: {err}"))
 }
+
+// Process control, for crash, shutdown and restart tests: the bridge's files outlive its process.
+
+impl Bridge {
+    /// The bridge's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the bridge with SIGKILL (no chance to finish anything, as in a crash) and reaps it;
+    /// returns its exit status.
+    pub fn kill_hard(&mut self) -> std::process::ExitStatus {
+        // `Child::kill` sends SIGKILL on Unix.
+        let _ = self.child.kill();
+        self.child.wait().expect("reaping the killed bridge")
+    }
+
+    /// Sends SIGTERM (`kill -TERM PID`): the orderly shutdown an init system asks for.
+    pub fn terminate(&self) {
+        let pid = self.pid().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap_or_else(|err| panic!("cannot run `kill -TERM {pid}`: {err}"));
+        assert!(status.success(), "`kill -TERM {pid}` failed: {status}");
+    }
+
+    /// Waits up to `timeout` for the process to exit; its exit status, or `None` while it runs.
+    pub async fn wait_for_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Starts `dolphin-bridge serve` on an existing config file, so on the database it names (after
+/// a kill or a shutdown, say); `incoming_token` is the credential [`Bridge::send_event`] sends.
+/// The caller keeps the config's folder alive.
+pub async fn start_on_config_file(config_path: &Path, incoming_token: Option<&str>) -> Bridge {
+    let _guard = START_LOCK.lock().await;
+    match Bridge::start_from_file(&adapters::bridge_binary(), config_path, &[], false).await {
+        Ok(mut bridge) => {
+            bridge.set_incoming_token(incoming_token);
+            bridge
+        }
+        Err(err) => panic!("the bridge did not start on {}: {err}", config_path.display()),
+    }
+}
+
+/// Runs `dolphin-bridge ARGS... --config config_path` against an existing config file and the
+/// database it names (e.g. `dead-letters list` beside a running bridge); returns its output.
+pub fn run_on_config_file(config_path: &Path, args: &[&str]) -> Output {
+    Command::new(adapters::bridge_binary())
+        .args(args)
+        .arg("--config")
+        .arg(config_path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run dolphin-bridge {}: {err}", args.join(" ")))
+}
