@@ -9,7 +9,7 @@ use clap::Parser;
 use dolphin_bridge::cli::{Cli, Command, DeadLetterCommand};
 use dolphin_bridge::config::Config;
 use dolphin_bridge::outbox::Outbox;
-use dolphin_bridge::registry::AdapterRegistry;
+use dolphin_bridge::registry::{AdapterRegistry, ChangeWatcher};
 use dolphin_bridge::server::{self, AppState};
 use dolphin_bridge::store::DeadLetterFilter;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +19,8 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A closed stderr must not take the bridge down (tracing would report it on stderr).
+        .log_internal_errors(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DOLPHIN_BRIDGE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -58,6 +60,7 @@ async fn check(config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let watcher = ChangeWatcher::start(&config)?;
     let store = dolphin_bridge::open_store(&config)?;
     let registry = Arc::new(dolphin_bridge::build_registry(&config, store.clone())?);
     let outbox = Outbox::new(store, config.delivery.clone());
@@ -74,10 +77,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let delivery = tokio::spawn(outbox.clone().run(registry.clone(), shutdown.clone()));
     tokio::spawn(reload_on_sighup(registry.clone()));
-    let watcher = registry.clone();
+    let watched = registry.clone();
     let watch_shutdown = shutdown.clone();
     tokio::spawn(async move {
-        if let Err(e) = watcher.watch(watch_shutdown).await {
+        if let Err(e) = watched.watch(watcher, watch_shutdown).await {
             tracing::error!(
                 error = format!("{e:#}"),
                 "file watching stopped; reload with SIGHUP or POST /admin/reload"
@@ -106,8 +109,9 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-    tracing::info!("shutting down: no new requests; letting running work finish");
+    // Cancel first: logging may fail if nobody reads stderr any more.
     shutdown.cancel();
+    tracing::info!("shutting down: no new requests; letting running work finish");
 }
 
 /// Reloads the configuration and adapters on every SIGHUP.

@@ -147,7 +147,11 @@ impl AdapterRegistry {
                     _ => return Err(e.context(format!("tenant `{}`", tenant.name))),
                 },
             };
-            tenants.push(self.tenant(tenant, adapter)?);
+            let loaded_at = match before {
+                Some(before) if before.adapter.content_hash == adapter.content_hash => before.loaded_at,
+                _ => chrono::Utc::now(),
+            };
+            tenants.push(self.tenant(tenant, adapter, loaded_at)?);
         }
         Ok((TenantSet::new(tenants), report))
     }
@@ -182,7 +186,12 @@ impl AdapterRegistry {
             .retain(|key, _| in_use.contains(key));
     }
 
-    fn tenant(&self, tenant: &TenantConfig, adapter: Arc<LoadedAdapter>) -> anyhow::Result<Tenant> {
+    fn tenant(
+        &self,
+        tenant: &TenantConfig,
+        adapter: Arc<LoadedAdapter>,
+        loaded_at: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Tenant> {
         let allowed_origins = tenant
             .allowed_hosts
             .iter()
@@ -221,7 +230,7 @@ impl AdapterRegistry {
                 .webhook
                 .clone()
                 .expect("validated: every tenant has [tenants.webhook]"),
-            loaded_at: chrono::Utc::now(),
+            loaded_at,
         })
     }
 
@@ -237,33 +246,29 @@ impl AdapterRegistry {
         files
     }
 
-    /// Watches the configuration and adapter files and reloads (debounced) when they change.
-    /// Folders are watched rather than files, so that write-to-temp-then-rename deploys and
-    /// editors that replace files are seen.
-    pub async fn watch(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+    /// Reloads (debounced) whenever `watcher` sees one of the configuration or adapter files
+    /// change, until `shutdown`. Changes seen since the watcher started, even before this was
+    /// called, count.
+    pub async fn watch(
+        self: Arc<Self>,
+        mut watcher: ChangeWatcher,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<()> {
         const QUIET: Duration = Duration::from_millis(250);
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event {
-                let _ = tx.send(event.paths);
-            }
-        })
-        .context("starting the file watcher")?;
-        let mut watched_dirs = HashSet::new();
         loop {
             let files = self.watched_files();
-            for dir in files.iter().filter_map(|f| f.parent()) {
-                if watched_dirs.insert(dir.to_path_buf())
-                    && let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive)
-                {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch folder");
-                }
-            }
-            // Wait for a change to one of our files, then for a quiet moment.
-            let relevant = |paths: &[PathBuf]| paths.iter().any(|p| files.contains(&normalize(p)));
+            watcher.watch_folders_of(&files);
+            let relevant = |paths: &[PathBuf]| {
+                paths.iter().any(|p| {
+                    // Cheap name test first: the database beside the config changes constantly.
+                    p.file_name().is_some_and(|n| files.iter().any(|f| f.file_name() == Some(n)))
+                        && files.contains(&normalize(p))
+                })
+            };
+            // Wait for a change to one of our files...
             loop {
                 let paths = tokio::select! {
-                    paths = rx.recv() => paths,
+                    paths = watcher.events.recv() => paths,
                     _ = shutdown.cancelled() => return Ok(()),
                 };
                 match paths {
@@ -272,15 +277,63 @@ impl AdapterRegistry {
                     None => return Ok(()),
                 }
             }
+            // ...then for a quiet moment on those files (writers that write in pieces).
+            let mut deadline = tokio::time::Instant::now() + QUIET;
             loop {
-                match tokio::time::timeout(QUIET, rx.recv()).await {
-                    Ok(Some(_)) => continue,
+                match tokio::time::timeout_at(deadline, watcher.events.recv()).await {
+                    Ok(Some(paths)) if relevant(&paths) => deadline = tokio::time::Instant::now() + QUIET,
+                    Ok(Some(_)) => {}
                     Ok(None) => return Ok(()),
                     Err(_) => break,
                 }
             }
             // Errors are logged and counted by `reload`; the previous state keeps serving.
             let _ = self.reload().await;
+        }
+    }
+}
+
+/// Watches the folders of the configuration and adapter files (folders rather than files, so
+/// that write-to-temp-then-rename deploys and editors that replace files are seen). Started
+/// before the first load, so that a change made while adapters compile is not missed.
+pub struct ChangeWatcher {
+    watcher: notify::RecommendedWatcher,
+    events: tokio::sync::mpsc::UnboundedReceiver<Vec<PathBuf>>,
+    folders: HashSet<PathBuf>,
+}
+
+impl ChangeWatcher {
+    /// Starts watching the folders of `config`'s file and its tenants' adapters.
+    pub fn start(config: &Config) -> anyhow::Result<ChangeWatcher> {
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            // Opening a file is no change (and the reload itself opens every file).
+            if let Ok(event) = event
+                && !matches!(event.kind, notify::EventKind::Access(_))
+            {
+                let _ = tx.send(event.paths);
+            }
+        })
+        .context("starting the file watcher")?;
+        let mut watcher = ChangeWatcher {
+            watcher,
+            events,
+            folders: HashSet::new(),
+        };
+        let mut files: HashSet<PathBuf> = config.tenants.iter().map(|t| normalize(&t.adapter)).collect();
+        files.insert(normalize(&config.source));
+        watcher.watch_folders_of(&files);
+        Ok(watcher)
+    }
+
+    /// Adds the folders of `files` not watched yet.
+    fn watch_folders_of(&mut self, files: &HashSet<PathBuf>) {
+        for dir in files.iter().filter_map(|f| f.parent()) {
+            if self.folders.insert(dir.to_path_buf())
+                && let Err(e) = self.watcher.watch(dir, RecursiveMode::NonRecursive)
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch folder");
+            }
         }
     }
 }

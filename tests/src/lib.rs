@@ -15,6 +15,7 @@ pub mod client;
 pub mod events;
 pub mod mock_chatwoot;
 pub mod mock_http;
+pub mod reload_support;
 pub mod signing;
 pub mod three_dolphins;
 pub mod vendor;

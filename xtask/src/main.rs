@@ -1,9 +1,12 @@
 //! `cargo xtask`: the project's chores, in Rust so they run wherever cargo does.
 //!
 //! - `build-plugins`: every adapter under `plugins/` -> `target/wasm32-wasip2/adapter/NAME.wasm`
+//!   (also the test-only ones: `echo-v1`/`echo-v2`, echo with a build tag, and `wasi-command`,
+//!   a component of another world)
 //! - `test`: build the adapters and the bridge, then run every test (extra args: `cargo test ARGS`)
 //! - `demo`: the bridge between a mock 3Dolphins and a mock Chatwoot, with a scripted round trip
 //! - `ci`: what CI checks: formatting, clippy (native crates and adapters), tests
+//! - `bench`: `cargo bench -p dolphin-bridge`, then every `tests/src/bin/*-bench.rs`, printing their figures
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -55,6 +58,14 @@ enum Task {
     },
     /// Formatting check, clippy with warnings denied (native crates and adapters), then `test`.
     Ci,
+    /// Build the adapters and a release bridge, run `cargo bench -p dolphin-bridge`, then every
+    /// bench binary of the end-to-end crate (`tests/src/bin/*-bench.rs`) against that bridge,
+    /// printing their figures.
+    Bench {
+        /// Run only these bench binaries (e.g. `reload-bench`), and not `cargo bench`.
+        #[arg(long = "only", value_name = "NAME")]
+        only: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -64,6 +75,7 @@ fn main() -> ExitCode {
         Task::Test { args } => test(&args),
         Task::Demo { args } => demo(&args),
         Task::Ci => ci(),
+        Task::Bench { only } => bench(&only),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -139,11 +151,14 @@ struct Plugin {
 
 #[derive(Debug)]
 enum PluginKind {
-    /// A cargo package built as a `cdylib` component.
+    /// A cargo package built as a component: a `cdylib` (an adapter), or a binary (a test-only
+    /// component of another world, such as `plugins/wasi-command`).
     Rust {
         package: String,
-        /// The library's file stem (`[lib] name`, else the package name with `-` -> `_`).
-        lib_name: String,
+        /// The component's file stem: the library's (`[lib] name`, else the package name with
+        /// `-` -> `_`), or for a package without a library its binary's (`[[bin]] name`, else the
+        /// package name).
+        artifact: String,
     },
     /// A plugin in a language this task cannot build yet (what marks it: `pyproject.toml`, ...).
     Other { language: &'static str },
@@ -200,7 +215,7 @@ fn discover_plugins() -> Result<Vec<Plugin>> {
     Ok(plugins)
 }
 
-/// Reads the package and library names from a plugin's Cargo.toml.
+/// Reads the package name and the component's file stem from a plugin's Cargo.toml.
 fn rust_plugin_kind(manifest: &Path) -> Result<PluginKind> {
     let text = std::fs::read_to_string(manifest).with_context(|| format!("cannot read {}", manifest.display()))?;
     let table: toml::Table = text
@@ -212,13 +227,28 @@ fn rust_plugin_kind(manifest: &Path) -> Result<PluginKind> {
         .and_then(|n| n.as_str())
         .with_context(|| format!("{}: no [package] name", manifest.display()))?
         .to_string();
-    let lib_name = table
-        .get("lib")
-        .and_then(|l| l.get("name"))
-        .and_then(|n| n.as_str())
-        .map(str::to_string)
-        .unwrap_or_else(|| package.replace('-', "_"));
-    Ok(PluginKind::Rust { package, lib_name })
+    let dir = manifest.parent().unwrap_or(Path::new("."));
+    let has_lib = table.contains_key("lib") || dir.join("src").join("lib.rs").is_file();
+    let first_bin = table
+        .get("bin")
+        .and_then(|b| b.as_array())
+        .and_then(|bins| bins.first())
+        .map(|bin| bin.get("name").and_then(|n| n.as_str()).unwrap_or(&package).to_string());
+    let artifact = if has_lib {
+        table
+            .get("lib")
+            .and_then(|l| l.get("name"))
+            .and_then(|n| n.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| package.replace('-', "_"))
+    } else if let Some(bin) = first_bin {
+        bin
+    } else if dir.join("src").join("main.rs").is_file() {
+        package.clone()
+    } else {
+        bail!("{}: neither a library nor a binary", manifest.display());
+    };
+    Ok(PluginKind::Rust { package, artifact })
 }
 
 /// Adds the wasm target through rustup when the toolchain lacks it.
@@ -272,7 +302,7 @@ fn build_plugins(only: &[String]) -> Result<Vec<Built>> {
     let rust: Vec<(&str, &str)> = plugins
         .iter()
         .filter_map(|p| match &p.kind {
-            PluginKind::Rust { package, lib_name } => Some((package.as_str(), lib_name.as_str())),
+            PluginKind::Rust { package, artifact } => Some((package.as_str(), artifact.as_str())),
             PluginKind::Other { .. } => None,
         })
         .collect();
@@ -285,10 +315,10 @@ fn build_plugins(only: &[String]) -> Result<Vec<Built>> {
         }
         run(&mut cmd)?;
         let out_dir = target_dir().join(WASM_TARGET).join(ADAPTER_PROFILE);
-        for (package, lib_name) in &rust {
+        for (package, artifact) in &rust {
             built.push(Built {
                 name: package.to_string(),
-                path: out_dir.join(format!("{lib_name}.wasm")),
+                path: out_dir.join(format!("{artifact}.wasm")),
             });
         }
     }
@@ -425,4 +455,71 @@ fn ci() -> Result<()> {
         run(&mut cmd)?;
     }
     test(&[])
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench
+
+/// The bench binaries of the end-to-end crate: `tests/src/bin/*-bench.rs`, sorted by name.
+fn bench_binaries() -> Result<Vec<String>> {
+    let dir = workspace_root().join("tests").join("src").join("bin");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "rs"))
+        .filter_map(|path| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .filter(|name| name.ends_with("-bench"))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+fn bench(only: &[String]) -> Result<()> {
+    let mut binaries = bench_binaries()?;
+    if !only.is_empty() {
+        for name in only {
+            if !binaries.contains(name) {
+                bail!("no bench binary {name:?} (tests/src/bin/*-bench.rs: {binaries:?})");
+            }
+        }
+        binaries.retain(|name| only.contains(name));
+    }
+    build_plugins(&[])?;
+    // The bench binaries drive the real bridge: a release build, as it would be deployed.
+    run(cargo_cmd().args(["build", "--release", "--package", BRIDGE_PACKAGE]))?;
+    let bridge = target_dir()
+        .join("release")
+        .join(format!("{BRIDGE_PACKAGE}{}", std::env::consts::EXE_SUFFIX));
+    if only.is_empty() {
+        run(cargo_cmd().args(["bench", "--package", BRIDGE_PACKAGE]))?;
+    }
+    if binaries.is_empty() {
+        return Ok(());
+    }
+    // The drivers only send requests and time them; the dev profile (dependencies optimised,
+    // see the root Cargo.toml) shares the test build.
+    let mut cmd = cargo_cmd();
+    cmd.args(["build", "--package", TESTS_PACKAGE]);
+    for name in &binaries {
+        cmd.args(["--bin", name]);
+    }
+    run(&mut cmd)?;
+    let mut failed = Vec::new();
+    for name in &binaries {
+        let binary = target_dir()
+            .join("debug")
+            .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+        println!("\n==> {name}");
+        let mut cmd = Command::new(&binary);
+        cmd.env("DOLPHIN_BRIDGE_BIN", &bridge).current_dir(workspace_root());
+        // One failing bench does not hide the others' figures.
+        if let Err(err) = run(&mut cmd) {
+            eprintln!("xtask: {err:#}");
+            failed.push(name.clone());
+        }
+    }
+    if !failed.is_empty() {
+        bail!("bench binaries failed: {}", failed.join(", "));
+    }
+    Ok(())
 }

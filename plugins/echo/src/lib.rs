@@ -5,6 +5,9 @@
 //! `tag`, through the host. The vendor's status maps as usual: 2xx delivered; 408, 429, 5xx,
 //! timeouts and connection failures retry later; other statuses are permanent. Without `url` it
 //! only logs the event. Either way it remembers the ticket's channel in KV (`channel:{ticket}`).
+//! An echo built with `DOLPHIN_ADAPTER_BUILD` set in the environment (a build tag, e.g. `v2`) also
+//! adds `build` with that value; a normal build adds nothing (the test-only `echo-v1` and
+//! `echo-v2` are this adapter built with the tags `v1` and `v2`).
 //!
 //! **on-vendor-webhook** (any path, body JSON):
 //! - `{"ticketNumber": "...", "message": "...", "messageType": "text"?, "mediaLink": "..."?}`
@@ -26,6 +29,10 @@ use dolphin_bridge_sdk::{
 struct Echo;
 
 export_adapter!(Echo);
+
+/// The build tag baked in at build time (`DOLPHIN_ADAPTER_BUILD=v2 cargo xtask build-plugins`),
+/// copied into every delivered event as `build`; unset in a normal build, which adds nothing.
+const BUILD: Option<&str> = option_env!("DOLPHIN_ADAPTER_BUILD");
 
 impl Adapter for Echo {
     fn on_incoming(ctx: &CallContext, event: IncomingEvent) -> Result<(), AdapterError> {
@@ -81,6 +88,9 @@ fn delivery_json(ctx: &CallContext, event: &IncomingEvent, tag: Option<&str>) ->
         map.insert("tenant".into(), ctx.tenant.clone().into());
         if let Some(tag) = tag {
             map.insert("tag".into(), tag.into());
+        }
+        if let Some(build) = BUILD {
+            map.insert("build".into(), build.into());
         }
     }
     body
