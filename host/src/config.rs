@@ -187,6 +187,9 @@ pub struct ThreeDolphinsConfig {
 pub struct DeliveryConfig {
     /// Deliveries running at once (across all tickets).
     pub workers: usize,
+    /// Deliveries of one tenant running at once, so a slow or misbehaving tenant cannot take
+    /// every worker.
+    pub max_in_flight_per_tenant: usize,
     /// Wait before each retry, in milliseconds; the length is the number of retries. Each wait
     /// is drawn uniformly from `0..=value` (full jitter).
     pub retry_schedule_ms: Vec<u64>,
@@ -203,6 +206,7 @@ impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {
             workers: 32,
+            max_in_flight_per_tenant: 8,
             // 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 3 h, 6 h, 12 h: about 23 hours in all.
             retry_schedule_ms: vec![
                 5_000, 30_000, 120_000, 600_000, 1_800_000, 3_600_000, 10_800_000, 21_600_000, 43_200_000,

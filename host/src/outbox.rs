@@ -105,8 +105,21 @@ impl Outbox {
             return Ok(Duration::from_millis(1_000));
         }
         let busy = self.in_flight.lock().expect("in-flight lock").len();
-        let due = self.store.due(now_ms(), free + busy).await?;
+        // Read past what the workers can take, so that a busy tenant's backlog does not hide
+        // other tenants' due deliveries.
+        let due = self.store.due(now_ms(), free + busy + 256).await?;
+        let cap = self.config.max_in_flight_per_tenant.max(1);
         for delivery in due {
+            let tenant_busy = {
+                let in_flight = self.in_flight.lock().expect("in-flight lock");
+                in_flight
+                    .iter()
+                    .filter(|(tenant, _, _)| *tenant == delivery.tenant)
+                    .count()
+            };
+            if tenant_busy >= cap {
+                continue;
+            }
             let key = delivery.order_key();
             if !self.in_flight.lock().expect("in-flight lock").insert(key.clone()) {
                 continue;

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, TenantConfig, parse_origin};
 use crate::metrics::{METRICS, Metrics};
-use crate::runtime::{CallLimits, CircuitBreaker, HostServices, LoadedAdapter, Runtime, TenantHost};
+use crate::runtime::{AdapterStats, CallLimits, CircuitBreaker, HostServices, LoadedAdapter, Runtime, TenantHost};
 use crate::tenants::{Tenant, TenantSet};
 
 /// Owns the current [`TenantSet`]; readers take a snapshot and keep it for a whole request.
@@ -32,6 +32,8 @@ pub struct AdapterRegistry {
     reloading: tokio::sync::Mutex<()>,
     /// Circuit breaker settings: consecutive faults, cooldown.
     breaker: (u32, Duration),
+    /// Call counts by (tenant, adapter content hash): kept across reloads that keep the version.
+    stats: std::sync::Mutex<HashMap<(String, String), Arc<AdapterStats>>>,
 }
 
 /// What a reload did.
@@ -58,6 +60,7 @@ impl AdapterRegistry {
                 config.adapters.breaker_failures,
                 Duration::from_millis(config.adapters.breaker_cooldown_ms),
             ),
+            stats: Default::default(),
         };
         let (set, _) = registry.build_set(config, None)?;
         registry.current.store(Arc::new(set));
@@ -215,6 +218,13 @@ impl AdapterRegistry {
             allow_private_networks: tenant.allow_private_networks,
             secrets: tenant.secret_values(),
             breaker: CircuitBreaker::new(self.breaker.0, self.breaker.1),
+            stats: self
+                .stats
+                .lock()
+                .expect("stats lock")
+                .entry((tenant.name.clone(), adapter.content_hash.clone()))
+                .or_default()
+                .clone(),
             http_timeout: Duration::from_millis(tenant.http_timeout_ms),
             call_timeout: Duration::from_millis(tenant.call_timeout_ms),
             limits,
@@ -261,7 +271,8 @@ impl AdapterRegistry {
             let relevant = |paths: &[PathBuf]| {
                 paths.iter().any(|p| {
                     // Cheap name test first: the database beside the config changes constantly.
-                    p.file_name().is_some_and(|n| files.iter().any(|f| f.file_name() == Some(n)))
+                    p.file_name()
+                        .is_some_and(|n| files.iter().any(|f| f.file_name() == Some(n)))
                         && files.contains(&normalize(p))
                 })
             };

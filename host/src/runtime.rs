@@ -147,6 +147,8 @@ pub struct TenantHost {
     /// Secret values of the tenant's config, removed from adapter logs and errors.
     pub secrets: Vec<String>,
     pub breaker: CircuitBreaker,
+    /// Calls of this tenant's current adapter version.
+    pub stats: Arc<AdapterStats>,
     pub http_timeout: Duration,
     pub call_timeout: Duration,
     pub limits: CallLimits,
@@ -158,6 +160,13 @@ pub struct HostServices {
     pub store: Arc<dyn Store>,
     pub egress: EgressClients,
     pub three_dolphins: ThreeDolphinsClient,
+}
+
+/// How often a tenant's adapter version was called, and how many calls failed.
+#[derive(Debug, Default)]
+pub struct AdapterStats {
+    pub calls: AtomicU64,
+    pub errors: AtomicU64,
 }
 
 /// Rests a tenant's adapter after repeated faults (traps, limits, timeouts), so a broken adapter
@@ -210,9 +219,6 @@ pub struct LoadedAdapter {
     pub content_hash: String,
     /// The `dolphin:bridge` version the adapter was built against.
     pub wit_version: String,
-    /// Calls made to this version, and how many failed.
-    pub calls: AtomicU64,
-    pub errors: AtomicU64,
     pre: bindings::AdapterPre<CallState>,
 }
 
@@ -293,8 +299,6 @@ impl Runtime {
             path: path.to_path_buf(),
             content_hash,
             wit_version,
-            calls: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
             pre,
         })
     }
@@ -427,11 +431,11 @@ impl Runtime {
         };
         breaker_host.breaker.record(&result.as_ref().map(drop));
         let result = result.map_err(|e| redact_error(e, &breaker_host.secrets));
-        adapter.calls.fetch_add(1, Ordering::Relaxed);
+        breaker_host.stats.calls.fetch_add(1, Ordering::Relaxed);
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => {
-                adapter.errors.fetch_add(1, Ordering::Relaxed);
+                breaker_host.stats.errors.fetch_add(1, Ordering::Relaxed);
                 e.kind()
             }
         };
@@ -455,7 +459,7 @@ fn compatible(version: &str) -> bool {
 
 /// Turns a failed call into the error the caller acts on.
 fn classify_failure(error: wasmtime::Error, state: &CallState) -> CallError {
-    if let Some(limit) = &state.limit_hit {
+    if let Some(limit) = state.limit_hit.as_ref().or(state.limiter.hit.as_ref()) {
         return CallError::LimitExceeded(limit.clone());
     }
     if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {

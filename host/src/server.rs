@@ -165,16 +165,20 @@ pub async fn handle(state: &AppState, peer: IpAddr, request: Request<Incoming>) 
     } else if let Some(rest) = path.strip_prefix("/admin/") {
         let rest = rest.to_string();
         admin::handle(state, &rest, request).await
-    } else if path == "/healthz" {
-        Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })))
-    } else if path == "/metrics" {
-        Ok(Response::builder()
-            .header(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )
-            .body(Full::new(Bytes::from(METRICS.encode())))
-            .expect("valid response"))
+    } else if path == "/healthz" || path == "/metrics" {
+        if request.method() != Method::GET {
+            Err(method_not_allowed("GET"))
+        } else if path == "/healthz" {
+            Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })))
+        } else {
+            Ok(Response::builder()
+                .header(
+                    header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+                .body(Full::new(Bytes::from(METRICS.encode())))
+                .expect("valid response"))
+        }
     } else {
         Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -314,16 +318,14 @@ async fn handle_incoming(state: &AppState, request: Request<Incoming>) -> Result
     })?;
     let tenants = state.registry.snapshot();
     let Some(tenant) = tenants.route(&event.owner, &event.channel).cloned() else {
+        let (owner, channel) = (shorten(&event.owner), shorten(&event.channel));
         let (field, message) = if tenants.knows_owner(&event.owner) {
             (
                 "channel",
-                format!(
-                    "no tenant of owner `{}` serves channel `{}`",
-                    event.owner, event.channel
-                ),
+                format!("no tenant of owner `{owner}` serves channel `{channel}`"),
             )
         } else {
-            ("owner", format!("no tenant serves owner `{}`", event.owner))
+            ("owner", format!("no tenant serves owner `{owner}`"))
         };
         return Err(ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -404,6 +406,15 @@ fn body_key(body: &[u8]) -> String {
     let mut text = String::new();
     canonical(&value, &mut text);
     format!("body:{}", hex::encode(Sha256::digest(text.as_bytes())))
+}
+
+/// Client text quoted back in an error, shortened.
+fn shorten(text: &str) -> String {
+    const MAX: usize = 64;
+    match text.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_string(),
+    }
 }
 
 pub(crate) fn store_unavailable(error: anyhow::Error) -> ApiError {

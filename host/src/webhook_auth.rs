@@ -142,7 +142,7 @@ pub fn verify(
             if !matches {
                 return Err(WebhookAuthError::BadSignature);
             }
-            if !replays.first_time(tenant, id, now, ts + tolerance + 1) {
+            if !replays.first_time(tenant, id, now, ts.saturating_add(tolerance + 1)) {
                 return Err(WebhookAuthError::Replayed);
             }
             Ok(())
@@ -166,7 +166,8 @@ pub fn verify(
             if mac.verify_slice(&given).is_err() {
                 return Err(WebhookAuthError::BadSignature);
             }
-            if !replays.first_time(tenant, signature, now, ts + tolerance + 1) {
+            // Keyed on the decoded MAC: the hex is accepted in any letter case.
+            if !replays.first_time(tenant, &hex::encode(&given), now, ts.saturating_add(tolerance + 1)) {
                 return Err(WebhookAuthError::Replayed);
             }
             Ok(())
@@ -176,7 +177,7 @@ pub fn verify(
 
 fn check_timestamp(text: &str, header: &'static str, now: i64, tolerance: i64) -> Result<i64, WebhookAuthError> {
     let ts: i64 = text.trim().parse().map_err(|_| WebhookAuthError::Malformed(header))?;
-    if (now - ts).abs() > tolerance {
+    if now.abs_diff(ts) > tolerance as u64 {
         return Err(WebhookAuthError::Stale(tolerance as u64));
     }
     Ok(ts)

@@ -8,6 +8,7 @@ mod accepted;
 mod auth;
 mod chatwoot;
 mod cli;
+mod corpus;
 mod delivery;
 mod demo;
 mod durability;

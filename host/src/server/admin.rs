@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::{ApiError, AppState, Body, json_response, method_not_allowed, read_body, store_unavailable};
+use super::{ApiError, AppState, Body, json_response, method_not_allowed, read_body_timed, store_unavailable};
 use std::sync::atomic::Ordering;
 
 use crate::runtime::WIT_PACKAGE;
@@ -30,8 +30,8 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
                         "contentHash": t.adapter.content_hash,
                         "witVersion": format!("{}@{}", WIT_PACKAGE, t.adapter.wit_version),
                         "loadedAt": t.loaded_at.to_rfc3339(),
-                        "calls": t.adapter.calls.load(Ordering::Relaxed),
-                        "errors": t.adapter.errors.load(Ordering::Relaxed),
+                        "calls": t.host.stats.calls.load(Ordering::Relaxed),
+                        "errors": t.host.stats.errors.load(Ordering::Relaxed),
                     })
                 })
                 .collect();
@@ -59,7 +59,7 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
             Ok(json_response(StatusCode::OK, &json!({ "deadLetters": letters })))
         }
         (Method::POST, "dead-letters/replay") => {
-            let body = read_body(request, 64 * 1024).await?;
+            let body = read_body_timed(state, request, 64 * 1024).await?;
             let filter = replay_filter(&body)?;
             let replayed = store.replay(filter).await.map_err(store_unavailable)?;
             state.outbox.wake();
