@@ -13,6 +13,7 @@ mod delivery;
 mod demo;
 mod durability;
 mod isolation;
+mod languages;
 mod refused;
 mod reload;
 mod routing;

@@ -343,18 +343,100 @@ fn build_plugins(only: &[String]) -> Result<Vec<Built>> {
     Ok(built)
 }
 
-/// Builders for adapters not written in Rust (Python via componentize-py, JavaScript via
-/// jco/ComponentizeJS, ...). None is wired in yet: such plugins are reported and skipped.
+/// Builders for adapters not written in Rust: Python with componentize-py (installed into a
+/// virtual environment under the target folder), JavaScript with componentize-js (installed
+/// with npm into the plugin's folder). A component is rebuilt only when its sources or the WIT
+/// changed.
 fn build_other_plugins(plugins: &[Plugin]) -> Result<Vec<Built>> {
+    let out_dir = target_dir().join(WASM_TARGET).join(ADAPTER_PROFILE);
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let wit = workspace_root().join("wit");
+    let mut built = Vec::new();
     for plugin in plugins {
-        if let PluginKind::Other { language } = plugin.kind {
-            eprintln!(
-                "xtask: skipping plugins/{}: building {language} adapters is not supported yet",
-                plugin.folder_name()
-            );
+        let PluginKind::Other { language } = plugin.kind else {
+            continue;
+        };
+        let name = plugin.folder_name();
+        let out = out_dir.join(format!("{}.wasm", name.replace('-', "_")));
+        if is_up_to_date(&out, &[&plugin.dir, &wit])? {
+            built.push(Built { name, path: out });
+            continue;
+        }
+        match language {
+            "Python" => {
+                let componentize_py = python_tool()?;
+                run(Command::new(componentize_py)
+                    .current_dir(&plugin.dir)
+                    .arg("-d")
+                    .arg(&wit)
+                    .args(["-w", "adapter", "componentize", "app", "-o"])
+                    .arg(&out))?;
+            }
+            "JavaScript" => {
+                if !plugin.dir.join("node_modules").is_dir() {
+                    run(Command::new("npm").current_dir(&plugin.dir).args([
+                        "install",
+                        "--no-audit",
+                        "--no-fund",
+                        "--no-package-lock",
+                        "--loglevel=error",
+                    ]))
+                    .context("installing componentize-js (needs node and npm)")?;
+                }
+                run(Command::new("node")
+                    .current_dir(&plugin.dir)
+                    .arg("build.mjs")
+                    .arg(&wit)
+                    .arg(&out))?;
+            }
+            other => bail!("plugins/{name}: cannot build {other} adapters"),
+        }
+        built.push(Built { name, path: out });
+    }
+    Ok(built)
+}
+
+/// The componentize-py version Python adapters are built with.
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+/// `componentize-py` from a virtual environment under the target folder, created on first use.
+fn python_tool() -> Result<PathBuf> {
+    let venv = target_dir().join("adapter-tools").join("python");
+    let tool = venv.join("bin").join("componentize-py");
+    if !tool.is_file() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+            .context("creating a Python virtual environment (needs python3 with venv)")?;
+        run(Command::new(venv.join("bin").join("pip")).args(["install", "--quiet", COMPONENTIZE_PY]))
+            .context("installing componentize-py")?;
+    }
+    Ok(tool)
+}
+
+/// Whether `out` exists and is newer than every file under `inputs` (node_modules excluded).
+fn is_up_to_date(out: &Path, inputs: &[&Path]) -> Result<bool> {
+    let Ok(built) = std::fs::metadata(out).and_then(|m| m.modified()) else {
+        return Ok(false);
+    };
+    fn newest(path: &Path) -> std::io::Result<std::time::SystemTime> {
+        let meta = std::fs::metadata(path)?;
+        let mut latest = meta.modified()?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path)? {
+                let entry = entry?;
+                if matches!(entry.file_name().to_str(), Some("node_modules" | "__pycache__")) {
+                    continue;
+                }
+                latest = latest.max(newest(&entry.path())?);
+            }
+        }
+        Ok(latest)
+    }
+    for input in inputs {
+        if newest(input)? > built {
+            return Ok(false);
         }
     }
-    Ok(Vec::new())
+    Ok(true)
 }
 
 // ---------------------------------------------------------------------------------------------
