@@ -108,7 +108,7 @@ impl Default for AdaptersConfig {
 pub struct LimitsConfig {
     /// Linear memory per instance, MiB.
     pub memory_mib: usize,
-    /// Guest CPU time per call, ms (time in host calls excluded).
+    /// Guest CPU time per call, ms (time spent running, not waiting for host calls or a thread).
     pub cpu_ms: u64,
     /// Outbound HTTP requests per call.
     pub http_calls: u32,

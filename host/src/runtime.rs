@@ -51,7 +51,7 @@ pub struct CallLimits {
     pub memory_bytes: usize,
     /// Table elements per table.
     pub table_elements: usize,
-    /// Guest CPU time per call (time spent in host calls excluded).
+    /// Guest CPU time per call (time spent running, not waiting for host calls or a thread).
     pub cpu_time: Duration,
     /// Outbound HTTP requests per call.
     pub http_calls: u32,
@@ -402,6 +402,7 @@ impl Runtime {
         let tenant = ctx.tenant.clone();
         let breaker_host = host.clone();
         let state = CallState::new(host, ctx.delivery_id.clone());
+        let run_clock = state.run_clock.clone();
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);
@@ -424,6 +425,12 @@ impl Runtime {
                 .map_err(|e| CallError::Instantiate(format!("{:#}", anyhow::Error::from(e))))?;
             let result = call(&instance, &mut store, ctx.to_wit()).await;
             result.map_err(|e| classify_failure(e, store.data()))
+        };
+        // Only time spent inside `poll` counts as CPU time: waiting for a host call's answer or
+        // for a runtime thread is not the guest's doing.
+        let work = RunTimed {
+            inner: Box::pin(work),
+            clock: run_clock,
         };
         let result = match tokio::time::timeout(call_timeout, work).await {
             Ok(result) => result,
@@ -611,6 +618,47 @@ impl wasmtime::ResourceLimiter for AdapterLimiter {
     }
 }
 
+/// Accumulates the time a future spends being polled.
+#[derive(Default)]
+struct RunClock {
+    spent_nanos: AtomicU64,
+    polling_since: std::sync::Mutex<Option<Instant>>,
+}
+
+impl RunClock {
+    /// Time spent in `poll` so far, the current poll included.
+    fn used(&self) -> Duration {
+        let current = self
+            .polling_since
+            .lock()
+            .expect("run clock lock")
+            .map(|since| since.elapsed())
+            .unwrap_or_default();
+        Duration::from_nanos(self.spent_nanos.load(Ordering::Relaxed)) + current
+    }
+}
+
+/// A future that charges the time spent polling it to a [`RunClock`].
+struct RunTimed<F> {
+    inner: std::pin::Pin<Box<F>>,
+    clock: Arc<RunClock>,
+}
+
+impl<F: Future> Future for RunTimed<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let started = Instant::now();
+        *self.clock.polling_since.lock().expect("run clock lock") = Some(started);
+        let result = self.inner.as_mut().poll(cx);
+        *self.clock.polling_since.lock().expect("run clock lock") = None;
+        self.clock
+            .spent_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        result
+    }
+}
+
 /// Per-call state of a store: WASI with no capabilities, limits, counters, and the tenant.
 pub struct CallState {
     wasi: WasiCtx,
@@ -618,9 +666,8 @@ pub struct CallState {
     limiter: AdapterLimiter,
     host: Arc<TenantHost>,
     delivery_id: String,
-    started: Instant,
-    /// Time spent in host functions, which does not count as guest CPU time.
-    host_time: Duration,
+    /// Time the call's future spent being polled: the guest running, not waiting.
+    run_clock: Arc<RunClock>,
     http_calls: u32,
     kv_ops: u32,
     log_bytes: usize,
@@ -646,8 +693,7 @@ impl CallState {
             },
             host,
             delivery_id,
-            started: Instant::now(),
-            host_time: Duration::ZERO,
+            run_clock: Arc::default(),
             http_calls: 0,
             kv_ops: 0,
             log_bytes: 0,
@@ -657,7 +703,7 @@ impl CallState {
     }
 
     fn guest_time(&self) -> Duration {
-        self.started.elapsed().saturating_sub(self.host_time)
+        self.run_clock.used()
     }
 
     /// Counts one KV operation; `Err` when over the limit.
@@ -735,9 +781,7 @@ impl wit::kv::Host for CallState {
         if let Err(e) = self.count_kv() {
             return Ok(Err(e));
         }
-        let started = Instant::now();
         let result = self.host.services.store.kv_get(&self.host.tenant, &key).await;
-        self.host_time += started.elapsed();
         Ok(result.map_err(|e| format!("store failure: {e:#}")))
     }
 
@@ -752,9 +796,7 @@ impl wit::kv::Host for CallState {
                 limits.kv_key_bytes, limits.kv_value_bytes
             )));
         }
-        let started = Instant::now();
         let result = self.host.services.store.kv_set(&self.host.tenant, &key, value).await;
-        self.host_time += started.elapsed();
         Ok(result.map_err(|e| format!("store failure: {e:#}")))
     }
 
@@ -762,9 +804,7 @@ impl wit::kv::Host for CallState {
         if let Err(e) = self.count_kv() {
             return Ok(Err(e));
         }
-        let started = Instant::now();
         let result = self.host.services.store.kv_delete(&self.host.tenant, &key).await;
-        self.host_time += started.elapsed();
         Ok(result.map_err(|e| format!("store failure: {e:#}")))
     }
 }
@@ -782,9 +822,7 @@ impl wit::http::Host for CallState {
                 self.host.limits.http_calls
             ))));
         }
-        let started = Instant::now();
         let result = send_http(&self.host, request).await;
-        self.host_time += started.elapsed();
         if let Err(HttpError::Denied(reason)) = &result {
             tracing::warn!(tenant = %self.host.tenant, delivery_id = %self.delivery_id, %reason, "adapter HTTP request denied");
         }
@@ -885,9 +923,7 @@ impl wit::three_dolphins::Host for CallState {
         &mut self,
         contact_id: String,
     ) -> anyhow::Result<Result<String, wit::three_dolphins::LookupError>> {
-        let started = Instant::now();
         let result = self.host.services.three_dolphins.contact(&contact_id).await;
-        self.host_time += started.elapsed();
         Ok(result.map_err(lookup_error))
     }
 
@@ -895,9 +931,7 @@ impl wit::three_dolphins::Host for CallState {
         &mut self,
         ticket_number: String,
     ) -> anyhow::Result<Result<String, wit::three_dolphins::LookupError>> {
-        let started = Instant::now();
         let result = self.host.services.three_dolphins.history(&ticket_number).await;
-        self.host_time += started.elapsed();
         Ok(result.map_err(lookup_error))
     }
 }

@@ -3,7 +3,7 @@
 //! vendor failures are retried without duplicates; another tenant on another vendor stays apart.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dolphin_bridge_tests::bridge::WebhookAuth;
 use dolphin_bridge_tests::events::{
@@ -410,8 +410,8 @@ async fn responses_lost_after_chatwoot_committed_are_retried_without_duplicates(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_chatwoot_slower_than_the_http_timeout_is_retried_without_duplicates() {
     let env = ChatwootEnv::start_with(|t| t.http_timeout_ms(500)).await;
-    env.chatwoot.set_delay(Duration::from_secs(3));
-    let started = Instant::now();
+    // Far longer than any wait of the test: the delivery completes only if the bridge gives up.
+    env.chatwoot.set_delay(Duration::from_secs(3600));
     let id = assert_accepted(&env.bridge.send_event(Event::fresh()).await);
     dolphin_bridge_tests::wait_until("the first call to reach Chatwoot", dolphin_bridge_tests::WAIT, || {
         !env.chatwoot.requests().is_empty()
@@ -422,11 +422,6 @@ async fn a_chatwoot_slower_than_the_http_timeout_is_retried_without_duplicates()
     assert!(
         delivery["attempts"].as_u64().unwrap_or(0) >= 2,
         "the slow attempt was given up on: {delivery:#}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(6),
-        "took {:?}",
-        started.elapsed()
     );
     env.assert_created_once("Halo");
 }

@@ -2,7 +2,7 @@
 //! once, retried with the same delivery id when the vendor fails for a while, dead-lettered
 //! with the reason when it fails for good, replayable, and in order per ticket.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dolphin_bridge_tests::bridge::{ADMIN_TOKEN, INCOMING_TOKEN};
 use dolphin_bridge_tests::vendor::RefusingPort;
@@ -142,19 +142,15 @@ async fn a_vendor_4xx_is_dead_lettered_without_retry() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_vendor_slower_than_the_http_timeout_is_given_up_on_and_retried() {
     let env = EchoEnv::start_with(|config, tenant| config.tenant(tenant.http_timeout_ms(500))).await;
-    env.vendor.set_delay(Duration::from_secs(10));
-    let started = Instant::now();
+    // Far longer than any wait of the test: the delivery completes only if the bridge gives up
+    // on the slow attempt.
+    env.vendor.set_delay(Duration::from_secs(3600));
     let id = assert_accepted(&env.bridge.send_event(Event::fresh()).await);
     env.vendor.wait_for_bodies(1).await;
     env.vendor.set_delay(Duration::ZERO);
     let delivery = env.bridge.wait_for_delivery(&id, "delivered").await;
-    let took = started.elapsed();
     assert_eq!(delivery["attempts"], 2, "{delivery:#}");
     assert_eq!(attempts_seen(&env.vendor), [(1, id.clone()), (2, id.clone())]);
-    assert!(
-        took < Duration::from_secs(5),
-        "delivery took {took:?}: the bridge waited for a vendor it should give up on after 500 ms"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -162,15 +158,13 @@ async fn a_call_over_its_call_timeout_is_stopped_retried_and_dead_lettered() {
     let env =
         EchoEnv::start_with(|config, tenant| config.tenant(tenant.http_timeout_ms(20_000).call_timeout_ms(1_000)))
             .await;
-    env.vendor.set_delay(Duration::from_secs(10));
-    let started = Instant::now();
+    // Far longer than any wait of the test: it ends only if the bridge stops each attempt.
+    env.vendor.set_delay(Duration::from_secs(3600));
     let id = assert_accepted(&env.bridge.send_event(Event::fresh()).await);
     let dead = env.bridge.wait_for_delivery(&id, "dead").await;
-    let took = started.elapsed();
     assert_eq!(dead["attempts"], 3, "{dead:#}");
     let error = error_of(&dead).to_lowercase();
     assert!(error.contains("timed out") || error.contains("timeout"), "{dead:#}");
-    assert!(took < Duration::from_secs(8), "3 attempts of 1 s took {took:?}");
 
     // The bridge still serves.
     env.vendor.set_delay(Duration::ZERO);

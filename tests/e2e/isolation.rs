@@ -100,52 +100,38 @@ async fn a_trapping_adapter_fails_only_its_own_deliveries() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_looping_adapter_is_stopped_by_its_call_timeout_while_others_are_served() {
-    let env = Mixed::start(|t| t.call_timeout_ms(2_000)).await;
-    let started = Instant::now();
+async fn a_looping_adapter_is_stopped_by_its_cpu_limit_while_others_are_served() {
+    // A CPU budget well inside the call timeout, so the CPU limit is what stops the spin.
+    let env = Mixed::start(|t| t.call_timeout_ms(20_000).limit("cpu_ms", 500)).await;
     let id = env.hostile("loop").await;
-    // While the hostile call spins, the healthy tenant is served promptly.
+    // While the hostile call spins, the healthy tenant is served.
     env.bridge.wait_for_log("hostile: mode `loop`").await;
-    let served = Instant::now();
     env.assert_healthy_tenant_served().await;
-    assert!(
-        served.elapsed() < Duration::from_millis(1_500),
-        "the healthy tenant waited {:?} behind a spinning adapter",
-        served.elapsed()
-    );
     assert_eq!(
         env.bridge.delivery(&id).await["state"],
         "pending",
-        "the spinning call ended before its timeout"
+        "the spinning call ended before the healthy tenant was served"
     );
 
     let dead = env.bridge.wait_for_delivery(&id, "dead").await;
-    let took = started.elapsed();
     // Spinning is the adapter's own fault: stopped and dead-lettered, not retried.
     assert_eq!(dead["attempts"], 1, "{dead:#}");
     let error = dead["last_error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("CPU time") || error.contains("timed out"),
-        "the reason names the time limit: {error}"
+        error.contains("CPU time limit of 500 ms"),
+        "the reason names the CPU limit: {error}"
     );
-    assert!(took < Duration::from_secs(5), "a call_timeout_ms of 2000 took {took:?}");
     env.assert_healthy_tenant_served().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_adapter_allocating_without_end_is_stopped() {
     let env = Mixed::start(|t| t.call_timeout_ms(20_000)).await;
-    let started = Instant::now();
     let (dead, error) = env.hostile_dead("alloc").await;
     assert_eq!(dead["attempts"], 1, "not retried: {dead:#}");
     assert!(
         error.contains("memory") || error.contains("trapped"),
         "stopped by the memory limit: {error}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "the memory limit took {:?} to stop it",
-        started.elapsed()
     );
     env.assert_healthy_tenant_served().await;
 }
