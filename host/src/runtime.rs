@@ -873,16 +873,7 @@ async fn send_http(host: &TenantHost, request: wt::HttpRequest) -> Result<wt::Ht
         }
     })?;
     let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = header_pairs(response.headers());
     let mut body = Vec::new();
     loop {
         match response.chunk().await {
@@ -901,6 +892,20 @@ async fn send_http(host: &TenantHost, request: wt::HttpRequest) -> Result<wt::Ht
         }
     }
     Ok(wt::HttpResponse { status, headers, body })
+}
+
+/// A header map as the WIT's list of (name, value) pairs; values that are not UTF-8 are
+/// converted lossily.
+pub fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 fn describe_reqwest(error: &reqwest::Error) -> String {

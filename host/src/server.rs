@@ -27,7 +27,7 @@ use crate::contract::{
 };
 use crate::registry::AdapterRegistry;
 use crate::runtime::bindings::dolphin::bridge::types as wt;
-use crate::runtime::{CallContext, CallError, from_wit_type};
+use crate::runtime::{CallContext, CallError, from_wit_type, header_pairs};
 use crate::webhook_auth::{self, ReplayGuard, SignedRequest};
 
 mod admin;
@@ -456,16 +456,7 @@ async fn handle_webhook(
     };
     let method = request.method().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
-    let headers: Vec<(String, String)> = request
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = header_pairs(request.headers());
     let body = read_body_timed(state, request, state.server.max_body_bytes).await?;
     let signed = SignedRequest {
         headers: &headers,
