@@ -114,7 +114,7 @@ pub struct LimitsConfig {
     pub http_calls: u32,
     /// Key-value operations per call.
     pub kv_ops: u32,
-    /// Log bytes per call; the rest is dropped.
+    /// Log bytes per call; logging past it fails the call.
     pub log_bytes: usize,
     /// Largest vendor response body, bytes.
     pub http_response_bytes: usize,

@@ -57,7 +57,7 @@ pub struct CallLimits {
     pub http_calls: u32,
     /// Key-value operations per call.
     pub kv_ops: u32,
-    /// Bytes of log messages per call; more is dropped.
+    /// Bytes of log messages per call; more fails the call.
     pub log_bytes: usize,
     /// Largest KV key and value.
     pub kv_key_bytes: usize,
@@ -671,7 +671,6 @@ pub struct CallState {
     http_calls: u32,
     kv_ops: u32,
     log_bytes: usize,
-    log_dropped: bool,
     limit_hit: Option<String>,
 }
 
@@ -697,7 +696,6 @@ impl CallState {
             http_calls: 0,
             kv_ops: 0,
             log_bytes: 0,
-            log_dropped: false,
             limit_hit: None,
         }
     }
@@ -740,12 +738,11 @@ impl wit::log::Host for CallState {
         let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
         self.log_bytes += size;
         if self.log_bytes > self.host.limits.log_bytes {
-            if !self.log_dropped {
-                self.log_dropped = true;
-                tracing::warn!(tenant = %self.host.tenant, delivery_id = %self.delivery_id,
-                    limit = self.host.limits.log_bytes, "adapter log limit reached; dropping its further logs");
-            }
-            return Ok(());
+            // Logging past the budget fails the call: a flood costs its own tenant, not the CPU
+            // everyone shares.
+            let limit = format!("log limit of {} bytes per call", self.host.limits.log_bytes);
+            self.limit_hit = Some(limit.clone());
+            anyhow::bail!(limit);
         }
         let secrets = &self.host.secrets;
         let fields = redact(
