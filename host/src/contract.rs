@@ -173,7 +173,7 @@ impl IncomingEvent {
                     "messageType",
                     format!(
                         "`{}` is not one of text, image, video, audio, file, location",
-                        truncate(&message_type_text)
+                        shorten(&message_type_text)
                     ),
                 ));
             }
@@ -187,7 +187,7 @@ impl IncomingEvent {
                 "createdDate",
                 format!(
                     "`{}` is not a date-time of the form yyyy-MM-ddTHH:mm:ss.SSS",
-                    truncate(&created_date)
+                    shorten(&created_date)
                 ),
             ));
         }
@@ -270,7 +270,7 @@ pub fn parse_location(message: &str) -> Result<(f64, f64), String> {
     let bad = || {
         format!(
             "`{}` is not a location `latitude,longitude` in decimal degrees",
-            truncate(message)
+            shorten(message)
         )
     };
     let (lat, lng) = message.split_once(',').ok_or_else(bad)?;
@@ -302,7 +302,7 @@ pub fn check_media_link(link: &str) -> Result<(), String> {
     }
     match url::Url::parse(link) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => Ok(()),
-        _ => Err(format!("`{}` is not an absolute http(s) URL", truncate(link))),
+        _ => Err(format!("`{}` is not an absolute http(s) URL", shorten(link))),
     }
 }
 
@@ -318,7 +318,7 @@ fn json_kind(value: &Value) -> &'static str {
 }
 
 /// Shortens user text quoted in an error message.
-fn truncate(text: &str) -> String {
+pub fn shorten(text: &str) -> String {
     const MAX: usize = 64;
     if text.chars().count() <= MAX {
         text.to_string()

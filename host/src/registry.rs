@@ -200,16 +200,7 @@ impl AdapterRegistry {
             .iter()
             .map(|h| parse_origin(h).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let l = &tenant.limits;
-        let limits = CallLimits {
-            memory_bytes: l.memory_mib << 20,
-            cpu_time: Duration::from_millis(l.cpu_ms),
-            http_calls: l.http_calls,
-            kv_ops: l.kv_ops,
-            log_bytes: l.log_bytes,
-            http_response_bytes: l.http_response_bytes,
-            ..CallLimits::default()
-        };
+        let limits = CallLimits::from(&tenant.limits);
         let host = TenantHost {
             tenant: tenant.name.clone(),
             owner: tenant.owner.clone(),

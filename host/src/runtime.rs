@@ -16,7 +16,7 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::config::Origin;
+use crate::config::{LimitsConfig, Origin};
 use crate::contract::{self, IncomingEvent};
 use crate::egress::{EgressClients, check_literal_host};
 use crate::metrics::{METRICS, Metrics};
@@ -68,27 +68,32 @@ pub struct CallLimits {
     pub http_response_bytes: usize,
 }
 
-impl Default for CallLimits {
-    fn default() -> Self {
+impl From<&LimitsConfig> for CallLimits {
+    fn from(limits: &LimitsConfig) -> Self {
         CallLimits {
-            memory_bytes: 128 << 20,
+            memory_bytes: limits.memory_mib << 20,
             table_elements: 100_000,
-            cpu_time: Duration::from_secs(2),
-            http_calls: 32,
-            kv_ops: 1_000,
-            log_bytes: 64 << 10,
+            cpu_time: Duration::from_millis(limits.cpu_ms),
+            http_calls: limits.http_calls,
+            kv_ops: limits.kv_ops,
+            log_bytes: limits.log_bytes,
             kv_key_bytes: 1 << 10,
             kv_value_bytes: 256 << 10,
-            http_response_bytes: 16 << 20,
+            http_response_bytes: limits.http_response_bytes,
         }
+    }
+}
+
+impl Default for CallLimits {
+    /// The configuration's defaults.
+    fn default() -> Self {
+        CallLimits::from(&LimitsConfig::default())
     }
 }
 
 /// Why an adapter could not be loaded.
 #[derive(Debug, Error)]
 pub enum LoadError {
-    #[error("cannot read adapter {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a WebAssembly component: {reason}")]
     NotAComponent { path: PathBuf, reason: String },
     #[error("{path} targets {found}; this host implements {WIT_PACKAGE}@{WIT_VERSION} (compatible: 0.1.x)")]
@@ -199,11 +204,9 @@ impl CircuitBreaker {
 
     fn record(&self, result: &Result<(), &CallError>) {
         match result {
-            Ok(()) | Err(CallError::RetryLater(_) | CallError::Permanent(_) | CallError::CircuitOpen(_)) => {
-                if result.is_ok() {
-                    self.failures.store(0, Ordering::Relaxed);
-                }
-            }
+            Ok(()) => self.failures.store(0, Ordering::Relaxed),
+            // The vendor's or the data's fault, or not run at all: no adapter fault.
+            Err(CallError::RetryLater(_) | CallError::Permanent(_) | CallError::CircuitOpen(_)) => {}
             Err(_) => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if failures >= self.threshold {
@@ -262,16 +265,7 @@ impl Runtime {
         })
     }
 
-    /// Compiles (or loads from the cache) the component at `path` and checks its world.
-    pub fn load(&self, path: &Path) -> Result<LoadedAdapter, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        self.load_bytes(path, &bytes)
-    }
-
-    /// Like [`Runtime::load`], for bytes already read from `path`.
+    /// Compiles (or loads from the cache) the component read from `path` and checks its world.
     pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<LoadedAdapter, LoadError> {
         let not_component = |reason: String| LoadError::NotAComponent {
             path: path.to_path_buf(),

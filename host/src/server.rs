@@ -23,7 +23,7 @@ use subtle::ConstantTimeEq;
 use crate::config::{ServerConfig, network_contains, parse_network};
 use crate::contract::{
     CommandEvent, FieldError, IncomingEvent, OutgoingEvent, ParseError, ThreeDolphinsEvent, check_media_link,
-    now_created_date,
+    now_created_date, shorten,
 };
 use crate::registry::AdapterRegistry;
 use crate::runtime::bindings::dolphin::bridge::types as wt;
@@ -406,15 +406,6 @@ fn body_key(body: &[u8]) -> String {
     let mut text = String::new();
     canonical(&value, &mut text);
     format!("body:{}", hex::encode(Sha256::digest(text.as_bytes())))
-}
-
-/// Client text quoted back in an error, shortened.
-fn shorten(text: &str) -> String {
-    const MAX: usize = 64;
-    match text.char_indices().nth(MAX) {
-        Some((at, _)) => format!("{}...", &text[..at]),
-        None => text.to_string(),
-    }
 }
 
 pub(crate) fn store_unavailable(error: anyhow::Error) -> ApiError {

@@ -664,6 +664,11 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
+    async fn due_ids(store: &SqliteStore) -> Vec<String> {
+        let due = store.due(now_ms(), 10).await.unwrap();
+        due.into_iter().map(|d| d.delivery_id).collect()
+    }
+
     #[tokio::test]
     async fn only_the_head_of_each_ticket_is_due() {
         let (store, dir) = temp_store();
@@ -679,34 +684,16 @@ mod tests {
             )
             .await
             .unwrap();
-        let due: Vec<_> = store
-            .due(now_ms(), 10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|d| d.delivery_id)
-            .collect();
+        let due = due_ids(&store).await;
         assert_eq!(due, ["a1", "b1"]);
         // A waiting head holds back its own ticket only.
         let a1 = store.delivery("a1").await.unwrap().unwrap();
         store.retry_at(a1.seq, now_ms() + 60_000, "vendor 503").await.unwrap();
-        let due: Vec<_> = store
-            .due(now_ms(), 10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|d| d.delivery_id)
-            .collect();
+        let due = due_ids(&store).await;
         assert_eq!(due, ["b1"]);
         // A dead head lets the ticket move on, and replay brings it back.
         store.dead_letter(a1.seq, "permanent").await.unwrap();
-        let due: Vec<_> = store
-            .due(now_ms(), 10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|d| d.delivery_id)
-            .collect();
+        let due = due_ids(&store).await;
         assert_eq!(due, ["a2", "b1"]);
         assert_eq!(store.replay(DeadLetterFilter::One("a1".into())).await.unwrap(), 1);
         let a1 = store.delivery("a1").await.unwrap().unwrap();
