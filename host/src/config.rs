@@ -89,6 +89,19 @@ pub struct AdaptersConfig {
     pub breaker_failures: u32,
     /// How long a tripped tenant rests before one trial call.
     pub breaker_cooldown_ms: u64,
+    /// Threads that run adapter code (0: one per CPU). They run at a lower OS priority than the
+    /// threads serving HTTP, and are shared between tenants by recent CPU use.
+    pub threads: usize,
+}
+
+impl AdaptersConfig {
+    /// How many adapter threads to start.
+    pub fn adapter_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(2, usize::from),
+            n => n,
+        }
+    }
 }
 
 impl Default for AdaptersConfig {
@@ -98,6 +111,7 @@ impl Default for AdaptersConfig {
             max_wasm_stack_kib: 512,
             breaker_failures: 10,
             breaker_cooldown_ms: 30_000,
+            threads: 0,
         }
     }
 }

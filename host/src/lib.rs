@@ -3,7 +3,7 @@
 //!
 //! One module per concern: [`config`] (the TOML file), [`contract`] (the 3Dolphins events),
 //! [`server`] (HTTP), [`tenants`] (routing), [`runtime`] (wasmtime and host functions),
-//! [`registry`] (the live tenant set), [`store`] (the embedded database) and
+//! [`scheduler`] (the threads adapters run on), [`registry`] (the live tenant set), [`store`] (the embedded database) and
 //! [`three_dolphins`] (the 3Dolphins client).
 
 pub mod cli;
@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod registry;
 pub mod runtime;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod tenants;
@@ -45,7 +46,11 @@ pub fn build_registry(config: &Config, store: Arc<dyn store::Store>) -> anyhow::
         three_dolphins,
     });
     let cache_dir = config.adapters.cache_dir.clone().context("adapter cache dir")?;
-    let runtime = Runtime::new(cache_dir, config.adapters.max_wasm_stack_kib << 10)?;
+    let runtime = Runtime::new(
+        cache_dir,
+        config.adapters.max_wasm_stack_kib << 10,
+        config.adapters.adapter_threads(),
+    )?;
     AdapterRegistry::load(runtime, services, config)
 }
 

@@ -2,6 +2,8 @@
 //! Labels carry tenant names and outcomes, never secrets or message content.
 
 use std::sync::LazyLock;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,6 +15,12 @@ use prometheus_client::registry::Registry;
 pub struct TenantOutcome {
     pub tenant: String,
     pub outcome: String,
+}
+
+/// Labels of a per-tenant figure.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabel {
+    pub tenant: String,
 }
 
 /// Every metric the bridge exports.
@@ -32,6 +40,8 @@ pub struct Metrics {
     pub config_rejected: Counter,
     /// Adapter calls refused by an open circuit breaker, by tenant.
     pub circuit_open: Family<TenantOutcome, Counter>,
+    /// CPU time adapters ran, by tenant (seconds).
+    pub adapter_cpu: Family<TenantLabel, Counter<f64, AtomicU64>>,
 }
 
 /// The process-wide metrics.
@@ -47,6 +57,7 @@ impl Metrics {
         let reloads = Family::<TenantOutcome, Counter>::default();
         let config_rejected = Counter::default();
         let circuit_open = Family::<TenantOutcome, Counter>::default();
+        let adapter_cpu = Family::<TenantLabel, Counter<f64, AtomicU64>>::default();
         registry.register(
             "incoming_events",
             "Incoming events by tenant and outcome",
@@ -78,6 +89,11 @@ impl Metrics {
             "Adapter calls refused by an open circuit breaker",
             circuit_open.clone(),
         );
+        registry.register(
+            "adapter_cpu_seconds",
+            "CPU time adapters ran, by tenant",
+            adapter_cpu.clone(),
+        );
         Metrics {
             registry,
             incoming,
@@ -87,7 +103,18 @@ impl Metrics {
             reloads,
             config_rejected,
             circuit_open,
+            adapter_cpu,
         }
+    }
+
+    /// Adds `spent` to the CPU time of `tenant`'s adapter.
+    pub fn add_cpu(tenant: &str, spent: Duration) {
+        METRICS
+            .adapter_cpu
+            .get_or_create(&TenantLabel {
+                tenant: tenant.to_string(),
+            })
+            .inc_by(spent.as_secs_f64());
     }
 
     /// Adds one to `family` for (`tenant`, `outcome`).

@@ -20,6 +20,7 @@ use crate::config::{LimitsConfig, Origin};
 use crate::contract::{self, IncomingEvent};
 use crate::egress::{EgressClients, check_literal_host};
 use crate::metrics::{METRICS, Metrics};
+use crate::scheduler::{CpuClock, GuestScheduler};
 use crate::store::Store;
 use crate::three_dolphins::{ThreeDolphinsClient, ThreeDolphinsError};
 
@@ -233,11 +234,13 @@ pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<CallState>>,
     cache_dir: PathBuf,
+    scheduler: Arc<GuestScheduler>,
 }
 
 impl Runtime {
-    /// Builds the engine, starts its epoch ticker and links the host functions.
-    pub fn new(cache_dir: PathBuf, max_wasm_stack: usize) -> anyhow::Result<Runtime> {
+    /// Builds the engine, starts its epoch ticker and `threads` adapter threads, and links the
+    /// host functions.
+    pub fn new(cache_dir: PathBuf, max_wasm_stack: usize, threads: usize) -> anyhow::Result<Runtime> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -254,6 +257,7 @@ impl Runtime {
                 }
             })
             .context("starting the epoch thread")?;
+        let preempt_engine = engine.weak();
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         bindings::Adapter::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
@@ -262,6 +266,11 @@ impl Runtime {
             engine,
             linker: Arc::new(linker),
             cache_dir,
+            scheduler: Arc::new(GuestScheduler::new(threads, move || {
+                if let Some(engine) = preempt_engine.upgrade() {
+                    engine.increment_epoch();
+                }
+            })?),
         })
     }
 
@@ -348,7 +357,7 @@ impl Runtime {
     /// Runs `on-incoming` in a fresh store.
     pub async fn call_incoming(
         &self,
-        adapter: &LoadedAdapter,
+        adapter: &Arc<LoadedAdapter>,
         host: Arc<TenantHost>,
         ctx: CallContext,
         event: &IncomingEvent,
@@ -364,7 +373,7 @@ impl Runtime {
     /// Runs `on-vendor-webhook` in a fresh store.
     pub async fn call_webhook(
         &self,
-        adapter: &LoadedAdapter,
+        adapter: &Arc<LoadedAdapter>,
         host: Arc<TenantHost>,
         ctx: CallContext,
         request: wt::WebhookRequest,
@@ -376,10 +385,11 @@ impl Runtime {
         .and_then(|result| result.map_err(adapter_error))
     }
 
-    /// Instantiates the adapter in a new store with the tenant's limits and runs `call`.
-    async fn run<R: Send>(
+    /// Instantiates the adapter in a new store with the tenant's limits and runs `call` on the
+    /// adapter threads.
+    async fn run<R: Send + 'static>(
         &self,
-        adapter: &LoadedAdapter,
+        adapter: &Arc<LoadedAdapter>,
         host: Arc<TenantHost>,
         ctx: CallContext,
         call: impl for<'a> FnOnce(
@@ -387,22 +397,23 @@ impl Runtime {
             &'a mut wasmtime::Store<CallState>,
             wt::CallContext,
         ) -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>
-        + Send,
+        + Send
+        + 'static,
     ) -> Result<R, CallError> {
         if let Some(left) = host.breaker.open_for() {
             Metrics::count(&METRICS.circuit_open, &ctx.tenant, "refused");
             return Err(CallError::CircuitOpen(left.as_millis() as u64));
         }
         let call_timeout = host.call_timeout;
-        let limits = host.limits.clone();
-        let tenant = ctx.tenant.clone();
-        let breaker_host = host.clone();
-        let state = CallState::new(host, ctx.delivery_id.clone());
-        let run_clock = state.run_clock.clone();
+        let cpu_limit = host.limits.cpu_time;
+        // Host calls that wait for the network run here, on the caller's runtime: its threads
+        // are not the ones guests keep busy.
+        let io = tokio::runtime::Handle::current();
+        let state = CallState::new(host.clone(), ctx.delivery_id.clone(), io);
+        let cpu_clock = state.cpu_clock.clone();
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);
-        let cpu_limit = limits.cpu_time;
         store.epoch_deadline_callback(move |mut store| {
             let state = store.data_mut();
             if state.guest_time() > cpu_limit {
@@ -410,39 +421,40 @@ impl Runtime {
                 state.limit_hit = Some(limit.clone());
                 return Err(wasmtime::Error::msg(limit));
             }
-            // Yield so a busy guest never holds a runtime thread for long.
+            // Yield at every tick: the scheduler then gives the thread to whoever should run next.
             Ok(UpdateDeadline::Yield(1))
         });
-        let work = async {
+        let (adapter, wit_ctx) = (adapter.clone(), ctx.to_wit());
+        let work = async move {
             let instance = adapter
                 .pre
                 .instantiate_async(&mut store)
                 .await
                 .map_err(|e| CallError::Instantiate(format!("{:#}", anyhow::Error::from(e))))?;
-            let result = call(&instance, &mut store, ctx.to_wit()).await;
+            let result = call(&instance, &mut store, wit_ctx).await;
             result.map_err(|e| classify_failure(e, store.data()))
         };
-        // Only time spent inside `poll` counts as CPU time: waiting for a host call's answer or
-        // for a runtime thread is not the guest's doing.
-        let work = RunTimed {
-            inner: Box::pin(work),
-            clock: run_clock,
-        };
-        let result = match tokio::time::timeout(call_timeout, work).await {
-            Ok(result) => result,
+        // Dropping the handle (at the timeout, or when our caller goes away) cancels the call.
+        let task = self.scheduler.spawn(&ctx.tenant, cpu_clock.clone(), work);
+        let result = match tokio::time::timeout(call_timeout, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(failed)) => Err(CallError::Trapped(format!(
+                "the host failed while running the call: {failed}"
+            ))),
             Err(_) => Err(CallError::Timeout(call_timeout.as_millis() as u64)),
         };
-        breaker_host.breaker.record(&result.as_ref().map(drop));
-        let result = result.map_err(|e| redact_error(e, &breaker_host.secrets));
-        breaker_host.stats.calls.fetch_add(1, Ordering::Relaxed);
+        host.breaker.record(&result.as_ref().map(drop));
+        let result = result.map_err(|e| redact_error(e, &host.secrets));
+        host.stats.calls.fetch_add(1, Ordering::Relaxed);
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => {
-                breaker_host.stats.errors.fetch_add(1, Ordering::Relaxed);
+                host.stats.errors.fetch_add(1, Ordering::Relaxed);
                 e.kind()
             }
         };
-        Metrics::count(&METRICS.adapter_calls, &tenant, outcome);
+        Metrics::count(&METRICS.adapter_calls, &ctx.tenant, outcome);
+        Metrics::add_cpu(&ctx.tenant, cpu_clock.used());
         result
     }
 }
@@ -614,47 +626,6 @@ impl wasmtime::ResourceLimiter for AdapterLimiter {
     }
 }
 
-/// Accumulates the time a future spends being polled.
-#[derive(Default)]
-struct RunClock {
-    spent_nanos: AtomicU64,
-    polling_since: std::sync::Mutex<Option<Instant>>,
-}
-
-impl RunClock {
-    /// Time spent in `poll` so far, the current poll included.
-    fn used(&self) -> Duration {
-        let current = self
-            .polling_since
-            .lock()
-            .expect("run clock lock")
-            .map(|since| since.elapsed())
-            .unwrap_or_default();
-        Duration::from_nanos(self.spent_nanos.load(Ordering::Relaxed)) + current
-    }
-}
-
-/// A future that charges the time spent polling it to a [`RunClock`].
-struct RunTimed<F> {
-    inner: std::pin::Pin<Box<F>>,
-    clock: Arc<RunClock>,
-}
-
-impl<F: Future> Future for RunTimed<F> {
-    type Output = F::Output;
-
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
-        let started = Instant::now();
-        *self.clock.polling_since.lock().expect("run clock lock") = Some(started);
-        let result = self.inner.as_mut().poll(cx);
-        *self.clock.polling_since.lock().expect("run clock lock") = None;
-        self.clock
-            .spent_nanos
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        result
-    }
-}
-
 /// Per-call state of a store: WASI with no capabilities, limits, counters, and the tenant.
 pub struct CallState {
     wasi: WasiCtx,
@@ -662,8 +633,10 @@ pub struct CallState {
     limiter: AdapterLimiter,
     host: Arc<TenantHost>,
     delivery_id: String,
+    /// The runtime that performs host calls which wait for the network.
+    io: tokio::runtime::Handle,
     /// Time the call's future spent being polled: the guest running, not waiting.
-    run_clock: Arc<RunClock>,
+    cpu_clock: Arc<CpuClock>,
     http_calls: u32,
     kv_ops: u32,
     log_bytes: usize,
@@ -671,7 +644,7 @@ pub struct CallState {
 }
 
 impl CallState {
-    fn new(host: Arc<TenantHost>, delivery_id: String) -> Self {
+    fn new(host: Arc<TenantHost>, delivery_id: String, io: tokio::runtime::Handle) -> Self {
         // No preopened directories, environment, arguments, sockets or name look-ups.
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
@@ -688,7 +661,8 @@ impl CallState {
             },
             host,
             delivery_id,
-            run_clock: Arc::default(),
+            io,
+            cpu_clock: Arc::default(),
             http_calls: 0,
             kv_ops: 0,
             log_bytes: 0,
@@ -697,7 +671,16 @@ impl CallState {
     }
 
     fn guest_time(&self) -> Duration {
-        self.run_clock.used()
+        self.cpu_clock.used()
+    }
+
+    /// Runs `work` on the I/O runtime; dropping the returned future cancels it.
+    fn on_io_runtime<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> impl Future<Output = anyhow::Result<T>> + Send + 'static {
+        let task = tokio_util::task::AbortOnDropHandle::new(self.io.spawn(work));
+        async move { task.await.context("a host call failed") }
     }
 
     /// Counts one KV operation; `Err` when over the limit.
@@ -815,7 +798,7 @@ impl wit::http::Host for CallState {
                 self.host.limits.http_calls
             ))));
         }
-        let result = send_http(&self.host, request).await;
+        let result = self.on_io_runtime(send_http(self.host.clone(), request)).await?;
         if let Err(HttpError::Denied(reason)) = &result {
             tracing::warn!(tenant = %self.host.tenant, delivery_id = %self.delivery_id, %reason, "adapter HTTP request denied");
         }
@@ -824,7 +807,7 @@ impl wit::http::Host for CallState {
 }
 
 /// Performs one adapter HTTP request after checking it against the tenant's grant.
-async fn send_http(host: &TenantHost, request: wt::HttpRequest) -> Result<wt::HttpResponse, wit::http::HttpError> {
+async fn send_http(host: Arc<TenantHost>, request: wt::HttpRequest) -> Result<wt::HttpResponse, wit::http::HttpError> {
     use wit::http::HttpError;
     let url = url::Url::parse(&request.url).map_err(|e| HttpError::Denied(format!("invalid URL: {e}")))?;
     let origin = Origin::of(&url).ok_or_else(|| HttpError::Denied("only http and https URLs are allowed".into()))?;
@@ -921,7 +904,10 @@ impl wit::three_dolphins::Host for CallState {
         &mut self,
         contact_id: String,
     ) -> anyhow::Result<Result<String, wit::three_dolphins::LookupError>> {
-        let result = self.host.services.three_dolphins.contact(&contact_id).await;
+        let host = self.host.clone();
+        let result = self
+            .on_io_runtime(async move { host.services.three_dolphins.contact(&contact_id).await })
+            .await?;
         Ok(result.map_err(lookup_error))
     }
 
@@ -929,7 +915,10 @@ impl wit::three_dolphins::Host for CallState {
         &mut self,
         ticket_number: String,
     ) -> anyhow::Result<Result<String, wit::three_dolphins::LookupError>> {
-        let result = self.host.services.three_dolphins.history(&ticket_number).await;
+        let host = self.host.clone();
+        let result = self
+            .on_io_runtime(async move { host.services.three_dolphins.history(&ticket_number).await })
+            .await?;
         Ok(result.map_err(lookup_error))
     }
 }
@@ -956,7 +945,7 @@ mod tests {
 
     #[test]
     fn refuses_core_modules_and_garbage() {
-        let runtime = Runtime::new(std::env::temp_dir().join("dolphin-bridge-test-cache"), 512 << 10).unwrap();
+        let runtime = Runtime::new(std::env::temp_dir().join("dolphin-bridge-test-cache"), 512 << 10, 1).unwrap();
         let core = b"\0asm\x01\0\0\0";
         let err = runtime.load_bytes(Path::new("m.wasm"), core).err().unwrap().to_string();
         assert!(err.contains("core WebAssembly module"), "{err}");

@@ -40,7 +40,7 @@ use serde_json::{Value, json};
 
 const USAGE: &str = "\
 usage: isolation-bench [--events N] [--rate PER_S] [--hostile-rate PER_S] [--modes A,B,...]
-                       [--breaker-failures N] [--workers N]
+                       [--breaker-failures N] [--workers N] [--adapter-threads N]
 
   --events N             healthy events per phase (default 300)
   --rate PER_S           healthy events per second (default 20)
@@ -48,7 +48,8 @@ usage: isolation-bench [--events N] [--rate PER_S] [--hostile-rate PER_S] [--mod
   --modes A,B,...        hostile modes, one tenant each (default loop,alloc,recurse,trap,log-flood)
   --breaker-failures N   [adapters] breaker_failures (default: the bridge's default, 10);
                          a large value keeps misbehaving adapters running instead of resting
-  --workers N            [delivery] workers (default: the bridge's default, 32)";
+  --workers N            [delivery] workers (default: the bridge's default, 32)
+  --adapter-threads N    [adapters] threads (default: the bridge's default)";
 
 const API_TOKEN: &str = "bench-3dolphins-token";
 const HEALTHY_TENANT: &str = "healthy";
@@ -60,6 +61,7 @@ struct Options {
     modes: Vec<String>,
     breaker_failures: Option<i64>,
     workers: Option<i64>,
+    adapter_threads: Option<i64>,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -72,6 +74,7 @@ fn parse_options() -> Result<Options, String> {
             .to_vec(),
         breaker_failures: None,
         workers: None,
+        adapter_threads: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -86,6 +89,9 @@ fn parse_options() -> Result<Options, String> {
                 options.breaker_failures = Some(number(value("--breaker-failures")?, "--breaker-failures")? as i64)
             }
             "--workers" => options.workers = Some(number(value("--workers")?, "--workers")? as i64),
+            "--adapter-threads" => {
+                options.adapter_threads = Some(number(value("--adapter-threads")?, "--adapter-threads")? as i64)
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -383,19 +389,26 @@ async fn main() -> ExitCode {
     if let Some(n) = options.workers {
         settings.push(("delivery", "workers", n.into()));
     }
+    if let Some(n) = options.adapter_threads {
+        settings.push(("adapters", "threads", n.into()));
+    }
     let binary = adapters::bridge_binary();
     let bridge = Arc::new(start_with_options(&config, &settings).await);
 
     println!("isolation bench");
     println!("  bridge: {}", binary.display());
     println!(
-        "  machine: {} CPU(s); breaker_failures {}; delivery workers {}",
+        "  machine: {} CPU(s); breaker_failures {}; delivery workers {}; adapter threads {}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         options
             .breaker_failures
             .map(|n| n.to_string())
             .unwrap_or("10 (default)".into()),
         options.workers.map(|n| n.to_string()).unwrap_or("32 (default)".into()),
+        options
+            .adapter_threads
+            .map(|n| n.to_string())
+            .unwrap_or("(default)".into()),
     );
     println!(
         "  healthy tenant `{HEALTHY_TENANT}` (echo): {} events per phase at {}/s; hostile tenants {} at {}/s each",

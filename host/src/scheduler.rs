@@ -1,0 +1,594 @@
+//! Where adapter code runs: a thread pool of its own, at a lower OS priority than the threads
+//! that serve HTTP, and shared between tenants by how little CPU each used lately.
+//!
+//! A call's future may be polled only while it holds one of the pool's run slots (one per
+//! thread), and it gives the slot back whenever it stops: to wait for a host call, or at the
+//! epoch yield every tick. A freed slot goes to the waiting call whose tenant used the least CPU
+//! lately, so a tenant whose calls take microseconds gets a thread within a tick even while
+//! other tenants' adapters spin, and spinning tenants share what is left.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio_util::task::AbortOnDropHandle;
+
+/// How fast past CPU use is forgotten when choosing who runs next.
+const USAGE_HALF_LIFE: Duration = Duration::from_secs(1);
+
+/// How much the threads running adapters are niced: when the machine is busy, the threads that
+/// accept requests and commit them win over guests.
+#[cfg(target_os = "linux")]
+const GUEST_NICE: libc::c_int = 10;
+
+/// Runs adapter calls on dedicated threads, scheduling them fairly between tenants.
+pub struct GuestScheduler {
+    /// Owned so that it can be shut down without blocking when the scheduler is dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+    gate: Arc<RunGate>,
+    tenants: Mutex<HashMap<String, Arc<TenantUsage>>>,
+}
+
+impl GuestScheduler {
+    /// A pool of `threads` threads (at least one) and as many run slots; `preempt` makes every
+    /// running guest yield at its next check.
+    pub fn new(threads: usize, preempt: impl Fn() + Send + Sync + 'static) -> anyhow::Result<GuestScheduler> {
+        let threads = threads.max(1);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("adapter")
+            // Calls reach these threads from other threads (spawned, or woken by a host call's
+            // answer): look at the shared queue after every poll, not after dozens of them.
+            .global_queue_interval(1)
+            .event_interval(1)
+            .on_thread_start(lower_thread_priority)
+            .enable_all()
+            .build()
+            .context("starting the adapter threads")?;
+        Ok(GuestScheduler {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+            gate: Arc::new(RunGate::new(threads, Box::new(preempt))),
+            tenants: Mutex::default(),
+        })
+    }
+
+    /// Starts `call` for `tenant` on the adapter threads. Time spent polling it is added to
+    /// `clock` and to the tenant's recent usage. Dropping the handle cancels the call.
+    pub fn spawn<F>(&self, tenant: &str, clock: Arc<CpuClock>, call: F) -> AbortOnDropHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let usage = self.usage_of(tenant);
+        // Asks for a slot before the task exists: the spawned task's first poll may come after
+        // running guests' next yield, which should already see this call waiting.
+        self.gate.admit(id, &usage, Waker::noop(), false);
+        let scheduled = Scheduled {
+            inner: Box::pin(call),
+            clock,
+            waker: Arc::new(CallWaker {
+                id,
+                usage,
+                gate: self.gate.clone(),
+                task: Mutex::default(),
+                polling: AtomicBool::new(false),
+                woken_while_polling: AtomicBool::new(false),
+            }),
+        };
+        AbortOnDropHandle::new(self.handle.spawn(scheduled))
+    }
+
+    /// The usage record of `tenant`; forgets tenants that are idle and not running.
+    fn usage_of(&self, tenant: &str) -> Arc<TenantUsage> {
+        let mut tenants = self.tenants.lock().expect("tenant usage lock");
+        if let Some(usage) = tenants.get(tenant) {
+            return usage.clone();
+        }
+        let now = Instant::now();
+        tenants.retain(|_, usage| Arc::strong_count(usage) > 1 || usage.decayed(now) > 1_000.0);
+        tenants.entry(tenant.to_string()).or_default().clone()
+    }
+}
+
+impl Drop for GuestScheduler {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which panics inside another runtime; calls still running
+        // are abandoned, as their callers are gone too.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Accumulates the time a call spent being polled: the guest running, not waiting for a host
+/// call's answer or for a thread.
+#[derive(Default)]
+pub struct CpuClock {
+    spent_nanos: AtomicU64,
+    polling_since: Mutex<Option<Instant>>,
+}
+
+impl CpuClock {
+    /// Time spent being polled so far, the current poll included.
+    pub fn used(&self) -> Duration {
+        let current = self
+            .polling_since
+            .lock()
+            .expect("cpu clock lock")
+            .map(|since| since.elapsed())
+            .unwrap_or_default();
+        Duration::from_nanos(self.spent_nanos.load(Ordering::Relaxed)) + current
+    }
+}
+
+/// A tenant's CPU use, decayed with [`USAGE_HALF_LIFE`].
+#[derive(Default)]
+struct TenantUsage {
+    /// (nanoseconds, as of when).
+    state: Mutex<Option<(f64, Instant)>>,
+}
+
+impl TenantUsage {
+    fn decayed(&self, now: Instant) -> f64 {
+        match *self.state.lock().expect("usage lock") {
+            Some((nanos, at)) => nanos * decay(now.saturating_duration_since(at)),
+            None => 0.0,
+        }
+    }
+
+    fn charge(&self, spent: Duration) {
+        let now = Instant::now();
+        let mut state = self.state.lock().expect("usage lock");
+        let before = match *state {
+            Some((nanos, at)) => nanos * decay(now.saturating_duration_since(at)),
+            None => 0.0,
+        };
+        *state = Some((before + spent.as_nanos() as f64, now));
+    }
+}
+
+fn decay(elapsed: Duration) -> f64 {
+    0.5f64.powf(elapsed.as_secs_f64() / USAGE_HALF_LIFE.as_secs_f64())
+}
+
+/// The run slots, who holds them and who waits for one.
+struct RunGate {
+    slots: usize,
+    state: Mutex<GateState>,
+    /// Makes every running guest yield at its next check (an epoch increment).
+    preempt: Box<dyn Fn() + Send + Sync>,
+}
+
+#[derive(Default)]
+struct GateState {
+    /// Calls holding a slot: running, or granted one and about to run.
+    holders: Vec<Holder>,
+    /// Calls ready to run, waiting for a slot.
+    waiting: Vec<Waiter>,
+}
+
+struct Holder {
+    id: u64,
+    usage: Arc<TenantUsage>,
+    /// False while granted but not polled yet. A guest resuming sets its epoch deadline a tick
+    /// ahead, out of reach of a preemption made before, so such a grant is taken back instead.
+    running: bool,
+}
+
+struct Waiter {
+    id: u64,
+    usage: Arc<TenantUsage>,
+    waker: Waker,
+}
+
+impl RunGate {
+    fn new(slots: usize, preempt: Box<dyn Fn() + Send + Sync>) -> RunGate {
+        RunGate {
+            slots,
+            state: Mutex::default(),
+            preempt,
+        }
+    }
+
+    /// Call `id`, ready to run, asks for a slot; `polling` when it is being polled now. Returns
+    /// whether it holds one; if not, `waker` is woken when it is granted one. A call whose
+    /// tenant used less CPU than a holder's takes a slot granted but not yet used, or makes
+    /// the running guests yield.
+    fn admit(&self, id: u64, usage: &Arc<TenantUsage>, waker: &Waker, polling: bool) -> bool {
+        let mut state = self.state.lock().expect("run gate lock");
+        if let Some(holder) = state.holders.iter_mut().find(|h| h.id == id) {
+            holder.running |= polling;
+            return true;
+        }
+        if let Some(waiter) = state.waiting.iter_mut().find(|w| w.id == id) {
+            waiter.waker.clone_from(waker);
+            return false;
+        }
+        let holder = Holder {
+            id,
+            usage: usage.clone(),
+            running: polling,
+        };
+        if state.holders.len() < self.slots && state.waiting.is_empty() {
+            state.holders.push(holder);
+            return true;
+        }
+        let now = Instant::now();
+        let mine = usage.decayed(now);
+        let revocable = state
+            .holders
+            .iter()
+            .position(|h| !h.running && h.usage.decayed(now) > mine);
+        if let Some(i) = revocable {
+            // Its task was woken already; polled, it finds itself waiting again.
+            let revoked = std::mem::replace(&mut state.holders[i], holder);
+            state.waiting.push(Waiter {
+                id: revoked.id,
+                usage: revoked.usage,
+                waker: Waker::noop().clone(),
+            });
+            return true;
+        }
+        state.waiting.push(Waiter {
+            id,
+            usage: usage.clone(),
+            waker: waker.clone(),
+        });
+        if state.holders.iter().any(|h| h.usage.decayed(now) > mine) {
+            (self.preempt)();
+        }
+        false
+    }
+
+    /// Queues call `id`, which holds a slot it is about to release.
+    fn requeue(&self, id: u64, usage: &Arc<TenantUsage>, waker: &Waker) {
+        self.state.lock().expect("run gate lock").waiting.push(Waiter {
+            id,
+            usage: usage.clone(),
+            waker: waker.clone(),
+        });
+    }
+
+    /// Gives call `id`'s slot back: to the waiting call whose tenant used the least CPU lately
+    /// (the longest waiting among equals), or to the free pool.
+    fn release(&self, id: u64) {
+        let mut state = self.state.lock().expect("run gate lock");
+        state.holders.retain(|h| h.id != id);
+        if state.holders.len() >= self.slots {
+            return;
+        }
+        let now = Instant::now();
+        let next = state
+            .waiting
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (i, w.usage.decayed(now)))
+            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+            .map(|(i, _)| i);
+        if let Some(i) = next {
+            let waiter = state.waiting.remove(i);
+            state.holders.push(Holder {
+                id: waiter.id,
+                usage: waiter.usage,
+                running: false,
+            });
+            drop(state);
+            waiter.waker.wake();
+        }
+    }
+
+    /// Forgets call `id` (finished or cancelled), giving back the slot it held, if any.
+    fn forget(&self, id: u64) {
+        let mut state = self.state.lock().expect("run gate lock");
+        state.waiting.retain(|w| w.id != id);
+        let held = state.holders.iter().any(|h| h.id == id);
+        drop(state);
+        if held {
+            self.release(id);
+        }
+    }
+}
+
+/// The waker a call's future is polled with. A wake during the poll (the guest yielding at an
+/// epoch tick) queues the call in the gate when the poll ends, and a wake from outside (a host
+/// call answered) asks the gate for a slot there and then; the task itself is only woken once
+/// it holds a slot. The runtime's queues thus hold only calls that may run.
+struct CallWaker {
+    id: u64,
+    usage: Arc<TenantUsage>,
+    gate: Arc<RunGate>,
+    /// The task's own waker, from the latest poll.
+    task: Mutex<Option<Waker>>,
+    polling: AtomicBool,
+    woken_while_polling: AtomicBool,
+}
+
+impl std::task::Wake for CallWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.polling.load(Ordering::SeqCst) {
+            self.woken_while_polling.store(true, Ordering::SeqCst);
+            return;
+        }
+        // Held while asking, so that the call cannot finish in between and leave a slot taken.
+        let task = self.task.lock().expect("call waker lock");
+        let granted = match task.as_ref() {
+            Some(waker) if self.gate.admit(self.id, &self.usage, waker, false) => Some(waker.clone()),
+            _ => None,
+        };
+        drop(task);
+        if let Some(waker) = granted {
+            waker.wake();
+        }
+    }
+}
+
+/// A call's future, polled only while holding a run slot.
+struct Scheduled<F: Future> {
+    inner: Pin<Box<F>>,
+    clock: Arc<CpuClock>,
+    waker: Arc<CallWaker>,
+}
+
+impl<F: Future> Future for Scheduled<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        let call = this.waker.clone();
+        call.task
+            .lock()
+            .expect("call waker lock")
+            .clone_from(&Some(cx.waker().clone()));
+        if !call.gate.admit(call.id, &call.usage, cx.waker(), true) {
+            return Poll::Pending;
+        }
+        // Released when the poll ends, even by a panic, so that no slot is ever lost.
+        let _slot = SlotGuard(&call.gate, call.id);
+        call.polling.store(true, Ordering::SeqCst);
+        let started = Instant::now();
+        *this.clock.polling_since.lock().expect("cpu clock lock") = Some(started);
+        let result = this
+            .inner
+            .as_mut()
+            .poll(&mut Context::from_waker(&Waker::from(call.clone())));
+        *this.clock.polling_since.lock().expect("cpu clock lock") = None;
+        call.polling.store(false, Ordering::SeqCst);
+        let spent = started.elapsed();
+        this.clock
+            .spent_nanos
+            .fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
+        call.usage.charge(spent);
+        if result.is_pending() && call.woken_while_polling.swap(false, Ordering::SeqCst) {
+            // Ready to go on: wait for a slot, where the tenant's recent use decides.
+            call.gate.requeue(call.id, &call.usage, cx.waker());
+        }
+        result
+    }
+}
+
+impl<F: Future> Drop for Scheduled<F> {
+    fn drop(&mut self) {
+        // A host call may still wake the call's waker: with no task left, it asks for nothing.
+        let mut task = self.waker.task.lock().expect("call waker lock");
+        *task = None;
+        self.waker.gate.forget(self.waker.id);
+    }
+}
+
+/// Holds call `.1`'s run slot until dropped.
+struct SlotGuard<'a>(&'a RunGate, u64);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.0.release(self.1);
+    }
+}
+
+/// Lowers the calling thread's scheduling priority by [`GUEST_NICE`] (Linux only; elsewhere the
+/// adapter threads run at normal priority).
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread (on Linux the nice value is per thread).
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        let current = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, (current + GUEST_NICE).min(19));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gate of `slots` slots that counts its preemptions.
+    fn gate(slots: usize) -> (RunGate, Arc<AtomicU64>) {
+        let preemptions = Arc::new(AtomicU64::new(0));
+        let counter = preemptions.clone();
+        let gate = RunGate::new(
+            slots,
+            Box::new(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+        (gate, preemptions)
+    }
+
+    fn used(millis: u64) -> Arc<TenantUsage> {
+        let usage = Arc::new(TenantUsage::default());
+        usage.charge(Duration::from_millis(millis));
+        usage
+    }
+
+    fn admit(gate: &RunGate, id: u64, usage: &Arc<TenantUsage>) -> bool {
+        gate.admit(id, usage, Waker::noop(), true)
+    }
+
+    #[test]
+    fn a_freed_slot_goes_to_the_tenant_that_used_least() {
+        let (gate, _) = gate(1);
+        let (busy, light) = (used(500), used(1));
+        assert!(admit(&gate, 1, &busy));
+        // The slot is taken: a second busy call and then a light one wait, in that order.
+        assert!(!admit(&gate, 2, &busy));
+        assert!(!admit(&gate, 3, &light));
+        gate.release(1);
+        assert!(!admit(&gate, 2, &busy), "the busy tenant waits");
+        assert!(admit(&gate, 3, &light), "the light tenant runs");
+        gate.release(3);
+        assert!(admit(&gate, 2, &busy));
+        gate.release(2);
+        let state = gate.state.lock().unwrap();
+        assert_eq!((state.holders.len(), state.waiting.len()), (0, 0));
+    }
+
+    #[test]
+    fn a_lighter_tenant_preempts_running_guests_and_an_equal_one_does_not() {
+        let (gate, preemptions) = gate(1);
+        let (busy, light) = (used(500), used(1));
+        assert!(admit(&gate, 1, &busy));
+        assert!(!admit(&gate, 2, &busy));
+        assert_eq!(preemptions.load(Ordering::SeqCst), 0);
+        assert!(!admit(&gate, 3, &light));
+        assert_eq!(preemptions.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_grant_not_yet_used_goes_to_a_lighter_tenant() {
+        let (gate, preemptions) = gate(1);
+        let (busy, light) = (used(500), used(1));
+        assert!(admit(&gate, 1, &busy));
+        assert!(!admit(&gate, 2, &busy));
+        gate.release(1);
+        // Call 2 was granted the slot and woken, but has not run yet: a light call takes it
+        // without preempting anybody, and call 2 finds itself waiting again.
+        assert!(admit(&gate, 3, &light));
+        assert_eq!(preemptions.load(Ordering::SeqCst), 0);
+        assert!(!admit(&gate, 2, &busy));
+        gate.release(3);
+        assert!(admit(&gate, 2, &busy));
+    }
+
+    #[test]
+    fn a_forgotten_grant_passes_the_slot_on() {
+        let (gate, _) = gate(1);
+        let usage = used(1);
+        assert!(admit(&gate, 1, &usage));
+        assert!(!admit(&gate, 2, &usage));
+        assert!(!admit(&gate, 3, &usage));
+        gate.release(1);
+        // Call 2 was granted the slot but is cancelled before it runs: call 3 gets it.
+        gate.forget(2);
+        assert!(admit(&gate, 3, &usage));
+    }
+
+    #[tokio::test]
+    async fn runs_calls_and_charges_their_poll_time() {
+        let scheduler = GuestScheduler::new(2, || {}).unwrap();
+        let clock = Arc::new(CpuClock::default());
+        let spin = async {
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_millis(20) {}
+            7
+        };
+        assert_eq!(scheduler.spawn("a", clock.clone(), spin).await.unwrap(), 7);
+        assert!(clock.used() >= Duration::from_millis(20), "{:?}", clock.used());
+        assert!(scheduler.usage_of("a").decayed(Instant::now()) > 0.0);
+        assert_eq!(scheduler.usage_of("b").decayed(Instant::now()), 0.0);
+    }
+
+    #[tokio::test]
+    async fn many_yielding_calls_on_one_slot_all_finish() {
+        let scheduler = GuestScheduler::new(1, || {}).unwrap();
+        let yielding = |polls: usize| async move {
+            for _ in 0..polls {
+                tokio::task::yield_now().await;
+            }
+        };
+        let handles: Vec<_> = (0..50)
+            .map(|i| scheduler.spawn(&format!("t{}", i % 5), Arc::default(), yielding(20)))
+            .collect();
+        for handle in handles {
+            handle.await.unwrap();
+        }
+        let state = scheduler.gate.state.lock().unwrap();
+        assert_eq!((state.holders.len(), state.waiting.len()), (0, 0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_cancelled_at_any_point_leave_no_slot_taken() {
+        let scheduler = GuestScheduler::new(2, || {}).unwrap();
+        let io = tokio::runtime::Handle::current();
+        let mut handles = Vec::new();
+        for i in 0..300u64 {
+            let io = io.clone();
+            let call = async move {
+                for step in 0..(i % 7) {
+                    let started = Instant::now();
+                    while started.elapsed() < Duration::from_micros(200 * (step % 3)) {}
+                    if step % 2 == 0 {
+                        tokio::task::yield_now().await;
+                    } else {
+                        // A host call answered by another runtime's thread.
+                        io.spawn(tokio::time::sleep(Duration::from_micros(100 * step)))
+                            .await
+                            .unwrap();
+                    }
+                }
+            };
+            handles.push(scheduler.spawn(&format!("t{}", i % 3), Arc::default(), call));
+        }
+        for (i, handle) in handles.into_iter().enumerate() {
+            if i % 3 == 0 {
+                tokio::time::sleep(Duration::from_micros(50 * (i as u64 % 5))).await;
+                drop(handle);
+            } else {
+                let _ = handle.await;
+            }
+        }
+        let done = scheduler.spawn("last", Arc::default(), async { 1 });
+        let result = tokio::time::timeout(Duration::from_secs(30), done).await;
+        assert_eq!(result.expect("a slot was lost").unwrap(), 1);
+        // Cancelled calls are dropped by the adapter threads, soon.
+        let settled = || {
+            let state = scheduler.gate.state.lock().unwrap();
+            state.holders.is_empty() && state.waiting.is_empty()
+        };
+        for _ in 0..100 {
+            if settled() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let state = scheduler.gate.state.lock().unwrap();
+        panic!(
+            "calls left in the gate: holders {:?} (running {:?}), waiting {:?}",
+            state.holders.iter().map(|h| h.id).collect::<Vec<_>>(),
+            state.holders.iter().map(|h| h.running).collect::<Vec<_>>(),
+            state.waiting.iter().map(|w| w.id).collect::<Vec<_>>()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_call_gives_its_slot_back() {
+        let scheduler = GuestScheduler::new(1, || {}).unwrap();
+        let never = scheduler.spawn("a", Arc::default(), std::future::pending::<()>());
+        tokio::task::yield_now().await;
+        drop(never);
+        let done = scheduler.spawn("b", Arc::default(), async { 1 });
+        // A lost slot would leave this call waiting for ever.
+        let result = tokio::time::timeout(Duration::from_secs(30), done).await;
+        assert_eq!(result.expect("the slot was not given back").unwrap(), 1);
+    }
+}
