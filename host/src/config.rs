@@ -89,16 +89,19 @@ pub struct AdaptersConfig {
     pub breaker_failures: u32,
     /// How long a tripped tenant rests before one trial call.
     pub breaker_cooldown_ms: u64,
-    /// Threads that run adapter code (0: one per CPU). They run at a lower OS priority than the
-    /// threads serving HTTP, and are shared between tenants by recent CPU use.
+    /// Threads that run adapter code (0: one per CPU but one, at least one). They run at a lower
+    /// OS priority than the threads serving HTTP, and are shared between tenants by recent CPU use.
     pub threads: usize,
 }
 
 impl AdaptersConfig {
-    /// How many adapter threads to start.
+    /// How many adapter threads to start. By default one CPU is left to accepting, committing
+    /// and delivering, which adapters spinning on every other CPU then cannot slow down much
+    /// (`isolation-bench` on 2 CPUs: healthy p99 under attack 2x alone with one adapter thread,
+    /// 18x with two).
     pub fn adapter_threads(&self) -> usize {
         match self.threads {
-            0 => std::thread::available_parallelism().map_or(2, usize::from),
+            0 => std::thread::available_parallelism().map_or(1, |cpus| cpus.get().saturating_sub(1).max(1)),
             n => n,
         }
     }

@@ -43,8 +43,8 @@ pub const WIT_PACKAGE: &str = "dolphin:bridge";
 pub const WIT_VERSION: &str = "0.1.0";
 
 /// How often the epoch ticks: CPU limits are enforced with this granularity, and a busy guest
-/// yields its runtime thread this often (1 ms keeps other tenants' calls moving; measured with
-/// `isolation-bench`, 10 ms gave the healthy tenant about 6x the latency under attack).
+/// yields its thread to the scheduler this often (the time slice busy guests share; a call of a
+/// lighter tenant does not wait for it, see [`crate::scheduler`]).
 const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Limits applied to every adapter call.
