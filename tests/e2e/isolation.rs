@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use dolphin_bridge_tests::events::EXAMPLE_OWNER;
+use dolphin_bridge_tests::reload_support::{metric_value, metrics_text};
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, MockVendor, Tenant, adapters};
 use serde_json::Value;
 
@@ -122,6 +123,14 @@ async fn a_looping_adapter_is_stopped_by_its_cpu_limit_while_others_are_served()
         "the reason names the CPU limit: {error}"
     );
     env.assert_healthy_tenant_served().await;
+
+    // The CPU each tenant's adapter used is exported: the spinner's whole budget, and more
+    // than the healthy tenant's few calls.
+    let text = metrics_text(&env.bridge).await;
+    let cpu = |tenant| metric_value(&text, "dolphin_bridge_adapter_cpu_seconds_total", &[("tenant", tenant)]);
+    let (villain, acme) = (cpu("villain"), cpu("acme"));
+    assert!(villain >= 0.5, "the spinner's CPU time is counted: {villain} s");
+    assert!(acme > 0.0 && acme < villain, "healthy {acme} s, spinner {villain} s");
 }
 
 #[tokio::test(flavor = "multi_thread")]
