@@ -14,6 +14,7 @@ mod demo;
 mod durability;
 mod isolation;
 mod languages;
+mod lookups;
 mod refused;
 mod reload;
 mod routing;

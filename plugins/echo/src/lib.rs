@@ -18,12 +18,15 @@
 //! Success is answered 200 `{"status":"ok"}`.
 //!
 //! Config keys: `url` (optional, the vendor endpoint), `tag` (optional, copied into every
-//! delivered event as `tag`), `token` (optional, sent as `authorization: Bearer ...`; never logged).
+//! delivered event as `tag`), `token` (optional, sent as `authorization: Bearer ...`; never logged),
+//! `with_contact` and `with_history` (optional, `true`: look the event's contact and the ticket's
+//! history up in 3Dolphins through the host and deliver them as `contact` and `history`, `null`
+//! when 3Dolphins has none; a failed look-up is retried later).
 
 use dolphin_bridge_sdk::{
     Adapter, AdapterError, BridgeEvent, CallContext, IncomingEvent, MessageType, Value, WebhookOutcome, WebhookRequest,
     config, events, export_adapter, http, incoming_json, kv, log, message_type_name, parse_message_type, serde_json,
-    webhook,
+    three_dolphins, webhook,
 };
 
 struct Echo;
@@ -49,7 +52,17 @@ impl Adapter for Echo {
             );
             return Ok(());
         };
-        let body = delivery_json(ctx, &event, config::get("tag").as_deref());
+        let mut body = delivery_json(ctx, &event, config::get("tag").as_deref());
+        if let Value::Object(map) = &mut body {
+            if enabled("with_contact") {
+                let contact = three_dolphins::contact(&event.contact_id)?;
+                map.insert("contact".into(), contact.unwrap_or(Value::Null));
+            }
+            if enabled("with_history") {
+                let history = three_dolphins::history(&event.ticket_number)?;
+                map.insert("history".into(), history.unwrap_or(Value::Null));
+            }
+        }
         let auth = config::get("token").map(|t| format!("Bearer {t}"));
         let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
         http::post_json(&url, &headers, &body)?;
@@ -73,6 +86,11 @@ impl Adapter for Echo {
             Err(message) => Ok(webhook::error(400, &message)),
         }
     }
+}
+
+/// Whether config `key` is `true`.
+fn enabled(key: &str) -> bool {
+    config::get(key).is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 fn channel_key(ticket: &str) -> String {
