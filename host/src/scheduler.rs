@@ -4,8 +4,14 @@
 //! A call's future may be polled only while it holds one of the pool's run slots (one per
 //! thread), and it gives the slot back whenever it stops: to wait for a host call, or at the
 //! epoch yield every tick. A freed slot goes to the waiting call whose tenant used the least CPU
-//! lately, so a tenant whose calls take microseconds gets a thread within a tick even while
-//! other tenants' adapters spin, and spinning tenants share what is left.
+//! lately. A call of a tenant that used less than a running one does not even wait for the
+//! tick: it takes a slot granted but not yet used, or makes the running guests yield now (an
+//! epoch increment). So a tenant whose calls take a millisecond is served at once while other
+//! tenants' adapters spin, and spinning tenants share what is left.
+//!
+//! Calls never wait in the runtime's own run queue, where they would be served in turn: a
+//! guest's yield or a host call's answer queues the call at the gate (`RunGate`), and its task
+//! is woken only once it holds a slot.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -137,26 +143,22 @@ struct TenantUsage {
 }
 
 impl TenantUsage {
+    /// The decayed nanoseconds as of `now`.
     fn decayed(&self, now: Instant) -> f64 {
-        match *self.state.lock().expect("usage lock") {
-            Some((nanos, at)) => nanos * decay(now.saturating_duration_since(at)),
-            None => 0.0,
-        }
+        decayed(*self.state.lock().expect("usage lock"), now)
     }
 
     fn charge(&self, spent: Duration) {
         let now = Instant::now();
         let mut state = self.state.lock().expect("usage lock");
-        let before = match *state {
-            Some((nanos, at)) => nanos * decay(now.saturating_duration_since(at)),
-            None => 0.0,
-        };
-        *state = Some((before + spent.as_nanos() as f64, now));
+        *state = Some((decayed(*state, now) + spent.as_nanos() as f64, now));
     }
 }
 
-fn decay(elapsed: Duration) -> f64 {
-    0.5f64.powf(elapsed.as_secs_f64() / USAGE_HALF_LIFE.as_secs_f64())
+fn decayed(state: Option<(f64, Instant)>, now: Instant) -> f64 {
+    let Some((nanos, at)) = state else { return 0.0 };
+    let half_lives = now.saturating_duration_since(at).as_secs_f64() / USAGE_HALF_LIFE.as_secs_f64();
+    nanos * 0.5f64.powf(half_lives)
 }
 
 /// The run slots, who holds them and who waits for one.
