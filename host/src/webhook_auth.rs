@@ -82,6 +82,11 @@ impl SignedRequest<'_> {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// Header `name`, which the scheme requires.
+    fn required(&self, name: &'static str) -> Result<&str, WebhookAuthError> {
+        self.header(name).ok_or(WebhookAuthError::Missing(name))
+    }
 }
 
 /// Verifies `request` for `tenant` as `config` says, at `now` (Unix seconds).
@@ -113,15 +118,9 @@ pub fn verify(
             }
         }
         WebhookAuth::StandardWebhooks => {
-            let id = request
-                .header("webhook-id")
-                .ok_or(WebhookAuthError::Missing("webhook-id"))?;
-            let timestamp = request
-                .header("webhook-timestamp")
-                .ok_or(WebhookAuthError::Missing("webhook-timestamp"))?;
-            let signatures = request
-                .header("webhook-signature")
-                .ok_or(WebhookAuthError::Missing("webhook-signature"))?;
+            let id = request.required("webhook-id")?;
+            let timestamp = request.required("webhook-timestamp")?;
+            let signatures = request.required("webhook-signature")?;
             let ts = check_timestamp(timestamp, "webhook-timestamp", now, tolerance)?;
             let key = match secret.strip_prefix("whsec_") {
                 Some(encoded) => BASE64.decode(encoded).map_err(|_| WebhookAuthError::BadSignature)?,
@@ -148,12 +147,8 @@ pub fn verify(
             Ok(())
         }
         WebhookAuth::Chatwoot => {
-            let signature = request
-                .header("x-chatwoot-signature")
-                .ok_or(WebhookAuthError::Missing("x-chatwoot-signature"))?;
-            let timestamp = request
-                .header("x-chatwoot-timestamp")
-                .ok_or(WebhookAuthError::Missing("x-chatwoot-timestamp"))?;
+            let signature = request.required("x-chatwoot-signature")?;
+            let timestamp = request.required("x-chatwoot-timestamp")?;
             let ts = check_timestamp(timestamp, "x-chatwoot-timestamp", now, tolerance)?;
             let given = signature
                 .strip_prefix("sha256=")
