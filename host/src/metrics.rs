@@ -8,6 +8,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// Labels of a per-tenant outcome.
@@ -42,6 +43,9 @@ pub struct Metrics {
     pub circuit_open: Family<TenantOutcome, Counter>,
     /// CPU time adapters ran, by tenant (seconds).
     pub adapter_cpu: Family<TenantLabel, Counter<f64, AtomicU64>>,
+    /// Per adapter call: how long it was ready to run but waited for an adapter thread, by
+    /// tenant (seconds).
+    pub adapter_wait: Family<TenantLabel, Histogram, fn() -> Histogram>,
 }
 
 /// The process-wide metrics.
@@ -58,6 +62,9 @@ impl Metrics {
         let config_rejected = Counter::default();
         let circuit_open = Family::<TenantOutcome, Counter>::default();
         let adapter_cpu = Family::<TenantLabel, Counter<f64, AtomicU64>>::default();
+        // 50 us to about 26 s.
+        let adapter_wait: Family<TenantLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_05, 4.0, 10)));
         registry.register(
             "incoming_events",
             "Incoming events by tenant and outcome",
@@ -94,6 +101,11 @@ impl Metrics {
             "CPU time adapters ran, by tenant",
             adapter_cpu.clone(),
         );
+        registry.register(
+            "adapter_wait_seconds",
+            "Time adapter calls were ready to run but waited for an adapter thread, by tenant",
+            adapter_wait.clone(),
+        );
         Metrics {
             registry,
             incoming,
@@ -104,7 +116,18 @@ impl Metrics {
             config_rejected,
             circuit_open,
             adapter_cpu,
+            adapter_wait,
         }
+    }
+
+    /// Records how long one call of `tenant` waited for an adapter thread.
+    pub fn observe_wait(tenant: &str, waited: Duration) {
+        METRICS
+            .adapter_wait
+            .get_or_create(&TenantLabel {
+                tenant: tenant.to_string(),
+            })
+            .observe(waited.as_secs_f64());
     }
 
     /// Adds `spent` to the CPU time of `tenant`'s adapter.

@@ -455,6 +455,7 @@ impl Runtime {
         };
         Metrics::count(&METRICS.adapter_calls, &ctx.tenant, outcome);
         Metrics::add_cpu(&ctx.tenant, cpu_clock.used());
+        Metrics::observe_wait(&ctx.tenant, cpu_clock.waited());
         result
     }
 }

@@ -77,6 +77,7 @@ impl GuestScheduler {
         // Asks for a slot before the task exists: the spawned task's first poll may come after
         // running guests' next yield, which should already see this call waiting.
         self.gate.admit(id, &usage, Waker::noop(), false);
+        let ready_since = Mutex::new(Some(Instant::now()));
         let scheduled = Scheduled {
             inner: Box::pin(call),
             clock,
@@ -87,6 +88,7 @@ impl GuestScheduler {
                 task: Mutex::default(),
                 polling: AtomicBool::new(false),
                 woken_while_polling: AtomicBool::new(false),
+                ready_since,
             }),
         };
         AbortOnDropHandle::new(self.handle.spawn(scheduled))
@@ -115,11 +117,12 @@ impl Drop for GuestScheduler {
 }
 
 /// Accumulates the time a call spent being polled: the guest running, not waiting for a host
-/// call's answer or for a thread.
+/// call's answer or for a thread. Also keeps the time it was ready to run but waited for a thread.
 #[derive(Default)]
 pub struct CpuClock {
     spent_nanos: AtomicU64,
     polling_since: Mutex<Option<Instant>>,
+    waited_nanos: AtomicU64,
 }
 
 impl CpuClock {
@@ -132,6 +135,11 @@ impl CpuClock {
             .map(|since| since.elapsed())
             .unwrap_or_default();
         Duration::from_nanos(self.spent_nanos.load(Ordering::Relaxed)) + current
+    }
+
+    /// Time the call was ready to run but waited for an adapter thread.
+    pub fn waited(&self) -> Duration {
+        Duration::from_nanos(self.waited_nanos.load(Ordering::Relaxed))
     }
 }
 
@@ -311,6 +319,8 @@ struct CallWaker {
     task: Mutex<Option<Waker>>,
     polling: AtomicBool,
     woken_while_polling: AtomicBool,
+    /// When the call last became ready to run (spawned, yielded, or a host call answered).
+    ready_since: Mutex<Option<Instant>>,
 }
 
 impl std::task::Wake for CallWaker {
@@ -323,6 +333,10 @@ impl std::task::Wake for CallWaker {
             self.woken_while_polling.store(true, Ordering::SeqCst);
             return;
         }
+        self.ready_since
+            .lock()
+            .expect("call waker lock")
+            .get_or_insert_with(Instant::now);
         // Held while asking, so that the call cannot finish in between and leave a slot taken.
         let task = self.task.lock().expect("call waker lock");
         let granted = match task.as_ref() {
@@ -358,6 +372,11 @@ impl<F: Future> Future for Scheduled<F> {
         }
         // Released when the poll ends, even by a panic, so that no slot is ever lost.
         let _slot = SlotGuard(&call.gate, call.id);
+        if let Some(since) = call.ready_since.lock().expect("call waker lock").take() {
+            this.clock
+                .waited_nanos
+                .fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
         call.polling.store(true, Ordering::SeqCst);
         let started = Instant::now();
         *this.clock.polling_since.lock().expect("cpu clock lock") = Some(started);
@@ -374,6 +393,7 @@ impl<F: Future> Future for Scheduled<F> {
         call.usage.charge(spent);
         if result.is_pending() && call.woken_while_polling.swap(false, Ordering::SeqCst) {
             // Ready to go on: wait for a slot, where the tenant's recent use decides.
+            *call.ready_since.lock().expect("call waker lock") = Some(Instant::now());
             call.gate.requeue(call.id, &call.usage, cx.waker());
         }
         result
@@ -508,6 +528,27 @@ mod tests {
         assert!(clock.used() >= Duration::from_millis(20), "{:?}", clock.used());
         assert!(scheduler.usage_of("a").decayed(Instant::now()) > 0.0);
         assert_eq!(scheduler.usage_of("b").decayed(Instant::now()), 0.0);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_waits_for_the_thread_has_its_wait_counted() {
+        let scheduler = GuestScheduler::new(1, || {}).unwrap();
+        let second_spawned = Arc::new(AtomicBool::new(false));
+        let signal = second_spawned.clone();
+        // Holds the only thread, without yielding, until 20 ms after the second call exists.
+        let first = scheduler.spawn("a", Arc::default(), async move {
+            while !signal.load(Ordering::SeqCst) {
+                std::hint::spin_loop();
+            }
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_millis(20) {}
+        });
+        let clock = Arc::new(CpuClock::default());
+        let second = scheduler.spawn("b", clock.clone(), async {});
+        second_spawned.store(true, Ordering::SeqCst);
+        first.await.unwrap();
+        second.await.unwrap();
+        assert!(clock.waited() >= Duration::from_millis(20), "{:?}", clock.waited());
     }
 
     #[tokio::test]

@@ -131,6 +131,16 @@ async fn a_looping_adapter_is_stopped_by_its_cpu_limit_while_others_are_served()
     let (villain, acme) = (cpu("villain"), cpu("acme"));
     assert!(villain >= 0.5, "the spinner's CPU time is counted: {villain} s");
     assert!(acme > 0.0 && acme < villain, "healthy {acme} s, spinner {villain} s");
+    // So is how long each call waited for an adapter thread: one sample per call.
+    let waits = |tenant| {
+        metric_value(
+            &text,
+            "dolphin_bridge_adapter_wait_seconds_count",
+            &[("tenant", tenant)],
+        )
+    };
+    assert_eq!(waits("villain"), 1.0, "{text}");
+    assert_eq!(waits("acme"), 2.0, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
