@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use dolphin_bridge_tests::corpus_support::{TunedBridge, start_with_options};
 use dolphin_bridge_tests::events::{EXAMPLE_OWNER, fresh_ticket};
 use dolphin_bridge_tests::mock_http::{MockServer, Recorded, Reply};
+use dolphin_bridge_tests::reload_support::metric_value;
 use dolphin_bridge_tests::{BridgeConfig, Event, MockThreeDolphins, Tenant, adapters};
 use serde_json::{Value, json};
 
@@ -280,6 +281,25 @@ fn describe(values: &[f64]) -> String {
 }
 
 /// Sums of counter `name` in OpenMetrics `text`, by (tenant, outcome).
+/// The healthy tenant's `dolphin_bridge_adapter_wait_seconds` (sum in seconds, count) now.
+async fn healthy_waits(bridge: &TunedBridge) -> (f64, f64) {
+    let text = bridge.client().get(&format!("{}/metrics", bridge.url())).await.text();
+    let labels = [("tenant", HEALTHY_TENANT)];
+    (
+        metric_value(&text, "dolphin_bridge_adapter_wait_seconds_sum", &labels),
+        metric_value(&text, "dolphin_bridge_adapter_wait_seconds_count", &labels),
+    )
+}
+
+/// The mean wait per call between two [`healthy_waits`] readings.
+fn describe_wait((sum_before, count_before): (f64, f64), (sum_after, count_after): (f64, f64)) -> String {
+    let calls = count_after - count_before;
+    if calls <= 0.0 {
+        return "(no calls)".into();
+    }
+    format!("{:.0} us over {calls} calls", (sum_after - sum_before) / calls * 1e6)
+}
+
 fn metric(text: &str, name: &str) -> BTreeMap<(String, String), u64> {
     let label = |labels: &str, key: &str| {
         let needle = format!("{key}=\"");
@@ -426,8 +446,10 @@ async fn main() -> ExitCode {
     let settle = Duration::from_secs(60).max(phase_time);
 
     // Phase 1: alone.
+    let before_alone = healthy_waits(&bridge).await;
     let alone_sent = send_healthy(&bridge, "alone", options.events, options.rate).await;
     let alone = collect(&vendor, &alone_sent, settle).await;
+    let after_alone = healthy_waits(&bridge).await;
 
     // Phase 2: under attack.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -453,6 +475,7 @@ async fn main() -> ExitCode {
         hostile_sent.insert(mode, task.await.expect("a hostile sender"));
     }
     let attacked = collect(&vendor, &attacked_sent, settle).await;
+    let after_attack = healthy_waits(&bridge).await;
 
     // Let the hostile deliveries finish (retries included) before reading the outcome.
     let settle_deadline = Instant::now() + Duration::from_secs(120);
@@ -488,6 +511,11 @@ async fn main() -> ExitCode {
         .map(|(p50, max)| format!("{p50:.0}/{max:.0}"))
         .collect();
     println!("under attack, p50/max ms by second of sending: {}", timeline.join(" "));
+    println!(
+        "healthy adapter calls' mean wait for an adapter thread (/metrics): alone {}, under attack {}",
+        describe_wait(before_alone, after_alone),
+        describe_wait(after_alone, after_attack)
+    );
 
     println!();
     println!("hostile events sent during the attack (accepted / refused):");
