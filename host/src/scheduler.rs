@@ -515,6 +515,77 @@ mod tests {
         assert!(admit(&gate, 3, &usage));
     }
 
+    /// What a call does next to the gate, in [`the_gate_keeps_its_invariants`].
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Asks for a slot (ready to run; `polling` when asked from its own poll).
+        Admit { call: u64, polling: bool },
+        /// A holder's poll ended: waiting for a host call, or (`requeue`) yielded.
+        PollEnded { call: u64, requeue: bool },
+        /// Finished or cancelled.
+        Forget { call: u64 },
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..8u64, any::<bool>()).prop_map(|(call, polling)| Step::Admit { call, polling }),
+            (0..8u64, any::<bool>()).prop_map(|(call, requeue)| Step::PollEnded { call, requeue }),
+            (0..8u64).prop_map(|call| Step::Forget { call }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever calls do, in any order: no more holders than slots, no call both holding
+        /// and waiting (or twice in either), nobody waiting while a slot is free, admission
+        /// answers the truth, and forgetting every call leaves the gate empty.
+        #[test]
+        fn the_gate_keeps_its_invariants(
+            slots in 1..4usize,
+            usages in proptest::collection::vec(0..50u64, 8),
+            steps in proptest::collection::vec(step(), 1..200),
+        ) {
+            let (gate, _) = gate(slots);
+            let usages: Vec<_> = usages.into_iter().map(used).collect();
+            for step in steps {
+                let holds = |call: u64| gate.state.lock().unwrap().holders.iter().any(|h| h.id == call);
+                match step {
+                    Step::Admit { call, polling } => {
+                        let granted = gate.admit(call, &usages[call as usize], Waker::noop(), polling);
+                        proptest::prop_assert_eq!(granted, holds(call));
+                    }
+                    Step::PollEnded { call, requeue } => {
+                        // Only a call that holds a slot is polled.
+                        if holds(call) {
+                            if requeue {
+                                gate.requeue(call, &usages[call as usize], Waker::noop());
+                            }
+                            gate.release(call);
+                        }
+                    }
+                    Step::Forget { call } => gate.forget(call),
+                }
+                let state = gate.state.lock().unwrap();
+                let mut ids: Vec<u64> = state.holders.iter().map(|h| h.id).collect();
+                ids.extend(state.waiting.iter().map(|w| w.id));
+                let count = ids.len();
+                ids.sort_unstable();
+                ids.dedup();
+                proptest::prop_assert_eq!(ids.len(), count, "a call is in the gate twice");
+                proptest::prop_assert!(state.holders.len() <= slots);
+                proptest::prop_assert!(
+                    state.holders.len() == slots || state.waiting.is_empty(),
+                    "a call waits while a slot is free"
+                );
+            }
+            for call in 0..8 {
+                gate.forget(call);
+            }
+            let state = gate.state.lock().unwrap();
+            proptest::prop_assert!(state.holders.is_empty() && state.waiting.is_empty());
+        }
+    }
+
     #[tokio::test]
     async fn runs_calls_and_charges_their_poll_time() {
         let scheduler = GuestScheduler::new(2, || {}).unwrap();
