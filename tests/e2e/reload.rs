@@ -55,12 +55,17 @@ struct SwapEnv {
     _dir: tempfile::TempDir,
 }
 
+/// A fresh folder for a test's config, adapters and store; removed when dropped.
+fn reload_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("dolphin-bridge-reload-")
+        .tempdir()
+        .expect("a temp dir")
+}
+
 impl SwapEnv {
     async fn start(build: &str) -> SwapEnv {
-        let dir = tempfile::Builder::new()
-            .prefix("dolphin-bridge-reload-")
-            .tempdir()
-            .expect("a temp dir");
+        let dir = reload_dir();
         let adapters = dir.path().join("adapters");
         std::fs::create_dir(&adapters).expect("create the adapters folder");
         let adapter = adapters.join("acme.wasm");
@@ -735,10 +740,7 @@ async fn reload_by_admin_endpoint_and_sighup_and_the_adapters_listing() {
     // The tenant's adapter is a symlink into a folder the watcher does not watch (it watches the
     // folders of the config and of the adapter paths), so a change there is picked up by an
     // explicit reload only.
-    let dir = tempfile::Builder::new()
-        .prefix("dolphin-bridge-reload-")
-        .tempdir()
-        .expect("a temp dir");
+    let dir = reload_dir();
     let (adapters, versions) = (dir.path().join("adapters"), dir.path().join("versions"));
     std::fs::create_dir(&adapters).unwrap();
     std::fs::create_dir(&versions).unwrap();
@@ -836,10 +838,7 @@ async fn reload_by_admin_endpoint_and_sighup_and_the_adapters_listing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reload_keeps_loaded_at_of_adapters_that_did_not_change() {
-    let dir = tempfile::Builder::new()
-        .prefix("dolphin-bridge-reload-")
-        .tempdir()
-        .expect("a temp dir");
+    let dir = reload_dir();
     let (acme_file, beta_file) = (dir.path().join("acme.wasm"), dir.path().join("beta.wasm"));
     let (v1, v2) = (echo_build_bytes("v1"), echo_build_bytes("v2"));
     std::fs::write(&acme_file, &v1).unwrap();
