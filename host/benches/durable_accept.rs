@@ -22,6 +22,7 @@ async fn measure(mode: CommitMode) -> f64 {
                 let delivery = NewDelivery {
                     delivery_id: uuid::Uuid::now_v7().to_string(),
                     tenant: "bench".into(),
+                    owner: "bench".into(),
                     direction: Direction::ToVendor,
                     ticket: format!("ticket-{client}"),
                     payload: payload.clone(),

@@ -50,13 +50,44 @@ pub enum DeadLetterCommand {
     },
     /// Show one delivery (any state) as JSON.
     Show { delivery_id: String },
-    /// Make dead letters pending again: one by id, a tenant's, or all.
+    /// Make dead letters pending again: one by id, a tenant's, or all. Attempt numbers go on
+    /// counting; the retry schedule starts again.
     Replay {
-        #[arg(conflicts_with_all = ["tenant", "all"], required_unless_present_any = ["tenant", "all"])]
-        delivery_id: Option<String>,
-        #[arg(long, conflicts_with = "all")]
-        tenant: Option<String>,
+        #[command(flatten)]
+        which: DeadLetterSelection,
+        /// Move them to this configured tenant first (a tenant removed or re-routed by a reload).
         #[arg(long)]
-        all: bool,
+        to_tenant: Option<String>,
     },
+    /// Delete dead letters for good: one by id, a tenant's, or all.
+    Purge {
+        #[command(flatten)]
+        which: DeadLetterSelection,
+        /// Only those that died longer ago than this many hours.
+        #[arg(long, default_value_t = 0)]
+        older_than_hours: u64,
+    },
+}
+
+/// Which dead letters a command acts on.
+#[derive(Debug, clap::Args)]
+pub struct DeadLetterSelection {
+    #[arg(conflicts_with_all = ["tenant", "all"], required_unless_present_any = ["tenant", "all"])]
+    pub delivery_id: Option<String>,
+    #[arg(long, conflicts_with = "all")]
+    pub tenant: Option<String>,
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl DeadLetterSelection {
+    /// The store's filter for this selection.
+    pub fn filter(self) -> crate::store::DeadLetterFilter {
+        use crate::store::DeadLetterFilter;
+        match (self.delivery_id, self.tenant, self.all) {
+            (Some(id), _, _) => DeadLetterFilter::One(id),
+            (None, Some(tenant), _) => DeadLetterFilter::Tenant(tenant),
+            _ => DeadLetterFilter::All,
+        }
+    }
 }

@@ -75,6 +75,10 @@ pub struct ServerConfig {
 pub struct StoreConfig {
     #[serde(default = "defaults::store_path")]
     pub path: PathBuf,
+    /// Writes waiting for the store's writer at most; past it, Incoming events and webhooks are
+    /// answered 503 `store_busy` (with `Retry-After`) instead of queueing without bound.
+    #[serde(default = "defaults::write_queue")]
+    pub write_queue: usize,
 }
 
 /// `[adapters]`: settings shared by every adapter.
@@ -175,6 +179,11 @@ pub struct WebhookConfig {
     /// How far a signed timestamp may be from now, seconds.
     #[serde(default = "defaults::webhook_tolerance_s")]
     pub tolerance_s: u64,
+    /// The request header carrying the vendor's id of a webhook, the same on each of its
+    /// retries: a webhook whose id was seen within `delivery.webhook_dedupe_window_ms` is answered
+    /// as the first was and stores nothing. Unset: `x-chatwoot-delivery` for Chatwoot (the
+    /// signature when the header is absent), `webhook-id` for Standard Webhooks, none otherwise.
+    pub dedupe_header: Option<String>,
 }
 
 /// `[three_dolphins]`: the 3Dolphins server the bridge posts to and looks things up in.
@@ -217,6 +226,16 @@ pub struct DeliveryConfig {
     pub retention_ms: u64,
     /// How long in-flight deliveries may take to finish at shutdown.
     pub shutdown_grace_ms: u64,
+    /// How long a vendor's webhook id is remembered, so that the vendor's retries of one webhook
+    /// are answered as the first was and stored once. Vendors retry for a day or more
+    /// (Standard Webhooks senders for about 27 hours), far past the signature tolerance.
+    pub webhook_dedupe_window_ms: u64,
+    /// What the bridge remembers of a ticket (channel, customer name) is deleted when the ticket
+    /// has had no Incoming event for this long.
+    pub ticket_retention_ms: u64,
+    /// Dead letters are deleted this long after they died; unset (the default): kept until
+    /// replayed or purged with `dead-letters purge`.
+    pub dead_letter_retention_ms: Option<u64>,
 }
 
 impl Default for DeliveryConfig {
@@ -231,6 +250,9 @@ impl Default for DeliveryConfig {
             idempotency_window_ms: 120_000,
             retention_ms: 7 * 24 * 3_600_000,
             shutdown_grace_ms: 10_000,
+            webhook_dedupe_window_ms: 3 * 24 * 3_600_000,
+            ticket_retention_ms: 90 * 24 * 3_600_000,
+            dead_letter_retention_ms: None,
         }
     }
 }
@@ -347,6 +369,9 @@ mod defaults {
     pub fn store_path() -> PathBuf {
         "dolphin-bridge.db".into()
     }
+    pub fn write_queue() -> usize {
+        crate::store::DEFAULT_WRITE_QUEUE
+    }
     pub fn event_path() -> String {
         "/dolphin/integration/incomingMessage".into()
     }
@@ -418,6 +443,7 @@ impl Config {
         });
         let mut store = raw.store.unwrap_or(StoreConfig {
             path: defaults::store_path(),
+            write_queue: defaults::write_queue(),
         });
         store.path = resolve(&store.path);
         let mut adapters = raw.adapters;
@@ -449,6 +475,25 @@ impl Config {
             field: field.into(),
             message: message.into(),
         }
+    }
+
+    /// A tenant's webhook deduplication: a header name, and ids kept at least as long as a
+    /// signed request may be replayed.
+    fn check_webhook_dedupe(&self, webhook: &WebhookConfig, field: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        if let Some(header) = &webhook.dedupe_header
+            && http::HeaderName::from_bytes(header.as_bytes()).is_err()
+        {
+            return Err(self.invalid(field("webhook.dedupe_header"), "is not an HTTP header name"));
+        }
+        if matches!(webhook.auth, WebhookAuth::StandardWebhooks | WebhookAuth::Chatwoot)
+            && webhook.tolerance_s.saturating_mul(1_000) > self.delivery.webhook_dedupe_window_ms
+        {
+            return Err(self.invalid(
+                field("webhook.tolerance_s"),
+                "is longer than delivery.webhook_dedupe_window_ms: a webhook replayed after its id is forgotten would be processed again",
+            ));
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -530,7 +575,7 @@ impl Config {
                 {
                     return Err(self.invalid(field("webhook.secret"), "is required for this auth"));
                 }
-                Some(_) => {}
+                Some(webhook) => self.check_webhook_dedupe(webhook, &field)?,
             }
             let limits = &tenant.limits;
             if limits.memory_mib == 0 || limits.cpu_ms == 0 || limits.http_response_bytes == 0 {
@@ -771,6 +816,36 @@ literal = "$${NOT_A_VAR}"
         let text = MINIMAL.replace("webhook = { auth = \"token\", secret = \"${CW_TOKEN}\" }", "");
         let err = Config::parse(Path::new("b.toml"), &text, &env).unwrap_err().to_string();
         assert!(err.contains("tenants[0].webhook"), "{err}");
+    }
+
+    #[test]
+    fn webhook_dedupe_is_checked() {
+        let with = |webhook: &str, delivery: &str| {
+            let text = MINIMAL.replace("webhook = { auth = \"token\", secret = \"${CW_TOKEN}\" }", webhook);
+            Config::parse(Path::new("b.toml"), &format!("[delivery]\n{delivery}\n{text}"), &env)
+        };
+        let config = with(
+            "webhook = { auth = \"token\", secret = \"t\", dedupe_header = \"X-Request-Id\" }",
+            "",
+        )
+        .unwrap();
+        let webhook = config.tenants[0].webhook.as_ref().unwrap();
+        assert_eq!(webhook.dedupe_header.as_deref(), Some("X-Request-Id"));
+        assert_eq!(config.delivery.webhook_dedupe_window_ms, 259_200_000);
+        let err = with(
+            "webhook = { auth = \"token\", secret = \"t\", dedupe_header = \"a b\" }",
+            "",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("tenants[0].webhook.dedupe_header"), "{err}");
+        // Signed requests must not outlive their ids: a replay would be processed again.
+        let signed = "webhook = { auth = \"chatwoot\", secret = \"s\", tolerance_s = 600 }";
+        let err = with(signed, "webhook_dedupe_window_ms = 300000")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tenants[0].webhook.tolerance_s"), "{err}");
+        assert!(with(signed, "webhook_dedupe_window_ms = 600000").is_ok());
     }
 
     #[test]

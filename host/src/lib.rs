@@ -3,10 +3,11 @@
 //!
 //! One module per concern: [`config`] (the TOML file), [`contract`] (the 3Dolphins events),
 //! [`server`] (HTTP), [`tenants`] (routing), [`runtime`] (wasmtime and host functions),
-//! [`scheduler`] (the threads adapters run on), [`registry`] (the live tenant set), [`store`] (the embedded database) and
+//! [`scheduler`] (the threads adapters run on), [`registry`] (the live tenant set), [`store`] (the embedded database), [`clock`] (time that never steps) and
 //! [`three_dolphins`] (the 3Dolphins client).
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod contract;
 pub mod egress;
@@ -31,9 +32,11 @@ use runtime::{HostServices, Runtime};
 
 /// Opens the configured store.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn store::Store>> {
-    Ok(Arc::new(store::SqliteStore::open(
+    Ok(Arc::new(store::SqliteStore::open_with(
         &config.store.path,
         store::CommitMode::Group,
+        config.store.write_queue,
+        |_| Ok(()),
     )?))
 }
 

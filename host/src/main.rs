@@ -11,7 +11,7 @@ use dolphin_bridge::config::Config;
 use dolphin_bridge::outbox::Outbox;
 use dolphin_bridge::registry::{AdapterRegistry, ChangeWatcher};
 use dolphin_bridge::server::{self, AppState};
-use dolphin_bridge::store::DeadLetterFilter;
+use dolphin_bridge::store::ServerLock;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +60,7 @@ async fn check(config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let _one_server = ServerLock::acquire(&config.store.path)?;
     let watcher = ChangeWatcher::start(&config)?;
     let store = dolphin_bridge::open_store(&config)?;
     let registry = Arc::new(dolphin_bridge::build_registry(&config, store.clone())?);
@@ -92,7 +93,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         registry,
         outbox,
         admin_token: config.admin.token.clone(),
-        replays: Default::default(),
     });
     let grace = Duration::from_millis(config.delivery.shutdown_grace_ms);
     server::serve(listener, state, shutdown, grace).await?;
@@ -147,18 +147,22 @@ async fn dead_letters(config: Config, command: DeadLetterCommand) -> anyhow::Res
             Some(delivery) => println!("{}", serde_json::to_string_pretty(&delivery)?),
             None => anyhow::bail!("no delivery `{delivery_id}`"),
         },
-        DeadLetterCommand::Replay {
-            delivery_id,
-            tenant,
-            all,
-        } => {
-            let filter = match (delivery_id, tenant, all) {
-                (Some(id), _, _) => DeadLetterFilter::One(id),
-                (None, Some(tenant), _) => DeadLetterFilter::Tenant(tenant),
-                _ => DeadLetterFilter::All,
-            };
-            let replayed = store.replay(filter).await?;
+        DeadLetterCommand::Replay { which, to_tenant } => {
+            if let Some(tenant) = &to_tenant
+                && !config.tenants.iter().any(|t| &t.name == tenant)
+            {
+                anyhow::bail!("no tenant named `{tenant}` in {}", config.source.display());
+            }
+            let replayed = store.replay(which.filter(), to_tenant.as_deref()).await?;
             println!("{replayed} dead letter(s) queued again");
+        }
+        DeadLetterCommand::Purge {
+            which,
+            older_than_hours,
+        } => {
+            let before = dolphin_bridge::clock::now_ms() - (older_than_hours as i64).saturating_mul(3_600_000);
+            let purged = store.purge_dead_letters(which.filter(), before).await?;
+            println!("{purged} dead letter(s) deleted");
         }
     }
     Ok(())

@@ -29,6 +29,9 @@ pub struct Metrics {
     registry: Registry,
     /// Incoming events by tenant and outcome (accepted, duplicate).
     pub incoming: Family<TenantOutcome, Counter>,
+    /// Vendor webhooks answered, by tenant and outcome: `accepted` (the adapter ran, what it
+    /// produced was stored), `duplicate` (a retry or replay, answered as the first was).
+    pub webhooks: Family<TenantOutcome, Counter>,
     /// Requests refused before reaching a tenant, by reason (the JSON error code).
     pub refused: Family<TenantOutcome, Counter>,
     /// Delivery attempts by tenant and outcome (delivered, retry, dead).
@@ -46,6 +49,9 @@ pub struct Metrics {
     /// Per adapter call: how long it was ready to run but waited for an adapter thread, by
     /// tenant (seconds).
     pub adapter_wait: Family<TenantLabel, Histogram, fn() -> Histogram>,
+    /// Passes of the delivery dispatcher (each reads what is due): an idle bridge makes about
+    /// one a second.
+    pub dispatches: Counter,
 }
 
 /// The process-wide metrics.
@@ -55,6 +61,7 @@ impl Metrics {
     fn new() -> Metrics {
         let mut registry = Registry::with_prefix("dolphin_bridge");
         let incoming = Family::<TenantOutcome, Counter>::default();
+        let webhooks = Family::<TenantOutcome, Counter>::default();
         let refused = Family::<TenantOutcome, Counter>::default();
         let deliveries = Family::<TenantOutcome, Counter>::default();
         let adapter_calls = Family::<TenantOutcome, Counter>::default();
@@ -69,6 +76,11 @@ impl Metrics {
             "incoming_events",
             "Incoming events by tenant and outcome",
             incoming.clone(),
+        );
+        registry.register(
+            "webhooks",
+            "Vendor webhooks answered, by tenant and outcome",
+            webhooks.clone(),
         );
         registry.register("refused_requests", "Requests refused, by error code", refused.clone());
         registry.register(
@@ -106,9 +118,16 @@ impl Metrics {
             "Time adapter calls were ready to run but waited for an adapter thread, by tenant",
             adapter_wait.clone(),
         );
+        let dispatches = Counter::default();
+        registry.register(
+            "outbox_dispatches",
+            "Passes of the delivery dispatcher",
+            dispatches.clone(),
+        );
         Metrics {
             registry,
             incoming,
+            webhooks,
             refused,
             deliveries,
             adapter_calls,
@@ -117,6 +136,7 @@ impl Metrics {
             circuit_open,
             adapter_cpu,
             adapter_wait,
+            dispatches,
         }
     }
 

@@ -2,7 +2,7 @@
 //! workers in order per ticket, retried with backoff and full jitter, and dead-lettered when
 //! they fail for good.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,12 +11,15 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::clock::now_ms;
 use crate::config::DeliveryConfig;
 use crate::contract::{IncomingEvent, ThreeDolphinsEvent};
 use crate::metrics::{METRICS, Metrics};
 use crate::registry::AdapterRegistry;
 use crate::runtime::{CallContext, CallError};
-use crate::store::{Accepted, Delivery, Direction, NewDelivery, Store, now_ms};
+use crate::store::{
+    Accepted, Delivery, Direction, NewDelivery, OrderKey, Outcome, PurgeBefore, Store, StoredResponse, WebhookAccepted,
+};
 use crate::three_dolphins::ThreeDolphinsError;
 
 /// What became of one attempt.
@@ -26,13 +29,64 @@ enum Attempt {
     Permanent(String),
 }
 
+/// How long a dispatcher waits before looking again when nothing tells it to: a replay made by
+/// another process (the `dead-letters` command) is picked up within this.
+const IDLE_LOOK: Duration = Duration::from_secs(1);
+/// After the store failed a claim, the ticket waits this long before it is tried again.
+const STORE_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
+/// Due reads one dispatch makes at most (each skips the tenants the previous one filled).
+const MAX_READS_PER_DISPATCH: usize = 8;
+
+/// Deliveries running now: their order keys (whose next event waits) and count per tenant.
+#[derive(Default)]
+struct InFlight {
+    keys: HashSet<OrderKey>,
+    per_tenant: HashMap<String, usize>,
+}
+
+impl InFlight {
+    /// Takes `key` for a delivery of `tenant`; false when that key already has one running.
+    fn start(&mut self, key: OrderKey, tenant: &str) -> bool {
+        if !self.keys.insert(key) {
+            return false;
+        }
+        *self.per_tenant.entry(tenant.to_string()).or_default() += 1;
+        true
+    }
+
+    fn finish(&mut self, key: &OrderKey, tenant: &str) {
+        self.keys.remove(key);
+        if let Some(count) = self.per_tenant.get_mut(tenant) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_tenant.remove(tenant);
+            }
+        }
+    }
+
+    fn count(&self, tenant: &str) -> usize {
+        self.per_tenant.get(tenant).copied().unwrap_or(0)
+    }
+
+    /// Tenants with `cap` deliveries running: a due read leaves them out.
+    fn saturated(&self, cap: usize) -> Vec<String> {
+        let mut tenants: Vec<String> = self
+            .per_tenant
+            .iter()
+            .filter(|(_, n)| **n >= cap)
+            .map(|(t, _)| t.clone())
+            .collect();
+        tenants.sort();
+        tenants
+    }
+}
+
 /// The outbox: accepts events durably and runs their delivery.
 pub struct Outbox {
     store: Arc<dyn Store>,
     config: DeliveryConfig,
     wake: Notify,
-    /// Order keys with a delivery running now: their next event waits.
-    in_flight: Mutex<HashSet<(String, Direction, String)>>,
+    in_flight: Mutex<InFlight>,
 }
 
 impl Outbox {
@@ -42,7 +96,7 @@ impl Outbox {
             store,
             config,
             wake: Notify::new(),
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(InFlight::default()),
         })
     }
 
@@ -59,6 +113,29 @@ impl Outbox {
         Ok(accepted)
     }
 
+    /// How long a vendor's webhook key is remembered.
+    pub fn webhook_dedupe_window(&self) -> Duration {
+        Duration::from_millis(self.config.webhook_dedupe_window_ms)
+    }
+
+    /// Persists a webhook's `deliveries` with its key and `response` (see
+    /// [`Store::accept_webhook`]) and wakes the workers.
+    pub async fn accept_webhook(
+        &self,
+        tenant: &str,
+        key: Option<&str>,
+        response: StoredResponse,
+        deliveries: Vec<NewDelivery>,
+    ) -> anyhow::Result<WebhookAccepted> {
+        let window = self.webhook_dedupe_window();
+        let accepted = self
+            .store
+            .accept_webhook(tenant, key, response, deliveries, window)
+            .await?;
+        self.wake.notify_one();
+        Ok(accepted)
+    }
+
     /// Wakes the dispatcher (after a replay, say).
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -71,11 +148,12 @@ impl Outbox {
         let tasks = TaskTracker::new();
         tasks.spawn(self.clone().purge_loop(shutdown.clone()));
         while !shutdown.is_cancelled() {
+            METRICS.dispatches.inc();
             let next_wait = match self.dispatch(&registry, &workers, &tasks).await {
                 Ok(wait) => wait,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "outbox dispatch failed; retrying");
-                    Duration::from_millis(500)
+                    STORE_FAILURE_BACKOFF
                 }
             };
             tokio::select! {
@@ -94,105 +172,142 @@ impl Outbox {
     }
 
     /// Starts every due delivery it has a worker for; returns how long to sleep at most.
+    ///
+    /// Heads it cannot start now (their tenant is at its cap, or every worker is busy) are
+    /// looked at again when a running delivery ends, which wakes the dispatcher; so the sleep
+    /// only has to reach the next head that becomes due later.
     async fn dispatch(
         self: &Arc<Self>,
         registry: &Arc<AdapterRegistry>,
         workers: &Arc<Semaphore>,
         tasks: &TaskTracker,
     ) -> anyhow::Result<Duration> {
-        let free = workers.available_permits();
-        if free == 0 {
-            return Ok(Duration::from_millis(1_000));
-        }
-        let busy = self.in_flight.lock().expect("in-flight lock").len();
-        // Read past what the workers can take, so that a busy tenant's backlog does not hide
-        // other tenants' due deliveries.
-        let due = self.store.due(now_ms(), free + busy + 256).await?;
         let cap = self.config.max_in_flight_per_tenant.max(1);
-        for delivery in due {
-            let tenant_busy = {
-                let in_flight = self.in_flight.lock().expect("in-flight lock");
-                in_flight
-                    .iter()
-                    .filter(|(tenant, _, _)| *tenant == delivery.tenant)
-                    .count()
-            };
-            if tenant_busy >= cap {
-                continue;
-            }
-            let key = delivery.order_key();
-            if !self.in_flight.lock().expect("in-flight lock").insert(key.clone()) {
-                continue;
-            }
-            let Ok(permit) = workers.clone().try_acquire_owned() else {
-                self.in_flight.lock().expect("in-flight lock").remove(&key);
+        let now = now_ms();
+        for _ in 0..MAX_READS_PER_DISPATCH {
+            let free = workers.available_permits();
+            if free == 0 {
                 break;
-            };
-            let (outbox, registry) = (self.clone(), registry.clone());
-            tasks.spawn(async move {
-                // `due` may have read this delivery just before an attempt that was running
-                // recorded its outcome; the writer has the last word on whether it is still due.
-                match outbox.store.still_due(delivery.seq, delivery.attempts).await {
-                    Ok(true) => outbox.deliver(&registry, delivery).await,
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot check a delivery; it stays pending"),
+            }
+            // Tenants at their cap are left out of the read, so their heads cannot fill it and
+            // hide other tenants' (one slow tenant cannot delay another's deliveries).
+            let skip = self.in_flight.lock().expect("in-flight lock").saturated(cap);
+            let limit = free + 64;
+            let due = self.store.due(now, limit, &skip).await?;
+            let read_all = due.len() < limit;
+            let mut filled_a_tenant = false;
+            for delivery in due {
+                let key = delivery.order_key();
+                {
+                    let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+                    if in_flight.count(&delivery.tenant) >= cap || !in_flight.start(key.clone(), &delivery.tenant) {
+                        continue;
+                    }
+                    filled_a_tenant |= in_flight.count(&delivery.tenant) >= cap;
                 }
-                outbox.in_flight.lock().expect("in-flight lock").remove(&key);
-                drop(permit);
-                outbox.wake.notify_one();
-            });
+                let Ok(permit) = workers.clone().try_acquire_owned() else {
+                    self.in_flight
+                        .lock()
+                        .expect("in-flight lock")
+                        .finish(&key, &delivery.tenant);
+                    break;
+                };
+                let (outbox, registry) = (self.clone(), registry.clone());
+                tasks.spawn(async move {
+                    let tenant = delivery.tenant.clone();
+                    outbox.claim_and_deliver(&registry, delivery).await;
+                    outbox.in_flight.lock().expect("in-flight lock").finish(&key, &tenant);
+                    drop(permit);
+                    outbox.wake.notify_one();
+                });
+            }
+            if read_all || !filled_a_tenant {
+                break;
+            }
         }
-        let wait = match self.store.next_due_at().await? {
-            Some(at) => Duration::from_millis((at - now_ms()).clamp(1, 1_000) as u64),
-            // Nothing pending: an occasional look catches replays made by another process.
-            None => Duration::from_millis(1_000),
+        let wait = match self.store.next_due_after(now).await? {
+            Some(at) => Duration::from_millis((at - now_ms()).max(1) as u64).min(IDLE_LOOK),
+            None => IDLE_LOOK,
         };
         Ok(wait)
     }
 
-    /// Makes one attempt and records its outcome.
-    async fn deliver(&self, registry: &AdapterRegistry, delivery: Delivery) {
+    /// The longest wait the retry schedule allows after `attempt` (counted from the last
+    /// replay): how long a claimed delivery is set aside should its outcome never be recorded.
+    fn lease(&self, retry_index: u32) -> Duration {
+        let schedule = &self.config.retry_schedule_ms;
+        let wait = schedule
+            .get(retry_index.saturating_sub(1) as usize)
+            .or(schedule.last())
+            .copied()
+            .unwrap_or(STORE_FAILURE_BACKOFF.as_millis() as u64);
+        Duration::from_millis(wait.max(STORE_FAILURE_BACKOFF.as_millis() as u64))
+    }
+
+    /// Claims `delivery` for its next attempt, makes it, and records its outcome.
+    async fn claim_and_deliver(&self, registry: &AdapterRegistry, delivery: Delivery) {
         let attempt = delivery.attempts + 1;
+        let retry_index = attempt - delivery.retry_base;
+        let lease_until = now_ms() + self.lease(retry_index).as_millis() as i64;
+        // `due` may have read this delivery just before an attempt that was running recorded its
+        // outcome; the claim has the last word on whether it is still due.
+        match self.store.claim(delivery.seq, delivery.attempts, lease_until).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(delivery_id = %delivery.delivery_id, error = format!("{e:#}"),
+                    "cannot claim a delivery; it stays pending");
+                tokio::time::sleep(STORE_FAILURE_BACKOFF).await;
+                return;
+            }
+        }
         let outcome = attempt_delivery(registry, &delivery, attempt).await;
+        let retries = self.config.retry_schedule_ms.len();
         let label = match &outcome {
             Attempt::Delivered => "delivered",
-            Attempt::RetryLater(_) if (attempt as usize) <= self.config.retry_schedule_ms.len() => "retry",
+            Attempt::RetryLater(_) if (retry_index as usize) <= retries => "retry",
             _ => "dead",
         };
         Metrics::count(&METRICS.deliveries, &delivery.tenant, label);
-        let recorded = match outcome {
+        let outcome = match outcome {
             Attempt::Delivered => {
                 tracing::info!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                     ticket = %delivery.ticket, attempt, direction = ?delivery.direction, "delivered");
-                self.store.mark_delivered(delivery.seq).await
+                Outcome::Delivered
             }
-            Attempt::RetryLater(error) => match self.config.retry_schedule_ms.get(attempt as usize - 1) {
+            Attempt::RetryLater(error) => match self.config.retry_schedule_ms.get(retry_index as usize - 1) {
                 Some(&max_wait) => {
                     let wait = rand::rng().random_range(0..=max_wait) as i64;
                     tracing::warn!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                         ticket = %delivery.ticket, attempt, retry_in_ms = wait, %error, "delivery failed; will retry");
-                    self.store.retry_at(delivery.seq, now_ms() + wait, &error).await
+                    Outcome::RetryAt(now_ms() + wait, error)
                 }
                 None => {
-                    let error = format!("gave up after {attempt} attempts: {error}");
+                    let error = format!("gave up after {retry_index} attempts: {error}");
                     tracing::error!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                         ticket = %delivery.ticket, %error, "dead letter");
-                    self.store.dead_letter(delivery.seq, &error).await
+                    Outcome::Dead(error)
                 }
             },
             Attempt::Permanent(error) => {
                 tracing::error!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                     ticket = %delivery.ticket, attempt, %error, "dead letter");
-                self.store.dead_letter(delivery.seq, &error).await
+                Outcome::Dead(error)
             }
         };
-        if let Err(e) = recorded {
-            // The delivery stays pending and is attempted again: at least once.
-            tracing::error!(delivery_id = %delivery.delivery_id, error = format!("{e:#}"), "cannot record a delivery outcome");
+        match self.store.record(delivery.seq, attempt, outcome).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(delivery_id = %delivery.delivery_id, attempt,
+                "the delivery changed while this attempt ran; its outcome was not recorded"),
+            // The claim's lease holds the delivery back for as long as the retry schedule
+            // would have: it is attempted again then (at least once), never sooner.
+            Err(e) => tracing::error!(delivery_id = %delivery.delivery_id, attempt, error = format!("{e:#}"),
+                "cannot record a delivery outcome; the delivery is attempted again after its lease"),
         }
     }
 
-    /// Deletes old delivered events and idempotency keys, every minute.
+    /// Deletes, every minute, what is past its retention: delivered events, idempotency and
+    /// webhook keys, tickets not seen for long, and (when configured) dead letters.
     async fn purge_loop(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             tokio::select! {
@@ -200,11 +315,17 @@ impl Outbox {
                 _ = shutdown.cancelled() => return,
             }
             let now = now_ms();
-            let delivered_before = now - self.config.retention_ms as i64;
-            let keys_before = now - self.config.idempotency_window_ms as i64;
-            match self.store.purge(delivered_before, keys_before).await {
+            let ago = |ms: u64| now.saturating_sub(ms as i64);
+            let before = PurgeBefore {
+                delivered: ago(self.config.retention_ms),
+                idempotency_keys: ago(self.config.idempotency_window_ms),
+                webhook_keys: ago(self.config.webhook_dedupe_window_ms),
+                tickets: ago(self.config.ticket_retention_ms),
+                dead_letters: self.config.dead_letter_retention_ms.map(ago),
+            };
+            match self.store.purge(before).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(purged = n, "purged delivered events past retention"),
+                Ok(n) => tracing::info!(purged = n, "purged events past retention"),
                 Err(e) => tracing::warn!(error = format!("{e:#}"), "purge failed"),
             }
         }

@@ -28,12 +28,12 @@ use crate::contract::{
 use crate::registry::AdapterRegistry;
 use crate::runtime::bindings::dolphin::bridge::types as wt;
 use crate::runtime::{CallContext, CallError, from_wit_type, header_pairs};
-use crate::webhook_auth::{self, ReplayGuard, SignedRequest};
+use crate::webhook_auth::{self, SignedRequest};
 
 mod admin;
 use crate::metrics::{METRICS, Metrics};
 use crate::outbox::Outbox;
-use crate::store::{Direction, NewDelivery, TicketInfo};
+use crate::store::{Direction, NewDelivery, StoreError, StoredResponse, TicketInfo, WebhookAccepted};
 use crate::tenants::Tenant;
 
 /// The response body type of every handler.
@@ -73,6 +73,11 @@ impl ApiError {
                 .headers_mut()
                 .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
         }
+        if self.code == "store_busy" {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        }
         response
     }
 }
@@ -93,8 +98,6 @@ pub struct AppState {
     pub outbox: Arc<Outbox>,
     /// Bearer token of the `/admin/...` endpoints; they answer 404 when none is set.
     pub admin_token: Option<String>,
-    /// Signed webhook ids seen recently, to refuse replays.
-    pub replays: ReplayGuard,
 }
 
 /// Accepts connections on `listener` until `shutdown` is cancelled, then lets open requests
@@ -165,11 +168,13 @@ pub async fn handle(state: &AppState, peer: IpAddr, request: Request<Incoming>) 
     } else if let Some(rest) = path.strip_prefix("/admin/") {
         let rest = rest.to_string();
         admin::handle(state, &rest, request).await
-    } else if path == "/healthz" || path == "/metrics" {
+    } else if path == "/healthz" || path == "/readyz" || path == "/metrics" {
         if request.method() != Method::GET {
             Err(method_not_allowed("GET"))
         } else if path == "/healthz" {
             Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })))
+        } else if path == "/readyz" {
+            readiness(state).await
         } else {
             Ok(Response::builder()
                 .header(
@@ -305,7 +310,8 @@ async fn handle_incoming(state: &AppState, request: Request<Incoming>) -> Result
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|k| !k.is_empty())
-        .map(|k| format!("header:{}", &k[..k.len().min(256)]));
+        // Hashed: any length is kept apart from every other key, and stored in 64 bytes.
+        .map(|k| format!("header:{}", hex::encode(Sha256::digest(k.as_bytes()))));
     let body = read_body_timed(state, request, state.server.max_body_bytes).await?;
     let event = IncomingEvent::parse(&body).map_err(|e| match e {
         ParseError::Malformed(message) => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", message),
@@ -357,6 +363,7 @@ async fn handle_incoming(state: &AppState, request: Request<Incoming>) -> Result
         ticket: event.ticket_number.clone(),
         payload: serde_json::to_string(&event).expect("events serialize"),
         idempotency_key: Some(idempotency_key.unwrap_or_else(|| body_key(&body))),
+        owner: event.owner.clone(),
     };
     let accepted = state.outbox.accept(vec![delivery]).await.map_err(store_unavailable)?;
     let accepted = &accepted[0];
@@ -409,12 +416,48 @@ fn body_key(body: &[u8]) -> String {
 }
 
 pub(crate) fn store_unavailable(error: anyhow::Error) -> ApiError {
+    if error.downcast_ref::<StoreError>() == Some(&StoreError::Busy) {
+        tracing::warn!("store busy: refusing a write");
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_busy",
+            "the bridge's store is not keeping up; retry after the Retry-After delay",
+        );
+    }
     tracing::error!(error = format!("{error:#}"), "store failure");
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "store_unavailable",
         "the bridge's store failed; retry",
     )
+}
+
+/// How long a store round trip may take before `/readyz` calls the store not ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET /readyz`: ready when a write transaction through the store's writer completes.
+async fn readiness(state: &AppState) -> Result<Response<Body>, ApiError> {
+    let store = state.outbox.store();
+    let not_ready = |message: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_not_ready", message);
+    let health = match tokio::time::timeout(READY_TIMEOUT, store.health()).await {
+        Ok(Ok(health)) => health,
+        Ok(Err(e)) => {
+            tracing::warn!(error = format!("{e:#}"), "readiness: store round trip failed");
+            return Err(not_ready("the store's writer could not complete a transaction".into()));
+        }
+        Err(_) => {
+            return Err(not_ready(format!(
+                "the store's writer did not answer within {} ms",
+                READY_TIMEOUT.as_millis()
+            )));
+        }
+    };
+    let mut store_json = serde_json::to_value(&health).expect("health serializes");
+    store_json["lastCommitAgoMs"] = json!(store.last_commit_age().map(|age| age.as_millis() as u64));
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "status": "ready", "store": store_json }),
+    ))
 }
 
 /// The client-facing error for a failed adapter call.
@@ -431,6 +474,12 @@ fn call_failed(error: CallError) -> ApiError {
 }
 
 /// `/vendors/{tenant}/...`: a vendor webhook, mapped by the tenant's adapter.
+///
+/// A webhook whose dedupe key (the vendor's id of it, see [`webhook_auth::verify`]) was answered
+/// within `delivery.webhook_dedupe_window_ms` gets that answer again, and nothing runs or is
+/// stored. Otherwise the adapter runs and the vendor is answered once its events are committed
+/// together with the key and the answer; when the bridge answers an error instead (adapter
+/// failure, store failure) nothing is recorded, so the vendor's retry is processed afresh.
 async fn handle_webhook(
     state: &AppState,
     tenant_name: &str,
@@ -455,10 +504,22 @@ async fn handle_webhook(
         body: &body,
     };
     let now = chrono::Utc::now().timestamp();
-    webhook_auth::verify(&tenant.name, &tenant.webhook, &signed, now, &state.replays).map_err(|e| {
+    let key = webhook_auth::verify(&tenant.webhook, &signed, now).map_err(|e| {
         tracing::warn!(tenant = %tenant.name, error = %e, "webhook refused");
         ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string())
     })?;
+    if let Some(key) = &key {
+        let window = state.outbox.webhook_dedupe_window();
+        let first = state
+            .outbox
+            .store()
+            .webhook_response(&tenant.name, key, window)
+            .await
+            .map_err(store_unavailable)?;
+        if let Some(first) = first {
+            return Ok(answer_duplicate(&tenant, &first));
+        }
+    }
     let delivery_id = uuid::Uuid::now_v7().to_string();
     let ctx = CallContext {
         tenant: tenant.name.clone(),
@@ -484,26 +545,48 @@ async fn handle_webhook(
             api_error.message = format!("the adapter could not process this webhook (delivery id {delivery_id})");
             api_error
         })?;
-    let mut events = Vec::with_capacity(outcome.events.len());
+    let answer = vendor_answer(outcome.response);
+    let mut deliveries = Vec::with_capacity(outcome.events.len());
     for event in outcome.events {
-        events.push(complete_event(state, &tenant, event).await?);
+        let event = complete_event(state, &tenant, event).await?;
+        deliveries.push(NewDelivery {
+            delivery_id: uuid::Uuid::now_v7().to_string(),
+            tenant: tenant.name.clone(),
+            direction: Direction::ToThreeDolphins,
+            ticket: event.ticket_number().to_string(),
+            payload: serde_json::to_string(&event).expect("events serialize"),
+            idempotency_key: None,
+            owner: tenant.owner.clone(),
+        });
     }
-    if !events.is_empty() {
-        let deliveries = events
-            .iter()
-            .map(|event| NewDelivery {
-                delivery_id: uuid::Uuid::now_v7().to_string(),
-                tenant: tenant.name.clone(),
-                direction: Direction::ToThreeDolphins,
-                ticket: event.ticket_number().to_string(),
-                payload: serde_json::to_string(event).expect("events serialize"),
-                idempotency_key: None,
-            })
-            .collect();
-        state.outbox.accept(deliveries).await.map_err(store_unavailable)?;
-        tracing::info!(tenant = %tenant.name, %delivery_id, events = events.len(), "webhook events accepted for 3Dolphins");
+    let events = deliveries.len();
+    // An adapter's 408, 429 or 5xx without events asks the vendor to send the webhook again:
+    // that retry must run the adapter, so the answer is not recorded.
+    let asks_for_retry = matches!(answer.status, 408 | 429 | 500..);
+    let record = events > 0 || (key.is_some() && !asks_for_retry);
+    if record {
+        let accepted = state
+            .outbox
+            .accept_webhook(&tenant.name, key.as_deref(), answer.clone(), deliveries)
+            .await
+            .map_err(store_unavailable)?;
+        if let WebhookAccepted::Duplicate(first) = accepted {
+            // A concurrent retry of this webhook committed first; what this one produced is dropped.
+            return Ok(answer_duplicate(&tenant, &first));
+        }
+        if events > 0 {
+            tracing::info!(tenant = %tenant.name, %delivery_id, events, "webhook events accepted for 3Dolphins");
+        }
     }
-    Ok(vendor_response(outcome.response))
+    Metrics::count(&METRICS.webhooks, &tenant.name, "accepted");
+    Ok(vendor_response(&answer))
+}
+
+/// The answer to a webhook the tenant's vendor sent before: the first one's, unchanged.
+fn answer_duplicate(tenant: &Tenant, first: &StoredResponse) -> Response<Body> {
+    tracing::info!(tenant = %tenant.name, status = first.status, "webhook already received: answered as the first time");
+    Metrics::count(&METRICS.webhooks, &tenant.name, "duplicate");
+    vendor_response(first)
 }
 
 /// Completes an adapter's event into what 3Dolphins expects: the tenant's owner, and the
@@ -575,15 +658,32 @@ async fn complete_event(
     })
 }
 
-/// The adapter's answer to the vendor, minus headers the server sets itself.
-fn vendor_response(response: wt::HttpResponse) -> Response<Body> {
+/// The adapter's answer as the vendor gets it (and gets it again on a retry): an invalid status
+/// becomes 200, and headers the server sets itself or that are not valid HTTP are left out.
+fn vendor_answer(response: wt::HttpResponse) -> StoredResponse {
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
+    let headers = response
+        .headers
+        .into_iter()
+        .filter(|(name, value)| {
+            let lower = name.to_ascii_lowercase();
+            !matches!(lower.as_str(), "content-length" | "transfer-encoding" | "connection")
+                && http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+                && http::HeaderValue::from_str(value).is_ok()
+        })
+        .collect();
+    StoredResponse {
+        status: status.as_u16(),
+        headers,
+        body: response.body,
+    }
+}
+
+/// The HTTP response carrying a webhook's `answer`.
+fn vendor_response(answer: &StoredResponse) -> Response<Body> {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
     let mut builder = Response::builder().status(status);
-    for (name, value) in &response.headers {
-        let lower = name.to_ascii_lowercase();
-        if matches!(lower.as_str(), "content-length" | "transfer-encoding" | "connection") {
-            continue;
-        }
+    for (name, value) in &answer.headers {
         if let (Ok(name), Ok(value)) = (
             http::HeaderName::from_bytes(name.as_bytes()),
             http::HeaderValue::from_str(value),
@@ -592,6 +692,6 @@ fn vendor_response(response: wt::HttpResponse) -> Response<Body> {
         }
     }
     builder
-        .body(Full::new(Bytes::from(response.body)))
+        .body(Full::new(Bytes::from(answer.body.clone())))
         .unwrap_or_else(|_| json_response(StatusCode::OK, &json!({ "status": "ok" })))
 }

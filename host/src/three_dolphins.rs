@@ -56,7 +56,17 @@ impl ThreeDolphinsClient {
             .await
             .map_err(|e| ThreeDolphinsError::Unavailable(describe(&e)))?;
         let status = response.status();
-        let body = response.bytes().await.unwrap_or_default();
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            // 3Dolphins may have taken the event, or not: only a retry (with the same
+            // Idempotency-Key) settles it, never a dead letter.
+            Err(e) => {
+                return Err(ThreeDolphinsError::Unavailable(format!(
+                    "answered {status} but its body could not be read: {}",
+                    describe(&e)
+                )));
+            }
+        };
         check_status(status, &body)?;
         let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if answer.get("status").and_then(Value::as_str) == Some("success") {

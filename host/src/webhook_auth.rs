@@ -1,14 +1,12 @@
 //! Verification of vendor webhook requests before any adapter sees them: Standard Webhooks
-//! signatures, Chatwoot signatures, or a shared token; with timestamp tolerance and replay
-//! protection for signed messages.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! signatures, Chatwoot signatures, or a shared token, with timestamp tolerance for signed
+//! messages; and the request's dedupe key, the vendor's id of the webhook (the server answers a
+//! key it has seen as the first request was answered, so retries and replays store nothing new).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
@@ -27,8 +25,6 @@ pub enum WebhookAuthError {
     BadToken,
     #[error("the timestamp is more than {0} s away from now")]
     Stale(u64),
-    #[error("this webhook id was already received")]
-    Replayed,
 }
 
 impl WebhookAuthError {
@@ -40,33 +36,12 @@ impl WebhookAuthError {
             WebhookAuthError::BadSignature => "invalid_signature",
             WebhookAuthError::BadToken => "invalid_token",
             WebhookAuthError::Stale(_) => "stale_timestamp",
-            WebhookAuthError::Replayed => "replayed_webhook",
         }
     }
 }
 
-/// Remembers signed message ids for the tolerance window, per tenant.
-#[derive(Default)]
-pub struct ReplayGuard {
-    seen: Mutex<HashMap<(String, String), i64>>,
-}
-
-impl ReplayGuard {
-    /// Records `id`; false when it was already seen and has not expired.
-    fn first_time(&self, tenant: &str, id: &str, now: i64, expires: i64) -> bool {
-        let mut seen = self.seen.lock().expect("replay guard lock");
-        if seen.len() > 100_000 {
-            seen.retain(|_, expiry| *expiry > now);
-        }
-        match seen.get(&(tenant.to_string(), id.to_string())) {
-            Some(expiry) if *expiry > now => false,
-            _ => {
-                seen.insert((tenant.to_string(), id.to_string()), expires);
-                true
-            }
-        }
-    }
-}
+/// Dedupe keys longer than this are replaced by `sha256:` and the hex of their SHA-256.
+pub const MAX_DEDUPE_KEY_BYTES: usize = 200;
 
 /// A request as far as verification needs it.
 pub struct SignedRequest<'a> {
@@ -89,18 +64,20 @@ impl SignedRequest<'_> {
     }
 }
 
-/// Verifies `request` for `tenant` as `config` says, at `now` (Unix seconds).
+/// Verifies `request` as `config` says, at `now` (Unix seconds). Returns the request's dedupe
+/// key: the value of the tenant's [`dedupe_header`] or, when the request has none, the
+/// Standard Webhooks id or the Chatwoot signature; `None` for token and unverified webhooks
+/// without the header. Keys are at most [`MAX_DEDUPE_KEY_BYTES`] long.
 pub fn verify(
-    tenant: &str,
     config: &WebhookConfig,
     request: &SignedRequest<'_>,
     now: i64,
-    replays: &ReplayGuard,
-) -> Result<(), WebhookAuthError> {
+) -> Result<Option<String>, WebhookAuthError> {
     let secret = config.secret.as_deref().unwrap_or("");
     let tolerance = config.tolerance_s as i64;
-    match config.auth {
-        WebhookAuth::None => Ok(()),
+    // What identifies the webhook when the dedupe header is absent.
+    let fallback = match config.auth {
+        WebhookAuth::None => None,
         WebhookAuth::Token => {
             let given = request
                 .header("x-webhook-token")
@@ -111,17 +88,16 @@ pub fn verify(
                         .map(|(_, v)| v.into_owned())
                 })
                 .ok_or(WebhookAuthError::Missing("x-webhook-token"))?;
-            if bool::from(given.as_bytes().ct_eq(secret.as_bytes())) {
-                Ok(())
-            } else {
-                Err(WebhookAuthError::BadToken)
+            if !bool::from(given.as_bytes().ct_eq(secret.as_bytes())) {
+                return Err(WebhookAuthError::BadToken);
             }
+            None
         }
         WebhookAuth::StandardWebhooks => {
             let id = request.required("webhook-id")?;
             let timestamp = request.required("webhook-timestamp")?;
             let signatures = request.required("webhook-signature")?;
-            let ts = check_timestamp(timestamp, "webhook-timestamp", now, tolerance)?;
+            check_timestamp(timestamp, "webhook-timestamp", now, tolerance)?;
             let key = match secret.strip_prefix("whsec_") {
                 Some(encoded) => BASE64.decode(encoded).map_err(|_| WebhookAuthError::BadSignature)?,
                 None => secret.as_bytes().to_vec(),
@@ -141,15 +117,12 @@ pub fn verify(
             if !matches {
                 return Err(WebhookAuthError::BadSignature);
             }
-            if !replays.first_time(tenant, id, now, ts.saturating_add(tolerance + 1)) {
-                return Err(WebhookAuthError::Replayed);
-            }
-            Ok(())
+            Some(id.to_string())
         }
         WebhookAuth::Chatwoot => {
             let signature = request.required("x-chatwoot-signature")?;
             let timestamp = request.required("x-chatwoot-timestamp")?;
-            let ts = check_timestamp(timestamp, "x-chatwoot-timestamp", now, tolerance)?;
+            check_timestamp(timestamp, "x-chatwoot-timestamp", now, tolerance)?;
             let given = signature
                 .strip_prefix("sha256=")
                 .and_then(|h| hex::decode(h).ok())
@@ -161,21 +134,45 @@ pub fn verify(
             if mac.verify_slice(&given).is_err() {
                 return Err(WebhookAuthError::BadSignature);
             }
-            // Keyed on the decoded MAC: the hex is accepted in any letter case.
-            if !replays.first_time(tenant, &hex::encode(&given), now, ts.saturating_add(tolerance + 1)) {
-                return Err(WebhookAuthError::Replayed);
-            }
-            Ok(())
+            // Older Chatwoot sends no delivery id: the signature is unique to the webhook
+            // (timestamp and body), and decoded, since its hex is accepted in any letter case.
+            Some(hex::encode(&given))
         }
+    };
+    let key = dedupe_header(config)
+        .and_then(|name| request.header(name))
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .map(str::to_string)
+        .or(fallback);
+    Ok(key.map(bounded))
+}
+
+/// The header naming a tenant's webhooks for deduplication: `dedupe_header`, else
+/// `x-chatwoot-delivery` (Chatwoot) or `webhook-id` (Standard Webhooks).
+pub fn dedupe_header(config: &WebhookConfig) -> Option<&str> {
+    config.dedupe_header.as_deref().or(match config.auth {
+        WebhookAuth::Chatwoot => Some("x-chatwoot-delivery"),
+        WebhookAuth::StandardWebhooks => Some("webhook-id"),
+        WebhookAuth::Token | WebhookAuth::None => None,
+    })
+}
+
+/// `key`, or its hash when it is longer than [`MAX_DEDUPE_KEY_BYTES`].
+fn bounded(key: String) -> String {
+    if key.len() > MAX_DEDUPE_KEY_BYTES {
+        format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes())))
+    } else {
+        key
     }
 }
 
-fn check_timestamp(text: &str, header: &'static str, now: i64, tolerance: i64) -> Result<i64, WebhookAuthError> {
+fn check_timestamp(text: &str, header: &'static str, now: i64, tolerance: i64) -> Result<(), WebhookAuthError> {
     let ts: i64 = text.trim().parse().map_err(|_| WebhookAuthError::Malformed(header))?;
     if now.abs_diff(ts) > tolerance as u64 {
         return Err(WebhookAuthError::Stale(tolerance as u64));
     }
-    Ok(ts)
+    Ok(())
 }
 
 /// Signs like a Standard Webhooks sender (for tests and tools).
@@ -201,6 +198,7 @@ mod tests {
             auth,
             secret: Some(secret.into()),
             tolerance_s: 300,
+            dedupe_header: None,
         }
     }
 
@@ -222,7 +220,6 @@ mod tests {
 
     #[test]
     fn standard_webhooks_checks() {
-        let guard = ReplayGuard::default();
         let cfg = config(WebhookAuth::StandardWebhooks, SECRET);
         let body = b"{}";
         let now = 1_700_000_000;
@@ -233,22 +230,26 @@ mod tests {
             query: "",
             body,
         };
-        assert_eq!(verify("t", &cfg, &request, now, &guard), Ok(()));
-        assert_eq!(
-            verify("t", &cfg, &request, now, &guard),
-            Err(WebhookAuthError::Replayed)
+        // The key is the webhook id: the same again (a replay) or re-signed (a retry).
+        assert_eq!(verify(&cfg, &request, now), Ok(Some("m1".into())));
+        assert_eq!(verify(&cfg, &request, now), Ok(Some("m1".into())));
+        let retry = headers(
+            "m1",
+            now + 60,
+            &standard_webhooks_signature(SECRET, "m1", now + 60, body),
         );
-        // Another tenant keeps its own replay window.
-        assert_eq!(verify("u", &cfg, &request, now, &guard), Ok(()));
+        let request = SignedRequest {
+            headers: &retry,
+            query: "",
+            body,
+        };
+        assert_eq!(verify(&cfg, &request, now), Ok(Some("m1".into())));
         let tampered = SignedRequest {
             headers: &ok,
             query: "",
             body: b"{ }",
         };
-        assert_eq!(
-            verify("t", &cfg, &tampered, now, &guard),
-            Err(WebhookAuthError::BadSignature)
-        );
+        assert_eq!(verify(&cfg, &tampered, now), Err(WebhookAuthError::BadSignature));
         let old = standard_webhooks_signature(SECRET, "m2", now - 301, body);
         let stale = headers("m2", now - 301, &old);
         let request = SignedRequest {
@@ -256,24 +257,20 @@ mod tests {
             query: "",
             body,
         };
-        assert_eq!(
-            verify("t", &cfg, &request, now, &guard),
-            Err(WebhookAuthError::Stale(300))
-        );
+        assert_eq!(verify(&cfg, &request, now), Err(WebhookAuthError::Stale(300)));
         let request = SignedRequest {
             headers: &[],
             query: "",
             body,
         };
         assert_eq!(
-            verify("t", &cfg, &request, now, &guard),
+            verify(&cfg, &request, now),
             Err(WebhookAuthError::Missing("webhook-id"))
         );
     }
 
     #[test]
     fn chatwoot_and_token() {
-        let guard = ReplayGuard::default();
         let now = 1_700_000_000;
         let body = b"{\"event\":\"message_created\"}";
         let mut mac = Hmac::<Sha256>::new_from_slice(b"cw-secret").unwrap();
@@ -281,67 +278,166 @@ mod tests {
         mac.update(body);
         let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
         let h = vec![
-            ("X-Chatwoot-Signature".to_string(), sig),
+            ("X-Chatwoot-Signature".to_string(), sig.clone()),
             ("X-Chatwoot-Timestamp".to_string(), now.to_string()),
         ];
+        let check = |cfg: &WebhookConfig, headers: &[(String, String)], query: &str| {
+            verify(cfg, &SignedRequest { headers, query, body }, now)
+        };
+        // Without X-Chatwoot-Delivery (older Chatwoot) the key is the signature, in lower case
+        // however its hex was written.
         let cfg = config(WebhookAuth::Chatwoot, "cw-secret");
-        assert_eq!(
-            verify(
-                "t",
-                &cfg,
-                &SignedRequest {
-                    headers: &h,
-                    query: "",
-                    body
-                },
-                now,
-                &guard
+        let mac_key = sig.trim_start_matches("sha256=").to_string();
+        assert_eq!(check(&cfg, &h, ""), Ok(Some(mac_key.clone())));
+        let upper = vec![
+            (
+                "X-Chatwoot-Signature".to_string(),
+                format!("sha256={}", mac_key.to_uppercase()),
             ),
-            Ok(())
-        );
+            ("X-Chatwoot-Timestamp".to_string(), now.to_string()),
+        ];
+        assert_eq!(check(&cfg, &upper, ""), Ok(Some(mac_key)));
         let wrong = config(WebhookAuth::Chatwoot, "other");
-        assert_eq!(
-            verify(
-                "t",
-                &wrong,
-                &SignedRequest {
-                    headers: &h,
-                    query: "",
-                    body
-                },
-                now,
-                &guard
-            ),
-            Err(WebhookAuthError::BadSignature)
-        );
+        assert_eq!(check(&wrong, &h, ""), Err(WebhookAuthError::BadSignature));
         let cfg = config(WebhookAuth::Token, "tok");
-        assert_eq!(
+        assert_eq!(check(&cfg, &[], "token=tok"), Ok(None));
+        assert_eq!(check(&cfg, &[], "token=nope"), Err(WebhookAuthError::BadToken));
+    }
+
+    /// Chatwoot signs `{timestamp}.{body}` with `secret`.
+    fn chatwoot_headers(secret: &str, timestamp: i64, body: &[u8], delivery: Option<&str>) -> Vec<(String, String)> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("{timestamp}.").as_bytes());
+        mac.update(body);
+        let mut headers = vec![
+            (
+                "X-Chatwoot-Signature".to_string(),
+                format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
+            ),
+            ("X-Chatwoot-Timestamp".to_string(), timestamp.to_string()),
+        ];
+        headers.extend(delivery.map(|d| ("X-Chatwoot-Delivery".to_string(), d.to_string())));
+        headers
+    }
+
+    #[test]
+    fn a_chatwoot_retry_has_the_key_of_its_first_delivery() {
+        let cfg = config(WebhookAuth::Chatwoot, "cw-secret");
+        let now = 1_700_000_000;
+        let body = b"{}";
+        let key = |headers: &[(String, String)]| {
             verify(
-                "t",
                 &cfg,
                 &SignedRequest {
-                    headers: &[],
-                    query: "token=tok",
-                    body
+                    headers,
+                    query: "",
+                    body,
                 },
                 now,
-                &guard
-            ),
-            Ok(())
-        );
-        assert_eq!(
+            )
+            .unwrap()
+        };
+        // A retry is signed again with a new timestamp; its delivery id stays.
+        let first = chatwoot_headers("cw-secret", now - 10, body, Some("d-42"));
+        let retry = chatwoot_headers("cw-secret", now, body, Some(" d-42 "));
+        assert_eq!(key(&first), Some("d-42".into()));
+        assert_eq!(key(&retry), Some("d-42".into()));
+        // An empty delivery header counts as absent.
+        let empty = chatwoot_headers("cw-secret", now, body, Some(""));
+        assert_eq!(key(&empty), key(&chatwoot_headers("cw-secret", now, body, None)));
+        // A configured header replaces X-Chatwoot-Delivery; the signature stays the fallback.
+        let custom = WebhookConfig {
+            dedupe_header: Some("X-Request-Id".into()),
+            ..cfg.clone()
+        };
+        let mut with_custom = first.clone();
+        with_custom.push(("x-request-id".into(), "r-7".into()));
+        let verified = |headers: &[(String, String)]| {
             verify(
-                "t",
+                &custom,
+                &SignedRequest {
+                    headers,
+                    query: "",
+                    body,
+                },
+                now,
+            )
+            .unwrap()
+        };
+        assert_eq!(verified(&with_custom), Some("r-7".into()));
+        let signature_key = key(&chatwoot_headers("cw-secret", now - 10, body, None));
+        assert_eq!(verified(&first), signature_key);
+    }
+
+    #[test]
+    fn token_and_unverified_webhooks_have_a_key_only_with_a_configured_header() {
+        let body = b"{}";
+        let now = 1_700_000_000;
+        let with_id = vec![
+            ("x-webhook-token".to_string(), "tok".to_string()),
+            ("X-Delivery-Id".to_string(), "abc".to_string()),
+        ];
+        let request = SignedRequest {
+            headers: &with_id,
+            query: "",
+            body,
+        };
+        let token = config(WebhookAuth::Token, "tok");
+        assert_eq!(verify(&token, &request, now), Ok(None));
+        let token = WebhookConfig {
+            dedupe_header: Some("x-delivery-id".into()),
+            ..token
+        };
+        assert_eq!(verify(&token, &request, now), Ok(Some("abc".into())));
+        let none = WebhookConfig {
+            auth: WebhookAuth::None,
+            secret: None,
+            tolerance_s: 300,
+            dedupe_header: None,
+        };
+        assert_eq!(verify(&none, &request, now), Ok(None));
+        let none = WebhookConfig {
+            dedupe_header: Some("x-delivery-id".into()),
+            ..none
+        };
+        assert_eq!(verify(&none, &request, now), Ok(Some("abc".into())));
+        // The header must be there: nothing else identifies such a webhook.
+        let request = SignedRequest {
+            headers: &with_id[..1],
+            query: "",
+            body,
+        };
+        assert_eq!(verify(&token, &request, now), Ok(None));
+    }
+
+    #[test]
+    fn long_keys_are_hashed() {
+        let cfg = config(WebhookAuth::StandardWebhooks, SECRET);
+        let now = 1_700_000_000;
+        let body = b"{}";
+        let key = |id: &str| {
+            let headers = headers(id, now, &standard_webhooks_signature(SECRET, id, now, body));
+            verify(
                 &cfg,
                 &SignedRequest {
-                    headers: &[],
-                    query: "token=nope",
-                    body
+                    headers: &headers,
+                    query: "",
+                    body,
                 },
                 now,
-                &guard
-            ),
-            Err(WebhookAuthError::BadToken)
+            )
+            .unwrap()
+            .unwrap()
+        };
+        let longest = "a".repeat(MAX_DEDUPE_KEY_BYTES);
+        assert_eq!(key(&longest), longest);
+        let long = "a".repeat(MAX_DEDUPE_KEY_BYTES + 1);
+        let hashed = key(&long);
+        assert_eq!(
+            hashed,
+            format!("sha256:{}", hex::encode(Sha256::digest(long.as_bytes())))
         );
+        assert!(hashed.len() <= MAX_DEDUPE_KEY_BYTES);
+        assert_ne!(hashed, key(&"b".repeat(MAX_DEDUPE_KEY_BYTES + 1)));
     }
 }

@@ -78,6 +78,8 @@ enum Expect {
     /// Closed by hyper without a response although the whole request was sent (an HTTP/2
     /// preface on this HTTP/1-only server).
     ClosedByHyper,
+    /// Exactly this status and body: a webhook the bridge answered before gets that answer again.
+    Answer { status: u16, body: Vec<u8> },
 }
 
 fn refused(status: u16, code: &'static str) -> Expect {
@@ -122,6 +124,8 @@ struct Corpus {
     /// Tickets the signed tenants know (a forged webhook for them would reach 3Dolphins).
     sw_ticket: String,
     cw_ticket: String,
+    /// The answer to the primed webhooks, which their replays get again.
+    primed_answer: (u16, Vec<u8>),
 }
 
 type Headers = Vec<(&'static str, Vec<u8>)>;
@@ -830,6 +834,14 @@ impl Corpus {
             .collect()
     }
 
+    /// What a replay of a primed webhook must get: the primed answer, and nothing runs.
+    fn primed_again(&self) -> Expect {
+        Expect::Answer {
+            status: self.primed_answer.0,
+            body: self.primed_answer.1.clone(),
+        }
+    }
+
     fn cw_headers(&self, timestamp: i64, body: &[u8]) -> Headers {
         signature_headers_at(CW_SECRET, body, timestamp)
             .into_iter()
@@ -1059,13 +1071,13 @@ impl Corpus {
                 "the primed id again, same request",
                 signed(SW_PRIMED_ID, self.now, &primed_body()),
                 primed_body(),
-                refused(401, "replayed_webhook"),
+                self.primed_again(),
             ),
             (
                 "the primed id again, another body and timestamp",
                 signed(SW_PRIMED_ID, now + 1, &body),
                 body.clone(),
-                refused(401, "replayed_webhook"),
+                self.primed_again(),
             ),
         ];
         for (what, mut headers, sent_body, expect) in cases {
@@ -1221,7 +1233,7 @@ impl Corpus {
                 "the primed request again",
                 primed_headers.clone(),
                 primed.clone(),
-                refused(401, "replayed_webhook"),
+                self.primed_again(),
             ),
             (
                 "the primed request again, its signature's hex in upper case",
@@ -1231,7 +1243,7 @@ impl Corpus {
                     format!("sha256={}", primed_sig.trim_start_matches("sha256=").to_uppercase()).into_bytes(),
                 ),
                 primed.clone(),
-                refused(401, "replayed_webhook"),
+                self.primed_again(),
             ),
         ];
         for (what, mut headers, sent_body, expect) in cases {
@@ -1643,6 +1655,14 @@ fn problem(expect: &Expect, outcome: &RawOutcome) -> Option<String> {
                 outcome.describe()
             )),
         },
+        Expect::Answer { status, body } => match outcome.response() {
+            Some(response) if response.status == *status && response.body.as_ref() == body.as_slice() => None,
+            _ => Some(format!(
+                "expected the first answer again ({status} {}); got {}",
+                String::from_utf8_lossy(body),
+                outcome.describe()
+            )),
+        },
         Expect::Refused { status, code, fields } => {
             if outcome.end == RawEnd::TimedOut {
                 return Some(format!("no answer within {EXCHANGE_LIMIT:?}: {}", outcome.describe()));
@@ -1736,6 +1756,7 @@ async fn corpus_of_bad_input_is_refused_with_4xx_and_nothing_reaches_anyone() {
         now,
         sw_ticket,
         cw_ticket,
+        primed_answer: (0, Vec::new()),
     };
     let mut primes = vec![(
         format!("/vendors/{SW_TENANT}/hook"),
@@ -1762,6 +1783,7 @@ async fn corpus_of_bad_input_is_refused_with_4xx_and_nothing_reaches_anyone() {
             "priming {target}: the echo adapter answers 400 to a body without a ticket: {}",
             response.describe()
         );
+        corpus.primed_answer = (response.status, response.body.to_vec());
     }
 
     corpus.malformed_json();
@@ -1850,7 +1872,10 @@ async fn corpus_of_bad_input_is_refused_with_4xx_and_nothing_reaches_anyone() {
         match &case.expect {
             Expect::Refused { code, .. } => *expected_refusals.entry(code.to_string()).or_default() += 1,
             Expect::RefusedHead { .. } => *expected_refusals.entry("method_not_allowed".into()).or_default() += 1,
-            Expect::ClosedWithoutResponse | Expect::RefusedByHyper { .. } | Expect::ClosedByHyper => {}
+            Expect::ClosedWithoutResponse
+            | Expect::RefusedByHyper { .. }
+            | Expect::ClosedByHyper
+            | Expect::Answer { .. } => {}
         }
     }
 

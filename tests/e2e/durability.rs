@@ -6,13 +6,16 @@
 //! counts and orderings, never about how long something took.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Output;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use dolphin_bridge_tests::bridge::{run_on_config_file, start_on_config_file};
+use dolphin_bridge_tests::bridge::run_on_config_file;
+use dolphin_bridge_tests::crash_support::{
+    Acknowledged, BridgeFiles, IncomingSender, LoadCounters, Rng, Target, assert_store_durable, seed_from_env,
+    str_field, unique_owner, wait_settled,
+};
 use dolphin_bridge_tests::events::fresh_ticket;
 use dolphin_bridge_tests::mock_http::{MockServer, Recorded, Reply};
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, HttpClient, MockThreeDolphins, MockVendor, Tenant, adapters};
@@ -23,93 +26,14 @@ use crate::common::{API_TOKEN, assert_accepted, echo_tenant};
 // ---------------------------------------------------------------------------------------------
 // Shared pieces
 
-/// A bridge's config and database in a folder the test keeps, so that the bridge can be killed
-/// or stopped and started again on the same files.
-struct BridgeFiles {
-    config_path: PathBuf,
-    incoming_token: Option<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl BridgeFiles {
-    /// Writes `config`, with `delivery` lines (`key = value`) added to its `[delivery]` table.
-    fn write(config: &BridgeConfig, delivery: &[&str]) -> BridgeFiles {
-        let dir = tempfile::Builder::new()
-            .prefix("dolphin-bridge-e2e-")
-            .tempdir()
-            .expect("a temp dir");
-        let mut text = config.to_toml();
-        if !delivery.is_empty() {
-            assert!(text.contains("\n[delivery]\n"), "no [delivery] table in:\n{text}");
-            text = text.replacen("\n[delivery]\n", &format!("\n[delivery]\n{}\n", delivery.join("\n")), 1);
-        }
-        let config_path = dir.path().join("bridge.toml");
-        std::fs::write(&config_path, text).expect("write the config");
-        BridgeFiles {
-            config_path,
-            incoming_token: config.incoming_token.clone(),
-            _dir: dir,
-        }
-    }
-
-    /// Starts `dolphin-bridge serve` on these files.
-    async fn start(&self) -> Bridge {
-        start_on_config_file(&self.config_path, self.incoming_token.as_deref()).await
-    }
-}
-
-/// An owner no other test routes (so a stray request from another test's bridge is refused).
-fn unique_owner(prefix: &str) -> String {
-    format!("{prefix}-{}", fresh_ticket())
-}
-
-/// SplitMix64: a small seeded generator, so that a run can be repeated.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn str_field<'a>(body: &'a Value, field: &str) -> &'a str {
-    body[field].as_str().unwrap_or_default()
 }
 
 /// Waits until every delivery in `ids` is `delivered` (each panics early if it goes dead).
 async fn wait_all_delivered(bridge: &Bridge, ids: &[String]) {
     for id in ids {
         bridge.wait_for_delivery(id, "delivered").await;
-    }
-}
-
-/// Waits until the outbox has nothing pending (longer than the harness's usual wait: a crash
-/// test leaves a backlog); returns its counts.
-async fn wait_settled(bridge: &Bridge, timeout: Duration) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let stats = bridge.outbox_stats().await;
-        if stats["pending"] == 0 {
-            return stats;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the outbox did not settle within {timeout:?}: {stats}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -208,30 +132,6 @@ const CRASH_SEND_DEADLINE: Duration = Duration::from_secs(90);
 /// Each restarted bridge acknowledges at least this many events before it is killed again.
 const CRASH_MIN_ACKS_BETWEEN_KILLS: usize = 40;
 
-/// Where the senders post: the current bridge, and which start of it that is.
-struct Target {
-    generation: u64,
-    url: String,
-}
-
-/// What the senders counted.
-#[derive(Default)]
-struct LoadCounters {
-    acknowledged: AtomicUsize,
-    /// Order of acknowledgements across all senders.
-    ack_seq: AtomicUsize,
-    /// Sends that failed without an answer (bridge down, connection cut by a kill).
-    transport_errors: AtomicUsize,
-    /// 5xx answers (retried).
-    server_errors: AtomicUsize,
-    /// Answers from whatever listened on a killed bridge's old port (retried).
-    stale_answers: AtomicUsize,
-    /// Events sent more than once before their acknowledgement.
-    resent_events: AtomicUsize,
-    /// Acknowledgements that said `duplicate: true` (a resend of an event already accepted).
-    duplicate_acks: AtomicUsize,
-}
-
 /// One acknowledged event.
 struct Ack {
     event: usize,
@@ -241,17 +141,7 @@ struct Ack {
 
 /// Sends ticket `t`'s events one after another (each once acknowledged), pacing them, and
 /// resending an unanswered one with the same `Idempotency-Key` to wherever the bridge now is.
-async fn send_ticket(
-    t: usize,
-    ticket: String,
-    owner: String,
-    token: String,
-    target: Arc<RwLock<Target>>,
-    counters: Arc<LoadCounters>,
-    mut rng: Rng,
-) -> Vec<Ack> {
-    let client = HttpClient::new();
-    let auth = format!("Bearer {token}");
+async fn send_ticket(t: usize, ticket: String, owner: String, sender: IncomingSender, mut rng: Rng) -> Vec<Ack> {
     let mut acks = Vec::with_capacity(CRASH_EVENTS_PER_TICKET);
     for n in 0..CRASH_EVENTS_PER_TICKET {
         let body = Event::example()
@@ -259,54 +149,14 @@ async fn send_ticket(
             .ticket(&ticket)
             .message(&format!("t{t} m{n}"))
             .bytes();
-        let key = format!("{ticket}-{n}");
-        let headers = [
-            ("content-type", "application/json"),
-            ("authorization", auth.as_str()),
-            ("idempotency-key", key.as_str()),
-        ];
-        let deadline = Instant::now() + CRASH_SEND_DEADLINE;
-        let mut sends = 0;
-        let ack = loop {
-            let (generation, url) = {
-                let target = target.read().unwrap();
-                (target.generation, target.url.clone())
-            };
-            sends += 1;
-            match client.try_send("POST", &url, &headers, body.clone()).await {
-                Ok(response) if response.status == 202 => {
-                    let json = response.json();
-                    if json["duplicate"] == true {
-                        counters.duplicate_acks.fetch_add(1, Ordering::Relaxed);
-                    }
-                    break Ack {
-                        event: t * CRASH_EVENTS_PER_TICKET + n,
-                        delivery_id: str_field(&json, "deliveryId").to_string(),
-                        ack_seq: counters.ack_seq.fetch_add(1, Ordering::SeqCst),
-                    };
-                }
-                Ok(response) if response.status >= 500 => {
-                    counters.server_errors.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(_) if generation != target.read().unwrap().generation => {
-                    counters.stale_answers.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(response) => panic!("the bridge refused event t{t} m{n}: {}", response.describe()),
-                Err(_) => {
-                    counters.transport_errors.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "event t{t} m{n} was not acknowledged within {CRASH_SEND_DEADLINE:?} ({sends} sends)"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        if sends > 1 {
-            counters.resent_events.fetch_add(1, Ordering::Relaxed);
-        }
-        counters.acknowledged.fetch_add(1, Ordering::SeqCst);
-        acks.push(ack);
+        let Acknowledged { delivery_id, ack_seq } = sender
+            .send_until_acknowledged(&format!("{ticket}-{n}"), &body, &format!("event t{t} m{n}"))
+            .await;
+        acks.push(Ack {
+            event: t * CRASH_EVENTS_PER_TICKET + n,
+            delivery_id,
+            ack_seq,
+        });
         tokio::time::sleep(Duration::from_millis(rng.below(CRASH_PACE_MS + 1))).await;
     }
     acks
@@ -315,16 +165,7 @@ async fn send_ticket(
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_under_load_loses_no_acknowledged_event_keeps_ticket_order_and_repeats_only_with_the_same_delivery_id()
 {
-    let seed = std::env::var("DURABILITY_SEED")
-        .ok()
-        .and_then(|s| {
-            let s = s.trim();
-            match s.strip_prefix("0x") {
-                Some(hex) => u64::from_str_radix(hex, 16).ok(),
-                None => s.parse().ok(),
-            }
-        })
-        .unwrap_or(CRASH_SEED);
+    let seed = seed_from_env("DURABILITY_SEED", CRASH_SEED);
     let total = CRASH_TICKETS * CRASH_EVENTS_PER_TICKET;
     let mut rng = Rng(seed);
 
@@ -339,11 +180,19 @@ async fn sigkill_under_load_loses_no_acknowledged_event_keeps_ticket_order_and_r
         .tenant(echo_tenant("crash", &owner, &vendor));
     let files = BridgeFiles::write(&config, &[]);
     let mut bridge = files.start().await;
-    let target = Arc::new(RwLock::new(Target {
-        generation: 0,
-        url: bridge.incoming_url(),
-    }));
+    // SIGKILL keeps the page cache, so this test alone would pass with `synchronous = OFF`:
+    // the writer's own connection must say FULL.
+    let store = assert_store_durable(&bridge).await;
+    println!("crash test: /readyz store {store}");
+    let target: Arc<RwLock<Target>> = Target::shared(0, &bridge);
     let counters = Arc::new(LoadCounters::default());
+    let sender = IncomingSender {
+        client: HttpClient::new(),
+        target: target.clone(),
+        token: token.clone(),
+        counters: counters.clone(),
+        deadline: CRASH_SEND_DEADLINE,
+    };
 
     // Kill moments: one at a random point of each of CRASH_KILLS equal slices of 8%..92% of the
     // acknowledgements, then a random 0..40 ms more.
@@ -364,10 +213,8 @@ async fn sigkill_under_load_loses_no_acknowledged_event_keeps_ticket_order_and_r
                 t,
                 ticket.clone(),
                 owner.clone(),
-                token.clone(),
-                target.clone(),
-                counters.clone(),
-                Rng(seed ^ (t as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d)),
+                sender.clone(),
+                Rng::fork(seed, t as u64),
             ))
         })
         .collect();
@@ -391,11 +238,7 @@ async fn sigkill_under_load_loses_no_acknowledged_event_keeps_ticket_order_and_r
         let status = bridge.kill_hard();
         let down_at = Instant::now();
         bridge = files.start().await;
-        {
-            let mut target = target.write().unwrap();
-            target.generation += 1;
-            target.url = bridge.incoming_url();
-        }
+        Target::point_at(&target, k as u64 + 1, &bridge);
         println!(
             "crash test: kill {} ({status}) at {:.2} s, after {acks_at_kill} acknowledged (threshold {threshold} + {extra_ms} ms) \
              and {requests_at_kill} vendor requests; back after {} ms",
@@ -420,20 +263,22 @@ async fn sigkill_under_load_loses_no_acknowledged_event_keeps_ticket_order_and_r
     }
     let load_took = started.elapsed();
     let stats = wait_settled(&bridge, Duration::from_secs(90)).await;
+    assert_store_durable(&bridge).await;
     println!(
         "crash test: load took {:.1} s, settled at {:.1} s; outbox {stats}",
         load_took.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
 
-    // What reached the vendor: event (t, n) -> the delivery id of each arrival, in order.
+    // What reached the vendor: event (t, n) -> the delivery id and attempt number of each
+    // arrival, in order.
     let mut event_of: HashMap<(String, String), usize> = HashMap::new();
     for (t, ticket) in tickets.iter().enumerate() {
         for n in 0..CRASH_EVENTS_PER_TICKET {
             event_of.insert((ticket.clone(), format!("t{t} m{n}")), t * CRASH_EVENTS_PER_TICKET + n);
         }
     }
-    let mut arrivals: Vec<Vec<String>> = vec![Vec::new(); total];
+    let mut arrivals: Vec<Vec<(String, u64)>> = vec![Vec::new(); total];
     let mut first_arrival_order: Vec<Vec<usize>> = vec![Vec::new(); CRASH_TICKETS];
     let (mut cut_off, mut foreign) = (0, 0);
     for request in vendor.requests() {
@@ -453,7 +298,10 @@ async fn sigkill_under_load_loses_no_acknowledged_event_keeps_ticket_order_and_r
         if arrivals[event].is_empty() {
             first_arrival_order[event / CRASH_EVENTS_PER_TICKET].push(event % CRASH_EVENTS_PER_TICKET);
         }
-        arrivals[event].push(str_field(&body, "deliveryId").to_string());
+        arrivals[event].push((
+            str_field(&body, "deliveryId").to_string(),
+            body["attempt"].as_u64().unwrap_or(0),
+        ));
     }
 
     let acknowledged = acks.len();
@@ -472,20 +320,42 @@ async fn sigkill_under_load_loses_no_acknowledged_event_keeps_ticket_order_and_r
     let delivered = arrivals.iter().filter(|a| !a.is_empty()).count();
     let duplicates: usize = arrivals.iter().map(|a| a.len().saturating_sub(1)).sum();
     let repeated_events = arrivals.iter().filter(|a| a.len() > 1).count();
+    // The attempt number is counted when a delivery is claimed, so a re-run of one that had
+    // already started (killed before its outcome was recorded) carries attempt >= 2: attempt 1
+    // reaches the vendor at most once per delivery id.
+    let repeats_counted: usize = arrivals
+        .iter()
+        .map(|a| a.iter().skip(1).filter(|(_, attempt)| *attempt >= 2).count())
+        .sum();
+    let attempt_one_twice: Vec<String> = acks
+        .iter()
+        .filter(|ack| arrivals[ack.event].iter().filter(|(_, attempt)| *attempt == 1).count() > 1)
+        .map(|ack| {
+            format!(
+                "t{} m{} ({}): attempts {:?}",
+                ack.event / CRASH_EVENTS_PER_TICKET,
+                ack.event % CRASH_EVENTS_PER_TICKET,
+                ack.delivery_id,
+                arrivals[ack.event]
+                    .iter()
+                    .map(|(_, attempt)| *attempt)
+                    .collect::<Vec<_>>()
+            )
+        })
+        .collect();
     println!(
         "crash test: sent {total}, acknowledged {acknowledged}, delivered {delivered} distinct, duplicates {duplicates}, \
          lost {}, kills {CRASH_KILLS}",
         lost.len()
     );
     println!(
-        "crash test: {repeated_events} event(s) arrived more than once; senders: {} resent event(s), {} transport error(s), \
-         {} 5xx, {} answer(s) from a stale port, {} duplicate acknowledgement(s); vendor: {cut_off} cut-off request(s), \
-         {foreign} unknown",
-        counters.resent_events.load(Ordering::Relaxed),
-        counters.transport_errors.load(Ordering::Relaxed),
-        counters.server_errors.load(Ordering::Relaxed),
-        counters.stale_answers.load(Ordering::Relaxed),
-        counters.duplicate_acks.load(Ordering::Relaxed),
+        "crash test: {repeated_events} event(s) arrived more than once; of the {duplicates} repeat(s), {repeats_counted} \
+         carried attempt >= 2 and {} event(s) reached the vendor twice with attempt 1",
+        attempt_one_twice.len()
+    );
+    println!(
+        "crash test: senders: {}; vendor: {cut_off} cut-off request(s), {foreign} unknown",
+        counters.summary()
     );
 
     // Every acknowledged event reached the vendor.
@@ -499,14 +369,14 @@ async fn sigkill_under_load_loses_no_acknowledged_event_keeps_ticket_order_and_r
     // acknowledged with.
     let strays: Vec<String> = acks
         .iter()
-        .filter(|ack| arrivals[ack.event].iter().any(|id| *id != ack.delivery_id))
+        .filter(|ack| arrivals[ack.event].iter().any(|(id, _)| *id != ack.delivery_id))
         .map(|ack| {
             format!(
                 "t{} m{}: acknowledged as {}, arrived as {:?}",
                 ack.event / CRASH_EVENTS_PER_TICKET,
                 ack.event % CRASH_EVENTS_PER_TICKET,
                 ack.delivery_id,
-                arrivals[ack.event]
+                arrivals[ack.event].iter().map(|(id, _)| id).collect::<Vec<_>>()
             )
         })
         .collect();
@@ -514,6 +384,14 @@ async fn sigkill_under_load_loses_no_acknowledged_event_keeps_ticket_order_and_r
         strays.is_empty(),
         "{} event(s) arrived with another delivery id than they were acknowledged with: {strays:#?}",
         strays.len()
+    );
+
+    // A re-run after a kill is a new attempt: no delivery id reached the vendor twice as attempt 1.
+    assert!(
+        attempt_one_twice.is_empty(),
+        "{} event(s) reached the vendor more than once with attempt 1 (a re-run after a kill must carry attempt >= 2): \
+         {attempt_one_twice:#?}",
+        attempt_one_twice.len()
     );
 
     // Per ticket, first arrivals are in acknowledgement order.

@@ -1,13 +1,18 @@
-//! Vendor webhooks (echo adapter) become Outgoing and Command events at 3Dolphins.
+//! Vendor webhooks (echo adapter) become Outgoing and Command events at 3Dolphins; a vendor's
+//! retries of one webhook (its delivery id again) are answered as the first and stored once,
+//! and a retry after the bridge answered an error is processed.
 
 use std::collections::BTreeSet;
 
-use dolphin_bridge_tests::events::{EXAMPLE_CUSTOMER, EXAMPLE_OWNER, is_contract_timestamp};
+use dolphin_bridge_tests::bridge::WebhookAuth;
+use dolphin_bridge_tests::events::{EXAMPLE_CUSTOMER, EXAMPLE_OWNER, fresh_ticket, is_contract_timestamp};
+use dolphin_bridge_tests::mock_chatwoot::signature_headers_at;
+use dolphin_bridge_tests::signing::{standard_webhook_headers, unix_now};
 use dolphin_bridge_tests::three_dolphins::EVENT_PATH;
 use dolphin_bridge_tests::{Event, HttpResponse};
 use serde_json::{Value, json};
 
-use crate::common::{ECHO_TENANT, EchoEnv, assert_accepted};
+use crate::common::{ECHO_TENANT, EchoEnv, assert_accepted, assert_refused};
 
 /// Starts the echo set-up and opens a ticket with an Incoming event (channel `whatsapp`).
 async fn env_with_ticket() -> (EchoEnv, String) {
@@ -243,4 +248,219 @@ async fn wait_for_dead_letters(env: &EchoEnv, n: usize) -> Vec<Value> {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+// Vendor retries. A vendor that gets no 2xx (or no answer) sends the same webhook again: Chatwoot
+// with the same `X-Chatwoot-Delivery` and a new timestamp and signature, Standard Webhooks
+// senders with the same `webhook-id`.
+
+const SW_SECRET: &str = "e2e-dedupe-standard-webhooks-secret";
+const CW_SECRET: &str = "e2e-dedupe-chatwoot-secret";
+
+/// The echo set-up with the tenant's webhooks verified as `auth`; no ticket open yet.
+async fn env_with_auth(auth: WebhookAuth) -> EchoEnv {
+    EchoEnv::start_with(|config, tenant| config.tenant(tenant.webhook(auth))).await
+}
+
+/// Opens `ticket` with an Incoming event (channel `whatsapp`) and waits until it is delivered.
+async fn open_ticket(env: &EchoEnv, ticket: &str) {
+    let id = assert_accepted(&env.bridge.send_event(Event::fresh().ticket(ticket)).await);
+    env.bridge.wait_for_delivery(&id, "delivered").await;
+}
+
+/// An agent reply on `ticket`, as the vendor's webhook body.
+fn reply(ticket: &str, text: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"ticketNumber": ticket, "message": text})).unwrap()
+}
+
+/// POSTs `body` (JSON) to the echo tenant's webhook with `headers`.
+async fn post(env: &EchoEnv, headers: &[(String, String)], body: &[u8]) -> HttpResponse {
+    let mut all: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    all.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    env.bridge
+        .client()
+        .send(
+            "POST",
+            &env.bridge.webhook_url(ECHO_TENANT, "/hook"),
+            &all,
+            body.to_vec(),
+        )
+        .await
+}
+
+/// Chatwoot's headers for its delivery `delivery` of `body`, signed at `timestamp`.
+fn chatwoot_delivery(delivery: &str, timestamp: i64, body: &[u8]) -> Vec<(String, String)> {
+    let mut headers = signature_headers_at(CW_SECRET, body, timestamp);
+    headers.retain(|(name, _)| !name.eq_ignore_ascii_case("x-chatwoot-delivery"));
+    headers.push(("X-Chatwoot-Delivery".into(), delivery.into()));
+    headers
+}
+
+/// Signs a vendor's delivery (its id, when, the body) into the request headers.
+type Delivery = fn(&str, i64, &[u8]) -> Vec<(String, String)>;
+
+/// Standard Webhooks headers for message `id` of `body`, signed at `timestamp`.
+fn standard_delivery(id: &str, timestamp: i64, body: &[u8]) -> Vec<(String, String)> {
+    standard_webhook_headers(SW_SECRET, id, timestamp, body)
+}
+
+/// Asserts `again` is `first` once more: status, body and content type.
+fn assert_same_answer(first: &HttpResponse, again: &HttpResponse) {
+    assert_eq!(
+        (again.status, &again.body),
+        (first.status, &first.body),
+        "the repeat was not answered as the first: first {}, repeat {}",
+        first.describe(),
+        again.describe()
+    );
+    assert_eq!(again.header("content-type"), first.header("content-type"));
+}
+
+/// Once the outbox has nothing pending (so whatever was stored was delivered): the events
+/// 3Dolphins accepted.
+async fn settled_events(env: &EchoEnv) -> Vec<Value> {
+    env.bridge.wait_until_settled().await;
+    env.three_dolphins.events()
+}
+
+fn messages(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The first try of a webhook fails (its ticket is not open yet, so the adapter's event has no
+/// channel and the bridge answers 502); the vendor's retry, once the ticket is open, is processed.
+async fn a_retry_after_a_failed_first_try_is_processed_once(auth: WebhookAuth, delivery: Delivery) {
+    let env = env_with_auth(auth).await;
+    let ticket = fresh_ticket();
+    let body = reply(&ticket, "the reply that must not be lost");
+    let now = unix_now();
+
+    let failed = post(&env, &delivery("d-retry", now - 2, &body), &body).await;
+    assert_refused(&failed, 502, "adapter_invalid_event", &[]);
+    assert!(settled_events(&env).await.is_empty());
+
+    open_ticket(&env, &ticket).await;
+    let retried = post(&env, &delivery("d-retry", now, &body), &body).await;
+    assert_vendor_ok(&retried);
+    // The vendor did not get that 200 and tries once more: answered the same, nothing stored.
+    let again = post(&env, &delivery("d-retry", now + 1, &body), &body).await;
+    assert_same_answer(&retried, &again);
+
+    let events = settled_events(&env).await;
+    assert_eq!(messages(&events), ["the reply that must not be lost"], "{events:#?}");
+    assert_eq!(env.three_dolphins.event_posts().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standard_webhooks_retry_after_a_502_is_processed_once() {
+    let auth = WebhookAuth::with_secret("standard-webhooks", SW_SECRET);
+    a_retry_after_a_failed_first_try_is_processed_once(auth, standard_delivery).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chatwoot_retry_after_a_502_is_processed_once() {
+    let auth = WebhookAuth::with_secret("chatwoot", CW_SECRET);
+    a_retry_after_a_failed_first_try_is_processed_once(auth, chatwoot_delivery).await;
+}
+
+/// One delivery sent twice (signed again) is one event and the same answer; another delivery
+/// of the same body is another event (an agent may send the same text twice).
+async fn a_delivery_sent_twice_is_one_event(auth: WebhookAuth, delivery: Delivery) {
+    let env = env_with_auth(auth).await;
+    let ticket = fresh_ticket();
+    open_ticket(&env, &ticket).await;
+    let body = reply(&ticket, "sent once, received twice");
+    let now = unix_now();
+
+    let first = post(&env, &delivery("d-1", now - 1, &body), &body).await;
+    assert_vendor_ok(&first);
+    let again = post(&env, &delivery("d-1", now, &body), &body).await;
+    assert_same_answer(&first, &again);
+    assert_eq!(messages(&settled_events(&env).await), ["sent once, received twice"]);
+
+    let other = post(&env, &delivery("d-2", now, &body), &body).await;
+    assert_vendor_ok(&other);
+    let events = settled_events(&env).await;
+    assert_eq!(
+        messages(&events),
+        ["sent once, received twice", "sent once, received twice"],
+        "{events:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chatwoot_delivery_sent_twice_is_one_outgoing_event() {
+    a_delivery_sent_twice_is_one_event(WebhookAuth::with_secret("chatwoot", CW_SECRET), chatwoot_delivery).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standard_webhooks_id_sent_twice_is_one_outgoing_event() {
+    let auth = WebhookAuth::with_secret("standard-webhooks", SW_SECRET);
+    a_delivery_sent_twice_is_one_event(auth, standard_delivery).await;
+}
+
+/// Copies arriving together usually both find the id unseen and run the adapter: the commit
+/// decides, and the later copy gets the earlier one's answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_copies_of_a_delivery_at_once_are_one_event() {
+    let env = env_with_auth(WebhookAuth::with_secret("chatwoot", CW_SECRET)).await;
+    let ticket = fresh_ticket();
+    open_ticket(&env, &ticket).await;
+    let now = unix_now();
+    let texts: Vec<String> = (0..5).map(|i| format!("raced {i}")).collect();
+    for (i, text) in texts.iter().enumerate() {
+        let body = reply(&ticket, text);
+        let delivery = format!("d-race-{i}");
+        let (first, retry) = (
+            chatwoot_delivery(&delivery, now - 1, &body),
+            chatwoot_delivery(&delivery, now, &body),
+        );
+        let (a, b) = tokio::join!(post(&env, &first, &body), post(&env, &retry, &body));
+        assert_vendor_ok(&a);
+        assert_same_answer(&a, &b);
+    }
+    let events = settled_events(&env).await;
+    assert_eq!(messages(&events), texts, "{events:#?}");
+    let metrics = env
+        .bridge
+        .client()
+        .get(&format!("{}/metrics", env.bridge.url()))
+        .await
+        .text();
+    for (outcome, n) in [("accepted", 5), ("duplicate", 5)] {
+        let line = format!("dolphin_bridge_webhooks_total{{tenant=\"{ECHO_TENANT}\",outcome=\"{outcome}\"}} {n}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in /metrics:\n{metrics}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configured_dedupe_header_names_token_verified_webhooks() {
+    let auth = WebhookAuth::with_secret("token", "s3cret").dedupe_header("X-Request-Id");
+    let env = env_with_auth(auth).await;
+    let ticket = fresh_ticket();
+    open_ticket(&env, &ticket).await;
+    let token = ("x-webhook-token".to_string(), "s3cret".to_string());
+    let with_id = |id: &str| vec![token.clone(), ("x-request-id".to_string(), id.to_string())];
+
+    let body = reply(&ticket, "with an id");
+    let first = post(&env, &with_id("r-1"), &body).await;
+    assert_vendor_ok(&first);
+    assert_same_answer(&first, &post(&env, &with_id("r-1"), &body).await);
+    // Without the header nothing names the webhook: each is new.
+    let body = reply(&ticket, "without an id");
+    for _ in 0..2 {
+        assert_vendor_ok(&post(&env, std::slice::from_ref(&token), &body).await);
+    }
+    let events = settled_events(&env).await;
+    assert_eq!(
+        messages(&events),
+        ["with an id", "without an id", "without an id"],
+        "{events:#?}"
+    );
 }

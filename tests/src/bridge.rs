@@ -65,6 +65,9 @@ pub struct WebhookAuth {
     pub secret: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tolerance_s: Option<u64>,
+    /// The header naming a webhook for deduplication; the bridge's default for `auth` when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedupe_header: Option<String>,
 }
 
 impl WebhookAuth {
@@ -73,6 +76,7 @@ impl WebhookAuth {
             auth: "none".into(),
             secret: None,
             tolerance_s: None,
+            dedupe_header: None,
         }
     }
 
@@ -82,7 +86,14 @@ impl WebhookAuth {
             auth: auth.into(),
             secret: Some(secret.into()),
             tolerance_s: None,
+            dedupe_header: None,
         }
+    }
+
+    /// Deduplicates webhooks on header `name`.
+    pub fn dedupe_header(mut self, name: &str) -> WebhookAuth {
+        self.dedupe_header = Some(name.into());
+        self
     }
 }
 

@@ -13,6 +13,7 @@ pub mod adapters;
 pub mod bridge;
 pub mod client;
 pub mod corpus_support;
+pub mod crash_support;
 pub mod events;
 pub mod mock_chatwoot;
 pub mod mock_http;

@@ -9,6 +9,7 @@ use subtle::ConstantTimeEq;
 use super::{ApiError, AppState, Body, json_response, method_not_allowed, read_body_timed, store_unavailable};
 use std::sync::atomic::Ordering;
 
+use crate::contract::shorten;
 use crate::runtime::WIT_PACKAGE;
 use crate::store::DeadLetterFilter;
 
@@ -60,8 +61,20 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
         }
         (Method::POST, "dead-letters/replay") => {
             let body = read_body_timed(state, request, 64 * 1024).await?;
-            let filter = replay_filter(&body)?;
-            let replayed = store.replay(filter).await.map_err(store_unavailable)?;
+            let (filter, to_tenant) = replay_filter(&body)?;
+            if let Some(tenant) = &to_tenant
+                && state.registry.snapshot().by_name(tenant).is_none()
+            {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unknown_tenant",
+                    format!("no tenant named `{}` to move the dead letters to", shorten(tenant)),
+                ));
+            }
+            let replayed = store
+                .replay(filter, to_tenant.as_deref())
+                .await
+                .map_err(store_unavailable)?;
             state.outbox.wake();
             Ok(json_response(StatusCode::OK, &json!({ "replayed": replayed })))
         }
@@ -132,8 +145,9 @@ impl Query {
     }
 }
 
-/// `{"deliveryId": "..."}`, `{"tenant": "..."}` or `{"all": true}`.
-fn replay_filter(body: &[u8]) -> Result<DeadLetterFilter, ApiError> {
+/// `{"deliveryId": "..."}`, `{"tenant": "..."}` or `{"all": true}`, each with an optional
+/// `"toTenant"` to move the dead letters to before they are retried.
+fn replay_filter(body: &[u8]) -> Result<(DeadLetterFilter, Option<String>), ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "camelCase")]
     struct Replay {
@@ -141,13 +155,15 @@ fn replay_filter(body: &[u8]) -> Result<DeadLetterFilter, ApiError> {
         tenant: Option<String>,
         #[serde(default)]
         all: bool,
+        to_tenant: Option<String>,
     }
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_replay", message);
     let replay: Replay = serde_json::from_slice(body).map_err(|e| bad(format!("expected a JSON object: {e}")))?;
-    match (replay.delivery_id, replay.tenant, replay.all) {
-        (Some(id), None, false) => Ok(DeadLetterFilter::One(id)),
-        (None, Some(tenant), false) => Ok(DeadLetterFilter::Tenant(tenant)),
-        (None, None, true) => Ok(DeadLetterFilter::All),
-        _ => Err(bad("give exactly one of deliveryId, tenant, or all: true".into())),
-    }
+    let filter = match (replay.delivery_id, replay.tenant, replay.all) {
+        (Some(id), None, false) => DeadLetterFilter::One(id),
+        (None, Some(tenant), false) => DeadLetterFilter::Tenant(tenant),
+        (None, None, true) => DeadLetterFilter::All,
+        _ => return Err(bad("give exactly one of deliveryId, tenant, or all: true".into())),
+    };
+    Ok((filter, replay.to_tenant))
 }

@@ -1,0 +1,134 @@
+//! The bridge's clock: wall time read once, at start, and advanced by the monotonic clock.
+//!
+//! Retry times, leases and windows are stored as epoch milliseconds, so they must be comparable
+//! with wall time across restarts. Inside one process, though, a wall-clock step (NTP, an
+//! operator's `date`) must neither fire every retry at once (a step forwards) nor hold every
+//! ticket for the length of the step (a step backwards). So the process reads the wall clock
+//! once and counts from there with a monotonic clock: steps are only seen by the next start.
+
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+/// Where a [`Clock`] reads time; tests inject one that steps.
+pub trait TimeSource: Send + Sync {
+    /// Wall time, epoch milliseconds.
+    fn wall_ms(&self) -> i64;
+    /// Time since an arbitrary fixed point; never goes backwards.
+    fn monotonic(&self) -> Duration;
+}
+
+/// The operating system's clocks.
+pub struct SystemTime;
+
+impl TimeSource for SystemTime {
+    fn wall_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+
+    fn monotonic(&self) -> Duration {
+        static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+        START.elapsed()
+    }
+}
+
+/// Epoch milliseconds that never step: the wall time at the clock's creation plus the
+/// monotonic time elapsed since.
+pub struct Clock {
+    source: Box<dyn TimeSource>,
+    anchor_wall_ms: i64,
+    anchor_monotonic: Duration,
+}
+
+impl Clock {
+    /// A clock anchored at `source`'s wall time now.
+    pub fn new(source: Box<dyn TimeSource>) -> Clock {
+        Clock {
+            anchor_wall_ms: source.wall_ms(),
+            anchor_monotonic: source.monotonic(),
+            source,
+        }
+    }
+
+    /// Now, in epoch milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        let elapsed = self.source.monotonic().saturating_sub(self.anchor_monotonic);
+        self.anchor_wall_ms + elapsed.as_millis() as i64
+    }
+}
+
+/// The process's clock, anchored at first use.
+static PROCESS_CLOCK: LazyLock<Clock> = LazyLock::new(|| Clock::new(Box::new(SystemTime)));
+
+/// Now, in epoch milliseconds, as the process's [`Clock`] counts it.
+pub fn now_ms() -> i64 {
+    PROCESS_CLOCK.now_ms()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+    use super::*;
+
+    /// A time source whose wall clock a test can step and whose monotonic clock it advances.
+    #[derive(Default)]
+    pub struct SteppingTime {
+        wall_ms: AtomicI64,
+        monotonic_ms: AtomicU64,
+    }
+
+    impl SteppingTime {
+        pub fn at(wall_ms: i64) -> Arc<SteppingTime> {
+            let time = Arc::new(SteppingTime::default());
+            time.wall_ms.store(wall_ms, Ordering::SeqCst);
+            time
+        }
+
+        /// Real time passing: both clocks move.
+        pub fn advance(&self, ms: u64) {
+            self.wall_ms.fetch_add(ms as i64, Ordering::SeqCst);
+            self.monotonic_ms.fetch_add(ms, Ordering::SeqCst);
+        }
+
+        /// The wall clock is set (NTP, an operator): only it moves.
+        pub fn step_wall(&self, ms: i64) {
+            self.wall_ms.fetch_add(ms, Ordering::SeqCst);
+        }
+    }
+
+    impl TimeSource for Arc<SteppingTime> {
+        fn wall_ms(&self) -> i64 {
+            self.wall_ms.load(Ordering::SeqCst)
+        }
+
+        fn monotonic(&self) -> Duration {
+            Duration::from_millis(self.monotonic_ms.load(Ordering::SeqCst))
+        }
+    }
+
+    #[test]
+    fn wall_clock_steps_do_not_move_the_clock() {
+        let time = SteppingTime::at(1_000_000);
+        let clock = Clock::new(Box::new(time.clone()));
+        assert_eq!(clock.now_ms(), 1_000_000);
+        time.advance(250);
+        assert_eq!(clock.now_ms(), 1_000_250);
+        time.step_wall(3_600_000);
+        assert_eq!(clock.now_ms(), 1_000_250, "a step forwards is not seen");
+        time.step_wall(-7_200_000);
+        time.advance(50);
+        assert_eq!(
+            clock.now_ms(),
+            1_000_300,
+            "a step backwards is not seen; time keeps going"
+        );
+    }
+
+    #[test]
+    fn a_new_clock_reads_the_wall_clock_again() {
+        let time = SteppingTime::at(5_000);
+        time.step_wall(60_000);
+        assert_eq!(Clock::new(Box::new(time)).now_ms(), 65_000);
+    }
+}

@@ -1,0 +1,260 @@
+//! Persistence: the [`Store`] trait, the types it speaks, and its embedded implementation,
+//! [`SqliteStore`].
+//!
+//! The outbox's rules live in what the trait promises: an accepted event is on disk before the
+//! call returns; a delivery is *claimed* (its attempt counted and a lease set) before it runs, so
+//! a crash or a failed outcome write can neither re-run it sooner than the lease nor reuse its
+//! attempt number; outcomes are recorded only against the attempt that claimed it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+mod server_lock;
+mod sqlite;
+
+pub use server_lock::ServerLock;
+pub use sqlite::{CommitMode, DEFAULT_WRITE_QUEUE, SqliteStore};
+
+/// Errors a caller of the store acts on; anything else is a failure to retry later.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// The writer's queue is full: the store is not keeping up (or is wedged). Refuse new work
+    /// and let the client retry.
+    #[error("the store's write queue is full")]
+    Busy,
+    /// The writer thread has stopped.
+    #[error("the store writer has stopped")]
+    Stopped,
+}
+
+/// What the bridge remembers of a ticket from its Incoming events, to complete the Outgoing and
+/// Command events an adapter produces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketInfo {
+    pub channel: String,
+    pub customer_name: String,
+}
+
+/// Which way a delivery goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// An Incoming event, delivered through the tenant's adapter to the vendor.
+    ToVendor,
+    /// An Outgoing or Command event, posted to 3Dolphins.
+    #[serde(rename = "to_3dolphins")]
+    ToThreeDolphins,
+}
+
+impl Direction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Direction::ToVendor => "to_vendor",
+            Direction::ToThreeDolphins => "to_3dolphins",
+        }
+    }
+
+    fn parse(text: &str) -> Direction {
+        if text == "to_vendor" {
+            Direction::ToVendor
+        } else {
+            Direction::ToThreeDolphins
+        }
+    }
+}
+
+/// An event to persist before it is acknowledged.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub delivery_id: String,
+    /// The tenant whose adapter (or 3Dolphins owner) it is delivered for.
+    pub tenant: String,
+    /// The 3Dolphins owner of the ticket. Order is kept per (owner, direction, ticket), so a
+    /// ticket re-routed to another tenant by a reload still gets its events in order.
+    pub owner: String,
+    pub direction: Direction,
+    /// Events of one (owner, direction, ticket) are delivered in the order accepted.
+    pub ticket: String,
+    /// The event as JSON.
+    pub payload: String,
+    /// When set, a second delivery with the same key (per tenant) inside the idempotency window
+    /// is not stored; the first one's id is returned instead.
+    pub idempotency_key: Option<String>,
+}
+
+/// The answer to [`Store::enqueue`] for one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub delivery_id: String,
+    /// True when an earlier delivery with the same idempotency key was found.
+    pub duplicate: bool,
+}
+
+/// A webhook's answer, kept so a vendor's retry of the same webhook is answered as the first was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The answer to [`Store::accept_webhook`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookAccepted {
+    /// The webhook's events were stored.
+    New(Vec<Accepted>),
+    /// The same webhook was stored before: nothing new was stored; this was its answer.
+    Duplicate(StoredResponse),
+}
+
+/// A stored delivery.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    /// Acceptance order.
+    pub seq: i64,
+    pub delivery_id: String,
+    pub tenant: String,
+    pub owner: String,
+    pub direction: Direction,
+    pub ticket: String,
+    pub payload: String,
+    /// Attempts started so far (counted when claimed); the next one is `attempts + 1`.
+    pub attempts: u32,
+    /// `attempts` when the delivery was last replayed: the retry schedule starts again there.
+    pub retry_base: u32,
+    pub state: String,
+    pub last_error: Option<String>,
+    /// Epoch milliseconds.
+    pub created_at: i64,
+    pub next_attempt_at: i64,
+}
+
+impl Delivery {
+    /// The key deliveries are ordered by.
+    pub fn order_key(&self) -> OrderKey {
+        (self.owner.clone(), self.direction, self.ticket.clone())
+    }
+}
+
+/// (owner, direction, ticket): deliveries with the same key are delivered one at a time, in
+/// acceptance order.
+pub type OrderKey = (String, Direction, String);
+
+/// What became of an attempt, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Failed; try again at this time (epoch ms).
+    RetryAt(i64, String),
+    /// Failed for good: a dead letter.
+    Dead(String),
+}
+
+/// Which dead letters to replay, list or purge.
+#[derive(Debug, Clone)]
+pub enum DeadLetterFilter {
+    One(String),
+    Tenant(String),
+    All,
+}
+
+/// Counts of deliveries by state.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct OutboxStats {
+    pub pending: u64,
+    pub delivered: u64,
+    pub dead: u64,
+}
+
+/// What a purge deletes: rows older than these times (epoch ms).
+#[derive(Debug, Clone, Copy)]
+pub struct PurgeBefore {
+    pub delivered: i64,
+    pub idempotency_keys: i64,
+    pub webhook_keys: i64,
+    pub tickets: i64,
+    /// Dead letters are kept until replayed unless a retention is configured.
+    pub dead_letters: Option<i64>,
+}
+
+/// What a store round trip found; `/readyz` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreHealth {
+    /// The writer connection's `PRAGMA synchronous` (`full` is what the guarantee needs).
+    pub synchronous: String,
+    pub journal_mode: String,
+}
+
+/// The bridge's persistence. One embedded implementation now; the trait lets a shared database
+/// serve several bridge replicas later.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    /// Persists deliveries durably (committed to disk) before returning. A delivery that fails
+    /// to store leaves nothing behind (not even its idempotency key); the others still commit.
+    async fn enqueue(
+        &self,
+        deliveries: Vec<NewDelivery>,
+        idempotency_window: Duration,
+    ) -> anyhow::Result<Vec<Accepted>>;
+    /// Persists a webhook's deliveries together with its key and answer, in one transaction. If
+    /// the key was stored within `window`, nothing is stored and the first answer is returned.
+    async fn accept_webhook(
+        &self,
+        tenant: &str,
+        key: Option<&str>,
+        response: StoredResponse,
+        deliveries: Vec<NewDelivery>,
+        window: Duration,
+    ) -> anyhow::Result<WebhookAccepted>;
+    /// The answer stored for a webhook key within `window`.
+    async fn webhook_response(
+        &self,
+        tenant: &str,
+        key: &str,
+        window: Duration,
+    ) -> anyhow::Result<Option<StoredResponse>>;
+    /// Up to `limit` deliveries that are due at `now_ms` and first pending of their order key,
+    /// leaving out those of `skip_tenants`; earliest first.
+    async fn due(&self, now_ms: i64, limit: usize, skip_tenants: &[String]) -> anyhow::Result<Vec<Delivery>>;
+    /// The earliest `next_attempt_at` after `now_ms` of any delivery first of its order key:
+    /// when something becomes due next.
+    async fn next_due_after(&self, now_ms: i64) -> anyhow::Result<Option<i64>>;
+    /// Claims a delivery for an attempt: if it is still pending with `attempts` attempts, counts
+    /// the new attempt and sets it aside until `lease_until_ms` (when it is due again should its
+    /// outcome never be recorded). False when another attempt got there first.
+    async fn claim(&self, seq: i64, attempts: u32, lease_until_ms: i64) -> anyhow::Result<bool>;
+    /// Records the outcome of attempt `attempt`; false (nothing written) when the delivery is no
+    /// longer pending at that attempt.
+    async fn record(&self, seq: i64, attempt: u32, outcome: Outcome) -> anyhow::Result<bool>;
+    async fn dead_letters(&self, tenant: Option<&str>, limit: usize) -> anyhow::Result<Vec<Delivery>>;
+    async fn delivery(&self, delivery_id: &str) -> anyhow::Result<Option<Delivery>>;
+    /// Makes matching dead letters pending again, moved to `to_tenant` when given; attempts go
+    /// on counting and the retry schedule starts again. Returns how many.
+    async fn replay(&self, filter: DeadLetterFilter, to_tenant: Option<&str>) -> anyhow::Result<usize>;
+    /// Deletes dead letters matching `filter` that died before `before_ms`; returns how many.
+    async fn purge_dead_letters(&self, filter: DeadLetterFilter, before_ms: i64) -> anyhow::Result<usize>;
+    /// Deletes what is older than `before` says, in small batches; returns the events deleted.
+    async fn purge(&self, before: PurgeBefore) -> anyhow::Result<usize>;
+    async fn stats(&self) -> anyhow::Result<OutboxStats>;
+    /// A round trip through the writer.
+    async fn health(&self) -> anyhow::Result<StoreHealth>;
+    /// How long ago the writer last committed (or found nothing to do), if it ever has.
+    fn last_commit_age(&self) -> Option<Duration>;
+
+    async fn kv_get(&self, tenant: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>>;
+    async fn kv_set(&self, tenant: &str, key: &str, value: Vec<u8>) -> anyhow::Result<()>;
+    async fn kv_delete(&self, tenant: &str, key: &str) -> anyhow::Result<()>;
+    async fn remember_ticket(&self, owner: &str, ticket: &str, info: TicketInfo) -> anyhow::Result<()>;
+    async fn ticket(&self, owner: &str, ticket: &str) -> anyhow::Result<Option<TicketInfo>>;
+}
+
+/// The lock file that keeps a second server off a store: `{store}.lock`.
+pub fn lock_path(store: &Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}

@@ -1,0 +1,755 @@
+//! The embedded [`Store`]: one SQLite file (WAL, `synchronous = FULL`) holds the outbox, dead
+//! letters, idempotency and webhook keys, adapters' key-value data and what the bridge remembers
+//! of tickets: one fsync domain.
+//!
+//! Every write goes through one writer thread that commits whatever has queued up in one
+//! `BEGIN IMMEDIATE` transaction (group commit), so many concurrent requests share one disk
+//! sync. Each write runs inside its own savepoint: one that fails is rolled back alone and the
+//! others in the batch commit. The writer's queue is bounded: past it, writes made for a client
+//! fail at once with [`StoreError::Busy`] instead of piling up in memory. Reads use their own
+//! connection.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    Accepted, DeadLetterFilter, Delivery, Direction, NewDelivery, OutboxStats, Outcome, PurgeBefore, Store, StoreError,
+    StoreHealth, StoredResponse, TicketInfo, WebhookAccepted,
+};
+use crate::clock;
+
+/// How the writer commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitMode {
+    /// Everything queued while the previous commit ran goes into one transaction.
+    Group,
+    /// One transaction (and disk sync) per write; for comparison in benchmarks.
+    PerWrite,
+}
+
+/// Writes the writer queue holds by default before client writes are refused.
+pub const DEFAULT_WRITE_QUEUE: usize = 8192;
+/// Rows one purge step deletes: a purge never holds the writer for long.
+const PURGE_BATCH: usize = 1000;
+/// Writes committed in one transaction at most.
+const MAX_BATCH: usize = 1024;
+
+/// Answers a write once its transaction's fate is known (`Some(error)` when the commit failed).
+type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+/// One write: runs inside its savepoint at the given time (or is not run, `None`, when the
+/// transaction could not start), says whether it succeeded, and how to answer once the commit
+/// is known.
+type Job = Box<dyn FnOnce(Option<(&Connection, i64)>) -> (bool, Answer) + Send>;
+
+/// Whether a write is made for a client waiting on an answer (refused when the queue is full)
+/// or for the bridge's own bookkeeping (waits for room).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Queueing {
+    RefuseWhenFull,
+    WaitForRoom,
+}
+
+/// The embedded [`Store`].
+pub struct SqliteStore {
+    writer: mpsc::Sender<Job>,
+    reader: Arc<Mutex<Connection>>,
+    /// Monotonic-anchored ms of the writer's last successful commit (0: none yet).
+    last_commit_ms: Arc<AtomicI64>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id TEXT NOT NULL UNIQUE,
+    tenant TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    ticket TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,            -- pending | delivered | dead
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    owner TEXT NOT NULL DEFAULT '',
+    retry_base INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    delivery_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS webhooks (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    headers TEXT NOT NULL,
+    body BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kv (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tickets (
+    owner TEXT NOT NULL,
+    ticket_number TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    customer_name TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (owner, ticket_number)
+) WITHOUT ROWID;
+";
+
+/// Indexes, created after the columns they name exist (older files gain them in `migrate`).
+const INDEXES: &str = "
+DROP INDEX IF EXISTS outbox_pending;
+CREATE INDEX IF NOT EXISTS outbox_heads ON outbox (owner, direction, ticket, seq) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (state, finished_at);
+CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_at);
+CREATE INDEX IF NOT EXISTS webhooks_age ON webhooks (created_at);
+CREATE INDEX IF NOT EXISTS tickets_age ON tickets (updated_at);
+";
+
+fn open_connection(path: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open(path).with_context(|| format!("opening the store {}", path.display()))?;
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")?;
+    Ok(conn)
+}
+
+/// Brings a file written by an older bridge up to the current schema.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_column = |name: &str| -> rusqlite::Result<bool> {
+        conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('outbox') WHERE name = ?1",
+            [name],
+            |row| row.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+    };
+    if !has_column("owner")? {
+        // Older rows were ordered per tenant; keep them so (a tenant name cannot collide with
+        // an owner, which never starts with `tenant:`).
+        conn.execute_batch(
+            "ALTER TABLE outbox ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+             UPDATE outbox SET owner = 'tenant:' || tenant;",
+        )?;
+    }
+    if !has_column("retry_base")? {
+        conn.execute_batch("ALTER TABLE outbox ADD COLUMN retry_base INTEGER NOT NULL DEFAULT 0;")?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and starts its writer thread.
+    pub fn open(path: &Path, mode: CommitMode) -> anyhow::Result<SqliteStore> {
+        Self::open_with(path, mode, DEFAULT_WRITE_QUEUE, |_| Ok(()))
+    }
+
+    /// [`SqliteStore::open`] with a writer queue of `write_queue` writes, after running `setup`
+    /// on the writer's connection (tests inject faults there).
+    pub fn open_with(
+        path: &Path,
+        mode: CommitMode,
+        write_queue: usize,
+        setup: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+    ) -> anyhow::Result<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating the store directory {}", dir.display()))?;
+        }
+        let writer_conn = open_connection(path)?;
+        (|| {
+            writer_conn.execute_batch("BEGIN IMMEDIATE")?;
+            let created = writer_conn
+                .execute_batch(SCHEMA)
+                .and_then(|()| migrate(&writer_conn))
+                .and_then(|()| writer_conn.execute_batch(INDEXES));
+            writer_conn.execute_batch(if created.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+            created?;
+            setup(&writer_conn)
+        })()
+        .with_context(|| format!("initialising the store {}", path.display()))?;
+        let reader = open_connection(path)?;
+        let (tx, rx) = mpsc::channel(write_queue.max(1));
+        let last_commit_ms = Arc::new(AtomicI64::new(0));
+        let last_commit = last_commit_ms.clone();
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(&writer_conn, rx, mode, &last_commit))
+            .context("starting the store writer")?;
+        Ok(SqliteStore {
+            writer: tx,
+            reader: Arc::new(Mutex::new(reader)),
+            last_commit_ms,
+        })
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        queueing: Queueing,
+        f: impl FnOnce(&Connection, i64) -> rusqlite::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let (reply, answer) = oneshot::channel::<anyhow::Result<T>>();
+        let job: Job = Box::new(move |run| {
+            let result = run.map(|(conn, now)| f(conn, now));
+            let ok = matches!(result, Some(Ok(_)));
+            let answer: Answer = Box::new(move |commit_error| {
+                let result = match (commit_error, result) {
+                    (Some(e), _) => Err(anyhow::anyhow!("{e}")),
+                    (None, Some(r)) => r.map_err(anyhow::Error::from),
+                    (None, None) => Err(anyhow::anyhow!("the store write did not run")),
+                };
+                let _ = reply.send(result);
+            });
+            (ok, answer)
+        });
+        match queueing {
+            Queueing::RefuseWhenFull => self.writer.try_send(job).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => StoreError::Busy,
+                mpsc::error::TrySendError::Closed(_) => StoreError::Stopped,
+            })?,
+            Queueing::WaitForRoom => self.writer.send(job).await.map_err(|_| StoreError::Stopped)?,
+        }
+        answer.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    ) -> anyhow::Result<R> {
+        let conn = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&conn)
+        })
+        .await
+        .context("store task failed")?
+        .context("store query failed")
+    }
+}
+
+/// Applies queued writes, many per transaction in [`CommitMode::Group`], each in a savepoint.
+fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Job>, mode: CommitMode, last_commit: &AtomicI64) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        if mode == CommitMode::Group {
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        let now = clock::now_ms();
+        let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
+        let mut failure = conn.execute_batch("BEGIN IMMEDIATE").err();
+        for job in batch {
+            if failure.is_some() {
+                answers.push(job(None).1);
+                continue;
+            }
+            if let Err(e) = conn.execute_batch("SAVEPOINT write") {
+                failure = Some(e);
+                answers.push(job(None).1);
+                continue;
+            }
+            let (ok, answer) = job(Some((conn, now)));
+            answers.push(answer);
+            let end = if ok {
+                "RELEASE write"
+            } else {
+                "ROLLBACK TO write; RELEASE write"
+            };
+            failure = conn.execute_batch(end).err();
+        }
+        if failure.is_none() {
+            failure = conn.execute_batch("COMMIT").err();
+        }
+        // A failed COMMIT can leave the transaction open (a deferred constraint, say); the next
+        // batch must not run inside it.
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        let failure = failure.map(|e| format!("store commit failed: {e}"));
+        if failure.is_none() {
+            last_commit.store(clock::now_ms(), Ordering::Relaxed);
+        }
+        for answer in answers {
+            answer(failure.as_deref());
+        }
+    }
+}
+
+fn enqueue(conn: &Connection, items: Vec<NewDelivery>, window: Duration, now: i64) -> rusqlite::Result<Vec<Accepted>> {
+    let window_start = now - window.as_millis() as i64;
+    let mut accepted = Vec::with_capacity(items.len());
+    for item in items {
+        if let Some(key) = &item.idempotency_key {
+            let earlier: Option<String> = conn
+                .prepare_cached(
+                    "SELECT delivery_id FROM idempotency WHERE tenant = ?1 AND key = ?2 AND created_at > ?3",
+                )?
+                .query_row(params![item.tenant, key, window_start], |row| row.get(0))
+                .optional()?;
+            if let Some(delivery_id) = earlier {
+                accepted.push(Accepted {
+                    delivery_id,
+                    duplicate: true,
+                });
+                continue;
+            }
+            conn.prepare_cached(
+                "INSERT INTO idempotency (tenant, key, delivery_id, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tenant, key) DO UPDATE SET delivery_id = excluded.delivery_id,
+                     created_at = excluded.created_at",
+            )?
+            .execute(params![item.tenant, key, item.delivery_id, now])?;
+        }
+        conn.prepare_cached(
+            "INSERT INTO outbox (delivery_id, tenant, owner, direction, ticket, payload, state, created_at, next_attempt_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+        )?
+        .execute(params![
+            item.delivery_id,
+            item.tenant,
+            item.owner,
+            item.direction.as_str(),
+            item.ticket,
+            item.payload,
+            now
+        ])?;
+        accepted.push(Accepted {
+            delivery_id: item.delivery_id,
+            duplicate: false,
+        });
+    }
+    Ok(accepted)
+}
+
+fn webhook_response(
+    conn: &Connection,
+    tenant: &str,
+    key: &str,
+    since: i64,
+) -> rusqlite::Result<Option<StoredResponse>> {
+    conn.prepare_cached(
+        "SELECT status, headers, body FROM webhooks WHERE tenant = ?1 AND key = ?2 AND created_at > ?3",
+    )?
+    .query_row(params![tenant, key, since], |row| {
+        let headers: String = row.get(1)?;
+        Ok(StoredResponse {
+            status: row.get(0)?,
+            headers: serde_json::from_str(&headers).unwrap_or_default(),
+            body: row.get(2)?,
+        })
+    })
+    .optional()
+}
+
+/// Deletes up to [`PURGE_BATCH`] rows of `table` (whose key is `key`) matching `condition`,
+/// which compares with `?1`.
+fn purge_step(conn: &Connection, table: &str, key: &str, condition: &str, before: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        &format!(
+            "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {condition} LIMIT {PURGE_BATCH})"
+        ),
+        params![before],
+    )
+}
+
+const DELIVERY_COLUMNS: &str = "seq, delivery_id, tenant, owner, direction, ticket, payload, attempts, retry_base, state, \
+     last_error, created_at, next_attempt_at";
+
+fn delivery_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        seq: row.get(0)?,
+        delivery_id: row.get(1)?,
+        tenant: row.get(2)?,
+        owner: row.get(3)?,
+        direction: Direction::parse(&row.get::<_, String>(4)?),
+        ticket: row.get(5)?,
+        payload: row.get(6)?,
+        attempts: row.get(7)?,
+        retry_base: row.get(8)?,
+        state: row.get(9)?,
+        last_error: row.get(10)?,
+        created_at: row.get(11)?,
+        next_attempt_at: row.get(12)?,
+    })
+}
+
+/// The SQL condition "this pending row `o` is the first pending of its order key".
+const IS_HEAD: &str = "o.seq = (SELECT MIN(h.seq) FROM outbox h WHERE h.state = 'pending'
+     AND h.owner = o.owner AND h.direction = o.direction AND h.ticket = o.ticket)";
+
+/// `WHERE` fragment and parameters selecting dead letters by `filter` (parameters from `?2`).
+fn dead_letter_condition(filter: &DeadLetterFilter) -> (&'static str, Option<String>) {
+    match filter {
+        DeadLetterFilter::One(id) => ("state = 'dead' AND delivery_id = ?2", Some(id.clone())),
+        DeadLetterFilter::Tenant(tenant) => ("state = 'dead' AND tenant = ?2", Some(tenant.clone())),
+        DeadLetterFilter::All => ("state = 'dead' AND ?2 IS NULL", None),
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn enqueue(&self, deliveries: Vec<NewDelivery>, window: Duration) -> anyhow::Result<Vec<Accepted>> {
+        self.write(Queueing::RefuseWhenFull, move |c, now| {
+            enqueue(c, deliveries, window, now)
+        })
+        .await
+    }
+
+    async fn accept_webhook(
+        &self,
+        tenant: &str,
+        key: Option<&str>,
+        response: StoredResponse,
+        deliveries: Vec<NewDelivery>,
+        window: Duration,
+    ) -> anyhow::Result<WebhookAccepted> {
+        let (tenant, key) = (tenant.to_string(), key.map(str::to_string));
+        self.write(Queueing::RefuseWhenFull, move |c, now| {
+            if let Some(key) = &key {
+                if let Some(first) = webhook_response(c, &tenant, key, now - window.as_millis() as i64)? {
+                    return Ok(WebhookAccepted::Duplicate(first));
+                }
+                c.prepare_cached(
+                    "INSERT INTO webhooks (tenant, key, status, headers, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (tenant, key) DO UPDATE SET status = excluded.status, headers = excluded.headers,
+                         body = excluded.body, created_at = excluded.created_at",
+                )?
+                .execute(params![
+                    tenant,
+                    key,
+                    response.status,
+                    serde_json::to_string(&response.headers).expect("headers serialize"),
+                    response.body,
+                    now
+                ])?;
+            }
+            enqueue(c, deliveries, Duration::ZERO, now).map(WebhookAccepted::New)
+        })
+        .await
+    }
+
+    async fn webhook_response(
+        &self,
+        tenant: &str,
+        key: &str,
+        window: Duration,
+    ) -> anyhow::Result<Option<StoredResponse>> {
+        let (tenant, key) = (tenant.to_string(), key.to_string());
+        let since = clock::now_ms() - window.as_millis() as i64;
+        self.read(move |c| webhook_response(c, &tenant, &key, since)).await
+    }
+
+    async fn due(&self, now: i64, limit: usize, skip_tenants: &[String]) -> anyhow::Result<Vec<Delivery>> {
+        let skip = serde_json::to_string(skip_tenants).expect("names serialize");
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM outbox o
+                 WHERE o.state = 'pending' AND o.next_attempt_at <= ?1
+                   AND o.tenant NOT IN (SELECT value FROM json_each(?3))
+                   AND {IS_HEAD}
+                 ORDER BY o.next_attempt_at, o.seq LIMIT ?2"
+            );
+            let mut statement = c.prepare_cached(&sql)?;
+            let rows = statement.query_map(params![now, limit as i64, skip], delivery_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn next_due_after(&self, now: i64) -> anyhow::Result<Option<i64>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT MIN(o.next_attempt_at) FROM outbox o
+                 WHERE o.state = 'pending' AND o.next_attempt_at > ?1 AND {IS_HEAD}"
+            ))?
+            .query_row(params![now], |r| r.get(0))
+        })
+        .await
+    }
+
+    async fn claim(&self, seq: i64, attempts: u32, lease_until_ms: i64) -> anyhow::Result<bool> {
+        self.write(Queueing::WaitForRoom, move |c, _| {
+            c.prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?3
+                 WHERE seq = ?1 AND state = 'pending' AND attempts = ?2",
+            )?
+            .execute(params![seq, attempts, lease_until_ms])
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn record(&self, seq: i64, attempt: u32, outcome: Outcome) -> anyhow::Result<bool> {
+        self.write(Queueing::WaitForRoom, move |c, now| {
+            let changed = match outcome {
+                Outcome::Delivered => c
+                    .prepare_cached(
+                        "UPDATE outbox SET state = 'delivered', finished_at = ?3, last_error = NULL
+                         WHERE seq = ?1 AND state = 'pending' AND attempts = ?2",
+                    )?
+                    .execute(params![seq, attempt, now])?,
+                Outcome::RetryAt(at, error) => c
+                    .prepare_cached(
+                        "UPDATE outbox SET next_attempt_at = ?3, last_error = ?4
+                         WHERE seq = ?1 AND state = 'pending' AND attempts = ?2",
+                    )?
+                    .execute(params![seq, attempt, at, error])?,
+                Outcome::Dead(error) => c
+                    .prepare_cached(
+                        "UPDATE outbox SET state = 'dead', last_error = ?3, finished_at = ?4
+                         WHERE seq = ?1 AND state = 'pending' AND attempts = ?2",
+                    )?
+                    .execute(params![seq, attempt, error, now])?,
+            };
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, tenant: Option<&str>, limit: usize) -> anyhow::Result<Vec<Delivery>> {
+        let tenant = tenant.map(str::to_string);
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM outbox WHERE state = 'dead' AND (?1 IS NULL OR tenant = ?1)
+                 ORDER BY seq LIMIT ?2"
+            );
+            let mut statement = c.prepare_cached(&sql)?;
+            let rows = statement.query_map(params![tenant, limit as i64], delivery_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn delivery(&self, delivery_id: &str) -> anyhow::Result<Option<Delivery>> {
+        let id = delivery_id.to_string();
+        self.read(move |c| {
+            c.query_row(
+                &format!("SELECT {DELIVERY_COLUMNS} FROM outbox WHERE delivery_id = ?1"),
+                params![id],
+                delivery_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn replay(&self, filter: DeadLetterFilter, to_tenant: Option<&str>) -> anyhow::Result<usize> {
+        let to_tenant = to_tenant.map(str::to_string);
+        self.write(Queueing::WaitForRoom, move |c, now| {
+            let (condition, value) = dead_letter_condition(&filter);
+            c.execute(
+                &format!(
+                    "UPDATE outbox SET state = 'pending', retry_base = attempts, next_attempt_at = ?1,
+                         finished_at = NULL, tenant = COALESCE(?3, tenant)
+                     WHERE {condition}"
+                ),
+                params![now, value, to_tenant],
+            )
+        })
+        .await
+    }
+
+    async fn purge_dead_letters(&self, filter: DeadLetterFilter, before_ms: i64) -> anyhow::Result<usize> {
+        let mut total = 0;
+        loop {
+            let filter = filter.clone();
+            let deleted = self
+                .write(Queueing::WaitForRoom, move |c, _| {
+                    let (condition, value) = dead_letter_condition(&filter);
+                    c.execute(
+                        &format!(
+                            "DELETE FROM outbox WHERE seq IN
+                             (SELECT seq FROM outbox WHERE {condition} AND finished_at < ?1 LIMIT {PURGE_BATCH})"
+                        ),
+                        params![before_ms, value],
+                    )
+                })
+                .await?;
+            total += deleted;
+            if deleted < PURGE_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn purge(&self, before: PurgeBefore) -> anyhow::Result<usize> {
+        let steps = [
+            (
+                "outbox",
+                "seq",
+                "state = 'delivered' AND finished_at < ?1",
+                Some(before.delivered),
+            ),
+            (
+                "outbox",
+                "seq",
+                "state = 'dead' AND finished_at < ?1",
+                before.dead_letters,
+            ),
+            (
+                "idempotency",
+                "tenant, key",
+                "created_at < ?1",
+                Some(before.idempotency_keys),
+            ),
+            ("webhooks", "tenant, key", "created_at < ?1", Some(before.webhook_keys)),
+            (
+                "tickets",
+                "owner, ticket_number",
+                "updated_at < ?1",
+                Some(before.tickets),
+            ),
+        ];
+        let mut events = 0;
+        for (table, key, condition, before) in steps {
+            let Some(before) = before else { continue };
+            loop {
+                let deleted = self
+                    .write(Queueing::WaitForRoom, move |c, _| {
+                        purge_step(c, table, key, condition, before)
+                    })
+                    .await?;
+                if table == "outbox" {
+                    events += deleted;
+                }
+                if deleted < PURGE_BATCH {
+                    break;
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    async fn stats(&self) -> anyhow::Result<OutboxStats> {
+        self.read(|c| {
+            let mut stats = OutboxStats::default();
+            let mut statement = c.prepare_cached("SELECT state, COUNT(*) FROM outbox GROUP BY state")?;
+            let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+            for row in rows {
+                let (state, count) = row?;
+                match state.as_str() {
+                    "pending" => stats.pending = count,
+                    "delivered" => stats.delivered = count,
+                    "dead" => stats.dead = count,
+                    _ => {}
+                }
+            }
+            Ok(stats)
+        })
+        .await
+    }
+
+    async fn health(&self) -> anyhow::Result<StoreHealth> {
+        self.write(Queueing::WaitForRoom, |c, _| {
+            let synchronous: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+            let journal_mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+            Ok(StoreHealth {
+                synchronous: match synchronous {
+                    0 => "off",
+                    1 => "normal",
+                    2 => "full",
+                    _ => "extra",
+                }
+                .into(),
+                journal_mode,
+            })
+        })
+        .await
+    }
+
+    fn last_commit_age(&self) -> Option<Duration> {
+        match self.last_commit_ms.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(Duration::from_millis((clock::now_ms() - at).max(0) as u64)),
+        }
+    }
+
+    async fn kv_get(&self, tenant: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let (tenant, key) = (tenant.to_string(), key.to_string());
+        self.read(move |c| {
+            c.query_row(
+                "SELECT value FROM kv WHERE tenant = ?1 AND key = ?2",
+                params![tenant, key],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn kv_set(&self, tenant: &str, key: &str, value: Vec<u8>) -> anyhow::Result<()> {
+        let (tenant, key) = (tenant.to_string(), key.to_string());
+        self.write(Queueing::RefuseWhenFull, move |c, _| {
+            c.prepare_cached(
+                "INSERT INTO kv (tenant, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant, key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![tenant, key, value])
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn kv_delete(&self, tenant: &str, key: &str) -> anyhow::Result<()> {
+        let (tenant, key) = (tenant.to_string(), key.to_string());
+        self.write(Queueing::RefuseWhenFull, move |c, _| {
+            c.execute("DELETE FROM kv WHERE tenant = ?1 AND key = ?2", params![tenant, key])
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn remember_ticket(&self, owner: &str, ticket: &str, info: TicketInfo) -> anyhow::Result<()> {
+        let (owner, ticket) = (owner.to_string(), ticket.to_string());
+        self.write(Queueing::RefuseWhenFull, move |c, now| {
+            c.prepare_cached(
+                "INSERT INTO tickets (owner, ticket_number, channel, customer_name, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (owner, ticket_number) DO UPDATE SET channel = excluded.channel,
+                     customer_name = excluded.customer_name, updated_at = excluded.updated_at",
+            )?
+            .execute(params![owner, ticket, info.channel, info.customer_name, now])
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn ticket(&self, owner: &str, ticket: &str) -> anyhow::Result<Option<TicketInfo>> {
+        let (owner, ticket) = (owner.to_string(), ticket.to_string());
+        self.read(move |c| {
+            c.query_row(
+                "SELECT channel, customer_name FROM tickets WHERE owner = ?1 AND ticket_number = ?2",
+                params![owner, ticket],
+                |row| {
+                    Ok(TicketInfo {
+                        channel: row.get(0)?,
+                        customer_name: row.get(1)?,
+                    })
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests;

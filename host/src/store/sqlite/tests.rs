@@ -1,0 +1,529 @@
+//! The SQLite store's test suite, with faults injected for real: triggers that raise, a second
+//! connection holding the write lock, a deferred constraint that fails the COMMIT.
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::clock::tests::SteppingTime;
+use crate::clock::{Clock, now_ms};
+
+struct TempStore {
+    store: SqliteStore,
+    dir: PathBuf,
+}
+
+impl TempStore {
+    fn new() -> TempStore {
+        Self::with_writer_setup(|_| Ok(()))
+    }
+
+    fn with_writer_setup(setup: impl FnOnce(&Connection) -> rusqlite::Result<()>) -> TempStore {
+        let dir = std::env::temp_dir().join(format!("dolphin-store-{}", uuid::Uuid::now_v7()));
+        let store = SqliteStore::open_with(&dir.join("t.db"), CommitMode::Group, DEFAULT_WRITE_QUEUE, setup).unwrap();
+        TempStore { store, dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join("t.db")
+    }
+
+    /// A second connection to the same file, as another process would have.
+    fn side_connection(&self) -> Connection {
+        let conn = Connection::open(self.path()).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        conn
+    }
+}
+
+impl Drop for TempStore {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+fn delivery(id: &str, ticket: &str, key: Option<&str>) -> NewDelivery {
+    NewDelivery {
+        delivery_id: id.into(),
+        tenant: "acme".into(),
+        owner: "acme-owner".into(),
+        direction: Direction::ToVendor,
+        ticket: ticket.into(),
+        payload: "{}".into(),
+        idempotency_key: key.map(str::to_string),
+    }
+}
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+async fn due_ids(store: &SqliteStore, now: i64) -> Vec<String> {
+    let due = store.due(now, 10, &[]).await.unwrap();
+    due.into_iter().map(|d| d.delivery_id).collect()
+}
+
+async fn get(store: &SqliteStore, id: &str) -> Delivery {
+    store.delivery(id).await.unwrap().expect("stored")
+}
+
+#[tokio::test]
+async fn kv_is_namespaced_by_tenant() {
+    let t = TempStore::new();
+    t.store.kv_set("a", "k", b"1".to_vec()).await.unwrap();
+    t.store.kv_set("b", "k", b"2".to_vec()).await.unwrap();
+    assert_eq!(t.store.kv_get("a", "k").await.unwrap(), Some(b"1".to_vec()));
+    t.store.kv_delete("a", "k").await.unwrap();
+    assert_eq!(t.store.kv_get("a", "k").await.unwrap(), None);
+    assert_eq!(t.store.kv_get("b", "k").await.unwrap(), Some(b"2".to_vec()));
+}
+
+#[tokio::test]
+async fn only_the_head_of_each_ticket_is_due() {
+    let t = TempStore::new();
+    let store = &t.store;
+    let batch = vec![
+        delivery("a1", "A", None),
+        delivery("a2", "A", None),
+        delivery("b1", "B", None),
+    ];
+    store.enqueue(batch, WINDOW).await.unwrap();
+    assert_eq!(due_ids(store, now_ms()).await, ["a1", "b1"]);
+    // A waiting head holds back its own ticket only.
+    let a1 = get(store, "a1").await;
+    assert!(store.claim(a1.seq, 0, now_ms() + 60_000).await.unwrap());
+    assert!(
+        store
+            .record(a1.seq, 1, Outcome::RetryAt(now_ms() + 60_000, "vendor 503".into()))
+            .await
+            .unwrap()
+    );
+    assert_eq!(due_ids(store, now_ms()).await, ["b1"]);
+    // A dead head lets the ticket move on, and replay brings it back.
+    assert!(store.claim(a1.seq, 1, now_ms() + 60_000).await.unwrap());
+    assert!(
+        store
+            .record(a1.seq, 2, Outcome::Dead("permanent".into()))
+            .await
+            .unwrap()
+    );
+    assert_eq!(due_ids(store, now_ms()).await, ["a2", "b1"]);
+    assert_eq!(store.replay(DeadLetterFilter::One("a1".into()), None).await.unwrap(), 1);
+    let a1 = get(store, "a1").await;
+    assert_eq!((a1.state.as_str(), a1.attempts, a1.retry_base), ("pending", 2, 2));
+    assert_eq!(due_ids(store, now_ms()).await, ["b1", "a1"], "earliest due first");
+}
+
+#[tokio::test]
+async fn order_is_kept_per_owner_and_ticket_across_tenants() {
+    let t = TempStore::new();
+    let mut moved = delivery("a2", "A", None);
+    moved.tenant = "acme-whatsapp".into();
+    let batch = vec![delivery("a1", "A", None), moved];
+    t.store.enqueue(batch, WINDOW).await.unwrap();
+    assert_eq!(
+        due_ids(&t.store, now_ms()).await,
+        ["a1"],
+        "a2 waits behind a1 of another tenant"
+    );
+}
+
+#[tokio::test]
+async fn due_leaves_out_the_tenants_it_is_told_to_skip() {
+    let t = TempStore::new();
+    let mut other = delivery("b1", "B", None);
+    other.tenant = "globex".into();
+    other.owner = "globex-owner".into();
+    t.store
+        .enqueue(vec![delivery("a1", "A", None), other], WINDOW)
+        .await
+        .unwrap();
+    let due = t.store.due(now_ms(), 10, &["acme".into()]).await.unwrap();
+    assert_eq!(due.iter().map(|d| d.delivery_id.as_str()).collect::<Vec<_>>(), ["b1"]);
+}
+
+#[tokio::test]
+async fn a_claim_counts_the_attempt_sets_a_lease_and_is_taken_once() {
+    let t = TempStore::new();
+    let store = &t.store;
+    store.enqueue(vec![delivery("d1", "A", None)], WINDOW).await.unwrap();
+    let d1 = get(store, "d1").await;
+    let lease_until = now_ms() + 5_000;
+    assert!(store.claim(d1.seq, 0, lease_until).await.unwrap());
+    assert!(
+        !store.claim(d1.seq, 0, lease_until).await.unwrap(),
+        "a stale claim loses"
+    );
+    let claimed = get(store, "d1").await;
+    assert_eq!((claimed.attempts, claimed.next_attempt_at), (1, lease_until));
+    assert!(due_ids(store, now_ms()).await.is_empty(), "not due while leased");
+    assert_eq!(
+        due_ids(store, lease_until).await,
+        ["d1"],
+        "due again when the lease ends"
+    );
+    // An outcome for another attempt than the one that claimed it is not written.
+    assert!(!store.record(d1.seq, 2, Outcome::Delivered).await.unwrap());
+    assert!(store.record(d1.seq, 1, Outcome::Delivered).await.unwrap());
+    assert!(!store.record(d1.seq, 1, Outcome::Dead("late".into())).await.unwrap());
+    assert_eq!(get(store, "d1").await.state, "delivered");
+}
+
+#[tokio::test]
+async fn next_due_after_looks_at_heads_only() {
+    let t = TempStore::new();
+    let store = &t.store;
+    let batch = vec![delivery("a1", "A", None), delivery("a2", "A", None)];
+    store.enqueue(batch, WINDOW).await.unwrap();
+    let a1 = get(store, "a1").await;
+    let later = now_ms() + 3_600_000;
+    assert!(store.claim(a1.seq, 0, later).await.unwrap());
+    // a2 was due long ago, but waits behind a1: the next thing due is a1's lease end.
+    assert_eq!(store.next_due_after(now_ms()).await.unwrap(), Some(later));
+}
+
+#[tokio::test]
+async fn idempotency_key_returns_the_first_id() {
+    let t = TempStore::new();
+    let store = &t.store;
+    let first = store
+        .enqueue(vec![delivery("d1", "A", Some("k"))], WINDOW)
+        .await
+        .unwrap();
+    let again = store
+        .enqueue(vec![delivery("d2", "A", Some("k"))], WINDOW)
+        .await
+        .unwrap();
+    let accepted = |id: &str, duplicate| Accepted {
+        delivery_id: id.into(),
+        duplicate,
+    };
+    assert_eq!(first[0], accepted("d1", false));
+    assert_eq!(again[0], accepted("d1", true));
+    assert_eq!(store.stats().await.unwrap().pending, 1);
+    // Outside the window the same key is a new event.
+    let later = store
+        .enqueue(vec![delivery("d3", "A", Some("k"))], Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(!later[0].duplicate);
+}
+
+/// Item: a failed enqueue must not leave its idempotency key behind (else the client's re-send
+/// is answered `duplicate` for an event that was never stored).
+#[tokio::test]
+async fn a_failed_enqueue_leaves_nothing_behind_and_the_rest_of_the_batch_commits() {
+    let t = TempStore::with_writer_setup(|c| {
+        c.execute_batch(
+            "CREATE TEMP TRIGGER poison BEFORE INSERT ON outbox WHEN NEW.ticket = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'injected fault'); END;",
+        )
+    });
+    let store = &t.store;
+    let (poisoned, healthy) = tokio::join!(
+        store.enqueue(vec![delivery("p1", "poison", Some("key-p"))], WINDOW),
+        store.enqueue(vec![delivery("h1", "A", Some("key-h"))], WINDOW),
+    );
+    assert!(poisoned.unwrap_err().to_string().contains("injected fault"));
+    assert!(!healthy.unwrap()[0].duplicate);
+    assert!(
+        store.delivery("h1").await.unwrap().is_some(),
+        "the healthy write committed"
+    );
+    assert!(store.delivery("p1").await.unwrap().is_none());
+    // The re-send of the refused event is a new event, not a duplicate of nothing.
+    let mut resend = delivery("p2", "A", Some("key-p"));
+    resend.ticket = "A2".into();
+    let again = store.enqueue(vec![resend], WINDOW).await.unwrap();
+    assert_eq!(
+        again[0],
+        Accepted {
+            delivery_id: "p2".into(),
+            duplicate: false
+        }
+    );
+}
+
+/// Item: another process writing (the `dead-letters` command while the bridge runs) must not
+/// make the bridge's writes fail with SQLITE_BUSY.
+#[tokio::test]
+async fn a_write_waits_for_another_connection_holding_the_write_lock() {
+    let t = TempStore::new();
+    let store = &t.store;
+    // The read part of the enqueue (the idempotency look-up) sees a snapshot that the side
+    // connection's commit then makes stale.
+    store
+        .enqueue(vec![delivery("d0", "A", Some("k0"))], WINDOW)
+        .await
+        .unwrap();
+    let side = t.side_connection();
+    side.execute_batch("BEGIN IMMEDIATE; INSERT INTO kv (tenant, key, value) VALUES ('side', 'k', x'00');")
+        .unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        side.execute_batch("COMMIT").unwrap();
+    });
+    let accepted = store.enqueue(vec![delivery("d1", "B", Some("k1"))], WINDOW).await;
+    release.join().unwrap();
+    assert!(!accepted.expect("the write waited for the lock")[0].duplicate);
+    assert!(store.delivery("d1").await.unwrap().is_some());
+}
+
+/// Item: a COMMIT that fails must not leave the writer inside the transaction.
+#[tokio::test]
+async fn after_a_failed_commit_the_writer_goes_on_with_fresh_transactions() {
+    let t = TempStore::with_writer_setup(|c| {
+        c.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TEMP TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TEMP TABLE child (parent_id INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);
+             CREATE TEMP TRIGGER dangling AFTER INSERT ON outbox WHEN NEW.ticket = 'fail-commit'
+             BEGIN INSERT INTO child VALUES (42); END;",
+        )
+    });
+    let store = &t.store;
+    let failed = store.enqueue(vec![delivery("f1", "fail-commit", None)], WINDOW).await;
+    assert!(failed.unwrap_err().to_string().contains("commit failed"));
+    store.enqueue(vec![delivery("d1", "A", None)], WINDOW).await.unwrap();
+    // Committed for real: another connection sees it, and the failed one is gone.
+    let side = t.side_connection();
+    let ids: Vec<String> = side
+        .prepare("SELECT delivery_id FROM outbox ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(ids, ["d1"]);
+}
+
+/// Item: an outcome that cannot be written leaves the delivery leased: it is not due again
+/// before the lease (the retry schedule's wait) ends.
+#[tokio::test]
+async fn an_outcome_that_cannot_be_recorded_keeps_the_delivery_back_until_its_lease_ends() {
+    let t = TempStore::with_writer_setup(|c| {
+        c.execute_batch(
+            "CREATE TEMP TRIGGER disk_full BEFORE UPDATE ON outbox WHEN NEW.state = 'delivered'
+             BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+        )
+    });
+    let store = &t.store;
+    store.enqueue(vec![delivery("d1", "A", None)], WINDOW).await.unwrap();
+    let d1 = get(store, "d1").await;
+    let lease_until = now_ms() + 5_000;
+    assert!(store.claim(d1.seq, 0, lease_until).await.unwrap());
+    assert!(store.record(d1.seq, 1, Outcome::Delivered).await.is_err());
+    assert!(due_ids(store, now_ms()).await.is_empty());
+    let again = store.due(lease_until, 10, &[]).await.unwrap();
+    assert_eq!((again[0].delivery_id.as_str(), again[0].attempts), ("d1", 1));
+}
+
+#[tokio::test]
+async fn a_full_write_queue_refuses_client_writes_at_once() {
+    let dir = std::env::temp_dir().join(format!("dolphin-store-{}", uuid::Uuid::now_v7()));
+    let path = dir.join("t.db");
+    let store = Arc::new(SqliteStore::open_with(&path, CommitMode::Group, 1, |_| Ok(())).unwrap());
+    // Another connection holds the write lock: the writer blocks on its first batch.
+    let side = Connection::open(&path).unwrap();
+    side.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Once the writer holds one write (blocked on the lock), one more fits the queue; the
+    // next is refused.
+    let mut refused = None;
+    for i in 0..50 {
+        let store = store.clone();
+        match store
+            .enqueue(vec![delivery(&format!("q{i}"), "B", None)], WINDOW)
+            .now_or_later()
+        {
+            Some(Err(e)) => {
+                refused = Some(e);
+                break;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = refused.expect("a write was refused");
+    assert_eq!(refused.downcast_ref::<StoreError>(), Some(&StoreError::Busy));
+    side.execute_batch("COMMIT").unwrap();
+    // The writer goes on once the lock is free (the bridge's own writes wait for room).
+    assert_eq!(store.health().await.unwrap().synchronous, "full");
+    store.enqueue(vec![delivery("after", "C", None)], WINDOW).await.unwrap();
+    drop(store);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn webhook_keys_store_once_and_return_the_first_answer() {
+    let t = TempStore::new();
+    let store = &t.store;
+    let response = |body: &str| StoredResponse {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.as_bytes().to_vec(),
+    };
+    let mut event = delivery("w1", "A", None);
+    event.direction = Direction::ToThreeDolphins;
+    let first = store
+        .accept_webhook("acme", Some("wh-1"), response("first"), vec![event.clone()], WINDOW)
+        .await
+        .unwrap();
+    assert!(matches!(first, WebhookAccepted::New(ref a) if a.len() == 1));
+    event.delivery_id = "w2".into();
+    let again = store
+        .accept_webhook("acme", Some("wh-1"), response("second"), vec![event.clone()], WINDOW)
+        .await
+        .unwrap();
+    assert_eq!(again, WebhookAccepted::Duplicate(response("first")));
+    assert!(store.delivery("w2").await.unwrap().is_none());
+    assert_eq!(
+        store.webhook_response("acme", "wh-1", WINDOW).await.unwrap(),
+        Some(response("first"))
+    );
+    assert_eq!(store.webhook_response("globex", "wh-1", WINDOW).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn replay_moves_dead_letters_to_another_tenant_and_purges_delete_them() {
+    let t = TempStore::new();
+    let store = &t.store;
+    let batch = vec![delivery("d1", "A", None), delivery("d2", "B", None)];
+    store.enqueue(batch, WINDOW).await.unwrap();
+    for id in ["d1", "d2"] {
+        let d = get(store, id).await;
+        assert!(store.claim(d.seq, 0, now_ms()).await.unwrap());
+        assert!(
+            store
+                .record(d.seq, 1, Outcome::Dead("tenant removed".into()))
+                .await
+                .unwrap()
+        );
+    }
+    let moved = store
+        .replay(DeadLetterFilter::One("d1".into()), Some("acme-new"))
+        .await
+        .unwrap();
+    assert_eq!(moved, 1);
+    let d1 = get(store, "d1").await;
+    assert_eq!((d1.tenant.as_str(), d1.state.as_str()), ("acme-new", "pending"));
+    let purged = store
+        .purge_dead_letters(DeadLetterFilter::All, now_ms() + 1)
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    assert!(store.delivery("d2").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn purge_removes_what_is_past_retention_in_batches() {
+    let t = TempStore::new();
+    let store = &t.store;
+    let batch: Vec<_> = (0..2_500)
+        .map(|i| delivery(&format!("d{i}"), &format!("T{i}"), None))
+        .collect();
+    store.enqueue(batch, WINDOW).await.unwrap();
+    store.enqueue(vec![delivery("kept", "K", None)], WINDOW).await.unwrap();
+    store
+        .remember_ticket(
+            "acme-owner",
+            "A",
+            TicketInfo {
+                channel: "whatsapp".into(),
+                customer_name: "Budi".into(),
+            },
+        )
+        .await
+        .unwrap();
+    for d in store.due(now_ms(), 3_000, &[]).await.unwrap() {
+        if d.delivery_id != "kept" {
+            assert!(store.claim(d.seq, 0, now_ms()).await.unwrap());
+            assert!(store.record(d.seq, 1, Outcome::Delivered).await.unwrap());
+        }
+    }
+    let later = now_ms() + 1;
+    let before = PurgeBefore {
+        delivered: later,
+        idempotency_keys: later,
+        webhook_keys: later,
+        tickets: later,
+        dead_letters: None,
+    };
+    assert_eq!(store.purge(before).await.unwrap(), 2_500);
+    assert!(store.delivery("kept").await.unwrap().is_some());
+    assert_eq!(store.ticket("acme-owner", "A").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn health_reports_the_writers_durability_settings() {
+    let t = TempStore::new();
+    let health = t.store.health().await.unwrap();
+    assert_eq!(
+        (health.synchronous.as_str(), health.journal_mode.as_str()),
+        ("full", "wal")
+    );
+    assert!(t.store.last_commit_age().is_some());
+}
+
+#[tokio::test]
+async fn a_file_of_the_previous_schema_is_migrated_and_keeps_its_order() {
+    let dir = std::env::temp_dir().join(format!("dolphin-store-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("old.db");
+    {
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, delivery_id TEXT NOT NULL UNIQUE,
+                 tenant TEXT NOT NULL, direction TEXT NOT NULL, ticket TEXT NOT NULL, payload TEXT NOT NULL,
+                 state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+                 created_at INTEGER NOT NULL, next_attempt_at INTEGER NOT NULL, finished_at INTEGER);
+             CREATE INDEX outbox_pending ON outbox (tenant, direction, ticket, seq) WHERE state = 'pending';
+             INSERT INTO outbox (delivery_id, tenant, direction, ticket, payload, state, created_at, next_attempt_at)
+             VALUES ('o1', 'acme', 'to_vendor', 'A', '{}', 'pending', 0, 0),
+                    ('o2', 'acme', 'to_vendor', 'A', '{}', 'pending', 0, 0);",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path, CommitMode::Group).unwrap();
+    assert_eq!(due_ids(&store, now_ms()).await, ["o1"]);
+    assert_eq!(get(&store, "o2").await.owner, "tenant:acme");
+    drop(store);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Item: retry times are compared with the process's clock, which a wall-clock step does not
+/// move: a retry an hour away stays an hour away when the wall clock jumps forwards.
+#[tokio::test]
+async fn a_wall_clock_step_neither_fires_retries_early_nor_holds_them() {
+    let time = SteppingTime::at(now_ms());
+    let clock = Clock::new(Box::new(time.clone()));
+    let t = TempStore::new();
+    let store = &t.store;
+    store.enqueue(vec![delivery("d1", "A", None)], WINDOW).await.unwrap();
+    let d1 = get(store, "d1").await;
+    let retry_at = clock.now_ms() + 3_600_000;
+    assert!(store.claim(d1.seq, 0, retry_at).await.unwrap());
+    time.step_wall(2 * 3_600_000);
+    assert!(
+        due_ids(store, clock.now_ms()).await.is_empty(),
+        "not fired by a step forwards"
+    );
+    time.step_wall(-4 * 3_600_000);
+    time.advance(3_600_000);
+    assert_eq!(
+        due_ids(store, clock.now_ms()).await,
+        ["d1"],
+        "not held by a step backwards"
+    );
+}
+
+/// Polls a future once: its output if it is ready at once.
+trait NowOrLater: std::future::Future + Sized {
+    fn now_or_later(self) -> Option<Self::Output> {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut future = std::pin::pin!(self);
+        match future.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        }
+    }
+}
+
+impl<F: std::future::Future> NowOrLater for F {}
