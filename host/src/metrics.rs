@@ -29,8 +29,9 @@ pub struct Metrics {
     registry: Registry,
     /// Incoming events by tenant and outcome (accepted, duplicate).
     pub incoming: Family<TenantOutcome, Counter>,
-    /// Vendor webhooks answered, by tenant and outcome: `accepted` (the adapter ran, what it
-    /// produced was stored), `duplicate` (a retry or replay, answered as the first was).
+    /// Vendor webhooks answered, by tenant and outcome: `accepted` (the adapter ran and its
+    /// answer was sent, after its events were stored), `duplicate` (a retry or replay of one
+    /// answered before, given that answer again). Refused webhooks count in `refused`.
     pub webhooks: Family<TenantOutcome, Counter>,
     /// Requests refused before reaching a tenant, by reason (the JSON error code).
     pub refused: Family<TenantOutcome, Counter>,

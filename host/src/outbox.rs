@@ -118,19 +118,19 @@ impl Outbox {
         Duration::from_millis(self.config.webhook_dedupe_window_ms)
     }
 
-    /// Persists a webhook's `deliveries` with its key and `response` (see
+    /// Persists a webhook's `deliveries` with its keys and `response` (see
     /// [`Store::accept_webhook`]) and wakes the workers.
     pub async fn accept_webhook(
         &self,
         tenant: &str,
-        key: Option<&str>,
+        keys: &[String],
         response: StoredResponse,
         deliveries: Vec<NewDelivery>,
     ) -> anyhow::Result<WebhookAccepted> {
         let window = self.webhook_dedupe_window();
         let accepted = self
             .store
-            .accept_webhook(tenant, key, response, deliveries, window)
+            .accept_webhook(tenant, keys, response, deliveries, window)
             .await?;
         self.wake.notify_one();
         Ok(accepted)

@@ -504,16 +504,16 @@ async fn handle_webhook(
         body: &body,
     };
     let now = chrono::Utc::now().timestamp();
-    let key = webhook_auth::verify(&tenant.webhook, &signed, now).map_err(|e| {
+    let keys = webhook_auth::verify(&tenant.webhook, &signed, now).map_err(|e| {
         tracing::warn!(tenant = %tenant.name, error = %e, "webhook refused");
         ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string())
     })?;
-    if let Some(key) = &key {
+    if !keys.is_empty() {
         let window = state.outbox.webhook_dedupe_window();
         let first = state
             .outbox
             .store()
-            .webhook_response(&tenant.name, key, window)
+            .webhook_response(&tenant.name, &keys, window)
             .await
             .map_err(store_unavailable)?;
         if let Some(first) = first {
@@ -563,11 +563,11 @@ async fn handle_webhook(
     // An adapter's 408, 429 or 5xx without events asks the vendor to send the webhook again:
     // that retry must run the adapter, so the answer is not recorded.
     let asks_for_retry = matches!(answer.status, 408 | 429 | 500..);
-    let record = events > 0 || (key.is_some() && !asks_for_retry);
+    let record = events > 0 || (!keys.is_empty() && !asks_for_retry);
     if record {
         let accepted = state
             .outbox
-            .accept_webhook(&tenant.name, key.as_deref(), answer.clone(), deliveries)
+            .accept_webhook(&tenant.name, &keys, answer.clone(), deliveries)
             .await
             .map_err(store_unavailable)?;
         if let WebhookAccepted::Duplicate(first) = accepted {

@@ -164,3 +164,46 @@ pub fn preview(body: &[u8]) -> String {
         text.into_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::contract::CommandEvent;
+
+    fn client(base_url: String) -> ThreeDolphinsClient {
+        let config: ThreeDolphinsConfig =
+            toml::from_str(&format!("base_url = \"{base_url}\"\ntimeout_ms = 5000")).expect("config");
+        ThreeDolphinsClient::new(config).expect("client")
+    }
+
+    fn close_command() -> ThreeDolphinsEvent {
+        ThreeDolphinsEvent::Command(CommandEvent {
+            channel: "whatsapp".into(),
+            ticket_number: "T-1".into(),
+            owner: "owner".into(),
+            event: "Close".into(),
+        })
+    }
+
+    /// A 2xx whose body breaks off may or may not have been taken: retry (same
+    /// Idempotency-Key), never dead-letter.
+    #[tokio::test]
+    async fn a_2xx_whose_body_cannot_be_read_is_retried_not_refused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 8192];
+            let _ = socket.read(&mut request).await;
+            // Promises 100 bytes, sends 12, and hangs up.
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n";
+            socket.write_all(head.as_bytes()).await.unwrap();
+            socket.write_all(b"{\"status\":\"s").await.unwrap();
+        });
+        let error = client(base_url).post_event(&close_command(), "d-1").await.unwrap_err();
+        assert!(matches!(error, ThreeDolphinsError::Unavailable(_)), "{error}");
+        assert!(error.to_string().contains("could not be read"), "{error}");
+    }
+}

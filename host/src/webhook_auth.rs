@@ -65,17 +65,15 @@ impl SignedRequest<'_> {
 }
 
 /// Verifies `request` as `config` says, at `now` (Unix seconds). Returns the request's dedupe
-/// key: the value of the tenant's [`dedupe_header`] or, when the request has none, the
-/// Standard Webhooks id or the Chatwoot signature; `None` for token and unverified webhooks
-/// without the header. Keys are at most [`MAX_DEDUPE_KEY_BYTES`] long.
-pub fn verify(
-    config: &WebhookConfig,
-    request: &SignedRequest<'_>,
-    now: i64,
-) -> Result<Option<String>, WebhookAuthError> {
+/// keys, any of which seen before makes it a repeat: the value of the tenant's
+/// [`dedupe_header`], and what the signature covers that identifies the webhook (the Standard
+/// Webhooks id; the Chatwoot signature, since Chatwoot's delivery id is not signed); none for
+/// token and unverified webhooks without the header. Keys are at most [`MAX_DEDUPE_KEY_BYTES`]
+/// long.
+pub fn verify(config: &WebhookConfig, request: &SignedRequest<'_>, now: i64) -> Result<Vec<String>, WebhookAuthError> {
     let secret = config.secret.as_deref().unwrap_or("");
     let tolerance = config.tolerance_s as i64;
-    // What identifies the webhook when the dedupe header is absent.
+    // What the signature covers that identifies the webhook: its id, or the signature itself.
     let fallback = match config.auth {
         WebhookAuth::None => None,
         WebhookAuth::Token => {
@@ -139,13 +137,21 @@ pub fn verify(
             Some(hex::encode(&given))
         }
     };
-    let key = dedupe_header(config)
+    // The vendor's id (which a retry keeps) and, where the id is not signed, the signed part too
+    // (which a replay keeps even when the unsigned header is changed).
+    let mut keys: Vec<String> = dedupe_header(config)
         .and_then(|name| request.header(name))
         .map(str::trim)
         .filter(|value| !value.is_empty())
         .map(str::to_string)
-        .or(fallback);
-    Ok(key.map(bounded))
+        .into_iter()
+        .collect();
+    if let Some(signed) = fallback
+        && !keys.contains(&signed)
+    {
+        keys.push(signed);
+    }
+    Ok(keys.into_iter().map(bounded).collect())
 }
 
 /// The header naming a tenant's webhooks for deduplication: `dedupe_header`, else
@@ -231,8 +237,8 @@ mod tests {
             body,
         };
         // The key is the webhook id: the same again (a replay) or re-signed (a retry).
-        assert_eq!(verify(&cfg, &request, now), Ok(Some("m1".into())));
-        assert_eq!(verify(&cfg, &request, now), Ok(Some("m1".into())));
+        assert_eq!(verify(&cfg, &request, now), Ok(vec!["m1".to_string()]));
+        assert_eq!(verify(&cfg, &request, now), Ok(vec!["m1".to_string()]));
         let retry = headers(
             "m1",
             now + 60,
@@ -243,7 +249,7 @@ mod tests {
             query: "",
             body,
         };
-        assert_eq!(verify(&cfg, &request, now), Ok(Some("m1".into())));
+        assert_eq!(verify(&cfg, &request, now), Ok(vec!["m1".to_string()]));
         let tampered = SignedRequest {
             headers: &ok,
             query: "",
@@ -288,7 +294,7 @@ mod tests {
         // however its hex was written.
         let cfg = config(WebhookAuth::Chatwoot, "cw-secret");
         let mac_key = sig.trim_start_matches("sha256=").to_string();
-        assert_eq!(check(&cfg, &h, ""), Ok(Some(mac_key.clone())));
+        assert_eq!(check(&cfg, &h, ""), Ok(vec![mac_key.clone()]));
         let upper = vec![
             (
                 "X-Chatwoot-Signature".to_string(),
@@ -296,11 +302,11 @@ mod tests {
             ),
             ("X-Chatwoot-Timestamp".to_string(), now.to_string()),
         ];
-        assert_eq!(check(&cfg, &upper, ""), Ok(Some(mac_key)));
+        assert_eq!(check(&cfg, &upper, ""), Ok(vec![mac_key]));
         let wrong = config(WebhookAuth::Chatwoot, "other");
         assert_eq!(check(&wrong, &h, ""), Err(WebhookAuthError::BadSignature));
         let cfg = config(WebhookAuth::Token, "tok");
-        assert_eq!(check(&cfg, &[], "token=tok"), Ok(None));
+        assert_eq!(check(&cfg, &[], "token=tok"), Ok(vec![]));
         assert_eq!(check(&cfg, &[], "token=nope"), Err(WebhookAuthError::BadToken));
     }
 
@@ -340,8 +346,13 @@ mod tests {
         // A retry is signed again with a new timestamp; its delivery id stays.
         let first = chatwoot_headers("cw-secret", now - 10, body, Some("d-42"));
         let retry = chatwoot_headers("cw-secret", now, body, Some(" d-42 "));
-        assert_eq!(key(&first), Some("d-42".into()));
-        assert_eq!(key(&retry), Some("d-42".into()));
+        assert_eq!(key(&first)[0], "d-42");
+        assert_eq!(key(&retry)[0], "d-42");
+        // The delivery id is not signed: the signature is a key too, so a replay of a captured
+        // request with the header changed is still recognised.
+        let replay = chatwoot_headers("cw-secret", now - 10, body, Some("d-forged"));
+        assert_eq!(key(&first).len(), 2);
+        assert_eq!(key(&first)[1], key(&replay)[1]);
         // An empty delivery header counts as absent.
         let empty = chatwoot_headers("cw-secret", now, body, Some(""));
         assert_eq!(key(&empty), key(&chatwoot_headers("cw-secret", now, body, None)));
@@ -364,7 +375,7 @@ mod tests {
             )
             .unwrap()
         };
-        assert_eq!(verified(&with_custom), Some("r-7".into()));
+        assert_eq!(verified(&with_custom)[0], "r-7");
         let signature_key = key(&chatwoot_headers("cw-secret", now - 10, body, None));
         assert_eq!(verified(&first), signature_key);
     }
@@ -383,31 +394,31 @@ mod tests {
             body,
         };
         let token = config(WebhookAuth::Token, "tok");
-        assert_eq!(verify(&token, &request, now), Ok(None));
+        assert_eq!(verify(&token, &request, now), Ok(vec![]));
         let token = WebhookConfig {
             dedupe_header: Some("x-delivery-id".into()),
             ..token
         };
-        assert_eq!(verify(&token, &request, now), Ok(Some("abc".into())));
+        assert_eq!(verify(&token, &request, now), Ok(vec!["abc".to_string()]));
         let none = WebhookConfig {
             auth: WebhookAuth::None,
             secret: None,
             tolerance_s: 300,
             dedupe_header: None,
         };
-        assert_eq!(verify(&none, &request, now), Ok(None));
+        assert_eq!(verify(&none, &request, now), Ok(vec![]));
         let none = WebhookConfig {
             dedupe_header: Some("x-delivery-id".into()),
             ..none
         };
-        assert_eq!(verify(&none, &request, now), Ok(Some("abc".into())));
+        assert_eq!(verify(&none, &request, now), Ok(vec!["abc".to_string()]));
         // The header must be there: nothing else identifies such a webhook.
         let request = SignedRequest {
             headers: &with_id[..1],
             query: "",
             body,
         };
-        assert_eq!(verify(&token, &request, now), Ok(None));
+        assert_eq!(verify(&token, &request, now), Ok(vec![]));
     }
 
     #[test]
@@ -427,7 +438,7 @@ mod tests {
                 now,
             )
             .unwrap()
-            .unwrap()
+            .remove(0)
         };
         let longest = "a".repeat(MAX_DEDUPE_KEY_BYTES);
         assert_eq!(key(&longest), longest);

@@ -30,6 +30,7 @@ use dolphin_bridge_tests::events::fresh_ticket;
 use dolphin_bridge_tests::mock_http::{MockServer, Recorded, Reply};
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, HttpClient, Tenant, adapters};
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
 use crate::common::API_TOKEN;
 
@@ -46,11 +47,14 @@ const THREE_DOLPHINS_FAIL_PERCENT: u64 = 10;
 const RETRY_SCHEDULE_MS: [u64; 15] = [
     50, 100, 200, 400, 800, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000,
 ];
-/// Between two events of one ticket's sender: this many ms plus up to as many again.
-const INCOMING_PACE_MS: u64 = 40;
-const WEBHOOK_PACE_MS: u64 = 80;
+/// Between two events of one ticket's sender: this many ms plus up to as many again (a steady
+/// load of about 80 events a second, not a benchmark: the rest of the suite runs beside it).
+const INCOMING_PACE_MS: u64 = 100;
+const WEBHOOK_PACE_MS: u64 = 150;
 /// No event may take longer than this to be acknowledged, restarts included.
 const SEND_DEADLINE: Duration = Duration::from_secs(90);
+/// How long a kill meant to land just as a mock accepts a delivery waits for one.
+const ACCEPT_WAIT: Duration = Duration::from_secs(10);
 /// Each start of the bridge acknowledges at least this many events before it is killed.
 const MIN_ACKS_BETWEEN_KILLS: usize = 20;
 /// The environment variable holding the bridge's start number, and the 3Dolphins path prefix.
@@ -97,6 +101,8 @@ struct SinkState {
 struct Sink {
     server: MockServer,
     state: Arc<Mutex<SinkState>>,
+    /// Notified as it accepts a request (just before answering it).
+    accepted: Arc<Notify>,
 }
 
 impl Sink {
@@ -104,6 +110,8 @@ impl Sink {
         let state = Arc::new(Mutex::new(SinkState::default()));
         let rng = Mutex::new(rng);
         let recorded = state.clone();
+        let accepted = Arc::new(Notify::new());
+        let accepting = accepted.clone();
         let server = MockServer::start(Arc::new(move |request: &Recorded| {
             let mut state = recorded.lock().unwrap();
             let Some(mut hit) = parse(request) else {
@@ -115,10 +123,22 @@ impl Sink {
             hit.seq = state.hits.len() as u64;
             let status = hit.status;
             state.hits.push(hit);
+            if !fail {
+                accepting.notify_waiters();
+            }
             Reply::json(status, if fail { &failed } else { &ok })
         }))
         .await;
-        Sink { server, state }
+        Sink {
+            server,
+            state,
+            accepted,
+        }
+    }
+
+    /// Waits until it accepts a request (at most `timeout`); whether it did.
+    async fn next_accepted(&self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.accepted.notified()).await.is_ok()
     }
 
     fn base_url(&self) -> String {
@@ -500,7 +520,9 @@ async fn soak_mixed_load_with_vendor_failures_and_ten_sigkills_loses_nothing_kee
     };
 
     // Kill moments: the run cut into SOAK_KILLS + 1 equal slices, a kill near each inner cut
-    // (up to a quarter of a slice either way).
+    // (up to a quarter of a slice either way). Of every three kills, one lands there, one just
+    // as the vendor accepts a delivery and one just as 3Dolphins accepts one: the bridge dies
+    // before it can record the outcome, and the next start delivers that event again.
     let slice_ms = run.as_millis() as u64 / (SOAK_KILLS as u64 + 1);
     let plan_ms: Vec<u64> = (1..=SOAK_KILLS as u64)
         .map(|k| k * slice_ms - slice_ms / 4 + rng.below(slice_ms / 2 + 1))
@@ -557,6 +579,11 @@ async fn soak_mixed_load_with_vendor_failures_and_ten_sigkills_loses_nothing_kee
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        let moment = match k % 3 {
+            1 if vendor.next_accepted(ACCEPT_WAIT).await => "as the vendor accepted a delivery",
+            2 if three_dolphins.next_accepted(ACCEPT_WAIT).await => "as 3Dolphins accepted a delivery",
+            _ => "at a random moment",
+        };
         let acks_at_kill = counters.acknowledged.load(Ordering::SeqCst);
         let killed_at = started.elapsed();
         assert!(
@@ -571,7 +598,7 @@ async fn soak_mixed_load_with_vendor_failures_and_ten_sigkills_loses_nothing_kee
         bridge = files.start_with_env(&env(k as u64 + 1)).await;
         Target::point_at(&target, k as u64 + 1, &bridge);
         println!(
-            "soak: kill {} ({status}) at {:.1} s after {acks_at_kill} acknowledged; back after {} ms",
+            "soak: kill {} ({status}) {moment}, at {:.1} s after {acks_at_kill} acknowledged; back after {} ms",
             k + 1,
             killed_at.as_secs_f64(),
             down_at.elapsed().as_millis()

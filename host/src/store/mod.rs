@@ -200,21 +200,22 @@ pub trait Store: Send + Sync {
         deliveries: Vec<NewDelivery>,
         idempotency_window: Duration,
     ) -> anyhow::Result<Vec<Accepted>>;
-    /// Persists a webhook's deliveries together with its key and answer, in one transaction. If
-    /// the key was stored within `window`, nothing is stored and the first answer is returned.
+    /// Persists a webhook's deliveries together with its keys and answer, in one transaction.
+    /// If any of the keys was stored within `window`, nothing is stored and that first answer is
+    /// returned.
     async fn accept_webhook(
         &self,
         tenant: &str,
-        key: Option<&str>,
+        keys: &[String],
         response: StoredResponse,
         deliveries: Vec<NewDelivery>,
         window: Duration,
     ) -> anyhow::Result<WebhookAccepted>;
-    /// The answer stored for a webhook key within `window`.
+    /// The answer stored within `window` for any of a webhook's keys.
     async fn webhook_response(
         &self,
         tenant: &str,
-        key: &str,
+        keys: &[String],
         window: Duration,
     ) -> anyhow::Result<Option<StoredResponse>>;
     /// Up to `limit` deliveries that are due at `now_ms` and first pending of their order key,

@@ -339,24 +339,32 @@ fn enqueue(conn: &Connection, items: Vec<NewDelivery>, window: Duration, now: i6
     Ok(accepted)
 }
 
+/// The answer stored since `since` for the first of `keys` that has one.
 fn webhook_response(
     conn: &Connection,
     tenant: &str,
-    key: &str,
+    keys: &[String],
     since: i64,
 ) -> rusqlite::Result<Option<StoredResponse>> {
-    conn.prepare_cached(
+    let mut select = conn.prepare_cached(
         "SELECT status, headers, body FROM webhooks WHERE tenant = ?1 AND key = ?2 AND created_at > ?3",
-    )?
-    .query_row(params![tenant, key, since], |row| {
-        let headers: String = row.get(1)?;
-        Ok(StoredResponse {
-            status: row.get(0)?,
-            headers: serde_json::from_str(&headers).unwrap_or_default(),
-            body: row.get(2)?,
-        })
-    })
-    .optional()
+    )?;
+    for key in keys {
+        let found = select
+            .query_row(params![tenant, key, since], |row| {
+                let headers: String = row.get(1)?;
+                Ok(StoredResponse {
+                    status: row.get(0)?,
+                    headers: serde_json::from_str(&headers).unwrap_or_default(),
+                    body: row.get(2)?,
+                })
+            })
+            .optional()?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
 }
 
 /// Deletes up to [`PURGE_BATCH`] rows of `table` (whose key is `key`) matching `condition`,
@@ -416,30 +424,24 @@ impl Store for SqliteStore {
     async fn accept_webhook(
         &self,
         tenant: &str,
-        key: Option<&str>,
+        keys: &[String],
         response: StoredResponse,
         deliveries: Vec<NewDelivery>,
         window: Duration,
     ) -> anyhow::Result<WebhookAccepted> {
-        let (tenant, key) = (tenant.to_string(), key.map(str::to_string));
+        let (tenant, keys) = (tenant.to_string(), keys.to_vec());
         self.write(Queueing::RefuseWhenFull, move |c, now| {
-            if let Some(key) = &key {
-                if let Some(first) = webhook_response(c, &tenant, key, now - window.as_millis() as i64)? {
-                    return Ok(WebhookAccepted::Duplicate(first));
-                }
-                c.prepare_cached(
-                    "INSERT INTO webhooks (tenant, key, status, headers, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (tenant, key) DO UPDATE SET status = excluded.status, headers = excluded.headers,
-                         body = excluded.body, created_at = excluded.created_at",
-                )?
-                .execute(params![
-                    tenant,
-                    key,
-                    response.status,
-                    serde_json::to_string(&response.headers).expect("headers serialize"),
-                    response.body,
-                    now
-                ])?;
+            if let Some(first) = webhook_response(c, &tenant, &keys, now - window.as_millis() as i64)? {
+                return Ok(WebhookAccepted::Duplicate(first));
+            }
+            let headers = serde_json::to_string(&response.headers).expect("headers serialize");
+            let mut insert = c.prepare_cached(
+                "INSERT INTO webhooks (tenant, key, status, headers, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (tenant, key) DO UPDATE SET status = excluded.status, headers = excluded.headers,
+                     body = excluded.body, created_at = excluded.created_at",
+            )?;
+            for key in &keys {
+                insert.execute(params![tenant, key, response.status, headers, response.body, now])?;
             }
             enqueue(c, deliveries, Duration::ZERO, now).map(WebhookAccepted::New)
         })
@@ -449,12 +451,12 @@ impl Store for SqliteStore {
     async fn webhook_response(
         &self,
         tenant: &str,
-        key: &str,
+        keys: &[String],
         window: Duration,
     ) -> anyhow::Result<Option<StoredResponse>> {
-        let (tenant, key) = (tenant.to_string(), key.to_string());
+        let (tenant, keys) = (tenant.to_string(), keys.to_vec());
         let since = clock::now_ms() - window.as_millis() as i64;
-        self.read(move |c| webhook_response(c, &tenant, &key, since)).await
+        self.read(move |c| webhook_response(c, &tenant, &keys, since)).await
     }
 
     async fn due(&self, now: i64, limit: usize, skip_tenants: &[String]) -> anyhow::Result<Vec<Delivery>> {
