@@ -7,11 +7,13 @@
 //!
 //! Several tenants and tickets send Incoming events through the echo adapter to a vendor that
 //! answers 503 to about a fifth of its requests at random, and each tenant's vendor sends
-//! webhooks that become Outgoing events to a 3Dolphins that answers 503 to about a tenth. At the
-//! end, once the outbox is empty, every acknowledged event must have been delivered, each
-//! ticket's first deliveries must be in acknowledgement order, and every duplicate must be the
-//! same delivery id re-run by a later start of the bridge (a kill came between) with a higher
-//! attempt number. The randomness is seeded (`SOAK_SEED` overrides; the seed is printed).
+//! webhooks that become Outgoing events to a 3Dolphins that answers 503 to about a tenth. Every
+//! event is resent until acknowledged (Incoming with its `Idempotency-Key`, webhooks with their
+//! `X-Request-Id`, the tenants' `dedupe_header`). At the end, once the outbox is empty, every
+//! acknowledged event must have been delivered under one delivery id, each ticket's first
+//! deliveries must be in acknowledgement order, and every duplicate must be a re-run by a later
+//! start of the bridge (a kill came between), with a higher attempt number on the vendor side.
+//! The randomness is seeded (`SOAK_SEED` overrides; the seed is printed).
 //!
 //! Each start of the bridge gets its number in the environment (`SOAK_GENERATION`), which the
 //! config puts in what it sends (the echo tenant's `tag`, the 3Dolphins Outgoing path), so every
@@ -60,6 +62,8 @@ const MIN_ACKS_BETWEEN_KILLS: usize = 20;
 /// The environment variable holding the bridge's start number, and the 3Dolphins path prefix.
 const GENERATION_VAR: &str = "SOAK_GENERATION";
 const OUTGOING_PREFIX: &str = "/soak-3dolphins/";
+/// The vendor's id of a webhook, which its resends keep (the tenants' `webhook.dedupe_header`).
+const DEDUPE_HEADER: &str = "x-request-id";
 
 // ---------------------------------------------------------------------------------------------
 // Recording mocks
@@ -244,16 +248,16 @@ async fn send_incoming(
 struct WebhookOutcome {
     acked: Vec<Acked>,
     sent: usize,
-    /// Webhooks that got no answer (the bridge was killed): perhaps stored, not resent.
-    unanswered: Vec<String>,
-    /// 503 answers (nothing stored; resent).
+    /// Webhooks resent after no answer (the bridge was killed): perhaps stored already, so the
+    /// bridge must recognise the resend by its `X-Request-Id` and answer it as the first.
+    resent_unanswered: usize,
+    /// 5xx answers (nothing stored; resent).
     refused: usize,
 }
 
 /// Sends one tenant's vendor webhooks (each an Outgoing event on `ticket`) until `end`, once
-/// the ticket is known to the bridge. A webhook refused with a 5xx stored nothing and is resent;
-/// one without an answer may have been stored, so it is not resent (a vendor would resend it as
-/// a new delivery) and the sender moves on.
+/// the ticket is known to the bridge, as a vendor does: each with its own id
+/// (`X-Request-Id`, the tenant's `dedupe_header`), resent with that id until answered 200.
 async fn send_webhooks(
     tenant: String,
     ticket: String,
@@ -270,11 +274,15 @@ async fn send_webhooks(
         assert!(Instant::now() < known_by, "ticket {ticket} was never acknowledged");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let headers = [("content-type", "application/json")];
     let mut n = 0;
     while Instant::now() < end {
         let message = format!("w{n}");
         let body = serde_json::to_vec(&json!({"ticketNumber": ticket, "message": message})).expect("JSON");
+        let request_id = format!("{tenant}-{ticket}-{message}");
+        let headers = [
+            ("content-type", "application/json"),
+            (DEDUPE_HEADER, request_id.as_str()),
+        ];
         outcome.sent += 1;
         let deadline = Instant::now() + SEND_DEADLINE;
         loop {
@@ -301,13 +309,12 @@ async fn send_webhooks(
                     response.describe()
                 ),
                 Err(_) => {
-                    outcome.unanswered.push(message.clone());
+                    outcome.resent_unanswered += 1;
                     // Wait for the next start of the bridge instead of hammering a dead port.
                     let wait_until = Instant::now() + Duration::from_millis(500);
                     while target.read().unwrap().generation == generation && Instant::now() < wait_until {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
-                    break;
                 }
             }
             assert!(
@@ -338,7 +345,8 @@ struct Report {
     duplicates_with_higher_attempt: usize,
     /// Arrivals after a 503 (the retry schedule at work).
     retries_after_failure: usize,
-    /// Distinct events that arrived without having been acknowledged (unanswered webhooks).
+    /// Distinct events that arrived without having been acknowledged (every event sent is
+    /// resent until acknowledged, so none should).
     unacknowledged_arrived: usize,
     lost: Vec<String>,
     reordered: Vec<String>,
@@ -504,7 +512,19 @@ async fn soak_mixed_load_with_vendor_failures_and_ten_sigkills_loses_nothing_kee
         );
     }
     let outgoing_path = format!("outgoing_path = \"{OUTGOING_PREFIX}${{{GENERATION_VAR}}}/outgoing\"");
-    let files = BridgeFiles::write_edited(&config, |text| add_to_table(&text, "three_dolphins", &[&outgoing_path]));
+    let files = BridgeFiles::write_edited(&config, |text| {
+        let unverified = "\n[tenants.webhook]\nauth = \"none\"\n";
+        assert_eq!(
+            text.matches(unverified).count(),
+            SOAK_TENANTS,
+            "tenants' webhook tables in:\n{text}"
+        );
+        let text = text.replace(
+            unverified,
+            &format!("\n[tenants.webhook]\nauth = \"none\"\ndedupe_header = \"{DEDUPE_HEADER}\"\n"),
+        );
+        add_to_table(&text, "three_dolphins", &[&outgoing_path])
+    });
     let env = |generation: u64| vec![(GENERATION_VAR.to_string(), generation.to_string())];
 
     let mut bridge: Bridge = files.start_with_env(&env(0)).await;
@@ -614,13 +634,13 @@ async fn soak_mixed_load_with_vendor_failures_and_ten_sigkills_loses_nothing_kee
         }
     }
     let mut acked_outgoing: Vec<Acked> = Vec::new();
-    let (mut webhooks_sent, mut webhooks_unanswered, mut webhooks_refused) = (0, 0, 0);
+    let (mut webhooks_sent, mut webhooks_resent, mut webhooks_refused) = (0, 0, 0);
     for task in webhooks {
         match task.await {
             Ok(outcome) => {
                 acked_outgoing.extend(outcome.acked);
                 webhooks_sent += outcome.sent;
-                webhooks_unanswered += outcome.unanswered.len();
+                webhooks_resent += outcome.resent_unanswered;
                 webhooks_refused += outcome.refused;
             }
             Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -630,7 +650,7 @@ async fn soak_mixed_load_with_vendor_failures_and_ten_sigkills_loses_nothing_kee
     let stats = wait_settled(&bridge, Duration::from_secs(120 + seconds / 2)).await;
     println!(
         "soak: load took {:.1} s, settled at {:.1} s; outbox {stats}; senders: {}; webhooks: {webhooks_sent} sent, \
-         {webhooks_unanswered} unanswered (not resent), {webhooks_refused} 5xx (resent); unreadable requests: vendor {}, \
+         {webhooks_resent} resent after no answer (same {DEDUPE_HEADER}), {webhooks_refused} 5xx (resent); unreadable requests: vendor {}, \
          3Dolphins {}",
         load_took.as_secs_f64(),
         started.elapsed().as_secs_f64(),
@@ -668,6 +688,10 @@ async fn soak_mixed_load_with_vendor_failures_and_ten_sigkills_loses_nothing_kee
             "{side}: {} event(s) out of ticket order: {:#?}",
             report.reordered.len(),
             report.reordered
+        );
+        assert_eq!(
+            report.unacknowledged_arrived, 0,
+            "{side}: events arrived that no sender had acknowledged"
         );
         assert!(
             report.wrong_id.is_empty(),
