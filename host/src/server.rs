@@ -435,7 +435,8 @@ pub(crate) fn store_unavailable(error: anyhow::Error) -> ApiError {
 /// How long a store round trip may take before `/readyz` calls the store not ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// `GET /readyz`: ready when a write transaction through the store's writer completes.
+/// `GET /readyz`: ready when a write through the store's writer commits (so not while the disk
+/// is full, the file is locked by another process, or the writer is stuck).
 async fn readiness(state: &AppState) -> Result<Response<Body>, ApiError> {
     let store = state.outbox.store();
     let not_ready = |message: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_not_ready", message);

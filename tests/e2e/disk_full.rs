@@ -247,6 +247,12 @@ async fn a_full_disk_gets_503_and_acknowledges_nothing_it_cannot_store_reruns_no
         refusals > 0,
         "the bridge acknowledged all {sends} events sent while its disk was full: is its database on the tmpfs?"
     );
+    assert_eq!(
+        (ready_while_full.status, ready_while_full.error_code().as_deref()),
+        (503, Some("store_not_ready")),
+        "/readyz while the disk is full: {}",
+        ready_while_full.describe()
+    );
 
     // The disk stays full a while: deliveries whose outcome could not be recorded wait.
     tokio::time::sleep(STAY_FULL).await;
@@ -265,9 +271,15 @@ async fn a_full_disk_gets_503_and_acknowledges_nothing_it_cannot_store_reruns_no
     }
     let allowed = RETRY_SCHEDULE_MS.len() + 1;
     let most = attempts_of.values().map(Vec::len).max().unwrap_or(0);
-    let in_flight_attempts: Vec<&Vec<u64>> = sent[WARM_UP_EVENTS..WARM_UP_EVENTS + IN_FLIGHT_EVENTS]
+    // How many requests each delivery in flight when the disk filled got (its attempts, unless
+    // the list is long).
+    let in_flight_attempts: Vec<String> = sent[WARM_UP_EVENTS..WARM_UP_EVENTS + IN_FLIGHT_EVENTS]
         .iter()
         .filter_map(|s| attempts_of.get(s.delivery_id.as_deref().unwrap_or_default()))
+        .map(|attempts| match attempts.len() {
+            0..=8 => format!("{attempts:?}"),
+            n => format!("{n} requests"),
+        })
         .collect();
     println!(
         "disk full: until space returned the vendor got {} request(s) for {} delivery id(s), at most {most} for one \
@@ -278,7 +290,10 @@ async fn a_full_disk_gets_503_and_acknowledges_nothing_it_cannot_store_reruns_no
     let too_many: Vec<String> = attempts_of
         .iter()
         .filter(|(_, attempts)| attempts.len() > allowed)
-        .map(|(id, attempts)| format!("{id}: {} requests, attempts {attempts:?}", attempts.len()))
+        .map(|(id, attempts)| {
+            let highest = attempts.iter().max().copied().unwrap_or(0);
+            format!("{id}: {} requests, highest attempt {highest}", attempts.len())
+        })
         .collect();
     assert!(
         too_many.is_empty(),
@@ -370,5 +385,12 @@ async fn a_full_disk_gets_503_and_acknowledges_nothing_it_cannot_store_reruns_no
     assert!(
         not_delivered_state.is_empty(),
         "acknowledged events the bridge does not hold as delivered: {not_delivered_state:#?}"
+    );
+    let ready_again = readiness(&bridge).await;
+    assert_eq!(
+        ready_again.status,
+        200,
+        "/readyz once space returned: {}",
+        ready_again.describe()
     );
 }

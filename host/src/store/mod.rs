@@ -241,7 +241,7 @@ pub trait Store: Send + Sync {
     /// Deletes what is older than `before` says, in small batches; returns the events deleted.
     async fn purge(&self, before: PurgeBefore) -> anyhow::Result<usize>;
     async fn stats(&self) -> anyhow::Result<OutboxStats>;
-    /// A round trip through the writer.
+    /// A round trip through the writer that writes (a few KiB, as an event would) and commits.
     async fn health(&self) -> anyhow::Result<StoreHealth>;
     /// How long ago the writer last committed (or found nothing to do), if it ever has.
     fn last_commit_age(&self) -> Option<Duration>;

@@ -96,6 +96,11 @@ CREATE TABLE IF NOT EXISTS webhooks (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (tenant, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS readiness_probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at INTEGER NOT NULL,
+    pad BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS kv (
     tenant TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -660,7 +665,14 @@ impl Store for SqliteStore {
     }
 
     async fn health(&self) -> anyhow::Result<StoreHealth> {
-        self.write(Queueing::WaitForRoom, |c, _| {
+        self.write(Queueing::WaitForRoom, |c, now| {
+            // A write the size of a small event: on a full disk it fails as an Incoming event
+            // would, so readiness says what the next event would meet.
+            c.prepare_cached(
+                "INSERT INTO readiness_probe (id, at, pad) VALUES (1, ?1, randomblob(4096))
+                 ON CONFLICT (id) DO UPDATE SET at = excluded.at, pad = excluded.pad",
+            )?
+            .execute(params![now])?;
             let synchronous: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
             let journal_mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
             Ok(StoreHealth {
