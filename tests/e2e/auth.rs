@@ -2,12 +2,12 @@
 //! verification (shared token, Standard Webhooks signatures) and the private-network guard.
 //! (Chatwoot-signed webhooks are in `chatwoot.rs`.)
 
+use dolphin_bridge_tests::Event;
 use dolphin_bridge_tests::bridge::{INCOMING_TOKEN, WebhookAuth};
 use dolphin_bridge_tests::signing::{standard_webhook_headers, unix_now};
-use dolphin_bridge_tests::{Event, HttpResponse};
 use serde_json::json;
 
-use crate::common::{ECHO_TENANT, EchoEnv, assert_accepted, assert_refused};
+use crate::common::{EchoEnv, assert_accepted, assert_refused, post_webhook};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_incoming_endpoint_demands_its_credential() {
@@ -46,21 +46,6 @@ async fn the_incoming_endpoint_demands_its_credential() {
     assert_eq!(env.vendor.requests().len(), 1);
 }
 
-/// POSTs `body` to the echo tenant's webhook with `headers` and JSON content type.
-async fn webhook(env: &EchoEnv, query: &str, headers: &[(String, String)], body: &[u8]) -> HttpResponse {
-    let mut all: Vec<(&str, &str)> = vec![("content-type", "application/json")];
-    all.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    env.bridge
-        .client()
-        .send(
-            "POST",
-            &format!("{}{query}", env.bridge.webhook_url(ECHO_TENANT, "/hook")),
-            &all,
-            body.to_vec(),
-        )
-        .await
-}
-
 /// An echo tenant whose webhooks are verified with `auth`, and an open ticket.
 async fn env_with_webhook_auth(auth: WebhookAuth) -> (EchoEnv, String) {
     let env = EchoEnv::start_with(|config, tenant| config.tenant(tenant.webhook(auth))).await;
@@ -76,16 +61,16 @@ async fn token_verified_webhooks_need_the_shared_token() {
     let body = |text: &str| serde_json::to_vec(&json!({"ticketNumber": ticket, "message": text})).unwrap();
     let header = |value: &str| vec![("x-webhook-token".to_string(), value.to_string())];
 
-    let missing = webhook(&env, "", &[], &body("no token")).await;
+    let missing = post_webhook(&env, "", &[], &body("no token")).await;
     assert_eq!(missing.status, 401, "{}", missing.describe());
-    let wrong = webhook(&env, "", &header("guess"), &body("wrong token")).await;
+    let wrong = post_webhook(&env, "", &header("guess"), &body("wrong token")).await;
     assert_refused(&wrong, 401, "invalid_token", &[]);
-    let wrong = webhook(&env, "?token=guess", &[], &body("wrong query token")).await;
+    let wrong = post_webhook(&env, "?token=guess", &[], &body("wrong query token")).await;
     assert_refused(&wrong, 401, "invalid_token", &[]);
 
-    let by_header = webhook(&env, "", &header("s3cret"), &body("by header")).await;
+    let by_header = post_webhook(&env, "", &header("s3cret"), &body("by header")).await;
     assert_eq!(by_header.status, 200, "{}", by_header.describe());
-    let by_query = webhook(&env, "?token=s3cret", &[], &body("by query")).await;
+    let by_query = post_webhook(&env, "?token=s3cret", &[], &body("by query")).await;
     assert_eq!(by_query.status, 200, "{}", by_query.describe());
 
     env.three_dolphins.wait_for_events(2).await;
@@ -106,11 +91,11 @@ async fn standard_webhooks_signatures_are_verified_and_replays_answered_as_the_f
     let body = serde_json::to_vec(&json!({"ticketNumber": ticket, "message": "signed"})).unwrap();
     let now = unix_now();
 
-    let unsigned = webhook(&env, "", &[], &body).await;
+    let unsigned = post_webhook(&env, "", &[], &body).await;
     assert_refused(&unsigned, 401, "missing_signature", &[]);
     let wrong_key = standard_webhook_headers("another-secret", "msg_1", now, &body);
     assert_refused(
-        &webhook(&env, "", &wrong_key, &body).await,
+        &post_webhook(&env, "", &wrong_key, &body).await,
         401,
         "invalid_signature",
         &[],
@@ -118,19 +103,24 @@ async fn standard_webhooks_signatures_are_verified_and_replays_answered_as_the_f
     let signed = standard_webhook_headers(SECRET, "msg_2", now, &body);
     let tampered = serde_json::to_vec(&json!({"ticketNumber": ticket, "message": "tampered"})).unwrap();
     assert_refused(
-        &webhook(&env, "", &signed, &tampered).await,
+        &post_webhook(&env, "", &signed, &tampered).await,
         401,
         "invalid_signature",
         &[],
     );
     let stale = standard_webhook_headers(SECRET, "msg_3", now - 3_600, &body);
-    assert_refused(&webhook(&env, "", &stale, &body).await, 401, "stale_timestamp", &[]);
+    assert_refused(
+        &post_webhook(&env, "", &stale, &body).await,
+        401,
+        "stale_timestamp",
+        &[],
+    );
 
-    let accepted = webhook(&env, "", &signed, &body).await;
+    let accepted = post_webhook(&env, "", &signed, &body).await;
     assert_eq!(accepted.status, 200, "{}", accepted.describe());
     // A replay, or the same id signed again over another body, is answered as the first was
     // and stores nothing: the id names the webhook.
-    let replayed = webhook(&env, "", &signed, &body).await;
+    let replayed = post_webhook(&env, "", &signed, &body).await;
     assert_eq!(
         (replayed.status, &replayed.body),
         (accepted.status, &accepted.body),
@@ -139,7 +129,7 @@ async fn standard_webhooks_signatures_are_verified_and_replays_answered_as_the_f
     );
     let other = serde_json::to_vec(&json!({"ticketNumber": ticket, "message": "same id"})).unwrap();
     let resigned = standard_webhook_headers(SECRET, "msg_2", now + 1, &other);
-    let replayed = webhook(&env, "", &resigned, &other).await;
+    let replayed = post_webhook(&env, "", &resigned, &other).await;
     assert_eq!(
         (replayed.status, &replayed.body),
         (accepted.status, &accepted.body),

@@ -159,3 +159,32 @@ pub fn is_uuid(text: &str) -> bool {
             .zip([8, 4, 4, 4, 12])
             .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
+
+/// `(attempt, deliveryId)` of every request the vendor received, in order.
+pub fn attempts_seen(vendor: &MockVendor) -> Vec<(u64, String)> {
+    vendor
+        .bodies()
+        .iter()
+        .map(|b| {
+            (
+                b["attempt"].as_u64().unwrap_or(0),
+                b["deliveryId"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect()
+}
+
+/// POSTs `body` to the echo tenant's webhook with `headers` and JSON content type.
+pub async fn post_webhook(env: &EchoEnv, query: &str, headers: &[(String, String)], body: &[u8]) -> HttpResponse {
+    let mut all: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    all.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    env.bridge
+        .client()
+        .send(
+            "POST",
+            &format!("{}{query}", env.bridge.webhook_url(ECHO_TENANT, "/hook")),
+            &all,
+            body.to_vec(),
+        )
+        .await
+}

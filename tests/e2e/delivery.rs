@@ -6,24 +6,10 @@ use std::time::Duration;
 
 use dolphin_bridge_tests::bridge::{ADMIN_TOKEN, INCOMING_TOKEN};
 use dolphin_bridge_tests::vendor::RefusingPort;
-use dolphin_bridge_tests::{Event, MockVendor, example_event};
+use dolphin_bridge_tests::{Event, example_event};
 use serde_json::{Value, json};
 
-use crate::common::{ECHO_TENANT, EchoEnv, assert_accepted};
-
-/// The `attempt` and `deliveryId` of every request the vendor received.
-fn attempts_seen(vendor: &MockVendor) -> Vec<(u64, String)> {
-    vendor
-        .bodies()
-        .iter()
-        .map(|b| {
-            (
-                b["attempt"].as_u64().unwrap_or(0),
-                b["deliveryId"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
+use crate::common::{ECHO_TENANT, EchoEnv, assert_accepted, attempts_seen};
 
 fn error_of(delivery: &Value) -> String {
     delivery["last_error"].as_str().unwrap_or_default().to_string()

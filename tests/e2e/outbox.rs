@@ -11,21 +11,7 @@ use dolphin_bridge_tests::reload_support::{admin_post, admin_reload, metric_valu
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, MockVendor, WAIT, wait_for};
 use serde_json::{Value, json};
 
-use crate::common::{API_TOKEN, ECHO_TENANT, EchoEnv, assert_accepted, echo_tenant};
-
-/// `(attempt, deliveryId)` of every request the vendor received, in order.
-fn attempts_seen(vendor: &MockVendor) -> Vec<(u64, String)> {
-    vendor
-        .bodies()
-        .iter()
-        .map(|b| {
-            (
-                b["attempt"].as_u64().unwrap_or(0),
-                b["deliveryId"].as_str().unwrap_or("").into(),
-            )
-        })
-        .collect()
-}
+use crate::common::{API_TOKEN, ECHO_TENANT, EchoEnv, assert_accepted, attempts_seen, echo_tenant};
 
 async fn metrics_text(bridge: &Bridge) -> String {
     let response = bridge.client().get(&format!("{}/metrics", bridge.url())).await;

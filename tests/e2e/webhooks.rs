@@ -12,7 +12,7 @@ use dolphin_bridge_tests::three_dolphins::EVENT_PATH;
 use dolphin_bridge_tests::{Event, HttpResponse};
 use serde_json::{Value, json};
 
-use crate::common::{ECHO_TENANT, EchoEnv, assert_accepted, assert_refused};
+use crate::common::{ECHO_TENANT, EchoEnv, assert_accepted, assert_refused, post_webhook};
 
 /// Starts the echo set-up and opens a ticket with an Incoming event (channel `whatsapp`).
 async fn env_with_ticket() -> (EchoEnv, String) {
@@ -273,21 +273,6 @@ fn reply(ticket: &str, text: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({"ticketNumber": ticket, "message": text})).unwrap()
 }
 
-/// POSTs `body` (JSON) to the echo tenant's webhook with `headers`.
-async fn post(env: &EchoEnv, headers: &[(String, String)], body: &[u8]) -> HttpResponse {
-    let mut all: Vec<(&str, &str)> = vec![("content-type", "application/json")];
-    all.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    env.bridge
-        .client()
-        .send(
-            "POST",
-            &env.bridge.webhook_url(ECHO_TENANT, "/hook"),
-            &all,
-            body.to_vec(),
-        )
-        .await
-}
-
 /// Chatwoot's headers for its delivery `delivery` of `body`, signed at `timestamp`.
 fn chatwoot_delivery(delivery: &str, timestamp: i64, body: &[u8]) -> Vec<(String, String)> {
     let mut headers = signature_headers_at(CW_SECRET, body, timestamp);
@@ -338,15 +323,15 @@ async fn a_retry_after_a_failed_first_try_is_processed_once(auth: WebhookAuth, d
     let body = reply(&ticket, "the reply that must not be lost");
     let now = unix_now();
 
-    let failed = post(&env, &delivery("d-retry", now - 2, &body), &body).await;
+    let failed = post_webhook(&env, "", &delivery("d-retry", now - 2, &body), &body).await;
     assert_refused(&failed, 502, "adapter_invalid_event", &[]);
     assert!(settled_events(&env).await.is_empty());
 
     open_ticket(&env, &ticket).await;
-    let retried = post(&env, &delivery("d-retry", now, &body), &body).await;
+    let retried = post_webhook(&env, "", &delivery("d-retry", now, &body), &body).await;
     assert_vendor_ok(&retried);
     // The vendor did not get that 200 and tries once more: answered the same, nothing stored.
-    let again = post(&env, &delivery("d-retry", now + 1, &body), &body).await;
+    let again = post_webhook(&env, "", &delivery("d-retry", now + 1, &body), &body).await;
     assert_same_answer(&retried, &again);
 
     let events = settled_events(&env).await;
@@ -375,13 +360,13 @@ async fn a_delivery_sent_twice_is_one_event(auth: WebhookAuth, delivery: Deliver
     let body = reply(&ticket, "sent once, received twice");
     let now = unix_now();
 
-    let first = post(&env, &delivery("d-1", now - 1, &body), &body).await;
+    let first = post_webhook(&env, "", &delivery("d-1", now - 1, &body), &body).await;
     assert_vendor_ok(&first);
-    let again = post(&env, &delivery("d-1", now, &body), &body).await;
+    let again = post_webhook(&env, "", &delivery("d-1", now, &body), &body).await;
     assert_same_answer(&first, &again);
     assert_eq!(messages(&settled_events(&env).await), ["sent once, received twice"]);
 
-    let other = post(&env, &delivery("d-2", now, &body), &body).await;
+    let other = post_webhook(&env, "", &delivery("d-2", now, &body), &body).await;
     assert_vendor_ok(&other);
     let events = settled_events(&env).await;
     assert_eq!(
@@ -418,7 +403,10 @@ async fn two_copies_of_a_delivery_at_once_are_one_event() {
             chatwoot_delivery(&delivery, now - 1, &body),
             chatwoot_delivery(&delivery, now, &body),
         );
-        let (a, b) = tokio::join!(post(&env, &first, &body), post(&env, &retry, &body));
+        let (a, b) = tokio::join!(
+            post_webhook(&env, "", &first, &body),
+            post_webhook(&env, "", &retry, &body)
+        );
         assert_vendor_ok(&a);
         assert_same_answer(&a, &b);
     }
@@ -449,13 +437,13 @@ async fn a_configured_dedupe_header_names_token_verified_webhooks() {
     let with_id = |id: &str| vec![token.clone(), ("x-request-id".to_string(), id.to_string())];
 
     let body = reply(&ticket, "with an id");
-    let first = post(&env, &with_id("r-1"), &body).await;
+    let first = post_webhook(&env, "", &with_id("r-1"), &body).await;
     assert_vendor_ok(&first);
-    assert_same_answer(&first, &post(&env, &with_id("r-1"), &body).await);
+    assert_same_answer(&first, &post_webhook(&env, "", &with_id("r-1"), &body).await);
     // Without the header nothing names the webhook: each is new.
     let body = reply(&ticket, "without an id");
     for _ in 0..2 {
-        assert_vendor_ok(&post(&env, std::slice::from_ref(&token), &body).await);
+        assert_vendor_ok(&post_webhook(&env, "", std::slice::from_ref(&token), &body).await);
     }
     let events = settled_events(&env).await;
     assert_eq!(
