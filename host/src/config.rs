@@ -764,7 +764,7 @@ literal = "$${NOT_A_VAR}"
         match name {
             "TD_TOKEN" => Some("td-secret".into()),
             "CW_TOKEN" => Some("cw-secret".into()),
-            "IN_TOKEN" => Some("in-secret".into()),
+            "IN_TOKEN" => Some("in-secret-0123456789".into()),
             _ => None,
         }
     }
@@ -825,7 +825,7 @@ literal = "$${NOT_A_VAR}"
             Config::parse(Path::new("b.toml"), &format!("[delivery]\n{delivery}\n{text}"), &env)
         };
         let config = with(
-            "webhook = { auth = \"token\", secret = \"t\", dedupe_header = \"X-Request-Id\" }",
+            "webhook = { auth = \"token\", secret = \"token-0123\", dedupe_header = \"X-Request-Id\" }",
             "",
         )
         .unwrap();
@@ -833,19 +833,107 @@ literal = "$${NOT_A_VAR}"
         assert_eq!(webhook.dedupe_header.as_deref(), Some("X-Request-Id"));
         assert_eq!(config.delivery.webhook_dedupe_window_ms, 259_200_000);
         let err = with(
-            "webhook = { auth = \"token\", secret = \"t\", dedupe_header = \"a b\" }",
+            "webhook = { auth = \"token\", secret = \"token-0123\", dedupe_header = \"a b\" }",
             "",
         )
         .unwrap_err()
         .to_string();
         assert!(err.contains("tenants[0].webhook.dedupe_header"), "{err}");
         // Signed requests must not outlive their ids: a replay would be processed again.
-        let signed = "webhook = { auth = \"chatwoot\", secret = \"s\", tolerance_s = 600 }";
+        let signed = "webhook = { auth = \"chatwoot\", secret = \"secret-0123\", tolerance_s = 600 }";
         let err = with(signed, "webhook_dedupe_window_ms = 300000")
             .unwrap_err()
             .to_string();
         assert!(err.contains("tenants[0].webhook.tolerance_s"), "{err}");
         assert!(with(signed, "webhook_dedupe_window_ms = 600000").is_ok());
+    }
+
+    /// Parses MINIMAL with `replace` swapped for `with` and `prefix` (other sections) before it;
+    /// the error text.
+    fn refused(prefix: &str, replace: &str, with: &str) -> String {
+        assert!(MINIMAL.contains(replace), "{replace}");
+        let text = format!("{prefix}\n{}", MINIMAL.replace(replace, with));
+        match Config::parse(Path::new("b.toml"), &text, &env) {
+            Ok(_) => panic!("accepted: {with}"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    /// The error names `field` and not `value`.
+    fn assert_names_field_not_value(err: &str, field: &str, value: &str) {
+        assert!(err.contains(&format!("`{field}`")), "{err}");
+        if !value.is_empty() {
+            assert!(!err.contains(value), "the secret leaked: {err}");
+        }
+    }
+
+    const TOKEN_LINE: &str = "incoming_token = \"${IN_TOKEN}\"";
+    const WEBHOOK_LINE: &str = "webhook = { auth = \"token\", secret = \"${CW_TOKEN}\" }";
+
+    #[test]
+    fn empty_or_short_admin_token_is_refused() {
+        for token in ["", "   ", "short-admin-tok"] {
+            let err = refused(&format!("[admin]\ntoken = \"{token}\"\n"), "", "");
+            assert_names_field_not_value(&err, "admin.token", token.trim());
+        }
+        let ok = format!("[admin]\ntoken = \"admin-token-0123456\"\n{MINIMAL}");
+        assert!(Config::parse(Path::new("b.toml"), &ok, &env).is_ok());
+    }
+
+    #[test]
+    fn empty_or_short_incoming_token_is_refused() {
+        for token in ["", "in-token-012345"] {
+            let err = refused("", TOKEN_LINE, &format!("incoming_token = \"{token}\""));
+            assert_names_field_not_value(&err, "server.incoming_token", token);
+        }
+        // Even when the endpoint may go unauthenticated, a token that is set must be sound.
+        let err = refused(
+            "",
+            TOKEN_LINE,
+            "incoming_token = \"tiny-token\"\nallow_unauthenticated = true",
+        );
+        assert_names_field_not_value(&err, "server.incoming_token", "tiny-token");
+    }
+
+    #[test]
+    fn empty_or_short_webhook_secrets_are_refused() {
+        for auth in ["token", "chatwoot", "standard-webhooks"] {
+            for secret in ["", "seven77"] {
+                let line = format!("webhook = {{ auth = \"{auth}\", secret = \"{secret}\" }}");
+                let err = refused("", WEBHOOK_LINE, &line);
+                assert_names_field_not_value(&err, "tenants[0].webhook.secret", secret);
+            }
+            let line = format!("webhook = {{ auth = \"{auth}\", secret = \"eight888\" }}");
+            let text = MINIMAL.replace(WEBHOOK_LINE, &line);
+            assert!(Config::parse(Path::new("b.toml"), &text, &env).is_ok(), "{auth}");
+        }
+    }
+
+    #[test]
+    fn bad_whsec_secrets_are_refused() {
+        // Empty key, not base64, and a key of 6 bytes.
+        for secret in ["whsec_", "whsec_not*base64!", "whsec_c2hvcnQh"] {
+            let line = format!("webhook = {{ auth = \"standard-webhooks\", secret = \"{secret}\" }}");
+            let err = refused("", WEBHOOK_LINE, &line);
+            assert_names_field_not_value(&err, "tenants[0].webhook.secret", secret);
+        }
+        let line = "webhook = { auth = \"standard-webhooks\", secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\" }";
+        let text = MINIMAL.replace(WEBHOOK_LINE, line);
+        assert!(Config::parse(Path::new("b.toml"), &text, &env).is_ok());
+    }
+
+    #[test]
+    fn huge_tolerance_is_refused() {
+        // TOML integers stop at i64::MAX; a tolerance that large disables the freshness check.
+        for tolerance in [86_401, i64::MAX as u64 / 1_000, i64::MAX as u64] {
+            let line = format!("webhook = {{ auth = \"chatwoot\", secret = \"secret-0123\", tolerance_s = {tolerance} }}");
+            // A dedupe window long enough that only the cap can refuse it.
+            let err = refused("[delivery]\nwebhook_dedupe_window_ms = 9223372036854775807\n", WEBHOOK_LINE, &line);
+            assert!(err.contains("`tenants[0].webhook.tolerance_s`"), "{err}");
+        }
+        let line = "webhook = { auth = \"chatwoot\", secret = \"secret-0123\", tolerance_s = 86400 }";
+        let text = MINIMAL.replace(WEBHOOK_LINE, line);
+        assert!(Config::parse(Path::new("b.toml"), &text, &env).is_ok());
     }
 
     #[test]

@@ -31,10 +31,12 @@ use crate::runtime::{CallContext, CallError, from_wit_type, header_pairs};
 use crate::webhook_auth::{self, SignedRequest};
 
 mod admin;
+mod vendor_answer;
 use crate::metrics::{METRICS, Metrics};
 use crate::outbox::Outbox;
 use crate::store::{Direction, NewDelivery, StoreError, StoredResponse, TicketInfo, WebhookAccepted};
 use crate::tenants::Tenant;
+use vendor_answer::{vendor_answer, vendor_response};
 
 /// The response body type of every handler.
 pub type Body = Full<Bytes>;
@@ -657,42 +659,4 @@ async fn complete_event(
             },
         }),
     })
-}
-
-/// The adapter's answer as the vendor gets it (and gets it again on a retry): an invalid status
-/// becomes 200, and headers the server sets itself or that are not valid HTTP are left out.
-fn vendor_answer(response: wt::HttpResponse) -> StoredResponse {
-    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
-    let headers = response
-        .headers
-        .into_iter()
-        .filter(|(name, value)| {
-            let lower = name.to_ascii_lowercase();
-            !matches!(lower.as_str(), "content-length" | "transfer-encoding" | "connection")
-                && http::HeaderName::from_bytes(name.as_bytes()).is_ok()
-                && http::HeaderValue::from_str(value).is_ok()
-        })
-        .collect();
-    StoredResponse {
-        status: status.as_u16(),
-        headers,
-        body: response.body,
-    }
-}
-
-/// The HTTP response carrying a webhook's `answer`.
-fn vendor_response(answer: &StoredResponse) -> Response<Body> {
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-    let mut builder = Response::builder().status(status);
-    for (name, value) in &answer.headers {
-        if let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(name.as_bytes()),
-            http::HeaderValue::from_str(value),
-        ) {
-            builder = builder.header(name, value);
-        }
-    }
-    builder
-        .body(Full::new(Bytes::from(answer.body.clone())))
-        .unwrap_or_else(|_| json_response(StatusCode::OK, &json!({ "status": "ok" })))
 }
