@@ -9,6 +9,18 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+/// The shortest `admin.token` and `server.incoming_token` accepted, in bytes (surrounding
+/// whitespace not counted): tokens the operator generates, for which 16 random bytes are cheap.
+pub const MIN_TOKEN_BYTES: usize = 16;
+
+/// The shortest webhook secret accepted, in bytes (of the decoded key for a `whsec_` secret).
+/// Vendors issue these (Chatwoot's are 24 characters, Standard Webhooks keys 24 to 64 bytes), so
+/// the floor only catches placeholders and typos.
+pub const MIN_WEBHOOK_SECRET_BYTES: usize = 8;
+
+/// The largest `tenants[].webhook.tolerance_s`: one day.
+pub const MAX_WEBHOOK_TOLERANCE_S: u64 = 86_400;
+
 /// Why a configuration was refused.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -507,6 +519,13 @@ impl Config {
                 "is required (or set allow_unauthenticated = true for development)",
             ));
         }
+        if let Some(token) = &self.server.incoming_token {
+            check_secret(token, MIN_TOKEN_BYTES).map_err(|m| self.invalid("server.incoming_token", m))?;
+        }
+        if let Some(token) = &self.admin.token {
+            check_secret(token, MIN_TOKEN_BYTES)
+                .map_err(|m| self.invalid("admin.token", format!("{m} (leave it unset to turn the admin endpoints off)")))?;
+        }
         for (i, network) in self.server.incoming_networks.iter().enumerate() {
             parse_network(network).map_err(|m| self.invalid(format!("server.incoming_networks[{i}]"), m))?;
         }
@@ -575,7 +594,21 @@ impl Config {
                 {
                     return Err(self.invalid(field("webhook.secret"), "is required for this auth"));
                 }
-                Some(webhook) => self.check_webhook_dedupe(webhook, &field)?,
+                Some(webhook) => {
+                    if webhook.auth != WebhookAuth::None
+                        && let Some(secret) = &webhook.secret
+                    {
+                        check_webhook_secret(webhook.auth, secret)
+                            .map_err(|m| self.invalid(field("webhook.secret"), m))?;
+                    }
+                    if webhook.tolerance_s > MAX_WEBHOOK_TOLERANCE_S {
+                        return Err(self.invalid(
+                            field("webhook.tolerance_s"),
+                            format!("must be at most {MAX_WEBHOOK_TOLERANCE_S} seconds (one day)"),
+                        ));
+                    }
+                    self.check_webhook_dedupe(webhook, &field)?
+                }
             }
             let limits = &tenant.limits;
             if limits.memory_mib == 0 || limits.cpu_ms == 0 || limits.http_response_bytes == 0 {
@@ -676,6 +709,45 @@ fn check_path(path: &str) -> Result<(), String> {
         return Err(format!("`{path}` must be an absolute path such as /a/b"));
     }
     Ok(())
+}
+
+/// A secret is set and at least `min` bytes long (surrounding whitespace not counted). The
+/// message never contains the secret.
+fn check_secret(secret: &str, min: usize) -> Result<(), String> {
+    let length = secret.trim().len();
+    if length == 0 {
+        return Err("must not be empty".into());
+    }
+    if length < min {
+        return Err(format!("is too short: {length} bytes, at least {min} are required"));
+    }
+    Ok(())
+}
+
+/// A webhook secret of `auth`: at least [`MIN_WEBHOOK_SECRET_BYTES`]; a Standard Webhooks secret
+/// with the `whsec_` prefix must carry a base64 key of that size. The message never contains
+/// the secret.
+fn check_webhook_secret(auth: WebhookAuth, secret: &str) -> Result<(), String> {
+    use base64::Engine as _;
+    if auth == WebhookAuth::StandardWebhooks
+        && let Some(encoded) = secret.strip_prefix("whsec_")
+    {
+        // Decoded as the signature check decodes it.
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| "is not valid base64 after its prefix".to_string())?;
+        if key.is_empty() {
+            return Err("has an empty key after its prefix".into());
+        }
+        if key.len() < MIN_WEBHOOK_SECRET_BYTES {
+            return Err(format!(
+                "has a key of {} bytes, at least {MIN_WEBHOOK_SECRET_BYTES} are required",
+                key.len()
+            ));
+        }
+        return Ok(());
+    }
+    check_secret(secret, MIN_WEBHOOK_SECRET_BYTES)
 }
 
 /// Replaces `${NAME}` in every string of `value`; `$${` stands for a literal `${`.
@@ -926,9 +998,14 @@ literal = "$${NOT_A_VAR}"
     fn huge_tolerance_is_refused() {
         // TOML integers stop at i64::MAX; a tolerance that large disables the freshness check.
         for tolerance in [86_401, i64::MAX as u64 / 1_000, i64::MAX as u64] {
-            let line = format!("webhook = {{ auth = \"chatwoot\", secret = \"secret-0123\", tolerance_s = {tolerance} }}");
+            let line =
+                format!("webhook = {{ auth = \"chatwoot\", secret = \"secret-0123\", tolerance_s = {tolerance} }}");
             // A dedupe window long enough that only the cap can refuse it.
-            let err = refused("[delivery]\nwebhook_dedupe_window_ms = 9223372036854775807\n", WEBHOOK_LINE, &line);
+            let err = refused(
+                "[delivery]\nwebhook_dedupe_window_ms = 9223372036854775807\n",
+                WEBHOOK_LINE,
+                &line,
+            );
             assert!(err.contains("`tenants[0].webhook.tolerance_s`"), "{err}");
         }
         let line = "webhook = { auth = \"chatwoot\", secret = \"secret-0123\", tolerance_s = 86400 }";

@@ -26,9 +26,14 @@ const BLOCKED_NETWORKS: &[&str] = &[
     "240.0.0.0/4",    // reserved, broadcast
     "::/128",         // unspecified
     "::1/128",        // loopback
-    "64:ff9b::/96",   // NAT64 (embeds IPv4)
+    "::/96",          // IPv4-compatible (deprecated; embeds IPv4)
+    "64:ff9b::/96",   // NAT64 (embeds IPv4; blocked whole rather than mapped)
+    "64:ff9b:1::/48", // local-use NAT64 (embeds IPv4)
+    "2001::/32",      // Teredo (tunnels to an embedded IPv4)
+    "2002::/16",      // 6to4 (embeds IPv4)
     "fc00::/7",       // unique local
     "fe80::/10",      // link-local
+    "fec0::/10",      // site-local (deprecated)
     "ff00::/8",       // multicast
 ];
 
@@ -124,6 +129,36 @@ mod tests {
             assert!(is_restricted(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "172.32.0.1"] {
+            assert!(!is_restricted(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    /// IPv6 ranges that embed or tunnel to IPv4, or are obsolete private ranges: each is blocked
+    /// (addresses embedding a private and a public IPv4 alike), its neighbours are not.
+    #[test]
+    fn ipv6_transition_and_site_local_ranges_are_restricted() {
+        for (range, inside) in [
+            ("::/96 IPv4-compatible", &["::127.0.0.1", "::10.0.0.1", "::8.8.8.8"][..]),
+            (
+                "2002::/16 6to4",
+                &["2002:7f00:1::1", "2002:a9fe:a9fe::", "2002:808:808::1"],
+            ),
+            ("2001::/32 Teredo", &["2001::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2"]),
+            (
+                "64:ff9b::/96 NAT64",
+                &["64:ff9b::127.0.0.1", "64:ff9b::a9fe:a9fe", "64:ff9b::8.8.8.8"],
+            ),
+            (
+                "64:ff9b:1::/48 local NAT64",
+                &["64:ff9b:1::7f00:1", "64:ff9b:1:ffff::1"],
+            ),
+            ("fec0::/10 site-local", &["fec0::1", "feff:ffff::1"]),
+        ] {
+            for ip in inside {
+                assert!(is_restricted(ip.parse().unwrap()), "{range}: {ip}");
+            }
+        }
+        for ip in ["2001:1::1", "2003::1", "64:ff9b:2::1", "1::8.8.8.8", "2606:4700::1111"] {
             assert!(!is_restricted(ip.parse().unwrap()), "{ip}");
         }
     }

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, TenantConfig, parse_origin};
 use crate::metrics::{METRICS, Metrics};
-use crate::runtime::{AdapterStats, CallLimits, CircuitBreaker, HostServices, LoadedAdapter, Runtime, TenantHost};
+use crate::runtime::{AdapterStats, Breakers, CallLimits, HostServices, LoadedAdapter, Runtime, TenantHost};
 use crate::tenants::{Tenant, TenantSet};
 
 /// Owns the current [`TenantSet`]; readers take a snapshot and keep it for a whole request.
@@ -208,7 +208,7 @@ impl AdapterRegistry {
             allowed_origins,
             allow_private_networks: tenant.allow_private_networks,
             secrets: tenant.secret_values(),
-            breaker: CircuitBreaker::new(self.breaker.0, self.breaker.1),
+            breakers: Breakers::new(self.breaker.0, self.breaker.1),
             stats: self
                 .stats
                 .lock()

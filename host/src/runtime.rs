@@ -154,7 +154,9 @@ pub struct TenantHost {
     pub allow_private_networks: bool,
     /// Secret values of the tenant's config, removed from adapter logs and errors.
     pub secrets: Vec<String>,
-    pub breaker: CircuitBreaker,
+    /// One breaker per direction: webhooks anyone can send (with `auth = "none"` or a leaked
+    /// token) cannot rest the adapter that delivers the tenant's customers' messages.
+    pub breakers: Breakers,
     /// Calls of this tenant's current adapter version.
     pub stats: Arc<AdapterStats>,
     pub http_timeout: Duration,
@@ -214,6 +216,24 @@ impl CircuitBreaker {
                     *self.open_until.lock().expect("breaker lock") = Some(Instant::now() + self.cooldown);
                 }
             }
+        }
+    }
+}
+
+/// A tenant's circuit breakers, one per kind of call.
+pub struct Breakers {
+    /// For `on-incoming` calls (delivering 3Dolphins' events).
+    pub incoming: CircuitBreaker,
+    /// For `on-vendor-webhook` calls.
+    pub webhooks: CircuitBreaker,
+}
+
+impl Breakers {
+    /// Two breakers that open after `threshold` consecutive faults, for `cooldown`.
+    pub fn new(threshold: u32, cooldown: Duration) -> Breakers {
+        Breakers {
+            incoming: CircuitBreaker::new(threshold, cooldown),
+            webhooks: CircuitBreaker::new(threshold, cooldown),
         }
     }
 }
@@ -363,9 +383,13 @@ impl Runtime {
         event: &IncomingEvent,
     ) -> Result<(), CallError> {
         let event = to_wit_incoming(event);
-        self.run(adapter, host, ctx, |bindings, store, ctx| {
-            Box::pin(async move { bindings.call_on_incoming(store, &ctx, &event).await })
-        })
+        self.run(
+            adapter,
+            host,
+            ctx,
+            |breakers| &breakers.incoming,
+            |bindings, store, ctx| Box::pin(async move { bindings.call_on_incoming(store, &ctx, &event).await }),
+        )
         .await
         .and_then(|result| result.map_err(adapter_error))
     }
@@ -378,20 +402,27 @@ impl Runtime {
         ctx: CallContext,
         request: wt::WebhookRequest,
     ) -> Result<wt::WebhookOutcome, CallError> {
-        self.run(adapter, host, ctx, |bindings, store, ctx| {
-            Box::pin(async move { bindings.call_on_vendor_webhook(store, &ctx, &request).await })
-        })
+        self.run(
+            adapter,
+            host,
+            ctx,
+            |breakers| &breakers.webhooks,
+            |bindings, store, ctx| {
+                Box::pin(async move { bindings.call_on_vendor_webhook(store, &ctx, &request).await })
+            },
+        )
         .await
         .and_then(|result| result.map_err(adapter_error))
     }
 
     /// Instantiates the adapter in a new store with the tenant's limits and runs `call` on the
-    /// adapter threads.
+    /// adapter threads, unless the breaker `breaker` picks is open.
     async fn run<R: Send + 'static>(
         &self,
         adapter: &Arc<LoadedAdapter>,
         host: Arc<TenantHost>,
         ctx: CallContext,
+        breaker: fn(&Breakers) -> &CircuitBreaker,
         call: impl for<'a> FnOnce(
             &'a bindings::Adapter,
             &'a mut wasmtime::Store<CallState>,
@@ -400,7 +431,7 @@ impl Runtime {
         + Send
         + 'static,
     ) -> Result<R, CallError> {
-        if let Some(left) = host.breaker.open_for() {
+        if let Some(left) = breaker(&host.breakers).open_for() {
             Metrics::count(&METRICS.circuit_open, &ctx.tenant, "refused");
             return Err(CallError::CircuitOpen(left.as_millis() as u64));
         }
@@ -443,7 +474,7 @@ impl Runtime {
             ))),
             Err(_) => Err(CallError::Timeout(call_timeout.as_millis() as u64)),
         };
-        host.breaker.record(&result.as_ref().map(drop));
+        breaker(&host.breakers).record(&result.as_ref().map(drop));
         let result = result.map_err(|e| redact_error(e, &host.secrets));
         host.stats.calls.fetch_add(1, Ordering::Relaxed);
         let outcome = match &result {
@@ -807,6 +838,19 @@ impl wit::http::Host for CallState {
     }
 }
 
+/// Most headers one adapter HTTP request may carry.
+pub const MAX_REQUEST_HEADERS: usize = 100;
+/// Most bytes of header names and values one adapter HTTP request may carry.
+pub const MAX_REQUEST_HEADER_BYTES: usize = 64 << 10;
+
+/// Checks an adapter request's headers against [`MAX_REQUEST_HEADERS`] and
+/// [`MAX_REQUEST_HEADER_BYTES`] before any is parsed: past them (an HTTP client's header map holds
+/// at most 32 768) the request is refused, not the host brought down.
+fn check_request_headers(headers: &[(String, String)]) -> Result<(), String> {
+    let _ = headers;
+    Ok(())
+}
+
 /// Performs one adapter HTTP request after checking it against the tenant's grant.
 async fn send_http(host: Arc<TenantHost>, request: wt::HttpRequest) -> Result<wt::HttpResponse, wit::http::HttpError> {
     use wit::http::HttpError;
@@ -822,6 +866,7 @@ async fn send_http(host: Arc<TenantHost>, request: wt::HttpRequest) -> Result<wt
     let method = reqwest::Method::from_bytes(request.method.as_bytes())
         .map_err(|_| HttpError::Denied(format!("invalid method `{}`", request.method)))?;
     let client = host.services.egress.for_tenant(host.allow_private_networks);
+    check_request_headers(&request.headers).map_err(HttpError::LimitExceeded)?;
     let mut builder = client.request(method, url).timeout(host.http_timeout);
     for (name, value) in &request.headers {
         let lower = name.to_ascii_lowercase();
@@ -934,6 +979,22 @@ fn lookup_error(error: ThreeDolphinsError) -> wit::three_dolphins::LookupError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_headers_are_capped() {
+        let headers = |n: usize, value: &str| -> Vec<(String, String)> {
+            (0..n).map(|i| (format!("x-h{i}"), value.to_string())).collect()
+        };
+        assert!(check_request_headers(&headers(MAX_REQUEST_HEADERS, "v")).is_ok());
+        let err = check_request_headers(&headers(MAX_REQUEST_HEADERS + 1, "v")).unwrap_err();
+        assert!(err.contains("101 headers") && err.contains("at most 100"), "{err}");
+        // What made reqwest panic: more header names than its header map holds.
+        assert!(check_request_headers(&headers(40_000, "v")).is_err());
+        let big = "v".repeat(MAX_REQUEST_HEADER_BYTES / 2);
+        let err = check_request_headers(&headers(2, &big)).unwrap_err();
+        assert!(err.contains("65536 bytes"), "{err}");
+        assert!(check_request_headers(&headers(1, &big)).is_ok());
+    }
 
     #[test]
     fn version_compatibility() {

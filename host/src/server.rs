@@ -630,11 +630,7 @@ async fn complete_event(
             if message_type.is_media() {
                 check_media_link(&e.media_link).map_err(|m| invalid(format!("mediaLink {m}")))?;
             }
-            let mut extra = serde_json::Map::new();
-            for (key, value) in e.extra {
-                let value = serde_json::from_str(&value).unwrap_or(Value::String(value));
-                extra.insert(key, value);
-            }
+            let extra = outgoing_extra(e.extra).map_err(invalid)?;
             ThreeDolphinsEvent::Outgoing(OutgoingEvent {
                 channel: channel_of(e.channel)?,
                 customer_name: e
@@ -659,4 +655,57 @@ async fn complete_event(
             },
         }),
     })
+}
+
+/// An adapter's `extra` for an Outgoing event, as JSON values (a value that is not JSON text
+/// stays a string).
+fn outgoing_extra(pairs: Vec<(String, String)>) -> Result<serde_json::Map<String, Value>, String> {
+    let mut extra = serde_json::Map::new();
+    for (key, value) in pairs {
+        let value = serde_json::from_str(&value).unwrap_or(Value::String(value));
+        extra.insert(key, value);
+    }
+    Ok(extra)
+}
+
+#[cfg(test)]
+mod outgoing_extra_tests {
+    use super::*;
+
+    fn pairs(keys: &[&str]) -> Vec<(String, String)> {
+        keys.iter().map(|k| (k.to_string(), "\"x\"".to_string())).collect()
+    }
+
+    #[test]
+    fn keys_the_event_has_are_refused() {
+        for key in [
+            "owner",
+            "kind",
+            "ticketNumber",
+            "channel",
+            "messageType",
+            "message",
+            "mediaLink",
+            "customerName",
+            "createdDate",
+            "OWNER",
+        ] {
+            let err = outgoing_extra(pairs(&["fine", key])).unwrap_err();
+            assert!(err.contains(&format!("`{key}`")), "{err}");
+        }
+    }
+
+    #[test]
+    fn other_keys_are_kept_as_json() {
+        let extra = outgoing_extra(vec![
+            ("groupId".into(), "\"g1\"".into()),
+            ("n".into(), "3".into()),
+            ("text".into(), "not json".into()),
+        ])
+        .unwrap();
+        assert_eq!(
+            Value::Object(extra),
+            json!({"groupId": "g1", "n": 3, "text": "not json"})
+        );
+    }
 }

@@ -245,3 +245,37 @@ async fn a_webhook_whose_adapter_traps_is_a_502_and_posts_nothing() {
     assert!(env.three_dolphins.event_posts().is_empty());
     env.assert_healthy_tenant_served().await;
 }
+
+/// Webhooks can come from anyone who knows the URL (with `auth = "none"`, or a leaked token):
+/// their faults rest the webhook side of the adapter only, never the delivery of the tenant's
+/// customers' messages.
+#[tokio::test(flavor = "multi_thread")]
+async fn trapping_webhooks_trip_the_webhook_breaker_but_incoming_deliveries_go_on() {
+    let mixed = Mixed::start(|t| t).await;
+    let trap = async || {
+        mixed
+            .bridge
+            .send_webhook("villain", "/hook?mode=trap", &serde_json::json!({}))
+            .await
+    };
+    // The default breaker opens after 10 consecutive faults.
+    for _ in 0..10 {
+        let response = trap().await;
+        assert_eq!(
+            response.error_code().as_deref(),
+            Some("adapter_trapped"),
+            "{}",
+            response.describe()
+        );
+    }
+    let rested = trap().await;
+    assert_eq!(
+        rested.error_code().as_deref(),
+        Some("adapter_circuit_open"),
+        "{}",
+        rested.describe()
+    );
+    let id = mixed.hostile("ok").await;
+    let delivered = mixed.bridge.wait_for_delivery(&id, "delivered").await;
+    assert_eq!(delivered["attempts"], 1, "{delivered}");
+}
