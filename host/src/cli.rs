@@ -17,8 +17,19 @@ pub struct Cli {
         default_value = "dolphin-bridge.toml"
     )]
     pub config: PathBuf,
+    /// How log lines on stderr are written: `text` for people, `json` (one object a line) for
+    /// log collectors; in JSON no adapter text can pass for a line of its own.
+    #[arg(long, global = true, env = "DOLPHIN_BRIDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// What to do.

@@ -151,6 +151,12 @@ pub struct LimitsConfig {
     pub log_bytes: usize,
     /// Largest vendor response body, bytes.
     pub http_response_bytes: usize,
+    /// Bytes (keys and values) the tenant's key-value store may hold in all.
+    pub kv_total_bytes: u64,
+    /// Events one webhook call may produce.
+    pub webhook_events: usize,
+    /// Webhook calls of the tenant running at once; more are answered 503.
+    pub webhook_concurrency: usize,
 }
 
 impl Default for LimitsConfig {
@@ -162,6 +168,9 @@ impl Default for LimitsConfig {
             kv_ops: 1_000,
             log_bytes: 64 << 10,
             http_response_bytes: 16 << 20,
+            kv_total_bytes: 64 << 20,
+            webhook_events: 100,
+            webhook_concurrency: 16,
         }
     }
 }
@@ -523,8 +532,13 @@ impl Config {
             check_secret(token, MIN_TOKEN_BYTES).map_err(|m| self.invalid("server.incoming_token", m))?;
         }
         if let Some(token) = &self.admin.token {
-            check_secret(token, MIN_TOKEN_BYTES)
-                .map_err(|m| self.invalid("admin.token", format!("{m} (leave it unset to turn the admin endpoints off)")))?;
+            check_secret(token, MIN_TOKEN_BYTES).map_err(|m| {
+                let hint = match token.trim().is_empty() {
+                    true => " (leave it unset to turn the admin endpoints off)",
+                    false => "",
+                };
+                self.invalid("admin.token", format!("{m}{hint}"))
+            })?;
         }
         for (i, network) in self.server.incoming_networks.iter().enumerate() {
             parse_network(network).map_err(|m| self.invalid(format!("server.incoming_networks[{i}]"), m))?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use dolphin_bridge::cli::{Cli, Command, DeadLetterCommand};
+use dolphin_bridge::cli::{Cli, Command, DeadLetterCommand, LogFormat};
 use dolphin_bridge::config::Config;
 use dolphin_bridge::outbox::Outbox;
 use dolphin_bridge::registry::{AdapterRegistry, ChangeWatcher};
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         // A closed stderr must not take the bridge down (tracing would report it on stderr).
@@ -24,8 +24,11 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DOLPHIN_BRIDGE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+        );
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let config = Config::load(&cli.config)?;
     if config.server.allow_unauthenticated && config.server.incoming_token.is_none() {
         tracing::warn!("the Incoming endpoint accepts requests without a credential (allow_unauthenticated = true)");

@@ -209,6 +209,7 @@ impl AdapterRegistry {
             allow_private_networks: tenant.allow_private_networks,
             secrets: tenant.secret_values(),
             breakers: Breakers::new(self.breaker.0, self.breaker.1),
+            webhook_slots: Arc::new(tokio::sync::Semaphore::new(limits.webhook_concurrency)),
             stats: self
                 .stats
                 .lock()

@@ -21,8 +21,14 @@ use crate::contract::{self, IncomingEvent};
 use crate::egress::{EgressClients, check_literal_host};
 use crate::metrics::{METRICS, Metrics};
 use crate::scheduler::{CpuClock, GuestScheduler};
-use crate::store::Store;
+use crate::store::{KvWrite, Store};
 use crate::three_dolphins::{ThreeDolphinsClient, ThreeDolphinsError};
+
+mod adapter_log;
+mod limiter;
+pub use adapter_log::redact;
+use adapter_log::{loggable, loggable_fields};
+use limiter::AdapterLimiter;
 
 /// Generated from `wit/adapter.wit`.
 pub mod bindings {
@@ -67,6 +73,12 @@ pub struct CallLimits {
     pub kv_value_bytes: usize,
     /// Largest vendor response body read.
     pub http_response_bytes: usize,
+    /// Bytes the tenant's key-value store may hold in all (across calls).
+    pub kv_total_bytes: u64,
+    /// Events one webhook call may produce.
+    pub webhook_events: usize,
+    /// Webhook calls of the tenant running at once.
+    pub webhook_concurrency: usize,
 }
 
 impl From<&LimitsConfig> for CallLimits {
@@ -81,6 +93,9 @@ impl From<&LimitsConfig> for CallLimits {
             kv_key_bytes: 1 << 10,
             kv_value_bytes: 256 << 10,
             http_response_bytes: limits.http_response_bytes,
+            kv_total_bytes: limits.kv_total_bytes,
+            webhook_events: limits.webhook_events,
+            webhook_concurrency: limits.webhook_concurrency.max(1),
         }
     }
 }
@@ -157,6 +172,8 @@ pub struct TenantHost {
     /// One breaker per direction: webhooks anyone can send (with `auth = "none"` or a leaked
     /// token) cannot rest the adapter that delivers the tenant's customers' messages.
     pub breakers: Breakers,
+    /// Permits for webhook calls running at once (`limits.webhook_concurrency`).
+    pub webhook_slots: Arc<tokio::sync::Semaphore>,
     /// Calls of this tenant's current adapter version.
     pub stats: Arc<AdapterStats>,
     pub http_timeout: Duration,
@@ -265,6 +282,7 @@ impl Runtime {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.max_wasm_stack(max_wasm_stack);
+        limiter::restrict_features(&mut config);
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -531,17 +549,6 @@ fn redact_error(error: CallError, secrets: &[String]) -> CallError {
     }
 }
 
-/// `text` with every occurrence of a secret replaced by `[redacted]`.
-pub fn redact(text: &str, secrets: &[String]) -> String {
-    let mut text = text.to_string();
-    for secret in secrets.iter().filter(|s| s.len() >= 4) {
-        if text.contains(secret.as_str()) {
-            text = text.replace(secret.as_str(), "[redacted]");
-        }
-    }
-    text
-}
-
 fn adapter_error(error: wt::AdapterError) -> CallError {
     match error {
         wt::AdapterError::RetryLater(m) => CallError::RetryLater(truncate(&m, 1024)),
@@ -631,33 +638,6 @@ pub fn from_wit_type(kind: wt::MessageType) -> contract::MessageType {
     }
 }
 
-/// Memory and table limits of one store; remembers which limit was hit.
-struct AdapterLimiter {
-    memory_bytes: usize,
-    table_elements: usize,
-    hit: Option<String>,
-}
-
-impl wasmtime::ResourceLimiter for AdapterLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
-            let limit = format!("memory limit of {} MiB", self.memory_bytes >> 20);
-            self.hit = Some(limit.clone());
-            return Err(wasmtime::Error::msg(limit));
-        }
-        Ok(true)
-    }
-
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.table_elements {
-            let limit = format!("table limit of {} elements", self.table_elements);
-            self.hit = Some(limit.clone());
-            return Err(wasmtime::Error::msg(limit));
-        }
-        Ok(true)
-    }
-}
-
 /// Per-call state of a store: WASI with no capabilities, limits, counters, and the tenant.
 pub struct CallState {
     wasi: WasiCtx,
@@ -686,11 +666,7 @@ impl CallState {
         CallState {
             wasi,
             table: ResourceTable::new(),
-            limiter: AdapterLimiter {
-                memory_bytes: host.limits.memory_bytes,
-                table_elements: host.limits.table_elements,
-                hit: None,
-            },
+            limiter: AdapterLimiter::new(host.limits.memory_bytes, host.limits.table_elements),
             host,
             delivery_id,
             io,
@@ -739,6 +715,20 @@ impl WasiView for CallState {
 
 impl wt::Host for CallState {}
 
+impl CallState {
+    /// Counts `bytes` of adapter-influenced log text against the call's budget. Logging past
+    /// the budget fails the call: a flood costs its own tenant, not the CPU everyone shares.
+    fn charge_log(&mut self, bytes: usize) -> anyhow::Result<()> {
+        self.log_bytes += bytes;
+        if self.log_bytes > self.host.limits.log_bytes {
+            let limit = format!("log limit of {} bytes per call", self.host.limits.log_bytes);
+            self.limit_hit = Some(limit.clone());
+            anyhow::bail!(limit);
+        }
+        Ok(())
+    }
+}
+
 impl wit::log::Host for CallState {
     async fn log(
         &mut self,
@@ -746,25 +736,10 @@ impl wit::log::Host for CallState {
         message: String,
         fields: Vec<(String, String)>,
     ) -> anyhow::Result<()> {
-        let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        self.log_bytes += size;
-        if self.log_bytes > self.host.limits.log_bytes {
-            // Logging past the budget fails the call: a flood costs its own tenant, not the CPU
-            // everyone shares.
-            let limit = format!("log limit of {} bytes per call", self.host.limits.log_bytes);
-            self.limit_hit = Some(limit.clone());
-            anyhow::bail!(limit);
-        }
+        self.charge_log(message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>())?;
         let secrets = &self.host.secrets;
-        let fields = redact(
-            &fields
-                .iter()
-                .map(|(k, v)| format!("{k}={v:?}"))
-                .collect::<Vec<_>>()
-                .join(" "),
-            secrets,
-        );
-        let message = redact(&message, secrets);
+        let fields = loggable_fields(&fields, secrets);
+        let message = loggable(&message, secrets);
         let (tenant, delivery_id) = (&self.host.tenant, &self.delivery_id);
         use wit::log::Level;
         match level {
@@ -804,8 +779,20 @@ impl wit::kv::Host for CallState {
                 limits.kv_key_bytes, limits.kv_value_bytes
             )));
         }
-        let result = self.host.services.store.kv_set(&self.host.tenant, &key, value).await;
-        Ok(result.map_err(|e| format!("store failure: {e:#}")))
+        let quota = limits.kv_total_bytes;
+        let result = self
+            .host
+            .services
+            .store
+            .kv_set(&self.host.tenant, &key, value, quota)
+            .await;
+        Ok(match result {
+            Ok(KvWrite::Stored) => Ok(()),
+            Ok(KvWrite::OverQuota) => Err(format!(
+                "the tenant's key-value quota of {quota} bytes is reached (limit kv_total_bytes)"
+            )),
+            Err(e) => Err(format!("store failure: {e:#}")),
+        })
     }
 
     async fn delete(&mut self, key: String) -> anyhow::Result<Result<(), String>> {
@@ -832,6 +819,9 @@ impl wit::http::Host for CallState {
         }
         let result = self.on_io_runtime(send_http(self.host.clone(), request)).await?;
         if let Err(HttpError::Denied(reason)) = &result {
+            // The reason quotes the adapter's request: it is logged as the adapter's own text.
+            let reason = loggable(reason, &self.host.secrets);
+            self.charge_log(reason.len())?;
             tracing::warn!(tenant = %self.host.tenant, delivery_id = %self.delivery_id, %reason, "adapter HTTP request denied");
         }
         Ok(result)
@@ -847,7 +837,18 @@ pub const MAX_REQUEST_HEADER_BYTES: usize = 64 << 10;
 /// [`MAX_REQUEST_HEADER_BYTES`] before any is parsed: past them (an HTTP client's header map holds
 /// at most 32 768) the request is refused, not the host brought down.
 fn check_request_headers(headers: &[(String, String)]) -> Result<(), String> {
-    let _ = headers;
+    if headers.len() > MAX_REQUEST_HEADERS {
+        return Err(format!(
+            "request has {} headers; at most {MAX_REQUEST_HEADERS} are allowed",
+            headers.len()
+        ));
+    }
+    let bytes: usize = headers.iter().map(|(name, value)| name.len() + value.len()).sum();
+    if bytes > MAX_REQUEST_HEADER_BYTES {
+        return Err(format!(
+            "request headers take {bytes} bytes; at most {MAX_REQUEST_HEADER_BYTES} bytes are allowed"
+        ));
+    }
     Ok(())
 }
 

@@ -75,7 +75,7 @@ impl ApiError {
                 .headers_mut()
                 .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
         }
-        if self.code == "store_busy" {
+        if matches!(self.code, "store_busy" | "webhook_concurrency_limit") {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
@@ -523,6 +523,16 @@ async fn handle_webhook(
             return Ok(answer_duplicate(&tenant, &first));
         }
     }
+    // Each running webhook call holds an instance with up to the tenant's memory limit.
+    let Ok(_slot) = tenant.host.webhook_slots.clone().try_acquire_owned() else {
+        let limit = tenant.host.limits.webhook_concurrency;
+        tracing::warn!(tenant = %tenant.name, limit, "webhook refused: too many running for the tenant");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "webhook_concurrency_limit",
+            format!("{limit} webhook(s) of this tenant are being processed (limit webhook_concurrency); retry"),
+        ));
+    };
     let delivery_id = uuid::Uuid::now_v7().to_string();
     let ctx = CallContext {
         tenant: tenant.name.clone(),
@@ -548,6 +558,18 @@ async fn handle_webhook(
             api_error.message = format!("the adapter could not process this webhook (delivery id {delivery_id})");
             api_error
         })?;
+    let limit = tenant.host.limits.webhook_events;
+    if outcome.events.len() > limit {
+        tracing::warn!(tenant = %tenant.name, %delivery_id, events = outcome.events.len(), limit,
+            "webhook refused: the adapter produced more events than its limit");
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "adapter_limit_exceeded",
+            format!(
+                "the adapter produced more than {limit} events for one webhook (limit webhook_events; delivery id {delivery_id})"
+            ),
+        ));
+    }
     let answer = vendor_answer(outcome.response);
     let mut deliveries = Vec::with_capacity(outcome.events.len());
     for event in outcome.events {
@@ -658,10 +680,36 @@ async fn complete_event(
 }
 
 /// An adapter's `extra` for an Outgoing event, as JSON values (a value that is not JSON text
-/// stays a string).
+/// stays a string). A key the event has already (`owner`, `ticketNumber`, `message`…, or the
+/// `kind` it is stored with), compared ignoring case, is refused: it would be a second value for
+/// that key in what 3Dolphins gets (an adapter could speak for another owner).
 fn outgoing_extra(pairs: Vec<(String, String)>) -> Result<serde_json::Map<String, Value>, String> {
+    /// The keys of an Outgoing event as stored (tagged with `kind`) and posted.
+    static RESERVED: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        let template = ThreeDolphinsEvent::Outgoing(OutgoingEvent {
+            ticket_number: String::new(),
+            channel: String::new(),
+            message_type: from_wit_type(wt::MessageType::Text),
+            message: String::new(),
+            media_link: String::new(),
+            customer_name: String::new(),
+            owner: String::new(),
+            created_date: String::new(),
+            extra: serde_json::Map::new(),
+        });
+        match serde_json::to_value(template) {
+            Ok(Value::Object(map)) => map.into_iter().map(|(key, _)| key).collect(),
+            _ => unreachable!("an Outgoing event serializes to an object"),
+        }
+    });
     let mut extra = serde_json::Map::new();
     for (key, value) in pairs {
+        if RESERVED.iter().any(|reserved| reserved.eq_ignore_ascii_case(&key)) {
+            return Err(format!(
+                "the adapter set `{}` in an Outgoing event's extra fields, which the event has already",
+                shorten(&key.escape_debug().to_string())
+            ));
+        }
         let value = serde_json::from_str(&value).unwrap_or(Value::String(value));
         extra.insert(key, value);
     }

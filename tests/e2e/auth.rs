@@ -57,7 +57,7 @@ async fn env_with_webhook_auth(auth: WebhookAuth) -> (EchoEnv, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn token_verified_webhooks_need_the_shared_token() {
-    let (env, ticket) = env_with_webhook_auth(WebhookAuth::with_secret("token", "s3cret")).await;
+    let (env, ticket) = env_with_webhook_auth(WebhookAuth::with_secret("token", "s3cret-token")).await;
     let body = |text: &str| serde_json::to_vec(&json!({"ticketNumber": ticket, "message": text})).unwrap();
     let header = |value: &str| vec![("x-webhook-token".to_string(), value.to_string())];
 
@@ -68,9 +68,9 @@ async fn token_verified_webhooks_need_the_shared_token() {
     let wrong = post_webhook(&env, "?token=guess", &[], &body("wrong query token")).await;
     assert_refused(&wrong, 401, "invalid_token", &[]);
 
-    let by_header = post_webhook(&env, "", &header("s3cret"), &body("by header")).await;
+    let by_header = post_webhook(&env, "", &header("s3cret-token"), &body("by header")).await;
     assert_eq!(by_header.status, 200, "{}", by_header.describe());
-    let by_query = post_webhook(&env, "?token=s3cret", &[], &body("by query")).await;
+    let by_query = post_webhook(&env, "?token=s3cret-token", &[], &body("by query")).await;
     assert_eq!(by_query.status, 200, "{}", by_query.describe());
 
     env.three_dolphins.wait_for_events(2).await;

@@ -279,3 +279,107 @@ async fn trapping_webhooks_trip_the_webhook_breaker_but_incoming_deliveries_go_o
     let delivered = mixed.bridge.wait_for_delivery(&id, "delivered").await;
     assert_eq!(delivered["attempts"], 1, "{delivered}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_cannot_fill_the_disk_through_its_key_value_store() {
+    let mixed = Mixed::start(|t| t.limit("kv_total_bytes", 1 << 20)).await;
+    let (_, first) = mixed.hostile_dead("kv-fill").await;
+    // Three 256 KiB values fit in 1 MiB (with their keys); the fourth would not.
+    assert!(first.contains("kv-fill: 3 stored; then:"), "{first}");
+    assert!(
+        first.contains("quota of 1048576 bytes") && first.contains("kv_total_bytes"),
+        "{first}"
+    );
+    // The quota holds across calls: what is stored counts.
+    let (_, second) = mixed.hostile_dead("kv-fill").await;
+    assert!(second.contains("kv-fill: 0 stored"), "{second}");
+    mixed.assert_healthy_tenant_served().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_cannot_flood_3dolphins_with_events() {
+    let mixed = Mixed::start(|t| t).await;
+    let flood = mixed
+        .bridge
+        .send_webhook("villain", "/hook?mode=events-flood", &serde_json::json!({}))
+        .await;
+    assert_eq!(flood.status, 502, "{}", flood.describe());
+    assert_eq!(flood.error_code().as_deref(), Some("adapter_limit_exceeded"));
+    assert!(flood.text().contains("webhook_events"), "{}", flood.describe());
+    mixed.assert_healthy_tenant_served().await;
+    assert_eq!(mixed.bridge.outbox_stats().await["pending"], 0);
+    assert!(mixed.three_dolphins.event_posts().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_gets_no_more_concurrent_webhook_calls_than_its_limit() {
+    let hanging = MockVendor::start().await;
+    hanging.set_delay(Duration::from_secs(600));
+    let mixed = Mixed::start(|t| {
+        t.limit("webhook_concurrency", 1)
+            .allow(&hanging.base_url())
+            .config("loopback_url", &hanging.url())
+    })
+    .await;
+    let running = {
+        let client = mixed.bridge.client().clone();
+        let url = format!("{}?mode=hang", mixed.bridge.webhook_url("villain", "/hook"));
+        tokio::spawn(async move { client.post_raw(&url, Some("application/json"), "{}").await })
+    };
+    hanging.wait_for_bodies(1).await;
+    let refused = mixed
+        .bridge
+        .send_webhook("villain", "/hook?mode=ok", &serde_json::json!({}))
+        .await;
+    assert_eq!(refused.status, 503, "{}", refused.describe());
+    assert_eq!(refused.error_code().as_deref(), Some("webhook_concurrency_limit"));
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(!running.is_finished(), "the first webhook call still runs");
+    mixed.assert_healthy_tenant_served().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_adapter_cannot_forge_log_lines_or_send_terminal_escapes() {
+    let mixed = Mixed::start(|t| t).await;
+    let id = mixed.hostile("log-forge").await;
+    mixed.bridge.wait_for_delivery(&id, "delivered").await;
+    mixed.bridge.wait_for_log("forged next").await;
+    let log = mixed.bridge.stderr();
+    let forged: Vec<&str> = log.lines().filter(|l| l.starts_with("FORGED")).collect();
+    assert!(forged.is_empty(), "forged lines: {forged:?}");
+    assert!(!log.contains('\u{1b}'), "an escape reached the log");
+    assert!(log.contains("forged next\\u{a}FORGED"), "the newline is shown escaped");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_a_line_whatever_an_adapter_logs() {
+    let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
+    let bridge = Bridge::start(
+        BridgeConfig::new(&three_dolphins.base_url())
+            .api_token(API_TOKEN)
+            .env("DOLPHIN_BRIDGE_LOG_FORMAT", "json")
+            .tenant(Tenant::new("villain", HOSTILE_OWNER, adapters::hostile())),
+    )
+    .await;
+    let id = assert_accepted(
+        &bridge
+            .send_event(Event::fresh().owner(HOSTILE_OWNER).message("log-forge"))
+            .await,
+    );
+    bridge.wait_for_delivery(&id, "delivered").await;
+    bridge.wait_for_log("forged next").await;
+    let log = bridge.stderr();
+    let mut adapter_lines = 0;
+    // The harness keeps the bridge's stdout in the same log, marked `[stdout]`.
+    for line in log
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("[stdout]"))
+    {
+        let record: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if record["target"] == "adapter" {
+            adapter_lines += 1;
+            assert_eq!(record["fields"]["tenant"], "villain", "{record}");
+        }
+    }
+    assert!(adapter_lines >= 1, "no adapter record in:\n{log}");
+}

@@ -20,5 +20,6 @@ mod outbox;
 mod refused;
 mod reload;
 mod routing;
+mod sandbox_limits;
 mod soak;
 mod webhooks;

@@ -429,11 +429,11 @@ async fn two_copies_of_a_delivery_at_once_are_one_event() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_configured_dedupe_header_names_token_verified_webhooks() {
-    let auth = WebhookAuth::with_secret("token", "s3cret").dedupe_header("X-Request-Id");
+    let auth = WebhookAuth::with_secret("token", "s3cret-token").dedupe_header("X-Request-Id");
     let env = env_with_auth(auth).await;
     let ticket = fresh_ticket();
     open_ticket(&env, &ticket).await;
-    let token = ("x-webhook-token".to_string(), "s3cret".to_string());
+    let token = ("x-webhook-token".to_string(), "s3cret-token".to_string());
     let with_id = |id: &str| vec![token.clone(), ("x-request-id".to_string(), id.to_string())];
 
     let body = reply(&ticket, "with an id");

@@ -22,7 +22,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// The bridge's default Incoming path.
 pub const INCOMING_PATH: &str = "/3dolphins/incoming";
 /// The admin token every test bridge is configured with.
-pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+pub const ADMIN_TOKEN: &str = "e2e-bridge-admin-token";
 /// The credential test bridges demand on the Incoming endpoint (sent by [`Bridge::send_event`]).
 pub const INCOMING_TOKEN: &str = "e2e-incoming-token";
 /// The retry schedule of test bridges unless a test sets its own: two quick retries, so a

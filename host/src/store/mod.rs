@@ -180,6 +180,14 @@ pub struct PurgeBefore {
     pub dead_letters: Option<i64>,
 }
 
+/// The answer to [`Store::kv_set`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvWrite {
+    Stored,
+    /// Nothing was stored: the tenant's quota would be exceeded.
+    OverQuota,
+}
+
 /// What a store round trip found; `/readyz` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -247,7 +255,9 @@ pub trait Store: Send + Sync {
     fn last_commit_age(&self) -> Option<Duration>;
 
     async fn kv_get(&self, tenant: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>>;
-    async fn kv_set(&self, tenant: &str, key: &str, value: Vec<u8>) -> anyhow::Result<()>;
+    /// Stores `value` under `key` unless the tenant's keys and values would then take more
+    /// than `quota` bytes.
+    async fn kv_set(&self, tenant: &str, key: &str, value: Vec<u8>, quota: u64) -> anyhow::Result<KvWrite>;
     async fn kv_delete(&self, tenant: &str, key: &str) -> anyhow::Result<()>;
     async fn remember_ticket(&self, owner: &str, ticket: &str, info: TicketInfo) -> anyhow::Result<()>;
     async fn ticket(&self, owner: &str, ticket: &str) -> anyhow::Result<Option<TicketInfo>>;

@@ -19,8 +19,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Accepted, DeadLetterFilter, Delivery, Direction, NewDelivery, OutboxStats, Outcome, PurgeBefore, Store, StoreError,
-    StoreHealth, StoredResponse, TicketInfo, WebhookAccepted,
+    Accepted, DeadLetterFilter, Delivery, Direction, KvWrite, NewDelivery, OutboxStats, Outcome, PurgeBefore, Store,
+    StoreError, StoreHealth, StoredResponse, TicketInfo, WebhookAccepted,
 };
 use crate::clock;
 
@@ -709,15 +709,25 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn kv_set(&self, tenant: &str, key: &str, value: Vec<u8>) -> anyhow::Result<()> {
+    async fn kv_set(&self, tenant: &str, key: &str, value: Vec<u8>, quota: u64) -> anyhow::Result<KvWrite> {
         let (tenant, key) = (tenant.to_string(), key.to_string());
         self.write(Queueing::RefuseWhenFull, move |c, _| {
+            // What the tenant holds besides this key, counted where the rows are: the check and
+            // the write are one step of the one writer, so concurrent calls cannot both pass it.
+            let others: i64 = c
+                .prepare_cached(
+                    "SELECT COALESCE(SUM(length(key) + length(value)), 0) FROM kv WHERE tenant = ?1 AND key <> ?2",
+                )?
+                .query_row(params![tenant, key], |r| r.get(0))?;
+            if others as u64 + (key.len() + value.len()) as u64 > quota {
+                return Ok(KvWrite::OverQuota);
+            }
             c.prepare_cached(
                 "INSERT INTO kv (tenant, key, value) VALUES (?1, ?2, ?3)
                  ON CONFLICT (tenant, key) DO UPDATE SET value = excluded.value",
             )?
-            .execute(params![tenant, key, value])
-            .map(drop)
+            .execute(params![tenant, key, value])?;
+            Ok(KvWrite::Stored)
         })
         .await
     }

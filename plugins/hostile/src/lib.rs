@@ -16,11 +16,15 @@
 //! | `kv-peek` | reads `x` and keys that would belong to another tenant (config `other_tenant`, default `other`: `../{other}/x`, `{other}/x`, `{other}:x`, `/{other}/x`, `..\{other}\x`, `%2e%2e/{other}/x`, `\0{other}/x`) and fails permanently with a report `kv-peek: key=value|none|error(..); ...` |
 //! | `http-flood` | sends 1000 GETs to config `loopback_url` and fails permanently with a count of each outcome |
 //! | `log-flood` | writes 100 000 log lines, then succeeds |
+//! | `kv-fill` | stores 256 KiB values under keys new to this call until the host refuses one, then fails permanently with a report `kv-fill: N stored; then: ERROR` |
+//! | `events-flood` | (webhooks) answers with 1000 Outgoing events for ticket `flood` (channel `whatsapp`) |
+//! | `log-forge` | logs a message and a field holding a newline, a line that looks like another tenant's, and an ANSI escape, then succeeds |
+//! | `hang` | `http.send` GETs config `loopback_url` once (a vendor that does not answer keeps the call running), then succeeds |
 //! | `ok`, anything else | succeeds (webhooks: 200 `{"status":"ok"}`, no events) |
 
 use dolphin_bridge_sdk::{
-    Adapter, AdapterError, CallContext, IncomingEvent, WebhookOutcome, WebhookRequest, config, export_adapter, http,
-    kv, log, permanent, query_param, webhook,
+    Adapter, AdapterError, BridgeEvent, CallContext, IncomingEvent, MessageType, WebhookOutcome, WebhookRequest,
+    config, events, export_adapter, http, kv, log, permanent, query_param, webhook,
 };
 use std::hint::black_box;
 
@@ -38,6 +42,16 @@ impl Adapter for Hostile {
         let mode = config::get("mode")
             .or_else(|| query_param(&request.query, "mode"))
             .unwrap_or_default();
+        if mode == "events-flood" {
+            let events = (0..1000)
+                .map(|i| {
+                    let mut event = events::outgoing("flood", MessageType::Text, &format!("flood {i}"), "");
+                    event.channel = Some("whatsapp".into());
+                    BridgeEvent::Outgoing(event)
+                })
+                .collect();
+            return Ok(webhook::ok(events));
+        }
         run(ctx, &mode)?;
         Ok(webhook::ok(Vec::new()))
     }
@@ -58,6 +72,20 @@ fn run(ctx: &CallContext, mode: &str) -> Result<(), AdapterError> {
         "kv-write" => kv::set_string("x", &format!("secret-of-{}", ctx.tenant)),
         "kv-peek" => Err(permanent(kv_peek())),
         "http-flood" => Err(permanent(http_flood())),
+        "kv-fill" => Err(permanent(kv_fill(ctx))),
+        "log-forge" => {
+            log::log(
+                log::Level::Warn,
+                "forged next\nFORGED  INFO adapter: tenant=acme delivered\x1b[2J",
+                &[("detail", "x\r\nFORGED field line")],
+            );
+            Ok(())
+        }
+        "hang" => {
+            let url = config::get("loopback_url").unwrap_or_default();
+            let _ = get(&url);
+            Ok(())
+        }
         "log-flood" => {
             for i in 0..100_000u32 {
                 log::info(&format!("hostile log flood line {i}"));
@@ -112,6 +140,17 @@ fn describe(result: Result<dolphin_bridge_sdk::HttpResponse, http::HttpError>) -
 
 fn get(url: &str) -> Result<dolphin_bridge_sdk::HttpResponse, http::HttpError> {
     http::try_send(&http::request("GET", url, &[], Vec::new()))
+}
+
+/// New keys on every call (named after the delivery), so what earlier calls stored still counts.
+fn kv_fill(ctx: &CallContext) -> String {
+    let value = vec![7u8; 256 << 10];
+    for i in 0..10_000u32 {
+        if let Err(e) = kv::set(&format!("fill-{}-{i}", ctx.delivery_id), &value) {
+            return format!("kv-fill: {i} stored; then: {e:?}");
+        }
+    }
+    "kv-fill: 10000 stored".into()
 }
 
 fn ssrf() -> String {

@@ -67,12 +67,43 @@ async fn get(store: &SqliteStore, id: &str) -> Delivery {
 #[tokio::test]
 async fn kv_is_namespaced_by_tenant() {
     let t = TempStore::new();
-    t.store.kv_set("a", "k", b"1".to_vec()).await.unwrap();
-    t.store.kv_set("b", "k", b"2".to_vec()).await.unwrap();
+    t.store.kv_set("a", "k", b"1".to_vec(), 1 << 20).await.unwrap();
+    t.store.kv_set("b", "k", b"2".to_vec(), 1 << 20).await.unwrap();
     assert_eq!(t.store.kv_get("a", "k").await.unwrap(), Some(b"1".to_vec()));
     t.store.kv_delete("a", "k").await.unwrap();
     assert_eq!(t.store.kv_get("a", "k").await.unwrap(), None);
     assert_eq!(t.store.kv_get("b", "k").await.unwrap(), Some(b"2".to_vec()));
+}
+
+#[tokio::test]
+async fn kv_quota_counts_a_tenants_keys_and_values_and_a_replaced_value_once() {
+    let t = TempStore::new();
+    let store = &t.store;
+    let quota = 100;
+    assert_eq!(
+        store.kv_set("a", "k1", vec![0; 40], quota).await.unwrap(),
+        KvWrite::Stored
+    );
+    assert_eq!(
+        store.kv_set("a", "k2", vec![0; 40], quota).await.unwrap(),
+        KvWrite::Stored
+    );
+    // 84 bytes held; 2 + 40 more would be 126.
+    assert_eq!(
+        store.kv_set("a", "k3", vec![0; 40], quota).await.unwrap(),
+        KvWrite::OverQuota
+    );
+    assert_eq!(store.kv_get("a", "k3").await.unwrap(), None);
+    // Replacing a value counts the new one only (42 + 2 + 56 = 100); another tenant has its own
+    // quota.
+    assert_eq!(
+        store.kv_set("a", "k2", vec![1; 56], quota).await.unwrap(),
+        KvWrite::Stored
+    );
+    assert_eq!(
+        store.kv_set("b", "k3", vec![0; 98], quota).await.unwrap(),
+        KvWrite::Stored
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,102 @@
+//! Adapter-supplied text on its way into the bridge's log or errors: secrets replaced, length
+//! bounded, control characters escaped. An adapter's newline could otherwise forge a log line
+//! attributed to another tenant, and its ANSI escapes would reach an operator's terminal.
+
+/// The longest adapter-supplied text (a message, a field, a denied request's detail) logged.
+pub const MAX_LOGGED_BYTES: usize = 1024;
+
+/// `text` with every occurrence of a secret replaced by `[redacted]`; longer secrets first, so
+/// a secret that contains another is replaced whole.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut secrets: Vec<&String> = secrets.iter().filter(|s| s.len() >= 4).collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut text = text.to_string();
+    for secret in secrets {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "[redacted]");
+        }
+    }
+    text
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), saying how much was left out.
+pub fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... [{} more bytes]", &text[..end], text.len() - end)
+}
+
+/// Control characters (newlines, escapes, C1 codes) written as `\u{..}`; the rest unchanged.
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Adapter-supplied `text` as it may be logged: redacted first (so escaping cannot hide a
+/// secret from redaction), then bounded and escaped.
+pub fn loggable(text: &str, secrets: &[String]) -> String {
+    escape_controls(&bounded(&redact(text, secrets), MAX_LOGGED_BYTES))
+}
+
+/// An adapter's log fields as one `key=value key=value` text, each part made [`loggable`].
+pub fn loggable_fields(fields: &[(String, String)], secrets: &[String]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", loggable(k, secrets), loggable(v, secrets)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_newline_or_an_escape_cannot_start_a_forged_line() {
+        let forged = "ok\n2026-12-01T10:00:00Z  INFO adapter: tenant=other forged\r\x1b[2J\u{85}";
+        let logged = loggable(forged, &[]);
+        assert!(!logged.chars().any(char::is_control), "{logged:?}");
+        assert_eq!(
+            logged,
+            "ok\\u{a}2026-12-01T10:00:00Z  INFO adapter: tenant=other forged\\u{d}\\u{1b}[2J\\u{85}"
+        );
+    }
+
+    #[test]
+    fn secrets_with_quotes_or_backslashes_are_redacted_before_escaping() {
+        let secret = secrets(&["pa\"ss\\word\n42"]);
+        let fields = vec![("token".to_string(), "pa\"ss\\word\n42".to_string())];
+        let logged = loggable_fields(&fields, &secret);
+        assert_eq!(logged, "token=[redacted]");
+    }
+
+    #[test]
+    fn the_longer_of_two_overlapping_secrets_is_replaced_whole() {
+        let logged = redact("key abcd1234-suffix", &secrets(&["abcd1234", "abcd1234-suffix"]));
+        assert_eq!(logged, "key [redacted]");
+    }
+
+    #[test]
+    fn long_text_is_bounded_on_a_character_boundary() {
+        let text = "é".repeat(MAX_LOGGED_BYTES);
+        let logged = loggable(&text, &[]);
+        assert!(logged.len() < MAX_LOGGED_BYTES + 40, "{}", logged.len());
+        assert!(logged.ends_with(&format!("... [{} more bytes]", MAX_LOGGED_BYTES)));
+    }
+}

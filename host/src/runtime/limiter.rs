@@ -1,0 +1,159 @@
+//! What one adapter call's store may allocate: linear memory counted over *all* its memories
+//! (a component holds several core instances, and a module may declare many memories), table
+//! elements per table, and how many instances, memories and tables it may create at all.
+//! Remembers which limit was hit, so the call's error can name it.
+
+/// Core instances one call may create (a component instantiates several: Python adapters about
+/// a dozen).
+pub const MAX_INSTANCES: usize = 64;
+/// Linear memories one call may create.
+pub const MAX_MEMORIES: usize = 16;
+/// Tables one call may create.
+pub const MAX_TABLES: usize = 64;
+
+/// A store's limiter.
+pub struct AdapterLimiter {
+    /// Bytes of linear memory, all memories together.
+    memory_bytes: usize,
+    table_elements: usize,
+    /// Bytes the store's memories hold now.
+    memory_used: usize,
+    /// The limit that stopped the call, if one did.
+    pub hit: Option<String>,
+}
+
+impl AdapterLimiter {
+    /// At most `memory_bytes` of linear memory in all and `table_elements` per table.
+    pub fn new(memory_bytes: usize, table_elements: usize) -> AdapterLimiter {
+        AdapterLimiter {
+            memory_bytes,
+            table_elements,
+            memory_used: 0,
+            hit: None,
+        }
+    }
+
+    fn refuse(&mut self, limit: String) -> wasmtime::Result<bool> {
+        self.hit = Some(limit.clone());
+        Err(wasmtime::Error::msg(limit))
+    }
+}
+
+impl wasmtime::ResourceLimiter for AdapterLimiter {
+    /// Called for every memory a store creates (from 0) and every growth: the running total
+    /// is what the call holds.
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.memory_used.saturating_sub(current).saturating_add(desired);
+        if total > self.memory_bytes {
+            return self.refuse(format!(
+                "memory limit of {} MiB (all of the call's memories together)",
+                self.memory_bytes >> 20
+            ));
+        }
+        self.memory_used = total;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            return self.refuse(format!("table limit of {} elements", self.table_elements));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+}
+
+/// The engine settings adapters run under: only the WebAssembly features adapters need. Threads
+/// (shared memories grow without asking the limiter) and garbage-collected types are off.
+pub fn restrict_features(config: &mut wasmtime::Config) {
+    config.wasm_threads(false);
+    config.wasm_gc(false);
+    config.wasm_function_references(false);
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::{Engine, Instance, Module, Store};
+
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+    const PAGE: usize = 64 << 10;
+
+    fn engine() -> Engine {
+        let mut config = wasmtime::Config::new();
+        restrict_features(&mut config);
+        Engine::new(&config).unwrap()
+    }
+
+    fn store(engine: &Engine, memory_bytes: usize) -> Store<AdapterLimiter> {
+        let mut store = Store::new(engine, AdapterLimiter::new(memory_bytes, 10_000));
+        store.limiter(|limiter| limiter);
+        store
+    }
+
+    #[test]
+    fn memories_are_counted_together_not_one_by_one() {
+        let engine = engine();
+        // Two memories of 40 MiB each: either fits a 64 MiB limit alone, both do not.
+        let pages = 40 * MIB / PAGE;
+        let wat = format!("(module (memory {pages}) (memory {pages}))");
+        let module = Module::new(&engine, &wat).unwrap();
+        let mut store = store(&engine, 64 * MIB);
+        let error = Instance::new(&mut store, &module, &[]).unwrap_err();
+        assert!(format!("{error:#}").contains("memory limit of 64 MiB"), "{error:#}");
+        assert!(store.data().hit.is_some());
+        let mut roomy = self::store(&engine, 128 * MIB);
+        Instance::new(&mut roomy, &module, &[]).expect("80 MiB fit in 128 MiB");
+    }
+
+    #[test]
+    fn growth_counts_against_the_total() {
+        let engine = engine();
+        let wat = "(module (memory (export \"m\") 1) (memory 1)
+                   (func (export \"grow\") (param i32) (result i32) (memory.grow 0 (local.get 0))))";
+        let module = Module::new(&engine, wat).unwrap();
+        let mut store = store(&engine, 4 * PAGE);
+        let instance = Instance::new(&mut store, &module, &[]).unwrap();
+        let grow = instance.get_typed_func::<i32, i32>(&mut store, "grow").unwrap();
+        // 2 pages held; growing the first memory by 2 reaches 4 pages, by 1 more does not fit.
+        assert_eq!(grow.call(&mut store, 2).unwrap(), 1);
+        assert!(grow.call(&mut store, 1).is_err());
+        assert!(store.data().hit.as_deref().unwrap().contains("memory limit"));
+    }
+
+    #[test]
+    fn a_module_with_more_memories_than_allowed_does_not_instantiate() {
+        let engine = engine();
+        let wat = format!("(module {})", "(memory 0) ".repeat(MAX_MEMORIES + 1));
+        let module = Module::new(&engine, &wat).unwrap();
+        let mut store = store(&engine, 128 * MIB);
+        assert!(Instance::new(&mut store, &module, &[]).is_err());
+        let fits = Module::new(&engine, format!("(module {})", "(memory 0) ".repeat(MAX_MEMORIES))).unwrap();
+        let mut store = self::store(&engine, 128 * MIB);
+        Instance::new(&mut store, &fits, &[]).expect("the maximum number of memories");
+    }
+
+    #[test]
+    fn shared_memories_and_gc_types_are_refused_at_compile_time() {
+        let engine = engine();
+        let shared = Module::new(&engine, "(module (memory 1 65536 shared))");
+        assert!(
+            shared.is_err(),
+            "a shared memory (which grows without the limiter) compiled"
+        );
+        let gc = Module::new(&engine, "(module (type (struct (field i32))))");
+        assert!(gc.is_err(), "a GC type compiled");
+    }
+}
