@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
@@ -231,6 +232,33 @@ impl SqliteStore {
         answer.await.map_err(|_| StoreError::Stopped)?
     }
 
+    /// Deletes the rows of `table` (whose key is `key`) matching `condition` with `values`,
+    /// [`PURGE_BATCH`] rows per write, so a large purge never holds the writer for long.
+    async fn delete_in_batches(
+        &self,
+        table: &'static str,
+        key: &'static str,
+        condition: String,
+        values: Vec<SqlValue>,
+    ) -> anyhow::Result<usize> {
+        let sql = format!(
+            "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {condition} LIMIT {PURGE_BATCH})"
+        );
+        let mut total = 0;
+        loop {
+            let (sql, values) = (sql.clone(), values.clone());
+            let deleted = self
+                .write(Queueing::WaitForRoom, move |c, _| {
+                    c.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(values))
+                })
+                .await?;
+            total += deleted;
+            if deleted < PURGE_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
     async fn read<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
@@ -370,17 +398,6 @@ fn webhook_response(
         }
     }
     Ok(None)
-}
-
-/// Deletes up to [`PURGE_BATCH`] rows of `table` (whose key is `key`) matching `condition`,
-/// which compares with `?1`.
-fn purge_step(conn: &Connection, table: &str, key: &str, condition: &str, before: i64) -> rusqlite::Result<usize> {
-    conn.execute(
-        &format!(
-            "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {condition} LIMIT {PURGE_BATCH})"
-        ),
-        params![before],
-    )
 }
 
 const DELIVERY_COLUMNS: &str = "seq, delivery_id, tenant, owner, direction, ticket, payload, attempts, retry_base, state, \
@@ -575,26 +592,15 @@ impl Store for SqliteStore {
     }
 
     async fn purge_dead_letters(&self, filter: DeadLetterFilter, before_ms: i64) -> anyhow::Result<usize> {
-        let mut total = 0;
-        loop {
-            let filter = filter.clone();
-            let deleted = self
-                .write(Queueing::WaitForRoom, move |c, _| {
-                    let (condition, value) = dead_letter_condition(&filter);
-                    c.execute(
-                        &format!(
-                            "DELETE FROM outbox WHERE seq IN
-                             (SELECT seq FROM outbox WHERE {condition} AND finished_at < ?1 LIMIT {PURGE_BATCH})"
-                        ),
-                        params![before_ms, value],
-                    )
-                })
-                .await?;
-            total += deleted;
-            if deleted < PURGE_BATCH {
-                return Ok(total);
-            }
-        }
+        let (condition, value) = dead_letter_condition(&filter);
+        let value = value.map_or(SqlValue::Null, SqlValue::Text);
+        self.delete_in_batches(
+            "outbox",
+            "seq",
+            format!("{condition} AND finished_at < ?1"),
+            vec![SqlValue::Integer(before_ms), value],
+        )
+        .await
     }
 
     async fn purge(&self, before: PurgeBefore) -> anyhow::Result<usize> {
@@ -628,18 +634,11 @@ impl Store for SqliteStore {
         let mut events = 0;
         for (table, key, condition, before) in steps {
             let Some(before) = before else { continue };
-            loop {
-                let deleted = self
-                    .write(Queueing::WaitForRoom, move |c, _| {
-                        purge_step(c, table, key, condition, before)
-                    })
-                    .await?;
-                if table == "outbox" {
-                    events += deleted;
-                }
-                if deleted < PURGE_BATCH {
-                    break;
-                }
+            let deleted = self
+                .delete_in_batches(table, key, condition.to_string(), vec![SqlValue::Integer(before)])
+                .await?;
+            if table == "outbox" {
+                events += deleted;
             }
         }
         Ok(events)
