@@ -4,12 +4,15 @@
 //! address is refused too; redirects are not followed (an adapter that follows one makes a new,
 //! re-checked request).
 
+mod resolver;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use crate::config::{network_contains, parse_network};
+use resolver::ResolverPool;
 
 /// Networks no adapter reaches unless its tenant has `allow_private_networks = true`.
 const BLOCKED_NETWORKS: &[&str] = &[
@@ -44,14 +47,23 @@ pub fn is_restricted(ip: IpAddr) -> bool {
         .any(|n| network_contains(parse_network(n).expect("valid built-in network"), ip))
 }
 
-/// A resolver that drops restricted addresses, and fails when nothing else is left.
-struct PublicOnlyResolver;
+/// The resolver of adapters' requests: names resolved on the [`ResolverPool`]; with
+/// `public_only`, restricted addresses dropped, failing when nothing else is left.
+struct AdapterResolver {
+    pool: Arc<ResolverPool>,
+    public_only: bool,
+}
 
-impl Resolve for PublicOnlyResolver {
+impl Resolve for AdapterResolver {
     fn resolve(&self, name: Name) -> Resolving {
+        let pool = self.pool.clone();
+        let public_only = self.public_only;
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> = pool.lookup(&host).await?;
+            if !public_only {
+                return Ok(Box::new(addrs.into_iter()) as Addrs);
+            }
             let public: Vec<SocketAddr> = addrs.into_iter().filter(|a| !is_restricted(a.ip())).collect();
             if public.is_empty() {
                 return Err(format!("`{host}` resolves only to loopback, link-local or private addresses").into());
@@ -70,16 +82,23 @@ pub struct EgressClients {
 }
 
 impl EgressClients {
-    /// Builds both clients: no redirects followed, no proxy from the environment.
+    /// Builds both clients: no redirects followed, no proxy from the environment, names
+    /// resolved on threads of their own (never tokio's blocking pool, which the store uses).
     pub fn new() -> anyhow::Result<EgressClients> {
-        let base = || {
+        let pool = ResolverPool::start()?;
+        let client = |public_only: bool| {
             reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
+                .dns_resolver(Arc::new(AdapterResolver {
+                    pool: pool.clone(),
+                    public_only,
+                }))
+                .build()
         };
         Ok(EgressClients {
-            public_only: base().dns_resolver(Arc::new(PublicOnlyResolver)).build()?,
-            any_address: base().build()?,
+            public_only: client(true)?,
+            any_address: client(false)?,
         })
     }
 
@@ -110,7 +129,16 @@ pub fn check_literal_host(url: &url::Url, allow_private_networks: bool) -> Resul
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    fn resolver(public_only: bool) -> AdapterResolver {
+        AdapterResolver {
+            pool: ResolverPool::start().unwrap(),
+            public_only,
+        }
+    }
 
     #[test]
     fn restricted_addresses() {
@@ -172,10 +200,33 @@ mod tests {
         assert!(check_literal_host(&url, false).is_err());
     }
 
+    /// Name look-ups must not wait behind tokio's blocking pool, which the store's reads use:
+    /// with every blocking thread busy, an adapter's request still resolves.
+    #[test]
+    fn resolution_does_not_use_the_blocking_pool() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (release, held) = std::sync::mpsc::channel::<()>();
+            let busy = tokio::task::spawn_blocking(move || held.recv());
+            let resolver = resolver(false);
+            let name: Name = "localhost".parse().unwrap();
+            let result = tokio::time::timeout(Duration::from_secs(10), resolver.resolve(name)).await;
+            release.send(()).unwrap();
+            busy.await.unwrap().unwrap();
+            let resolved = result.expect("resolution waited for the blocking pool");
+            assert!(resolved.expect("localhost resolves").all(|a| a.ip().is_loopback()));
+        });
+    }
+
     #[tokio::test]
     async fn names_resolving_to_loopback_are_refused() {
         let name: Name = "localhost".parse().unwrap();
-        let result = PublicOnlyResolver.resolve(name).await;
+        let result = resolver(true).resolve(name).await;
         assert!(result.is_err());
     }
 }

@@ -75,11 +75,12 @@ impl wasmtime::ResourceLimiter for AdapterLimiter {
 }
 
 /// The engine settings adapters run under: only the WebAssembly features adapters need. Threads
-/// (shared memories grow without asking the limiter) and garbage-collected types are off.
+/// (shared memories grow without asking the limiter), garbage-collected types and stack
+/// switching are not even built into the engine (see `host/Cargo.toml`); this turns off the
+/// proposals that remain and that adapters do not use.
 pub fn restrict_features(config: &mut wasmtime::Config) {
-    config.wasm_threads(false);
     config.wasm_gc(false);
-    config.wasm_function_references(false);
+    config.wasm_stack_switching(false);
 }
 
 #[cfg(test)]
@@ -109,7 +110,7 @@ mod tests {
         // Two memories of 40 MiB each: either fits a 64 MiB limit alone, both do not.
         let pages = 40 * MIB / PAGE;
         let wat = format!("(module (memory {pages}) (memory {pages}))");
-        let module = Module::new(&engine, &wat).unwrap();
+        let module = Module::new(&engine, wat::parse_str(&wat).unwrap()).unwrap();
         let mut store = store(&engine, 64 * MIB);
         let error = Instance::new(&mut store, &module, &[]).unwrap_err();
         assert!(format!("{error:#}").contains("memory limit of 64 MiB"), "{error:#}");
@@ -123,7 +124,7 @@ mod tests {
         let engine = engine();
         let wat = "(module (memory (export \"m\") 1) (memory 1)
                    (func (export \"grow\") (param i32) (result i32) (memory.grow 0 (local.get 0))))";
-        let module = Module::new(&engine, wat).unwrap();
+        let module = Module::new(&engine, wat::parse_str(wat).unwrap()).unwrap();
         let mut store = store(&engine, 4 * PAGE);
         let instance = Instance::new(&mut store, &module, &[]).unwrap();
         let grow = instance.get_typed_func::<i32, i32>(&mut store, "grow").unwrap();
@@ -137,10 +138,14 @@ mod tests {
     fn a_module_with_more_memories_than_allowed_does_not_instantiate() {
         let engine = engine();
         let wat = format!("(module {})", "(memory 0) ".repeat(MAX_MEMORIES + 1));
-        let module = Module::new(&engine, &wat).unwrap();
+        let module = Module::new(&engine, wat::parse_str(&wat).unwrap()).unwrap();
         let mut store = store(&engine, 128 * MIB);
         assert!(Instance::new(&mut store, &module, &[]).is_err());
-        let fits = Module::new(&engine, format!("(module {})", "(memory 0) ".repeat(MAX_MEMORIES))).unwrap();
+        let fits = Module::new(
+            &engine,
+            wat::parse_str(format!("(module {})", "(memory 0) ".repeat(MAX_MEMORIES))).unwrap(),
+        )
+        .unwrap();
         let mut store = self::store(&engine, 128 * MIB);
         Instance::new(&mut store, &fits, &[]).expect("the maximum number of memories");
     }
@@ -148,12 +153,12 @@ mod tests {
     #[test]
     fn shared_memories_and_gc_types_are_refused_at_compile_time() {
         let engine = engine();
-        let shared = Module::new(&engine, "(module (memory 1 65536 shared))");
+        let shared = Module::new(&engine, wat::parse_str("(module (memory 1 65536 shared))").unwrap());
         assert!(
             shared.is_err(),
             "a shared memory (which grows without the limiter) compiled"
         );
-        let gc = Module::new(&engine, "(module (type (struct (field i32))))");
+        let gc = Module::new(&engine, wat::parse_str("(module (type (struct (field i32))))").unwrap());
         assert!(gc.is_err(), "a GC type compiled");
     }
 }
