@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::redaction::SecretSet;
+
 /// The shortest `admin.token` and `server.incoming_token` accepted, in bytes (surrounding
 /// whitespace not counted): tokens the operator generates, for which 16 random bytes are cheap.
 pub const MIN_TOKEN_BYTES: usize = 16;
@@ -18,6 +20,27 @@ pub const MIN_TOKEN_BYTES: usize = 16;
 /// the floor only catches placeholders and typos.
 pub const MIN_WEBHOOK_SECRET_BYTES: usize = 8;
 
+/// The shortest value accepted in a tenant's `[tenants.secrets]` table, in bytes: vendor API
+/// keys and passwords are longer, and a very short secret would redact ordinary words.
+pub const MIN_ADAPTER_SECRET_BYTES: usize = 8;
+
+/// Parts of a `[tenants.config]` key that mark its value as a secret (compared ignoring case):
+/// a safety net for secrets not moved to `[tenants.secrets]`.
+const SECRET_KEY_MARKERS: [&str; 12] = [
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "key",
+    "credential",
+    "auth",
+    "bearer",
+    "jwt",
+    "dsn",
+    "webhook_url",
+];
+
 /// The largest `tenants[].webhook.tolerance_s`: one day.
 pub const MAX_WEBHOOK_TOLERANCE_S: u64 = 86_400;
 
@@ -26,6 +49,17 @@ pub const MAX_WEBHOOK_TOLERANCE_S: u64 = 86_400;
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
+    /// The file is not valid TOML. Only the place and the parser's message are kept: the
+    /// offending line may hold a secret.
+    #[error("{path}: TOML syntax error at line {line}, column {column}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// Valid TOML of the wrong shape (an unknown field, a wrong type); secrets in the message are
+    /// redacted.
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: field `{field}`: {message}")]
@@ -47,6 +81,7 @@ pub struct Config {
     pub three_dolphins: ThreeDolphinsConfig,
     pub delivery: DeliveryConfig,
     pub admin: AdminConfig,
+    pub metrics: MetricsConfig,
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -157,7 +192,13 @@ pub struct LimitsConfig {
     pub webhook_events: usize,
     /// Webhook calls of the tenant running at once; more are answered 503.
     pub webhook_concurrency: usize,
+    /// 3Dolphins look-ups (`three-dolphins.contact` / `history`) per call; at most
+    /// [`MAX_LOOKUPS_PER_CALL`], as each one is a request to 3Dolphins with the bridge's token.
+    pub lookups: u32,
 }
+
+/// Most look-ups `limits.lookups` may allow per call.
+pub const MAX_LOOKUPS_PER_CALL: u32 = 1_000;
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -171,6 +212,7 @@ impl Default for LimitsConfig {
             kv_total_bytes: 64 << 20,
             webhook_events: 100,
             webhook_concurrency: 16,
+            lookups: 20,
         }
     }
 }
@@ -286,6 +328,14 @@ pub struct AdminConfig {
     pub token: Option<String>,
 }
 
+/// `[metrics]`: the `/metrics` endpoint.
+#[derive(Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Bearer token `GET /metrics` must present (a secret); unset, the endpoint is open.
+    pub token: Option<String>,
+}
+
 /// One `[[tenants]]` entry: a 3Dolphins owner bound to an adapter.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -308,9 +358,14 @@ pub struct TenantConfig {
     /// Timeout of one whole adapter call, host calls included.
     #[serde(default = "defaults::call_timeout_ms")]
     pub call_timeout_ms: u64,
-    /// Values the adapter reads through its `config` import; may hold secrets.
+    /// Values the adapter reads through its `config` import. Secrets belong in `secrets`; a value
+    /// whose key looks like a secret's (`token`, `password`, `dsn`, ...) is redacted all the same.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Secret values the adapter reads through the same `config` import; always redacted from
+    /// logs and errors. A key may be in `config` or here, not both.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
     /// Allow outbound calls to loopback, link-local and private addresses (off by default).
     #[serde(default)]
     pub allow_private_networks: bool,
@@ -333,22 +388,43 @@ impl std::fmt::Debug for Config {
 }
 
 impl TenantConfig {
-    /// Values to keep out of logs and errors: config values whose key names a secret, and the
-    /// webhook secret.
+    /// Values to keep out of logs and errors: every `secrets` value, `config` values whose key
+    /// looks like a secret's (see [`is_secret_key`]), passwords in URLs among the `config`
+    /// values, and the webhook secret.
     pub fn secret_values(&self) -> Vec<String> {
-        const MARKERS: [&str; 6] = ["token", "secret", "password", "key", "credential", "auth"];
-        let mut secrets: Vec<String> = self
-            .config
-            .iter()
-            .filter(|(k, _)| {
-                let k = k.to_ascii_lowercase();
-                MARKERS.iter().any(|m| k.contains(m))
-            })
-            .map(|(_, v)| v.clone())
-            .collect();
+        let mut secrets: Vec<String> = self.secrets.values().cloned().collect();
+        for (key, value) in &self.config {
+            if is_secret_key(key) {
+                secrets.push(value.clone());
+            } else if let Some(password) = url_password(value) {
+                secrets.push(password);
+            }
+        }
         secrets.extend(self.webhook.as_ref().and_then(|w| w.secret.clone()));
         secrets
     }
+
+    /// What the adapter reads through its `config` import: `config` and `secrets` together
+    /// (validated to share no key).
+    pub fn adapter_values(&self) -> BTreeMap<String, String> {
+        let mut values = self.config.clone();
+        values.extend(self.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
+        values
+    }
+}
+
+/// Whether a `[tenants.config]` key names a secret: it contains one of `token`, `secret`,
+/// `password`, `passwd`, `pwd`, `key`, `credential`, `auth`, `bearer`, `jwt`, `dsn` or
+/// `webhook_url`, ignoring case.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_KEY_MARKERS.iter().any(|marker| key.contains(marker))
+}
+
+/// The password of a URL such as `postgres://user:password@host/db`.
+fn url_password(value: &str) -> Option<String> {
+    let url = url::Url::parse(value).ok()?;
+    url.password().filter(|p| !p.is_empty()).map(str::to_string)
 }
 
 impl ThreeDolphinsConfig {
@@ -427,6 +503,8 @@ struct RawConfig {
     #[serde(default)]
     admin: AdminConfig,
     #[serde(default)]
+    metrics: MetricsConfig,
+    #[serde(default)]
     tenants: Vec<TenantConfig>,
 }
 
@@ -442,15 +520,21 @@ impl Config {
 
     /// Parses `text` as if read from `path`, looking variables up with `env`.
     pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        substitute_env(&mut value, "", env).map_err(|(field, message)| ConfigError::Invalid {
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| syntax_error(path, text, &e))?;
+        let mut expanded = Vec::new();
+        substitute_env(&mut value, "", env, &mut expanded).map_err(|(field, message)| ConfigError::Invalid {
             path: path.to_path_buf(),
             field,
             message,
         })?;
+        // Messages about the values (a wrong type, a bad URL) may quote them.
+        let secrets = document_secrets(&value, expanded);
+        Self::from_value(path, value).map_err(|e| e.redacted(&secrets))
+    }
+
+    /// The configuration in `value` (variables substituted), with defaults, resolved paths, and
+    /// validated.
+    fn from_value(path: &Path, value: toml::Value) -> Result<Config, ConfigError> {
         let raw: RawConfig = value.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.message().to_string(),
@@ -484,6 +568,7 @@ impl Config {
             three_dolphins: raw.three_dolphins,
             delivery: raw.delivery,
             admin: raw.admin,
+            metrics: raw.metrics,
             tenants,
         };
         config.validate()?;
@@ -540,6 +625,15 @@ impl Config {
                 self.invalid("admin.token", format!("{m}{hint}"))
             })?;
         }
+        if let Some(token) = &self.metrics.token {
+            check_secret(token, MIN_TOKEN_BYTES).map_err(|m| {
+                let hint = match token.trim().is_empty() {
+                    true => " (leave it unset to leave /metrics open)",
+                    false => "",
+                };
+                self.invalid("metrics.token", format!("{m}{hint}"))
+            })?;
+        }
         for (i, network) in self.server.incoming_networks.iter().enumerate() {
             parse_network(network).map_err(|m| self.invalid(format!("server.incoming_networks[{i}]"), m))?;
         }
@@ -593,6 +687,16 @@ impl Config {
                     return Err(self.invalid(field("channels"), format!("{what} already routes to another tenant")));
                 }
             }
+            for (key, secret) in &tenant.secrets {
+                let field = field(&format!("secrets.{key}"));
+                if tenant.config.contains_key(key) {
+                    return Err(self.invalid(
+                        field,
+                        format!("is also set in tenants[{i}].config: a key belongs in one of the two tables"),
+                    ));
+                }
+                check_secret(secret, MIN_ADAPTER_SECRET_BYTES).map_err(|m| self.invalid(field, m))?;
+            }
             for (j, origin) in tenant.allowed_hosts.iter().enumerate() {
                 parse_origin(origin).map_err(|m| self.invalid(field(&format!("allowed_hosts[{j}]")), m))?;
             }
@@ -629,6 +733,12 @@ impl Config {
                 return Err(self.invalid(
                     field("limits"),
                     "memory_mib, cpu_ms and http_response_bytes must be above 0",
+                ));
+            }
+            if limits.lookups > MAX_LOOKUPS_PER_CALL {
+                return Err(self.invalid(
+                    field("limits.lookups"),
+                    format!("must be at most {MAX_LOOKUPS_PER_CALL}"),
                 ));
             }
             if tenant.http_timeout_ms == 0 || tenant.call_timeout_ms == 0 {
@@ -764,19 +874,75 @@ fn check_webhook_secret(auth: WebhookAuth, secret: &str) -> Result<(), String> {
     check_secret(secret, MIN_WEBHOOK_SECRET_BYTES)
 }
 
-/// Replaces `${NAME}` in every string of `value`; `$${` stands for a literal `${`.
+impl ConfigError {
+    /// The error with every one of `secrets` in its message replaced.
+    fn redacted(self, secrets: &SecretSet) -> ConfigError {
+        match self {
+            ConfigError::Parse { path, message } => ConfigError::Parse {
+                path,
+                message: secrets.redact(&message),
+            },
+            ConfigError::Invalid { path, field, message } => ConfigError::Invalid {
+                path,
+                field,
+                message: secrets.redact(&message),
+            },
+            other => other,
+        }
+    }
+}
+
+/// A TOML syntax error as file, line, column (both from 1) and the parser's message, without
+/// the source line that `toml`'s own message quotes.
+fn syntax_error(path: &Path, text: &str, error: &toml::de::Error) -> ConfigError {
+    let at = error.span().map_or(text.len(), |span| span.start.min(text.len()));
+    let before = text.get(..at).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    ConfigError::Syntax {
+        path: path.to_path_buf(),
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+        message: error.message().trim().lines().collect::<Vec<_>>().join("; "),
+    }
+}
+
+/// Strings of the parsed file that must not appear in its error messages: values of
+/// `secrets` tables and of keys that look like a secret's, passwords in URLs, and every value
+/// taken from the environment.
+fn document_secrets(value: &toml::Value, expanded: Vec<String>) -> SecretSet {
+    fn walk(value: &toml::Value, secret: bool, found: &mut Vec<String>) {
+        match value {
+            toml::Value::String(s) if secret => found.push(s.clone()),
+            toml::Value::String(s) => found.extend(url_password(s)),
+            toml::Value::Array(items) => items.iter().for_each(|item| walk(item, secret, found)),
+            toml::Value::Table(table) => {
+                for (key, item) in table {
+                    walk(item, secret || key == "secrets" || is_secret_key(key), found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = expanded;
+    walk(value, false, &mut found);
+    SecretSet::new(found)
+}
+
+/// Replaces `${NAME}` in every string of `value`, adding each value substituted to `expanded`;
+/// `$${` stands for a literal `${`.
 fn substitute_env(
     value: &mut toml::Value,
     field: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    expanded: &mut Vec<String>,
 ) -> Result<(), (String, String)> {
     match value {
         toml::Value::String(s) => {
-            *s = expand(s, env).map_err(|m| (field.to_string(), m))?;
+            *s = expand(s, env, expanded).map_err(|m| (field.to_string(), m))?;
         }
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                substitute_env(item, &format!("{field}[{i}]"), env)?;
+                substitute_env(item, &format!("{field}[{i}]"), env, expanded)?;
             }
         }
         toml::Value::Table(table) => {
@@ -786,7 +952,7 @@ fn substitute_env(
                 } else {
                     format!("{field}.{key}")
                 };
-                substitute_env(item, &name, env)?;
+                substitute_env(item, &name, env, expanded)?;
             }
         }
         _ => {}
@@ -794,7 +960,7 @@ fn substitute_env(
     Ok(())
 }
 
-fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>, expanded: &mut Vec<String>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find('$') {
@@ -813,6 +979,7 @@ fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, St
             }
             let value = env(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
             out.push_str(&value);
+            expanded.push(value);
             rest = &after[end + 1..];
         } else {
             out.push('$');
@@ -1025,6 +1192,118 @@ literal = "$${NOT_A_VAR}"
         let line = "webhook = { auth = \"chatwoot\", secret = \"secret-0123\", tolerance_s = 86400 }";
         let text = MINIMAL.replace(WEBHOOK_LINE, line);
         assert!(Config::parse(Path::new("b.toml"), &text, &env).is_ok());
+    }
+
+    #[test]
+    fn config_values_under_secret_looking_keys_are_secrets() {
+        let keys = ["db_pwd", "PASSWD", "bearer", "Vendor_JWT", "dsn", "slack_webhook_url"];
+        let mut text = MINIMAL.to_string();
+        for key in keys {
+            text.push_str(&format!("{key} = \"value-of-{key}\"\n"));
+        }
+        let config = Config::parse(Path::new("b.toml"), &text, &env).unwrap();
+        let secrets = config.tenants[0].secret_values();
+        assert!(
+            secrets.contains(&"cw-secret".to_string()),
+            "api_access_token: {secrets:?}"
+        );
+        for key in keys {
+            assert!(secrets.contains(&format!("value-of-{key}")), "{key}: {secrets:?}");
+        }
+        assert!(!secrets.iter().any(|s| s.contains("NOT_A_VAR")), "{secrets:?}");
+    }
+
+    #[test]
+    fn a_toml_syntax_error_names_the_place_but_never_quotes_the_line() {
+        let secret = "sup3r-s3cret-value";
+        let broken = [
+            format!("api_access_token = \"{secret}"),
+            format!("api_access_token = \"{secret}\\q\""),
+            format!("api_access_token \"{secret}\""),
+            format!("api_access_token = {secret}"),
+            format!("api_access_token = \"{secret}\" trailing"),
+        ];
+        for line in broken {
+            let text = format!("{MINIMAL}{line}\n");
+            let line_number = text.lines().count();
+            let err = Config::parse(Path::new("b.toml"), &text, &env).unwrap_err().to_string();
+            assert!(!err.contains(secret), "the line was quoted: {err}");
+            assert!(err.contains("b.toml"), "{err}");
+            assert!(err.contains(&format!("line {line_number}, column ")), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_secrets_table_is_read_like_config_and_always_redacted() {
+        let text = format!("{MINIMAL}[tenants.secrets]\nvendor_login = \"${{TD_TOKEN}}-login\"\n");
+        let config = Config::parse(Path::new("b.toml"), &text, &env).unwrap();
+        let tenant = &config.tenants[0];
+        // `vendor_login` does not look like a secret's key: only the table makes it one.
+        assert!(!is_secret_key("vendor_login"));
+        assert_eq!(tenant.adapter_values()["vendor_login"], "td-secret-login");
+        assert_eq!(tenant.adapter_values()["literal"], "${NOT_A_VAR}");
+        assert!(tenant.secret_values().contains(&"td-secret-login".to_string()));
+        assert!(!tenant.config.contains_key("vendor_login"));
+    }
+
+    #[test]
+    fn a_key_in_both_config_and_secrets_is_refused() {
+        let text = format!("{MINIMAL}[tenants.secrets]\nliteral = \"also-a-secret\"\n");
+        let err = Config::parse(Path::new("b.toml"), &text, &env).unwrap_err().to_string();
+        assert_names_field_not_value(&err, "tenants[0].secrets.literal", "also-a-secret");
+    }
+
+    #[test]
+    fn empty_or_short_explicit_secrets_are_refused() {
+        for secret in ["", "  ", "7-bytes"] {
+            let text = format!("{MINIMAL}[tenants.secrets]\nvendor_login = \"{secret}\"\n");
+            let err = Config::parse(Path::new("b.toml"), &text, &env).unwrap_err().to_string();
+            assert_names_field_not_value(&err, "tenants[0].secrets.vendor_login", secret.trim());
+        }
+    }
+
+    #[test]
+    fn empty_or_short_metrics_token_is_refused() {
+        for token in ["", "short-metrics-t"] {
+            let err = refused(&format!("[metrics]\ntoken = \"{token}\"\n"), "", "");
+            assert_names_field_not_value(&err, "metrics.token", token);
+        }
+        let ok = format!("[metrics]\ntoken = \"metrics-token-0123\"\n{MINIMAL}");
+        let config = Config::parse(Path::new("b.toml"), &ok, &env).unwrap();
+        assert_eq!(config.metrics.token.as_deref(), Some("metrics-token-0123"));
+        assert!(
+            Config::parse(Path::new("b.toml"), MINIMAL, &env)
+                .unwrap()
+                .metrics
+                .token
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn url_passwords_in_config_values_are_secrets() {
+        let text = format!("{MINIMAL}database = \"postgres://bridge:db-pass-0123@db.internal/bridge\"\n");
+        let config = Config::parse(Path::new("b.toml"), &text, &env).unwrap();
+        assert!(config.tenants[0].secret_values().contains(&"db-pass-0123".to_string()));
+    }
+
+    #[test]
+    fn values_quoted_by_shape_and_validation_errors_are_redacted() {
+        // A secret from the environment where a number belongs: serde quotes the value.
+        let text = MINIMAL.replace(
+            "webhook = { auth = \"token\", secret = \"${CW_TOKEN}\" }",
+            "webhook = { auth = \"token\", secret = \"x-0123456\", tolerance_s = \"${CW_TOKEN}\" }",
+        );
+        let err = Config::parse(Path::new("b.toml"), &text, &env).unwrap_err().to_string();
+        assert!(!err.contains("cw-secret") && err.contains("[redacted]"), "{err}");
+        // A password in a URL that validation quotes.
+        let text = MINIMAL.replace(
+            "base_url = \"http://127.0.0.1:9000\"",
+            "base_url = \"ftp://user:url-pass-0123@127.0.0.1:9000\"",
+        );
+        let err = Config::parse(Path::new("b.toml"), &text, &env).unwrap_err().to_string();
+        assert!(err.contains("three_dolphins.base_url"), "{err}");
+        assert!(!err.contains("url-pass-0123"), "{err}");
     }
 
     #[test]

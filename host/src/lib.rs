@@ -3,8 +3,9 @@
 //!
 //! One module per concern: [`config`] (the TOML file), [`contract`] (the 3Dolphins events),
 //! [`server`] (HTTP), [`tenants`] (routing), [`runtime`] (wasmtime and host functions),
-//! [`scheduler`] (the threads adapters run on), [`registry`] (the live tenant set), [`store`] (the embedded database), [`clock`] (time that never steps) and
-//! [`three_dolphins`] (the 3Dolphins client).
+//! [`scheduler`] (the threads adapters run on), [`registry`] (the live tenant set), [`redaction`]
+//! (secrets kept out of logs and errors), [`store`] (the embedded database), [`clock`] (time that
+//! never steps) and [`three_dolphins`] (the 3Dolphins client).
 
 pub mod cli;
 pub mod clock;
@@ -13,6 +14,7 @@ pub mod contract;
 pub mod egress;
 pub mod metrics;
 pub mod outbox;
+pub mod redaction;
 pub mod registry;
 pub mod runtime;
 pub mod scheduler;

@@ -96,6 +96,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         registry,
         outbox,
         admin_token: config.admin.token.clone(),
+        metrics_token: config.metrics.token.clone(),
     });
     let grace = Duration::from_millis(config.delivery.shutdown_grace_ms);
     server::serve(listener, state, shutdown, grace).await?;

@@ -53,6 +53,10 @@ pub struct Metrics {
     /// Passes of the delivery dispatcher (each reads what is due): an idle bridge makes about
     /// one a second.
     pub dispatches: Counter,
+    /// Adapters' 3Dolphins look-ups by tenant and outcome: `found`, `not_found`, `failed`,
+    /// `out_of_scope` (a ticket or contact not of the tenant's owner: answered not-found, 3Dolphins
+    /// not asked) and `limit_exceeded` (past `limits.lookups`).
+    pub lookups: Family<TenantOutcome, Counter>,
 }
 
 /// The process-wide metrics.
@@ -125,6 +129,12 @@ impl Metrics {
             "Passes of the delivery dispatcher",
             dispatches.clone(),
         );
+        let lookups = Family::<TenantOutcome, Counter>::default();
+        registry.register(
+            "three_dolphins_lookups",
+            "Adapters' 3Dolphins look-ups by tenant and outcome",
+            lookups.clone(),
+        );
         Metrics {
             registry,
             incoming,
@@ -138,6 +148,7 @@ impl Metrics {
             adapter_cpu,
             adapter_wait,
             dispatches,
+            lookups,
         }
     }
 

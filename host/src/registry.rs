@@ -204,7 +204,7 @@ impl AdapterRegistry {
         let host = TenantHost {
             tenant: tenant.name.clone(),
             owner: tenant.owner.clone(),
-            config: tenant.config.clone(),
+            config: tenant.adapter_values(),
             allowed_origins,
             allow_private_networks: tenant.allow_private_networks,
             secrets: tenant.secret_values(),

@@ -3,7 +3,6 @@
 //! host calls, and the host functions the `adapter` world imports.
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,16 +17,19 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::config::{LimitsConfig, Origin};
 use crate::contract::{self, IncomingEvent};
-use crate::egress::{EgressClients, check_literal_host};
+use crate::egress::EgressClients;
 use crate::metrics::{METRICS, Metrics};
 use crate::scheduler::{CpuClock, GuestScheduler};
-use crate::store::{KvWrite, Store};
-use crate::three_dolphins::{ThreeDolphinsClient, ThreeDolphinsError};
+use crate::store::Store;
+use crate::three_dolphins::ThreeDolphinsClient;
 
 mod adapter_log;
+mod compile_cache;
+mod imports;
 mod limiter;
 pub use adapter_log::redact;
-use adapter_log::{loggable, loggable_fields};
+pub use compile_cache::CacheDirError;
+pub use imports::http::{MAX_REQUEST_HEADER_BYTES, MAX_REQUEST_HEADERS, header_pairs};
 use limiter::AdapterLimiter;
 
 /// Generated from `wit/adapter.wit`.
@@ -53,6 +55,25 @@ pub const WIT_VERSION: &str = "0.1.0";
 /// lighter tenant does not wait for it, see [`crate::scheduler`]).
 const EPOCH_TICK: Duration = Duration::from_millis(1);
 
+/// Most bytes of strings and lists a guest may pass the host in one host call, or return from
+/// one export call (a webhook's outcome): wasmtime's "hostcall fuel". Past it the call fails
+/// with [`CallError::LimitExceeded`]. The largest legitimate argument is an `http.send`
+/// body of about 1 MiB, or a 256 KiB key-value value; 40 000 headers (refused by
+/// `http.send`'s own caps, after they are copied) take about 2.3 MiB. Wasmtime's default,
+/// 128 MiB, let a guest make the host copy its whole memory at every call.
+pub const HOSTCALL_FUEL: usize = 4 << 20;
+
+/// Applies the per-host-call data limit ([`HOSTCALL_FUEL`]) to a store.
+fn limit_host_calls<T>(store: &mut wasmtime::Store<T>) {
+    store.set_hostcall_fuel(HOSTCALL_FUEL);
+}
+
+/// Whether `error` is wasmtime refusing to copy more than [`HOSTCALL_FUEL`] bytes in one host
+/// call (its error type is private: its message is what identifies it, pinned by a test).
+fn is_hostcall_fuel_exhausted(error: &wasmtime::Error) -> bool {
+    format!("{error:#}").contains("fuel allocated for hostcalls has been exhausted")
+}
+
 /// Limits applied to every adapter call.
 #[derive(Debug, Clone)]
 pub struct CallLimits {
@@ -66,6 +87,8 @@ pub struct CallLimits {
     pub http_calls: u32,
     /// Key-value operations per call.
     pub kv_ops: u32,
+    /// 3Dolphins look-ups per call.
+    pub lookups: u32,
     /// Bytes of log messages per call; more fails the call.
     pub log_bytes: usize,
     /// Largest KV key and value.
@@ -89,6 +112,7 @@ impl From<&LimitsConfig> for CallLimits {
             cpu_time: Duration::from_millis(limits.cpu_ms),
             http_calls: limits.http_calls,
             kv_ops: limits.kv_ops,
+            lookups: limits.lookups,
             log_bytes: limits.log_bytes,
             kv_key_bytes: 1 << 10,
             kv_value_bytes: 256 << 10,
@@ -278,6 +302,7 @@ impl Runtime {
     /// Builds the engine, starts its epoch ticker and `threads` adapter threads, and links the
     /// host functions.
     pub fn new(cache_dir: PathBuf, max_wasm_stack: usize, threads: usize) -> anyhow::Result<Runtime> {
+        compile_cache::prepare_cache_dir(&cache_dir)?;
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -346,29 +371,6 @@ impl Runtime {
         })
     }
 
-    /// Compiles `bytes`, or deserializes the compiled artefact cached under its hash.
-    fn compile_cached(&self, content_hash: &str, bytes: &[u8]) -> anyhow::Result<Component> {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
-        let file = self
-            .cache_dir
-            .join(format!("{content_hash}-{:016x}.cwasm", hasher.finish()));
-        if file.exists() {
-            // SAFETY: the cache directory is the bridge's own; files in it were written by
-            // `precompile_component` of an engine with the same compatibility hash (in the name).
-            match unsafe { Component::deserialize_file(&self.engine, &file) } {
-                Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(file = %file.display(), error = %e, "ignoring unusable cached adapter"),
-            }
-        }
-        let compiled = self.engine.precompile_component(bytes).map_err(anyhow::Error::from)?;
-        if let Err(e) = write_atomically(&file, &compiled) {
-            tracing::warn!(file = %file.display(), error = %e, "cannot cache the compiled adapter");
-        }
-        // SAFETY: `compiled` was produced just above by this engine.
-        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(anyhow::Error::from)
-    }
-
     /// Finds which `dolphin:bridge` version the component imports and refuses other series.
     fn check_version(&self, path: &Path, component: &Component) -> Result<String, LoadError> {
         let ty = component.component_type();
@@ -401,6 +403,7 @@ impl Runtime {
         event: &IncomingEvent,
     ) -> Result<(), CallError> {
         let event = to_wit_incoming(event);
+        let secrets = host.secrets.clone();
         self.run(
             adapter,
             host,
@@ -409,7 +412,7 @@ impl Runtime {
             |bindings, store, ctx| Box::pin(async move { bindings.call_on_incoming(store, &ctx, &event).await }),
         )
         .await
-        .and_then(|result| result.map_err(adapter_error))
+        .and_then(|result| result.map_err(|e| adapter_error(e, &secrets)))
     }
 
     /// Runs `on-vendor-webhook` in a fresh store.
@@ -420,6 +423,7 @@ impl Runtime {
         ctx: CallContext,
         request: wt::WebhookRequest,
     ) -> Result<wt::WebhookOutcome, CallError> {
+        let secrets = host.secrets.clone();
         self.run(
             adapter,
             host,
@@ -430,7 +434,7 @@ impl Runtime {
             },
         )
         .await
-        .and_then(|result| result.map_err(adapter_error))
+        .and_then(|result| result.map_err(|e| adapter_error(e, &secrets)))
     }
 
     /// Instantiates the adapter in a new store with the tenant's limits and runs `call` on the
@@ -462,6 +466,7 @@ impl Runtime {
         let cpu_clock = state.cpu_clock.clone();
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
+        limit_host_calls(&mut store);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |mut store| {
             let state = store.data_mut();
@@ -475,11 +480,17 @@ impl Runtime {
         });
         let (adapter, wit_ctx) = (adapter.clone(), ctx.to_wit());
         let work = async move {
-            let instance = adapter
-                .pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| CallError::Instantiate(format!("{:#}", anyhow::Error::from(e))))?;
+            let instance =
+                adapter
+                    .pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| match &store.data().limiter.hit {
+                        // Memories or instances over the limits are the adapter's fault, not a
+                        // passing failure: retrying would hit the same limit.
+                        Some(limit) => CallError::LimitExceeded(limit.clone()),
+                        None => CallError::Instantiate(format!("{:#}", anyhow::Error::from(e))),
+                    })?;
             let result = call(&instance, &mut store, wit_ctx).await;
             result.map_err(|e| classify_failure(e, store.data()))
         };
@@ -527,13 +538,22 @@ fn classify_failure(error: wasmtime::Error, state: &CallState) -> CallError {
     if let Some(limit) = state.limit_hit.as_ref().or(state.limiter.hit.as_ref()) {
         return CallError::LimitExceeded(limit.clone());
     }
+    if is_hostcall_fuel_exhausted(&error) {
+        return CallError::LimitExceeded(hostcall_limit());
+    }
     if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
         return match trap {
             wasmtime::Trap::StackOverflow => CallError::LimitExceeded("wasm stack limit".into()),
             other => CallError::Trapped(format!("{other}")),
         };
     }
-    CallError::Trapped(truncate(&format!("{:#}", anyhow::Error::from(error)), 1024))
+    let text = format!("{:#}", anyhow::Error::from(error));
+    CallError::Trapped(truncate(&redact(&text, &state.host.secrets), 1024))
+}
+
+/// The name of the per-host-call data limit, as a call that exceeds it reports it.
+fn hostcall_limit() -> String {
+    format!("host-call data limit of {} MiB per host call", HOSTCALL_FUEL >> 20)
 }
 
 /// Removes the tenant's secret values from an error message.
@@ -549,10 +569,13 @@ fn redact_error(error: CallError, secrets: &[String]) -> CallError {
     }
 }
 
-fn adapter_error(error: wt::AdapterError) -> CallError {
+/// An adapter's own error, secrets removed before it is cut to length (a cut could otherwise
+/// leave part of a secret that redaction no longer recognises).
+fn adapter_error(error: wt::AdapterError, secrets: &[String]) -> CallError {
+    let text = |m: String| truncate(&redact(&m, secrets), 1024);
     match error {
-        wt::AdapterError::RetryLater(m) => CallError::RetryLater(truncate(&m, 1024)),
-        wt::AdapterError::Permanent(m) => CallError::Permanent(truncate(&m, 1024)),
+        wt::AdapterError::RetryLater(m) => CallError::RetryLater(text(m)),
+        wt::AdapterError::Permanent(m) => CallError::Permanent(text(m)),
     }
 }
 
@@ -565,15 +588,6 @@ fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}...", &text[..end])
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Identifies one adapter call.
@@ -651,6 +665,7 @@ pub struct CallState {
     cpu_clock: Arc<CpuClock>,
     http_calls: u32,
     kv_ops: u32,
+    lookups: u32,
     log_bytes: usize,
     limit_hit: Option<String>,
 }
@@ -673,6 +688,7 @@ impl CallState {
             cpu_clock: Arc::default(),
             http_calls: 0,
             kv_ops: 0,
+            lookups: 0,
             log_bytes: 0,
             limit_hit: None,
         }
@@ -690,18 +706,6 @@ impl CallState {
         let task = tokio_util::task::AbortOnDropHandle::new(self.io.spawn(work));
         async move { task.await.context("a host call failed") }
     }
-
-    /// Counts one KV operation; `Err` when over the limit.
-    fn count_kv(&mut self) -> Result<(), String> {
-        self.kv_ops += 1;
-        if self.kv_ops > self.host.limits.kv_ops {
-            return Err(format!(
-                "limit of {} key-value operations per call reached",
-                self.host.limits.kv_ops
-            ));
-        }
-        Ok(())
-    }
 }
 
 impl WasiView for CallState {
@@ -715,286 +719,20 @@ impl WasiView for CallState {
 
 impl wt::Host for CallState {}
 
-impl CallState {
-    /// Counts `bytes` of adapter-influenced log text against the call's budget. Logging past
-    /// the budget fails the call: a flood costs its own tenant, not the CPU everyone shares.
-    fn charge_log(&mut self, bytes: usize) -> anyhow::Result<()> {
-        self.log_bytes += bytes;
-        if self.log_bytes > self.host.limits.log_bytes {
-            let limit = format!("log limit of {} bytes per call", self.host.limits.log_bytes);
-            self.limit_hit = Some(limit.clone());
-            anyhow::bail!(limit);
-        }
-        Ok(())
-    }
-}
-
-impl wit::log::Host for CallState {
-    async fn log(
-        &mut self,
-        level: wit::log::Level,
-        message: String,
-        fields: Vec<(String, String)>,
-    ) -> anyhow::Result<()> {
-        self.charge_log(message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>())?;
-        let secrets = &self.host.secrets;
-        let fields = loggable_fields(&fields, secrets);
-        let message = loggable(&message, secrets);
-        let (tenant, delivery_id) = (&self.host.tenant, &self.delivery_id);
-        use wit::log::Level;
-        match level {
-            Level::Trace => tracing::trace!(target: "adapter", %tenant, %delivery_id, %fields, "{message}"),
-            Level::Debug => tracing::debug!(target: "adapter", %tenant, %delivery_id, %fields, "{message}"),
-            Level::Info => tracing::info!(target: "adapter", %tenant, %delivery_id, %fields, "{message}"),
-            Level::Warn => tracing::warn!(target: "adapter", %tenant, %delivery_id, %fields, "{message}"),
-            Level::Error => tracing::error!(target: "adapter", %tenant, %delivery_id, %fields, "{message}"),
-        }
-        Ok(())
-    }
-}
-
-impl wit::config::Host for CallState {
-    async fn get(&mut self, key: String) -> anyhow::Result<Option<String>> {
-        Ok(self.host.config.get(&key).cloned())
-    }
-}
-
-impl wit::kv::Host for CallState {
-    async fn get(&mut self, key: String) -> anyhow::Result<Result<Option<Vec<u8>>, String>> {
-        if let Err(e) = self.count_kv() {
-            return Ok(Err(e));
-        }
-        let result = self.host.services.store.kv_get(&self.host.tenant, &key).await;
-        Ok(result.map_err(|e| format!("store failure: {e:#}")))
-    }
-
-    async fn set(&mut self, key: String, value: Vec<u8>) -> anyhow::Result<Result<(), String>> {
-        if let Err(e) = self.count_kv() {
-            return Ok(Err(e));
-        }
-        let limits = &self.host.limits;
-        if key.len() > limits.kv_key_bytes || value.len() > limits.kv_value_bytes {
-            return Ok(Err(format!(
-                "key or value too large (limits: key {} bytes, value {} bytes)",
-                limits.kv_key_bytes, limits.kv_value_bytes
-            )));
-        }
-        let quota = limits.kv_total_bytes;
-        let result = self
-            .host
-            .services
-            .store
-            .kv_set(&self.host.tenant, &key, value, quota)
-            .await;
-        Ok(match result {
-            Ok(KvWrite::Stored) => Ok(()),
-            Ok(KvWrite::OverQuota) => Err(format!(
-                "the tenant's key-value quota of {quota} bytes is reached (limit kv_total_bytes)"
-            )),
-            Err(e) => Err(format!("store failure: {e:#}")),
-        })
-    }
-
-    async fn delete(&mut self, key: String) -> anyhow::Result<Result<(), String>> {
-        if let Err(e) = self.count_kv() {
-            return Ok(Err(e));
-        }
-        let result = self.host.services.store.kv_delete(&self.host.tenant, &key).await;
-        Ok(result.map_err(|e| format!("store failure: {e:#}")))
-    }
-}
-
-impl wit::http::Host for CallState {
-    async fn send(
-        &mut self,
-        request: wt::HttpRequest,
-    ) -> anyhow::Result<Result<wt::HttpResponse, wit::http::HttpError>> {
-        use wit::http::HttpError;
-        self.http_calls += 1;
-        if self.http_calls > self.host.limits.http_calls {
-            return Ok(Err(HttpError::LimitExceeded(format!(
-                "limit of {} HTTP requests per call reached",
-                self.host.limits.http_calls
-            ))));
-        }
-        let result = self.on_io_runtime(send_http(self.host.clone(), request)).await?;
-        if let Err(HttpError::Denied(reason)) = &result {
-            // The reason quotes the adapter's request: it is logged as the adapter's own text.
-            let reason = loggable(reason, &self.host.secrets);
-            self.charge_log(reason.len())?;
-            tracing::warn!(tenant = %self.host.tenant, delivery_id = %self.delivery_id, %reason, "adapter HTTP request denied");
-        }
-        Ok(result)
-    }
-}
-
-/// Most headers one adapter HTTP request may carry.
-pub const MAX_REQUEST_HEADERS: usize = 100;
-/// Most bytes of header names and values one adapter HTTP request may carry.
-pub const MAX_REQUEST_HEADER_BYTES: usize = 64 << 10;
-
-/// Checks an adapter request's headers against [`MAX_REQUEST_HEADERS`] and
-/// [`MAX_REQUEST_HEADER_BYTES`] before any is parsed: past them (an HTTP client's header map holds
-/// at most 32 768) the request is refused, not the host brought down.
-fn check_request_headers(headers: &[(String, String)]) -> Result<(), String> {
-    if headers.len() > MAX_REQUEST_HEADERS {
-        return Err(format!(
-            "request has {} headers; at most {MAX_REQUEST_HEADERS} are allowed",
-            headers.len()
-        ));
-    }
-    let bytes: usize = headers.iter().map(|(name, value)| name.len() + value.len()).sum();
-    if bytes > MAX_REQUEST_HEADER_BYTES {
-        return Err(format!(
-            "request headers take {bytes} bytes; at most {MAX_REQUEST_HEADER_BYTES} bytes are allowed"
-        ));
-    }
-    Ok(())
-}
-
-/// Performs one adapter HTTP request after checking it against the tenant's grant.
-async fn send_http(host: Arc<TenantHost>, request: wt::HttpRequest) -> Result<wt::HttpResponse, wit::http::HttpError> {
-    use wit::http::HttpError;
-    let url = url::Url::parse(&request.url).map_err(|e| HttpError::Denied(format!("invalid URL: {e}")))?;
-    let origin = Origin::of(&url).ok_or_else(|| HttpError::Denied("only http and https URLs are allowed".into()))?;
-    if !host.allowed_origins.contains(&origin) {
-        return Err(HttpError::Denied(format!(
-            "{}://{}:{} is not an allowed host for tenant `{}`",
-            origin.scheme, origin.host, origin.port, host.tenant
-        )));
-    }
-    check_literal_host(&url, host.allow_private_networks).map_err(HttpError::Denied)?;
-    let method = reqwest::Method::from_bytes(request.method.as_bytes())
-        .map_err(|_| HttpError::Denied(format!("invalid method `{}`", request.method)))?;
-    let client = host.services.egress.for_tenant(host.allow_private_networks);
-    check_request_headers(&request.headers).map_err(HttpError::LimitExceeded)?;
-    let mut builder = client.request(method, url).timeout(host.http_timeout);
-    for (name, value) in &request.headers {
-        let lower = name.to_ascii_lowercase();
-        if matches!(
-            lower.as_str(),
-            "host" | "content-length" | "transfer-encoding" | "connection"
-        ) {
-            continue;
-        }
-        let name = http::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| HttpError::Denied(format!("invalid header name `{name}`")))?;
-        let value = http::HeaderValue::from_str(value)
-            .map_err(|_| HttpError::Denied(format!("invalid value for header `{name}`")))?;
-        builder = builder.header(name, value);
-    }
-    let mut response = builder.body(request.body).send().await.map_err(|e| {
-        if e.is_timeout() {
-            HttpError::Timeout
-        } else {
-            let description = describe_reqwest(&e);
-            if description.contains("resolves only to loopback") {
-                HttpError::Denied(description)
-            } else {
-                HttpError::Connection(description)
-            }
-        }
-    })?;
-    let status = response.status().as_u16();
-    let headers = header_pairs(response.headers());
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > host.limits.http_response_bytes {
-                    return Err(HttpError::LimitExceeded(format!(
-                        "response body larger than {} bytes",
-                        host.limits.http_response_bytes
-                    )));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => break,
-            Err(e) if e.is_timeout() => return Err(HttpError::Timeout),
-            Err(e) => return Err(HttpError::Connection(describe_reqwest(&e))),
-        }
-    }
-    Ok(wt::HttpResponse { status, headers, body })
-}
-
-/// A header map as the WIT's list of (name, value) pairs; values that are not UTF-8 are
-/// converted lossily.
-pub fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
-}
-
-fn describe_reqwest(error: &reqwest::Error) -> String {
-    let mut text = if error.is_connect() {
-        "connection failed".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-impl wit::three_dolphins::Host for CallState {
-    async fn contact(
-        &mut self,
-        contact_id: String,
-    ) -> anyhow::Result<Result<String, wit::three_dolphins::LookupError>> {
-        let host = self.host.clone();
-        let result = self
-            .on_io_runtime(async move { host.services.three_dolphins.contact(&contact_id).await })
-            .await?;
-        Ok(result.map_err(lookup_error))
-    }
-
-    async fn history(
-        &mut self,
-        ticket_number: String,
-    ) -> anyhow::Result<Result<String, wit::three_dolphins::LookupError>> {
-        let host = self.host.clone();
-        let result = self
-            .on_io_runtime(async move { host.services.three_dolphins.history(&ticket_number).await })
-            .await?;
-        Ok(result.map_err(lookup_error))
-    }
-}
-
-fn lookup_error(error: ThreeDolphinsError) -> wit::three_dolphins::LookupError {
-    match error {
-        ThreeDolphinsError::NotFound => wit::three_dolphins::LookupError::NotFound,
-        other => wit::three_dolphins::LookupError::Failed(other.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A secret that the 1 KiB cut would split is still removed whole: redaction comes first.
     #[test]
-    fn request_headers_are_capped() {
-        let headers = |n: usize, value: &str| -> Vec<(String, String)> {
-            (0..n).map(|i| (format!("x-h{i}"), value.to_string())).collect()
+    fn an_adapter_error_loses_its_secrets_before_it_is_cut() {
+        let secret = "s3cret-token-0123456789".to_string();
+        let message = format!("{}{secret} and more", "x".repeat(1010));
+        let CallError::Permanent(text) = adapter_error(wt::AdapterError::Permanent(message), &[secret]) else {
+            panic!("a permanent error stays permanent");
         };
-        assert!(check_request_headers(&headers(MAX_REQUEST_HEADERS, "v")).is_ok());
-        let err = check_request_headers(&headers(MAX_REQUEST_HEADERS + 1, "v")).unwrap_err();
-        assert!(err.contains("101 headers") && err.contains("at most 100"), "{err}");
-        // What made reqwest panic: more header names than its header map holds.
-        assert!(check_request_headers(&headers(40_000, "v")).is_err());
-        let big = "v".repeat(MAX_REQUEST_HEADER_BYTES / 2);
-        let err = check_request_headers(&headers(2, &big)).unwrap_err();
-        assert!(err.contains("65536 bytes"), "{err}");
-        assert!(check_request_headers(&headers(1, &big)).is_ok());
+        assert!(!text.contains("s3cr"), "part of the secret survived: {text}");
+        assert!(text.contains("[redacted]"), "{text}");
     }
 
     #[test]
@@ -1004,6 +742,56 @@ mod tests {
         assert!(!compatible("0.2.0"));
         assert!(!compatible("1.0.0"));
         assert!(!compatible(""));
+    }
+
+    /// A component whose `run(len)` passes the host import `take` a `list<u8>` of `len` bytes
+    /// (its memory holds 6 MiB).
+    const PASSES_A_LIST: &str = r#"
+        (component
+          (import "take" (func $take (param "data" (list u8))))
+          (core module $libc (memory (export "memory") 96))
+          (core instance $libc (instantiate $libc))
+          (core func $take_lowered (canon lower (func $take) (memory (core memory $libc "memory"))))
+          (core module $main
+            (import "host" "take" (func $take (param i32 i32)))
+            (func (export "run") (param $len i32) (call $take (i32.const 0) (local.get $len))))
+          (core instance $main (instantiate $main
+            (with "host" (instance (export "take" (func $take_lowered))))))
+          (core func $run (alias core export $main "run"))
+          (func (export "run") (param "len" u32) (canon lift (core func $run))))
+    "#;
+
+    /// Calls `run(len)` of [`PASSES_A_LIST`] in a store limited as adapter calls are; the
+    /// bytes the host received.
+    fn pass_a_list(len: u32) -> Result<usize, wasmtime::Error> {
+        let runtime = Runtime::new(std::env::temp_dir().join("dolphin-bridge-test-cache"), 512 << 10, 1).unwrap();
+        let component = Component::new(&runtime.engine, wat::parse_str(PASSES_A_LIST).unwrap()).unwrap();
+        let mut linker = Linker::<usize>::new(&runtime.engine);
+        linker
+            .root()
+            .func_wrap("take", |mut store, (data,): (Vec<u8>,)| {
+                *store.data_mut() = data.len();
+                Ok(())
+            })
+            .unwrap();
+        let mut store = wasmtime::Store::new(&runtime.engine, 0usize);
+        // The engine interrupts at every epoch tick; this test runs no guest code of note.
+        store.set_epoch_deadline(1 << 40);
+        limit_host_calls(&mut store);
+        let instance = linker.instantiate(&mut store, &component).unwrap();
+        let run = instance.get_typed_func::<(u32,), ()>(&mut store, "run").unwrap();
+        run.call(&mut store, (len,))?;
+        Ok(*store.data())
+    }
+
+    #[test]
+    fn a_host_call_may_pass_the_largest_legitimate_argument_but_not_more_than_the_fuel() {
+        // A 1 MiB HTTP body (with room to spare) passes.
+        assert_eq!(pass_a_list(2 << 20).unwrap(), 2 << 20);
+        assert_eq!(pass_a_list(HOSTCALL_FUEL as u32).unwrap(), HOSTCALL_FUEL);
+        let error = pass_a_list(HOSTCALL_FUEL as u32 + 1).unwrap_err();
+        assert!(is_hostcall_fuel_exhausted(&error), "{error:#}");
+        assert_eq!(hostcall_limit(), "host-call data limit of 4 MiB per host call");
     }
 
     #[test]

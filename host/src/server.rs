@@ -100,6 +100,8 @@ pub struct AppState {
     pub outbox: Arc<Outbox>,
     /// Bearer token of the `/admin/...` endpoints; they answer 404 when none is set.
     pub admin_token: Option<String>,
+    /// Bearer token of `GET /metrics` (which names every tenant); open when none is set.
+    pub metrics_token: Option<String>,
 }
 
 /// Accepts connections on `listener` until `shutdown` is cancelled, then lets open requests
@@ -177,6 +179,14 @@ pub async fn handle(state: &AppState, peer: IpAddr, request: Request<Incoming>) 
             Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })))
         } else if path == "/readyz" {
             readiness(state).await
+        } else if let Some(token) = &state.metrics_token
+            && !admin::bearer_matches(&request, token)
+        {
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid metrics bearer token is required",
+            ))
         } else {
             Ok(Response::builder()
                 .header(
@@ -354,6 +364,7 @@ async fn handle_incoming(state: &AppState, request: Request<Incoming>) -> Result
             TicketInfo {
                 channel: event.channel.clone(),
                 customer_name: event.customer_name.clone(),
+                contact_id: event.contact_id.clone(),
             },
         )
         .await

@@ -17,6 +17,7 @@ mod isolation;
 mod languages;
 mod lookups;
 mod outbox;
+mod redaction;
 mod refused;
 mod reload;
 mod routing;

@@ -1,12 +1,19 @@
 //! Holes in the sandbox and its configuration, closed: secrets too short to be real (an empty
-//! `[admin] token` used to open the admin API), an unbounded webhook tolerance, and IPv6 ranges
-//! that embed or tunnel to a private IPv4 address.
+//! `[admin] token` used to open the admin API), an unbounded webhook tolerance, IPv6 ranges
+//! that embed or tunnel to a private IPv4 address; and adapters that attack the host itself
+//! (many memories, a shared memory, floods of denied requests or headers, answers that would
+//! act on the bridge's origin, events speaking for another owner), each stopped by a named
+//! limit while a healthy tenant is served.
+
+use std::path::PathBuf;
 
 use dolphin_bridge_tests::bridge::{WebhookAuth, run_subcommand};
 use dolphin_bridge_tests::events::EXAMPLE_OWNER;
-use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, Tenant, adapters};
+use dolphin_bridge_tests::reload_support::{admin_reload, log_lines_since, log_mark, replace_by_rename};
+use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, MockVendor, Tenant, adapters};
+use serde_json::{Value, json};
 
-use crate::common::{API_TOKEN, assert_accepted};
+use crate::common::{self, API_TOKEN, assert_accepted, echo_tenant};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -127,4 +134,273 @@ async fn adapters_cannot_reach_ipv6_ranges_that_embed_ipv4() {
         let error = dead["last_error"].as_str().unwrap_or_default();
         assert!(error.contains("loopback=denied("), "{origin}: {error}");
     }
+}
+
+const VILLAIN_OWNER: &str = "0bad0bad0bad0bad0bad0bad0bad0bad";
+
+/// The components in the WebAssembly text format (`plugins/hostile-wat`, built by
+/// `cargo xtask build-plugins`).
+fn wat_component(name: &str) -> PathBuf {
+    adapters::adapter(&format!("hostile-wat-{name}"))
+}
+
+/// A bridge with a hostile tenant `villain` and a healthy echo tenant `acme`.
+struct Attacked {
+    // Dropped first: the bridge stops before the mocks free their ports.
+    bridge: Bridge,
+    three_dolphins: MockThreeDolphins,
+    vendor: MockVendor,
+}
+
+impl Attacked {
+    async fn start(villain: Tenant) -> Attacked {
+        let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
+        let vendor = MockVendor::start().await;
+        let bridge = Bridge::start(
+            BridgeConfig::new(&three_dolphins.base_url())
+                .api_token(API_TOKEN)
+                .tenant(villain)
+                .tenant(echo_tenant("acme", EXAMPLE_OWNER, &vendor)),
+        )
+        .await;
+        Attacked {
+            bridge,
+            three_dolphins,
+            vendor,
+        }
+    }
+
+    /// The villain's Incoming event with `message` (the hostile adapter's mode): its dead
+    /// letter's attempts and last error.
+    async fn villain_dead(&self, message: &str) -> (Value, String) {
+        let event = Event::fresh().owner(VILLAIN_OWNER).message(message);
+        let id = assert_accepted(&self.bridge.send_event(event).await);
+        let dead = self.bridge.wait_for_delivery(&id, "dead").await;
+        let error = dead["last_error"].as_str().unwrap_or_default().to_string();
+        (dead["attempts"].clone(), error)
+    }
+
+    /// The healthy tenant's event is accepted and reaches its vendor, and the bridge answers
+    /// its health check.
+    async fn assert_healthy_tenant_served(&mut self) {
+        let event = Event::fresh();
+        let id = assert_accepted(&self.bridge.send_event(event.clone()).await);
+        self.bridge.wait_for_delivery(&id, "delivered").await;
+        let ticket = event.ticket_number();
+        assert!(
+            self.vendor
+                .bodies()
+                .iter()
+                .any(|b| b["ticketNumber"] == ticket.as_str()),
+            "the healthy tenant's vendor did not get ticket {ticket}"
+        );
+        let health = self
+            .bridge
+            .client()
+            .get(&format!("{}/healthz", self.bridge.url()))
+            .await;
+        assert_eq!(health.status, 200, "{}", health.describe());
+        assert!(self.bridge.is_running(), "the bridge exited");
+    }
+}
+
+/// 12 memories of 48 MiB are each under any limit on one memory; counted together they are far
+/// over the call's `memory_mib`. Four such calls at once fail with the limit's error while a
+/// healthy tenant is served, and are not retried (they would fail the same way every time).
+#[tokio::test(flavor = "multi_thread")]
+async fn many_memories_are_stopped_by_the_calls_memory_limit() {
+    let mut env =
+        Attacked::start(Tenant::new("villain", VILLAIN_OWNER, wat_component("memories")).limit("memory_mib", 64)).await;
+    let send = || env.bridge.send_event(Event::fresh().owner(VILLAIN_OWNER));
+    let (a, b, c, d) = tokio::join!(send(), send(), send(), send());
+    let ids: Vec<String> = [a, b, c, d].iter().map(assert_accepted).collect();
+    env.assert_healthy_tenant_served().await;
+    for id in &ids {
+        let dead = env.bridge.wait_for_delivery(id, "dead").await;
+        let error = dead["last_error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("memory limit of 64 MiB (all of the call's memories together)"),
+            "the reason names the memory limit: {error}"
+        );
+        assert_eq!(dead["attempts"], 1, "an exceeded limit is not retried: {dead:#}");
+    }
+    env.assert_healthy_tenant_served().await;
+}
+
+/// Given room for its memories, the same component runs and answers its own error: the memory
+/// limit, not a broken component, is what stops it above.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_many_memories_component_runs_when_its_memories_fit() {
+    let env =
+        Attacked::start(Tenant::new("villain", VILLAIN_OWNER, wat_component("memories")).limit("memory_mib", 1024))
+            .await;
+    let (attempts, error) = env.villain_dead("ok").await;
+    assert_eq!(attempts, 1);
+    assert!(error.contains("memories: all 12 memories were created"), "{error}");
+}
+
+/// A shared memory grows without asking the store's limiter: the engine has no threads, so a
+/// component holding one is refused when loaded: by `check`, and by a reload, which keeps the
+/// tenant on its previous adapter while every tenant goes on being served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_with_a_shared_memory_is_refused_at_load() {
+    let shared_grow = std::fs::read(wat_component("shared-grow")).expect("the shared-grow component");
+    let checked = run_subcommand(
+        "check",
+        &BridgeConfig::new("http://127.0.0.1:9")
+            .api_token(API_TOKEN)
+            .tenant(Tenant::new("villain", VILLAIN_OWNER, wat_component("shared-grow"))),
+    );
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(!checked.status.success(), "check accepted a shared memory: {stderr}");
+    assert!(
+        stderr.contains("villain") && stderr.contains("hostile_wat_shared_grow.wasm"),
+        "the error names the tenant and the file: {stderr}"
+    );
+    assert!(
+        stderr.contains("shared memor"),
+        "the error names the shared memory: {stderr}"
+    );
+
+    // A running bridge: the villain's adapter file is replaced by the shared-memory component.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let villain_file = dir.path().join("villain.wasm");
+    std::fs::copy(adapters::hostile(), &villain_file).expect("copying the hostile adapter");
+    let mut env = Attacked::start(Tenant::new("villain", VILLAIN_OWNER, &villain_file)).await;
+    let mark = log_mark(&env.bridge);
+    replace_by_rename(&villain_file, &shared_grow);
+    let response = admin_reload(&env.bridge).await;
+    assert_eq!(response.status, 200, "{}", response.describe());
+    assert_eq!(
+        response.json()["kept_previous"],
+        json!(["villain"]),
+        "the villain keeps its previous adapter: {}",
+        response.describe()
+    );
+    let rejected = log_lines_since(&env.bridge, mark, &["adapter file rejected", "villain"]);
+    assert!(
+        rejected.iter().any(|line| line.contains("shared memor")),
+        "the log says why: {rejected:#?}"
+    );
+    env.assert_healthy_tenant_served().await;
+    // The villain runs its previous version: the shared memory never ran.
+    let id = assert_accepted(
+        &env.bridge
+            .send_event(Event::fresh().owner(VILLAIN_OWNER).message("ok"))
+            .await,
+    );
+    env.bridge.wait_for_delivery(&id, "delivered").await;
+}
+
+/// Every denied request is logged by the host; the denials are charged to the call's log
+/// budget, so thousands of them (the request count allowing) fail the call naming the log limit
+/// and leave a bounded log.
+#[tokio::test(flavor = "multi_thread")]
+async fn denied_requests_are_charged_to_the_log_budget() {
+    let mut env = Attacked::start(
+        Tenant::new("villain", VILLAIN_OWNER, adapters::hostile())
+            .limit("http_calls", 100_000)
+            .call_timeout_ms(60_000),
+    )
+    .await;
+    let (attempts, error) = env.villain_dead("deny-spam").await;
+    assert_eq!(attempts, 1, "{error}");
+    assert!(error.contains("log limit of 65536 bytes per call"), "{error}");
+    let log = env.bridge.stderr();
+    let denials = log
+        .lines()
+        .filter(|l| l.contains("adapter HTTP request denied"))
+        .count();
+    // Each reason names the denied origin (`http://deny-spam.invalid`, and more), so the default
+    // 64 KiB budget covers at most this many denials.
+    let most = (64 << 10) / "http://deny-spam.invalid".len() + 1;
+    assert!(
+        (1..=most).contains(&denials),
+        "{denials} denials logged (at most {most} fit the budget); log size {} bytes",
+        log.len()
+    );
+    env.assert_healthy_tenant_served().await;
+}
+
+/// An adapter answer that would redirect, set a cookie, open CORS and serve HTML on the
+/// bridge's origin reaches the vendor without any of it, and with `nosniff`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_answer_cannot_act_on_the_bridges_origin() {
+    let mut env = Attacked::start(Tenant::new("villain", VILLAIN_OWNER, adapters::hostile())).await;
+    let answer = env
+        .bridge
+        .send_webhook("villain", "/hook?mode=html-response", &json!({}))
+        .await;
+    assert_eq!(answer.status, 302, "the status passes: {}", answer.describe());
+    assert_eq!(
+        answer.header("content-type"),
+        Some("text/plain; charset=utf-8"),
+        "HTML is served as plain text: {:?}",
+        answer.headers
+    );
+    for header in ["set-cookie", "location", "access-control-allow-origin"] {
+        assert_eq!(answer.header(header), None, "{header} passed: {:?}", answer.headers);
+    }
+    assert_eq!(
+        answer.header("x-content-type-options"),
+        Some("nosniff"),
+        "{:?}",
+        answer.headers
+    );
+    assert_eq!(
+        answer.header("x-request-id"),
+        Some("hostile"),
+        "a harmless header passes"
+    );
+    env.assert_healthy_tenant_served().await;
+}
+
+/// A request with 40 000 header names (more than an HTTP client's header map holds) is refused
+/// by the header cap before anything is sent: the call fails naming it, nothing panics.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_with_too_many_headers_fails_the_call_not_the_host() {
+    let target = MockVendor::start().await;
+    let mut env = Attacked::start(
+        Tenant::new("villain", VILLAIN_OWNER, adapters::hostile())
+            .allow(&target.base_url())
+            .config("loopback_url", &target.url()),
+    )
+    .await;
+    let (attempts, error) = env.villain_dead("many-headers").await;
+    assert_eq!(attempts, 1, "{error}");
+    assert!(
+        error.contains("many-headers: limit-exceeded(request has 40000 headers; at most 100 are allowed)"),
+        "{error}"
+    );
+    assert!(target.requests().is_empty(), "the request went out");
+    assert!(!env.bridge.stderr().contains("panicked"), "the host panicked");
+    env.assert_healthy_tenant_served().await;
+}
+
+/// An Outgoing event whose `extra` sets `owner` would speak for another 3Dolphins owner: the
+/// webhook is answered `502 adapter_invalid_event` naming the key, and nothing is stored or
+/// posted.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_cannot_set_a_reserved_key_through_extra() {
+    let mut env = Attacked::start(
+        Tenant::new("villain", VILLAIN_OWNER, adapters::hostile()).config("other_owner", EXAMPLE_OWNER),
+    )
+    .await;
+    let answer = env
+        .bridge
+        .send_webhook("villain", "/hook?mode=extra-reserved", &json!({}))
+        .await;
+    common::assert_refused(&answer, 502, "adapter_invalid_event", &[]);
+    assert!(
+        answer.error_message().unwrap_or_default().contains("`owner`"),
+        "the key is named: {}",
+        answer.describe()
+    );
+    assert_eq!(env.bridge.outbox_stats().await["pending"], 0);
+    env.assert_healthy_tenant_served().await;
+    assert!(
+        env.three_dolphins.event_posts().is_empty(),
+        "posted to 3Dolphins: {:#?}",
+        env.three_dolphins.event_posts()
+    );
 }

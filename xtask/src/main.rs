@@ -1,8 +1,9 @@
 //! `cargo xtask`: the project's chores, in Rust so they run wherever cargo does.
 //!
 //! - `build-plugins`: every adapter under `plugins/` -> `target/wasm32-wasip2/adapter/NAME.wasm`
-//!   (also the test-only ones: `echo-v1`/`echo-v2`, echo with a build tag, and `wasi-command`,
-//!   a component of another world)
+//!   (also the test-only ones: `echo-v1`/`echo-v2`, echo with a build tag, `wasi-command`,
+//!   a component of another world, and the components written in the WebAssembly text format
+//!   under `hostile-wat`, each `X.wat` -> `hostile_wat_X.wasm`)
 //! - `test`: build the adapters and the bridge, then run every test (extra args: `cargo test ARGS`)
 //! - `demo`: the bridge between a mock 3Dolphins and a mock Chatwoot, with a scripted round trip
 //! - `ci`: what CI checks: formatting, clippy (native crates and adapters), tests
@@ -160,6 +161,10 @@ enum PluginKind {
         /// package name).
         artifact: String,
     },
+    /// Components written in the WebAssembly text format: a folder of `.wat` files (and no
+    /// Cargo.toml), each assembled on its own (for what a compiler will not emit, such as a
+    /// module with many memories or a shared memory).
+    Wat { sources: Vec<PathBuf> },
     /// A plugin in a language this task cannot build yet (what marks it: `pyproject.toml`, ...).
     Other { language: &'static str },
 }
@@ -203,6 +208,8 @@ fn discover_plugins() -> Result<Vec<Plugin>> {
         let manifest = dir.join("Cargo.toml");
         let kind = if manifest.is_file() {
             rust_plugin_kind(&manifest)?
+        } else if let Some(sources) = wat_sources(&dir)? {
+            PluginKind::Wat { sources }
         } else if dir.join("pyproject.toml").is_file() || dir.join("app.py").is_file() {
             PluginKind::Other { language: "Python" }
         } else if dir.join("package.json").is_file() {
@@ -213,6 +220,17 @@ fn discover_plugins() -> Result<Vec<Plugin>> {
         plugins.push(Plugin { dir, kind });
     }
     Ok(plugins)
+}
+
+/// The `.wat` files directly in `dir`, sorted; `None` when it holds none.
+fn wat_sources(dir: &Path) -> Result<Option<Vec<PathBuf>>> {
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_file() && path.extension().is_some_and(|e| e == "wat"))
+        .collect();
+    sources.sort();
+    Ok((!sources.is_empty()).then_some(sources))
 }
 
 /// Reads the package name and the component's file stem from a plugin's Cargo.toml.
@@ -303,7 +321,7 @@ fn build_plugins(only: &[String]) -> Result<Vec<Built>> {
         .iter()
         .filter_map(|p| match &p.kind {
             PluginKind::Rust { package, artifact } => Some((package.as_str(), artifact.as_str())),
-            PluginKind::Other { .. } => None,
+            PluginKind::Wat { .. } | PluginKind::Other { .. } => None,
         })
         .collect();
     if !rust.is_empty() {
@@ -323,6 +341,7 @@ fn build_plugins(only: &[String]) -> Result<Vec<Built>> {
         }
     }
 
+    built.extend(assemble_wat_plugins(&plugins)?);
     // Adapters in other languages hook in here: each kind gets a builder that writes its
     // component beside the Rust ones and pushes it onto `built`.
     built.extend(build_other_plugins(&plugins)?);
@@ -334,11 +353,46 @@ fn build_plugins(only: &[String]) -> Result<Vec<Built>> {
             .len();
         let shown = component.path.strip_prefix(workspace_root()).unwrap_or(&component.path);
         println!(
-            "  {:<12} {}  ({:.1} KiB)",
+            "  {:<24} {}  ({:.1} KiB)",
             component.name,
             shown.display(),
             size as f64 / 1024.0
         );
+    }
+    Ok(built)
+}
+
+/// Assembles every `.wat` file of the WebAssembly-text plugins into a binary component:
+/// `plugins/FOLDER/NAME.wat` -> `FOLDER_NAME.wasm` (`-` becomes `_`), rewritten only when the
+/// source is newer.
+fn assemble_wat_plugins(plugins: &[Plugin]) -> Result<Vec<Built>> {
+    let out_dir = target_dir().join(WASM_TARGET).join(ADAPTER_PROFILE);
+    let mut built = Vec::new();
+    for plugin in plugins {
+        let PluginKind::Wat { sources } = &plugin.kind else {
+            continue;
+        };
+        std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+        let folder = plugin.folder_name();
+        for source in sources {
+            let stem = source
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let out = out_dir.join(format!("{folder}_{stem}.wasm").replace('-', "_"));
+            if !is_up_to_date(&out, &[source.as_path()])? {
+                // `parse_file` names the file, line and column of a syntax error.
+                let bytes = wat::parse_file(source).with_context(|| format!("cannot assemble {}", source.display()))?;
+                // Written aside and renamed, so a bridge watching the file never reads half of it.
+                let partial = out.with_extension("wasm.partial");
+                std::fs::write(&partial, bytes).with_context(|| format!("cannot write {}", partial.display()))?;
+                std::fs::rename(&partial, &out).with_context(|| format!("cannot write {}", out.display()))?;
+            }
+            built.push(Built {
+                name: format!("{folder}/{stem}"),
+                path: out,
+            });
+        }
     }
     Ok(built)
 }
@@ -523,7 +577,7 @@ fn ci() -> Result<()> {
         .into_iter()
         .filter_map(|p| match p.kind {
             PluginKind::Rust { package, .. } => Some(package),
-            PluginKind::Other { .. } => None,
+            PluginKind::Wat { .. } | PluginKind::Other { .. } => None,
         })
         .collect();
     if !rust_plugins.is_empty() {

@@ -2,21 +2,16 @@
 //! bounded, control characters escaped. An adapter's newline could otherwise forge a log line
 //! attributed to another tenant, and its ANSI escapes would reach an operator's terminal.
 
+use crate::redaction::SecretSet;
+
 /// The longest adapter-supplied text (a message, a field, a denied request's detail) logged.
 pub const MAX_LOGGED_BYTES: usize = 1024;
 
-/// `text` with every occurrence of a secret replaced by `[redacted]`; longer secrets first, so
-/// a secret that contains another is replaced whole.
+/// `text` with every occurrence of a secret, plain or encoded (percent, backslash-escaped,
+/// base64, an HTTP Basic credential), replaced by `[redacted]`; a secret that contains another
+/// is replaced whole. See [`crate::redaction`].
 pub fn redact(text: &str, secrets: &[String]) -> String {
-    let mut secrets: Vec<&String> = secrets.iter().filter(|s| s.len() >= 4).collect();
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let mut text = text.to_string();
-    for secret in secrets {
-        if text.contains(secret.as_str()) {
-            text = text.replace(secret.as_str(), "[redacted]");
-        }
-    }
-    text
+    SecretSet::new(secrets).redact(text)
 }
 
 /// `text` cut to at most `max` bytes (on a character boundary), saying how much was left out.
@@ -90,6 +85,65 @@ mod tests {
     fn the_longer_of_two_overlapping_secrets_is_replaced_whole() {
         let logged = redact("key abcd1234-suffix", &secrets(&["abcd1234", "abcd1234-suffix"]));
         assert_eq!(logged, "key [redacted]");
+    }
+
+    /// Every form a secret takes on its way through HTTP, JSON and Rust formatting, encoded here
+    /// independently of the redaction code.
+    fn encoded_forms(secret: &str) -> Vec<(&'static str, String)> {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+        let lower_percent: String = secret.bytes().map(|b| format!("%{b:02x}")).collect();
+        vec![
+            ("raw", secret.to_string()),
+            ("debug-escaped", format!("{secret:?}")),
+            ("json-escaped", serde_json::to_string(secret).unwrap()),
+            (
+                "form-urlencoded",
+                url::form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
+            ),
+            ("percent-encoded, lower-case hex", lower_percent),
+            ("base64", STANDARD.encode(secret)),
+            ("base64 without padding", STANDARD_NO_PAD.encode(secret)),
+            ("url-safe base64", URL_SAFE.encode(secret)),
+            ("url-safe base64 without padding", URL_SAFE_NO_PAD.encode(secret)),
+            (
+                "basic auth",
+                format!("Basic {}", STANDARD.encode(format!("user:{secret}"))),
+            ),
+            (
+                "basic auth, url-safe",
+                format!("basic {}", URL_SAFE.encode(format!("{secret}:x"))),
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_encoded_form_of_a_secret_is_redacted() {
+        // Quotes, a backslash, `/`, `+`, `:` and a space: each encoding writes them differently,
+        // and its base64 form holds both `+` and `/`.
+        let secret = "pa\"ss\\w/o+rd: ~?>?";
+        let mut failures = Vec::new();
+        for (form, encoded) in encoded_forms(secret) {
+            let text = format!("vendor said: {encoded} (end)");
+            let logged = redact(&text, &secrets(&[secret]));
+            let ok = !logged.contains(&encoded)
+                && logged.contains("[redacted]")
+                && logged.starts_with("vendor said: ")
+                && logged.ends_with(" (end)");
+            if !ok {
+                failures.push(format!("{form}: {text:?} -> {logged:?}"));
+            }
+        }
+        assert!(failures.is_empty(), "not redacted:\n{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn a_basic_credential_holding_a_secret_is_replaced_whole() {
+        use base64::Engine as _;
+        let credential = base64::engine::general_purpose::STANDARD.encode("api:vendor-key-0123");
+        let text = format!("authorization: Basic {credential}, retrying");
+        let logged = redact(&text, &secrets(&["vendor-key-0123"]));
+        assert_eq!(logged, "authorization: Basic [redacted], retrying");
     }
 
     #[test]

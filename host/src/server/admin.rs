@@ -108,13 +108,7 @@ fn authorize(state: &AppState, request: &Request<Incoming>) -> Result<(), ApiErr
             "admin endpoints are off: set [admin] token in the configuration",
         ));
     };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+    if bearer_matches(request, token) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -123,6 +117,17 @@ fn authorize(state: &AppState, request: &Request<Incoming>) -> Result<(), ApiErr
             "a valid admin bearer token is required",
         ))
     }
+}
+
+/// Whether `request` carries `Authorization: Bearer <token>`, compared in constant time.
+pub(super) fn bearer_matches(request: &Request<Incoming>, token: &str) -> bool {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    bool::from(given.as_bytes().ct_eq(token.as_bytes()))
 }
 
 #[derive(Default)]

@@ -36,6 +36,8 @@ pub enum StoreError {
 pub struct TicketInfo {
     pub channel: String,
     pub customer_name: String,
+    /// The 3Dolphins contact the ticket is with: an adapter of the ticket's owner may look it up.
+    pub contact_id: String,
 }
 
 /// Which way a delivery goes.
@@ -260,7 +262,11 @@ pub trait Store: Send + Sync {
     async fn kv_set(&self, tenant: &str, key: &str, value: Vec<u8>, quota: u64) -> anyhow::Result<KvWrite>;
     async fn kv_delete(&self, tenant: &str, key: &str) -> anyhow::Result<()>;
     async fn remember_ticket(&self, owner: &str, ticket: &str, info: TicketInfo) -> anyhow::Result<()>;
+    /// What is remembered of `owner`'s `ticket`; `None` when the owner has not seen it (or it was
+    /// forgotten after `delivery.ticket_retention_ms`).
     async fn ticket(&self, owner: &str, ticket: &str) -> anyhow::Result<Option<TicketInfo>>;
+    /// Whether `contact_id` is the contact of one of the tickets remembered for `owner`.
+    async fn is_contact_of_owner(&self, owner: &str, contact_id: &str) -> anyhow::Result<bool>;
 }
 
 /// The lock file that keeps a second server off a store: `{store}.lock`.

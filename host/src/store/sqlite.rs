@@ -114,6 +114,7 @@ CREATE TABLE IF NOT EXISTS tickets (
     channel TEXT NOT NULL,
     customer_name TEXT NOT NULL,
     updated_at INTEGER NOT NULL,
+    contact_id TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (owner, ticket_number)
 ) WITHOUT ROWID;
 ";
@@ -127,6 +128,7 @@ CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (state, finished_at);
 CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_at);
 CREATE INDEX IF NOT EXISTS webhooks_age ON webhooks (created_at);
 CREATE INDEX IF NOT EXISTS tickets_age ON tickets (updated_at);
+CREATE INDEX IF NOT EXISTS tickets_contact ON tickets (owner, contact_id);
 ";
 
 fn open_connection(path: &Path) -> anyhow::Result<Connection> {
@@ -137,15 +139,15 @@ fn open_connection(path: &Path) -> anyhow::Result<Connection> {
 
 /// Brings a file written by an older bridge up to the current schema.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let has_column = |name: &str| -> rusqlite::Result<bool> {
+    let has_column = |table: &str, name: &str| -> rusqlite::Result<bool> {
         conn.query_row(
-            "SELECT COUNT(*) FROM pragma_table_info('outbox') WHERE name = ?1",
-            [name],
+            "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, name],
             |row| row.get::<_, i64>(0),
         )
         .map(|n| n > 0)
     };
-    if !has_column("owner")? {
+    if !has_column("outbox", "owner")? {
         // Older rows were ordered per tenant; keep them so (a tenant name cannot collide with
         // an owner, which never starts with `tenant:`).
         conn.execute_batch(
@@ -153,8 +155,13 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              UPDATE outbox SET owner = 'tenant:' || tenant;",
         )?;
     }
-    if !has_column("retry_base")? {
+    if !has_column("outbox", "retry_base")? {
         conn.execute_batch("ALTER TABLE outbox ADD COLUMN retry_base INTEGER NOT NULL DEFAULT 0;")?;
+    }
+    if !has_column("tickets", "contact_id")? {
+        // Tickets remembered before contacts were: their contact is learnt at their next
+        // Incoming event; until then no look-up of it is in the owner's scope.
+        conn.execute_batch("ALTER TABLE tickets ADD COLUMN contact_id TEXT NOT NULL DEFAULT '';")?;
     }
     Ok(())
 }
@@ -744,12 +751,20 @@ impl Store for SqliteStore {
         let (owner, ticket) = (owner.to_string(), ticket.to_string());
         self.write(Queueing::RefuseWhenFull, move |c, now| {
             c.prepare_cached(
-                "INSERT INTO tickets (owner, ticket_number, channel, customer_name, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO tickets (owner, ticket_number, channel, customer_name, contact_id, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (owner, ticket_number) DO UPDATE SET channel = excluded.channel,
-                     customer_name = excluded.customer_name, updated_at = excluded.updated_at",
+                     customer_name = excluded.customer_name, contact_id = excluded.contact_id,
+                     updated_at = excluded.updated_at",
             )?
-            .execute(params![owner, ticket, info.channel, info.customer_name, now])
+            .execute(params![
+                owner,
+                ticket,
+                info.channel,
+                info.customer_name,
+                info.contact_id,
+                now
+            ])
             .map(drop)
         })
         .await
@@ -759,16 +774,30 @@ impl Store for SqliteStore {
         let (owner, ticket) = (owner.to_string(), ticket.to_string());
         self.read(move |c| {
             c.query_row(
-                "SELECT channel, customer_name FROM tickets WHERE owner = ?1 AND ticket_number = ?2",
+                "SELECT channel, customer_name, contact_id FROM tickets WHERE owner = ?1 AND ticket_number = ?2",
                 params![owner, ticket],
                 |row| {
                     Ok(TicketInfo {
                         channel: row.get(0)?,
                         customer_name: row.get(1)?,
+                        contact_id: row.get(2)?,
                     })
                 },
             )
             .optional()
+        })
+        .await
+    }
+
+    async fn is_contact_of_owner(&self, owner: &str, contact_id: &str) -> anyhow::Result<bool> {
+        // Tickets remembered before contacts were have '' as their contact: never a match.
+        if contact_id.is_empty() {
+            return Ok(false);
+        }
+        let (owner, contact_id) = (owner.to_string(), contact_id.to_string());
+        self.read(move |c| {
+            c.prepare_cached("SELECT EXISTS (SELECT 1 FROM tickets WHERE owner = ?1 AND contact_id = ?2)")?
+                .query_row(params![owner, contact_id], |row| row.get(0))
         })
         .await
     }

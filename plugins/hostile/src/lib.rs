@@ -20,6 +20,12 @@
 //! | `events-flood` | (webhooks) answers with 1000 Outgoing events for ticket `flood` (channel `whatsapp`) |
 //! | `log-forge` | logs a message and a field holding a newline, a line that looks like another tenant's, and an ANSI escape, then succeeds |
 //! | `hang` | `http.send` GETs config `loopback_url` once (a vendor that does not answer keeps the call running), then succeeds |
+//! | `deny-spam` | `http.send` GETs a host no tenant may call (`http://deny-spam.invalid/`) 100 000 times (the host logs each denial), then fails permanently with a count `deny-spam: denied=N other=N` |
+//! | `many-headers` | `http.send` GETs config `loopback_url` with 40 000 headers, then fails permanently with a report `many-headers: limit-exceeded(..)` (a `status=` entry means the host sent it) |
+//! | `html-response` | (webhooks) answers 302 with `Content-Type: text/html`, `Set-Cookie`, `Location`, `Access-Control-Allow-Origin`, `X-Request-Id: hostile` and a `<script>` body |
+//! | `extra-reserved` | (webhooks) answers with one Outgoing event for ticket `extra-reserved` (channel `whatsapp`) whose `extra` sets `owner` to config `other_owner` (default `another-owner`) |
+//! | `lookup-other-owner` | (Incoming) looks up the history of config `other_ticket` and the contact config `other_contact` (another owner's), then its own event's history and contact, and fails permanently with a report `lookup-other-owner: other-history=..; other-contact=..; own-history=..; own-contact=..`, each `found`, `not-found` or `failed(..)` |
+//! | `lookup-flood` | (Incoming) looks up its own ticket's history 1000 times, stopping at the first failure, and fails permanently with a report `lookup-flood: found=N; then: failed(..)` |
 //! | `ok`, anything else | succeeds (webhooks: 200 `{"status":"ok"}`, no events) |
 
 use dolphin_bridge_sdk::{
@@ -35,6 +41,11 @@ export_adapter!(Hostile);
 impl Adapter for Hostile {
     fn on_incoming(ctx: &CallContext, event: IncomingEvent) -> Result<(), AdapterError> {
         let mode = config::get("mode").unwrap_or_else(|| event.message.trim().to_ascii_lowercase());
+        match mode.as_str() {
+            "lookup-other-owner" => return Err(permanent(lookup_other_owner(&event))),
+            "lookup-flood" => return Err(permanent(lookup_flood(&event))),
+            _ => {}
+        }
         run(ctx, &mode)
     }
 
@@ -51,6 +62,12 @@ impl Adapter for Hostile {
                 })
                 .collect();
             return Ok(webhook::ok(events));
+        }
+        if mode == "html-response" {
+            return Ok(webhook::outcome(Vec::new(), html_response()));
+        }
+        if mode == "extra-reserved" {
+            return Ok(webhook::ok(vec![extra_reserved_event()]));
         }
         run(ctx, &mode)?;
         Ok(webhook::ok(Vec::new()))
@@ -86,6 +103,8 @@ fn run(ctx: &CallContext, mode: &str) -> Result<(), AdapterError> {
             let _ = get(&url);
             Ok(())
         }
+        "deny-spam" => Err(permanent(deny_spam())),
+        "many-headers" => Err(permanent(many_headers())),
         "log-flood" => {
             for i in 0..100_000u32 {
                 log::info(&format!("hostile log flood line {i}"));
@@ -94,6 +113,44 @@ fn run(ctx: &CallContext, mode: &str) -> Result<(), AdapterError> {
         }
         _ => Ok(()),
     }
+}
+
+/// What one 3Dolphins look-up answered: `found`, `not-found` or `failed(..)` (never the data).
+fn lookup_outcome(
+    result: Result<String, dolphin_bridge_sdk::bindings::dolphin::bridge::three_dolphins::LookupError>,
+) -> String {
+    use dolphin_bridge_sdk::bindings::dolphin::bridge::three_dolphins::LookupError;
+    match result {
+        Ok(_) => "found".into(),
+        Err(LookupError::NotFound) => "not-found".into(),
+        Err(LookupError::Failed(e)) => format!("failed({e})"),
+    }
+}
+
+/// Asks for another owner's ticket history and contact, then for its own event's.
+fn lookup_other_owner(event: &IncomingEvent) -> String {
+    use dolphin_bridge_sdk::bindings::dolphin::bridge::three_dolphins as lookups;
+    let other_ticket = config::get("other_ticket").unwrap_or_default();
+    let other_contact = config::get("other_contact").unwrap_or_default();
+    format!(
+        "lookup-other-owner: other-history={}; other-contact={}; own-history={}; own-contact={}",
+        lookup_outcome(lookups::history(&other_ticket)),
+        lookup_outcome(lookups::contact(&other_contact)),
+        lookup_outcome(lookups::history(&event.ticket_number)),
+        lookup_outcome(lookups::contact(&event.contact_id)),
+    )
+}
+
+/// Looks up its own ticket's history until the host refuses.
+fn lookup_flood(event: &IncomingEvent) -> String {
+    use dolphin_bridge_sdk::bindings::dolphin::bridge::three_dolphins as lookups;
+    for found in 0..1000u32 {
+        let outcome = lookup_outcome(lookups::history(&event.ticket_number));
+        if outcome != "found" {
+            return format!("lookup-flood: found={found}; then: {outcome}");
+        }
+    }
+    "lookup-flood: found=1000".into()
 }
 
 fn trap() -> ! {
@@ -205,4 +262,56 @@ fn http_flood() -> String {
         }
     }
     format!("http-flood: responses={ok} denied={denied} limit-exceeded={limited} failed={failed}")
+}
+
+/// Denied requests cost the host a log line each: as many as the host lets this call make.
+fn deny_spam() -> String {
+    let (mut denied, mut other) = (0u32, 0u32);
+    for i in 0..100_000u32 {
+        match get(&format!("http://deny-spam.invalid/{i}")) {
+            Err(http::HttpError::Denied(_)) => denied += 1,
+            _ => other += 1,
+        }
+    }
+    format!("deny-spam: denied={denied} other={other}")
+}
+
+/// One request with 40 000 distinct header names (an HTTP client's header map holds 32 768).
+fn many_headers() -> String {
+    let Some(url) = config::get("loopback_url") else {
+        return "many-headers: config `loopback_url` is not set".into();
+    };
+    let request = dolphin_bridge_sdk::HttpRequest {
+        method: "GET".into(),
+        url,
+        headers: (0..40_000).map(|i| (format!("x-h{i}"), "v".to_string())).collect(),
+        body: Vec::new(),
+    };
+    format!("many-headers: {}", describe(http::try_send(&request)))
+}
+
+/// An answer that would, on the bridge's origin, redirect, set a cookie, open CORS and serve a
+/// script as HTML.
+fn html_response() -> dolphin_bridge_sdk::HttpResponse {
+    let headers = [
+        ("Content-Type", "text/html"),
+        ("Set-Cookie", "session=hostile; Path=/"),
+        ("Location", "https://evil.example/"),
+        ("Access-Control-Allow-Origin", "*"),
+        ("X-Request-Id", "hostile"),
+    ];
+    dolphin_bridge_sdk::HttpResponse {
+        status: 302,
+        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        body: b"<script>alert(document.cookie)</script>".to_vec(),
+    }
+}
+
+/// An Outgoing event that tries to speak for another 3Dolphins owner through its extra fields.
+fn extra_reserved_event() -> BridgeEvent {
+    let owner = config::get("other_owner").unwrap_or_else(|| "another-owner".into());
+    let mut event = events::outgoing("extra-reserved", MessageType::Text, "not yours", "");
+    event.channel = Some("whatsapp".into());
+    event.extra = vec![("owner".into(), format!("\"{owner}\""))];
+    BridgeEvent::Outgoing(event)
 }

@@ -466,6 +466,7 @@ async fn purge_removes_what_is_past_retention_in_batches() {
             TicketInfo {
                 channel: "whatsapp".into(),
                 customer_name: "Budi".into(),
+                contact_id: "c-budi".into(),
             },
         )
         .await
@@ -487,6 +488,75 @@ async fn purge_removes_what_is_past_retention_in_batches() {
     assert_eq!(store.purge(before).await.unwrap(), 2_500);
     assert!(store.delivery("kept").await.unwrap().is_some());
     assert_eq!(store.ticket("acme-owner", "A").await.unwrap(), None);
+    assert!(!store.is_contact_of_owner("acme-owner", "c-budi").await.unwrap());
+}
+
+fn ticket_with(contact_id: &str) -> TicketInfo {
+    TicketInfo {
+        channel: "whatsapp".into(),
+        customer_name: "Budi".into(),
+        contact_id: contact_id.into(),
+    }
+}
+
+/// What scopes an adapter's 3Dolphins look-ups: the tickets its owner has seen and their
+/// contacts, never another owner's.
+#[tokio::test]
+async fn tickets_and_their_contacts_are_known_to_their_owner_only() {
+    let t = TempStore::new();
+    let store = &t.store;
+    store
+        .remember_ticket("owner-a", "T1", ticket_with("c-1"))
+        .await
+        .unwrap();
+    store
+        .remember_ticket("owner-b", "T2", ticket_with("c-2"))
+        .await
+        .unwrap();
+
+    assert_eq!(store.ticket("owner-a", "T1").await.unwrap(), Some(ticket_with("c-1")));
+    assert_eq!(store.ticket("owner-a", "T2").await.unwrap(), None);
+    assert!(store.is_contact_of_owner("owner-a", "c-1").await.unwrap());
+    assert!(!store.is_contact_of_owner("owner-a", "c-2").await.unwrap());
+    assert!(!store.is_contact_of_owner("owner-a", "").await.unwrap());
+
+    // A later Incoming event of the ticket with another contact: the ticket's contact is the
+    // latest one.
+    store
+        .remember_ticket("owner-a", "T1", ticket_with("c-3"))
+        .await
+        .unwrap();
+    assert!(store.is_contact_of_owner("owner-a", "c-3").await.unwrap());
+    assert!(!store.is_contact_of_owner("owner-a", "c-1").await.unwrap());
+}
+
+/// A file whose tickets table predates contacts gains the column; its tickets keep their
+/// channel and name, and their (unknown) contact matches no look-up until the next event.
+#[tokio::test]
+async fn a_tickets_table_without_contacts_is_migrated() {
+    let dir = std::env::temp_dir().join(format!("dolphin-store-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("old.db");
+    {
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE tickets (owner TEXT NOT NULL, ticket_number TEXT NOT NULL, channel TEXT NOT NULL,
+                 customer_name TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (owner, ticket_number))
+                 WITHOUT ROWID;
+             INSERT INTO tickets VALUES ('owner-a', 'T1', 'whatsapp', 'Budi', 0);",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path, CommitMode::Group).unwrap();
+    assert_eq!(store.ticket("owner-a", "T1").await.unwrap(), Some(ticket_with("")));
+    assert!(!store.is_contact_of_owner("owner-a", "").await.unwrap());
+    store
+        .remember_ticket("owner-a", "T1", ticket_with("c-1"))
+        .await
+        .unwrap();
+    assert!(store.is_contact_of_owner("owner-a", "c-1").await.unwrap());
+    drop(store);
+    std::fs::remove_dir_all(dir).ok();
 }
 
 #[tokio::test]

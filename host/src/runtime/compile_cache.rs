@@ -1,0 +1,192 @@
+//! The on-disk cache of compiled adapters: compiling a component takes seconds, loading the
+//! native code compiled earlier by an engine with the same settings takes milliseconds.
+//!
+//! What the cache holds is loaded as native code without further checks, so whoever can write
+//! to its directory can run code as the bridge: [`prepare_cache_dir`] refuses a directory other
+//! users can write to.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+use wasmtime::component::Component;
+
+use crate::runtime::Runtime;
+
+/// Why the adapter cache directory is refused.
+#[derive(Debug, Error)]
+pub enum CacheDirError {
+    #[error("the adapter cache directory {dir} cannot be created or read: {source}")]
+    Unusable { dir: PathBuf, source: std::io::Error },
+    #[error("the adapter cache directory {dir} is not a directory")]
+    NotADirectory { dir: PathBuf },
+    #[error(
+        "the adapter cache directory {dir} is writable by every user (mode {mode:04o}); compiled adapters \
+         in it are loaded as native code: make it writable by the bridge's user only (chmod o-w)"
+    )]
+    WorldWritable { dir: PathBuf, mode: u32 },
+    #[error(
+        "the adapter cache directory {dir} is owned by uid {owner}, neither the bridge's user (uid {uid}) \
+         nor root; compiled adapters in it are loaded as native code: use a directory of the bridge's user"
+    )]
+    ForeignOwner { dir: PathBuf, owner: u32, uid: u32 },
+}
+
+/// Creates the cache directory if needed and checks that only the bridge's user (or root) can
+/// write to it: owned by the bridge's user or root, and not writable by every user.
+pub fn prepare_cache_dir(dir: &Path) -> Result<(), CacheDirError> {
+    let unusable = |source| CacheDirError::Unusable {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let metadata = match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(unusable)?;
+            std::fs::metadata(dir).map_err(unusable)?
+        }
+        other => other.map_err(unusable)?,
+    };
+    if !metadata.is_dir() {
+        return Err(CacheDirError::NotADirectory { dir: dir.to_path_buf() });
+    }
+    check_permissions(dir, &metadata)
+}
+
+#[cfg(unix)]
+fn check_permissions(dir: &Path, metadata: &std::fs::Metadata) -> Result<(), CacheDirError> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = metadata.mode() & 0o7777;
+    // Even with the sticky bit (as /tmp has), anyone may create the file a later load reads:
+    // the names are predictable.
+    if mode & 0o002 != 0 {
+        return Err(CacheDirError::WorldWritable {
+            dir: dir.to_path_buf(),
+            mode,
+        });
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let owner = metadata.uid();
+    if owner != uid && owner != 0 {
+        return Err(CacheDirError::ForeignOwner {
+            dir: dir.to_path_buf(),
+            owner,
+            uid,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_permissions(_dir: &Path, _metadata: &std::fs::Metadata) -> Result<(), CacheDirError> {
+    Ok(())
+}
+
+impl Runtime {
+    /// Compiles `bytes`, or deserializes the compiled artefact cached under its hash.
+    pub(super) fn compile_cached(&self, content_hash: &str, bytes: &[u8]) -> anyhow::Result<Component> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        let file = self
+            .cache_dir
+            .join(format!("{content_hash}-{:016x}.cwasm", hasher.finish()));
+        if file.exists() {
+            // SAFETY: the cache directory is the bridge's own; files in it were written by
+            // `precompile_component` of an engine with the same compatibility hash (in the name).
+            match unsafe { Component::deserialize_file(&self.engine, &file) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(file = %file.display(), error = %e, "ignoring unusable cached adapter"),
+            }
+        }
+        let compiled = self.engine.precompile_component(bytes).map_err(anyhow::Error::from)?;
+        if let Err(e) = write_atomically(&file, &compiled) {
+            tracing::warn!(file = %file.display(), error = %e, "cannot cache the compiled adapter");
+        }
+        // SAFETY: `compiled` was produced just above by this engine.
+        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(anyhow::Error::from)
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn temp_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dolphin-cache-dir-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_world_writable_cache_dir_is_refused_naming_it() {
+        let dir = temp_dir();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let error = prepare_cache_dir(&dir).unwrap_err();
+        assert!(
+            matches!(error, CacheDirError::WorldWritable { mode: 0o777, .. }),
+            "{error}"
+        );
+        let message = error.to_string();
+        assert!(message.contains(&dir.display().to_string()), "{message}");
+        assert!(message.contains("writable by every user"), "{message}");
+        // With the sticky bit too: the cache's file names are predictable.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(matches!(
+            prepare_cache_dir(&dir),
+            Err(CacheDirError::WorldWritable { .. })
+        ));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        prepare_cache_dir(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_missing_cache_dir_is_created_and_a_file_is_refused() {
+        let dir = temp_dir();
+        let cache = dir.join("nested").join("cache");
+        prepare_cache_dir(&cache).unwrap();
+        assert!(cache.is_dir());
+        let file = dir.join("file");
+        std::fs::write(&file, b"").unwrap();
+        assert!(matches!(
+            prepare_cache_dir(&file),
+            Err(CacheDirError::NotADirectory { .. })
+        ));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Only root can give a directory away; as root, a directory of another uid must be refused.
+    #[test]
+    fn a_cache_dir_of_another_user_is_refused() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let dir = temp_dir();
+        std::os::unix::fs::chown(&dir, Some(12345), None).unwrap();
+        let error = prepare_cache_dir(&dir).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                CacheDirError::ForeignOwner {
+                    owner: 12345,
+                    uid: 0,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
