@@ -76,6 +76,100 @@ impl EchoEnv {
     }
 }
 
+/// The owner of the hostile tenant `villain` (see [`Attacked`]).
+pub const VILLAIN_OWNER: &str = "0bad0bad0bad0bad0bad0bad0bad0bad";
+
+/// The hostile Rust adapter (`plugins/hostile`) as tenant `villain` of [`VILLAIN_OWNER`], to be
+/// customized (limits, config, allowed origins) and passed to [`Attacked::start`].
+pub fn hostile_villain() -> Tenant {
+    Tenant::new("villain", VILLAIN_OWNER, adapters::hostile())
+}
+
+/// The bridge with a hostile tenant (`villain`, owner [`VILLAIN_OWNER`]) beside a healthy echo
+/// tenant (`acme`, the example owner, looking nothing up) between mock servers: what the
+/// villain does must leave `acme` served.
+pub struct Attacked {
+    // Dropped first: the bridge stops before the mocks free their ports.
+    pub bridge: Bridge,
+    pub three_dolphins: MockThreeDolphins,
+    pub vendor: MockVendor,
+}
+
+impl Attacked {
+    /// Starts the bridge with `villain` (usually [`hostile_villain`], customized; its owner must
+    /// be [`VILLAIN_OWNER`]) and the healthy echo tenant `acme`.
+    pub async fn start(villain: Tenant) -> Attacked {
+        let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
+        let vendor = MockVendor::start().await;
+        let bridge = Bridge::start(
+            BridgeConfig::new(&three_dolphins.base_url())
+                .api_token(API_TOKEN)
+                .tenant(villain)
+                .tenant(echo_tenant(ECHO_TENANT, EXAMPLE_OWNER, &vendor)),
+        )
+        .await;
+        Attacked {
+            bridge,
+            three_dolphins,
+            vendor,
+        }
+    }
+
+    /// Sends `event` as the villain's (its owner set to [`VILLAIN_OWNER`]) and asserts it was
+    /// accepted; returns the delivery id.
+    pub async fn send_villain_event(&self, event: Event) -> String {
+        assert_accepted(&self.bridge.send_event(event.owner(VILLAIN_OWNER)).await)
+    }
+
+    /// Sends the villain an Incoming event with `message` (the hostile adapter's mode, unless
+    /// its config sets one); returns the delivery id.
+    pub async fn villain_event(&self, message: &str) -> String {
+        self.send_villain_event(Event::fresh().message(message)).await
+    }
+
+    /// Sends `event` as the villain's and waits for its dead letter: the dead delivery's JSON
+    /// and its last error (the hostile adapter's report or the limit that stopped it).
+    pub async fn villain_event_dead(&self, event: Event) -> (Value, String) {
+        let id = self.send_villain_event(event).await;
+        let dead = self.bridge.wait_for_delivery(&id, "dead").await;
+        let error = dead["last_error"].as_str().unwrap_or_default().to_string();
+        (dead, error)
+    }
+
+    /// Sends the villain an Incoming event with `message` and waits for its dead letter: the
+    /// dead delivery's JSON and its last error.
+    pub async fn villain_dead(&self, message: &str) -> (Value, String) {
+        self.villain_event_dead(Event::fresh().message(message)).await
+    }
+
+    /// The healthy tenant's `event` is accepted, delivered, and its ticket reaches the vendor.
+    pub async fn assert_served(&self, event: Event) {
+        let id = assert_accepted(&self.bridge.send_event(event.clone()).await);
+        self.bridge.wait_for_delivery(&id, "delivered").await;
+        let ticket = event.ticket_number();
+        assert!(
+            self.vendor
+                .bodies()
+                .iter()
+                .any(|b| b["ticketNumber"] == ticket.as_str()),
+            "the healthy tenant's vendor did not get ticket {ticket}"
+        );
+    }
+
+    /// The healthy tenant is served (a fresh event, see [`Attacked::assert_served`]), the bridge
+    /// answers its health check with 200, and its process is still running.
+    pub async fn assert_healthy_tenant_served(&mut self) {
+        self.assert_served(Event::fresh()).await;
+        let health = self
+            .bridge
+            .client()
+            .get(&format!("{}/healthz", self.bridge.url()))
+            .await;
+        assert_eq!(health.status, 200, "{}", health.describe());
+        assert!(self.bridge.is_running(), "the bridge exited");
+    }
+}
+
 /// Asserts a new Incoming event was accepted: 202 with
 /// `{"status":"success","deliveryId":"<uuid>","duplicate":false}`; returns the delivery id.
 pub fn assert_accepted(response: &HttpResponse) -> String {

@@ -9,82 +9,15 @@ use dolphin_bridge_tests::reload_support::{metric_value, metrics_text};
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, MockVendor, Tenant, adapters};
 use serde_json::Value;
 
-use crate::common::{API_TOKEN, assert_accepted, echo_tenant};
+use crate::common::{API_TOKEN, Attacked, VILLAIN_OWNER, assert_accepted, echo_tenant, hostile_villain};
 
-const HOSTILE_OWNER: &str = "0bad0bad0bad0bad0bad0bad0bad0bad";
 const OTHER_OWNER: &str = "0the40the40the40the40the40the4aa";
-
-/// A bridge with a `hostile` tenant (mode from the message text) and a healthy echo tenant.
-struct Mixed {
-    // Dropped first: the bridge stops before the mocks free their ports.
-    bridge: Bridge,
-    three_dolphins: MockThreeDolphins,
-    vendor: MockVendor,
-}
-
-impl Mixed {
-    async fn start(hostile: impl FnOnce(Tenant) -> Tenant) -> Mixed {
-        let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
-        let vendor = MockVendor::start().await;
-        let bridge = Bridge::start(
-            BridgeConfig::new(&three_dolphins.base_url())
-                .api_token(API_TOKEN)
-                .tenant(hostile(Tenant::new("villain", HOSTILE_OWNER, adapters::hostile())))
-                .tenant(echo_tenant("acme", EXAMPLE_OWNER, &vendor)),
-        )
-        .await;
-        Mixed {
-            bridge,
-            three_dolphins,
-            vendor,
-        }
-    }
-
-    /// Sends an event to the hostile tenant (its message is the mode); returns the delivery id.
-    async fn hostile(&self, mode: &str) -> String {
-        assert_accepted(
-            &self
-                .bridge
-                .send_event(Event::fresh().owner(HOSTILE_OWNER).message(mode))
-                .await,
-        )
-    }
-
-    /// Sends `mode` to the hostile tenant and waits for its dead letter; returns its error.
-    async fn hostile_dead(&self, mode: &str) -> (Value, String) {
-        let id = self.hostile(mode).await;
-        let dead = self.bridge.wait_for_delivery(&id, "dead").await;
-        let error = dead["last_error"].as_str().unwrap_or_default().to_string();
-        (dead, error)
-    }
-
-    /// The healthy tenant is served: its event is accepted and reaches its vendor.
-    async fn assert_healthy_tenant_served(&self) {
-        let event = Event::fresh();
-        let id = assert_accepted(&self.bridge.send_event(event.clone()).await);
-        self.bridge.wait_for_delivery(&id, "delivered").await;
-        let ticket = event.ticket_number();
-        assert!(
-            self.vendor
-                .bodies()
-                .iter()
-                .any(|b| b["ticketNumber"] == ticket.as_str()),
-            "the healthy tenant's vendor did not get ticket {ticket}"
-        );
-        let health = self
-            .bridge
-            .client()
-            .get(&format!("{}/healthz", self.bridge.url()))
-            .await;
-        assert_eq!(health.status, 200);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trapping_adapter_fails_only_its_own_deliveries() {
-    let mut env = Mixed::start(|t| t).await;
+    let mut env = Attacked::start(hostile_villain()).await;
     for mode in ["trap", "panic", "recurse"] {
-        let (dead, error) = env.hostile_dead(mode).await;
+        let (dead, error) = env.villain_dead(mode).await;
         assert_eq!(dead["attempts"], 1, "a trap is not retried: {dead:#}");
         assert!(
             error.contains("trap"),
@@ -93,7 +26,7 @@ async fn a_trapping_adapter_fails_only_its_own_deliveries() {
         env.assert_healthy_tenant_served().await;
     }
     // The same tenant works again for a call that does not trap: nothing stayed broken.
-    let id = env.hostile("ok").await;
+    let id = env.villain_event("ok").await;
     env.bridge.wait_for_delivery(&id, "delivered").await;
     assert!(env.bridge.is_running());
     let letters = env.bridge.dead_letters(Some("acme")).await;
@@ -103,8 +36,8 @@ async fn a_trapping_adapter_fails_only_its_own_deliveries() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_looping_adapter_is_stopped_by_its_cpu_limit_while_others_are_served() {
     // A CPU budget well inside the call timeout, so the CPU limit is what stops the spin.
-    let env = Mixed::start(|t| t.call_timeout_ms(20_000).limit("cpu_ms", 500)).await;
-    let id = env.hostile("loop").await;
+    let mut env = Attacked::start(hostile_villain().call_timeout_ms(20_000).limit("cpu_ms", 500)).await;
+    let id = env.villain_event("loop").await;
     // While the hostile call spins, the healthy tenant is served.
     env.bridge.wait_for_log("hostile: mode `loop`").await;
     env.assert_healthy_tenant_served().await;
@@ -145,8 +78,8 @@ async fn a_looping_adapter_is_stopped_by_its_cpu_limit_while_others_are_served()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_adapter_allocating_without_end_is_stopped() {
-    let env = Mixed::start(|t| t.call_timeout_ms(20_000)).await;
-    let (dead, error) = env.hostile_dead("alloc").await;
+    let mut env = Attacked::start(hostile_villain().call_timeout_ms(20_000)).await;
+    let (dead, error) = env.villain_dead("alloc").await;
     assert_eq!(dead["attempts"], 1, "not retried: {dead:#}");
     assert!(
         error.contains("memory") || error.contains("trapped"),
@@ -157,8 +90,8 @@ async fn an_adapter_allocating_without_end_is_stopped() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_log_flood_does_not_take_the_bridge_down() {
-    let env = Mixed::start(|t| t.call_timeout_ms(20_000)).await;
-    let id = env.hostile("log-flood").await;
+    let mut env = Attacked::start(hostile_villain().call_timeout_ms(20_000)).await;
+    let id = env.villain_event("log-flood").await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let state = env.bridge.delivery(&id).await["state"].clone();
@@ -177,7 +110,7 @@ async fn a_tenant_cannot_read_another_tenants_kv() {
     let bridge = Bridge::start(
         BridgeConfig::new(&three_dolphins.base_url())
             .api_token(API_TOKEN)
-            .tenant(Tenant::new("villain", HOSTILE_OWNER, adapters::hostile()).config("other_tenant", "other"))
+            .tenant(hostile_villain().config("other_tenant", "other"))
             .tenant(Tenant::new("other", OTHER_OWNER, adapters::hostile()).config("other_tenant", "villain")),
     )
     .await;
@@ -192,7 +125,7 @@ async fn a_tenant_cannot_read_another_tenants_kv() {
     let own = run(OTHER_OWNER, "kv-peek", "dead").await;
     assert!(own.contains("x=secret-of-other"), "the writer's own key: {own}");
 
-    let report = run(HOSTILE_OWNER, "kv-peek", "dead").await;
+    let report = run(VILLAIN_OWNER, "kv-peek", "dead").await;
     assert!(report.contains("kv-peek:"), "{report}");
     assert!(report.contains("x=none"), "the peeker's own `x`: {report}");
     assert!(
@@ -225,7 +158,7 @@ async fn an_adapter_cannot_call_a_host_outside_its_allow_list() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_webhook_whose_adapter_traps_is_a_502_and_posts_nothing() {
-    let env = Mixed::start(|t| t).await;
+    let mut env = Attacked::start(hostile_villain()).await;
     let trap = env
         .bridge
         .send_webhook("villain", "/hook?mode=trap", &serde_json::json!({}))
@@ -251,10 +184,9 @@ async fn a_webhook_whose_adapter_traps_is_a_502_and_posts_nothing() {
 /// customers' messages.
 #[tokio::test(flavor = "multi_thread")]
 async fn trapping_webhooks_trip_the_webhook_breaker_but_incoming_deliveries_go_on() {
-    let mixed = Mixed::start(|t| t).await;
+    let env = Attacked::start(hostile_villain()).await;
     let trap = async || {
-        mixed
-            .bridge
+        env.bridge
             .send_webhook("villain", "/hook?mode=trap", &serde_json::json!({}))
             .await
     };
@@ -275,15 +207,15 @@ async fn trapping_webhooks_trip_the_webhook_breaker_but_incoming_deliveries_go_o
         "{}",
         rested.describe()
     );
-    let id = mixed.hostile("ok").await;
-    let delivered = mixed.bridge.wait_for_delivery(&id, "delivered").await;
+    let id = env.villain_event("ok").await;
+    let delivered = env.bridge.wait_for_delivery(&id, "delivered").await;
     assert_eq!(delivered["attempts"], 1, "{delivered}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tenant_cannot_fill_the_disk_through_its_key_value_store() {
-    let mixed = Mixed::start(|t| t.limit("kv_total_bytes", 1 << 20)).await;
-    let (_, first) = mixed.hostile_dead("kv-fill").await;
+    let mut env = Attacked::start(hostile_villain().limit("kv_total_bytes", 1 << 20)).await;
+    let (_, first) = env.villain_dead("kv-fill").await;
     // Three 256 KiB values fit in 1 MiB (with their keys); the fourth would not.
     assert!(first.contains("kv-fill: 3 stored; then:"), "{first}");
     assert!(
@@ -291,43 +223,44 @@ async fn a_tenant_cannot_fill_the_disk_through_its_key_value_store() {
         "{first}"
     );
     // The quota holds across calls: what is stored counts.
-    let (_, second) = mixed.hostile_dead("kv-fill").await;
+    let (_, second) = env.villain_dead("kv-fill").await;
     assert!(second.contains("kv-fill: 0 stored"), "{second}");
-    mixed.assert_healthy_tenant_served().await;
+    env.assert_healthy_tenant_served().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_webhook_cannot_flood_3dolphins_with_events() {
-    let mixed = Mixed::start(|t| t).await;
-    let flood = mixed
+    let mut env = Attacked::start(hostile_villain()).await;
+    let flood = env
         .bridge
         .send_webhook("villain", "/hook?mode=events-flood", &serde_json::json!({}))
         .await;
     assert_eq!(flood.status, 502, "{}", flood.describe());
     assert_eq!(flood.error_code().as_deref(), Some("adapter_limit_exceeded"));
     assert!(flood.text().contains("webhook_events"), "{}", flood.describe());
-    mixed.assert_healthy_tenant_served().await;
-    assert_eq!(mixed.bridge.outbox_stats().await["pending"], 0);
-    assert!(mixed.three_dolphins.event_posts().is_empty());
+    env.assert_healthy_tenant_served().await;
+    assert_eq!(env.bridge.outbox_stats().await["pending"], 0);
+    assert!(env.three_dolphins.event_posts().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tenant_gets_no_more_concurrent_webhook_calls_than_its_limit() {
     let hanging = MockVendor::start().await;
     hanging.set_delay(Duration::from_secs(600));
-    let mixed = Mixed::start(|t| {
-        t.limit("webhook_concurrency", 1)
+    let mut env = Attacked::start(
+        hostile_villain()
+            .limit("webhook_concurrency", 1)
             .allow(&hanging.base_url())
-            .config("loopback_url", &hanging.url())
-    })
+            .config("loopback_url", &hanging.url()),
+    )
     .await;
     let running = {
-        let client = mixed.bridge.client().clone();
-        let url = format!("{}?mode=hang", mixed.bridge.webhook_url("villain", "/hook"));
+        let client = env.bridge.client().clone();
+        let url = format!("{}?mode=hang", env.bridge.webhook_url("villain", "/hook"));
         tokio::spawn(async move { client.post_raw(&url, Some("application/json"), "{}").await })
     };
     hanging.wait_for_bodies(1).await;
-    let refused = mixed
+    let refused = env
         .bridge
         .send_webhook("villain", "/hook?mode=ok", &serde_json::json!({}))
         .await;
@@ -335,16 +268,16 @@ async fn a_tenant_gets_no_more_concurrent_webhook_calls_than_its_limit() {
     assert_eq!(refused.error_code().as_deref(), Some("webhook_concurrency_limit"));
     assert_eq!(refused.header("retry-after"), Some("1"));
     assert!(!running.is_finished(), "the first webhook call still runs");
-    mixed.assert_healthy_tenant_served().await;
+    env.assert_healthy_tenant_served().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_adapter_cannot_forge_log_lines_or_send_terminal_escapes() {
-    let mixed = Mixed::start(|t| t).await;
-    let id = mixed.hostile("log-forge").await;
-    mixed.bridge.wait_for_delivery(&id, "delivered").await;
-    mixed.bridge.wait_for_log("forged next").await;
-    let log = mixed.bridge.stderr();
+    let env = Attacked::start(hostile_villain()).await;
+    let id = env.villain_event("log-forge").await;
+    env.bridge.wait_for_delivery(&id, "delivered").await;
+    env.bridge.wait_for_log("forged next").await;
+    let log = env.bridge.stderr();
     let forged: Vec<&str> = log.lines().filter(|l| l.starts_with("FORGED")).collect();
     assert!(forged.is_empty(), "forged lines: {forged:?}");
     assert!(!log.contains('\u{1b}'), "an escape reached the log");
@@ -358,12 +291,12 @@ async fn json_logs_are_one_object_a_line_whatever_an_adapter_logs() {
         BridgeConfig::new(&three_dolphins.base_url())
             .api_token(API_TOKEN)
             .env("DOLPHIN_BRIDGE_LOG_FORMAT", "json")
-            .tenant(Tenant::new("villain", HOSTILE_OWNER, adapters::hostile())),
+            .tenant(hostile_villain()),
     )
     .await;
     let id = assert_accepted(
         &bridge
-            .send_event(Event::fresh().owner(HOSTILE_OWNER).message("log-forge"))
+            .send_event(Event::fresh().owner(VILLAIN_OWNER).message("log-forge"))
             .await,
     );
     bridge.wait_for_delivery(&id, "delivered").await;

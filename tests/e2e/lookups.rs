@@ -6,10 +6,10 @@
 
 use dolphin_bridge_tests::events::EXAMPLE_OWNER;
 use dolphin_bridge_tests::three_dolphins::{CONTACT_PATH, HISTORY_PATH, history_message};
-use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, MockVendor, Tenant, adapters};
+use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockVendor};
 use serde_json::json;
 
-use crate::common::{API_TOKEN, EchoEnv, assert_accepted, echo_tenant};
+use crate::common::{API_TOKEN, Attacked, EchoEnv, assert_accepted, echo_tenant, hostile_villain};
 
 /// The echo tenant, asking for the contact and the history of every event it delivers.
 async fn with_lookups(api_token: &str) -> EchoEnv {
@@ -95,58 +95,6 @@ async fn a_refused_lookup_is_retried_and_its_error_holds_no_token() {
     assert!(env.vendor.requests().is_empty(), "nothing reached the vendor");
 }
 
-const VILLAIN_OWNER: &str = "0bad0bad0bad0bad0bad0bad0bad0bad";
-
-/// A bridge with a hostile tenant `villain` (owner [`VILLAIN_OWNER`]) and a healthy echo tenant
-/// `acme` (the example owner), which looks nothing up.
-struct TwoOwners {
-    // Dropped first: the bridge stops before the mocks free their ports.
-    bridge: Bridge,
-    three_dolphins: MockThreeDolphins,
-    vendor: MockVendor,
-}
-
-impl TwoOwners {
-    async fn start(villain: impl FnOnce(Tenant) -> Tenant) -> TwoOwners {
-        let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
-        let vendor = MockVendor::start().await;
-        let bridge = Bridge::start(
-            BridgeConfig::new(&three_dolphins.base_url())
-                .api_token(API_TOKEN)
-                .tenant(villain(Tenant::new("villain", VILLAIN_OWNER, adapters::hostile())))
-                .tenant(echo_tenant("acme", EXAMPLE_OWNER, &vendor)),
-        )
-        .await;
-        TwoOwners {
-            bridge,
-            three_dolphins,
-            vendor,
-        }
-    }
-
-    /// The healthy tenant's `event` is delivered to its vendor.
-    async fn assert_served(&self, event: Event) {
-        let id = assert_accepted(&self.bridge.send_event(event.clone()).await);
-        self.bridge.wait_for_delivery(&id, "delivered").await;
-        let ticket = event.ticket_number();
-        assert!(
-            self.vendor
-                .bodies()
-                .iter()
-                .any(|b| b["ticketNumber"] == ticket.as_str()),
-            "the healthy tenant's vendor did not get ticket {ticket}"
-        );
-    }
-
-    /// The villain's Incoming `event` dies (the hostile adapter fails permanently with its
-    /// report): the report.
-    async fn villain_report(&self, event: Event) -> String {
-        let id = assert_accepted(&self.bridge.send_event(event.owner(VILLAIN_OWNER)).await);
-        let dead = self.bridge.wait_for_delivery(&id, "dead").await;
-        dead["last_error"].as_str().unwrap_or_default().to_string()
-    }
-}
-
 /// A contact for the mock's Contact API.
 fn contact(id: &str) -> serde_json::Value {
     json!({ "id": id, "contactFirstName": "Someone" })
@@ -158,12 +106,12 @@ fn contact(id: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_adapter_cannot_look_up_another_owners_ticket_or_contact() {
     let (acme_ticket, acme_contact) = (Event::fresh().ticket_number(), "acc0acc0acc0acc0acc0acc0acc0acc0");
-    let env = TwoOwners::start(|villain| {
-        villain
+    let env = Attacked::start(
+        hostile_villain()
             .config("mode", "lookup-other-owner")
             .config("other_ticket", &acme_ticket)
-            .config("other_contact", acme_contact)
-    })
+            .config("other_contact", acme_contact),
+    )
     .await;
     // 3Dolphins knows both owners' records: only the host's scoping can keep them apart.
     let villain_contact = "bad0bad0bad0bad0bad0bad0bad0c0c0";
@@ -179,7 +127,7 @@ async fn an_adapter_cannot_look_up_another_owners_ticket_or_contact() {
     let villain_ticket = villain_event.ticket_number();
     env.three_dolphins
         .add_history(&villain_ticket, history_message(&villain_ticket, "mine", false, 2));
-    let report = env.villain_report(villain_event).await;
+    let (_, report) = env.villain_event_dead(villain_event).await;
     assert!(
         report.contains(
             "lookup-other-owner: other-history=not-found; other-contact=not-found; own-history=found; own-contact=found"
@@ -220,12 +168,12 @@ async fn an_adapter_cannot_look_up_another_owners_ticket_or_contact() {
 /// `failed` naming the limit and 3Dolphins is not asked, while a healthy tenant is served.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lookup_flood_is_stopped_by_the_lookup_limit() {
-    let env = TwoOwners::start(|villain| villain.config("mode", "lookup-flood")).await;
+    let env = Attacked::start(hostile_villain().config("mode", "lookup-flood")).await;
     let villain_event = Event::fresh();
     let villain_ticket = villain_event.ticket_number();
     env.three_dolphins
         .add_history(&villain_ticket, history_message(&villain_ticket, "mine", false, 1));
-    let (report, ()) = tokio::join!(env.villain_report(villain_event), env.assert_served(Event::fresh()));
+    let ((_, report), ()) = tokio::join!(env.villain_event_dead(villain_event), env.assert_served(Event::fresh()));
     assert!(
         report.contains("lookup-flood: found=20; then: failed(lookup limit of 20 per call exceeded (limits.lookups))"),
         "{report}"

@@ -11,9 +11,9 @@ use dolphin_bridge_tests::bridge::{WebhookAuth, run_subcommand};
 use dolphin_bridge_tests::events::EXAMPLE_OWNER;
 use dolphin_bridge_tests::reload_support::{admin_reload, log_lines_since, log_mark, replace_by_rename};
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, MockVendor, Tenant, adapters};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::common::{self, API_TOKEN, assert_accepted, echo_tenant};
+use crate::common::{self, API_TOKEN, Attacked, VILLAIN_OWNER, assert_accepted, hostile_villain};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -136,72 +136,10 @@ async fn adapters_cannot_reach_ipv6_ranges_that_embed_ipv4() {
     }
 }
 
-const VILLAIN_OWNER: &str = "0bad0bad0bad0bad0bad0bad0bad0bad";
-
 /// The components in the WebAssembly text format (`plugins/hostile-wat`, built by
 /// `cargo xtask build-plugins`).
 fn wat_component(name: &str) -> PathBuf {
     adapters::adapter(&format!("hostile-wat-{name}"))
-}
-
-/// A bridge with a hostile tenant `villain` and a healthy echo tenant `acme`.
-struct Attacked {
-    // Dropped first: the bridge stops before the mocks free their ports.
-    bridge: Bridge,
-    three_dolphins: MockThreeDolphins,
-    vendor: MockVendor,
-}
-
-impl Attacked {
-    async fn start(villain: Tenant) -> Attacked {
-        let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
-        let vendor = MockVendor::start().await;
-        let bridge = Bridge::start(
-            BridgeConfig::new(&three_dolphins.base_url())
-                .api_token(API_TOKEN)
-                .tenant(villain)
-                .tenant(echo_tenant("acme", EXAMPLE_OWNER, &vendor)),
-        )
-        .await;
-        Attacked {
-            bridge,
-            three_dolphins,
-            vendor,
-        }
-    }
-
-    /// The villain's Incoming event with `message` (the hostile adapter's mode): its dead
-    /// letter's attempts and last error.
-    async fn villain_dead(&self, message: &str) -> (Value, String) {
-        let event = Event::fresh().owner(VILLAIN_OWNER).message(message);
-        let id = assert_accepted(&self.bridge.send_event(event).await);
-        let dead = self.bridge.wait_for_delivery(&id, "dead").await;
-        let error = dead["last_error"].as_str().unwrap_or_default().to_string();
-        (dead["attempts"].clone(), error)
-    }
-
-    /// The healthy tenant's event is accepted and reaches its vendor, and the bridge answers
-    /// its health check.
-    async fn assert_healthy_tenant_served(&mut self) {
-        let event = Event::fresh();
-        let id = assert_accepted(&self.bridge.send_event(event.clone()).await);
-        self.bridge.wait_for_delivery(&id, "delivered").await;
-        let ticket = event.ticket_number();
-        assert!(
-            self.vendor
-                .bodies()
-                .iter()
-                .any(|b| b["ticketNumber"] == ticket.as_str()),
-            "the healthy tenant's vendor did not get ticket {ticket}"
-        );
-        let health = self
-            .bridge
-            .client()
-            .get(&format!("{}/healthz", self.bridge.url()))
-            .await;
-        assert_eq!(health.status, 200, "{}", health.describe());
-        assert!(self.bridge.is_running(), "the bridge exited");
-    }
 }
 
 /// 12 memories of 48 MiB are each under any limit on one memory; counted together they are far
@@ -234,8 +172,8 @@ async fn the_many_memories_component_runs_when_its_memories_fit() {
     let env =
         Attacked::start(Tenant::new("villain", VILLAIN_OWNER, wat_component("memories")).limit("memory_mib", 1024))
             .await;
-    let (attempts, error) = env.villain_dead("ok").await;
-    assert_eq!(attempts, 1);
+    let (dead, error) = env.villain_dead("ok").await;
+    assert_eq!(dead["attempts"], 1);
     assert!(error.contains("memories: all 12 memories were created"), "{error}");
 }
 
@@ -284,11 +222,7 @@ async fn a_component_with_a_shared_memory_is_refused_at_load() {
     );
     env.assert_healthy_tenant_served().await;
     // The villain runs its previous version: the shared memory never ran.
-    let id = assert_accepted(
-        &env.bridge
-            .send_event(Event::fresh().owner(VILLAIN_OWNER).message("ok"))
-            .await,
-    );
+    let id = env.villain_event("ok").await;
     env.bridge.wait_for_delivery(&id, "delivered").await;
 }
 
@@ -297,14 +231,9 @@ async fn a_component_with_a_shared_memory_is_refused_at_load() {
 /// and leave a bounded log.
 #[tokio::test(flavor = "multi_thread")]
 async fn denied_requests_are_charged_to_the_log_budget() {
-    let mut env = Attacked::start(
-        Tenant::new("villain", VILLAIN_OWNER, adapters::hostile())
-            .limit("http_calls", 100_000)
-            .call_timeout_ms(60_000),
-    )
-    .await;
-    let (attempts, error) = env.villain_dead("deny-spam").await;
-    assert_eq!(attempts, 1, "{error}");
+    let mut env = Attacked::start(hostile_villain().limit("http_calls", 100_000).call_timeout_ms(60_000)).await;
+    let (dead, error) = env.villain_dead("deny-spam").await;
+    assert_eq!(dead["attempts"], 1, "{error}");
     assert!(error.contains("log limit of 65536 bytes per call"), "{error}");
     let log = env.bridge.stderr();
     let denials = log
@@ -326,7 +255,7 @@ async fn denied_requests_are_charged_to_the_log_budget() {
 /// bridge's origin reaches the vendor without any of it, and with `nosniff`.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_webhook_answer_cannot_act_on_the_bridges_origin() {
-    let mut env = Attacked::start(Tenant::new("villain", VILLAIN_OWNER, adapters::hostile())).await;
+    let mut env = Attacked::start(hostile_villain()).await;
     let answer = env
         .bridge
         .send_webhook("villain", "/hook?mode=html-response", &json!({}))
@@ -361,13 +290,13 @@ async fn a_webhook_answer_cannot_act_on_the_bridges_origin() {
 async fn a_request_with_too_many_headers_fails_the_call_not_the_host() {
     let target = MockVendor::start().await;
     let mut env = Attacked::start(
-        Tenant::new("villain", VILLAIN_OWNER, adapters::hostile())
+        hostile_villain()
             .allow(&target.base_url())
             .config("loopback_url", &target.url()),
     )
     .await;
-    let (attempts, error) = env.villain_dead("many-headers").await;
-    assert_eq!(attempts, 1, "{error}");
+    let (dead, error) = env.villain_dead("many-headers").await;
+    assert_eq!(dead["attempts"], 1, "{error}");
     assert!(
         error.contains("many-headers: limit-exceeded(request has 40000 headers; at most 100 are allowed)"),
         "{error}"
@@ -382,10 +311,7 @@ async fn a_request_with_too_many_headers_fails_the_call_not_the_host() {
 /// posted.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_event_cannot_set_a_reserved_key_through_extra() {
-    let mut env = Attacked::start(
-        Tenant::new("villain", VILLAIN_OWNER, adapters::hostile()).config("other_owner", EXAMPLE_OWNER),
-    )
-    .await;
+    let mut env = Attacked::start(hostile_villain().config("other_owner", EXAMPLE_OWNER)).await;
     let answer = env
         .bridge
         .send_webhook("villain", "/hook?mode=extra-reserved", &json!({}))
