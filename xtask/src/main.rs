@@ -117,9 +117,12 @@ fn cargo_cmd() -> Command {
 /// Runs `cmd`, echoing it first; an error when it cannot start or exits non-zero.
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: running {}", describe(cmd));
+    let started = std::time::Instant::now();
     let status = cmd
         .status()
         .with_context(|| format!("cannot start {}", describe(cmd)))?;
+    // Where a CI run spends its time, step by step.
+    eprintln!("xtask: {:.1} s: {}", started.elapsed().as_secs_f64(), describe(cmd));
     if !status.success() {
         bail!("{} failed ({status})", describe(cmd));
     }
