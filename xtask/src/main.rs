@@ -509,8 +509,14 @@ fn test(args: &[OsString]) -> Result<()> {
     let plugins = discover_plugins()?;
     build_plugins(&[])?;
     // The end-to-end tests run the real binary; `cargo test` alone does not build another
-    // package's binary.
-    run(cargo_cmd().args(["build", "--package", BRIDGE_PACKAGE]))?;
+    // package's binary. For the whole suite it is built by `cargo test --no-run`, with the
+    // features the tests unify: a plain `cargo build` would resolve some dependencies' features
+    // differently and compile them (and the bridge) a second time.
+    if args.is_empty() {
+        run(cargo_cmd().args(["test", "--no-run"]))?;
+    } else {
+        run(cargo_cmd().args(["build", "--package", BRIDGE_PACKAGE]))?;
+    }
     if args.is_empty() {
         // The SDK's and the adapters' unit tests, natively. A separate invocation: testing them
         // with the default members would unify features differently and build the host's

@@ -117,18 +117,84 @@ CREATE TABLE IF NOT EXISTS tickets (
     contact_id TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (owner, ticket_number)
 ) WITHOUT ROWID;
+-- The pending delivery at the head of each ticket's queue: what may be delivered next. Kept by
+-- the triggers in `HEADS`, so finding due work costs per due head, not per pending row.
+CREATE TABLE IF NOT EXISTS ticket_heads (
+    owner TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    ticket TEXT NOT NULL,
+    seq INTEGER NOT NULL UNIQUE,
+    tenant TEXT NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    PRIMARY KEY (owner, direction, ticket)
+) WITHOUT ROWID;
 ";
 
 /// Indexes, created after the columns they name exist (older files gain them in `migrate`).
 const INDEXES: &str = "
 DROP INDEX IF EXISTS outbox_pending;
 CREATE INDEX IF NOT EXISTS outbox_heads ON outbox (owner, direction, ticket, seq) WHERE state = 'pending';
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';
+DROP INDEX IF EXISTS outbox_due;
+CREATE INDEX IF NOT EXISTS ticket_heads_due ON ticket_heads (next_attempt_at, seq);
 CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (state, finished_at);
 CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_at);
 CREATE INDEX IF NOT EXISTS webhooks_age ON webhooks (created_at);
 CREATE INDEX IF NOT EXISTS tickets_age ON tickets (updated_at);
 CREATE INDEX IF NOT EXISTS tickets_contact ON tickets (owner, contact_id);
+";
+
+/// Triggers keeping `ticket_heads` in step with `outbox` in the same transaction as each write
+/// (whichever process writes: the server or a `dead-letters` command), then the heads rebuilt
+/// from `outbox` (files written before the table existed, or by an older bridge).
+const HEADS: &str = "
+DROP TRIGGER IF EXISTS outbox_head_enqueued;
+CREATE TRIGGER outbox_head_enqueued AFTER INSERT ON outbox WHEN NEW.state = 'pending'
+BEGIN
+    INSERT INTO ticket_heads (owner, direction, ticket, seq, tenant, next_attempt_at)
+    VALUES (NEW.owner, NEW.direction, NEW.ticket, NEW.seq, NEW.tenant, NEW.next_attempt_at)
+    ON CONFLICT (owner, direction, ticket) DO NOTHING;
+END;
+DROP TRIGGER IF EXISTS outbox_head_rescheduled;
+CREATE TRIGGER outbox_head_rescheduled AFTER UPDATE OF next_attempt_at, tenant ON outbox
+WHEN OLD.state = 'pending' AND NEW.state = 'pending'
+BEGIN
+    UPDATE ticket_heads SET next_attempt_at = NEW.next_attempt_at, tenant = NEW.tenant WHERE seq = NEW.seq;
+END;
+DROP TRIGGER IF EXISTS outbox_head_finished;
+CREATE TRIGGER outbox_head_finished AFTER UPDATE OF state ON outbox
+WHEN OLD.state = 'pending' AND NEW.state <> 'pending'
+BEGIN
+    DELETE FROM ticket_heads WHERE seq = OLD.seq;
+    INSERT INTO ticket_heads (owner, direction, ticket, seq, tenant, next_attempt_at)
+    SELECT owner, direction, ticket, seq, tenant, next_attempt_at FROM outbox
+    WHERE state = 'pending' AND owner = OLD.owner AND direction = OLD.direction AND ticket = OLD.ticket
+    ORDER BY seq LIMIT 1
+    ON CONFLICT (owner, direction, ticket) DO NOTHING;
+END;
+DROP TRIGGER IF EXISTS outbox_head_replayed;
+CREATE TRIGGER outbox_head_replayed AFTER UPDATE OF state ON outbox
+WHEN OLD.state <> 'pending' AND NEW.state = 'pending'
+BEGIN
+    INSERT INTO ticket_heads (owner, direction, ticket, seq, tenant, next_attempt_at)
+    VALUES (NEW.owner, NEW.direction, NEW.ticket, NEW.seq, NEW.tenant, NEW.next_attempt_at)
+    ON CONFLICT (owner, direction, ticket) DO UPDATE
+        SET seq = excluded.seq, tenant = excluded.tenant, next_attempt_at = excluded.next_attempt_at
+        WHERE excluded.seq < ticket_heads.seq;
+END;
+DROP TRIGGER IF EXISTS outbox_head_deleted;
+CREATE TRIGGER outbox_head_deleted AFTER DELETE ON outbox WHEN OLD.state = 'pending'
+BEGIN
+    DELETE FROM ticket_heads WHERE seq = OLD.seq;
+    INSERT INTO ticket_heads (owner, direction, ticket, seq, tenant, next_attempt_at)
+    SELECT owner, direction, ticket, seq, tenant, next_attempt_at FROM outbox
+    WHERE state = 'pending' AND owner = OLD.owner AND direction = OLD.direction AND ticket = OLD.ticket
+    ORDER BY seq LIMIT 1
+    ON CONFLICT (owner, direction, ticket) DO NOTHING;
+END;
+DELETE FROM ticket_heads;
+INSERT INTO ticket_heads (owner, direction, ticket, seq, tenant, next_attempt_at)
+SELECT owner, direction, ticket, MIN(seq), tenant, next_attempt_at FROM outbox
+WHERE state = 'pending' GROUP BY owner, direction, ticket;
 ";
 
 fn open_connection(path: &Path) -> anyhow::Result<Connection> {
@@ -189,7 +255,8 @@ impl SqliteStore {
             let created = writer_conn
                 .execute_batch(SCHEMA)
                 .and_then(|()| migrate(&writer_conn))
-                .and_then(|()| writer_conn.execute_batch(INDEXES));
+                .and_then(|()| writer_conn.execute_batch(INDEXES))
+                .and_then(|()| writer_conn.execute_batch(HEADS));
             writer_conn.execute_batch(if created.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
             created?;
             setup(&writer_conn)
@@ -428,10 +495,6 @@ fn delivery_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
     })
 }
 
-/// The SQL condition "this pending row `o` is the first pending of its order key".
-const IS_HEAD: &str = "o.seq = (SELECT MIN(h.seq) FROM outbox h WHERE h.state = 'pending'
-     AND h.owner = o.owner AND h.direction = o.direction AND h.ticket = o.ticket)";
-
 /// `WHERE` fragment and parameters selecting dead letters by `filter` (parameters from `?2`).
 fn dead_letter_condition(filter: &DeadLetterFilter) -> (&'static str, Option<String>) {
     match filter {
@@ -492,11 +555,11 @@ impl Store for SqliteStore {
         let skip = serde_json::to_string(skip_tenants).expect("names serialize");
         self.read(move |c| {
             let sql = format!(
-                "SELECT {DELIVERY_COLUMNS} FROM outbox o
-                 WHERE o.state = 'pending' AND o.next_attempt_at <= ?1
-                   AND o.tenant NOT IN (SELECT value FROM json_each(?3))
-                   AND {IS_HEAD}
-                 ORDER BY o.next_attempt_at, o.seq LIMIT ?2"
+                "SELECT {DELIVERY_COLUMNS} FROM outbox WHERE seq IN (
+                     SELECT seq FROM ticket_heads
+                     WHERE next_attempt_at <= ?1 AND tenant NOT IN (SELECT value FROM json_each(?3))
+                     ORDER BY next_attempt_at, seq LIMIT ?2)
+                 ORDER BY next_attempt_at, seq"
             );
             let mut statement = c.prepare_cached(&sql)?;
             let rows = statement.query_map(params![now, limit as i64, skip], delivery_row)?;
@@ -507,11 +570,8 @@ impl Store for SqliteStore {
 
     async fn next_due_after(&self, now: i64) -> anyhow::Result<Option<i64>> {
         self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT MIN(o.next_attempt_at) FROM outbox o
-                 WHERE o.state = 'pending' AND o.next_attempt_at > ?1 AND {IS_HEAD}"
-            ))?
-            .query_row(params![now], |r| r.get(0))
+            c.prepare_cached("SELECT MIN(next_attempt_at) FROM ticket_heads WHERE next_attempt_at > ?1")?
+                .query_row(params![now], |r| r.get(0))
         })
         .await
     }

@@ -636,3 +636,113 @@ trait NowOrLater: std::future::Future + Sized {
 }
 
 impl<F: std::future::Future> NowOrLater for F {}
+
+/// A ticket's head: ticket, seq, tenant, due time.
+type Head = (String, i64, String, i64);
+
+/// What `ticket_heads` says, and what `outbox` itself says the head of each ticket is: the
+/// first pending delivery, with its tenant and due time.
+fn heads_both_ways(conn: &Connection) -> (Vec<Head>, Vec<Head>) {
+    let read = |sql: &str| -> Vec<Head> {
+        let mut statement = conn.prepare(sql).unwrap();
+        let rows = statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    };
+    let kept = read("SELECT ticket, seq, tenant, next_attempt_at FROM ticket_heads ORDER BY ticket");
+    let derived = read(
+        "SELECT ticket, seq, tenant, next_attempt_at FROM outbox o WHERE state = 'pending'
+           AND seq = (SELECT MIN(seq) FROM outbox h WHERE h.state = 'pending'
+                      AND h.owner = o.owner AND h.direction = o.direction AND h.ticket = o.ticket)
+         ORDER BY ticket",
+    );
+    (kept, derived)
+}
+
+/// The heads the dispatcher reads are kept by triggers: after every kind of write (enqueue,
+/// claim, retry, delivered, dead, replay to another tenant, purge, a write by another process)
+/// they are exactly the first pending delivery of each ticket.
+#[tokio::test]
+async fn ticket_heads_follow_every_write() {
+    let t = TempStore::new();
+    let store = &t.store;
+    let side = t.side_connection();
+    let assert_heads = |step: &str| {
+        let (kept, derived) = heads_both_ways(&side);
+        assert_eq!(kept, derived, "after {step}");
+    };
+    let batch = ["a1", "a2", "a3", "b1", "b2", "c1"]
+        .iter()
+        .map(|id| delivery(id, &id[..1], None))
+        .collect();
+    store.enqueue(batch, WINDOW).await.unwrap();
+    assert_heads("enqueue");
+    assert_eq!(heads_both_ways(&side).0.len(), 3);
+
+    let a1 = get(store, "a1").await;
+    assert!(store.claim(a1.seq, 0, now_ms() + 60_000).await.unwrap());
+    assert_heads("claim");
+    assert!(
+        store
+            .record(a1.seq, 1, Outcome::RetryAt(now_ms() + 5_000, "vendor down".into()))
+            .await
+            .unwrap()
+    );
+    assert_heads("retry");
+    assert!(store.claim(a1.seq, 1, now_ms()).await.unwrap());
+    assert!(store.record(a1.seq, 2, Outcome::Delivered).await.unwrap());
+    assert_heads("delivered");
+    let a2 = get(store, "a2").await;
+    assert!(store.claim(a2.seq, 0, now_ms()).await.unwrap());
+    assert!(store.record(a2.seq, 1, Outcome::Dead("bad".into())).await.unwrap());
+    assert_heads("dead");
+    let b1 = get(store, "b1").await;
+    assert!(store.claim(b1.seq, 0, now_ms()).await.unwrap());
+    assert!(store.record(b1.seq, 1, Outcome::Dead("bad".into())).await.unwrap());
+    assert_heads("dead at the head of b");
+
+    // a2 is older than a3, the head now: replayed, it is the head of `a` again.
+    let replayed = store
+        .replay(DeadLetterFilter::One("a2".into()), Some("acme-new"))
+        .await
+        .unwrap();
+    assert_eq!(replayed, 1);
+    assert_heads("replay to another tenant");
+    assert_eq!(due_ids(store, now_ms()).await, vec!["b2", "c1", "a2"]);
+
+    // Another process (a `dead-letters` command) replays b1 on its own connection.
+    side.execute(
+        "UPDATE outbox SET state = 'pending', next_attempt_at = 0 WHERE delivery_id = 'b1'",
+        [],
+    )
+    .unwrap();
+    assert_heads("replay by another process");
+    side.execute("DELETE FROM outbox WHERE delivery_id = 'c1'", []).unwrap();
+    assert_heads("a pending delivery deleted");
+    store
+        .purge_dead_letters(DeadLetterFilter::All, now_ms() + 1)
+        .await
+        .unwrap();
+    assert_heads("purge");
+}
+
+/// A file whose `ticket_heads` is missing or stale (written before the table existed) gets its
+/// heads rebuilt from `outbox` when it is opened.
+#[tokio::test]
+async fn ticket_heads_are_rebuilt_when_the_store_opens() {
+    let t = TempStore::new();
+    let batch = ["a1", "a2", "b1"]
+        .iter()
+        .map(|id| delivery(id, &id[..1], None))
+        .collect();
+    t.store.enqueue(batch, WINDOW).await.unwrap();
+    let side = t.side_connection();
+    side.execute_batch("DROP TRIGGER outbox_head_enqueued; DELETE FROM ticket_heads;")
+        .unwrap();
+    let reopened = SqliteStore::open(&t.path(), CommitMode::Group).unwrap();
+    let (kept, derived) = heads_both_ways(&side);
+    assert_eq!(kept, derived);
+    assert_eq!(kept.len(), 2);
+    assert_eq!(due_ids(&reopened, now_ms()).await, vec!["a1", "b1"]);
+}
