@@ -583,6 +583,21 @@ impl Config {
         }
     }
 
+    /// An optional bearer token (`field`): when set, at least [`MIN_TOKEN_BYTES`]. An empty one
+    /// is refused with a hint that leaving it unset would `unset_does`.
+    fn check_optional_token(&self, field: &str, token: &Option<String>, unset_does: &str) -> Result<(), ConfigError> {
+        let Some(token) = token else {
+            return Ok(());
+        };
+        check_secret(token, MIN_TOKEN_BYTES).map_err(|m| {
+            let hint = match token.trim().is_empty() {
+                true => format!(" (leave it unset to {unset_does})"),
+                false => String::new(),
+            };
+            self.invalid(field, format!("{m}{hint}"))
+        })
+    }
+
     /// A tenant's webhook deduplication: a header name, and ids kept at least as long as a
     /// signed request may be replayed.
     fn check_webhook_dedupe(&self, webhook: &WebhookConfig, field: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
@@ -616,24 +631,8 @@ impl Config {
         if let Some(token) = &self.server.incoming_token {
             check_secret(token, MIN_TOKEN_BYTES).map_err(|m| self.invalid("server.incoming_token", m))?;
         }
-        if let Some(token) = &self.admin.token {
-            check_secret(token, MIN_TOKEN_BYTES).map_err(|m| {
-                let hint = match token.trim().is_empty() {
-                    true => " (leave it unset to turn the admin endpoints off)",
-                    false => "",
-                };
-                self.invalid("admin.token", format!("{m}{hint}"))
-            })?;
-        }
-        if let Some(token) = &self.metrics.token {
-            check_secret(token, MIN_TOKEN_BYTES).map_err(|m| {
-                let hint = match token.trim().is_empty() {
-                    true => " (leave it unset to leave /metrics open)",
-                    false => "",
-                };
-                self.invalid("metrics.token", format!("{m}{hint}"))
-            })?;
-        }
+        self.check_optional_token("admin.token", &self.admin.token, "turn the admin endpoints off")?;
+        self.check_optional_token("metrics.token", &self.metrics.token, "leave /metrics open")?;
         for (i, network) in self.server.incoming_networks.iter().enumerate() {
             parse_network(network).map_err(|m| self.invalid(format!("server.incoming_networks[{i}]"), m))?;
         }

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, TenantConfig, parse_origin};
 use crate::metrics::{METRICS, Metrics};
+use crate::redaction::SecretSet;
 use crate::runtime::{AdapterStats, Breakers, CallLimits, HostServices, LoadedAdapter, Runtime, TenantHost};
 use crate::tenants::{Tenant, TenantSet};
 
@@ -207,7 +208,7 @@ impl AdapterRegistry {
             config: tenant.adapter_values(),
             allowed_origins,
             allow_private_networks: tenant.allow_private_networks,
-            secrets: tenant.secret_values(),
+            secrets: SecretSet::new(tenant.secret_values()),
             breakers: Breakers::new(self.breaker.0, self.breaker.1),
             webhook_slots: Arc::new(tokio::sync::Semaphore::new(limits.webhook_concurrency)),
             stats: self

@@ -19,6 +19,7 @@ use crate::config::{LimitsConfig, Origin};
 use crate::contract::{self, IncomingEvent};
 use crate::egress::EgressClients;
 use crate::metrics::{METRICS, Metrics};
+use crate::redaction::SecretSet;
 use crate::scheduler::{CpuClock, GuestScheduler};
 use crate::store::Store;
 use crate::three_dolphins::ThreeDolphinsClient;
@@ -27,7 +28,6 @@ mod adapter_log;
 mod compile_cache;
 mod imports;
 mod limiter;
-pub use adapter_log::redact;
 pub use compile_cache::CacheDirError;
 pub use imports::http::{MAX_REQUEST_HEADER_BYTES, MAX_REQUEST_HEADERS, header_pairs};
 use limiter::AdapterLimiter;
@@ -191,8 +191,9 @@ pub struct TenantHost {
     pub allowed_origins: Vec<Origin>,
     /// Whether loopback, link-local and private addresses may be reached.
     pub allow_private_networks: bool,
-    /// Secret values of the tenant's config, removed from adapter logs and errors.
-    pub secrets: Vec<String>,
+    /// Secret values of the tenant's config, removed from adapter logs and errors (searched for
+    /// as built once, when the tenant is loaded).
+    pub secrets: SecretSet,
     /// One breaker per direction: webhooks anyone can send (with `auth = "none"` or a leaked
     /// token) cannot rest the adapter that delivers the tenant's customers' messages.
     pub breakers: Breakers,
@@ -403,7 +404,7 @@ impl Runtime {
         event: &IncomingEvent,
     ) -> Result<(), CallError> {
         let event = to_wit_incoming(event);
-        let secrets = host.secrets.clone();
+        let tenant = host.clone();
         self.run(
             adapter,
             host,
@@ -412,7 +413,7 @@ impl Runtime {
             |bindings, store, ctx| Box::pin(async move { bindings.call_on_incoming(store, &ctx, &event).await }),
         )
         .await
-        .and_then(|result| result.map_err(|e| adapter_error(e, &secrets)))
+        .and_then(|result| result.map_err(|e| adapter_error(e, &tenant.secrets)))
     }
 
     /// Runs `on-vendor-webhook` in a fresh store.
@@ -423,7 +424,7 @@ impl Runtime {
         ctx: CallContext,
         request: wt::WebhookRequest,
     ) -> Result<wt::WebhookOutcome, CallError> {
-        let secrets = host.secrets.clone();
+        let tenant = host.clone();
         self.run(
             adapter,
             host,
@@ -434,7 +435,7 @@ impl Runtime {
             },
         )
         .await
-        .and_then(|result| result.map_err(|e| adapter_error(e, &secrets)))
+        .and_then(|result| result.map_err(|e| adapter_error(e, &tenant.secrets)))
     }
 
     /// Instantiates the adapter in a new store with the tenant's limits and runs `call` on the
@@ -548,7 +549,7 @@ fn classify_failure(error: wasmtime::Error, state: &CallState) -> CallError {
         };
     }
     let text = format!("{:#}", anyhow::Error::from(error));
-    CallError::Trapped(truncate(&redact(&text, &state.host.secrets), 1024))
+    CallError::Trapped(truncate(&state.host.secrets.redact(&text), 1024))
 }
 
 /// The name of the per-host-call data limit, as a call that exceeds it reports it.
@@ -557,8 +558,8 @@ fn hostcall_limit() -> String {
 }
 
 /// Removes the tenant's secret values from an error message.
-fn redact_error(error: CallError, secrets: &[String]) -> CallError {
-    let r = |m: String| redact(&m, secrets);
+fn redact_error(error: CallError, secrets: &SecretSet) -> CallError {
+    let r = |m: String| secrets.redact(&m);
     match error {
         CallError::RetryLater(m) => CallError::RetryLater(r(m)),
         CallError::Permanent(m) => CallError::Permanent(r(m)),
@@ -571,8 +572,8 @@ fn redact_error(error: CallError, secrets: &[String]) -> CallError {
 
 /// An adapter's own error, secrets removed before it is cut to length (a cut could otherwise
 /// leave part of a secret that redaction no longer recognises).
-fn adapter_error(error: wt::AdapterError, secrets: &[String]) -> CallError {
-    let text = |m: String| truncate(&redact(&m, secrets), 1024);
+fn adapter_error(error: wt::AdapterError, secrets: &SecretSet) -> CallError {
+    let text = |m: String| truncate(&secrets.redact(&m), 1024);
     match error {
         wt::AdapterError::RetryLater(m) => CallError::RetryLater(text(m)),
         wt::AdapterError::Permanent(m) => CallError::Permanent(text(m)),
@@ -728,7 +729,8 @@ mod tests {
     fn an_adapter_error_loses_its_secrets_before_it_is_cut() {
         let secret = "s3cret-token-0123456789".to_string();
         let message = format!("{}{secret} and more", "x".repeat(1010));
-        let CallError::Permanent(text) = adapter_error(wt::AdapterError::Permanent(message), &[secret]) else {
+        let CallError::Permanent(text) = adapter_error(wt::AdapterError::Permanent(message), &SecretSet::new([secret]))
+        else {
             panic!("a permanent error stays permanent");
         };
         assert!(!text.contains("s3cr"), "part of the secret survived: {text}");

@@ -7,13 +7,6 @@ use crate::redaction::SecretSet;
 /// The longest adapter-supplied text (a message, a field, a denied request's detail) logged.
 pub const MAX_LOGGED_BYTES: usize = 1024;
 
-/// `text` with every occurrence of a secret, plain or encoded (percent, backslash-escaped,
-/// base64, an HTTP Basic credential), replaced by `[redacted]`; a secret that contains another
-/// is replaced whole. See [`crate::redaction`].
-pub fn redact(text: &str, secrets: &[String]) -> String {
-    SecretSet::new(secrets).redact(text)
-}
-
 /// `text` cut to at most `max` bytes (on a character boundary), saying how much was left out.
 pub fn bounded(text: &str, max: usize) -> String {
     if text.len() <= max {
@@ -41,12 +34,12 @@ pub fn escape_controls(text: &str) -> String {
 
 /// Adapter-supplied `text` as it may be logged: redacted first (so escaping cannot hide a
 /// secret from redaction), then bounded and escaped.
-pub fn loggable(text: &str, secrets: &[String]) -> String {
-    escape_controls(&bounded(&redact(text, secrets), MAX_LOGGED_BYTES))
+pub fn loggable(text: &str, secrets: &SecretSet) -> String {
+    escape_controls(&bounded(&secrets.redact(text), MAX_LOGGED_BYTES))
 }
 
 /// An adapter's log fields as one `key=value key=value` text, each part made [`loggable`].
-pub fn loggable_fields(fields: &[(String, String)], secrets: &[String]) -> String {
+pub fn loggable_fields(fields: &[(String, String)], secrets: &SecretSet) -> String {
     fields
         .iter()
         .map(|(k, v)| format!("{}={}", loggable(k, secrets), loggable(v, secrets)))
@@ -58,14 +51,14 @@ pub fn loggable_fields(fields: &[(String, String)], secrets: &[String]) -> Strin
 mod tests {
     use super::*;
 
-    fn secrets(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    fn secrets(list: &[&str]) -> SecretSet {
+        SecretSet::new(list)
     }
 
     #[test]
     fn a_newline_or_an_escape_cannot_start_a_forged_line() {
         let forged = "ok\n2026-12-01T10:00:00Z  INFO adapter: tenant=other forged\r\x1b[2J\u{85}";
-        let logged = loggable(forged, &[]);
+        let logged = loggable(forged, &SecretSet::default());
         assert!(!logged.chars().any(char::is_control), "{logged:?}");
         assert_eq!(
             logged,
@@ -83,7 +76,7 @@ mod tests {
 
     #[test]
     fn the_longer_of_two_overlapping_secrets_is_replaced_whole() {
-        let logged = redact("key abcd1234-suffix", &secrets(&["abcd1234", "abcd1234-suffix"]));
+        let logged = secrets(&["abcd1234", "abcd1234-suffix"]).redact("key abcd1234-suffix");
         assert_eq!(logged, "key [redacted]");
     }
 
@@ -125,7 +118,7 @@ mod tests {
         let mut failures = Vec::new();
         for (form, encoded) in encoded_forms(secret) {
             let text = format!("vendor said: {encoded} (end)");
-            let logged = redact(&text, &secrets(&[secret]));
+            let logged = secrets(&[secret]).redact(&text);
             let ok = !logged.contains(&encoded)
                 && logged.contains("[redacted]")
                 && logged.starts_with("vendor said: ")
@@ -142,14 +135,14 @@ mod tests {
         use base64::Engine as _;
         let credential = base64::engine::general_purpose::STANDARD.encode("api:vendor-key-0123");
         let text = format!("authorization: Basic {credential}, retrying");
-        let logged = redact(&text, &secrets(&["vendor-key-0123"]));
+        let logged = secrets(&["vendor-key-0123"]).redact(&text);
         assert_eq!(logged, "authorization: Basic [redacted], retrying");
     }
 
     #[test]
     fn long_text_is_bounded_on_a_character_boundary() {
         let text = "é".repeat(MAX_LOGGED_BYTES);
-        let logged = loggable(&text, &[]);
+        let logged = loggable(&text, &SecretSet::default());
         assert!(logged.len() < MAX_LOGGED_BYTES + 40, "{}", logged.len());
         assert!(logged.ends_with(&format!("... [{} more bytes]", MAX_LOGGED_BYTES)));
     }

@@ -143,10 +143,26 @@ CREATE INDEX IF NOT EXISTS tickets_age ON tickets (updated_at);
 CREATE INDEX IF NOT EXISTS tickets_contact ON tickets (owner, contact_id);
 ";
 
+/// The body of the triggers on a pending delivery (`OLD`) that is pending no more: the next
+/// pending delivery of its ticket, if any, becomes the head.
+macro_rules! next_head_takes_over {
+    () => {
+        "
+    DELETE FROM ticket_heads WHERE seq = OLD.seq;
+    INSERT INTO ticket_heads (owner, direction, ticket, seq, tenant, next_attempt_at)
+    SELECT owner, direction, ticket, seq, tenant, next_attempt_at FROM outbox
+    WHERE state = 'pending' AND owner = OLD.owner AND direction = OLD.direction AND ticket = OLD.ticket
+    ORDER BY seq LIMIT 1
+    ON CONFLICT (owner, direction, ticket) DO NOTHING;
+"
+    };
+}
+
 /// Triggers keeping `ticket_heads` in step with `outbox` in the same transaction as each write
 /// (whichever process writes: the server or a `dead-letters` command), then the heads rebuilt
 /// from `outbox` (files written before the table existed, or by an older bridge).
-const HEADS: &str = "
+const HEADS: &str = concat!(
+    "
 DROP TRIGGER IF EXISTS outbox_head_enqueued;
 CREATE TRIGGER outbox_head_enqueued AFTER INSERT ON outbox WHEN NEW.state = 'pending'
 BEGIN
@@ -164,13 +180,9 @@ DROP TRIGGER IF EXISTS outbox_head_finished;
 CREATE TRIGGER outbox_head_finished AFTER UPDATE OF state ON outbox
 WHEN OLD.state = 'pending' AND NEW.state <> 'pending'
 BEGIN
-    DELETE FROM ticket_heads WHERE seq = OLD.seq;
-    INSERT INTO ticket_heads (owner, direction, ticket, seq, tenant, next_attempt_at)
-    SELECT owner, direction, ticket, seq, tenant, next_attempt_at FROM outbox
-    WHERE state = 'pending' AND owner = OLD.owner AND direction = OLD.direction AND ticket = OLD.ticket
-    ORDER BY seq LIMIT 1
-    ON CONFLICT (owner, direction, ticket) DO NOTHING;
-END;
+",
+    next_head_takes_over!(),
+    "END;
 DROP TRIGGER IF EXISTS outbox_head_replayed;
 CREATE TRIGGER outbox_head_replayed AFTER UPDATE OF state ON outbox
 WHEN OLD.state <> 'pending' AND NEW.state = 'pending'
@@ -184,18 +196,15 @@ END;
 DROP TRIGGER IF EXISTS outbox_head_deleted;
 CREATE TRIGGER outbox_head_deleted AFTER DELETE ON outbox WHEN OLD.state = 'pending'
 BEGIN
-    DELETE FROM ticket_heads WHERE seq = OLD.seq;
-    INSERT INTO ticket_heads (owner, direction, ticket, seq, tenant, next_attempt_at)
-    SELECT owner, direction, ticket, seq, tenant, next_attempt_at FROM outbox
-    WHERE state = 'pending' AND owner = OLD.owner AND direction = OLD.direction AND ticket = OLD.ticket
-    ORDER BY seq LIMIT 1
-    ON CONFLICT (owner, direction, ticket) DO NOTHING;
-END;
+",
+    next_head_takes_over!(),
+    "END;
 DELETE FROM ticket_heads;
 INSERT INTO ticket_heads (owner, direction, ticket, seq, tenant, next_attempt_at)
 SELECT owner, direction, ticket, MIN(seq), tenant, next_attempt_at FROM outbox
 WHERE state = 'pending' GROUP BY owner, direction, ticket;
-";
+"
+);
 
 fn open_connection(path: &Path) -> anyhow::Result<Connection> {
     let conn = Connection::open(path).with_context(|| format!("opening the store {}", path.display()))?;
