@@ -4,19 +4,32 @@
 //! the Rust adapter, measured in one run on the same machine.
 //!
 //! Needs the adapters built (`cargo xtask build-plugins`). Run with
-//! `cargo bench -p dolphin-bridge --bench adapter_call` (`-- --calls N` to change the count).
+//! `cargo bench -p dolphin-bridge --bench adapter_call` (`-- --calls N` to change the count,
+//! `-- --only rust` to measure one adapter, e.g. under a profiler).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dolphin_bridge::config::Config;
+use dolphin_bridge::registry::AdapterRegistry;
 use dolphin_bridge::runtime::CallContext;
 use dolphin_bridge::runtime::bindings::dolphin::bridge::types as wt;
 use dolphin_bridge::store::CommitMode;
+use dolphin_bridge_tests::bench_target::{Better, print_target};
 
 /// Adapters measured: tenant name and component file stem.
 const ADAPTERS: [(&str, &str); 3] = [("rust", "echo"), ("python", "echo_python"), ("javascript", "echo_js")];
+
+/// Webhook bodies measured: one mapped to an Outgoing event (the adapter reads the ticket's
+/// channel from its key-value store), one refused by the mapping itself (no host call).
+const CASES: [(&str, &[u8]); 2] = [
+    (
+        "mapped (1 kv read)",
+        br#"{"ticketNumber":"T-1","message":"Halo from the agent"}"#,
+    ),
+    ("refused (no host call)", br#"{"ticketNumber":"T-1"}"#),
+];
 
 fn adapter_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/adapter")
@@ -46,8 +59,10 @@ async fn main() {
         .skip_while(|a| a != "--calls")
         .nth(1)
         .map_or(2_000, |n| n.parse().expect("--calls N"));
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1);
     let available: Vec<(&str, &str)> = ADAPTERS
         .into_iter()
+        .filter(|(name, _)| only.as_deref().is_none_or(|only| only == *name))
         .filter(|(_, file)| adapter_dir().join(format!("{file}.wasm")).is_file())
         .collect();
     assert!(
@@ -58,62 +73,120 @@ async fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = config(&dir, &available);
     let store = Arc::new(dolphin_bridge::store::SqliteStore::open(&config.store.path, CommitMode::Group).unwrap());
-    let registry = dolphin_bridge::build_registry(&config, store).expect("adapters load");
-    let tenants = registry.snapshot();
-    let body = br#"{"ticketNumber":"T-1","message":"Halo from the agent"}"#.to_vec();
+    let registry = Arc::new(dolphin_bridge::build_registry(&config, store).expect("adapters load"));
 
-    println!("adapter call alone: fresh instance + webhook mapping, {calls} calls each, one at a time");
+    println!("adapter call alone: fresh instance + webhook mapping, {calls} calls each");
+    println!("  one at a time: the latency of one call, the hand-off to an idle adapter thread and back included");
+    println!("  {CONCURRENT} at once: the adapter threads kept busy; per call = elapsed / calls");
     println!(
-        "{:<12} {:>10} {:>10} {:>10} {:>12}",
-        "adapter", "p50 us", "p99 us", "mean us", "p50 vs rust"
+        "{:<12} {:<24} {:>9} {:>9} {:>9} {:>12} {:>13} {:>12}",
+        "adapter", "webhook", "p50 us", "p99 us", "mean us", "p50 vs rust", "per call us", "vs rust"
     );
-    let mut rust_p50 = None;
+    let mut rust = std::collections::HashMap::new();
+    // (adapter, case) -> (p50 us, p99 us, per call us), for the target lines.
+    let mut figures = std::collections::BTreeMap::new();
     for (name, _) in &available {
-        let tenant = tenants.by_name(name).expect("tenant loaded");
-        let mut samples = Vec::with_capacity(calls);
-        for i in 0..calls + calls / 10 {
-            let request = wt::WebhookRequest {
-                method: "POST".into(),
-                path: "/".into(),
-                query: String::new(),
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: body.clone(),
-            };
-            let ctx = CallContext {
-                tenant: name.to_string(),
-                delivery_id: format!("bench-{i}"),
-                attempt: 1,
-            };
-            let started = Instant::now();
-            let outcome = registry
-                .runtime()
-                .call_webhook(&tenant.adapter, tenant.host.clone(), ctx, request)
-                .await;
-            let took = started.elapsed();
-            outcome.expect("the echo adapter maps the webhook");
+        for (case, body) in CASES {
             // The first tenth warms caches up and is not counted.
-            if i >= calls / 10 {
-                samples.push(took);
+            for i in 0..calls / 10 {
+                call(&registry, name, body, i).await;
             }
+            let mut samples = Vec::with_capacity(calls);
+            for i in 0..calls {
+                samples.push(call(&registry, name, body, i).await);
+            }
+            samples.sort();
+            let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
+            let p50 = percentile(&samples, 0.50);
+            let per_call = concurrent(&registry, name, body, calls).await;
+            let (rust_p50, rust_per_call) = *rust.entry(case).or_insert((p50, per_call));
+            let us = |d: Duration| d.as_secs_f64() * 1e6;
+            figures.insert((*name, case), (us(p50), us(percentile(&samples, 0.99)), us(per_call)));
+            println!(
+                "{:<12} {:<24} {:>9.1} {:>9.1} {:>9.1} {:>11.2}x {:>13.1} {:>11.2}x",
+                name,
+                case,
+                p50.as_secs_f64() * 1e6,
+                percentile(&samples, 0.99).as_secs_f64() * 1e6,
+                mean.as_secs_f64() * 1e6,
+                p50.as_secs_f64() / rust_p50.as_secs_f64(),
+                per_call.as_secs_f64() * 1e6,
+                per_call.as_secs_f64() / rust_per_call.as_secs_f64(),
+            );
         }
-        samples.sort();
-        let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
-        let p50 = percentile(&samples, 0.50);
-        let ratio = match rust_p50 {
-            None => {
-                rust_p50 = Some(p50);
-                1.0
-            }
-            Some(rust) => p50.as_secs_f64() / rust.as_secs_f64(),
-        };
-        println!(
-            "{:<12} {:>10.1} {:>10.1} {:>10.1} {:>11.2}x",
-            name,
-            p50.as_secs_f64() * 1e6,
-            percentile(&samples, 0.99).as_secs_f64() * 1e6,
-            mean.as_secs_f64() * 1e6,
-            ratio
-        );
+    }
+    // The targets: a Rust call alone (one at a time, the thread hand-off included) within
+    // 10 us p50 and 25 us p99; Python and JavaScript within 10x the Rust call's cost.
+    for ((adapter, case), (p50, p99, per_call)) in &figures {
+        if *adapter == "rust" {
+            print_target(
+                &format!("Rust adapter call p50, {case}"),
+                *p50,
+                "us",
+                10.0,
+                Better::Lower,
+            );
+            print_target(
+                &format!("Rust adapter call p99, {case}"),
+                *p99,
+                "us",
+                25.0,
+                Better::Lower,
+            );
+        } else if let Some((_, _, rust_per_call)) = figures.get(&("rust", *case)) {
+            print_target(
+                &format!("{adapter} adapter call / Rust ({CONCURRENT} at once), {case}"),
+                per_call / rust_per_call,
+                "x",
+                10.0,
+                Better::Lower,
+            );
+        }
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Calls running at once in the throughput measurement.
+const CONCURRENT: usize = 16;
+
+/// One webhook call of tenant `name` with `body`; how long it took.
+async fn call(registry: &AdapterRegistry, name: &str, body: &[u8], i: usize) -> Duration {
+    let tenants = registry.snapshot();
+    let tenant = tenants.by_name(name).expect("tenant loaded");
+    let request = wt::WebhookRequest {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_vec(),
+    };
+    let ctx = CallContext {
+        tenant: name.to_string(),
+        delivery_id: format!("bench-{i}"),
+        attempt: 1,
+    };
+    let started = Instant::now();
+    let outcome = registry
+        .runtime()
+        .call_webhook(&tenant.adapter, tenant.host.clone(), ctx, request)
+        .await;
+    let took = started.elapsed();
+    outcome.expect("the echo adapter answers the webhook");
+    took
+}
+
+/// `calls` calls, [`CONCURRENT`] at a time; the elapsed time per call.
+async fn concurrent(registry: &Arc<AdapterRegistry>, name: &str, body: &'static [u8], calls: usize) -> Duration {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..CONCURRENT {
+        let (registry, name) = (registry.clone(), name.to_string());
+        tasks.spawn(async move {
+            for i in (worker..calls).step_by(CONCURRENT) {
+                call(&registry, &name, body, i).await;
+            }
+        });
+    }
+    tasks.join_all().await;
+    started.elapsed() / calls as u32
 }

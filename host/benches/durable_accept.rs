@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dolphin_bridge::store::{CommitMode, Direction, NewDelivery, SqliteStore, Store};
+use dolphin_bridge::store::{CommitMode, Direction, NewDelivery, SqliteStore, Store, TicketInfo};
 
 const CLIENTS: usize = 64;
 const EVENTS_PER_CLIENT: usize = 40;
@@ -27,6 +27,12 @@ async fn measure(mode: CommitMode) -> f64 {
                     ticket: format!("ticket-{client}"),
                     payload: payload.clone(),
                     idempotency_key: Some(format!("key-{client}-{i}")),
+                    // As an Incoming event does: its ticket is remembered in the same write.
+                    ticket_info: Some(TicketInfo {
+                        channel: "whatsapp".into(),
+                        customer_name: "Budi".into(),
+                        contact_id: format!("contact-{client}"),
+                    }),
                 };
                 store.enqueue(vec![delivery], Duration::from_secs(120)).await.unwrap();
             }

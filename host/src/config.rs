@@ -143,6 +143,10 @@ pub struct AdaptersConfig {
     /// Threads that run adapter code (0: one per CPU but one, at least one). They run at a lower
     /// OS priority than the threads serving HTTP, and are shared between tenants by recent CPU use.
     pub threads: usize,
+    /// Adapter instances alive at once, across tenants: the size of wasmtime's instance pool
+    /// (a call holds one from instantiation until it returns, host calls included). Calls past
+    /// it wait for one, within their call timeout.
+    pub pool_instances: u32,
 }
 
 impl AdaptersConfig {
@@ -166,6 +170,7 @@ impl Default for AdaptersConfig {
             breaker_failures: 10,
             breaker_cooldown_ms: 30_000,
             threads: 0,
+            pool_instances: 256,
         }
     }
 }
@@ -196,6 +201,13 @@ pub struct LimitsConfig {
     /// [`MAX_LOOKUPS_PER_CALL`], as each one is a request to 3Dolphins with the bridge's token.
     pub lookups: u32,
 }
+
+/// Largest `limits.memory_mib`: the most a 32-bit linear memory holds.
+pub const MAX_MEMORY_MIB: usize = 4096;
+
+/// Largest `adapters.pool_instances`: each instance slot reserves address space for up to 16
+/// memories of 4 GiB, and 512 of them already take 32 TiB of the 128 TiB a process has.
+pub const MAX_POOL_INSTANCES: u32 = 512;
 
 /// Most look-ups `limits.lookups` may allow per call.
 pub const MAX_LOOKUPS_PER_CALL: u32 = 1_000;
@@ -639,6 +651,12 @@ impl Config {
         if let Some(url) = &self.server.public_url {
             check_http_url(url).map_err(|m| self.invalid("server.public_url", m))?;
         }
+        if !(1..=MAX_POOL_INSTANCES).contains(&self.adapters.pool_instances) {
+            return Err(self.invalid(
+                "adapters.pool_instances",
+                format!("must be between 1 and {MAX_POOL_INSTANCES}"),
+            ));
+        }
         let td = &self.three_dolphins;
         check_http_url(&td.base_url).map_err(|m| self.invalid("three_dolphins.base_url", m))?;
         check_http_url(&td.api_base()).map_err(|m| self.invalid("three_dolphins.api_base_url", m))?;
@@ -732,6 +750,12 @@ impl Config {
                 return Err(self.invalid(
                     field("limits"),
                     "memory_mib, cpu_ms and http_response_bytes must be above 0",
+                ));
+            }
+            if limits.memory_mib > MAX_MEMORY_MIB {
+                return Err(self.invalid(
+                    field("limits.memory_mib"),
+                    format!("must be at most {MAX_MEMORY_MIB} (a 32-bit linear memory)"),
                 ));
             }
             if limits.lookups > MAX_LOOKUPS_PER_CALL {

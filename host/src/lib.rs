@@ -55,6 +55,7 @@ pub fn build_registry(config: &Config, store: Arc<dyn store::Store>) -> anyhow::
         cache_dir,
         config.adapters.max_wasm_stack_kib << 10,
         config.adapters.adapter_threads(),
+        config.adapters.pool_instances,
     )?;
     AdapterRegistry::load(runtime, services, config)
 }

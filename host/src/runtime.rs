@@ -108,7 +108,7 @@ impl From<&LimitsConfig> for CallLimits {
     fn from(limits: &LimitsConfig) -> Self {
         CallLimits {
             memory_bytes: limits.memory_mib << 20,
-            table_elements: 100_000,
+            table_elements: limiter::MAX_TABLE_ELEMENTS,
             cpu_time: Duration::from_millis(limits.cpu_ms),
             http_calls: limits.http_calls,
             kv_ops: limits.kv_ops,
@@ -297,18 +297,27 @@ pub struct Runtime {
     linker: Arc<Linker<CallState>>,
     cache_dir: PathBuf,
     scheduler: Arc<GuestScheduler>,
+    /// One permit per instance slot of the pool: a call waits here rather than fail to
+    /// instantiate when every slot is taken.
+    instance_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Runtime {
-    /// Builds the engine, starts its epoch ticker and `threads` adapter threads, and links the
-    /// host functions.
-    pub fn new(cache_dir: PathBuf, max_wasm_stack: usize, threads: usize) -> anyhow::Result<Runtime> {
+    /// Builds the engine with a pool of `pool_instances` instance slots, starts its epoch ticker
+    /// and `threads` adapter threads, and links the host functions.
+    pub fn new(
+        cache_dir: PathBuf,
+        max_wasm_stack: usize,
+        threads: usize,
+        pool_instances: u32,
+    ) -> anyhow::Result<Runtime> {
         compile_cache::prepare_cache_dir(&cache_dir)?;
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.max_wasm_stack(max_wasm_stack);
         limiter::restrict_features(&mut config);
+        config.allocation_strategy(limiter::instance_pool(pool_instances));
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -335,6 +344,7 @@ impl Runtime {
                     engine.increment_epoch();
                 }
             })?),
+            instance_slots: Arc::new(tokio::sync::Semaphore::new(pool_instances as usize)),
         })
     }
 
@@ -465,22 +475,16 @@ impl Runtime {
         let io = tokio::runtime::Handle::current();
         let state = CallState::new(host.clone(), ctx.delivery_id.clone(), io);
         let cpu_clock = state.cpu_clock.clone();
-        let mut store = wasmtime::Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        limit_host_calls(&mut store);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |mut store| {
-            let state = store.data_mut();
-            if state.guest_time() > cpu_limit {
-                let limit = format!("CPU time limit of {} ms", cpu_limit.as_millis());
-                state.limit_hit = Some(limit.clone());
-                return Err(wasmtime::Error::msg(limit));
-            }
-            // Yield at every tick: the scheduler then gives the thread to whoever should run next.
-            Ok(UpdateDeadline::Yield(1))
-        });
+        let (engine, slots) = (self.engine.clone(), self.instance_slots.clone());
         let (adapter, wit_ctx) = (adapter.clone(), ctx.to_wit());
         let work = async move {
+            // Declared before the store, so dropped after it: the slot is free again only once
+            // the instance is gone.
+            let _slot = slots
+                .acquire_owned()
+                .await
+                .expect("the instance slots are never closed");
+            let mut store = new_store(&engine, state, cpu_limit);
             let instance =
                 adapter
                     .pre
@@ -519,6 +523,26 @@ impl Runtime {
         Metrics::observe_wait(&ctx.tenant, cpu_clock.waited());
         result
     }
+}
+
+/// A store for one call: the tenant's limits, and a guest that yields at every epoch tick and
+/// fails past `cpu_limit` of its own running time.
+fn new_store(engine: &Engine, state: CallState, cpu_limit: Duration) -> wasmtime::Store<CallState> {
+    let mut store = wasmtime::Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    limit_host_calls(&mut store);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |mut store| {
+        let state = store.data_mut();
+        if state.guest_time() > cpu_limit {
+            let limit = format!("CPU time limit of {} ms", cpu_limit.as_millis());
+            state.limit_hit = Some(limit.clone());
+            return Err(wasmtime::Error::msg(limit));
+        }
+        // Yield at every tick: the scheduler then gives the thread to whoever should run next.
+        Ok(UpdateDeadline::Yield(1))
+    });
+    store
 }
 
 /// Whether an adapter built for `version` loads in this host (same 0.minor, or same major).
@@ -766,7 +790,7 @@ mod tests {
     /// Calls `run(len)` of [`PASSES_A_LIST`] in a store limited as adapter calls are; the
     /// bytes the host received.
     fn pass_a_list(len: u32) -> Result<usize, wasmtime::Error> {
-        let runtime = Runtime::new(std::env::temp_dir().join("dolphin-bridge-test-cache"), 512 << 10, 1).unwrap();
+        let runtime = Runtime::new(std::env::temp_dir().join("dolphin-bridge-test-cache"), 512 << 10, 1, 4).unwrap();
         let component = Component::new(&runtime.engine, wat::parse_str(PASSES_A_LIST).unwrap()).unwrap();
         let mut linker = Linker::<usize>::new(&runtime.engine);
         linker
@@ -798,7 +822,7 @@ mod tests {
 
     #[test]
     fn refuses_core_modules_and_garbage() {
-        let runtime = Runtime::new(std::env::temp_dir().join("dolphin-bridge-test-cache"), 512 << 10, 1).unwrap();
+        let runtime = Runtime::new(std::env::temp_dir().join("dolphin-bridge-test-cache"), 512 << 10, 1, 4).unwrap();
         let core = b"\0asm\x01\0\0\0";
         let err = runtime.load_bytes(Path::new("m.wasm"), core).err().unwrap().to_string();
         assert!(err.contains("core WebAssembly module"), "{err}");

@@ -355,20 +355,6 @@ async fn handle_incoming(state: &AppState, request: Request<Incoming>) -> Result
             }],
         });
     };
-    let services = state.registry.services();
-    services
-        .store
-        .remember_ticket(
-            &event.owner,
-            &event.ticket_number,
-            TicketInfo {
-                channel: event.channel.clone(),
-                customer_name: event.customer_name.clone(),
-                contact_id: event.contact_id.clone(),
-            },
-        )
-        .await
-        .map_err(store_unavailable)?;
     let delivery = NewDelivery {
         delivery_id: uuid::Uuid::now_v7().to_string(),
         tenant: tenant.name.clone(),
@@ -377,6 +363,11 @@ async fn handle_incoming(state: &AppState, request: Request<Incoming>) -> Result
         payload: serde_json::to_string(&event).expect("events serialize"),
         idempotency_key: Some(idempotency_key.unwrap_or_else(|| body_key(&body))),
         owner: event.owner.clone(),
+        ticket_info: Some(TicketInfo {
+            channel: event.channel.clone(),
+            customer_name: event.customer_name.clone(),
+            contact_id: event.contact_id.clone(),
+        }),
     };
     let accepted = state.outbox.accept(vec![delivery]).await.map_err(store_unavailable)?;
     let accepted = &accepted[0];
@@ -592,6 +583,7 @@ async fn handle_webhook(
             ticket: event.ticket_number().to_string(),
             payload: serde_json::to_string(&event).expect("events serialize"),
             idempotency_key: None,
+            ticket_info: None,
             owner: tenant.owner.clone(),
         });
     }

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use dolphin_bridge_tests::corpus_support::start_with_options;
 use dolphin_bridge_tests::events::EXAMPLE_OWNER;
 use dolphin_bridge_tests::reload_support::{metric_value, metrics_text};
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, MockVendor, Tenant, adapters};
@@ -315,4 +316,37 @@ async fn json_logs_are_one_object_a_line_whatever_an_adapter_logs() {
         }
     }
     assert!(adapter_lines >= 1, "no adapter record in:\n{log}");
+}
+
+/// With every slot of the instance pool taken (`adapters.pool_instances = 1`, held by a call
+/// waiting for a slow vendor), a second call waits for the slot and is served, rather than
+/// failing to instantiate.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_that_finds_the_instance_pool_full_waits_for_a_slot() {
+    let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
+    let slow = MockVendor::start().await;
+    slow.set_delay(Duration::from_millis(1_500));
+    let villain = hostile_villain()
+        .allow(&slow.base_url())
+        .config("loopback_url", &slow.url());
+    let config = BridgeConfig::new(&three_dolphins.base_url())
+        .api_token(API_TOKEN)
+        .tenant(villain);
+    let bridge = start_with_options(&config, &[("adapters", "pool_instances", 1.into())]).await;
+    let holding = {
+        let client = bridge.client().clone();
+        let url = format!("{}?mode=hang", bridge.webhook_url("villain", "/hook"));
+        tokio::spawn(async move { client.post_raw(&url, Some("application/json"), "{}").await })
+    };
+    slow.wait_for_bodies(1).await;
+    let waiting = bridge
+        .send_webhook("villain", "/hook?mode=ok", &serde_json::json!({}))
+        .await;
+    assert_eq!(waiting.status, 200, "{}", waiting.describe());
+    assert!(
+        holding.is_finished(),
+        "the second call was served while the first still held the only slot"
+    );
+    let held = holding.await.expect("the first call's task");
+    assert_eq!(held.status, 200, "{}", held.describe());
 }

@@ -8,6 +8,7 @@
 //! - `demo`: the bridge between a mock 3Dolphins and a mock Chatwoot, with a scripted round trip
 //! - `ci`: what CI checks: formatting, clippy (native crates and adapters), tests
 //! - `bench`: `cargo bench -p dolphin-bridge`, then every `tests/src/bin/*-bench.rs`, printing their figures
+//!   and, at the end, each figure's ratio to its target
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -61,7 +62,7 @@ enum Task {
     Ci,
     /// Build the adapters and a release bridge, run `cargo bench -p dolphin-bridge`, then every
     /// bench binary of the end-to-end crate (`tests/src/bin/*-bench.rs`) against that bridge,
-    /// printing their figures.
+    /// printing their figures, then every figure's ratio to its target (their `target:` lines).
     Bench {
         /// Run only these bench binaries (e.g. `reload-bench`), and not `cargo bench`.
         #[arg(long = "only", value_name = "NAME")]
@@ -635,36 +636,68 @@ fn bench(only: &[String]) -> Result<()> {
     let bridge = target_dir()
         .join("release")
         .join(format!("{BRIDGE_PACKAGE}{}", std::env::consts::EXE_SUFFIX));
-    if only.is_empty() {
-        run(cargo_cmd().args(["bench", "--package", BRIDGE_PACKAGE]))?;
-    }
-    if binaries.is_empty() {
-        return Ok(());
-    }
-    // The drivers only send requests and time them; the dev profile (dependencies optimised,
-    // see the root Cargo.toml) shares the test build.
-    let mut cmd = cargo_cmd();
-    cmd.args(["build", "--package", TESTS_PACKAGE]);
-    for name in &binaries {
-        cmd.args(["--bin", name]);
-    }
-    run(&mut cmd)?;
+    let mut targets = Vec::new();
     let mut failed = Vec::new();
+    if only.is_empty() {
+        run_gathering_targets(cargo_cmd().args(["bench", "--package", BRIDGE_PACKAGE]), &mut targets)?;
+    }
+    if !binaries.is_empty() {
+        // Release too: some drivers serve the baseline themselves (raw hyper in `accept-bench`),
+        // and hyper's generic code compiled into a dev-profile binary is not optimised.
+        let mut cmd = cargo_cmd();
+        cmd.args(["build", "--release", "--package", TESTS_PACKAGE]);
+        for name in &binaries {
+            cmd.args(["--bin", name]);
+        }
+        run(&mut cmd)?;
+    }
     for name in &binaries {
         let binary = target_dir()
-            .join("debug")
+            .join("release")
             .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
         println!("\n==> {name}");
         let mut cmd = Command::new(&binary);
         cmd.env("DOLPHIN_BRIDGE_BIN", &bridge).current_dir(workspace_root());
         // One failing bench does not hide the others' figures.
-        if let Err(err) = run(&mut cmd) {
+        if let Err(err) = run_gathering_targets(&mut cmd, &mut targets) {
             eprintln!("xtask: {err:#}");
             failed.push(name.clone());
         }
     }
+    println!("\n==> targets (every figure above that has one, measured in this run)");
+    for line in &targets {
+        println!("{line}");
+    }
+    let missed = targets.iter().filter(|line| line.ends_with(": MISSED")).count();
+    println!("{} of {} targets met", targets.len() - missed, targets.len());
     if !failed.is_empty() {
         bail!("bench binaries failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Runs `cmd` like [`run`], echoing its output, and keeps the `target: ...` lines it prints
+/// (see `tests/src/bench_target.rs`).
+fn run_gathering_targets(cmd: &mut Command, targets: &mut Vec<String>) -> Result<()> {
+    use std::io::BufRead as _;
+    eprintln!("xtask: running {}", describe(cmd));
+    let started = std::time::Instant::now();
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", describe(cmd)))?;
+    let stdout = child.stdout.take().context("the child's stdout")?;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.with_context(|| format!("reading the output of {}", describe(cmd)))?;
+        println!("{line}");
+        if line.starts_with("target: ") {
+            targets.push(line);
+        }
+    }
+    let status = child.wait().with_context(|| format!("waiting for {}", describe(cmd)))?;
+    eprintln!("xtask: {:.1} s: {}", started.elapsed().as_secs_f64(), describe(cmd));
+    if !status.success() {
+        bail!("{} failed ({status})", describe(cmd));
     }
     Ok(())
 }

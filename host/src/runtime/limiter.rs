@@ -10,6 +10,8 @@ pub const MAX_INSTANCES: usize = 64;
 pub const MAX_MEMORIES: usize = 16;
 /// Tables one call may create.
 pub const MAX_TABLES: usize = 64;
+/// Elements one table may hold (CPython's function table has about 10,000).
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 /// A store's limiter.
 pub struct AdapterLimiter {
@@ -81,6 +83,35 @@ impl wasmtime::ResourceLimiter for AdapterLimiter {
 pub fn restrict_features(config: &mut wasmtime::Config) {
     config.wasm_gc(false);
     config.wasm_stack_switching(false);
+}
+
+/// Bytes of linear memory a pool slot keeps mapped after its instance is gone: a fresh
+/// instance of the same adapter then finds its first pages (stack, data, the allocator's first
+/// chunks) without faulting them in again.
+const KEEP_RESIDENT: usize = 1 << 20;
+
+/// Wasmtime's pooling instance allocator with `instances` slots, each with room for the most a
+/// call may create ([`MAX_INSTANCES`] core instances, [`MAX_MEMORIES`] memories, [`MAX_TABLES`]
+/// tables): so a call that holds a slot never finds the pool exhausted, whatever its
+/// component's shape. Memory slots are 4 GiB reservations (address space, not memory), so
+/// guests' loads and stores need no bounds checks; copy-on-write images make a fresh instance
+/// cost what it touches.
+pub fn instance_pool(instances: u32) -> wasmtime::InstanceAllocationStrategy {
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_component_instances(instances)
+        .max_core_instances_per_component(MAX_INSTANCES as u32)
+        .total_core_instances(instances * MAX_INSTANCES as u32)
+        .max_memories_per_component(MAX_MEMORIES as u32)
+        .max_memories_per_module(MAX_MEMORIES as u32)
+        .total_memories(instances * MAX_MEMORIES as u32)
+        .max_tables_per_component(MAX_TABLES as u32)
+        .max_tables_per_module(MAX_TABLES as u32)
+        .total_tables(instances * MAX_TABLES as u32)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        .total_stacks(instances)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(64 << 10);
+    wasmtime::InstanceAllocationStrategy::Pooling(pool)
 }
 
 #[cfg(test)]

@@ -85,6 +85,9 @@ pub struct NewDelivery {
     /// When set, a second delivery with the same key (per tenant) inside the idempotency window
     /// is not stored; the first one's id is returned instead.
     pub idempotency_key: Option<String>,
+    /// What to remember of `owner`'s `ticket` (its channel, customer and contact: what scopes and
+    /// answers adapters' look-ups), in the same transaction: an Incoming event costs one commit.
+    pub ticket_info: Option<TicketInfo>,
 }
 
 /// The answer to [`Store::enqueue`] for one delivery.
@@ -261,7 +264,6 @@ pub trait Store: Send + Sync {
     /// than `quota` bytes.
     async fn kv_set(&self, tenant: &str, key: &str, value: Vec<u8>, quota: u64) -> anyhow::Result<KvWrite>;
     async fn kv_delete(&self, tenant: &str, key: &str) -> anyhow::Result<()>;
-    async fn remember_ticket(&self, owner: &str, ticket: &str, info: TicketInfo) -> anyhow::Result<()>;
     /// What is remembered of `owner`'s `ticket`; `None` when the owner has not seen it (or it was
     /// forgotten after `delivery.ticket_retention_ms`).
     async fn ticket(&self, owner: &str, ticket: &str) -> anyhow::Result<Option<TicketInfo>>;

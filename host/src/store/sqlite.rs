@@ -342,6 +342,20 @@ impl SqliteStore {
         }
     }
 
+    /// A read of a few rows by key (microseconds): run on the caller's thread when the reader
+    /// connection is free, as handing it to the blocking pool and back costs ten times the read
+    /// itself; otherwise queued like [`Self::read`], so a caller never blocks behind a long read.
+    async fn point_read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    ) -> anyhow::Result<R> {
+        let f = match self.reader.try_lock() {
+            Ok(conn) => return f(&conn).context("store query failed"),
+            Err(_) => f,
+        };
+        self.read(f).await
+    }
+
     async fn read<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
@@ -413,6 +427,9 @@ fn enqueue(conn: &Connection, items: Vec<NewDelivery>, window: Duration, now: i6
     let window_start = now - window.as_millis() as i64;
     let mut accepted = Vec::with_capacity(items.len());
     for item in items {
+        if let Some(info) = &item.ticket_info {
+            remember_ticket(conn, &item.owner, &item.ticket, info, now)?;
+        }
         if let Some(key) = &item.idempotency_key {
             let earlier: Option<String> = conn
                 .prepare_cached(
@@ -453,6 +470,26 @@ fn enqueue(conn: &Connection, items: Vec<NewDelivery>, window: Duration, now: i6
         });
     }
     Ok(accepted)
+}
+
+/// Remembers (or updates) what is known of `owner`'s `ticket`.
+fn remember_ticket(conn: &Connection, owner: &str, ticket: &str, info: &TicketInfo, now: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO tickets (owner, ticket_number, channel, customer_name, contact_id, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (owner, ticket_number) DO UPDATE SET channel = excluded.channel,
+             customer_name = excluded.customer_name, contact_id = excluded.contact_id,
+             updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        owner,
+        ticket,
+        info.channel,
+        info.customer_name,
+        info.contact_id,
+        now
+    ])
+    .map(drop)
 }
 
 /// The answer stored since `since` for the first of `keys` that has one.
@@ -773,13 +810,10 @@ impl Store for SqliteStore {
 
     async fn kv_get(&self, tenant: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let (tenant, key) = (tenant.to_string(), key.to_string());
-        self.read(move |c| {
-            c.query_row(
-                "SELECT value FROM kv WHERE tenant = ?1 AND key = ?2",
-                params![tenant, key],
-                |row| row.get(0),
-            )
-            .optional()
+        self.point_read(move |c| {
+            c.prepare_cached("SELECT value FROM kv WHERE tenant = ?1 AND key = ?2")?
+                .query_row(params![tenant, key], |row| row.get(0))
+                .optional()
         })
         .await
     }
@@ -816,43 +850,19 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn remember_ticket(&self, owner: &str, ticket: &str, info: TicketInfo) -> anyhow::Result<()> {
-        let (owner, ticket) = (owner.to_string(), ticket.to_string());
-        self.write(Queueing::RefuseWhenFull, move |c, now| {
-            c.prepare_cached(
-                "INSERT INTO tickets (owner, ticket_number, channel, customer_name, contact_id, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (owner, ticket_number) DO UPDATE SET channel = excluded.channel,
-                     customer_name = excluded.customer_name, contact_id = excluded.contact_id,
-                     updated_at = excluded.updated_at",
-            )?
-            .execute(params![
-                owner,
-                ticket,
-                info.channel,
-                info.customer_name,
-                info.contact_id,
-                now
-            ])
-            .map(drop)
-        })
-        .await
-    }
-
     async fn ticket(&self, owner: &str, ticket: &str) -> anyhow::Result<Option<TicketInfo>> {
         let (owner, ticket) = (owner.to_string(), ticket.to_string());
-        self.read(move |c| {
-            c.query_row(
+        self.point_read(move |c| {
+            c.prepare_cached(
                 "SELECT channel, customer_name, contact_id FROM tickets WHERE owner = ?1 AND ticket_number = ?2",
-                params![owner, ticket],
-                |row| {
-                    Ok(TicketInfo {
-                        channel: row.get(0)?,
-                        customer_name: row.get(1)?,
-                        contact_id: row.get(2)?,
-                    })
-                },
-            )
+            )?
+            .query_row(params![owner, ticket], |row| {
+                Ok(TicketInfo {
+                    channel: row.get(0)?,
+                    customer_name: row.get(1)?,
+                    contact_id: row.get(2)?,
+                })
+            })
             .optional()
         })
         .await
@@ -864,7 +874,7 @@ impl Store for SqliteStore {
             return Ok(false);
         }
         let (owner, contact_id) = (owner.to_string(), contact_id.to_string());
-        self.read(move |c| {
+        self.point_read(move |c| {
             c.prepare_cached("SELECT EXISTS (SELECT 1 FROM tickets WHERE owner = ?1 AND contact_id = ?2)")?
                 .query_row(params![owner, contact_id], |row| row.get(0))
         })

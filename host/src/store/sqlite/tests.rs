@@ -50,6 +50,7 @@ fn delivery(id: &str, ticket: &str, key: Option<&str>) -> NewDelivery {
         ticket: ticket.into(),
         payload: "{}".into(),
         idempotency_key: key.map(str::to_string),
+        ticket_info: None,
     }
 }
 
@@ -459,18 +460,18 @@ async fn purge_removes_what_is_past_retention_in_batches() {
         .collect();
     store.enqueue(batch, WINDOW).await.unwrap();
     store.enqueue(vec![delivery("kept", "K", None)], WINDOW).await.unwrap();
-    store
-        .remember_ticket(
-            "acme-owner",
-            "A",
-            TicketInfo {
-                channel: "whatsapp".into(),
-                customer_name: "Budi".into(),
-                contact_id: "c-budi".into(),
-            },
-        )
-        .await
-        .unwrap();
+    // Remembered with one more delivery, which is delivered with the others.
+    remember(
+        store,
+        "acme-owner",
+        "A",
+        TicketInfo {
+            channel: "whatsapp".into(),
+            customer_name: "Budi".into(),
+            contact_id: "c-budi".into(),
+        },
+    )
+    .await;
     for d in store.due(now_ms(), 3_000, &[]).await.unwrap() {
         if d.delivery_id != "kept" {
             assert!(store.claim(d.seq, 0, now_ms()).await.unwrap());
@@ -485,10 +486,20 @@ async fn purge_removes_what_is_past_retention_in_batches() {
         tickets: later,
         dead_letters: None,
     };
-    assert_eq!(store.purge(before).await.unwrap(), 2_500);
+    assert_eq!(store.purge(before).await.unwrap(), 2_501);
     assert!(store.delivery("kept").await.unwrap().is_some());
     assert_eq!(store.ticket("acme-owner", "A").await.unwrap(), None);
     assert!(!store.is_contact_of_owner("acme-owner", "c-budi").await.unwrap());
+}
+
+/// Remembers `owner`'s `ticket` as an Incoming event does: with a delivery of that ticket.
+async fn remember(store: &SqliteStore, owner: &str, ticket: &str, info: TicketInfo) {
+    let delivery = NewDelivery {
+        owner: owner.into(),
+        ticket_info: Some(info),
+        ..delivery(&uuid::Uuid::now_v7().to_string(), ticket, None)
+    };
+    store.enqueue(vec![delivery], WINDOW).await.unwrap();
 }
 
 fn ticket_with(contact_id: &str) -> TicketInfo {
@@ -505,14 +516,8 @@ fn ticket_with(contact_id: &str) -> TicketInfo {
 async fn tickets_and_their_contacts_are_known_to_their_owner_only() {
     let t = TempStore::new();
     let store = &t.store;
-    store
-        .remember_ticket("owner-a", "T1", ticket_with("c-1"))
-        .await
-        .unwrap();
-    store
-        .remember_ticket("owner-b", "T2", ticket_with("c-2"))
-        .await
-        .unwrap();
+    remember(store, "owner-a", "T1", ticket_with("c-1")).await;
+    remember(store, "owner-b", "T2", ticket_with("c-2")).await;
 
     assert_eq!(store.ticket("owner-a", "T1").await.unwrap(), Some(ticket_with("c-1")));
     assert_eq!(store.ticket("owner-a", "T2").await.unwrap(), None);
@@ -522,12 +527,34 @@ async fn tickets_and_their_contacts_are_known_to_their_owner_only() {
 
     // A later Incoming event of the ticket with another contact: the ticket's contact is the
     // latest one.
-    store
-        .remember_ticket("owner-a", "T1", ticket_with("c-3"))
-        .await
-        .unwrap();
+    remember(store, "owner-a", "T1", ticket_with("c-3")).await;
     assert!(store.is_contact_of_owner("owner-a", "c-3").await.unwrap());
     assert!(!store.is_contact_of_owner("owner-a", "c-1").await.unwrap());
+}
+
+/// An Incoming event remembers its ticket in the transaction that stores it, a duplicate too
+/// (the latest event's contact is the ticket's), and a refused batch remembers nothing.
+#[tokio::test]
+async fn an_enqueued_event_remembers_its_ticket_in_the_same_write() {
+    let t = TempStore::new();
+    let store = &t.store;
+    let with_ticket = |id: &str, key: &str, contact: &str| NewDelivery {
+        owner: "owner-a".into(),
+        ticket_info: Some(ticket_with(contact)),
+        ..delivery(id, "T1", Some(key))
+    };
+    store
+        .enqueue(vec![with_ticket("d1", "k1", "c-1")], WINDOW)
+        .await
+        .unwrap();
+    assert_eq!(store.ticket("owner-a", "T1").await.unwrap(), Some(ticket_with("c-1")));
+    let again = store
+        .enqueue(vec![with_ticket("d2", "k1", "c-2")], WINDOW)
+        .await
+        .unwrap();
+    assert!(again[0].duplicate);
+    assert_eq!(store.ticket("owner-a", "T1").await.unwrap(), Some(ticket_with("c-2")));
+    assert_eq!(store.ticket("owner-a", "T9").await.unwrap(), None);
 }
 
 /// A file whose tickets table predates contacts gains the column; its tickets keep their
@@ -550,10 +577,7 @@ async fn a_tickets_table_without_contacts_is_migrated() {
     let store = SqliteStore::open(&path, CommitMode::Group).unwrap();
     assert_eq!(store.ticket("owner-a", "T1").await.unwrap(), Some(ticket_with("")));
     assert!(!store.is_contact_of_owner("owner-a", "").await.unwrap());
-    store
-        .remember_ticket("owner-a", "T1", ticket_with("c-1"))
-        .await
-        .unwrap();
+    remember(&store, "owner-a", "T1", ticket_with("c-1")).await;
     assert!(store.is_contact_of_owner("owner-a", "c-1").await.unwrap());
     drop(store);
     std::fs::remove_dir_all(dir).ok();
