@@ -27,7 +27,8 @@ pub struct AdapterRegistry {
     services: Arc<HostServices>,
     config_path: PathBuf,
     current: ArcSwap<TenantSet>,
-    /// Compiled adapters by content hash, so an unchanged file is never compiled again.
+    /// Compiled adapters by content hash, so an unchanged file is never compiled again, and
+    /// files of the same content (under other paths) share one compiled copy.
     compiled: std::sync::Mutex<HashMap<String, Arc<LoadedAdapter>>>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
@@ -127,9 +128,11 @@ impl AdapterRegistry {
     fn build_set(&self, config: &Config, previous: Option<&TenantSet>) -> anyhow::Result<(TenantSet, ReloadReport)> {
         let mut report = ReloadReport::default();
         let mut tenants = Vec::with_capacity(config.tenants.len());
+        // Each file is read (and hashed) once, however many tenants name it.
+        let mut by_path = HashMap::new();
         for tenant in &config.tenants {
             let before = previous.and_then(|p| p.by_name(&tenant.name));
-            let adapter = match self.adapter_for(&tenant.adapter) {
+            let adapter = match self.adapter_for(&tenant.adapter, &mut by_path) {
                 Ok(adapter) => {
                     if before.is_none_or(|b| b.adapter.content_hash != adapter.content_hash) {
                         Metrics::count(&METRICS.reloads, &tenant.name, "loaded");
@@ -160,34 +163,43 @@ impl AdapterRegistry {
         Ok((TenantSet::new(tenants), report))
     }
 
-    /// The compiled adapter for the file at `path`, compiling it only if its content is new.
-    fn adapter_for(&self, path: &Path) -> anyhow::Result<Arc<LoadedAdapter>> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read adapter {}", path.display()))?;
-        let hash = hex::encode(Sha256::digest(&bytes));
-        let key = format!("{hash}:{}", path.display());
-        if let Some(adapter) = self.compiled.lock().expect("compiled lock").get(&key) {
+    /// The compiled adapter for the file at `path`, compiling it only if its content is new;
+    /// `by_path` keeps what this reload already read.
+    fn adapter_for(
+        &self,
+        path: &Path,
+        by_path: &mut HashMap<PathBuf, Arc<LoadedAdapter>>,
+    ) -> anyhow::Result<Arc<LoadedAdapter>> {
+        if let Some(adapter) = by_path.get(path) {
             return Ok(adapter.clone());
         }
-        let adapter = Arc::new(self.runtime.load_bytes(path, &bytes)?);
-        self.compiled
-            .lock()
-            .expect("compiled lock")
-            .insert(key, adapter.clone());
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read adapter {}", path.display()))?;
+        let hash = hex::encode(Sha256::digest(&bytes));
+        let known = self.compiled.lock().expect("compiled lock").get(&hash).cloned();
+        let adapter = match known {
+            Some(same) if same.path == path => same,
+            Some(same_content) => Arc::new(same_content.at_path(path)),
+            None => {
+                let adapter = Arc::new(self.runtime.load_bytes(path, &bytes)?);
+                self.compiled
+                    .lock()
+                    .expect("compiled lock")
+                    .insert(hash, adapter.clone());
+                adapter
+            }
+        };
+        by_path.insert(path.to_path_buf(), adapter.clone());
         Ok(adapter)
     }
 
     /// Forgets compiled adapters no tenant uses any more.
     fn prune_compiled(&self) {
         let set = self.snapshot();
-        let in_use: HashSet<String> = set
-            .all()
-            .iter()
-            .map(|t| format!("{}:{}", t.adapter.content_hash, t.adapter.path.display()))
-            .collect();
+        let in_use: HashSet<&str> = set.all().iter().map(|t| t.adapter.content_hash.as_str()).collect();
         self.compiled
             .lock()
             .expect("compiled lock")
-            .retain(|key, _| in_use.contains(key));
+            .retain(|hash, _| in_use.contains(hash.as_str()));
     }
 
     fn tenant(

@@ -281,6 +281,7 @@ impl Breakers {
 }
 
 /// One compiled adapter, ready to instantiate.
+#[derive(Clone)]
 pub struct LoadedAdapter {
     pub path: PathBuf,
     /// Hex SHA-256 of the component file.
@@ -288,6 +289,17 @@ pub struct LoadedAdapter {
     /// The `dolphin:bridge` version the adapter was built against.
     pub wit_version: String,
     pre: bindings::AdapterPre<CallState>,
+}
+
+impl LoadedAdapter {
+    /// The same compiled adapter, loaded from a file of the same content at `path`: it shares
+    /// this one's code and instance template instead of holding a copy of its own.
+    pub fn at_path(&self, path: &Path) -> LoadedAdapter {
+        LoadedAdapter {
+            path: path.to_path_buf(),
+            ..self.clone()
+        }
+    }
 }
 
 /// The wasmtime engine and linker shared by all adapters.
