@@ -56,6 +56,12 @@ impl InFlight {
 
     fn finish(&mut self, key: &OrderKey, tenant: &str) {
         self.keys.remove(key);
+        self.release_tenant(tenant);
+    }
+
+    /// Gives back `tenant`'s share only: its delivery has made its attempt, and what is left
+    /// (recording the outcome) is the store's work, while the ticket stays held until then.
+    fn release_tenant(&mut self, tenant: &str) {
         if let Some(count) = self.per_tenant.get_mut(tenant) {
             *count -= 1;
             if *count == 0 {
@@ -78,6 +84,24 @@ impl InFlight {
             .collect();
         tenants.sort();
         tenants
+    }
+}
+
+/// A delivery's share of its tenant's in-flight cap, given back when dropped (and the
+/// dispatcher woken, as the tenant may start another delivery).
+struct TenantShare<'a> {
+    outbox: &'a Outbox,
+    tenant: String,
+}
+
+impl Drop for TenantShare<'_> {
+    fn drop(&mut self) {
+        self.outbox
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .release_tenant(&self.tenant);
+        self.outbox.wake.notify_one();
     }
 }
 
@@ -214,9 +238,12 @@ impl Outbox {
                 };
                 let (outbox, registry) = (self.clone(), registry.clone());
                 tasks.spawn(async move {
-                    let tenant = delivery.tenant.clone();
-                    outbox.claim_and_deliver(&registry, delivery).await;
-                    outbox.in_flight.lock().expect("in-flight lock").finish(&key, &tenant);
+                    let share = TenantShare {
+                        outbox: &outbox,
+                        tenant: delivery.tenant.clone(),
+                    };
+                    outbox.claim_and_deliver(&registry, delivery, share).await;
+                    outbox.in_flight.lock().expect("in-flight lock").keys.remove(&key);
                     drop(permit);
                     outbox.wake.notify_one();
                 });
@@ -244,8 +271,11 @@ impl Outbox {
         Duration::from_millis(wait.max(STORE_FAILURE_BACKOFF.as_millis() as u64))
     }
 
-    /// Claims `delivery` for its next attempt, makes it, and records its outcome.
-    async fn claim_and_deliver(&self, registry: &AdapterRegistry, delivery: Delivery) {
+    /// Claims `delivery` for its next attempt, makes it, and records its outcome. The tenant's
+    /// `share` of the in-flight cap is given back as soon as the attempt is made: the cap bounds
+    /// what a tenant has running against its adapter and vendor, and recording the outcome (a
+    /// commit) overlaps the tenant's next attempts instead of holding one of them back.
+    async fn claim_and_deliver(&self, registry: &AdapterRegistry, delivery: Delivery, share: TenantShare<'_>) {
         let attempt = delivery.attempts + 1;
         let retry_index = attempt - delivery.retry_base;
         let lease_until = now_ms() + self.lease(retry_index).as_millis() as i64;
@@ -262,6 +292,7 @@ impl Outbox {
             }
         }
         let outcome = attempt_delivery(registry, &delivery, attempt).await;
+        drop(share);
         let retries = self.config.retry_schedule_ms.len();
         let label = match &outcome {
             Attempt::Delivered => "delivered",

@@ -40,11 +40,12 @@ use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, Tenan
 use serde_json::{Value, json};
 
 const USAGE: &str = "\
-usage: drain-bench [--backlog N,N,...] [--tickets N] [--cap-minutes M]
+usage: drain-bench [--backlog N,N,...] [--tickets N] [--cap-minutes M] [--in-flight N]
 
   --backlog N,N,...   backlog sizes, one run each (default 1000,20000,100000)
   --tickets N         tickets the backlog is spread over, round-robin (default 64)
-  --cap-minutes M     longest wait for one backlog to drain (default 20)";
+  --cap-minutes M     longest wait for one backlog to drain (default 20)
+  --in-flight N       the bridge's delivery.max_in_flight_per_tenant (default: the bridge's own)";
 
 const API_TOKEN: &str = "bench-3dolphins-token";
 const TENANT: &str = "drain";
@@ -58,6 +59,7 @@ struct Options {
     backlogs: Vec<usize>,
     tickets: usize,
     cap: Duration,
+    in_flight: Option<usize>,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -65,6 +67,7 @@ fn parse_options() -> Result<Options, String> {
         backlogs: vec![1000, 20_000, 100_000],
         tickets: 64,
         cap: Duration::from_secs(20 * 60),
+        in_flight: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -82,6 +85,7 @@ fn parse_options() -> Result<Options, String> {
                     .collect::<Result<_, _>>()?
             }
             "--tickets" => options.tickets = whole(&value("--tickets")?, "--tickets")?,
+            "--in-flight" => options.in_flight = Some(whole(&value("--in-flight")?, "--in-flight")?),
             "--cap-minutes" => {
                 options.cap = Duration::from_secs(60 * whole(&value("--cap-minutes")?, "--cap-minutes")? as u64)
             }
@@ -354,7 +358,8 @@ impl Drain {
 }
 
 /// One backlog size: steps 1 to 3 of the module's description.
-async fn run_backlog(backlog: usize, tickets: usize, cap: Duration, index: usize) -> anyhow::Result<Drain> {
+async fn run_backlog(options: &Options, backlog: usize, index: usize) -> anyhow::Result<Drain> {
+    let (tickets, cap) = (options.tickets, options.cap);
     let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
     let vendor = CountingVendor::start().await;
     let config = BridgeConfig::new(&three_dolphins.base_url())
@@ -364,7 +369,8 @@ async fn run_backlog(backlog: usize, tickets: usize, cap: Duration, index: usize
                 .allow(&vendor.server.base_url())
                 .config("url", &vendor.url()),
         );
-    let files = BridgeFiles::write(&config, &[]);
+    let in_flight = options.in_flight.map(|n| format!("max_in_flight_per_tenant = {n}"));
+    let files = BridgeFiles::write(&config, &in_flight.iter().map(String::as_str).collect::<Vec<_>>());
     let db_path = files.dir().join("bridge.db");
 
     // 1. One real event, so the store has its schema and a row to copy.
@@ -566,7 +572,7 @@ async fn main() -> ExitCode {
     );
     let mut drains = Vec::new();
     for (index, backlog) in options.backlogs.iter().enumerate() {
-        match run_backlog(*backlog, options.tickets, options.cap, index).await {
+        match run_backlog(&options, *backlog, index).await {
             Ok(drain) => {
                 println!(
                     "  backlog {backlog}: {} delivered in {:.2} s ({:.0}/s)",
