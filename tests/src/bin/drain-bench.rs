@@ -33,6 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use dolphin_bridge_tests::adapters;
+use dolphin_bridge_tests::bench_target::{Better, print_target};
 use dolphin_bridge_tests::crash_support::BridgeFiles;
 use dolphin_bridge_tests::events::{EXAMPLE_OWNER, fresh_ticket};
 use dolphin_bridge_tests::mock_http::{MockServer, Recorded, Reply};
@@ -520,6 +521,19 @@ fn print_table(drains: &[Drain]) {
     for drain in drains {
         let tenths: Vec<String> = drain.tenths().into_iter().map(rate).collect();
         println!("{:>8}: {}", drain.backlog, tenths.join(" "));
+    }
+    // The target: the largest backlog drains no slower than 1/1.5 of the smallest one's rate.
+    let largest = drains.iter().max_by_key(|d| d.backlog);
+    if let (Some(small), Some(large)) = (smallest, largest)
+        && large.backlog > small.backlog
+    {
+        print_target(
+            &format!("drain rate, backlog {} / backlog {}", large.backlog, small.backlog),
+            large.rate() / small.rate(),
+            "x",
+            1.0 / 1.5,
+            Better::Higher,
+        );
     }
     for drain in drains {
         if !drain.complete {
