@@ -288,8 +288,9 @@ pub struct ThreeDolphinsConfig {
 pub struct DeliveryConfig {
     /// Deliveries running at once (across all tickets).
     pub workers: usize,
-    /// Deliveries of one tenant running at once, so a slow or misbehaving tenant cannot take
-    /// every worker.
+    /// Delivery attempts of one tenant running at once (from the claim until the adapter has
+    /// answered; recording the outcome is not counted), so a slow or misbehaving tenant cannot
+    /// take every worker.
     pub max_in_flight_per_tenant: usize,
     /// Wait before each retry, in milliseconds; the length is the number of retries. Each wait
     /// is drawn uniformly from `0..=value` (full jitter).

@@ -35,7 +35,8 @@ pub struct Metrics {
     pub webhooks: Family<TenantOutcome, Counter>,
     /// Requests refused before reaching a tenant, by reason (the JSON error code).
     pub refused: Family<TenantOutcome, Counter>,
-    /// Delivery attempts by tenant and outcome (delivered, retry, dead).
+    /// Delivery attempts by tenant and outcome (delivered, retry, dead; postponed: not made, the
+    /// adapter was resting).
     pub deliveries: Family<TenantOutcome, Counter>,
     /// Adapter calls by tenant and outcome (ok, retry_later, permanent, trapped, limit, timeout).
     pub adapter_calls: Family<TenantOutcome, Counter>,

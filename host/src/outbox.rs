@@ -27,6 +27,8 @@ enum Attempt {
     Delivered,
     RetryLater(String),
     Permanent(String),
+    /// The adapter was resting (its circuit breaker open) for this long: nothing was tried.
+    NotMade(Duration, String),
 }
 
 /// How long a dispatcher waits before looking again when nothing tells it to: a replay made by
@@ -296,6 +298,7 @@ impl Outbox {
         let retries = self.config.retry_schedule_ms.len();
         let label = match &outcome {
             Attempt::Delivered => "delivered",
+            Attempt::NotMade(..) => "postponed",
             Attempt::RetryLater(_) if (retry_index as usize) <= retries => "retry",
             _ => "dead",
         };
@@ -324,6 +327,16 @@ impl Outbox {
                 tracing::error!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                     ticket = %delivery.ticket, attempt, %error, "dead letter");
                 Outcome::Dead(error)
+            }
+            // Not an attempt: none of the retries is used up, and the event is looked at again
+            // when the rest is over (spread over a quarter of it, as others of the tenant wait
+            // too), not at every retry of the schedule in between.
+            Attempt::NotMade(rest, error) => {
+                let spread = rand::rng().random_range(0..=rest.as_millis() as i64 / 4);
+                let at = now_ms() + rest.as_millis() as i64 + spread;
+                tracing::info!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
+                    ticket = %delivery.ticket, retry_in_ms = at - now_ms(), %error, "adapter resting; delivery postponed");
+                Outcome::NotAttempted(at, error)
             }
         };
         match self.store.record(delivery.seq, attempt, outcome).await {
@@ -386,12 +399,12 @@ async fn attempt_delivery(registry: &AdapterRegistry, delivery: &Delivery, attem
                 .await;
             match result {
                 Ok(()) => Attempt::Delivered,
-                Err(
-                    e @ (CallError::RetryLater(_)
-                    | CallError::Timeout(_)
-                    | CallError::Instantiate(_)
-                    | CallError::CircuitOpen(_)),
-                ) => Attempt::RetryLater(e.to_string()),
+                Err(e @ CallError::CircuitOpen(left_ms)) => {
+                    Attempt::NotMade(Duration::from_millis(left_ms), e.to_string())
+                }
+                Err(e @ (CallError::RetryLater(_) | CallError::Timeout(_) | CallError::Instantiate(_))) => {
+                    Attempt::RetryLater(e.to_string())
+                }
                 Err(e @ (CallError::Permanent(_) | CallError::Trapped(_) | CallError::LimitExceeded(_))) => {
                     Attempt::Permanent(e.to_string())
                 }

@@ -222,12 +222,23 @@ pub struct AdapterStats {
 }
 
 /// Rests a tenant's adapter after repeated faults (traps, limits, timeouts), so a broken adapter
-/// costs its own tenant retries, not everyone's CPU.
+/// costs its own tenant retries, not everyone's CPU. When a rest ends, one call (the trial) goes
+/// ahead while the others keep waiting: a fault rests the adapter again, anything else closes
+/// the breaker. So a rest's end lets one call through, not a burst of everything that waited.
 pub struct CircuitBreaker {
     threshold: u32,
     cooldown: Duration,
     failures: std::sync::atomic::AtomicU32,
-    open_until: std::sync::Mutex<Option<Instant>>,
+    state: std::sync::Mutex<BreakerState>,
+}
+
+#[derive(Default)]
+struct BreakerState {
+    /// Resting until then.
+    open_until: Option<Instant>,
+    /// When the trial call after a rest started; a trial whose result never came (its caller
+    /// went away) stops holding the others back after one more cool-down.
+    trial_since: Option<Instant>,
 }
 
 impl CircuitBreaker {
@@ -237,25 +248,55 @@ impl CircuitBreaker {
             threshold: threshold.max(1),
             cooldown,
             failures: Default::default(),
-            open_until: Default::default(),
+            state: Default::default(),
         }
     }
 
-    /// When open: how long it stays open.
-    fn open_for(&self) -> Option<Duration> {
-        let until = (*self.open_until.lock().expect("breaker lock"))?;
-        until.checked_duration_since(Instant::now())
+    /// Lets a call go ahead (`Ok`), or says how long the adapter still rests. Once a rest is
+    /// over, the first call to ask is the trial.
+    fn admit(&self) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut state = self.state.lock().expect("breaker lock");
+        let Some(until) = state.open_until else {
+            return Ok(());
+        };
+        if let Some(left) = until.checked_duration_since(now) {
+            return Err(left);
+        }
+        if let Some(trial_left) = state
+            .trial_since
+            .and_then(|since| (since + self.cooldown).checked_duration_since(now))
+        {
+            return Err(trial_left);
+        }
+        state.trial_since = Some(now);
+        Ok(())
     }
 
     fn record(&self, result: &Result<(), &CallError>) {
+        let mut state = self.state.lock().expect("breaker lock");
         match result {
-            Ok(()) => self.failures.store(0, Ordering::Relaxed),
-            // The vendor's or the data's fault, or not run at all: no adapter fault.
-            Err(CallError::RetryLater(_) | CallError::Permanent(_) | CallError::CircuitOpen(_)) => {}
+            // Not run at all: says nothing of the adapter.
+            Err(CallError::CircuitOpen(_)) => {}
+            Ok(()) => {
+                self.failures.store(0, Ordering::Relaxed);
+                *state = BreakerState::default();
+            }
+            // The vendor's or the data's fault: no adapter fault, and neither a success that
+            // ends a run of faults; but a trial that got this far shows the adapter runs again.
+            Err(CallError::RetryLater(_) | CallError::Permanent(_)) => {
+                if state.trial_since.is_some() {
+                    self.failures.store(0, Ordering::Relaxed);
+                    *state = BreakerState::default();
+                }
+            }
             Err(_) => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                if failures >= self.threshold {
-                    *self.open_until.lock().expect("breaker lock") = Some(Instant::now() + self.cooldown);
+                if failures >= self.threshold || state.trial_since.is_some() {
+                    *state = BreakerState {
+                        open_until: Some(Instant::now() + self.cooldown),
+                        trial_since: None,
+                    };
                 }
             }
         }
@@ -476,9 +517,9 @@ impl Runtime {
         + Send
         + 'static,
     ) -> Result<R, CallError> {
-        if let Some(left) = breaker(&host.breakers).open_for() {
+        if let Err(left) = breaker(&host.breakers).admit() {
             Metrics::count(&METRICS.circuit_open, &ctx.tenant, "refused");
-            return Err(CallError::CircuitOpen(left.as_millis() as u64));
+            return Err(CallError::CircuitOpen(left.as_millis().max(1) as u64));
         }
         let call_timeout = host.call_timeout;
         let cpu_limit = host.limits.cpu_time;
@@ -771,6 +812,41 @@ mod tests {
         };
         assert!(!text.contains("s3cr"), "part of the secret survived: {text}");
         assert!(text.contains("[redacted]"), "{text}");
+    }
+
+    /// A rest's end lets one trial call through, not everything that waited; the trial's fault
+    /// rests the adapter again, its success closes the breaker.
+    #[test]
+    fn after_a_rest_one_trial_call_goes_ahead() {
+        let breaker = CircuitBreaker::new(2, Duration::from_millis(50));
+        let trap = CallError::Trapped("unreachable".into());
+        assert!(breaker.admit().is_ok());
+        breaker.record(&Err(&trap));
+        assert!(breaker.admit().is_ok(), "one fault of two does not rest the adapter");
+        breaker.record(&Err(&trap));
+        assert!(breaker.admit().is_err(), "two consecutive faults rest it");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(breaker.admit().is_ok(), "the trial");
+        assert!(breaker.admit().is_err(), "a second call while the trial runs");
+        breaker.record(&Err(&trap));
+        assert!(breaker.admit().is_err(), "the trial's fault rests it again");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(breaker.admit().is_ok(), "the next trial");
+        breaker.record(&Err(&CallError::RetryLater("vendor down".into())));
+        assert!(breaker.admit().is_ok() && breaker.admit().is_ok(), "closed again");
+    }
+
+    /// A trial whose caller went away (no result recorded) holds the others back for one
+    /// cool-down only.
+    #[test]
+    fn a_trial_that_never_reports_does_not_rest_the_adapter_for_ever() {
+        let breaker = CircuitBreaker::new(1, Duration::from_millis(40));
+        breaker.record(&Err(&CallError::Timeout(10)));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(breaker.admit().is_ok(), "the trial");
+        assert!(breaker.admit().is_err());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(breaker.admit().is_ok(), "a new trial after one more cool-down");
     }
 
     #[test]

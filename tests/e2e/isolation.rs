@@ -350,3 +350,41 @@ async fn a_call_that_finds_the_instance_pool_full_waits_for_a_slot() {
     let held = holding.await.expect("the first call's task");
     assert_eq!(held.status, 200, "{}", held.describe());
 }
+
+/// An event that comes due while its tenant's adapter is resting is not attempted: it waits
+/// for the rest to end (with none of its retries used up), then the trial call delivers it.
+/// Before, each refusal counted as a failed attempt, and the test retry schedule (100 and 200
+/// ms) dead-lettered it within 300 ms without the adapter ever running.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_due_while_its_adapter_rests_waits_for_the_rest_to_end() {
+    let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
+    let config = BridgeConfig::new(&three_dolphins.base_url())
+        .api_token(API_TOKEN)
+        .tenant(hostile_villain());
+    let bridge = start_with_options(
+        &config,
+        &[
+            ("adapters", "breaker_failures", 1.into()),
+            ("adapters", "breaker_cooldown_ms", 2_000.into()),
+        ],
+    )
+    .await;
+    let send = async |message: &str| {
+        assert_accepted(
+            &bridge
+                .send_event(Event::fresh().owner(VILLAIN_OWNER).message(message))
+                .await,
+        )
+    };
+    let trapped = send("trap").await;
+    bridge.wait_for_delivery(&trapped, "dead").await;
+    let resting_since = Instant::now();
+    let waiting = send("ok").await;
+    let delivered = bridge.wait_for_delivery(&waiting, "delivered").await;
+    assert_eq!(delivered["attempts"], 1, "{delivered}");
+    assert!(
+        resting_since.elapsed() >= Duration::from_millis(1_500),
+        "delivered {:?} after the breaker opened, before its 2 s rest could end",
+        resting_since.elapsed()
+    );
+}

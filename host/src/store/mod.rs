@@ -156,6 +156,9 @@ pub enum Outcome {
     RetryAt(i64, String),
     /// Failed for good: a dead letter.
     Dead(String),
+    /// Not attempted after all (the adapter was resting): the claim's attempt is given back,
+    /// and the delivery is due again at this time (epoch ms).
+    NotAttempted(i64, String),
 }
 
 /// Which dead letters to replay, list or purge.

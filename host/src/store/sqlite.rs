@@ -655,6 +655,12 @@ impl Store for SqliteStore {
                          WHERE seq = ?1 AND state = 'pending' AND attempts = ?2",
                     )?
                     .execute(params![seq, attempt, error, now])?,
+                Outcome::NotAttempted(at, error) => c
+                    .prepare_cached(
+                        "UPDATE outbox SET attempts = attempts - 1, next_attempt_at = ?3, last_error = ?4
+                         WHERE seq = ?1 AND state = 'pending' AND attempts = ?2",
+                    )?
+                    .execute(params![seq, attempt, at, error])?,
             };
             Ok(changed == 1)
         })

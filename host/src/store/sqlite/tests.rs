@@ -107,6 +107,30 @@ async fn kv_quota_counts_a_tenants_keys_and_values_and_a_replaced_value_once() {
     );
 }
 
+/// A claim given back (the adapter was resting) leaves the attempt count as it was and the
+/// head waiting until the given time, still holding its ticket back.
+#[tokio::test]
+async fn an_attempt_not_made_gives_its_claim_back() {
+    let t = TempStore::new();
+    let store = &t.store;
+    store
+        .enqueue(vec![delivery("a1", "A", None), delivery("a2", "A", None)], WINDOW)
+        .await
+        .unwrap();
+    let a1 = get(store, "a1").await;
+    assert!(store.claim(a1.seq, 0, now_ms() + 60_000).await.unwrap());
+    let resting = Outcome::NotAttempted(now_ms() + 5_000, "adapter is resting".into());
+    assert!(store.record(a1.seq, 1, resting).await.unwrap());
+    let a1 = get(store, "a1").await;
+    assert_eq!((a1.state.as_str(), a1.attempts), ("pending", 0));
+    assert!(due_ids(store, now_ms()).await.is_empty(), "a2 waits behind a1");
+    assert_eq!(due_ids(store, now_ms() + 5_000).await, ["a1"]);
+    assert!(
+        store.claim(a1.seq, 0, now_ms() + 60_000).await.unwrap(),
+        "claimed as attempt 1 again"
+    );
+}
+
 #[tokio::test]
 async fn only_the_head_of_each_ticket_is_due() {
     let t = TempStore::new();
