@@ -278,13 +278,13 @@ impl CircuitBreaker {
         match result {
             // Not run at all: says nothing of the adapter.
             Err(CallError::CircuitOpen(_)) => {}
-            Ok(()) => {
-                self.failures.store(0, Ordering::Relaxed);
-                *state = BreakerState::default();
-            }
-            // The vendor's or the data's fault: no adapter fault, and neither a success that
-            // ends a run of faults; but a trial that got this far shows the adapter runs again.
-            Err(CallError::RetryLater(_) | CallError::Permanent(_)) => {
+            // A success ends a run of faults; the vendor's or the data's fault does not. Either
+            // shows the adapter runs again when it is the trial's; a call that started before
+            // the rest does not cut it short.
+            Ok(()) | Err(CallError::RetryLater(_) | CallError::Permanent(_)) => {
+                if result.is_ok() {
+                    self.failures.store(0, Ordering::Relaxed);
+                }
                 if state.trial_since.is_some() {
                     self.failures.store(0, Ordering::Relaxed);
                     *state = BreakerState::default();
@@ -825,6 +825,11 @@ mod tests {
         assert!(breaker.admit().is_ok(), "one fault of two does not rest the adapter");
         breaker.record(&Err(&trap));
         assert!(breaker.admit().is_err(), "two consecutive faults rest it");
+        breaker.record(&Ok(()));
+        assert!(
+            breaker.admit().is_err(),
+            "a call that started before the rest does not end it"
+        );
         std::thread::sleep(Duration::from_millis(60));
         assert!(breaker.admit().is_ok(), "the trial");
         assert!(breaker.admit().is_err(), "a second call while the trial runs");
