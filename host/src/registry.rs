@@ -13,12 +13,13 @@ use std::time::Duration;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
-use sha2::{Digest, Sha256};
 
 use crate::config::{Config, TenantConfig, parse_origin};
 use crate::metrics::{METRICS, Metrics};
 use crate::redaction::SecretSet;
-use crate::runtime::{AdapterStats, Breakers, CallLimits, HostServices, LoadedAdapter, Runtime, TenantHost};
+use crate::runtime::{
+    AdapterStats, Breakers, CallLimits, HostServices, LoadedAdapter, Runtime, TenantHost, content_hash,
+};
 use crate::tenants::{Tenant, TenantSet};
 
 /// Owns the current [`TenantSet`]; readers take a snapshot and keep it for a whole request.
@@ -174,13 +175,13 @@ impl AdapterRegistry {
             return Ok(adapter.clone());
         }
         let bytes = std::fs::read(path).with_context(|| format!("cannot read adapter {}", path.display()))?;
-        let hash = hex::encode(Sha256::digest(&bytes));
+        let hash = content_hash(&bytes);
         let known = self.compiled.lock().expect("compiled lock").get(&hash).cloned();
         let adapter = match known {
             Some(same) if same.path == path => same,
             Some(same_content) => Arc::new(same_content.at_path(path)),
             None => {
-                let adapter = Arc::new(self.runtime.load_bytes(path, &bytes)?);
+                let adapter = Arc::new(self.runtime.load_bytes(path, &bytes, hash.clone())?);
                 self.compiled
                     .lock()
                     .expect("compiled lock")

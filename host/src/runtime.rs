@@ -401,8 +401,9 @@ impl Runtime {
         })
     }
 
-    /// Compiles (or loads from the cache) the component read from `path` and checks its world.
-    pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<LoadedAdapter, LoadError> {
+    /// Compiles (or loads from the cache) the component read from `path`, whose
+    /// [`content_hash`] the caller has taken already, and checks its world.
+    pub fn load_bytes(&self, path: &Path, bytes: &[u8], content_hash: String) -> Result<LoadedAdapter, LoadError> {
         let not_component = |reason: String| LoadError::NotAComponent {
             path: path.to_path_buf(),
             reason,
@@ -416,7 +417,6 @@ impl Runtime {
             }
             _ => return Err(not_component("it does not start with the component header".into())),
         }
-        let content_hash = hex::encode(Sha256::digest(bytes));
         let component = self
             .compile_cached(&content_hash, bytes)
             .map_err(|e| not_component(format!("{e:#}")))?;
@@ -596,6 +596,12 @@ fn new_store(engine: &Engine, state: CallState, cpu_limit: Duration) -> wasmtime
         Ok(UpdateDeadline::Yield(1))
     });
     store
+}
+
+/// The hex SHA-256 of an adapter file: what identifies a version of it, and keys its compiled
+/// copies (in memory and in the compile cache).
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Whether an adapter built for `version` loads in this host (same 0.minor, or same major).
@@ -917,10 +923,14 @@ mod tests {
     fn refuses_core_modules_and_garbage() {
         let runtime = Runtime::new(std::env::temp_dir().join("dolphin-bridge-test-cache"), 512 << 10, 1, 4).unwrap();
         let core = b"\0asm\x01\0\0\0";
-        let err = runtime.load_bytes(Path::new("m.wasm"), core).err().unwrap().to_string();
+        let err = runtime
+            .load_bytes(Path::new("m.wasm"), core, content_hash(core))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("core WebAssembly module"), "{err}");
         let err = runtime
-            .load_bytes(Path::new("g.wasm"), b"garbage!")
+            .load_bytes(Path::new("g.wasm"), b"garbage!", content_hash(b"garbage!"))
             .err()
             .unwrap()
             .to_string();
