@@ -8,9 +8,10 @@
 //! - [`client::HttpClient`] sends requests; [`events::Event`] builds Incoming events.
 //! - [`adapters`] finds the bridge binary and the built adapters (`cargo xtask build-plugins`).
 //! - [`wait`] waits for conditions instead of sleeping.
-//! - [`bench_target`] prints a benchmark's figure against its target (`cargo xtask bench`).
+//! - [`bench_options`] parses the bench binaries' option values; [`bench_target`] prints a benchmark's figure against its target (`cargo xtask bench`).
 
 pub mod adapters;
+pub mod bench_options;
 pub mod bench_target;
 pub mod bridge;
 pub mod client;

@@ -33,20 +33,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use dolphin_bridge_tests::adapters;
+use dolphin_bridge_tests::bench_options::{positive, positive_minutes};
 use dolphin_bridge_tests::bench_target::{Better, print_target};
 use dolphin_bridge_tests::crash_support::BridgeFiles;
 use dolphin_bridge_tests::events::{EXAMPLE_OWNER, fresh_ticket};
 use dolphin_bridge_tests::mock_http::{MockServer, Recorded, Reply};
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, Tenant};
 use serde_json::{Value, json};
-
-const USAGE: &str = "\
-usage: drain-bench [--backlog N,N,...] [--tickets N] [--cap-minutes M] [--in-flight N]
-
-  --backlog N,N,...   backlog sizes, one run each (default 1000,20000,100000)
-  --tickets N         tickets the backlog is spread over, round-robin (default 64)
-  --cap-minutes M     longest wait for one backlog to drain (default 20)
-  --in-flight N       the bridge's delivery.max_in_flight_per_tenant (default: the bridge's own)";
 
 const API_TOKEN: &str = "bench-3dolphins-token";
 const TENANT: &str = "drain";
@@ -56,48 +49,21 @@ const POLL: Duration = Duration::from_millis(50);
 /// How long the first event and the graceful stops may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How fast the bridge drains a backlog of pending deliveries, by backlog size.
+#[derive(clap::Parser)]
 struct Options {
+    /// Backlog sizes, one run each.
+    #[arg(long = "backlog", value_delimiter = ',', default_values_t = [1000, 20_000, 100_000], value_parser = positive)]
     backlogs: Vec<usize>,
+    /// Tickets the backlog is spread over, round-robin.
+    #[arg(long, default_value_t = 64, value_parser = positive)]
     tickets: usize,
+    /// Longest wait for one backlog to drain, in minutes.
+    #[arg(long = "cap-minutes", default_value = "20", value_parser = positive_minutes)]
     cap: Duration,
+    /// The bridge's `delivery.max_in_flight_per_tenant` (default: the bridge's own).
+    #[arg(long = "in-flight")]
     in_flight: Option<usize>,
-}
-
-fn parse_options() -> Result<Options, String> {
-    let mut options = Options {
-        backlogs: vec![1000, 20_000, 100_000],
-        tickets: 64,
-        cap: Duration::from_secs(20 * 60),
-        in_flight: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
-        let whole = |text: &str, name: &str| {
-            text.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("{name}: not a whole number: {text}"))
-        };
-        match arg.as_str() {
-            "--backlog" => {
-                options.backlogs = value("--backlog")?
-                    .split(',')
-                    .map(|n| whole(n, "--backlog"))
-                    .collect::<Result<_, _>>()?
-            }
-            "--tickets" => options.tickets = whole(&value("--tickets")?, "--tickets")?,
-            "--in-flight" => options.in_flight = Some(whole(&value("--in-flight")?, "--in-flight")?),
-            "--cap-minutes" => {
-                options.cap = Duration::from_secs(60 * whole(&value("--cap-minutes")?, "--cap-minutes")? as u64)
-            }
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    if options.backlogs.is_empty() || options.backlogs.contains(&0) || options.tickets == 0 || options.cap.is_zero() {
-        return Err("--backlog sizes, --tickets and --cap-minutes must be above 0".into());
-    }
-    Ok(options)
 }
 
 /// What the vendor has received: arrival times of deliveries whose id starts with the prefix
@@ -566,23 +532,17 @@ fn print_table(drains: &[Drain]) {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
-    let options = match parse_options() {
-        Ok(options) => options,
-        Err(message) => {
-            if !message.is_empty() {
-                eprintln!("drain-bench: {message}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let options = <Options as clap::Parser>::parse();
     println!("drain-bench");
     println!("  bridge: {}", adapters::bridge_binary().display());
     println!(
-        "  backlogs {:?}, {} tickets, cap {} min; delivery settings: the bridge's defaults",
+        "  backlogs {:?}, {} tickets, cap {} min; delivery settings: the bridge's defaults{}",
         options.backlogs,
         options.tickets,
-        options.cap.as_secs() / 60
+        options.cap.as_secs() / 60,
+        options
+            .in_flight
+            .map_or(String::new(), |n| format!(" but max_in_flight_per_tenant = {n}"))
     );
     let mut drains = Vec::new();
     for (index, backlog) in options.backlogs.iter().enumerate() {

@@ -40,19 +40,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use dolphin_bridge_tests::bench_options::{millis, positive};
 use dolphin_bridge_tests::bench_target::{Better, print_target};
 use dolphin_bridge_tests::corpus_support::toml_with_options;
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, MockVendor, Tenant, adapters};
 use serde_json::json;
-
-const USAGE: &str = "\
-usage: tenants-bench [--tenants N,N,...] [--idle-ms MS] [--adapter-files shared|per-tenant] [--pool-instances N]
-
-  --tenants N,N,...      tenant counts, one bridge each, in this order (default 1,100,1000)
-  --idle-ms MS           idle time between ready and the memory reading (default 2000)
-  --adapter-files WHICH  shared: every tenant names the same echo.wasm (default);
-                         per-tenant: each names its own symlink to it (distinct paths)
-  --pool-instances N     [adapters] pool_instances (default: the bridge's own default)";
 
 const API_TOKEN: &str = "bench-3dolphins-token";
 /// The tenant count the target is about, and the target: 200 MB (decimal megabytes).
@@ -64,61 +56,30 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often readiness and the mocks are polled (sets the resolution of the timings).
 const POLL: Duration = Duration::from_millis(1);
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Which adapter file paths the tenants name.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum AdapterFiles {
+    /// Every tenant names the same echo.wasm.
     Shared,
+    /// Every tenant names its own symlink to echo.wasm (same content, distinct paths).
     PerTenant,
 }
 
+/// Idle RSS, start-up time and one call's latency of the bridge with 1, 100, 1000 tenants.
+#[derive(clap::Parser)]
 struct Options {
+    /// Tenant counts, one bridge each, in this order.
+    #[arg(long = "tenants", value_delimiter = ',', default_values_t = [1, 100, 1000], value_parser = positive)]
     tenant_counts: Vec<usize>,
+    /// Idle time between ready and the memory reading, in milliseconds.
+    #[arg(long = "idle-ms", default_value = "2000", value_parser = millis)]
     idle: Duration,
+    /// Which adapter file paths the tenants name.
+    #[arg(long, value_enum, default_value_t = AdapterFiles::Shared)]
     adapter_files: AdapterFiles,
+    /// `[adapters] pool_instances` (default: the bridge's own default).
+    #[arg(long)]
     pool_instances: Option<u32>,
-}
-
-fn parse_options() -> Result<Options, String> {
-    let mut options = Options {
-        tenant_counts: vec![1, 100, 1000],
-        idle: Duration::from_millis(2000),
-        adapter_files: AdapterFiles::Shared,
-        pool_instances: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
-        let whole = |text: &str, name: &str| {
-            text.trim()
-                .parse::<u64>()
-                .map_err(|_| format!("{name}: not a whole number: {text}"))
-        };
-        match arg.as_str() {
-            "--tenants" => {
-                options.tenant_counts = value("--tenants")?
-                    .split(',')
-                    .map(|n| whole(n, "--tenants").map(|n| n as usize))
-                    .collect::<Result<_, _>>()?
-            }
-            "--idle-ms" => options.idle = Duration::from_millis(whole(&value("--idle-ms")?, "--idle-ms")?),
-            "--adapter-files" => {
-                options.adapter_files = match value("--adapter-files")?.as_str() {
-                    "shared" => AdapterFiles::Shared,
-                    "per-tenant" => AdapterFiles::PerTenant,
-                    other => return Err(format!("--adapter-files: shared or per-tenant, not {other}")),
-                }
-            }
-            "--pool-instances" => {
-                let n = whole(&value("--pool-instances")?, "--pool-instances")?;
-                options.pool_instances = Some(u32::try_from(n).map_err(|_| "--pool-instances: too large")?);
-            }
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    if options.tenant_counts.is_empty() || options.tenant_counts.contains(&0) {
-        return Err("--tenants: counts above 0".into());
-    }
-    Ok(options)
 }
 
 /// Memory figures of one process, in bytes, from `/proc/PID/status`.
@@ -457,16 +418,7 @@ async fn run(options: &Options) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let options = match parse_options() {
-        Ok(options) => options,
-        Err(problem) => {
-            if !problem.is_empty() {
-                eprintln!("tenants-bench: {problem}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let options = <Options as clap::Parser>::parse();
     match run(&options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
