@@ -1,7 +1,8 @@
-//! One adapter call alone, through the bridge's own runtime: a fresh instance of the tenant's
-//! component, the vendor webhook mapped to one 3Dolphins event (the `echo` adapters, in Rust,
-//! Python and JavaScript), the answer back. Prints p50/p99 per language and each one's ratio to
-//! the Rust adapter, measured in one run on the same machine.
+//! One adapter call alone, through the bridge's own runtime: an instance of the tenant's
+//! component (fresh, or kept from an earlier call for a tenant with `[tenants.instance_reuse]`),
+//! the vendor webhook mapped to one 3Dolphins event (the `echo` adapters, in Rust, Python and
+//! JavaScript), the answer back. Prints p50/p99 per language and each one's ratio to the Rust
+//! adapter with fresh instances, measured in one run on the same machine.
 //!
 //! Needs the adapters built (`cargo xtask build-plugins`). Run with
 //! `cargo bench -p dolphin-bridge --bench adapter_call` (`-- --calls N` to change the count,
@@ -35,16 +36,28 @@ fn adapter_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/adapter")
 }
 
+/// How the tenants get their instances: a fresh one per call (the default), or kept between
+/// calls (`[tenants.instance_reuse] idle`, as many as calls run at once here).
+const INSTANCES: [(&str, usize); 2] = [("fresh", 0), ("reused", CONCURRENT)];
+
+/// The tenant measuring `adapter` with `instances`.
+fn tenant_name(adapter: &str, instances: &str) -> String {
+    format!("{adapter}-{instances}")
+}
+
 fn config(dir: &Path, available: &[(&str, &str)]) -> Config {
     let mut text = format!(
         "[server]\nallow_unauthenticated = true\n[store]\npath = \"{}\"\n[three_dolphins]\nbase_url = \"http://127.0.0.1:9\"\n",
         dir.join("bench.db").display()
     );
     for (i, (name, file)) in available.iter().enumerate() {
-        text.push_str(&format!(
-            "[[tenants]]\nname = \"{name}\"\nowner = \"owner-{i}\"\nadapter = \"{}\"\nwebhook = {{ auth = \"none\" }}\n[tenants.config]\nurl = \"http://127.0.0.1:9/\"\n",
-            adapter_dir().join(format!("{file}.wasm")).display()
-        ));
+        for (instances, idle) in INSTANCES {
+            text.push_str(&format!(
+                "[[tenants]]\nname = \"{}\"\nowner = \"owner-{i}-{instances}\"\nadapter = \"{}\"\nwebhook = {{ auth = \"none\" }}\n[tenants.config]\nurl = \"http://127.0.0.1:9/\"\n[tenants.instance_reuse]\nidle = {idle}\n",
+                tenant_name(name, instances),
+                adapter_dir().join(format!("{file}.wasm")).display()
+            ));
+        }
     }
     Config::parse(&dir.join("bench.toml"), &text, &|_| None).expect("bench config")
 }
@@ -75,18 +88,20 @@ async fn main() {
     let store = Arc::new(dolphin_bridge::store::SqliteStore::open(&config.store.path, CommitMode::Group).unwrap());
     let registry = Arc::new(dolphin_bridge::build_registry(&config, store).expect("adapters load"));
 
-    println!("adapter call alone: fresh instance + webhook mapping, {calls} calls each");
+    println!("adapter call alone: an instance (fresh, or reused) + webhook mapping, {calls} calls each");
     println!("  one at a time: the latency of one call, the hand-off to an idle adapter thread and back included");
     println!("  {CONCURRENT} at once: the adapter threads kept busy; per call = elapsed / calls");
+    println!("  vs rust: against the Rust adapter with fresh instances, same webhook");
     println!(
-        "{:<12} {:<24} {:>9} {:>9} {:>9} {:>12} {:>13} {:>12}",
-        "adapter", "webhook", "p50 us", "p99 us", "mean us", "p50 vs rust", "per call us", "vs rust"
+        "{:<12} {:<10} {:<24} {:>9} {:>9} {:>9} {:>12} {:>13} {:>12}",
+        "adapter", "instances", "webhook", "p50 us", "p99 us", "mean us", "p50 vs rust", "per call us", "vs rust"
     );
     let mut rust = std::collections::HashMap::new();
-    // (adapter, case) -> (p50 us, p99 us, per call us), for the target lines.
+    // (adapter, instances, case) -> (p50 us, p99 us, per call us), for the target lines.
     let mut figures = std::collections::BTreeMap::new();
-    for (name, _) in &available {
-        for (case, body) in CASES {
+    for (adapter, _) in &available {
+        for ((instances, _), (case, body)) in INSTANCES.into_iter().flat_map(|i| CASES.map(|c| (i, c))) {
+            let name = &tenant_name(adapter, instances);
             // The first tenth warms caches up and is not counted.
             for i in 0..calls / 10 {
                 call(&registry, name, body, i).await;
@@ -101,10 +116,14 @@ async fn main() {
             let per_call = concurrent(&registry, name, body, calls).await;
             let (rust_p50, rust_per_call) = *rust.entry(case).or_insert((p50, per_call));
             let us = |d: Duration| d.as_secs_f64() * 1e6;
-            figures.insert((*name, case), (us(p50), us(percentile(&samples, 0.99)), us(per_call)));
+            figures.insert(
+                (*adapter, instances, case),
+                (us(p50), us(percentile(&samples, 0.99)), us(per_call)),
+            );
             println!(
-                "{:<12} {:<24} {:>9.1} {:>9.1} {:>9.1} {:>11.2}x {:>13.1} {:>11.2}x",
-                name,
+                "{:<12} {:<10} {:<24} {:>9.1} {:>9.1} {:>9.1} {:>11.2}x {:>13.1} {:>11.2}x",
+                adapter,
+                instances,
                 case,
                 p50.as_secs_f64() * 1e6,
                 percentile(&samples, 0.99).as_secs_f64() * 1e6,
@@ -116,9 +135,10 @@ async fn main() {
         }
     }
     // The targets: a Rust call alone (one at a time, the thread hand-off included) within
-    // 10 us p50 and 25 us p99; Python and JavaScript within 10x the Rust call's cost.
-    for ((adapter, case), (p50, p99, per_call)) in &figures {
-        if *adapter == "rust" {
+    // 10 us p50 and 25 us p99; Python and JavaScript within 10x the Rust call's cost, with
+    // fresh instances and with theirs reused (against the Rust call's default, fresh).
+    for ((adapter, instances, case), (p50, p99, per_call)) in &figures {
+        if *adapter == "rust" && *instances == "fresh" {
             print_target(
                 &format!("Rust adapter call p50, {case}"),
                 *p50,
@@ -133,9 +153,11 @@ async fn main() {
                 25.0,
                 Better::Lower,
             );
-        } else if let Some((_, _, rust_per_call)) = figures.get(&("rust", *case)) {
+        } else if *adapter != "rust"
+            && let Some((_, _, rust_per_call)) = figures.get(&("rust", "fresh", *case))
+        {
             print_target(
-                &format!("{adapter} adapter call / Rust ({CONCURRENT} at once), {case}"),
+                &format!("{adapter} adapter call, {instances} instances / Rust fresh ({CONCURRENT} at once), {case}"),
                 per_call / rust_per_call,
                 "x",
                 10.0,
@@ -168,7 +190,7 @@ async fn call(registry: &AdapterRegistry, name: &str, body: &[u8], i: usize) -> 
     let started = Instant::now();
     let outcome = registry
         .runtime()
-        .call_webhook(&tenant.adapter, tenant.host.clone(), ctx, request)
+        .call_webhook(&tenant.adapter, tenant.host.clone(), &tenant.instances, ctx, request)
         .await;
     let took = started.elapsed();
     outcome.expect("the echo adapter answers the webhook");

@@ -202,6 +202,31 @@ pub struct LimitsConfig {
     pub lookups: u32,
 }
 
+/// `[tenants.instance_reuse]`: whether calls of the tenant may run in an instance an earlier
+/// call of the same tenant and adapter version used. What one call leaves in the guest's memory
+/// is then seen by the next: only for adapters that keep nothing of one call's data (README,
+/// Security).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InstanceReuseConfig {
+    /// Instances kept between calls, at most; 0 (the default) turns reuse off.
+    pub idle: usize,
+    /// Calls one instance serves before it is dropped for a fresh one.
+    pub max_calls: u32,
+}
+
+impl Default for InstanceReuseConfig {
+    fn default() -> Self {
+        InstanceReuseConfig {
+            idle: 0,
+            max_calls: 1_000,
+        }
+    }
+}
+
+/// Largest `instance_reuse.idle`.
+pub const MAX_IDLE_INSTANCES: usize = 64;
+
 /// Largest `limits.memory_mib`: the most a 32-bit linear memory holds.
 pub const MAX_MEMORY_MIB: usize = 4096;
 
@@ -384,6 +409,10 @@ pub struct TenantConfig {
     pub allow_private_networks: bool,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Opt-in: instances of the adapter kept between calls (off by default: a fresh instance
+    /// for every call).
+    #[serde(default)]
+    pub instance_reuse: InstanceReuseConfig,
     /// Required: how webhook requests are verified (`auth = "none"` to opt out explicitly).
     pub webhook: Option<WebhookConfig>,
 }
@@ -764,6 +793,15 @@ impl Config {
                     field("limits.lookups"),
                     format!("must be at most {MAX_LOOKUPS_PER_CALL}"),
                 ));
+            }
+            if tenant.instance_reuse.idle > MAX_IDLE_INSTANCES {
+                return Err(self.invalid(
+                    field("instance_reuse.idle"),
+                    format!("must be at most {MAX_IDLE_INSTANCES}"),
+                ));
+            }
+            if tenant.instance_reuse.max_calls == 0 {
+                return Err(self.invalid(field("instance_reuse.max_calls"), "must be above 0"));
             }
             if tenant.http_timeout_ms == 0 || tenant.call_timeout_ms == 0 {
                 return Err(self.invalid(field("call_timeout_ms"), "timeouts must be above 0"));
@@ -1216,6 +1254,27 @@ literal = "$${NOT_A_VAR}"
         let line = "webhook = { auth = \"chatwoot\", secret = \"secret-0123\", tolerance_s = 86400 }";
         let text = MINIMAL.replace(WEBHOOK_LINE, line);
         assert!(Config::parse(Path::new("b.toml"), &text, &env).is_ok());
+    }
+
+    #[test]
+    fn instance_reuse_is_off_by_default_and_bounded() {
+        let config = Config::parse(Path::new("b.toml"), MINIMAL, &env).unwrap();
+        assert_eq!(config.tenants[0].instance_reuse.idle, 0, "a fresh instance per call");
+        let with = |table: &str| format!("{MINIMAL}[tenants.instance_reuse]\n{table}\n");
+        let config = Config::parse(Path::new("b.toml"), &with("idle = 4"), &env).unwrap();
+        assert_eq!(config.tenants[0].instance_reuse.idle, 4);
+        assert_eq!(config.tenants[0].instance_reuse.max_calls, 1_000);
+        let err = Config::parse(Path::new("b.toml"), &with("idle = 65"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`tenants[0].instance_reuse.idle`") && err.contains("at most 64"),
+            "{err}"
+        );
+        let err = Config::parse(Path::new("b.toml"), &with("idle = 1\nmax_calls = 0"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`tenants[0].instance_reuse.max_calls`"), "{err}");
     }
 
     #[test]

@@ -395,7 +395,7 @@ async fn attempt_delivery(registry: &AdapterRegistry, delivery: &Delivery, attem
             };
             let result = registry
                 .runtime()
-                .call_incoming(&tenant.adapter, tenant.host.clone(), ctx, &event)
+                .call_incoming(&tenant.adapter, tenant.host.clone(), &tenant.instances, ctx, &event)
                 .await;
             match result {
                 Ok(()) => Attempt::Delivered,

@@ -18,7 +18,7 @@ use crate::config::{Config, TenantConfig, parse_origin};
 use crate::metrics::{METRICS, Metrics};
 use crate::redaction::SecretSet;
 use crate::runtime::{
-    AdapterStats, Breakers, CallLimits, HostServices, LoadedAdapter, Runtime, TenantHost, content_hash,
+    AdapterStats, Breakers, CallLimits, HostServices, InstanceReuse, LoadedAdapter, Runtime, TenantHost, content_hash,
 };
 use crate::tenants::{Tenant, TenantSet};
 
@@ -242,6 +242,7 @@ impl AdapterRegistry {
             channels: tenant.channels.iter().map(|c| c.to_ascii_lowercase()).collect(),
             adapter,
             host: Arc::new(host),
+            instances: Arc::new(InstanceReuse::new(&tenant.instance_reuse)),
             webhook: tenant
                 .webhook
                 .clone()

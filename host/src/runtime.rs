@@ -1,6 +1,7 @@
 //! The WebAssembly side: one wasmtime [`Engine`], adapters compiled once (and cached on disk),
-//! a fresh [`Store`] per call instantiated from an `InstancePre`, limits on memory, CPU time and
-//! host calls, and the host functions the `adapter` world imports.
+//! a fresh [`Store`] per call instantiated from an `InstancePre` (or, for tenants that opt in, an
+//! instance kept from an earlier call: [`InstanceReuse`]), limits on memory, CPU time and host
+//! calls, and the host functions the `adapter` world imports.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,9 +28,12 @@ use crate::three_dolphins::ThreeDolphinsClient;
 mod adapter_log;
 mod compile_cache;
 mod imports;
+mod instance_reuse;
 mod limiter;
 pub use compile_cache::CacheDirError;
 pub use imports::http::{MAX_REQUEST_HEADER_BYTES, MAX_REQUEST_HEADERS, header_pairs};
+pub use instance_reuse::InstanceReuse;
+use instance_reuse::LiveInstance;
 use limiter::AdapterLimiter;
 
 /// Generated from `wit/adapter.wit`.
@@ -353,6 +357,9 @@ pub struct Runtime {
     /// One permit per instance slot of the pool: a call waits here rather than fail to
     /// instantiate when every slot is taken.
     instance_slots: Arc<tokio::sync::Semaphore>,
+    /// Instances all tenants together may keep between calls: half the pool, so idle
+    /// instances never hold every slot a fresh call needs.
+    parking_places: Arc<tokio::sync::Semaphore>,
 }
 
 impl Runtime {
@@ -398,6 +405,7 @@ impl Runtime {
                 }
             })?),
             instance_slots: Arc::new(tokio::sync::Semaphore::new(pool_instances as usize)),
+            parking_places: Arc::new(tokio::sync::Semaphore::new(pool_instances as usize / 2)),
         })
     }
 
@@ -458,11 +466,12 @@ impl Runtime {
         Ok(found.unwrap_or_else(|| WIT_VERSION.to_string()))
     }
 
-    /// Runs `on-incoming` in a fresh store.
+    /// Runs `on-incoming` in a fresh instance, or one `instances` kept.
     pub async fn call_incoming(
         &self,
         adapter: &Arc<LoadedAdapter>,
         host: Arc<TenantHost>,
+        instances: &Arc<InstanceReuse>,
         ctx: CallContext,
         event: &IncomingEvent,
     ) -> Result<(), CallError> {
@@ -471,6 +480,7 @@ impl Runtime {
         self.run(
             adapter,
             host,
+            instances,
             ctx,
             |breakers| &breakers.incoming,
             |bindings, store, ctx| Box::pin(async move { bindings.call_on_incoming(store, &ctx, &event).await }),
@@ -479,11 +489,12 @@ impl Runtime {
         .and_then(|result| result.map_err(|e| adapter_error(e, &tenant.secrets)))
     }
 
-    /// Runs `on-vendor-webhook` in a fresh store.
+    /// Runs `on-vendor-webhook` in a fresh instance, or one `instances` kept.
     pub async fn call_webhook(
         &self,
         adapter: &Arc<LoadedAdapter>,
         host: Arc<TenantHost>,
+        instances: &Arc<InstanceReuse>,
         ctx: CallContext,
         request: wt::WebhookRequest,
     ) -> Result<wt::WebhookOutcome, CallError> {
@@ -491,6 +502,7 @@ impl Runtime {
         self.run(
             adapter,
             host,
+            instances,
             ctx,
             |breakers| &breakers.webhooks,
             |bindings, store, ctx| {
@@ -501,12 +513,15 @@ impl Runtime {
         .and_then(|result| result.map_err(|e| adapter_error(e, &tenant.secrets)))
     }
 
-    /// Instantiates the adapter in a new store with the tenant's limits and runs `call` on the
-    /// adapter threads, unless the breaker `breaker` picks is open.
+    /// Runs `call` on the adapter threads in an instance `instances` kept, else in a new store
+    /// with the tenant's limits, unless the breaker `breaker` picks is open. A call that ends
+    /// with the adapter's own answer gives its instance back to `instances`.
+    #[allow(clippy::too_many_arguments)]
     async fn run<R: Send + 'static>(
         &self,
         adapter: &Arc<LoadedAdapter>,
         host: Arc<TenantHost>,
+        instances: &Arc<InstanceReuse>,
         ctx: CallContext,
         breaker: fn(&Breakers) -> &CircuitBreaker,
         call: impl for<'a> FnOnce(
@@ -526,31 +541,31 @@ impl Runtime {
         // Host calls that wait for the network run here, on the caller's runtime: its threads
         // are not the ones guests keep busy.
         let io = tokio::runtime::Handle::current();
-        let state = CallState::new(host.clone(), ctx.delivery_id.clone(), io);
-        let cpu_clock = state.cpu_clock.clone();
+        let cpu_clock = Arc::<CpuClock>::default();
+        let start = CallStart {
+            host: host.clone(),
+            delivery_id: ctx.delivery_id.clone(),
+            io,
+            cpu_clock: cpu_clock.clone(),
+        };
+        let kept = instances.take();
         let (engine, slots) = (self.engine.clone(), self.instance_slots.clone());
+        let (instances, places) = (instances.clone(), self.parking_places.clone());
         let (adapter, wit_ctx) = (adapter.clone(), ctx.to_wit());
         let work = async move {
-            // Declared before the store, so dropped after it: the slot is free again only once
-            // the instance is gone.
-            let _slot = slots
-                .acquire_owned()
-                .await
-                .expect("the instance slots are never closed");
-            let mut store = new_store(&engine, state, cpu_limit);
-            let instance =
-                adapter
-                    .pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(|e| match &store.data().limiter.hit {
-                        // Memories or instances over the limits are the adapter's fault, not a
-                        // passing failure: retrying would hit the same limit.
-                        Some(limit) => CallError::LimitExceeded(limit.clone()),
-                        None => CallError::Instantiate(format!("{:#}", anyhow::Error::from(e))),
-                    })?;
-            let result = call(&instance, &mut store, wit_ctx).await;
-            result.map_err(|e| classify_failure(e, store.data()))
+            let mut live = match kept {
+                Some(mut kept) => {
+                    kept.store.data_mut().begin(start);
+                    prepare_for_call(&mut kept.store);
+                    kept
+                }
+                None => instantiate(&engine, &slots, &adapter, CallState::new(start), cpu_limit).await?,
+            };
+            let result = call(&live.adapter, &mut live.store, wit_ctx).await;
+            let value = result.map_err(|e| classify_failure(e, live.store.data()))?;
+            live.calls += 1;
+            instances.give_back(live, &places);
+            Ok(value)
         };
         // Dropping the handle (at the timeout, or when our caller goes away) cancels the call.
         let task = self.scheduler.spawn(&ctx.tenant, cpu_clock.clone(), work);
@@ -578,13 +593,44 @@ impl Runtime {
     }
 }
 
+/// A new instance of `adapter` in a store of its own, once a slot of the pool is free.
+async fn instantiate(
+    engine: &Engine,
+    slots: &Arc<tokio::sync::Semaphore>,
+    adapter: &LoadedAdapter,
+    state: CallState,
+    cpu_limit: Duration,
+) -> Result<LiveInstance, CallError> {
+    let slot = slots
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the instance slots are never closed");
+    let mut store = new_store(engine, state, cpu_limit);
+    let instance = adapter
+        .pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(|e| match &store.data().limiter.hit {
+            // Memories or instances over the limits are the adapter's fault, not a passing
+            // failure: retrying would hit the same limit.
+            Some(limit) => CallError::LimitExceeded(limit.clone()),
+            None => CallError::Instantiate(format!("{:#}", anyhow::Error::from(e))),
+        })?;
+    Ok(LiveInstance {
+        store,
+        adapter: instance,
+        calls: 0,
+        _slot: slot,
+    })
+}
+
 /// A store for one call: the tenant's limits, and a guest that yields at every epoch tick and
 /// fails past `cpu_limit` of its own running time.
 fn new_store(engine: &Engine, state: CallState, cpu_limit: Duration) -> wasmtime::Store<CallState> {
     let mut store = wasmtime::Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
-    limit_host_calls(&mut store);
-    store.set_epoch_deadline(1);
+    prepare_for_call(&mut store);
     store.epoch_deadline_callback(move |mut store| {
         let state = store.data_mut();
         if state.guest_time() > cpu_limit {
@@ -596,6 +642,12 @@ fn new_store(engine: &Engine, state: CallState, cpu_limit: Duration) -> wasmtime
         Ok(UpdateDeadline::Yield(1))
     });
     store
+}
+
+/// Limits that count per call, from zero: data per host call, and the first epoch deadline.
+fn prepare_for_call(store: &mut wasmtime::Store<CallState>) {
+    limit_host_calls(store);
+    store.set_epoch_deadline(1);
 }
 
 /// The hex SHA-256 of an adapter file: what identifies a version of it, and keys its compiled
@@ -736,6 +788,14 @@ pub fn from_wit_type(kind: wt::MessageType) -> contract::MessageType {
     }
 }
 
+/// What identifies one call to the store it runs in.
+struct CallStart {
+    host: Arc<TenantHost>,
+    delivery_id: String,
+    io: tokio::runtime::Handle,
+    cpu_clock: Arc<CpuClock>,
+}
+
 /// Per-call state of a store: WASI with no capabilities, limits, counters, and the tenant.
 pub struct CallState {
     wasi: WasiCtx,
@@ -755,7 +815,13 @@ pub struct CallState {
 }
 
 impl CallState {
-    fn new(host: Arc<TenantHost>, delivery_id: String, io: tokio::runtime::Handle) -> Self {
+    fn new(start: CallStart) -> Self {
+        let CallStart {
+            host,
+            delivery_id,
+            io,
+            cpu_clock,
+        } = start;
         // No preopened directories, environment, arguments, sockets or name look-ups.
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
@@ -769,13 +835,29 @@ impl CallState {
             host,
             delivery_id,
             io,
-            cpu_clock: Arc::default(),
+            cpu_clock,
             http_calls: 0,
             kv_ops: 0,
             lookups: 0,
             log_bytes: 0,
             limit_hit: None,
         }
+    }
+
+    /// Starts a new call in an instance an earlier call of the tenant used: what the guest
+    /// holds (WASI, its resources, the memory it has grown) carries over; the call's identity,
+    /// counters, limits hit and clock start again.
+    fn begin(&mut self, start: CallStart) {
+        self.host = start.host;
+        self.delivery_id = start.delivery_id;
+        self.io = start.io;
+        self.cpu_clock = start.cpu_clock;
+        self.http_calls = 0;
+        self.kv_ops = 0;
+        self.lookups = 0;
+        self.log_bytes = 0;
+        self.limit_hit = None;
+        self.limiter.hit = None;
     }
 
     fn guest_time(&self) -> Duration {

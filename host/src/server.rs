@@ -551,7 +551,7 @@ async fn handle_webhook(
     let outcome = state
         .registry
         .runtime()
-        .call_webhook(&tenant.adapter, tenant.host.clone(), ctx, webhook)
+        .call_webhook(&tenant.adapter, tenant.host.clone(), &tenant.instances, ctx, webhook)
         .await
         .map_err(|error| {
             tracing::warn!(tenant = %tenant.name, %delivery_id, %error, "webhook not mapped");

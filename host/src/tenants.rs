@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::WebhookConfig;
-use crate::runtime::{LoadedAdapter, TenantHost};
+use crate::runtime::{InstanceReuse, LoadedAdapter, TenantHost};
 
 /// One tenant, ready to serve: its adapter and what the adapter may reach.
 pub struct Tenant {
@@ -15,6 +15,9 @@ pub struct Tenant {
     pub channels: Vec<String>,
     pub adapter: Arc<LoadedAdapter>,
     pub host: Arc<TenantHost>,
+    /// Instances of `adapter` kept between calls, when the tenant opted in. Held here, not in
+    /// `host`, which each kept instance refers to.
+    pub instances: Arc<InstanceReuse>,
     /// How its webhook requests are verified.
     pub webhook: WebhookConfig,
     /// When this tenant's current adapter version was swapped in.

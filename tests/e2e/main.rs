@@ -13,6 +13,7 @@ mod delivery;
 mod demo;
 mod disk_full;
 mod durability;
+mod instance_reuse;
 mod isolation;
 mod languages;
 mod lookups;

@@ -52,6 +52,9 @@ pub struct Tenant {
     /// `[tenants.limits]` values (`memory_mib`, `cpu_ms`, ...); the bridge's defaults otherwise.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub limits: BTreeMap<String, u64>,
+    /// `[tenants.instance_reuse]` values (`idle`, `max_calls`); off unless a test sets them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub instance_reuse: BTreeMap<String, u64>,
     /// `[tenants.webhook]`: no verification unless a test sets one.
     pub webhook: WebhookAuth,
 }
@@ -110,6 +113,7 @@ impl Tenant {
             allow_private_networks: true,
             config: BTreeMap::new(),
             limits: BTreeMap::new(),
+            instance_reuse: BTreeMap::new(),
             webhook: WebhookAuth::none(),
         }
     }
@@ -123,6 +127,12 @@ impl Tenant {
     /// Sets one `[tenants.limits]` value.
     pub fn limit(mut self, key: &str, value: u64) -> Tenant {
         self.limits.insert(key.into(), value);
+        self
+    }
+
+    /// Sets one `[tenants.instance_reuse]` value.
+    pub fn instance_reuse(mut self, key: &str, value: u64) -> Tenant {
+        self.instance_reuse.insert(key.into(), value);
         self
     }
 

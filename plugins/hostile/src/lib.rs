@@ -26,6 +26,7 @@
 //! | `extra-reserved` | (webhooks) answers with one Outgoing event for ticket `extra-reserved` (channel `whatsapp`) whose `extra` sets `owner` to config `other_owner` (default `another-owner`) |
 //! | `lookup-other-owner` | (Incoming) looks up the history of config `other_ticket` and the contact config `other_contact` (another owner's), then its own event's history and contact, and fails permanently with a report `lookup-other-owner: other-history=..; other-contact=..; own-history=..; own-contact=..`, each `found`, `not-found` or `failed(..)` |
 //! | `lookup-flood` | (Incoming) looks up its own ticket's history 1000 times, stopping at the first failure, and fails permanently with a report `lookup-flood: found=N; then: failed(..)` |
+//! | `instance-calls` | counts the calls its instance has served, this one included, and answers the count: webhooks 200 `{"instance_calls":N}`, Incoming a permanent error `instance-calls: N` (tests of `[tenants.instance_reuse]`) |
 //! | `ok`, anything else | succeeds (webhooks: 200 `{"status":"ok"}`, no events) |
 
 use dolphin_bridge_sdk::{
@@ -69,6 +70,10 @@ impl Adapter for Hostile {
         if mode == "extra-reserved" {
             return Ok(webhook::ok(vec![extra_reserved_event()]));
         }
+        if mode == "instance-calls" {
+            let body = format!("{{\"instance_calls\":{}}}", count_instance_call());
+            return Ok(webhook::outcome(Vec::new(), json_response(body)));
+        }
         run(ctx, &mode)?;
         Ok(webhook::ok(Vec::new()))
     }
@@ -104,6 +109,7 @@ fn run(ctx: &CallContext, mode: &str) -> Result<(), AdapterError> {
             Ok(())
         }
         "deny-spam" => Err(permanent(deny_spam())),
+        "instance-calls" => Err(permanent(format!("instance-calls: {}", count_instance_call()))),
         "many-headers" => Err(permanent(many_headers())),
         "log-flood" => {
             for i in 0..100_000u32 {
@@ -292,6 +298,21 @@ fn many_headers() -> String {
 
 /// An answer that would, on the bridge's origin, redirect, set a cookie, open CORS and serve a
 /// script as HTML.
+/// Calls this instance has served, this one included: state that outlives a call only when the
+/// host reuses the instance.
+fn count_instance_call() -> u32 {
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+}
+
+fn json_response(body: String) -> dolphin_bridge_sdk::HttpResponse {
+    dolphin_bridge_sdk::HttpResponse {
+        status: 200,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: body.into_bytes(),
+    }
+}
+
 fn html_response() -> dolphin_bridge_sdk::HttpResponse {
     let headers = [
         ("Content-Type", "text/html"),
