@@ -10,6 +10,7 @@ use dolphin_bridge_tests::events::{
     EXAMPLE_CONTACT_ID, EXAMPLE_CUSTOMER, EXAMPLE_OWNER, fresh_ticket, is_contract_timestamp,
 };
 use dolphin_bridge_tests::mock_chatwoot::{Conversation, MockChatwoot, signature_headers, signature_headers_at};
+use dolphin_bridge_tests::mock_http::Recorded;
 use dolphin_bridge_tests::signing::unix_now;
 use dolphin_bridge_tests::three_dolphins::EVENT_PATH;
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, MockVendor, Tenant, adapters};
@@ -163,7 +164,7 @@ async fn a_text_event_creates_the_contact_a_conversation_and_the_message() {
     assert_eq!(message.content.as_deref(), Some("Halo"));
     assert_eq!(message.message_type, "incoming");
     assert!(!message.private);
-    assert_eq!(message.echo_id.as_deref(), Some(delivery_id.as_str()));
+    assert_eq!(message.source_id.as_deref(), Some(delivery_id.as_str()));
     assert_eq!(message.content_attributes["bridge_tag"], TAG);
 
     // Nothing went to 3Dolphins or to the other tenant's vendor.
@@ -484,4 +485,246 @@ async fn chatwoot_signed_webhooks_are_verified_and_replays_answered_as_the_first
     assert_eq!(env.three_dolphins.events().len(), 1, "{events:#?}");
     assert_eq!(events[0]["ticketNumber"], ticket.as_str());
     assert_eq!(events[0]["message"], "signed reply");
+}
+
+/// The customer's phone as the example event's `accountId` makes it.
+const EXAMPLE_PHONE: &str = "+628128778222";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_customer_whose_identifier_is_part_of_other_identifiers_is_found_not_created_again() {
+    let env = ChatwootEnv::start().await;
+    let customer = env
+        .chatwoot
+        .add_contact(EXAMPLE_CUSTOMER, EXAMPLE_CONTACT_ID, Some(EXAMPLE_PHONE));
+    // Newer contacts whose identifiers contain the customer's: a substring search fills its
+    // 15-result page with them.
+    for n in 0..16 {
+        env.chatwoot
+            .add_contact(&format!("Other {n}"), &format!("{EXAMPLE_CONTACT_ID}-{n}"), None);
+    }
+    let event = Event::fresh();
+    let ticket = event.ticket_number();
+    env.deliver(event).await;
+
+    assert_eq!(env.chatwoot.contacts().len(), 17, "no contact was created");
+    assert_eq!(env.conversation_of(&ticket).contact_id, customer);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_inbox_is_a_dead_letter_naming_the_setting_and_tickets_are_not_merged() {
+    let env = ChatwootEnv::start().await;
+    env.chatwoot.set_lock_to_single_conversation(true);
+    let (first_ticket, conversation) = env.open_ticket().await;
+
+    let second = Event::fresh().message("a second ticket");
+    let id = assert_accepted(&env.bridge.send_event(second).await);
+    let dead = env.bridge.wait_for_delivery(&id, "dead").await;
+    assert_eq!(dead["attempts"], 1, "not retried: {dead:#}");
+    let error = dead["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("lock_to_single_conversation"), "{error}");
+    assert_eq!(
+        env.customer_messages(conversation),
+        ["Halo"],
+        "nothing posted into the first ticket"
+    );
+
+    // The first ticket keeps its conversation: an agent's reply there goes to it.
+    let reply = env
+        .chatwoot
+        .message_created_outgoing(conversation, "for the first ticket");
+    env.webhook(&reply).await;
+    let events = env.three_dolphins.wait_for_events(1).await;
+    assert_eq!(events[0]["ticketNumber"], first_ticket.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_reaches_chatwoot_behind_an_nginx_that_drops_underscored_headers() {
+    let env = ChatwootEnv::start().await;
+    env.chatwoot.set_underscores_in_headers(false);
+    env.deliver(Event::fresh()).await;
+    env.assert_created_once("Halo");
+    let requests = env.chatwoot.requests();
+    let has = |r: &Recorded, name: &str| r.headers.iter().any(|(n, _)| n == name);
+    assert!(requests.iter().all(|r| has(r, "api-access-token")), "{requests:#?}");
+    assert!(!requests.iter().any(|r| has(r, "api_access_token")), "{requests:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_status_change_of_another_accounts_conversation_with_the_same_id_is_ignored() {
+    let env = ChatwootEnv::start().await;
+    let (ticket, conversation) = env.open_ticket().await;
+    let stranger = env
+        .chatwoot
+        .conversation_status_changed_in_other_account(conversation, "resolved");
+    let answer = env.webhook(&stranger).await;
+    assert_eq!(answer["status"], "ignored", "{answer}");
+    env.bridge.wait_until_settled().await;
+    assert!(
+        env.three_dolphins.events().is_empty(),
+        "{:#?}",
+        env.three_dolphins.events()
+    );
+
+    // Our own conversation's resolve still closes the ticket.
+    let resolved = env.chatwoot.conversation_resolved(conversation);
+    env.webhook(&resolved).await;
+    let events = env.three_dolphins.wait_for_events(1).await;
+    assert_eq!(events[0]["ticketNumber"], ticket.as_str());
+    assert_eq!(events[0]["event"], "Close");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_inbox_is_a_permanent_error_naming_the_inbox() {
+    let env = ChatwootEnv::start().await;
+    env.open_ticket().await;
+    env.chatwoot.delete_inbox();
+    let id = assert_accepted(&env.bridge.send_event(Event::fresh()).await);
+    let dead = env.bridge.wait_for_delivery(&id, "dead").await;
+    assert_eq!(dead["attempts"], 1, "not retried: {dead:#}");
+    let error = dead["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("inbox") && error.contains("inbox_id"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tickets_conversation_behind_twenty_newer_ones_is_found() {
+    let env = ChatwootEnv::start().await;
+    env.chatwoot.define_conversation_attribute("ticket_number");
+    let contact = env
+        .chatwoot
+        .add_contact(EXAMPLE_CUSTOMER, EXAMPLE_CONTACT_ID, Some(EXAMPLE_PHONE));
+    let ticket = fresh_ticket();
+    let existing = env.chatwoot.add_conversation(contact, &ticket);
+    for _ in 0..20 {
+        env.chatwoot.add_conversation(contact, &fresh_ticket());
+    }
+    env.deliver(Event::example().ticket(&ticket).message("still me")).await;
+
+    assert_eq!(env.chatwoot.conversations().len(), 21, "no conversation was created");
+    assert_eq!(env.customer_messages(existing), ["still me"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_message_response_behind_twenty_agent_replies_is_not_posted_twice() {
+    let env = ChatwootEnv::start().await;
+    let (ticket, conversation) = env.open_ticket().await;
+    env.chatwoot.lose_next_message_response_then_agent_replies(503, 25);
+    let id = assert_accepted(
+        &env.bridge
+            .send_event(Event::example().ticket(&ticket).message("again"))
+            .await,
+    );
+    let delivery = env.bridge.wait_for_delivery(&id, "delivered").await;
+    assert_eq!(delivery["attempts"], 2, "{delivery:#}");
+    assert_eq!(env.customer_messages(conversation), ["Halo", "again"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn template_messages_are_forwarded_as_outgoing_unless_turned_off() {
+    let env = ChatwootEnv::start().await;
+    let (ticket, conversation) = env.open_ticket().await;
+    let greeting = env
+        .chatwoot
+        .message_created_template(conversation, "We are away; we reply within a day.");
+    let answer = env.webhook(&greeting).await;
+    assert_eq!(answer["events"], 1, "{answer}");
+    let events = env.three_dolphins.wait_for_events(1).await;
+    assert_eq!(events[0]["ticketNumber"], ticket.as_str());
+    assert_eq!(events[0]["messageType"], "text");
+    assert_eq!(events[0]["message"], "We are away; we reply within a day.");
+
+    let env = ChatwootEnv::start_with(|t| t.config("forward_template_messages", "false")).await;
+    let (_, conversation) = env.open_ticket().await;
+    let greeting = env.chatwoot.message_created_template(conversation, "Hello!");
+    let answer = env.webhook(&greeting).await;
+    assert_eq!(answer["status"], "ignored", "{answer}");
+    env.bridge.wait_until_settled().await;
+    assert!(env.three_dolphins.events().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_delivered_by_two_webhooks_is_forwarded_once() {
+    const SECRET: &str = "e2e-chatwoot-webhook-secret";
+    let env = ChatwootEnv::start_with(|t| t.webhook(WebhookAuth::with_secret("chatwoot", SECRET))).await;
+    let (ticket, conversation) = env.open_ticket().await;
+    let payload = env.chatwoot.message_created_outgoing(conversation, "only once");
+    let body = serde_json::to_vec(&payload).unwrap();
+    // The account webhook and the API inbox's webhook each send it, as separate deliveries.
+    for (timestamp, delivery) in [(unix_now(), "account-webhook-1"), (unix_now() - 1, "inbox-webhook-1")] {
+        let mut headers = signature_headers_at(SECRET, &body, timestamp);
+        for (name, value) in &mut headers {
+            if name.eq_ignore_ascii_case("x-chatwoot-delivery") {
+                *value = delivery.to_owned();
+            }
+        }
+        let mut all: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+        all.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let response = env
+            .bridge
+            .client()
+            .send("POST", &env.bridge.webhook_url(TENANT, "/webhook"), &all, body.clone())
+            .await;
+        assert_eq!(response.status, 200, "{}", response.describe());
+    }
+    env.three_dolphins.wait_for_events(1).await;
+    env.bridge.wait_until_settled().await;
+    let events = env.three_dolphins.events();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["ticketNumber"], ticket.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_chatwoot_sends_itself_after_messages_are_created_reach_3dolphins() {
+    const SECRET: &str = "e2e-chatwoot-inbox-secret";
+    let env = ChatwootEnv::start_with(|t| {
+        t.webhook(WebhookAuth::with_secret("chatwoot", SECRET))
+            .config("webhook_secret", SECRET)
+    })
+    .await;
+    env.chatwoot
+        .send_webhooks_to(&env.bridge.webhook_url(TENANT, "/chatwoot"), Some(SECRET));
+
+    // The customer's message, created through the API, comes back as an `incoming` webhook.
+    let (ticket, conversation) = env.open_ticket().await;
+    let echo = env.chatwoot.wait_for_webhook_deliveries(1).await;
+    assert_eq!(echo[0].event, "message_created");
+    assert_eq!(echo[0].payload["message_type"], "incoming");
+    assert_eq!(echo[0].status, 200, "{}", echo[0].response);
+    assert!(echo[0].response.contains("ignored"), "{}", echo[0].response);
+
+    // An agent's reply, a greeting template and the resolve, each sent by Chatwoot itself.
+    env.chatwoot
+        .message_created_outgoing(conversation, "Halo, ada yang bisa dibantu?");
+    env.chatwoot.message_created_template(conversation, "Please rate us");
+    env.chatwoot.agent_resolves(conversation);
+    let sent = env.chatwoot.wait_for_webhook_deliveries(4).await;
+    let kinds: Vec<(&str, &str)> = sent
+        .iter()
+        .map(|d| {
+            (
+                d.event.as_str(),
+                d.payload["message_type"]
+                    .as_str()
+                    .unwrap_or(d.payload["status"].as_str().unwrap_or("")),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("message_created", "incoming"),
+            ("message_created", "outgoing"),
+            ("message_created", "template"),
+            ("conversation_status_changed", "resolved"),
+        ]
+    );
+    for delivery in &sent {
+        assert_eq!(delivery.status, 200, "{}: {}", delivery.event, delivery.response);
+    }
+    let events = env.three_dolphins.wait_for_events(3).await;
+    env.bridge.wait_until_settled().await;
+    assert_eq!(env.three_dolphins.events().len(), 3);
+    assert_eq!(events[0]["ticketNumber"], ticket.as_str());
+    assert_eq!(events[0]["message"], "Halo, ada yang bisa dibantu?");
+    assert_eq!(events[1]["message"], "Please rate us");
+    assert_eq!(events[2]["event"], "Close");
 }

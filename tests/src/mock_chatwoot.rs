@@ -7,20 +7,36 @@
 //!
 //! | call | answer |
 //! | --- | --- |
-//! | `GET /contacts/search?q=` | `{"meta": {count, current_page}, "payload": [contact]}` (name, email, phone or identifier containing `q`) |
+//! | `GET /contacts/search?q=&page=` | `{"meta": {count, current_page}, "payload": [contact]}`: at most 15 a page, name, email, phone or identifier containing `q`, newest first (Chatwoot gives no order; an older exact match falls off page 1) |
+//! | `POST /contacts/filter?page=` | `{"meta": {count, current_page}, "payload": [contact]}` for `{"payload": [{attribute_key, filter_operator: "equal_to", values}]}` on `identifier`, `email`, `phone_number` or `name`, compared case-insensitively (`LOWER(...)`), 15 a page |
 //! | `POST /contacts` | `{"payload": {"contact": contact, "contact_inbox": {"inbox", "source_id"}}}`; 422 `{"message", "attributes"}` for a taken identifier or phone, or a phone not in E.164 |
 //! | `POST /contacts/{id}/contact_inboxes` | `{"source_id", "inbox"}` |
-//! | `GET /contacts/{id}/conversations` | `{"payload": [conversation]}` |
-//! | `POST /conversations` | conversation (`contact_id` + `inbox_id` [+ `source_id`], or a known `source_id`) |
+//! | `GET /contacts/{id}/conversations` | `{"payload": [conversation]}`: the contact's 20 newest (by id, newest first), no paging |
+//! | `POST /conversations` | conversation (`contact_id` + `inbox_id` [+ `source_id`], or a known `source_id`); with [`lock_to_single_conversation`](MockChatwoot::set_lock_to_single_conversation) the contact's existing conversation in the inbox instead |
+//! | `POST /conversations/filter?page=` | `{"meta": {..}, "payload": [conversation]}` for a custom attribute the account defined ([`define_conversation_attribute`](MockChatwoot::define_conversation_attribute)), else 422 `{"message": "Invalid attribute key ..."}`; 25 a page |
 //! | `GET /conversations/{id}` | conversation |
 //! | `POST /conversations/{id}/toggle_status` | `{"meta": {}, "payload": {"success", "current_status", "conversation_id"}}` |
-//! | `GET /conversations/{id}/messages` | `{"meta": {..}, "payload": [message]}` |
-//! | `POST /conversations/{id}/messages` | message (an incoming message reopens a resolved conversation) |
+//! | `GET /conversations/{id}/messages?after=&before=` | `{"meta": {..}, "payload": [message]}`: the newest 20 (oldest first); `before=id` the 20 before it, `after=id` the 100 after it (MessageFinder) |
+//! | `POST /conversations/{id}/messages` | message (an incoming message reopens a resolved conversation); `echo_id` is not stored (Chatwoot only echoes it to the sender's live connection) |
+//! | `GET /inboxes/{id}` | the inbox, 404 once [`delete_inbox`](MockChatwoot::delete_inbox) is called |
 //!
-//! Every request must carry the header `api_access_token` with the token given to
-//! [`MockChatwoot::start`] (else 401 `{"error": "Invalid Access Token"}`); another account id is
-//! 401, unknown records 404 `{"error": "Resource could not be found"}`. Ids are distinct per
-//! kind (contacts from 101, conversations from 1, messages from 1001) so a mixed-up id shows.
+//! Every request must carry the access token given to [`MockChatwoot::start`] in the header
+//! `api-access-token` or `api_access_token` (one Rack key; else 401 `{"error": "Invalid Access
+//! Token"}`). [`set_underscores_in_headers`](MockChatwoot::set_underscores_in_headers)`(false)` puts
+//! the mock behind an nginx with its default `underscores_in_headers off`, which drops header names
+//! with an underscore, so that `api_access_token` never arrives. Another account
+//! id is 401, unknown records 404 `{"error": "Resource could not be found"}`, and every call naming
+//! the inbox 404s once it is deleted. Ids are distinct per kind (contacts from 101, conversations
+//! from 1, messages from 1001) so a mixed-up id shows; conversation ids are display ids, which
+//! Chatwoot numbers per account: [`conversation_status_changed_in_other_account`](MockChatwoot::conversation_status_changed_in_other_account)
+//! gives another account's event with the same id.
+//!
+//! With [`send_webhooks_to`](MockChatwoot::send_webhooks_to)`(url, secret)` the mock POSTs webhooks
+//! itself, in order, as the API inbox does: `message_created` for every incoming, outgoing and
+//! template message (`webhook_sendable?`), `conversation_status_changed` for every status change,
+//! signed with `X-Chatwoot-Signature` / `X-Chatwoot-Timestamp` / `X-Chatwoot-Delivery` when a
+//! secret is given; [`webhook_deliveries`](MockChatwoot::webhook_deliveries) lists what was sent
+//! and answered.
 //!
 //! ```ignore
 //! let chatwoot = MockChatwoot::start("secret-token").await;
@@ -46,15 +62,28 @@
 //!   n, status)`, [`fail_next_after_commit`](MockChatwoot::fail_next_after_commit)`(method,
 //!   path_contains, n, status)` (the request is processed, then answered with `status`: a lost
 //!   response), [`set_delay`](MockChatwoot::set_delay)`(duration)` (every answer waits; the request
-//!   is processed first, as a slow server that commits and then times out the caller).
+//!   is processed first, as a slow server that commits and then times out the caller),
+//!   [`lose_next_message_response_then_agent_replies`](MockChatwoot::lose_next_message_response_then_agent_replies)`(status, replies)`
+//!   (a message create is processed, agents add `replies` messages, the answer is lost).
+//! - Chatwoot's settings and records made outside the API:
+//!   [`set_lock_to_single_conversation`](MockChatwoot::set_lock_to_single_conversation),
+//!   [`define_conversation_attribute`](MockChatwoot::define_conversation_attribute),
+//!   [`delete_inbox`](MockChatwoot::delete_inbox), [`set_underscores_in_headers`](MockChatwoot::set_underscores_in_headers),
+//!   [`add_contact`](MockChatwoot::add_contact), [`add_conversation`](MockChatwoot::add_conversation),
+//!   [`delete_contact`](MockChatwoot::delete_contact), [`delete_conversation`](MockChatwoot::delete_conversation),
+//!   [`agent_resolves`](MockChatwoot::agent_resolves).
+//! - Webhooks the mock sends itself: [`send_webhooks_to`](MockChatwoot::send_webhooks_to),
+//!   [`webhook_deliveries`](MockChatwoot::webhook_deliveries), [`wait_for_webhook_deliveries`](MockChatwoot::wait_for_webhook_deliveries).
 //! - Webhook payloads (real-shaped, as Chatwoot POSTs them; the message is also stored):
 //!   [`message_created_outgoing`](MockChatwoot::message_created_outgoing)`(conversation_id, content)`,
 //!   [`message_created_with_attachment`](MockChatwoot::message_created_with_attachment)`(conversation_id, content, file_type, data_url)`,
 //!   [`message_created_with_attachments`](MockChatwoot::message_created_with_attachments),
 //!   [`message_created_incoming`](MockChatwoot::message_created_incoming),
 //!   [`private_note`](MockChatwoot::private_note)`(conversation_id, content)`,
+//!   [`message_created_template`](MockChatwoot::message_created_template)`(conversation_id, content)`,
 //!   [`conversation_resolved`](MockChatwoot::conversation_resolved)`(conversation_id)`,
-//!   [`conversation_status_changed`](MockChatwoot::conversation_status_changed)`(conversation_id, status)`;
+//!   [`conversation_status_changed`](MockChatwoot::conversation_status_changed)`(conversation_id, status)`,
+//!   [`conversation_status_changed_in_other_account`](MockChatwoot::conversation_status_changed_in_other_account)`(conversation_id, status)`;
 //!   [`signature_headers`]`(secret, body)` signs a body as Chatwoot does.
 
 use std::collections::VecDeque;
@@ -72,6 +101,19 @@ use crate::wait::{WAIT, wait_for};
 pub const ACCOUNT_ID: u64 = 1;
 /// The mock's API-channel inbox.
 pub const INBOX_ID: u64 = 1;
+/// An account of the same installation that is not ours: its conversation display ids repeat ours.
+pub const OTHER_ACCOUNT_ID: u64 = 2;
+/// The other account's API inbox (inbox ids are global, unlike conversation display ids).
+pub const OTHER_INBOX_ID: u64 = 2;
+/// `ContactsController::RESULTS_PER_PAGE` (search and filter).
+const CONTACTS_PER_PAGE: usize = 15;
+/// How many conversations `GET /contacts/{id}/conversations` answers (newest first, no paging).
+const CONTACT_CONVERSATIONS_LIMIT: usize = 20;
+/// `MessageFinder`: the latest or `before` window, and the `after` window.
+const MESSAGES_WINDOW: usize = 20;
+const MESSAGES_AFTER_LIMIT: usize = 100;
+/// Kaminari's default page size, used by the conversation filter.
+const CONVERSATIONS_PER_PAGE: usize = 25;
 const INBOX_NAME: &str = "3Dolphins";
 const ACCOUNT_NAME: &str = "Acme Support";
 const AGENT: (u64, &str, &str) = (1, "Agent Smith", "agent@acme.test");
@@ -126,7 +168,6 @@ pub struct Message {
     pub content_attributes: Value,
     pub private: bool,
     pub source_id: Option<String>,
-    pub echo_id: Option<String>,
     /// Attachment payloads (`push_event_data` shape).
     pub attachments: Vec<Value>,
     pub created_at: i64,
@@ -158,6 +199,8 @@ struct Failure {
     remaining: u32,
     status: u16,
     when: When,
+    /// Agent messages added to the same conversation after the request is processed.
+    agent_replies: usize,
 }
 
 impl Failure {
@@ -182,12 +225,33 @@ struct State {
     next_attachment: u64,
     failures: VecDeque<Failure>,
     delay: Duration,
+    /// Whether header names with an underscore reach Chatwoot (nginx's `underscores_in_headers`).
+    underscores_in_headers: bool,
+    /// The inbox's `lock_to_single_conversation`.
+    lock_to_single_conversation: bool,
+    inbox_deleted: bool,
+    /// Keys of the account's conversation custom attribute definitions.
+    conversation_attributes: Vec<String>,
+    /// Where webhooks go, in order, when [`MockChatwoot::send_webhooks_to`] was called.
+    webhooks: Option<tokio::sync::mpsc::UnboundedSender<Value>>,
+}
+
+/// A webhook the mock sent and what the receiver answered.
+#[derive(Debug, Clone)]
+pub struct WebhookDelivery {
+    /// The payload's `event`.
+    pub event: String,
+    pub payload: Value,
+    /// The receiver's status; 0 when it could not be reached.
+    pub status: u16,
+    pub response: String,
 }
 
 /// A stateful mock Chatwoot on 127.0.0.1 (see the module docs).
 pub struct MockChatwoot {
     server: MockServer,
     state: Arc<Mutex<State>>,
+    deliveries: Arc<Mutex<Vec<WebhookDelivery>>>,
 }
 
 fn not_found() -> Reply {
@@ -272,6 +336,11 @@ impl State {
             next_attachment: 1,
             failures: VecDeque::new(),
             delay: Duration::ZERO,
+            underscores_in_headers: true,
+            lock_to_single_conversation: false,
+            inbox_deleted: false,
+            conversation_attributes: Vec::new(),
+            webhooks: None,
         }
     }
 
@@ -299,7 +368,7 @@ impl State {
             "webhook_url": "",
             "inbox_identifier": "mockInboxIdentifier",
             "allow_messages_after_resolved": true,
-            "lock_to_single_conversation": false,
+            "lock_to_single_conversation": self.lock_to_single_conversation,
         })
     }
 
@@ -387,9 +456,6 @@ impl State {
                 "contact_inbox": {"source_id": conversation.map(|c| c.source_id.clone())},
             },
         });
-        if let Some(echo_id) = &m.echo_id {
-            data["echo_id"] = json!(echo_id);
-        }
         if !m.attachments.is_empty() {
             data["attachments"] = json!(m.attachments);
         }
@@ -489,13 +555,14 @@ impl State {
     /// `Message#webhook_data` merged with `event: message_created`.
     fn message_webhook_json(&self, m: &Message) -> Value {
         let conversation = self.conversation(m.conversation_id);
-        let sender = if m.message_type == "incoming" {
-            conversation
+        let sender = match m.message_type.as_str() {
+            "incoming" => conversation
                 .and_then(|c| self.contact(c.contact_id))
                 .map(|c| json!({"id": c.id, "name": c.name, "avatar": "", "type": "contact"}))
-                .unwrap_or(Value::Null)
-        } else {
-            json!({"id": AGENT.0, "name": AGENT.1, "email": AGENT.2, "type": "user"})
+                .unwrap_or(Value::Null),
+            // Greetings, out-of-office and CSAT messages are Chatwoot's own: no sender.
+            "template" => Value::Null,
+            _ => json!({"id": AGENT.0, "name": AGENT.1, "email": AGENT.2, "type": "user"}),
         };
         let mut data = json!({
             "account": {"id": ACCOUNT_ID, "name": ACCOUNT_NAME},
@@ -531,8 +598,18 @@ impl State {
 
     // ---- endpoints ---------------------------------------------------------------------------
 
+    /// The access token as Rails sees it: `api-access-token` and `api_access_token` are the same
+    /// Rack key, but the underscored name is dropped by a proxy with `underscores_in_headers off`.
+    fn access_token<'r>(&self, req: &'r Recorded) -> Option<&'r str> {
+        req.header("api-access-token").or_else(|| {
+            self.underscores_in_headers
+                .then(|| req.header("api_access_token"))
+                .flatten()
+        })
+    }
+
     fn route(&mut self, req: &Recorded) -> Reply {
-        if req.header("api_access_token") != Some(self.token.as_str()) {
+        if self.access_token(req) != Some(self.token.as_str()) {
             return Reply::json(401, &json!({"error": "Invalid Access Token"}));
         }
         let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
@@ -553,6 +630,7 @@ impl State {
         let id = |s: &str| s.parse::<u64>().ok();
         match (req.method.as_str(), rest) {
             ("GET", ["contacts", "search"]) => self.search_contacts(req),
+            ("POST", ["contacts", "filter"]) => self.filter_contacts(req, &body),
             ("POST", ["contacts"]) => self.create_contact(&body),
             ("POST", ["contacts", c, "contact_inboxes"]) => match id(c) {
                 Some(c) => self.create_contact_inbox(c, &body),
@@ -563,6 +641,11 @@ impl State {
                 None => not_found(),
             },
             ("POST", ["conversations"]) => self.create_conversation(&body),
+            ("POST", ["conversations", "filter"]) => self.filter_conversations(req, &body),
+            ("GET", ["inboxes", i]) => match id(i) {
+                Some(INBOX_ID) if !self.inbox_deleted => Reply::json(200, &self.inbox_json()),
+                _ => not_found(),
+            },
             ("GET", ["conversations", c]) => match id(c).and_then(|c| self.conversation(c)) {
                 Some(c) => Reply::json(200, &self.conversation_json(c)),
                 None => not_found(),
@@ -572,7 +655,7 @@ impl State {
                 None => not_found(),
             },
             ("GET", ["conversations", c, "messages"]) => match id(c) {
-                Some(c) => self.list_messages(c),
+                Some(c) => self.list_messages(c, req),
                 None => not_found(),
             },
             ("POST", ["conversations", c, "messages"]) => match id(c) {
@@ -589,19 +672,110 @@ impl State {
         };
         let q = q.trim().to_lowercase();
         let hit = |field: &Option<String>| field.as_deref().is_some_and(|f| f.to_lowercase().contains(&q));
-        let found: Vec<Value> = self
+        // Chatwoot orders nothing; newest first makes an older exact match fall off page 1.
+        let matching: Vec<&Contact> = self
             .contacts
             .iter()
+            .rev()
             .filter(|c| {
                 hit(&c.name) || hit(&c.email) || hit(&c.phone_number) || hit(&c.identifier) || c.id.to_string() == q
             })
-            .take(15)
+            .collect();
+        self.contacts_page(req, &matching)
+    }
+
+    /// One page (`?page=`, from 1) of contacts, 15 a page, as search and filter answer it.
+    fn contacts_page(&self, req: &Recorded, contacts: &[&Contact]) -> Reply {
+        let page = req
+            .query_param("page")
+            .and_then(|p| p.parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1);
+        let found: Vec<Value> = contacts
+            .iter()
+            .skip((page - 1) * CONTACTS_PER_PAGE)
+            .take(CONTACTS_PER_PAGE)
             .map(|c| self.contact_json(c))
             .collect();
         Reply::json(
             200,
-            &json!({"meta": {"count": found.len(), "current_page": 1}, "payload": found}),
+            &json!({"meta": {"count": contacts.len(), "current_page": page}, "payload": found}),
         )
+    }
+
+    /// `Contacts::FilterService` for `equal_to` on standard text attributes: `LOWER(column) = value`.
+    fn filter_contacts(&self, req: &Recorded, body: &Value) -> Reply {
+        let Some(conditions) = body.get("payload").and_then(Value::as_array) else {
+            return Reply::json(422, &json!({"message": "payload is missing"}));
+        };
+        let mut matching: Vec<&Contact> = self.contacts.iter().rev().collect();
+        for condition in conditions {
+            let key = condition.get("attribute_key").and_then(Value::as_str).unwrap_or("");
+            let operator = condition.get("filter_operator").and_then(Value::as_str).unwrap_or("");
+            let Some(value) = condition.pointer("/values/0").and_then(Value::as_str) else {
+                return Reply::json(422, &json!({"message": format!("Invalid value - [{key}]")}));
+            };
+            if operator != "equal_to" {
+                return Reply::json(
+                    422,
+                    &json!({"message": format!("Invalid operator. The allowed operators for {key} are [equal_to].")}),
+                );
+            }
+            let field = |c: &Contact| -> Option<String> {
+                match key {
+                    "identifier" => c.identifier.clone(),
+                    "email" => c.email.clone(),
+                    "phone_number" => c.phone_number.clone(),
+                    "name" => c.name.clone(),
+                    _ => None,
+                }
+            };
+            if !matches!(key, "identifier" | "email" | "phone_number" | "name") {
+                return Reply::json(422, &json!({"message": format!("Invalid attribute key - [{key}]")}));
+            }
+            let value = value.to_lowercase();
+            matching.retain(|c| field(c).is_some_and(|f| f.to_lowercase() == value));
+        }
+        self.contacts_page(req, &matching)
+    }
+
+    /// `Conversations::FilterService` for `equal_to` on a conversation custom attribute the
+    /// account defined (text: compared lower-cased); 422 for an undefined key.
+    fn filter_conversations(&self, req: &Recorded, body: &Value) -> Reply {
+        let Some(conditions) = body.get("payload").and_then(Value::as_array) else {
+            return Reply::json(422, &json!({"message": "payload is missing"}));
+        };
+        let mut matching: Vec<&Conversation> = self.conversations.iter().rev().collect();
+        for condition in conditions {
+            let key = condition.get("attribute_key").and_then(Value::as_str).unwrap_or("");
+            let value = condition.pointer("/values/0").and_then(Value::as_str);
+            let operator = condition.get("filter_operator").and_then(Value::as_str);
+            if !self.conversation_attributes.iter().any(|k| k == key) {
+                return Reply::json(422, &json!({"message": format!("Invalid attribute key - [{key}]")}));
+            }
+            let (Some(value), Some("equal_to")) = (value, operator) else {
+                return Reply::json(422, &json!({"message": format!("Invalid value - [{key}]")}));
+            };
+            let value = value.to_lowercase();
+            matching.retain(|c| {
+                c.custom_attributes
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| v.to_lowercase() == value)
+            });
+        }
+        let page = req
+            .query_param("page")
+            .and_then(|p| p.parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1);
+        let payload: Vec<Value> = matching
+            .iter()
+            .skip((page - 1) * CONVERSATIONS_PER_PAGE)
+            .take(CONVERSATIONS_PER_PAGE)
+            .map(|c| self.conversation_json(c))
+            .collect();
+        Reply::json(200, &json!({"meta": {"all_count": matching.len()}, "payload": payload}))
     }
 
     fn create_contact(&mut self, body: &Value) -> Reply {
@@ -627,7 +801,7 @@ impl State {
             return invalid("Email has already been taken", "email");
         }
         let inbox = id_field(body, "inbox_id");
-        if inbox.is_some_and(|i| i != INBOX_ID) {
+        if inbox.is_some_and(|i| i != INBOX_ID || self.inbox_deleted) {
             return not_found();
         }
         let mut contact = Contact {
@@ -661,7 +835,7 @@ impl State {
     }
 
     fn create_contact_inbox(&mut self, contact_id: u64, body: &Value) -> Reply {
-        if self.contact(contact_id).is_none() || id_field(body, "inbox_id") != Some(INBOX_ID) {
+        if self.contact(contact_id).is_none() || id_field(body, "inbox_id") != Some(INBOX_ID) || self.inbox_deleted {
             return not_found();
         }
         let source_id = str_field(body, "source_id").unwrap_or_else(|| self.new_source_id());
@@ -691,10 +865,13 @@ impl State {
         if self.contact(contact_id).is_none() {
             return not_found();
         }
+        // `order(id: :desc).limit(20)`: older conversations are not reachable here.
         let payload: Vec<Value> = self
             .conversations
             .iter()
+            .rev()
             .filter(|c| c.contact_id == contact_id)
+            .take(CONTACT_CONVERSATIONS_LIMIT)
             .map(|c| self.conversation_json(c))
             .collect();
         Reply::json(200, &json!({"payload": payload}))
@@ -704,7 +881,7 @@ impl State {
         let source_id = str_field(body, "source_id");
         let (contact_id, source_id) = match (id_field(body, "contact_id"), id_field(body, "inbox_id")) {
             (Some(contact_id), Some(inbox_id)) => {
-                if inbox_id != INBOX_ID || self.contact(contact_id).is_none() {
+                if inbox_id != INBOX_ID || self.inbox_deleted || self.contact(contact_id).is_none() {
                     return not_found();
                 }
                 // ContactInboxBuilder: reuse the contact's inbox link, else make one.
@@ -744,7 +921,7 @@ impl State {
                 (contact_id, source_id)
             }
             _ => {
-                let Some(source_id) = source_id else {
+                let Some(source_id) = source_id.filter(|_| !self.inbox_deleted) else {
                     return not_found();
                 };
                 match self
@@ -757,6 +934,12 @@ impl State {
                 }
             }
         };
+        // ConversationBuilder: a locked inbox answers the contact inbox's first conversation.
+        if self.lock_to_single_conversation
+            && let Some(existing) = self.conversations.iter().find(|c| c.source_id == source_id)
+        {
+            return Reply::json(200, &self.conversation_json(existing));
+        }
         let id = self.next_conversation;
         self.next_conversation += 1;
         let status = match body.get("status").and_then(Value::as_str) {
@@ -787,11 +970,16 @@ impl State {
         let Some(conversation) = self.conversations.iter_mut().find(|c| c.id == id) else {
             return not_found();
         };
+        let previous = conversation.status.clone();
         conversation.status = match body.get("status").and_then(Value::as_str) {
             Some(s) => s.to_owned(),
             None if conversation.status == "open" => "resolved".into(),
             None => "open".into(),
         };
+        let conversation = conversation.clone();
+        if previous != conversation.status {
+            self.queue_status_webhook(id, &previous);
+        }
         Reply::json(
             200,
             &json!({"meta": {}, "payload": {
@@ -799,18 +987,34 @@ impl State {
         )
     }
 
-    fn list_messages(&self, conversation_id: u64) -> Reply {
+    /// `MessageFinder`: `after=id` the (at most 100) next ones, `before=id` the 20 before it,
+    /// else the newest 20; always oldest first.
+    fn list_messages(&self, conversation_id: u64, req: &Recorded) -> Reply {
         let Some(conversation) = self.conversation(conversation_id) else {
             return not_found();
         };
+        let param = |name: &str| req.query_param(name).and_then(|v| v.parse::<u64>().ok());
         let messages: Vec<&Message> = self
             .messages
             .iter()
             .filter(|m| m.conversation_id == conversation_id)
             .collect();
-        // The newest 20, oldest first (MessageFinder).
-        let start = messages.len().saturating_sub(20);
-        let payload: Vec<Value> = messages[start..].iter().map(|m| self.message_json(m)).collect();
+        let window: Vec<&Message> = match (param("after"), param("before")) {
+            (Some(after), _) => messages
+                .into_iter()
+                .filter(|m| m.id > after)
+                .take(MESSAGES_AFTER_LIMIT)
+                .collect(),
+            (None, before) => {
+                let older: Vec<&Message> = messages
+                    .into_iter()
+                    .filter(|m| before.is_none_or(|b| m.id < b))
+                    .collect();
+                let start = older.len().saturating_sub(MESSAGES_WINDOW);
+                older[start..].to_vec()
+            }
+        };
+        let payload: Vec<Value> = window.iter().map(|m| self.message_json(m)).collect();
         Reply::json(
             200,
             &json!({
@@ -845,6 +1049,18 @@ impl State {
 
     /// Stores a message; an incoming one reopens a resolved conversation (as Chatwoot does).
     fn insert_message(&mut self, conversation_id: u64, body: &Value, message_type: &str) -> u64 {
+        self.insert_message_with_attachments(conversation_id, body, message_type, Vec::new())
+    }
+
+    /// [`insert_message`](Self::insert_message) with attachment payloads (made for the id
+    /// [`next_message`](Self::next_message) holds).
+    fn insert_message_with_attachments(
+        &mut self,
+        conversation_id: u64,
+        body: &Value,
+        message_type: &str,
+        attachments: Vec<Value>,
+    ) -> u64 {
         let id = self.next_message;
         self.next_message += 1;
         let message = Message {
@@ -860,18 +1076,62 @@ impl State {
             content_attributes: object_field(body, "content_attributes"),
             private: body.get("private").and_then(Value::as_bool).unwrap_or(false),
             source_id: str_field(body, "source_id"),
-            echo_id: str_field(body, "echo_id"),
-            attachments: Vec::new(),
+            attachments,
             created_at: now(),
         };
+        let mut reopened = false;
         if message_type == "incoming"
             && let Some(c) = self.conversations.iter_mut().find(|c| c.id == conversation_id)
             && c.status == "resolved"
         {
             c.status = "open".into();
+            reopened = true;
         }
+        let sendable = matches!(message_type, "incoming" | "outgoing" | "template");
         self.messages.push(message);
+        // WebhookListener#message_created, only for `webhook_sendable?` messages.
+        if sendable && let Some(m) = self.messages.last().cloned() {
+            self.queue_webhook(self.message_webhook_json(&m));
+        }
+        if reopened {
+            self.queue_status_webhook(conversation_id, "resolved");
+        }
         id
+    }
+
+    /// Hands a payload to the webhook sender, when the mock sends webhooks.
+    fn queue_webhook(&self, payload: Value) {
+        if let Some(sender) = &self.webhooks {
+            // The receiving task ends only with the mock; a send error means it is gone.
+            let _ = sender.send(payload);
+        }
+    }
+
+    /// `conversation_status_changed` for a conversation whose status just left `previous`.
+    fn queue_status_webhook(&self, conversation_id: u64, previous: &str) {
+        if self.webhooks.is_none() {
+            return;
+        }
+        if let Some(c) = self.conversation(conversation_id) {
+            let mut payload = self.conversation_webhook_json(c);
+            payload["event"] = json!("conversation_status_changed");
+            payload["changed_attributes"] = json!([
+                {"status": {"previous_value": previous, "current_value": c.status}}
+            ]);
+            self.queue_webhook(payload);
+        }
+    }
+
+    /// Adds `count` agent replies to the conversation of the message `reply` describes.
+    fn add_agent_replies_after(&mut self, reply: &Reply, count: usize) {
+        let created: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        let Some(conversation_id) = created.get("conversation_id").and_then(Value::as_u64) else {
+            return;
+        };
+        for n in 1..=count {
+            let body = json!({"content": format!("agent reply {n}"), "private": false});
+            self.insert_message(conversation_id, &body, "outgoing");
+        }
     }
 
     fn attachment_json(&mut self, message_id: u64, file_type: &str, data_url: &str) -> Value {
@@ -905,7 +1165,7 @@ impl State {
 }
 
 impl MockChatwoot {
-    /// Starts on a free port of 127.0.0.1; requests must carry `api_access_token: {token}`.
+    /// Starts on a free port of 127.0.0.1; requests must carry `api-access-token: {token}`.
     pub async fn start(token: &str) -> MockChatwoot {
         Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), token)
             .await
@@ -924,16 +1184,19 @@ impl MockChatwoot {
                 let failure = state.failures.iter().position(|f| f.matches(req)).map(|i| {
                     let f = &mut state.failures[i];
                     f.remaining -= 1;
-                    let (status, when) = (f.status, f.when);
+                    let (status, when, agent_replies) = (f.status, f.when, f.agent_replies);
                     if f.remaining == 0 {
                         state.failures.remove(i);
                     }
-                    (status, when)
+                    (status, when, agent_replies)
                 });
                 let reply = match failure {
-                    Some((status, When::Before)) => Reply::json(status, &json!({"error": "mock Chatwoot failure"})),
-                    Some((status, When::AfterCommit)) => {
-                        state.route(req);
+                    Some((status, When::Before, _)) => Reply::json(status, &json!({"error": "mock Chatwoot failure"})),
+                    Some((status, When::AfterCommit, agent_replies)) => {
+                        let processed = state.route(req);
+                        if agent_replies > 0 {
+                            state.add_agent_replies_after(&processed, agent_replies);
+                        }
                         Reply::json(status, &json!({"error": "mock Chatwoot failure after commit"}))
                     }
                     None => state.route(req),
@@ -942,7 +1205,11 @@ impl MockChatwoot {
             }),
         )
         .await?;
-        Ok(MockChatwoot { server, state })
+        Ok(MockChatwoot {
+            server,
+            state,
+            deliveries: Arc::new(Mutex::new(Vec::new())),
+        })
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -1028,6 +1295,20 @@ impl MockChatwoot {
         self.push_failure(Some(method), Some(path_contains), n, status, When::AfterCommit);
     }
 
+    /// The next message create is processed, then agents add `replies` messages to the same
+    /// conversation, then the create is answered with `status`: the caller's retry finds its
+    /// message behind more than one window of newer messages.
+    pub fn lose_next_message_response_then_agent_replies(&self, status: u16, replies: usize) {
+        self.state().failures.push_back(Failure {
+            method: Some("POST".into()),
+            path_contains: Some("/messages".into()),
+            remaining: 1,
+            status,
+            when: When::AfterCommit,
+            agent_replies: replies,
+        });
+    }
+
     fn push_failure(&self, method: Option<&str>, path: Option<&str>, n: u32, status: u16, when: When) {
         if n == 0 {
             return;
@@ -1038,7 +1319,110 @@ impl MockChatwoot {
             remaining: n,
             status,
             when,
+            agent_replies: 0,
         });
+    }
+
+    /// Header names with an underscore reach Chatwoot (`true`, the default: Chatwoot's own server
+    /// passes them) or are dropped as by an nginx in front with its default
+    /// `underscores_in_headers off` (`false`).
+    pub fn set_underscores_in_headers(&self, allowed: bool) {
+        self.state().underscores_in_headers = allowed;
+    }
+
+    /// The inbox's `lock_to_single_conversation` setting.
+    pub fn set_lock_to_single_conversation(&self, locked: bool) {
+        self.state().lock_to_single_conversation = locked;
+    }
+
+    /// Defines a conversation custom attribute (type text) in the account, so that
+    /// `POST /conversations/filter` accepts it.
+    pub fn define_conversation_attribute(&self, key: &str) {
+        self.state().conversation_attributes.push(key.to_owned());
+    }
+
+    /// Deletes the API inbox: every call naming it answers 404.
+    pub fn delete_inbox(&self) {
+        self.state().inbox_deleted = true;
+    }
+
+    /// A conversation of the contact in the inbox, with `custom_attributes.ticket_number`, as an
+    /// earlier installation of the bridge made it. Returns its id.
+    pub fn add_conversation(&self, contact_id: u64, ticket_number: &str) -> u64 {
+        let mut state = self.state();
+        let source_id = state
+            .contact(contact_id)
+            .and_then(|c| c.contact_inboxes.first())
+            .map(|ci| ci.source_id.clone())
+            .unwrap_or_else(|| panic!("contact {contact_id} is not in the mock's inbox"));
+        let id = state.next_conversation;
+        state.next_conversation += 1;
+        let attributes = json!({"ticket_number": ticket_number});
+        state.conversations.push(Conversation {
+            id,
+            uuid: format!("c0nv0000-0000-4000-8000-{id:012x}"),
+            account_id: ACCOUNT_ID,
+            inbox_id: INBOX_ID,
+            contact_id,
+            source_id,
+            status: "open".into(),
+            additional_attributes: attributes.clone(),
+            custom_attributes: attributes,
+            created_at: now(),
+        });
+        id
+    }
+
+    /// From now on, POSTs every webhook the API inbox would send to `url`, in order, signed
+    /// with `secret` when given (see the module docs). Call it inside a Tokio runtime: the
+    /// sender is a task of it.
+    pub fn send_webhooks_to(&self, url: &str, secret: Option<&str>) {
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Value>();
+        let deliveries = self.deliveries.clone();
+        let (url, secret) = (url.to_owned(), secret.map(str::to_owned));
+        tokio::spawn(async move {
+            let client = crate::client::HttpClient::new();
+            while let Some(payload) = receiver.recv().await {
+                let body = serde_json::to_vec(&payload).expect("JSON serializes");
+                let mut headers = vec![
+                    ("content-type".to_owned(), "application/json".to_owned()),
+                    ("accept".to_owned(), "application/json".to_owned()),
+                ];
+                if let Some(secret) = &secret {
+                    headers.extend(signature_headers(secret, &body));
+                }
+                let header_refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let (status, response) = match client.try_send("POST", &url, &header_refs, body).await {
+                    Ok(r) => (r.status, r.text()),
+                    Err(e) => (0, e),
+                };
+                let event = payload["event"].as_str().unwrap_or_default().to_owned();
+                deliveries
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(WebhookDelivery {
+                        event,
+                        payload,
+                        status,
+                        response,
+                    });
+            }
+        });
+        self.state().webhooks = Some(sender);
+    }
+
+    /// The webhooks the mock sent so far, in order, with the answers.
+    pub fn webhook_deliveries(&self) -> Vec<WebhookDelivery> {
+        self.deliveries.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits until at least `n` webhooks were sent and answered; returns them all.
+    pub async fn wait_for_webhook_deliveries(&self, n: usize) -> Vec<WebhookDelivery> {
+        wait_for(&format!("{n} webhook(s) sent by the mock Chatwoot"), WAIT, || {
+            let sent = self.webhook_deliveries();
+            (sent.len() >= n).then_some(sent)
+        })
+        .await
     }
 
     /// Every answer waits `delay` after the request is processed (zero: answer at once).
@@ -1103,14 +1487,18 @@ impl MockChatwoot {
     ) -> Value {
         let mut state = self.state();
         let body = json!({"content": content, "private": private});
-        let id = state.insert_message(conversation_id, &body, message_type);
+        let next_id = state.next_message;
         let attachments: Vec<Value> = attachments
             .iter()
-            .map(|(file_type, url)| state.attachment_json(id, file_type, url))
+            .map(|(file_type, url)| state.attachment_json(next_id, file_type, url))
             .collect();
-        let message = state.messages.iter_mut().find(|m| m.id == id).expect("just inserted");
-        message.attachments = attachments;
-        let message = message.clone();
+        let id = state.insert_message_with_attachments(conversation_id, &body, message_type, attachments);
+        let message = state
+            .messages
+            .iter()
+            .find(|m| m.id == id)
+            .expect("just inserted")
+            .clone();
         state.message_webhook_json(&message)
     }
 
@@ -1175,7 +1563,54 @@ impl MockChatwoot {
         payload["changed_attributes"] = json!([
             {"status": {"previous_value": previous, "current_value": status}}
         ]);
+        if previous != status {
+            state.queue_webhook(payload.clone());
+        }
         payload
+    }
+
+    /// `conversation_status_changed` of another account's conversation with the same display id
+    /// (Chatwoot numbers conversations per account), in that account's inbox [`OTHER_INBOX_ID`].
+    /// Like every conversation event it has no `account` key. Nothing is stored.
+    pub fn conversation_status_changed_in_other_account(&self, conversation_id: u64, status: &str) -> Value {
+        let state = self.state();
+        let stranger = Conversation {
+            id: conversation_id,
+            uuid: format!("07he4000-0000-4000-8000-{conversation_id:012x}"),
+            account_id: OTHER_ACCOUNT_ID,
+            inbox_id: OTHER_INBOX_ID,
+            contact_id: 0,
+            source_id: "b0a7c1d2-0000-4000-8000-000000000001".into(),
+            status: status.to_owned(),
+            additional_attributes: json!({}),
+            custom_attributes: json!({}),
+            created_at: now(),
+        };
+        let mut payload = state.conversation_webhook_json(&stranger);
+        payload["event"] = json!("conversation_status_changed");
+        payload["changed_attributes"] = json!([
+            {"status": {"previous_value": "open", "current_value": status}}
+        ]);
+        payload
+    }
+
+    /// `message_created` for a template message Chatwoot itself sends in the conversation
+    /// (greeting, out-of-office, CSAT: `message_type: "template"`, no sender).
+    pub fn message_created_template(&self, conversation_id: u64, content: &str) -> Value {
+        self.message_webhook(conversation_id, Some(content), "template", false, &[])
+    }
+
+    /// An agent resolves the conversation in Chatwoot's UI: the status changes (and, when the
+    /// mock sends webhooks, `conversation_status_changed` is sent).
+    pub fn agent_resolves(&self, conversation_id: u64) {
+        let mut state = self.state();
+        let Some(conversation) = state.conversations.iter_mut().find(|c| c.id == conversation_id) else {
+            panic!("no conversation {conversation_id} at the mock Chatwoot");
+        };
+        let previous = std::mem::replace(&mut conversation.status, "resolved".into());
+        if previous != "resolved" {
+            state.queue_status_webhook(conversation_id, &previous);
+        }
     }
 }
 
@@ -1231,7 +1666,7 @@ mod tests {
             method: method.into(),
             path: path.split('?').next().unwrap_or("").into(),
             query: path.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default(),
-            headers: vec![("api_access_token".into(), TOKEN.into())],
+            headers: vec![("api-access-token".into(), TOKEN.into())],
             body: body.map(|b| b.to_string().into()).unwrap_or_default(),
         };
         let reply = state.route(&req);
@@ -1317,7 +1752,6 @@ mod tests {
         )
         .await;
         assert_eq!((status, message["message_type"].as_u64()), (200, Some(0)));
-        assert_eq!(message["echo_id"], "d1");
         let (_, messages) = call(&mock, "GET", &path, None).await;
         assert_eq!(messages["payload"][0]["source_id"], "d1");
         assert_eq!(mock.messages(conversation_id)[0].content.as_deref(), Some("Halo"));
@@ -1383,29 +1817,34 @@ mod tests {
 
         let denied = client.send("GET", &url, &[], "").await;
         assert_eq!(denied.status, 401);
+        let underscored = client.send("GET", &url, &[("api_access_token", TOKEN)], "").await;
+        assert_eq!(underscored.status, 200, "{}", underscored.describe());
+        mock.set_underscores_in_headers(false);
+        let dropped = client.send("GET", &url, &[("api_access_token", TOKEN)], "").await;
+        assert_eq!(dropped.status, 401, "dropped as by nginx's underscores_in_headers off");
 
-        let ok = client.send("GET", &url, &[("api_access_token", TOKEN)], "").await;
+        let ok = client.send("GET", &url, &[("api-access-token", TOKEN)], "").await;
         assert_eq!(ok.status, 200, "{}", ok.describe());
         assert_eq!(ok.json()["payload"], json!([]));
 
         mock.fail_next(2, 503);
         assert_eq!(
             client
-                .send("GET", &url, &[("api_access_token", TOKEN)], "")
+                .send("GET", &url, &[("api-access-token", TOKEN)], "")
                 .await
                 .status,
             503
         );
         assert_eq!(
             client
-                .send("GET", &url, &[("api_access_token", TOKEN)], "")
+                .send("GET", &url, &[("api-access-token", TOKEN)], "")
                 .await
                 .status,
             503
         );
         assert_eq!(
             client
-                .send("GET", &url, &[("api_access_token", TOKEN)], "")
+                .send("GET", &url, &[("api-access-token", TOKEN)], "")
                 .await
                 .status,
             200
@@ -1414,15 +1853,15 @@ mod tests {
         let create = format!("{}/api/v1/accounts/1/contacts", mock.base_url());
         mock.fail_next_after_commit("POST", "/contacts", 1, 500);
         let body = json!({"identifier": "c9", "inbox_id": 1}).to_string();
-        let lost = client.send("POST", &create, &[("api_access_token", TOKEN)], body).await;
+        let lost = client.send("POST", &create, &[("api-access-token", TOKEN)], body).await;
         assert_eq!(lost.status, 500);
         assert_eq!(mock.contacts().len(), 1, "processed before the failure");
 
         mock.set_delay(Duration::from_millis(300));
         let started = std::time::Instant::now();
-        client.send("GET", &url, &[("api_access_token", TOKEN)], "").await;
+        client.send("GET", &url, &[("api-access-token", TOKEN)], "").await;
         assert!(started.elapsed() >= Duration::from_millis(300));
-        assert_eq!(mock.requests_to("GET", "/contacts/search").len(), 6);
-        assert_eq!(mock.requests().len(), 7);
+        assert_eq!(mock.requests_to("GET", "/contacts/search").len(), 8);
+        assert_eq!(mock.requests().len(), 9);
     }
 }

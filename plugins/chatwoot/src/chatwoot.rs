@@ -2,14 +2,27 @@
 
 use crate::mapping::{self, ContactLink, ConversationLink, TicketLink, id_number};
 use dolphin_bridge_sdk::{
-    AdapterError, CallContext, IncomingEvent, Value, config, http, json, kv, log, percent_encode, permanent,
-    status_error,
+    AdapterError, CallContext, IncomingEvent, Value, config, http, json, kv, log, permanent, status_error,
 };
+
+/// Contacts a page of `POST /contacts/filter` holds (`ContactsController::RESULTS_PER_PAGE`).
+const CONTACTS_PER_PAGE: usize = 15;
+/// How many filter pages are read at most: identifiers equal but for case are few.
+const MAX_CONTACT_PAGES: u32 = 20;
+/// `GET /contacts/{id}/conversations` answers the contact's newest 20, with no paging.
+const CONTACT_CONVERSATIONS_WINDOW: usize = 20;
+/// How many `POST /conversations/filter` pages are read at most.
+const MAX_CONVERSATION_PAGES: u32 = 20;
+/// `GET /conversations/{id}/messages?after=` answers at most 100 (`MessageFinder`).
+const MESSAGES_AFTER_PAGE: usize = 100;
+/// How many `?after=` pages a retried delivery reads at most while looking for its message.
+const MAX_MESSAGE_PAGES: u32 = 50;
 
 /// The adapter's Chatwoot settings, from the tenant config.
 pub struct Settings {
     /// `{base_url}/api/v1/accounts/{account_id}`.
     base: String,
+    account_id: String,
     inbox_id: u64,
     token: String,
     tag: Option<String>,
@@ -31,6 +44,7 @@ impl Settings {
             .map_err(|_| permanent("adapter config key `inbox_id` must be a number"))?;
         Ok(Self {
             base: format!("{}/api/v1/accounts/{account_id}", base_url.trim_end_matches('/')),
+            account_id,
             inbox_id,
             token: config::require("api_access_token")?,
             tag: config::get("tag"),
@@ -50,6 +64,7 @@ pub struct Api {
 }
 
 impl Api {
+    /// A client for the tenant's Chatwoot account.
     pub fn new(settings: Settings) -> Self {
         Self { settings }
     }
@@ -63,7 +78,9 @@ impl Api {
         body: Option<&Value>,
     ) -> Result<http::JsonResponse, AdapterError> {
         let url = format!("{}{path}", self.settings.base);
-        let auth = [("api_access_token", self.settings.token.as_str())];
+        // The hyphenated spelling: Rack reads it as the same key, and nginx (whose default
+        // `underscores_in_headers off` fronts most installations) drops the underscored one.
+        let auth = [("api-access-token", self.settings.token.as_str())];
         http::send_json(method, &url, &auth, body).map_err(|e| match e {
             AdapterError::RetryLater(m) => AdapterError::RetryLater(format!("chatwoot {what}: {m}")),
             AdapterError::Permanent(m) => AdapterError::Permanent(format!("chatwoot {what}: {m}")),
@@ -97,22 +114,50 @@ impl Api {
             .map(str::to_owned)
     }
 
-    /// `GET /contacts/search?q=`: the contact whose identifier is exactly `identifier`.
+    /// `POST /contacts/filter` on `identifier equal_to`: the contact whose identifier is exactly
+    /// `identifier`. (A search reads one page of 15 substring matches in no order, so a customer
+    /// whose identifier is part of others' would not be found.) Chatwoot compares lower-cased,
+    /// so the pages are read until the exact one shows.
     fn search_contact(&self, identifier: &str) -> Result<Option<(u64, Option<String>)>, AdapterError> {
-        let path = format!(
-            "/contacts/search?q={}&include_contact_inboxes=true",
-            percent_encode(identifier)
-        );
-        let found = self.call("search contact", "GET", &path, None)?;
-        let contacts = found
-            .get("payload")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        Ok(contacts
-            .iter()
-            .find(|c| c.get("identifier").and_then(Value::as_str) == Some(identifier))
-            .and_then(|c| Some((id_number(c.get("id"))?, self.source_id_in_inbox(c)))))
+        let body = json!({ "payload": [{
+            "attribute_key": "identifier",
+            "filter_operator": "equal_to",
+            "values": [identifier],
+            "query_operator": null,
+        }]});
+        for page in 1..=MAX_CONTACT_PAGES {
+            let path = format!("/contacts/filter?page={page}&include_contact_inboxes=true");
+            let found = self.call("filter contacts", "POST", &path, Some(&body))?;
+            let contacts = found
+                .get("payload")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let exact = contacts
+                .iter()
+                .find(|c| c.get("identifier").and_then(Value::as_str) == Some(identifier));
+            if let Some(contact) = exact {
+                return Ok(id_number(contact.get("id")).map(|id| (id, self.source_id_in_inbox(contact))));
+            }
+            if contacts.len() < CONTACTS_PER_PAGE {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The error for a 404 of a call that names our inbox, when the inbox is what is missing
+    /// (`GET /inboxes/{id}` is 404 too); `None` when the inbox exists, so the 404 was the contact.
+    fn inbox_missing(&self) -> Result<Option<AdapterError>, AdapterError> {
+        let path = format!("/inboxes/{}", self.settings.inbox_id);
+        let r = self.send("show inbox", "GET", &path, None)?;
+        Ok((r.status == 404).then(|| {
+            permanent(format!(
+                "chatwoot: inbox {} is not in account {}: the config key `inbox_id` names a wrong or \
+                 deleted inbox (the id is in the inbox's URL in Chatwoot's settings)",
+                self.settings.inbox_id, self.settings.account_id
+            ))
+        }))
     }
 
     /// `POST /contacts`; a 422 (identifier taken by a lost earlier try, or the phone number
@@ -133,6 +178,11 @@ impl Api {
         }
         let path = "/contacts";
         let mut r = self.send("create contact", "POST", path, Some(&body))?;
+        if r.status == 404
+            && let Some(error) = self.inbox_missing()?
+        {
+            return Err(error);
+        }
         if r.status == 422 {
             if let Some(found) = self.search_contact(&event.contact_id)? {
                 return Ok(found);
@@ -173,7 +223,10 @@ impl Api {
         let body = json!({ "inbox_id": self.settings.inbox_id });
         let r = self.send("create contact inbox", "POST", &path, Some(&body))?;
         if r.status == 404 {
-            return Ok(Found::ContactGone);
+            return match self.inbox_missing()? {
+                Some(error) => Err(error),
+                None => Ok(Found::ContactGone),
+            };
         }
         if !r.is_success() {
             return Err(self.failed("create contact inbox", "POST", &path, &r));
@@ -228,6 +281,19 @@ impl Api {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
+        if let Some(id) = self.ticket_conversation(&conversations, None, ticket) {
+            return Ok(Found::Ok(Some(id)));
+        }
+        if conversations.len() < CONTACT_CONVERSATIONS_WINDOW {
+            return Ok(Found::Ok(None));
+        }
+        // The window is full: an older conversation of the ticket would not be in it.
+        self.filter_conversation(contact_id, ticket).map(Found::Ok)
+    }
+
+    /// The id of the conversation in `conversations` that is the ticket's, in our inbox (and of
+    /// `contact_id` when given).
+    fn ticket_conversation(&self, conversations: &[Value], contact_id: Option<u64>, ticket: &str) -> Option<u64> {
         let is_ticket = |c: &Value| {
             [
                 "/custom_attributes/ticket_number",
@@ -236,13 +302,53 @@ impl Api {
             .iter()
             .any(|p| c.pointer(p).and_then(Value::as_str) == Some(ticket))
         };
-        Ok(Found::Ok(
-            conversations
-                .iter()
-                .filter(|c| id_number(c.get("inbox_id")).is_none_or(|i| i == self.settings.inbox_id))
-                .find(|c| is_ticket(c))
-                .and_then(|c| id_number(c.get("id"))),
-        ))
+        conversations
+            .iter()
+            .filter(|c| id_number(c.get("inbox_id")).is_none_or(|i| i == self.settings.inbox_id))
+            .filter(|c| contact_id.is_none_or(|id| id_number(c.pointer("/meta/sender/id")).is_none_or(|s| s == id)))
+            .find(|c| is_ticket(c))
+            .and_then(|c| id_number(c.get("id")))
+    }
+
+    /// `POST /conversations/filter` on the conversation custom attribute `ticket_number`, read
+    /// page by page. Chatwoot filters only on attributes the account defines: without that
+    /// definition (422) the ticket's conversation cannot be found past the contact's newest 20,
+    /// which is logged, and a new conversation is made.
+    fn filter_conversation(&self, contact_id: u64, ticket: &str) -> Result<Option<u64>, AdapterError> {
+        let body = json!({ "payload": [{
+            "attribute_key": "ticket_number",
+            "filter_operator": "equal_to",
+            "values": [ticket],
+            "query_operator": null,
+        }]});
+        for page in 1..=MAX_CONVERSATION_PAGES {
+            let path = format!("/conversations/filter?page={page}");
+            let r = self.send("filter conversations", "POST", &path, Some(&body))?;
+            if r.status == 422 {
+                log::warn(
+                    "chatwoot: the contact has 20 or more conversations and the account defines no \
+                     conversation attribute `ticket_number`, so an older conversation of the ticket \
+                     cannot be looked up; define it (Settings > Custom Attributes, Conversation, text)",
+                );
+                return Ok(None);
+            }
+            if !r.is_success() {
+                return Err(self.failed("filter conversations", "POST", &path, &r));
+            }
+            let conversations = r
+                .body
+                .get("payload")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if conversations.is_empty() {
+                break;
+            }
+            if let Some(id) = self.ticket_conversation(&conversations, Some(contact_id), ticket) {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
     }
 
     /// `POST /conversations` for the ticket.
@@ -258,13 +364,32 @@ impl Api {
         });
         let r = self.send("create conversation", "POST", "/conversations", Some(&body))?;
         if r.status == 404 {
-            return Ok(Found::ContactGone);
+            return match self.inbox_missing()? {
+                Some(error) => Err(error),
+                None => Ok(Found::ContactGone),
+            };
         }
         if !r.is_success() {
             return Err(self.failed("create conversation", "POST", "/conversations", &r));
         }
         let id =
             id_number(r.body.get("id")).ok_or_else(|| permanent("chatwoot create conversation: answer without id"))?;
+        // A locked inbox answers the contact's existing conversation instead of a new one;
+        // mapping the ticket to it would merge two tickets.
+        let answered_ticket = r
+            .body
+            .pointer("/custom_attributes/ticket_number")
+            .and_then(Value::as_str);
+        if answered_ticket != Some(event.ticket_number.as_str()) {
+            return Err(permanent(format!(
+                "chatwoot create conversation: Chatwoot answered the contact's existing conversation {id} \
+                 (of {}) instead of a new one for ticket {}: the inbox has `lock_to_single_conversation` \
+                 enabled; turn it off in the inbox's settings so that every 3Dolphins ticket gets its own \
+                 conversation",
+                answered_ticket.map_or_else(|| "no 3Dolphins ticket".to_owned(), |t| format!("ticket {t}")),
+                event.ticket_number
+            )));
+        }
         log::log(
             log::Level::Info,
             "chatwoot: conversation created",
@@ -304,6 +429,7 @@ impl Api {
                 contact_id: contact.id,
                 channel: event.channel.clone(),
                 last_delivery: None,
+                last_message_id: None,
             };
             kv::set_json(&key, &link.to_json())?;
             return Ok(link);
@@ -313,34 +439,58 @@ impl Api {
         ))
     }
 
-    /// Whether the conversation already has the message with `source_id` (a retried delivery
-    /// whose earlier try reached Chatwoot).
-    fn has_message(&self, conversation_id: u64, source_id: &str) -> Result<bool, AdapterError> {
-        let path = format!("/conversations/{conversation_id}/messages");
-        let r = self.send("list messages", "GET", &path, None)?;
-        if r.status == 404 {
-            return Ok(false);
+    /// The id of the conversation's message with `source_id` (a retried delivery whose earlier
+    /// try reached Chatwoot), looked for among the messages after `after` (the last one this
+    /// adapter posted; every message of the conversation when none), 100 at a time: agents may
+    /// have written more than the 20 the plain listing shows since.
+    fn find_message(
+        &self,
+        conversation_id: u64,
+        source_id: &str,
+        after: Option<u64>,
+    ) -> Result<Option<u64>, AdapterError> {
+        let mut after = after.unwrap_or(0);
+        for _ in 0..MAX_MESSAGE_PAGES {
+            let path = format!("/conversations/{conversation_id}/messages?after={after}");
+            let r = self.send("list messages", "GET", &path, None)?;
+            if r.status == 404 {
+                return Ok(None);
+            }
+            if !r.is_success() {
+                return Err(self.failed("list messages", "GET", &path, &r));
+            }
+            let messages = r
+                .body
+                .get("payload")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if let Some(found) = messages
+                .iter()
+                .find(|m| m.get("source_id").and_then(Value::as_str) == Some(source_id))
+            {
+                return Ok(Some(id_number(found.get("id")).unwrap_or(0)));
+            }
+            match messages.iter().filter_map(|m| id_number(m.get("id"))).max() {
+                Some(last) if messages.len() >= MESSAGES_AFTER_PAGE && last > after => after = last,
+                _ => break,
+            }
         }
-        if !r.is_success() {
-            return Err(self.failed("list messages", "GET", &path, &r));
-        }
-        Ok(r.body.get("payload").and_then(Value::as_array).is_some_and(|m| {
-            m.iter()
-                .any(|m| m.get("source_id").and_then(Value::as_str) == Some(source_id))
-        }))
+        Ok(None)
     }
 
-    /// `POST /conversations/{id}/messages`; `false` when the conversation is gone (404).
-    fn create_message(&self, conversation_id: u64, body: &Value) -> Result<bool, AdapterError> {
+    /// `POST /conversations/{id}/messages`: the new message's id, `None` when the conversation
+    /// is gone (404).
+    fn create_message(&self, conversation_id: u64, body: &Value) -> Result<Option<u64>, AdapterError> {
         let path = format!("/conversations/{conversation_id}/messages");
         let r = self.send("create message", "POST", &path, Some(body))?;
         if r.status == 404 {
-            return Ok(false);
+            return Ok(None);
         }
         if !r.is_success() {
             return Err(self.failed("create message", "POST", &path, &r));
         }
-        Ok(true)
+        Ok(Some(id_number(r.body.get("id")).unwrap_or(0)))
     }
 }
 
@@ -351,17 +501,34 @@ pub fn deliver(api: &Api, ctx: &CallContext, event: &IncomingEvent) -> Result<()
     let body = mapping::message_body(event, &ctx.delivery_id, api.settings.tag.as_deref());
     for _ in 0..2 {
         let mut link = api.ensure_conversation(event)?;
-        let done = link.last_delivery.as_deref() == Some(ctx.delivery_id.as_str())
-            || (ctx.attempt > 1 && api.has_message(link.conversation_id, &ctx.delivery_id)?);
-        if done {
+        if link.last_delivery.as_deref() == Some(ctx.delivery_id.as_str()) {
             log::info("chatwoot: message of this delivery is already in Chatwoot");
-        } else if !api.create_message(link.conversation_id, &body)? {
-            log::warn("chatwoot: conversation is gone; creating a new one for the ticket");
-            kv::delete(&ticket_key)?;
-            kv::delete(&mapping::conversation_key(&link.conversation_id.to_string()))?;
-            continue;
+            return Ok(());
         }
+        let posted = if ctx.attempt > 1 {
+            api.find_message(link.conversation_id, &ctx.delivery_id, link.last_message_id)?
+        } else {
+            None
+        };
+        let message_id = match posted {
+            Some(id) => {
+                log::info("chatwoot: message of this delivery is already in Chatwoot");
+                id
+            }
+            None => match api.create_message(link.conversation_id, &body)? {
+                Some(id) => id,
+                None => {
+                    log::warn("chatwoot: conversation is gone; creating a new one for the ticket");
+                    kv::delete(&ticket_key)?;
+                    kv::delete(&mapping::conversation_key(&link.conversation_id.to_string()))?;
+                    continue;
+                }
+            },
+        };
         link.last_delivery = Some(ctx.delivery_id.clone());
+        if message_id > 0 {
+            link.last_message_id = Some(message_id);
+        }
         kv::set_json(&ticket_key, &link.to_json())?;
         return Ok(());
     }

@@ -1,57 +1,71 @@
 //! `chatwoot`: a dolphin-bridge adapter for [Chatwoot](https://www.chatwoot.com)'s Application API
 //! with an **API channel** inbox.
 //!
+//! Setting Chatwoot up for it (inbox, webhook, secrets, versions) is in the README beside this
+//! crate.
+//!
 //! # Config keys (`[tenants.config]`)
 //! | key | | meaning |
 //! | --- | --- | --- |
 //! | `base_url` | required | Chatwoot's URL, e.g. `http://127.0.0.1:3000` (a path prefix is kept) |
 //! | `account_id` | required | the numeric Chatwoot account id |
-//! | `inbox_id` | required | the numeric id of the API channel inbox customers' messages go to |
-//! | `api_access_token` | required, secret | a user's access token (an administrator's, or an agent's who is a member of the inbox), sent as header `api_access_token`; an Agent Bot token cannot call the contacts endpoints |
+//! | `inbox_id` | required | the numeric id of the API channel inbox customers' messages go to; webhooks of other inboxes are ignored |
+//! | `api_access_token` | required, secret | a user's access token (an administrator's, or an agent's who is a member of the inbox), sent as header `api-access-token` (Rack reads it as `api_access_token`; the hyphen survives nginx's default `underscores_in_headers off`); an Agent Bot token cannot call the contacts endpoints |
 //! | `tag` | optional | a marker naming this adapter build/config: stored in every message it posts as `content_attributes.bridge_tag`, and answered in webhook responses as `"tag"` |
 //! | `webhook_secret` | optional, secret | when set, webhooks must carry Chatwoot's signature (`X-Chatwoot-Signature: sha256=HMAC-SHA256(secret, "{X-Chatwoot-Timestamp}.{body}")`, timestamp within 5 minutes) or are answered 401 |
+//! | `forward_template_messages` | optional, default `true` | `false`: Chatwoot's own template messages (greeting, out-of-office, CSAT) are not sent to the customer |
 //!
 //! # 3Dolphins -> Chatwoot (on-incoming)
-//! 1. **Contact** (KV `contact:{contactId}` -> `{id, source_id}`): otherwise searched with
-//!    `GET /contacts/search?q={contactId}` for an exact `identifier` match, otherwise created with
-//!    `POST /contacts` (`inbox_id`, `name` = customerName or accountId, `identifier` = contactId,
-//!    `phone_number` = `+{digits}` when accountId looks like a phone number on a phone channel,
-//!    `additional_attributes`). The API-inbox `source_id` comes from the contact's
-//!    `contact_inboxes`, or `POST /contacts/{id}/contact_inboxes`. A create answered 422 (e.g. the
-//!    identifier exists after a lost response) searches again, and drops the phone number if it
-//!    is the phone that collides.
+//! 1. **Contact** (KV `contact:{contactId}` -> `{id, source_id}`): otherwise found with
+//!    `POST /contacts/filter` on `identifier equal_to` (pages read until the exact, case-sensitive
+//!    match), otherwise created with `POST /contacts` (`inbox_id`, `name` = customerName or
+//!    accountId, `identifier` = contactId, `phone_number` = `+{digits}` when accountId looks like
+//!    a phone number on a phone channel, `additional_attributes`). The API-inbox `source_id` comes
+//!    from the contact's `contact_inboxes`, or `POST /contacts/{id}/contact_inboxes`. A create
+//!    answered 422 (e.g. the identifier exists after a lost response) looks again, and drops the
+//!    phone number if it is the phone that collides.
 //! 2. **Conversation** per ticket (KV `ticket:{ticketNumber}` -> `{conversation_id, contact_id,
-//!    channel, last_delivery}`): otherwise an existing conversation of the contact in the inbox
-//!    whose `custom_attributes.ticket_number` is the ticket (`GET /contacts/{id}/conversations`,
-//!    so a lost response never makes a second one), otherwise `POST /conversations` with
+//!    channel, last_delivery, last_message_id}`): otherwise an existing conversation of the
+//!    contact in the inbox whose `custom_attributes.ticket_number` is the ticket (`GET
+//!    /contacts/{id}/conversations`, the contact's newest 20; when those are 20, `POST
+//!    /conversations/filter` on the conversation attribute `ticket_number`, which the account must
+//!    define), so a lost response never makes a second one; otherwise `POST /conversations` with
 //!    `source_id`, `inbox_id`, `contact_id`, `status: open` and `custom_attributes` /
-//!    `additional_attributes` `{ticket_number, channel}`. The reverse mapping
-//!    `conversation:{id}` -> `{ticket_number, channel}` serves webhooks.
+//!    `additional_attributes` `{ticket_number, channel}`. An answer that is another ticket's
+//!    conversation (the inbox's `lock_to_single_conversation`) is a permanent error naming the
+//!    setting: tickets are never merged. The reverse mapping `conversation:{id}` ->
+//!    `{ticket_number, channel}` serves webhooks.
 //! 3. **Message**: `POST /conversations/{id}/messages` with `message_type: incoming`,
-//!    `private: false`, `source_id` and `echo_id` = the delivery id (the idempotency key), and
-//!    `content_attributes.bridge_tag` when `tag` is set. Text (a sticker arrives as the text
-//!    `Stiker`) is the content; image/video/audio/file are the caption and the media link as
-//!    text (Chatwoot's attachments need a multipart upload of the file itself, which would mean
-//!    downloading the media through the host; a link is what agents get instead); a location is
-//!    `Location: https://maps.google.com/?q=lat,lng`. A retried delivery (`attempt > 1`) first
-//!    looks for a message with its `source_id` in the conversation and does not post it twice.
+//!    `private: false`, `source_id` = the delivery id (the idempotency key; Chatwoot stores it),
+//!    `echo_id` (not stored by Chatwoot), and `content_attributes.bridge_tag` when `tag` is set.
+//!    Text (a sticker arrives as the text `Stiker`) is the content; image/video/audio/file are the
+//!    caption and the media link as text (Chatwoot's attachments need a multipart upload of the
+//!    file itself); a location is `Location: https://maps.google.com/?q=lat,lng`. A retried
+//!    delivery (`attempt > 1`) first looks for a message with its `source_id` among the messages
+//!    after the last one it posted (`?after=`, 100 a page) and does not post it twice.
 //!
 //! Vendor 408/429/5xx, timeouts and connection failures are retry-later; other statuses are
 //! permanent, with a message naming the call. A conversation or contact deleted in Chatwoot is
-//! noticed (404) and recreated once.
+//! noticed (404) and recreated once; a 404 because the inbox itself is missing (`GET
+//! /inboxes/{id}` is 404 too) is permanent, naming `inbox_id`.
 //!
 //! # Chatwoot -> 3Dolphins (on-vendor-webhook)
 //! Point the API inbox's webhook URL (or an account webhook with `message_created` and
-//! `conversation_status_changed`) at `/vendors/{tenant}/...` (any path).
-//! - `message_created`, `message_type` `outgoing`, not `private`, in a conversation this adapter
-//!   made: an Outgoing event for its ticket. Each attachment becomes one Outgoing event with the
-//!   matching messageType (`image`, `audio`, `video`, `file`; `location` as `lat,lng`; other
-//!   kinds as `file`) and mediaLink = the attachment's `data_url`; the message text becomes the
-//!   caption of the first media attachment, or its own `text` event when there is none.
+//! `conversation_status_changed`) at `/vendors/{tenant}/...` (any path). Every event must name
+//! the configured inbox (`inbox.id`, `inbox_id` or `conversation.inbox_id`) and, when it names
+//! one, the configured account; others are ignored.
+//! - `message_created`, `message_type` `outgoing` (or `template`, unless
+//!   `forward_template_messages = false`), not `private`, in a conversation this adapter made: an
+//!   Outgoing event for its ticket. Each attachment becomes one Outgoing event with the matching
+//!   messageType (`image`, `audio`, `video`, `file`; `location` as `lat,lng`; other kinds as
+//!   `file`) and mediaLink = the attachment's `data_url`; the message text becomes the caption
+//!   of the first media attachment, or its own `text` event when there is none. A message id
+//!   already forwarded by another delivery (an account webhook and the inbox webhook both
+//!   sending it) is ignored (KV `forwarded:{conversation_id}`, the conversation's latest 50).
 //! - `conversation_status_changed` (or `conversation_resolved`) with `status: resolved`: a Close
 //!   command for the ticket.
 //! - Anything else (incoming messages, i.e. our own echo, private notes, other events, unknown
-//!   conversations or accounts): 200 and no events. A body that is not a JSON object: 400.
+//!   conversations, accounts or inboxes): 200 and no events. A body that is not a JSON object: 400.
 //!
 //! Answers: 200 `{"status":"ok","events":N}` (plus `"tag"` when configured), 200
 //! `{"status":"ignored","reason":"..."}`, 400 / 401 `{"error":"..."}`.
@@ -65,7 +79,10 @@ use dolphin_bridge_sdk::{
     Adapter, AdapterError, CallContext, IncomingEvent, Value, WebhookOutcome, WebhookRequest, config, export_adapter,
     header, json, kv, log, serde_json, webhook,
 };
-use mapping::{ConversationLink, Ignored};
+use mapping::{ConversationLink, Ignored, Scope};
+
+/// How many forwarded message ids are remembered per conversation.
+const FORWARDED_PER_CONVERSATION: usize = 50;
 
 struct Chatwoot;
 
@@ -97,14 +114,30 @@ impl Adapter for Chatwoot {
             Err(e) => return Ok(webhook::error(400, &format!("body is not valid JSON: {e}"))),
         };
         let account_id = config::get("account_id");
+        let inbox_id = config::get("inbox_id");
         let tag = config::get("tag");
+        let scope = Scope {
+            account_id: account_id.as_deref(),
+            inbox_id: inbox_id.as_deref(),
+            forward_templates: config::get("forward_template_messages").is_none_or(|v| v.trim() != "false"),
+        };
         let lookup =
             |conversation_id: &str| -> Result<Option<ConversationLink>, AdapterError> {
                 Ok(kv::get_json(&mapping::conversation_key(conversation_id))?
                     .and_then(|v| ConversationLink::from_json(&v)))
             };
-        match mapping::webhook_events(&payload, account_id.as_deref(), lookup)? {
+        let forwarded = ForwardedMessage::of(&payload, &request.headers);
+        let mapped = match &forwarded {
+            Some(message) if message.seen_in_another_delivery()? => {
+                Err(Ignored(format!("message {} was already forwarded", message.message_id)))
+            }
+            _ => mapping::webhook_events(&payload, scope, lookup)?,
+        };
+        match mapped {
             Ok(events) => {
+                if let Some(message) = &forwarded {
+                    message.remember()?;
+                }
                 let mut response = json!({ "status": "ok", "events": events.len() });
                 if let Some(tag) = tag {
                     response["tag"] = tag.into();
@@ -117,5 +150,69 @@ impl Adapter for Chatwoot {
                 Ok(webhook::outcome(Vec::new(), webhook::json_response(200, &response)))
             }
         }
+    }
+}
+
+/// A `message_created` webhook's message, to forward each message id once even when two
+/// webhooks (an account webhook and the API inbox's) deliver it.
+struct ForwardedMessage {
+    conversation_id: String,
+    message_id: String,
+    /// What tells this delivery from another: `X-Chatwoot-Delivery`, else the signature, else
+    /// empty (older Chatwoot). A re-send of the same delivery (its answer was lost) is forwarded
+    /// again: the host answers re-sends it already stored, so the adapter sees only those it did not.
+    delivery: String,
+}
+
+impl ForwardedMessage {
+    /// The message of a `message_created` payload with a message and conversation id.
+    fn of(payload: &Value, headers: &[(String, String)]) -> Option<Self> {
+        if payload.get("event").and_then(Value::as_str) != Some("message_created") {
+            return None;
+        }
+        let conversation_id = mapping::id_text(payload.pointer("/conversation/id"))
+            .or_else(|| mapping::id_text(payload.get("conversation_id")))?;
+        let delivery = header(headers, "x-chatwoot-delivery")
+            .or_else(|| header(headers, "x-chatwoot-signature"))
+            .unwrap_or("")
+            .to_owned();
+        Some(Self {
+            conversation_id,
+            message_id: mapping::id_text(payload.get("id"))?,
+            delivery,
+        })
+    }
+
+    fn key(&self) -> String {
+        format!("forwarded:{}", self.conversation_id)
+    }
+
+    /// `[[message id, delivery], ...]`, oldest first.
+    fn remembered(&self) -> Result<Vec<(String, String)>, AdapterError> {
+        let list = kv::get_json(&self.key())?.unwrap_or_default();
+        Ok(list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|pair| Some((pair.get(0)?.as_str()?.to_owned(), pair.get(1)?.as_str()?.to_owned())))
+            .collect())
+    }
+
+    /// Whether another delivery forwarded this message id already.
+    fn seen_in_another_delivery(&self) -> Result<bool, AdapterError> {
+        Ok(self
+            .remembered()?
+            .iter()
+            .any(|(id, delivery)| *id == self.message_id && (*delivery != self.delivery || delivery.is_empty())))
+    }
+
+    /// Records the message id as forwarded by this delivery.
+    fn remember(&self) -> Result<(), AdapterError> {
+        let mut list = self.remembered()?;
+        list.retain(|(id, _)| *id != self.message_id);
+        list.push((self.message_id.clone(), self.delivery.clone()));
+        let excess = list.len().saturating_sub(FORWARDED_PER_CONVERSATION);
+        list.drain(..excess);
+        kv::set_json(&self.key(), &json!(list))
     }
 }

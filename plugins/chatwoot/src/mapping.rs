@@ -65,6 +65,8 @@ pub struct TicketLink {
     pub channel: String,
     /// The last delivery id whose message Chatwoot accepted.
     pub last_delivery: Option<String>,
+    /// The Chatwoot id of that message: where a retried delivery starts looking for its own.
+    pub last_message_id: Option<u64>,
 }
 
 impl TicketLink {
@@ -74,6 +76,7 @@ impl TicketLink {
             "contact_id": self.contact_id,
             "channel": self.channel,
             "last_delivery": self.last_delivery,
+            "last_message_id": self.last_message_id,
         })
     }
 
@@ -83,6 +86,7 @@ impl TicketLink {
             contact_id: id_number(value.get("contact_id")).unwrap_or(0),
             channel: value.get("channel").and_then(Value::as_str).unwrap_or("").to_owned(),
             last_delivery: value.get("last_delivery").and_then(Value::as_str).map(str::to_owned),
+            last_message_id: id_number(value.get("last_message_id")),
         })
     }
 }
@@ -178,22 +182,51 @@ fn ignored<T>(reason: impl Into<String>) -> Result<Result<T, Ignored>, AdapterEr
     Ok(Err(Ignored(reason.into())))
 }
 
-/// Maps a Chatwoot webhook payload to 3Dolphins events. `account_id` (when set) must match
-/// the payload's account; `lookup` finds the ticket of a conversation id.
+/// Which webhooks concern the tenant, and what of them is forwarded.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// The configured account: a payload naming another is ignored.
+    pub account_id: Option<&'a str>,
+    /// The configured inbox: every event must name it (conversation ids are per account, and
+    /// conversation events carry no account, so the inbox, whose id is global, tells them apart).
+    pub inbox_id: Option<&'a str>,
+    /// Whether template messages (greetings, out-of-office, CSAT) become Outgoing events.
+    pub forward_templates: bool,
+}
+
+/// The inbox id a payload names: `inbox.id` (messages), `inbox_id` (conversations) or
+/// `conversation.inbox_id`.
+pub fn payload_inbox(payload: &Value) -> Option<String> {
+    id_text(payload.pointer("/inbox/id"))
+        .or_else(|| id_text(payload.get("inbox_id")))
+        .or_else(|| id_text(payload.pointer("/conversation/inbox_id")))
+}
+
+/// Maps a Chatwoot webhook payload to 3Dolphins events for the tenant's `scope`; `lookup` finds
+/// the ticket of a conversation id.
 pub fn webhook_events(
     payload: &Value,
-    account_id: Option<&str>,
+    scope: Scope<'_>,
     lookup: impl Fn(&str) -> Result<Option<ConversationLink>, AdapterError>,
 ) -> Result<Result<Vec<BridgeEvent>, Ignored>, AdapterError> {
     let event = payload.get("event").and_then(Value::as_str).unwrap_or("");
-    if let (Some(expected), Some(actual)) = (account_id, id_text(payload.pointer("/account/id")))
+    if let (Some(expected), Some(actual)) = (scope.account_id, id_text(payload.pointer("/account/id")))
         && expected != actual
     {
         return ignored(format!("event of another account ({actual})"));
     }
+    if let Some(expected) = scope.inbox_id {
+        match payload_inbox(payload) {
+            Some(actual) if actual == expected => {}
+            Some(actual) => return ignored(format!("event of another inbox ({actual})")),
+            None => return ignored("event without an inbox id"),
+        }
+    }
     let events = match event {
         "message_created" => {
-            if !is_outgoing(payload.get("message_type")) {
+            let sendable = is_outgoing(payload.get("message_type"))
+                || (scope.forward_templates && is_template(payload.get("message_type")));
+            if !sendable {
                 return ignored("not an outgoing message");
             }
             if payload.get("private").and_then(Value::as_bool).unwrap_or(false) {
@@ -236,6 +269,16 @@ fn is_outgoing(message_type: Option<&Value>) -> bool {
     match message_type {
         Some(Value::String(s)) => s == "outgoing",
         Some(Value::Number(n)) => n.as_u64() == Some(1),
+        _ => false,
+    }
+}
+
+/// `message_type` `"template"` (`3`): a message Chatwoot itself sends (greeting, out-of-office,
+/// CSAT), which `webhook_sendable?` sends to webhooks.
+fn is_template(message_type: Option<&Value>) -> bool {
+    match message_type {
+        Some(Value::String(s)) => s == "template",
+        Some(Value::Number(n)) => n.as_u64() == Some(3),
         _ => false,
     }
 }
@@ -339,8 +382,18 @@ mod tests {
         }))
     }
 
-    fn map(payload: Value) -> Result<Vec<BridgeEvent>, Ignored> {
-        webhook_events(&payload, Some("1"), lookup).unwrap()
+    const SCOPE: Scope<'static> = Scope {
+        account_id: Some("1"),
+        inbox_id: Some("1"),
+        forward_templates: true,
+    };
+
+    /// Maps `payload` in inbox 1 (unless it names an inbox).
+    fn map(mut payload: Value) -> Result<Vec<BridgeEvent>, Ignored> {
+        if payload_inbox(&payload).is_none() && payload.is_object() {
+            payload["inbox_id"] = json!(1);
+        }
+        webhook_events(&payload, SCOPE, lookup).unwrap()
     }
 
     fn outgoing(e: &BridgeEvent) -> &OutgoingEvent {
@@ -469,6 +522,23 @@ mod tests {
         assert!(map(with("content", json!(""))).is_err());
         assert!(map(json!({})).is_err());
         assert!(map(with("message_type", json!(1))).is_ok());
+        assert!(map(with("inbox", json!({"id": 2}))).is_err());
+        assert!(map(with("inbox_id", json!(2))).is_err());
+        let no_inbox = webhook_events(&base, SCOPE, lookup).unwrap();
+        assert!(matches!(no_inbox, Err(Ignored(reason)) if reason == "event without an inbox id"));
+    }
+
+    #[test]
+    fn templates() {
+        let template = json!({"event": "message_created", "message_type": "template", "inbox": {"id": 1},
+            "private": false, "content": "We are away", "conversation": {"id": 7}, "account": {"id": 1}});
+        let events = map(template.clone()).unwrap();
+        assert_eq!(outgoing(&events[0]).message, "We are away");
+        let off = Scope {
+            forward_templates: false,
+            ..SCOPE
+        };
+        assert!(webhook_events(&template, off, lookup).unwrap().is_err());
     }
 
     #[test]
@@ -477,7 +547,8 @@ mod tests {
             conversation_id: 7,
             contact_id: 3,
             channel: "wa".into(),
-            last_delivery: None,
+            last_delivery: Some("d1".into()),
+            last_message_id: Some(1001),
         };
         assert_eq!(TicketLink::from_json(&t.to_json()), Some(t));
         let c = ContactLink {
