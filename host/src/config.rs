@@ -263,7 +263,8 @@ pub enum WebhookAuth {
     /// Chatwoot: `X-Chatwoot-Signature: sha256=HMAC(secret, "{timestamp}.{body}")` and
     /// `X-Chatwoot-Timestamp`.
     Chatwoot,
-    /// A shared secret in the `X-Webhook-Token` header or the `token` query parameter.
+    /// A shared secret in a header (`X-Webhook-Token` unless `header` names another), or in a
+    /// query parameter when `query` names one.
     Token,
     /// No verification (development only; must be chosen explicitly).
     None,
@@ -284,6 +285,12 @@ pub struct WebhookConfig {
     /// as the first was and stores nothing. Unset: `x-chatwoot-delivery` for Chatwoot (the
     /// signature when the header is absent), `webhook-id` for Standard Webhooks, none otherwise.
     pub dedupe_header: Option<String>,
+    /// `auth = "token"`: the request header carrying the token; `X-Webhook-Token` when unset.
+    pub header: Option<String>,
+    /// `auth = "token"`: a query parameter that may carry the token instead of the header, for
+    /// vendors that can only be given a URL; unset, the header only (a token in a URL ends up
+    /// in access logs).
+    pub query: Option<String>,
 }
 
 /// `[three_dolphins]`: the 3Dolphins server the bridge posts to and looks things up in.
@@ -643,10 +650,20 @@ impl Config {
     /// A tenant's webhook deduplication: a header name, and ids kept at least as long as a
     /// signed request may be replayed.
     fn check_webhook_dedupe(&self, webhook: &WebhookConfig, field: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
-        if let Some(header) = &webhook.dedupe_header
-            && http::HeaderName::from_bytes(header.as_bytes()).is_err()
-        {
-            return Err(self.invalid(field("webhook.dedupe_header"), "is not an HTTP header name"));
+        for (name, header) in [("dedupe_header", &webhook.dedupe_header), ("header", &webhook.header)] {
+            if let Some(header) = header
+                && http::HeaderName::from_bytes(header.as_bytes()).is_err()
+            {
+                return Err(self.invalid(field(&format!("webhook.{name}")), "is not an HTTP header name"));
+            }
+        }
+        for (name, set) in [("header", webhook.header.is_some()), ("query", webhook.query.is_some())] {
+            if set && webhook.auth != WebhookAuth::Token {
+                return Err(self.invalid(field(&format!("webhook.{name}")), "applies only to auth = \"token\""));
+            }
+        }
+        if webhook.query.as_deref().is_some_and(str::is_empty) {
+            return Err(self.invalid(field("webhook.query"), "must name a query parameter"));
         }
         if matches!(webhook.auth, WebhookAuth::StandardWebhooks | WebhookAuth::Chatwoot)
             && webhook.tolerance_s.saturating_mul(1_000) > self.delivery.webhook_dedupe_window_ms
@@ -1184,6 +1201,37 @@ literal = "$${NOT_A_VAR}"
 
     const TOKEN_LINE: &str = "incoming_token = \"${IN_TOKEN}\"";
     const WEBHOOK_LINE: &str = "webhook = { auth = \"token\", secret = \"${CW_TOKEN}\" }";
+
+    #[test]
+    fn token_header_and_query_apply_to_token_auth_only() {
+        let line =
+            "webhook = { auth = \"token\", secret = \"${CW_TOKEN}\", header = \"X-API-Key\", query = \"token\" }";
+        let config = Config::parse(Path::new("b.toml"), &MINIMAL.replace(WEBHOOK_LINE, line), &env).unwrap();
+        let webhook = config.tenants[0].webhook.as_ref().unwrap();
+        assert_eq!(webhook.header.as_deref(), Some("X-API-Key"));
+        assert_eq!(webhook.query.as_deref(), Some("token"));
+        let err = refused(
+            "",
+            WEBHOOK_LINE,
+            "webhook = { auth = \"chatwoot\", secret = \"secret-0123\", header = \"X-API-Key\" }",
+        );
+        assert!(
+            err.contains("`tenants[0].webhook.header`") && err.contains("only to auth = \"token\""),
+            "{err}"
+        );
+        let err = refused(
+            "",
+            WEBHOOK_LINE,
+            "webhook = { auth = \"token\", secret = \"secret-0123\", header = \"bad header\" }",
+        );
+        assert!(err.contains("`tenants[0].webhook.header`"), "{err}");
+        let err = refused(
+            "",
+            WEBHOOK_LINE,
+            "webhook = { auth = \"token\", secret = \"secret-0123\", query = \"\" }",
+        );
+        assert!(err.contains("`tenants[0].webhook.query`"), "{err}");
+    }
 
     #[test]
     fn empty_or_short_admin_token_is_refused() {

@@ -16,7 +16,7 @@ use crate::config::{WebhookAuth, WebhookConfig};
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum WebhookAuthError {
     #[error("missing header `{0}`")]
-    Missing(&'static str),
+    Missing(String),
     #[error("header `{0}` is malformed")]
     Malformed(&'static str),
     #[error("the signature does not match")]
@@ -40,6 +40,9 @@ impl WebhookAuthError {
     }
 }
 
+/// The header of `auth = "token"` unless the tenant names another.
+pub const DEFAULT_TOKEN_HEADER: &str = "x-webhook-token";
+
 /// Dedupe keys longer than this are replaced by `sha256:` and the hex of their SHA-256.
 pub const MAX_DEDUPE_KEY_BYTES: usize = 200;
 
@@ -60,7 +63,8 @@ impl SignedRequest<'_> {
 
     /// Header `name`, which the scheme requires.
     fn required(&self, name: &'static str) -> Result<&str, WebhookAuthError> {
-        self.header(name).ok_or(WebhookAuthError::Missing(name))
+        self.header(name)
+            .ok_or_else(|| WebhookAuthError::Missing(name.to_string()))
     }
 }
 
@@ -77,15 +81,17 @@ pub fn verify(config: &WebhookConfig, request: &SignedRequest<'_>, now: i64) -> 
     let fallback = match config.auth {
         WebhookAuth::None => None,
         WebhookAuth::Token => {
+            let header = config.header.as_deref().unwrap_or(DEFAULT_TOKEN_HEADER);
             let given = request
-                .header("x-webhook-token")
+                .header(header)
                 .map(str::to_string)
                 .or_else(|| {
+                    let param = config.query.as_deref()?;
                     url::form_urlencoded::parse(request.query.as_bytes())
-                        .find(|(k, _)| k == "token")
+                        .find(|(k, _)| k == param)
                         .map(|(_, v)| v.into_owned())
                 })
-                .ok_or(WebhookAuthError::Missing("x-webhook-token"))?;
+                .ok_or_else(|| WebhookAuthError::Missing(header.to_ascii_lowercase()))?;
             if !bool::from(given.as_bytes().ct_eq(secret.as_bytes())) {
                 return Err(WebhookAuthError::BadToken);
             }
@@ -205,6 +211,8 @@ mod tests {
             secret: Some(secret.into()),
             tolerance_s: 300,
             dedupe_header: None,
+            header: None,
+            query: None,
         }
     }
 
@@ -271,7 +279,7 @@ mod tests {
         };
         assert_eq!(
             verify(&cfg, &request, now),
-            Err(WebhookAuthError::Missing("webhook-id"))
+            Err(WebhookAuthError::Missing("webhook-id".into()))
         );
     }
 
@@ -306,8 +314,52 @@ mod tests {
         let wrong = config(WebhookAuth::Chatwoot, "other");
         assert_eq!(check(&wrong, &h, ""), Err(WebhookAuthError::BadSignature));
         let cfg = config(WebhookAuth::Token, "tok");
+        let token_header = [("X-Webhook-Token".to_string(), "tok".to_string())];
+        assert_eq!(check(&cfg, &token_header, ""), Ok(vec![]));
+        assert_eq!(
+            check(&cfg, &[], "token=tok"),
+            Err(WebhookAuthError::Missing("x-webhook-token".into())),
+            "the query form only where configured"
+        );
+        let cfg = WebhookConfig {
+            query: Some("token".into()),
+            ..cfg
+        };
         assert_eq!(check(&cfg, &[], "token=tok"), Ok(vec![]));
         assert_eq!(check(&cfg, &[], "token=nope"), Err(WebhookAuthError::BadToken));
+    }
+
+    /// Vendors name their token header themselves (Rocket.Chat: `X-RocketChat-Livechat-Token`).
+    #[test]
+    fn a_token_is_read_from_the_header_the_tenant_names() {
+        let cfg = WebhookConfig {
+            header: Some("X-RocketChat-Livechat-Token".into()),
+            ..config(WebhookAuth::Token, "tok")
+        };
+        let check = |headers: &[(String, String)]| {
+            verify(
+                &cfg,
+                &SignedRequest {
+                    headers,
+                    query: "",
+                    body: b"{}",
+                },
+                0,
+            )
+        };
+        assert_eq!(
+            check(&[("x-rocketchat-livechat-token".into(), "tok".into())]),
+            Ok(vec![])
+        );
+        assert_eq!(
+            check(&[("x-rocketchat-livechat-token".into(), "nope".into())]),
+            Err(WebhookAuthError::BadToken)
+        );
+        assert_eq!(
+            check(&[("x-webhook-token".into(), "tok".into())]),
+            Err(WebhookAuthError::Missing("x-rocketchat-livechat-token".into())),
+            "the default header no longer counts"
+        );
     }
 
     /// Chatwoot signs `{timestamp}.{body}` with `secret`.
@@ -403,8 +455,7 @@ mod tests {
         let none = WebhookConfig {
             auth: WebhookAuth::None,
             secret: None,
-            tolerance_s: 300,
-            dedupe_header: None,
+            ..config(WebhookAuth::None, "")
         };
         assert_eq!(verify(&none, &request, now), Ok(vec![]));
         let none = WebhookConfig {

@@ -65,12 +65,52 @@ async fn token_verified_webhooks_need_the_shared_token() {
     assert_eq!(missing.status, 401, "{}", missing.describe());
     let wrong = post_webhook(&env, "", &header("guess"), &body("wrong token")).await;
     assert_refused(&wrong, 401, "invalid_token", &[]);
-    let wrong = post_webhook(&env, "?token=guess", &[], &body("wrong query token")).await;
-    assert_refused(&wrong, 401, "invalid_token", &[]);
 
     let by_header = post_webhook(&env, "", &header("s3cret-token"), &body("by header")).await;
     assert_eq!(by_header.status, 200, "{}", by_header.describe());
+    // The query form counts only where the tenant names a parameter (below).
     let by_query = post_webhook(&env, "?token=s3cret-token", &[], &body("by query")).await;
+    assert_refused(&by_query, 401, "missing_signature", &[]);
+
+    env.three_dolphins.wait_for_events(1).await;
+    env.bridge.wait_until_settled().await;
+    let messages: Vec<String> = env
+        .three_dolphins
+        .events()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(messages, ["by header"]);
+}
+
+/// A tenant names the header its vendor sends the token in (Rocket.Chat:
+/// `X-RocketChat-Livechat-Token`), and a query parameter only where the vendor needs one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_names_its_token_header_and_query_parameter() {
+    let auth = WebhookAuth::with_secret("token", "s3cret-token")
+        .token_header("X-RocketChat-Livechat-Token")
+        .token_query("secret");
+    let (env, ticket) = env_with_webhook_auth(auth).await;
+    let body = |text: &str| serde_json::to_vec(&json!({"ticketNumber": ticket, "message": text})).unwrap();
+    let header = |name: &str, value: &str| vec![(name.to_string(), value.to_string())];
+
+    let default_header = post_webhook(&env, "", &header("x-webhook-token", "s3cret-token"), &body("default")).await;
+    assert_refused(&default_header, 401, "missing_signature", &[]);
+    let wrong = post_webhook(
+        &env,
+        "",
+        &header("x-rocketchat-livechat-token", "guess"),
+        &body("wrong"),
+    )
+    .await;
+    assert_refused(&wrong, 401, "invalid_token", &[]);
+    let other_param = post_webhook(&env, "?token=s3cret-token", &[], &body("other parameter")).await;
+    assert_refused(&other_param, 401, "missing_signature", &[]);
+
+    let named = header("X-RocketChat-Livechat-Token", "s3cret-token");
+    let by_header = post_webhook(&env, "", &named, &body("by named header")).await;
+    assert_eq!(by_header.status, 200, "{}", by_header.describe());
+    let by_query = post_webhook(&env, "?secret=s3cret-token", &[], &body("by query")).await;
     assert_eq!(by_query.status, 200, "{}", by_query.describe());
 
     env.three_dolphins.wait_for_events(2).await;
@@ -81,7 +121,7 @@ async fn token_verified_webhooks_need_the_shared_token() {
         .iter()
         .map(|e| e["message"].as_str().unwrap_or_default().to_string())
         .collect();
-    assert_eq!(messages, ["by header", "by query"]);
+    assert_eq!(messages, ["by named header", "by query"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

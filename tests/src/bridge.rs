@@ -71,6 +71,12 @@ pub struct WebhookAuth {
     /// The header naming a webhook for deduplication; the bridge's default for `auth` when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dedupe_header: Option<String>,
+    /// `auth = "token"`: the header carrying the token (the bridge's default when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// `auth = "token"`: the query parameter that may carry the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
 }
 
 impl WebhookAuth {
@@ -80,6 +86,8 @@ impl WebhookAuth {
             secret: None,
             tolerance_s: None,
             dedupe_header: None,
+            header: None,
+            query: None,
         }
     }
 
@@ -90,7 +98,21 @@ impl WebhookAuth {
             secret: Some(secret.into()),
             tolerance_s: None,
             dedupe_header: None,
+            header: None,
+            query: None,
         }
+    }
+
+    /// `auth = "token"`: the token comes in header `name`.
+    pub fn token_header(mut self, name: &str) -> WebhookAuth {
+        self.header = Some(name.into());
+        self
+    }
+
+    /// `auth = "token"`: the token may come in query parameter `name`.
+    pub fn token_query(mut self, name: &str) -> WebhookAuth {
+        self.query = Some(name.into());
+        self
     }
 
     /// Deduplicates webhooks on header `name`.
