@@ -2,7 +2,8 @@
 //! and messages at the mock Chatwoot; agent replies and resolves come back to the mock 3Dolphins;
 //! vendor failures are retried without duplicates; another tenant on another vendor stays apart.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dolphin_bridge_tests::bridge::WebhookAuth;
@@ -10,7 +11,7 @@ use dolphin_bridge_tests::events::{
     EXAMPLE_CONTACT_ID, EXAMPLE_CUSTOMER, EXAMPLE_OWNER, fresh_ticket, is_contract_timestamp,
 };
 use dolphin_bridge_tests::mock_chatwoot::{Conversation, MockChatwoot, signature_headers, signature_headers_at};
-use dolphin_bridge_tests::mock_http::Recorded;
+use dolphin_bridge_tests::mock_http::{MockServer, Recorded, Reply};
 use dolphin_bridge_tests::signing::unix_now;
 use dolphin_bridge_tests::three_dolphins::EVENT_PATH;
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, MockVendor, Tenant, adapters};
@@ -727,4 +728,216 @@ async fn webhooks_chatwoot_sends_itself_after_messages_are_created_reach_3dolphi
     assert_eq!(events[0]["message"], "Halo, ada yang bisa dibantu?");
     assert_eq!(events[1]["message"], "Please rate us");
     assert_eq!(events[2]["event"], "Close");
+}
+
+/// A media host (where 3Dolphins keeps customers' files): answers each path with its fixed
+/// reply (404 for others) and records every request.
+struct MediaHost {
+    server: MockServer,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl MediaHost {
+    async fn start(files: &[(&str, Reply)]) -> MediaHost {
+        let files: HashMap<String, Reply> = files
+            .iter()
+            .map(|(path, reply)| (path.to_string(), reply.clone()))
+            .collect();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let recorded = requests.clone();
+        let server = MockServer::start(Arc::new(move |req: &Recorded| {
+            recorded.lock().unwrap().push(req.clone());
+            files
+                .get(&req.path)
+                .cloned()
+                .unwrap_or_else(|| Reply::text(404, "no such file"))
+        }))
+        .await;
+        MediaHost { server, requests }
+    }
+
+    /// `http://127.0.0.1:PORT`: the origin a tenant allows.
+    fn base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.base_url())
+    }
+
+    fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// A PNG's bytes with what a multipart body must survive: CR LF, `--`, bytes that are not UTF-8.
+fn receipt_png() -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n\r\n--\r\n\r\n".to_vec();
+    bytes.extend(0..=255u8);
+    bytes
+}
+
+/// A file answered with `content_type`.
+fn file_reply(content_type: &str, bytes: Vec<u8>) -> Reply {
+    Reply {
+        status: 200,
+        headers: vec![("content-type".into(), content_type.into())],
+        body: bytes,
+        delay: Duration::ZERO,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_on_an_allowed_media_host_arrives_in_chatwoot_as_an_attachment_with_its_bytes() {
+    let media = MediaHost::start(&[("/files/receipt.png", file_reply("image/png", receipt_png()))]).await;
+    let env = ChatwootEnv::start_with(|t| t.allow(&media.base_url())).await;
+    let event = Event::image(&media.url("/files/receipt.png"), "my receipt");
+    let ticket = event.ticket_number();
+    let delivery_id = env.deliver(event).await;
+
+    let messages = env.chatwoot.messages(env.conversation_of(&ticket).id);
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    let message = &messages[0];
+    assert_eq!(
+        message.content.as_deref(),
+        Some("my receipt"),
+        "the caption, the file attached: {message:#?}"
+    );
+    assert_eq!((message.message_type.as_str(), message.private), ("incoming", false));
+    assert_eq!(message.source_id.as_deref(), Some(delivery_id.as_str()));
+    assert_eq!(message.content_attributes["bridge_tag"], TAG);
+    assert_eq!(message.files.len(), 1, "{message:#?}");
+    let file = &message.files[0];
+    assert!(
+        file.bytes == receipt_png(),
+        "the bytes changed on the way: {:?}",
+        file.bytes
+    );
+    assert_eq!(
+        (file.filename.as_str(), file.content_type.as_str()),
+        ("receipt.png", "image/png")
+    );
+    assert_eq!(message.attachments[0]["file_type"], "image");
+
+    let fetched = media.requests();
+    assert_eq!(fetched.len(), 1, "{fetched:#?}");
+    assert_eq!(
+        fetched[0].header("api-access-token"),
+        None,
+        "Chatwoot's token went to the media host"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_on_a_media_host_not_allowed_arrives_as_caption_and_link() {
+    let media = MediaHost::start(&[("/files/receipt.png", file_reply("image/png", receipt_png()))]).await;
+    let env = ChatwootEnv::start().await;
+    let link = media.url("/files/receipt.png");
+    let event = Event::image(&link, "my receipt");
+    let ticket = event.ticket_number();
+    env.deliver(event).await;
+
+    let messages = env.chatwoot.messages(env.conversation_of(&ticket).id);
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert_eq!(messages[0].content, Some(format!("my receipt\n{link}")));
+    assert!(messages[0].files.is_empty(), "{messages:#?}");
+    assert!(
+        media.requests().is_empty(),
+        "the host refused the origin before connecting"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_delivery_with_media_posts_the_message_and_its_file_once() {
+    let media = MediaHost::start(&[("/files/receipt.png", file_reply("image/png", receipt_png()))]).await;
+    let env = ChatwootEnv::start_with(|t| t.allow(&media.base_url())).await;
+    // The message with its upload is stored, but the answer is lost.
+    env.chatwoot.fail_next_after_commit("POST", "/messages", 1, 503);
+    let event = Event::image(&media.url("/files/receipt.png"), "my receipt");
+    let ticket = event.ticket_number();
+    let id = assert_accepted(&env.bridge.send_event(event).await);
+    let delivery = env.bridge.wait_for_delivery(&id, "delivered").await;
+    assert_eq!(delivery["attempts"], 2, "{delivery:#}");
+
+    let messages = env.chatwoot.messages(env.conversation_of(&ticket).id);
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert_eq!(messages[0].files.len(), 1, "{messages:#?}");
+    assert!(messages[0].files[0].bytes == receipt_png());
+    assert_eq!(
+        media.requests().len(),
+        1,
+        "the retry found its message before downloading the file again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn media_the_bridge_cannot_download_arrives_as_caption_and_link() {
+    let media = MediaHost::start(&[("/files/big.jpg", file_reply("image/jpeg", vec![0xd8; 100 << 10]))]).await;
+    // Chatwoot's answers in this test stay far below 64 KiB; the file does not.
+    let env = ChatwootEnv::start_with(|t| t.allow(&media.base_url()).limit("http_response_bytes", 64 << 10)).await;
+    let ticket = fresh_ticket();
+    // Signed links carry credentials in the query: they must stay out of the log.
+    let (missing, big) = (
+        media.url("/files/missing.jpg?signature=media-link-secret"),
+        media.url("/files/big.jpg?signature=media-link-secret"),
+    );
+    for link in [&missing, &big] {
+        let id = assert_accepted(&env.bridge.send_event(Event::image(link, "photo").ticket(&ticket)).await);
+        let delivery = env.bridge.wait_for_delivery(&id, "delivered").await;
+        assert_eq!(delivery["attempts"], 1, "{delivery:#}");
+    }
+    let conversation = env.conversation_of(&ticket).id;
+    assert_eq!(
+        env.customer_messages(conversation),
+        [format!("photo\n{missing}"), format!("photo\n{big}")]
+    );
+    assert!(env.chatwoot.messages(conversation).iter().all(|m| m.files.is_empty()));
+    assert_eq!(media.requests().len(), 2, "both downloads were tried");
+    let log = env.bridge.stderr();
+    assert!(
+        log.contains("chatwoot: media sent as a link") && log.contains("404") && log.contains("too large"),
+        "why each link was sent is logged:\n{log}"
+    );
+    assert!(
+        !log.contains("media-link-secret"),
+        "a link's query reached the log:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_media_host_answering_5xx_is_retried_then_the_link_is_sent() {
+    let media = MediaHost::start(&[("/files/receipt.png", Reply::text(503, "busy"))]).await;
+    let env = ChatwootEnv::start_with(|t| t.allow(&media.base_url())).await;
+    let link = media.url("/files/receipt.png");
+    let event = Event::image(&link, "my receipt");
+    let ticket = event.ticket_number();
+    let id = assert_accepted(&env.bridge.send_event(event).await);
+    let delivery = env.bridge.wait_for_delivery(&id, "delivered").await;
+    assert_eq!(
+        delivery["attempts"], 3,
+        "two retries for the media host, then the link: {delivery:#}"
+    );
+    assert_eq!(media.requests().len(), 3, "{:#?}", media.requests());
+    let messages = env.chatwoot.messages(env.conversation_of(&ticket).id);
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert_eq!(messages[0].content, Some(format!("my receipt\n{link}")));
+    assert!(messages[0].files.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_larger_than_one_host_call_may_pass_arrives_as_caption_and_link() {
+    // Below the 16 MiB a download may take, above the 4 MiB one host call (the upload) may pass.
+    let media = MediaHost::start(&[("/files/scan.png", file_reply("image/png", vec![0x42; 5 << 20]))]).await;
+    let env = ChatwootEnv::start_with(|t| t.allow(&media.base_url())).await;
+    let link = media.url("/files/scan.png");
+    let event = Event::image(&link, "my scan");
+    let ticket = event.ticket_number();
+    let id = assert_accepted(&env.bridge.send_event(event).await);
+    let delivery = env.bridge.wait_for_delivery(&id, "delivered").await;
+    assert_eq!(delivery["attempts"], 1, "{delivery:#}");
+    let messages = env.chatwoot.messages(env.conversation_of(&ticket).id);
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert_eq!(messages[0].content, Some(format!("my scan\n{link}")));
+    assert!(messages[0].files.is_empty());
+    assert_eq!(media.requests().len(), 1);
 }

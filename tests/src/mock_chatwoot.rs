@@ -17,7 +17,7 @@
 //! | `GET /conversations/{id}` | conversation |
 //! | `POST /conversations/{id}/toggle_status` | `{"meta": {}, "payload": {"success", "current_status", "conversation_id"}}` |
 //! | `GET /conversations/{id}/messages?after=&before=` | `{"meta": {..}, "payload": [message]}`: the newest 20 (oldest first); `before=id` the 20 before it, `after=id` the 100 after it (MessageFinder) |
-//! | `POST /conversations/{id}/messages` | message (an incoming message reopens a resolved conversation); `echo_id` is not stored (Chatwoot only echoes it to the sender's live connection) |
+//! | `POST /conversations/{id}/messages` | message (an incoming message reopens a resolved conversation); `echo_id` is not stored (Chatwoot only echoes it to the sender's live connection). A JSON body or a `multipart/form-data` one, parsed as Rack does (the `boundary` parameter, quoted or not; `name[]` an array, `name[key]` a hash, text values as strings); each `attachments[]` file part (a `filename`, its `Content-Type`) is stored with the message ([`Message::files`]) with an attachment whose `file_type` is `FileTypeHelper`'s (`image`, `video`, `audio` for the few types it names, else `file`); a file part without a `Content-Type` is 422 as in Chatwoot. An `attachments` field that is not a file (e.g. JSON URLs) uploads nothing: the message is stored without attachments |
 //! | `GET /inboxes/{id}` | the inbox, 404 once [`delete_inbox`](MockChatwoot::delete_inbox) is called |
 //!
 //! Every request must carry the access token given to [`MockChatwoot::start`] in the header
@@ -54,7 +54,8 @@
 //!   [`inbox_id`](MockChatwoot::inbox_id).
 //! - State: [`contacts`](MockChatwoot::contacts), [`conversations`](MockChatwoot::conversations),
 //!   [`messages`](MockChatwoot::messages)`(conversation_id)`,
-//!   [`all_messages`](MockChatwoot::all_messages), [`wait_for_messages`](MockChatwoot::wait_for_messages)`(n)`.
+//!   [`all_messages`](MockChatwoot::all_messages), [`wait_for_messages`](MockChatwoot::wait_for_messages)`(n)`;
+//!   a message's uploads are its [`files`](Message::files) ([`UploadedFile`]: name, content type, bytes).
 //! - Requests: [`requests`](MockChatwoot::requests) (every one, refused and failed included),
 //!   [`requests_to`](MockChatwoot::requests_to)`(method, path_contains)`.
 //! - Failures: [`fail_next`](MockChatwoot::fail_next)`(n, status)` (next `n` requests, before any
@@ -170,7 +171,20 @@ pub struct Message {
     pub source_id: Option<String>,
     /// Attachment payloads (`push_event_data` shape).
     pub attachments: Vec<Value>,
+    /// The files uploaded with the message (multipart `attachments[]`), in order; empty for
+    /// messages made without an upload.
+    pub files: Vec<UploadedFile>,
     pub created_at: i64,
+}
+
+/// A file uploaded with a message, as Rack hands it to Chatwoot (`ActionDispatch::Http::UploadedFile`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UploadedFile {
+    /// The part's `filename` (without any directory, as Rack keeps it).
+    pub filename: String,
+    /// The part's `Content-Type`, as sent.
+    pub content_type: String,
+    pub bytes: Vec<u8>,
 }
 
 impl Message {
@@ -214,6 +228,8 @@ impl Failure {
 
 struct State {
     token: String,
+    /// The mock's own `http://127.0.0.1:PORT`, for the `data_url` of uploaded files.
+    base_url: String,
     requests: Vec<Recorded>,
     contacts: Vec<Contact>,
     conversations: Vec<Conversation>,
@@ -325,6 +341,7 @@ impl State {
     fn new(token: &str) -> State {
         State {
             token: token.to_owned(),
+            base_url: String::new(),
             requests: Vec::new(),
             contacts: Vec::new(),
             conversations: Vec::new(),
@@ -619,13 +636,9 @@ impl State {
         if account.parse::<u64>().ok() != Some(ACCOUNT_ID) {
             return Reply::json(401, &json!({"error": "You are not authorized to access this account"}));
         }
-        let body: Value = if req.body.is_empty() {
-            json!({})
-        } else {
-            match serde_json::from_slice(&req.body) {
-                Ok(v) => v,
-                Err(_) => return Reply::json(400, &json!({"error": "malformed JSON body"})),
-            }
+        let (body, files) = match request_params(req) {
+            Ok(params) => params,
+            Err(reply) => return reply,
         };
         let id = |s: &str| s.parse::<u64>().ok();
         match (req.method.as_str(), rest) {
@@ -659,7 +672,7 @@ impl State {
                 None => not_found(),
             },
             ("POST", ["conversations", c, "messages"]) => match id(c) {
-                Some(c) => self.create_message(c, &body),
+                Some(c) => self.create_message(c, &body, files),
                 None => not_found(),
             },
             _ => not_found(),
@@ -1031,7 +1044,9 @@ impl State {
         )
     }
 
-    fn create_message(&mut self, conversation_id: u64, body: &Value) -> Reply {
+    /// `MessagesController#create`: `files` are the multipart `attachments[]` parts; an
+    /// `attachments` param that is not a file (JSON URLs) uploads nothing.
+    fn create_message(&mut self, conversation_id: u64, body: &Value, files: Vec<FilePart>) -> Reply {
         if self.conversation(conversation_id).is_none() {
             return not_found();
         }
@@ -1042,24 +1057,43 @@ impl State {
                 &json!({"error": format!("'{message_type}' is not a valid message_type")}),
             );
         }
-        let id = self.insert_message(conversation_id, body, message_type);
+        let mut uploads = Vec::with_capacity(files.len());
+        for file in files {
+            // `FileTypeHelper#file_type` calls `content_type.include?`: nil raises, and the
+            // controller answers the error as 422.
+            let Some(content_type) = file.content_type else {
+                return Reply::json(422, &json!({"error": "undefined method `include?' for nil:NilClass"}));
+            };
+            uploads.push(UploadedFile {
+                filename: file.filename,
+                content_type,
+                bytes: file.bytes,
+            });
+        }
+        let message_id = self.next_message;
+        let attachments = uploads
+            .iter()
+            .map(|file| self.upload_attachment_json(message_id, file))
+            .collect();
+        let id = self.insert_message_with_attachments(conversation_id, body, message_type, attachments, uploads);
         let message = self.messages.iter().find(|m| m.id == id).expect("just inserted");
         Reply::json(200, &self.message_json(message))
     }
 
     /// Stores a message; an incoming one reopens a resolved conversation (as Chatwoot does).
     fn insert_message(&mut self, conversation_id: u64, body: &Value, message_type: &str) -> u64 {
-        self.insert_message_with_attachments(conversation_id, body, message_type, Vec::new())
+        self.insert_message_with_attachments(conversation_id, body, message_type, Vec::new(), Vec::new())
     }
 
     /// [`insert_message`](Self::insert_message) with attachment payloads (made for the id
-    /// [`next_message`](Self::next_message) holds).
+    /// [`next_message`](Self::next_message) holds) and the uploaded files they describe.
     fn insert_message_with_attachments(
         &mut self,
         conversation_id: u64,
         body: &Value,
         message_type: &str,
         attachments: Vec<Value>,
+        files: Vec<UploadedFile>,
     ) -> u64 {
         let id = self.next_message;
         self.next_message += 1;
@@ -1074,9 +1108,10 @@ impl State {
                 .unwrap_or("text")
                 .to_owned(),
             content_attributes: object_field(body, "content_attributes"),
-            private: body.get("private").and_then(Value::as_bool).unwrap_or(false),
+            private: bool_field(body, "private"),
             source_id: str_field(body, "source_id"),
             attachments,
+            files,
             created_at: now(),
         };
         let mut reopened = false;
@@ -1164,6 +1199,232 @@ impl State {
     }
 }
 
+impl State {
+    /// The attachment of an uploaded file (`Attachment#push_event_data`), served from the
+    /// mock's ActiveStorage path.
+    fn upload_attachment_json(&mut self, message_id: u64, file: &UploadedFile) -> Value {
+        let id = self.next_attachment;
+        self.next_attachment += 1;
+        let extension = file.filename.rsplit_once('.').map(|(_, ext)| ext.to_owned());
+        let data_url = format!(
+            "{}/rails/active_storage/blobs/redirect/blob{id}/{}",
+            self.base_url,
+            path_segment(&file.filename)
+        );
+        json!({
+            "id": id,
+            "message_id": message_id,
+            "file_type": file_type(&file.content_type),
+            "account_id": ACCOUNT_ID,
+            "extension": extension,
+            "data_url": data_url,
+            "thumb_url": data_url,
+            "file_size": file.bytes.len(),
+            "width": null,
+            "height": null,
+        })
+    }
+}
+
+/// `name` escaped for a URL path segment (unreserved characters kept).
+fn path_segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// `FileTypeHelper#file_type`: only these exact content types are images and videos.
+fn file_type(content_type: &str) -> &'static str {
+    match content_type {
+        "image/jpeg" | "image/png" | "image/gif" | "image/bmp" | "image/webp" => "image",
+        "video/ogg" | "video/mp4" | "video/webm" | "video/quicktime" => "video",
+        _ if content_type.contains("audio/") => "audio",
+        _ => "file",
+    }
+}
+
+/// A boolean param as ActiveRecord casts it: JSON `true`, or the text `true`, `1`, `t`, `on`
+/// (multipart values are text).
+fn bool_field(body: &Value, name: &str) -> bool {
+    match body.get(name) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => matches!(s.to_ascii_lowercase().as_str(), "true" | "1" | "t" | "on"),
+        Some(Value::Number(n)) => n.as_u64() == Some(1),
+        _ => false,
+    }
+}
+
+/// A file part of a multipart body, before Chatwoot looks at it.
+struct FilePart {
+    filename: String,
+    content_type: Option<String>,
+    bytes: Vec<u8>,
+}
+
+/// A request's params as Rails parses them: a JSON object (empty body: none), or a
+/// `multipart/form-data` form (text fields as strings, `attachments[]` files apart); a body
+/// Rails cannot parse is 400.
+fn request_params(req: &Recorded) -> Result<(Value, Vec<FilePart>), Reply> {
+    let content_type = req.header("content-type").unwrap_or("");
+    if content_type
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data")
+    {
+        let parts = multipart::parse(content_type, &req.body)
+            .map_err(|e| Reply::json(400, &json!({"error": format!("invalid multipart body: {e}")})))?;
+        return Ok(multipart::params(parts));
+    }
+    if req.body.is_empty() {
+        return Ok((json!({}), Vec::new()));
+    }
+    serde_json::from_slice(&req.body)
+        .map(|body| (body, Vec::new()))
+        .map_err(|_| Reply::json(400, &json!({"error": "malformed JSON body"})))
+}
+
+/// `multipart/form-data` as Rack's parser reads it.
+mod multipart {
+    use super::FilePart;
+    use serde_json::{Map, Value};
+
+    /// One part: its `name`, `filename` and `Content-Type` when given, and its bytes.
+    pub struct Part {
+        pub name: String,
+        pub filename: Option<String>,
+        pub content_type: Option<String>,
+        pub data: Vec<u8>,
+    }
+
+    fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+        haystack.windows(needle.len()).position(|window| window == needle)
+    }
+
+    /// The value of `key` in a header's `; key=value` parameters (quoted or not; `\"` kept as `"`).
+    pub fn parameter(header: &str, key: &str) -> Option<String> {
+        let mut rest = header.split_once(';')?.1;
+        loop {
+            let (name, after) = rest.split_once('=')?;
+            let after = after.trim_start();
+            let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+                let mut value = String::new();
+                let mut chars = quoted.char_indices();
+                let mut end = quoted.len();
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '\\' => value.extend(chars.next().map(|(_, escaped)| escaped)),
+                        '"' => {
+                            end = i + 1;
+                            break;
+                        }
+                        other => value.push(other),
+                    }
+                }
+                let next = quoted[end..].split_once(';').map_or("", |(_, n)| n);
+                (value, next)
+            } else {
+                let (value, next) = after.split_once(';').unwrap_or((after, ""));
+                (value.trim().to_owned(), next)
+            };
+            if name.trim().eq_ignore_ascii_case(key) {
+                return Some(value);
+            }
+            rest = next;
+        }
+    }
+
+    /// The parts of `body`; an error for a missing boundary or an unterminated body.
+    pub fn parse(content_type: &str, body: &[u8]) -> Result<Vec<Part>, String> {
+        let boundary = parameter(content_type, "boundary")
+            .filter(|b| !b.is_empty())
+            .ok_or("no boundary in Content-Type")?;
+        let delimiter = format!("--{boundary}").into_bytes();
+        let next_delimiter = [b"\r\n".as_slice(), &delimiter].concat();
+        // A preamble may precede the first delimiter.
+        let first = if body.starts_with(&delimiter) {
+            0
+        } else {
+            find(body, &next_delimiter).ok_or("no opening boundary")? + 2
+        };
+        let mut rest = &body[first + delimiter.len()..];
+        let mut parts = Vec::new();
+        loop {
+            if rest.starts_with(b"--") {
+                return Ok(parts);
+            }
+            rest = rest.strip_prefix(b"\r\n").ok_or("boundary not followed by CRLF")?;
+            let (head, content) = match rest.strip_prefix(b"\r\n") {
+                Some(content) => (&b""[..], content),
+                None => {
+                    let end = find(rest, b"\r\n\r\n").ok_or("part headers not terminated")?;
+                    (&rest[..end], &rest[end + 4..])
+                }
+            };
+            let end = find(content, &next_delimiter).ok_or("part not terminated by a boundary")?;
+            let mut part = Part {
+                name: String::new(),
+                filename: None,
+                content_type: None,
+                data: content[..end].to_vec(),
+            };
+            for line in String::from_utf8_lossy(head).split("\r\n") {
+                let Some((name, value)) = line.split_once(':') else {
+                    continue;
+                };
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "content-disposition" => {
+                        part.name = parameter(value, "name").unwrap_or_default();
+                        // Rack keeps the last path segment of a filename (old browsers sent paths).
+                        part.filename = parameter(value, "filename")
+                            .map(|f| f.rsplit(['/', '\\']).next().unwrap_or_default().to_owned());
+                    }
+                    "content-type" => part.content_type = Some(value.trim().to_owned()),
+                    _ => {}
+                }
+            }
+            parts.push(part);
+            rest = &content[end + next_delimiter.len()..];
+        }
+    }
+
+    /// Rails params of the parts: `a` a string, `a[]` an array, `a[b]` a hash; the files of
+    /// `attachments[]` (a part with an empty filename is no file, as in Rack) come apart.
+    pub fn params(parts: Vec<Part>) -> (Value, Vec<FilePart>) {
+        let mut params = Map::new();
+        let mut files = Vec::new();
+        for part in parts {
+            match part.filename {
+                Some(filename) if part.name == "attachments[]" && !filename.is_empty() => files.push(FilePart {
+                    filename,
+                    content_type: part.content_type,
+                    bytes: part.data,
+                }),
+                Some(_) => {}
+                None => {
+                    let value = Value::String(String::from_utf8_lossy(&part.data).into_owned());
+                    if let Some(array) = part.name.strip_suffix("[]") {
+                        let entry = params.entry(array).or_insert_with(|| Value::Array(Vec::new()));
+                        if let Value::Array(items) = entry {
+                            items.push(value);
+                        }
+                    } else if let Some((hash, key)) = part.name.strip_suffix(']').and_then(|n| n.split_once('[')) {
+                        let entry = params.entry(hash).or_insert_with(|| Value::Object(Map::new()));
+                        if let Value::Object(map) = entry {
+                            map.insert(key.to_owned(), value);
+                        }
+                    } else {
+                        params.insert(part.name, value);
+                    }
+                }
+            }
+        }
+        (Value::Object(params), files)
+    }
+}
+
 impl MockChatwoot {
     /// Starts on a free port of 127.0.0.1; requests must carry `api-access-token: {token}`.
     pub async fn start(token: &str) -> MockChatwoot {
@@ -1205,6 +1466,7 @@ impl MockChatwoot {
             }),
         )
         .await?;
+        state.lock().unwrap_or_else(|e| e.into_inner()).base_url = server.base_url();
         Ok(MockChatwoot {
             server,
             state,
@@ -1492,7 +1754,7 @@ impl MockChatwoot {
             .iter()
             .map(|(file_type, url)| state.attachment_json(next_id, file_type, url))
             .collect();
-        let id = state.insert_message_with_attachments(conversation_id, &body, message_type, attachments);
+        let id = state.insert_message_with_attachments(conversation_id, &body, message_type, attachments, Vec::new());
         let message = state
             .messages
             .iter()
@@ -1807,6 +2069,88 @@ mod tests {
         assert_eq!(resolved["changed_attributes"][0]["status"]["current_value"], "resolved");
         assert_eq!(mock.conversations()[0].status, "resolved");
         assert_eq!(mock.messages(id).len(), 4);
+    }
+
+    #[tokio::test]
+    async fn multipart_messages_are_parsed_as_rack_does_and_json_urls_upload_nothing() {
+        let mock = MockChatwoot::start(TOKEN).await;
+        let contact = mock.add_contact("Farhan", "c1", None);
+        let conversation = mock.add_conversation(contact, "T1");
+        let url = format!(
+            "{}/api/v1/accounts/1/conversations/{conversation}/messages",
+            mock.base_url()
+        );
+        let client = HttpClient::new();
+        // Bytes that look like a delimiter without being one, and are not UTF-8.
+        let image: Vec<u8> = [b"\x89PNG\r\n\x1a\n--b\r\n--".as_slice(), &[0xff, 0x00, 0xfe]].concat();
+        let mut body = b"preamble\r\n--b\r\n".to_vec();
+        for (name, value) in [
+            ("content", "my receipt"),
+            ("message_type", "incoming"),
+            ("private", "false"),
+            ("source_id", "d1"),
+            ("content_attributes[bridge_tag]", "v2"),
+        ] {
+            body.extend(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n--b\r\n").bytes());
+        }
+        body.extend(
+            b"Content-Disposition: form-data; name=\"attachments[]\"; filename=\"C:\\\\tmp\\\\receipt.png\"\r\n\
+              Content-Type: image/png\r\n\r\n",
+        );
+        body.extend(&image);
+        body.extend(b"\r\n--b--\r\n");
+        let headers = [
+            ("api-access-token", TOKEN),
+            ("content-type", "multipart/form-data; boundary=\"b\""),
+        ];
+        let created = client.send("POST", &url, &headers, body).await;
+        assert_eq!(created.status, 200, "{}", created.describe());
+        assert_eq!(created.json()["attachments"][0]["file_type"], "image");
+        let message = mock.messages(conversation).pop().unwrap();
+        assert_eq!(
+            (
+                message.content.as_deref(),
+                message.message_type.as_str(),
+                message.private
+            ),
+            (Some("my receipt"), "incoming", false)
+        );
+        assert_eq!(message.source_id.as_deref(), Some("d1"));
+        assert_eq!(message.content_attributes["bridge_tag"], "v2");
+        assert_eq!(
+            message.files,
+            [UploadedFile {
+                filename: "receipt.png".into(),
+                content_type: "image/png".into(),
+                bytes: image,
+            }]
+        );
+        assert_eq!(message.attachments[0]["extension"], "png");
+
+        // Chatwoot attaches uploads only: URLs in JSON are no files.
+        let json_urls = json!({"content": "x", "message_type": "incoming",
+            "attachments": ["https://cdn.example.com/receipt.png"]})
+        .to_string();
+        let headers = [("api-access-token", TOKEN), ("content-type", "application/json")];
+        let created = client.send("POST", &url, &headers, json_urls).await;
+        assert_eq!(created.status, 200, "{}", created.describe());
+        let message = mock.messages(conversation).pop().unwrap();
+        assert!(
+            message.files.is_empty() && message.attachments.is_empty(),
+            "{message:#?}"
+        );
+
+        // A file part without a Content-Type fails in FileTypeHelper; a body without its
+        // boundary does not parse.
+        let untyped = "--b\r\nContent-Disposition: form-data; name=\"attachments[]\"; filename=\"a\"\r\n\r\nx\r\n--b--";
+        let headers = [
+            ("api-access-token", TOKEN),
+            ("content-type", "multipart/form-data; boundary=b"),
+        ];
+        assert_eq!(client.send("POST", &url, &headers, untyped).await.status, 422);
+        let headers = [("api-access-token", TOKEN), ("content-type", "multipart/form-data")];
+        assert_eq!(client.send("POST", &url, &headers, untyped).await.status, 400);
+        assert_eq!(mock.messages(conversation).len(), 2);
     }
 
     #[tokio::test]

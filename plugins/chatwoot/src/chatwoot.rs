@@ -1,8 +1,10 @@
 //! Chatwoot Application API calls (`/api/v1/accounts/{account_id}/...`) and the delivery flow.
 
 use crate::mapping::{self, ContactLink, ConversationLink, TicketLink, id_number};
+use crate::media::{self, MediaFile, Multipart};
 use dolphin_bridge_sdk::{
-    AdapterError, CallContext, IncomingEvent, Value, config, http, json, kv, log, permanent, status_error,
+    AdapterError, CallContext, HttpRequest, IncomingEvent, MessageType, Value, config, header, http, json, kv, log,
+    permanent, retry_later, status_error,
 };
 
 /// Contacts a page of `POST /contacts/filter` holds (`ContactsController::RESULTS_PER_PAGE`).
@@ -17,6 +19,34 @@ const MAX_CONVERSATION_PAGES: u32 = 20;
 const MESSAGES_AFTER_PAGE: usize = 100;
 /// How many `?after=` pages a retried delivery reads at most while looking for its message.
 const MAX_MESSAGE_PAGES: u32 = 50;
+/// Redirects followed while downloading a customer's media (each hop is checked by the host).
+const MAX_MEDIA_REDIRECTS: u32 = 3;
+/// Attempts on which a media host's 408/429/5xx, timeout or connection failure makes the
+/// delivery retry later; from the next attempt on, the link is sent instead, so a media host
+/// that stays down holds the ticket's messages back for two retry waits (at most 35 s with the
+/// default schedule), not for the whole schedule.
+const MEDIA_RETRY_ATTEMPTS: u32 = 2;
+/// Most bytes one host call may pass the host (the host's fixed per-call data limit, 4 MiB;
+/// README, limits). An upload is one `http.send`: past it the whole call would fail, so a
+/// larger file is sent as a link (downloads, which the host passes to the adapter, are limited
+/// by `limits.http_response_bytes` only).
+const HOST_CALL_DATA_BYTES: usize = 4 << 20;
+/// What the host counts for each header of a request besides its name and value (the size of
+/// its pair of strings on the host, 48 bytes), with room to spare.
+const HOST_CALL_BYTES_PER_HEADER: usize = 64;
+
+/// The data an `http.send` of `request` passes the host, as the host counts it: its strings'
+/// and lists' bytes.
+fn host_call_bytes(request: &HttpRequest) -> usize {
+    request.method.len()
+        + request.url.len()
+        + request
+            .headers
+            .iter()
+            .map(|(name, value)| HOST_CALL_BYTES_PER_HEADER + name.len() + value.len())
+            .sum::<usize>()
+        + request.body.len()
+}
 
 /// The adapter's Chatwoot settings, from the tenant config.
 pub struct Settings {
@@ -90,6 +120,44 @@ impl Api {
     /// The error for a non-2xx answer to a call.
     fn failed(&self, what: &str, method: &str, path: &str, r: &http::JsonResponse) -> AdapterError {
         status_error(&format!("chatwoot {what} ({method} {path})"), r.status, &r.excerpt)
+    }
+
+    /// The `multipart/form-data` POST of a form's `body` to `path`.
+    fn form_request(&self, path: &str, content_type: &str, body: Vec<u8>) -> HttpRequest {
+        let url = format!("{}{path}", self.settings.base);
+        let headers = [
+            ("accept", "application/json"),
+            ("content-type", content_type),
+            ("api-access-token", self.settings.token.as_str()),
+        ];
+        http::request("POST", &url, &headers, body)
+    }
+
+    /// Whether the upload of `form` to any conversation passes the host in one call.
+    fn upload_fits(&self, form: &Multipart) -> bool {
+        let longest_path = format!("/conversations/{}/messages", u64::MAX);
+        let without_body = self.form_request(&longest_path, &form.content_type, Vec::new());
+        host_call_bytes(&without_body) + form.body.len() <= HOST_CALL_DATA_BYTES
+    }
+
+    /// Sends a `multipart/form-data` POST and returns the answer whatever its status. The form's
+    /// body is lent to the request and given back (no copy of the file), so that a conversation
+    /// made again after a 404 gets it too.
+    fn send_form(&self, what: &str, path: &str, form: &mut Multipart) -> Result<http::JsonResponse, AdapterError> {
+        let mut request = self.form_request(path, &form.content_type, std::mem::take(&mut form.body));
+        let sent = http::try_send(&request);
+        form.body = std::mem::take(&mut request.body);
+        let response = sent.map_err(
+            |e| match http::transport_error(&http::call_name("POST", &request.url), e) {
+                AdapterError::RetryLater(m) => AdapterError::RetryLater(format!("chatwoot {what}: {m}")),
+                AdapterError::Permanent(m) => AdapterError::Permanent(format!("chatwoot {what}: {m}")),
+            },
+        )?;
+        Ok(http::JsonResponse {
+            status: response.status,
+            body: dolphin_bridge_sdk::serde_json::from_slice(&response.body).unwrap_or(Value::Null),
+            excerpt: http::excerpt(&response.body),
+        })
     }
 
     /// Sends a call that must succeed and returns its JSON.
@@ -480,10 +548,26 @@ impl Api {
     }
 
     /// `POST /conversations/{id}/messages`: the new message's id, `None` when the conversation
-    /// is gone (404).
-    fn create_message(&self, conversation_id: u64, body: &Value) -> Result<Option<u64>, AdapterError> {
+    /// is gone (404). An upload Chatwoot refuses (413 from a proxy's body limit, 422 from
+    /// Chatwoot; neither stores a message) is posted again with the media as a link.
+    fn create_message(&self, conversation_id: u64, post: &mut MessagePost) -> Result<Option<u64>, AdapterError> {
         let path = format!("/conversations/{conversation_id}/messages");
-        let r = self.send("create message", "POST", &path, Some(body))?;
+        let r = match post {
+            MessagePost::Json(body) => self.send("create message", "POST", &path, Some(body))?,
+            MessagePost::Upload { form, link_body } => {
+                let r = self.send_form("create message", &path, form)?;
+                if matches!(r.status, 413 | 422) {
+                    log::log(
+                        log::Level::Warn,
+                        "chatwoot: media sent as a link",
+                        &[("reason", &format!("Chatwoot refused the upload with HTTP {}", r.status))],
+                    );
+                    self.send("create message", "POST", &path, Some(link_body))?
+                } else {
+                    r
+                }
+            }
+        };
         if r.status == 404 {
             return Ok(None);
         }
@@ -494,11 +578,134 @@ impl Api {
     }
 }
 
+/// What is posted as the customer's message.
+enum MessagePost {
+    /// The JSON body: text, a location, or media as a link.
+    Json(Value),
+    /// The media uploaded as `attachments[]`; `link_body` is the JSON body with the link, for
+    /// when Chatwoot refuses the upload.
+    Upload { form: Multipart, link_body: Value },
+}
+
+/// The post for the event: its media uploaded when the adapter may download it and the upload
+/// fits one host call, otherwise the JSON body with the link, and why logged (the link without
+/// its query, which may hold a signature). A transient download failure on the first
+/// [`MEDIA_RETRY_ATTEMPTS`] attempts is retry-later.
+fn message_post(api: &Api, ctx: &CallContext, event: &IncomingEvent) -> Result<MessagePost, AdapterError> {
+    let link_body = mapping::message_body(event, &ctx.delivery_id, api.settings.tag.as_deref());
+    let has_media = matches!(
+        event.message_type,
+        MessageType::Image | MessageType::Video | MessageType::Audio | MessageType::File
+    ) && !event.media_link.trim().is_empty();
+    if !has_media {
+        return Ok(MessagePost::Json(link_body));
+    }
+    let link = media::loggable_link(&event.media_link);
+    let uploaded = download(event, ctx.attempt)?.and_then(|file| {
+        let (bytes, content_type) = (file.bytes.len().to_string(), file.content_type.clone());
+        let too_large = || {
+            format!(
+                "the file ({bytes} bytes) is larger than the {} MiB one host call may pass",
+                HOST_CALL_DATA_BYTES >> 20
+            )
+        };
+        if file.bytes.len() >= HOST_CALL_DATA_BYTES {
+            return Err(too_large());
+        }
+        let fields = media::form_fields(event, &ctx.delivery_id, api.settings.tag.as_deref());
+        let form = media::multipart(&fields, file, &ctx.delivery_id);
+        if !api.upload_fits(&form) {
+            return Err(too_large());
+        }
+        log::log(
+            log::Level::Info,
+            "chatwoot: media uploaded as an attachment",
+            &[("media", &link), ("bytes", &bytes), ("content_type", &content_type)],
+        );
+        Ok(form)
+    });
+    match uploaded {
+        Ok(form) => Ok(MessagePost::Upload { form, link_body }),
+        Err(reason) => {
+            log::log(
+                log::Level::Info,
+                "chatwoot: media sent as a link",
+                &[("media", &link), ("reason", &reason)],
+            );
+            Ok(MessagePost::Json(link_body))
+        }
+    }
+}
+
+/// Downloads the event's media through the host (which allows only the tenant's allowed
+/// hosts and caps the size at `limits.http_response_bytes`), following a few redirects.
+/// `Ok(Err(reason))` when the link is to be sent instead; retry-later for a transient failure
+/// on the first [`MEDIA_RETRY_ATTEMPTS`] attempts. Chatwoot's token is never sent.
+fn download(event: &IncomingEvent, attempt: u32) -> Result<Result<MediaFile, String>, AdapterError> {
+    let transient = |reason: String| {
+        if attempt <= MEDIA_RETRY_ATTEMPTS {
+            Err(retry_later(format!(
+                "chatwoot: downloading the media {}: {reason}",
+                media::loggable_link(&event.media_link)
+            )))
+        } else {
+            Ok(Err(format!("{reason} (attempt {attempt})")))
+        }
+    };
+    let mut url = event.media_link.trim().to_owned();
+    for _ in 0..=MAX_MEDIA_REDIRECTS {
+        let request = http::request("GET", &url, &[("accept", "*/*")], Vec::new());
+        let response = match http::try_send(&request) {
+            Ok(response) => response,
+            Err(http::HttpError::Denied(reason)) => {
+                return Ok(Err(format!("the host refused the download: {reason}")));
+            }
+            Err(http::HttpError::LimitExceeded(reason)) => {
+                return Ok(Err(format!(
+                    "the file is too large or a host limit was reached: {reason}"
+                )));
+            }
+            Err(http::HttpError::Timeout) => return transient("the media host timed out".into()),
+            Err(http::HttpError::Connection(reason)) => {
+                return transient(format!("connecting to the media host failed: {reason}"));
+            }
+        };
+        let content_type = header(&response.headers, "content-type");
+        match media::answer(
+            response.status,
+            &url,
+            header(&response.headers, "location"),
+            response.body.len(),
+        ) {
+            media::Answer::File => {
+                let file_name = media::file_name(&event.media_link, event.message_type, content_type);
+                return Ok(Ok(MediaFile {
+                    content_type: media::media_type(content_type, &file_name),
+                    file_name,
+                    bytes: response.body,
+                }));
+            }
+            media::Answer::Redirect(next) => url = next,
+            media::Answer::Transient => {
+                return transient(format!("the media host answered HTTP {}", response.status));
+            }
+            media::Answer::Refused if (200..300).contains(&response.status) => {
+                return Ok(Err("the media host answered an empty file".into()));
+            }
+            media::Answer::Refused => {
+                return Ok(Err(format!("the media host answered HTTP {}", response.status)));
+            }
+        }
+    }
+    Ok(Err(format!("more than {MAX_MEDIA_REDIRECTS} redirects")))
+}
+
 /// Delivers one Incoming event: contact, conversation, then the message (at most once per
 /// delivery id, see the crate docs).
 pub fn deliver(api: &Api, ctx: &CallContext, event: &IncomingEvent) -> Result<(), AdapterError> {
     let ticket_key = mapping::ticket_key(&event.ticket_number);
-    let body = mapping::message_body(event, &ctx.delivery_id, api.settings.tag.as_deref());
+    // Made when the message is first posted: a retry that finds its message downloads nothing.
+    let mut prepared: Option<MessagePost> = None;
     for _ in 0..2 {
         let mut link = api.ensure_conversation(event)?;
         if link.last_delivery.as_deref() == Some(ctx.delivery_id.as_str()) {
@@ -515,15 +722,23 @@ pub fn deliver(api: &Api, ctx: &CallContext, event: &IncomingEvent) -> Result<()
                 log::info("chatwoot: message of this delivery is already in Chatwoot");
                 id
             }
-            None => match api.create_message(link.conversation_id, &body)? {
-                Some(id) => id,
-                None => {
-                    log::warn("chatwoot: conversation is gone; creating a new one for the ticket");
-                    kv::delete(&ticket_key)?;
-                    kv::delete(&mapping::conversation_key(&link.conversation_id.to_string()))?;
-                    continue;
+            None => {
+                let mut post = match prepared.take() {
+                    Some(post) => post,
+                    None => message_post(api, ctx, event)?,
+                };
+                let created = api.create_message(link.conversation_id, &mut post)?;
+                prepared = Some(post);
+                match created {
+                    Some(id) => id,
+                    None => {
+                        log::warn("chatwoot: conversation is gone; creating a new one for the ticket");
+                        kv::delete(&ticket_key)?;
+                        kv::delete(&mapping::conversation_key(&link.conversation_id.to_string()))?;
+                        continue;
+                    }
                 }
-            },
+            }
         };
         link.last_delivery = Some(ctx.delivery_id.clone());
         if message_id > 0 {

@@ -38,11 +38,30 @@
 //! 3. **Message**: `POST /conversations/{id}/messages` with `message_type: incoming`,
 //!    `private: false`, `source_id` = the delivery id (the idempotency key; Chatwoot stores it),
 //!    `echo_id` (not stored by Chatwoot), and `content_attributes.bridge_tag` when `tag` is set.
-//!    Text (a sticker arrives as the text `Stiker`) is the content; image/video/audio/file are the
-//!    caption and the media link as text (Chatwoot's attachments need a multipart upload of the
-//!    file itself); a location is `Location: https://maps.google.com/?q=lat,lng`. A retried
-//!    delivery (`attempt > 1`) first looks for a message with its `source_id` among the messages
-//!    after the last one it posted (`?after=`, 100 a page) and does not post it twice.
+//!    Text (a sticker arrives as the text `Stiker`) is the content; a location is
+//!    `Location: https://maps.google.com/?q=lat,lng`. A retried delivery (`attempt > 1`) first
+//!    looks for a message with its `source_id` among the messages after the last one it posted
+//!    (`?after=`, 100 a page) and does not post it twice; only then is media downloaded.
+//! 4. **Media** (image/video/audio/file): Chatwoot attaches only uploaded files, never a URL. The
+//!    adapter downloads the `mediaLink` with `http.send` (no Chatwoot token; up to 3 redirects,
+//!    each hop checked) and posts the message as `multipart/form-data`: the fields above as form
+//!    fields (`content` = the caption, none when empty; `content_attributes[bridge_tag]`) and the
+//!    file as `attachments[]`, named after the link's last path segment (else `image.jpg`,
+//!    `file.pdf`, ... by type) with the download's bare `Content-Type` (Chatwoot's
+//!    `FileTypeHelper` compares it exactly: `image/png` makes an `image` attachment,
+//!    `image/png; x=y` a `file`; a missing or `application/octet-stream` type is taken from the
+//!    name's extension). The caption and the link go as text instead, with the reason logged
+//!    (the link without query or user info), when
+//!    - the host denies the link (its origin is not in the tenant's allowed hosts, or a private
+//!      address the tenant may not call),
+//!    - the media host answers a 4xx (or another status that is not 2xx, 3xx, 408, 429 or 5xx),
+//!      or an empty file,
+//!    - the file is over `limits.http_response_bytes` (default 16 MiB), or the upload would pass
+//!      the host more than the 4 MiB one host call may (so files of about 4 MiB and more),
+//!    - Chatwoot refuses the upload with 413 (a proxy's body size limit) or 422,
+//!    - a 408/429/5xx, timeout or connection failure of the media host happens on attempt 3 or
+//!      later: on attempts 1 and 2 it is retry-later, so a passing failure still gets the file
+//!      attached while a media host that stays down delays the message by two retry waits only.
 //!
 //! Vendor 408/429/5xx, timeouts and connection failures are retry-later; other statuses are
 //! permanent, with a message naming the call. A conversation or contact deleted in Chatwoot is
@@ -72,6 +91,7 @@
 
 mod chatwoot;
 mod mapping;
+mod media;
 mod signature;
 
 use chatwoot::{Api, Settings};
