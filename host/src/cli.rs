@@ -46,6 +46,30 @@ pub enum Command {
         #[command(subcommand)]
         command: DeadLetterCommand,
     },
+    /// Tools for writing adapters; they need no configuration file.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+/// `plugin` sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Run an adapter against recorded Incoming events and vendor webhooks with a recording fake
+    /// vendor, and print what it would send to the vendor and to 3Dolphins. Exits 0 when every
+    /// fixture passed, 1 when one failed, 2 when the fixtures or the adapter cannot be loaded.
+    Test {
+        /// The adapter component (`.wasm`).
+        adapter: PathBuf,
+        /// The fixture folder: `tenant.toml`, `vendor.json`, `incoming/*.json`, `webhooks/*.json`.
+        #[arg(long)]
+        fixtures: PathBuf,
+        /// Where compiled adapters are cached (default: a folder of the user's in the system
+        /// temp folder), so that a run after the first compiles only a changed adapter.
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
 }
 
 /// `dead-letters` sub-commands; they work on the store file directly, so they also work while

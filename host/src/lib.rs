@@ -14,6 +14,7 @@ pub mod contract;
 pub mod egress;
 pub mod metrics;
 pub mod outbox;
+pub mod plugin_test;
 pub mod redaction;
 pub mod registry;
 pub mod runtime;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use dolphin_bridge::cli::{Cli, Command, DeadLetterCommand, LogFormat};
+use dolphin_bridge::cli::{Cli, Command, DeadLetterCommand, LogFormat, PluginCommand};
 use dolphin_bridge::config::Config;
 use dolphin_bridge::outbox::Outbox;
 use dolphin_bridge::registry::{AdapterRegistry, ChangeWatcher};
@@ -29,12 +29,17 @@ fn main() -> anyhow::Result<()> {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
+    let command = match cli.command {
+        // Adapter tools: no configuration file is read.
+        Command::Plugin { command } => return plugin(command),
+        other => other,
+    };
     let config = Config::load(&cli.config)?;
     if config.server.allow_unauthenticated && config.server.incoming_token.is_none() {
         tracing::warn!("the Incoming endpoint accepts requests without a credential (allow_unauthenticated = true)");
     }
     let runtime = tokio::runtime::Runtime::new()?;
-    match cli.command {
+    match command {
         Command::Properties => {
             print!("{}", dolphin_bridge::properties(&config));
             Ok(())
@@ -42,6 +47,38 @@ fn main() -> anyhow::Result<()> {
         Command::Check => runtime.block_on(check(config)),
         Command::Serve => runtime.block_on(serve(config)),
         Command::DeadLetters { command } => runtime.block_on(dead_letters(config, command)),
+        Command::Plugin { .. } => unreachable!("handled before the configuration is loaded"),
+    }
+}
+
+/// `plugin ...`: tools for adapter authors. `plugin test` exits 0 when every fixture passed, 1
+/// when one failed, and 2 when the fixtures or the adapter cannot be loaded.
+fn plugin(command: PluginCommand) -> anyhow::Result<()> {
+    match command {
+        PluginCommand::Test {
+            adapter,
+            fixtures,
+            cache_dir,
+        } => {
+            let options = dolphin_bridge::plugin_test::Options {
+                adapter,
+                fixtures,
+                cache_dir,
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            let mut stdout = std::io::stdout();
+            let result = runtime.block_on(dolphin_bridge::plugin_test::run(&options, &mut stdout));
+            stdout.flush()?;
+            let code = match result {
+                Ok(true) => 0,
+                Ok(false) => 1,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    2
+                }
+            };
+            std::process::exit(code)
+        }
     }
 }
 

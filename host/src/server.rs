@@ -617,8 +617,8 @@ fn answer_duplicate(tenant: &Tenant, first: &StoredResponse) -> Response<Body> {
     vendor_response(first)
 }
 
-/// Completes an adapter's event into what 3Dolphins expects: the tenant's owner, and the
-/// ticket's channel and customer name when the adapter left them out.
+/// Completes an adapter's event into what 3Dolphins expects (see [`complete_adapter_event`]),
+/// looking the ticket up in the store.
 async fn complete_event(
     state: &AppState,
     tenant: &Tenant,
@@ -626,8 +626,8 @@ async fn complete_event(
 ) -> Result<ThreeDolphinsEvent, ApiError> {
     let invalid = |message: String| ApiError::new(StatusCode::BAD_GATEWAY, "adapter_invalid_event", message);
     let ticket_number = match &event {
-        wt::BridgeEvent::Outgoing(e) => e.ticket_number.clone(),
-        wt::BridgeEvent::Command(e) => e.ticket_number.clone(),
+        wt::BridgeEvent::Outgoing(e) => &e.ticket_number,
+        wt::BridgeEvent::Command(e) => &e.ticket_number,
     };
     if ticket_number.trim().is_empty() {
         return Err(invalid("the adapter produced an event without a ticket number".into()));
@@ -636,37 +636,52 @@ async fn complete_event(
         .registry
         .services()
         .store
-        .ticket(&tenant.owner, &ticket_number)
+        .ticket(&tenant.owner, ticket_number)
         .await
         .map_err(store_unavailable)?;
+    complete_adapter_event(&tenant.owner, known.as_ref(), event).map_err(invalid)
+}
+
+/// An adapter's event as 3Dolphins gets it: the tenant's `owner`, and the ticket's channel and
+/// customer name (from `known`, what the bridge remembers of the ticket) when the adapter left
+/// them out; or why the bridge refuses it (no channel to be had, a bad media link, a reserved
+/// `extra` key). Shared by the webhook endpoint and `plugin test`.
+pub(crate) fn complete_adapter_event(
+    owner: &str,
+    known: Option<&TicketInfo>,
+    event: wt::BridgeEvent,
+) -> Result<ThreeDolphinsEvent, String> {
+    let ticket_number = match &event {
+        wt::BridgeEvent::Outgoing(e) => e.ticket_number.clone(),
+        wt::BridgeEvent::Command(e) => e.ticket_number.clone(),
+    };
+    if ticket_number.trim().is_empty() {
+        return Err("the adapter produced an event without a ticket number".into());
+    }
     let channel_of = |given: Option<String>| {
         given
             .filter(|c| !c.is_empty())
-            .or_else(|| known.as_ref().map(|k| k.channel.clone()))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "ticket `{ticket_number}` is unknown to the bridge and the adapter gave no channel"
-                ))
-            })
+            .or_else(|| known.map(|k| k.channel.clone()))
+            .ok_or_else(|| format!("ticket `{ticket_number}` is unknown to the bridge and the adapter gave no channel"))
     };
     Ok(match event {
         wt::BridgeEvent::Outgoing(e) => {
             let message_type = from_wit_type(e.message_type);
             if message_type.is_media() {
-                check_media_link(&e.media_link).map_err(|m| invalid(format!("mediaLink {m}")))?;
+                check_media_link(&e.media_link).map_err(|m| format!("mediaLink {m}"))?;
             }
-            let extra = outgoing_extra(e.extra).map_err(invalid)?;
+            let extra = outgoing_extra(e.extra)?;
             ThreeDolphinsEvent::Outgoing(OutgoingEvent {
                 channel: channel_of(e.channel)?,
                 customer_name: e
                     .customer_name
-                    .or_else(|| known.as_ref().map(|k| k.customer_name.clone()))
+                    .or_else(|| known.map(|k| k.customer_name.clone()))
                     .unwrap_or_default(),
                 ticket_number: e.ticket_number,
                 message_type,
                 message: e.message,
                 media_link: e.media_link,
-                owner: tenant.owner.clone(),
+                owner: owner.to_string(),
                 created_date: now_created_date(),
                 extra,
             })
@@ -674,7 +689,7 @@ async fn complete_event(
         wt::BridgeEvent::Command(e) => ThreeDolphinsEvent::Command(CommandEvent {
             channel: channel_of(e.channel)?,
             ticket_number: e.ticket_number,
-            owner: tenant.owner.clone(),
+            owner: owner.to_string(),
             event: match e.command {
                 wt::TicketCommand::Close => "Close".into(),
             },

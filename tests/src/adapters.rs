@@ -67,6 +67,14 @@ pub fn chatwoot() -> PathBuf {
     adapter("chatwoot")
 }
 
+pub fn rocketchat() -> PathBuf {
+    adapter("rocketchat")
+}
+
+pub fn sunshine() -> PathBuf {
+    adapter("sunshine")
+}
+
 pub fn hostile() -> PathBuf {
     adapter("hostile")
 }

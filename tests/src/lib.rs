@@ -20,6 +20,8 @@ pub mod crash_support;
 pub mod events;
 pub mod mock_chatwoot;
 pub mod mock_http;
+pub mod mock_rocketchat;
+pub mod mock_sunshine;
 pub mod reload_support;
 pub mod signing;
 pub mod three_dolphins;

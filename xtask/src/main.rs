@@ -416,7 +416,12 @@ fn build_other_plugins(plugins: &[Plugin]) -> Result<Vec<Built>> {
         };
         let name = plugin.folder_name();
         let out = out_dir.join(format!("{}.wasm", name.replace('-', "_")));
-        if is_up_to_date(&out, &[&plugin.dir, &wit])? {
+        // The language's SDK is compiled into the component too.
+        let sdk = workspace_root().join("plugin-sdk").join(match language {
+            "Python" => "python",
+            _ => "js",
+        });
+        if is_up_to_date(&out, &[&plugin.dir, &wit, &sdk])? {
             built.push(Built { name, path: out });
             continue;
         }
@@ -427,7 +432,9 @@ fn build_other_plugins(plugins: &[Plugin]) -> Result<Vec<Built>> {
                     .current_dir(&plugin.dir)
                     .arg("-d")
                     .arg(&wit)
-                    .args(["-w", "adapter", "componentize", "app", "-o"])
+                    .args(["-w", "adapter", "componentize", "app", "-p", ".", "-p"])
+                    .arg(workspace_root().join("plugin-sdk").join("python"))
+                    .arg("-o")
                     .arg(&out))?;
             }
             "JavaScript" => {

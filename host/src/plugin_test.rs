@@ -1,0 +1,673 @@
+//! `dolphin-bridge plugin test ADAPTER --fixtures DIR`: runs an adapter against recorded
+//! Incoming events and vendor webhooks, with a fake vendor that records what the adapter sends
+//! and answers from the fixtures, and prints what the adapter would send to the vendor and to
+//! 3Dolphins. No bridge, 3Dolphins or vendor is needed; the adapter runs in the same runtime, with
+//! the same host functions and limits, as in the bridge.
+//!
+//! # The fixture folder
+//!
+//! - `tenant.toml` (optional): `owner` (the tenant's 3Dolphins owner; by default the owner of the
+//!   first Incoming fixture, and every Incoming fixture must have it, as the bridge routes by it), and the
+//!   `config` and `secrets` tables the adapter reads through its `config` import, as in a
+//!   `[[tenants]]` entry. Every `${VENDOR_URL}` in a value becomes the fake vendor's base URL
+//!   (`url = "${VENDOR_URL}/hook"`). Secrets are redacted from what is printed.
+//! - `vendor.json` (optional): a list of `{"method", "path", "status", "headers"?, "body"}` the fake
+//!   vendor answers with, matched by method and path (the query is ignored), first match first. A
+//!   string `body` is sent as it is, any other JSON as JSON. A request nothing matches is answered
+//!   404 `{"error":"no fixture response"}`.
+//! - `incoming/*.json`: Incoming events, as 3Dolphins posts them to the bridge.
+//! - `webhooks/*.json`: `{"method"?, "path"?, "query"?, "headers"?, "body"}` (defaults `POST`, `/`,
+//!   no query); `path` is what follows `/vendors/{tenant}` in the bridge's URL; a string `body` is
+//!   sent as it is, any other JSON as JSON (with `content-type: application/json` unless given).
+//!
+//! The fixtures of both folders run one after the other in file-name order (prefixes such as
+//! `01-` interleave them), with one store for the whole run (a SQLite file in a temporary folder),
+//! as a tenant's: what one fixture stores in KV, the next ones read. As in the bridge, an Incoming
+//! event makes its ticket known: a webhook's event without a channel gets the ticket's, and the
+//! adapter may look up the ticket's history and contact.
+//!
+//! The fake vendor is an HTTP server on 127.0.0.1; the adapter may call only its origin. The
+//! 3Dolphins look-ups (`three-dolphins.contact` / `history`) go to the same server, on the
+//! bridge's default paths under `/dolphin/apiv1`, so `vendor.json` can answer them too.
+//!
+//! # Passing
+//!
+//! An Incoming fixture passes when the adapter returns `ok`; a webhook fixture when the adapter
+//! returns an outcome whose events the bridge would accept and whose answer's status is below 400.
+//! A fixture named `*.fails.json` is expected to fail, and passes when it does. The command exits
+//! 0 when every fixture passed, 1 otherwise, and 2 (with one line saying why) when the fixture
+//! folder or the adapter cannot be loaded.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::{AdaptersConfig, InstanceReuseConfig, TenantConfig, ThreeDolphinsConfig, parse_origin};
+use crate::contract::{IncomingEvent, ThreeDolphinsEvent};
+use crate::redaction::SecretSet;
+use crate::runtime::bindings::dolphin::bridge::types as wt;
+use crate::runtime::{
+    Breakers, CallContext, CallLimits, HostServices, InstanceReuse, Runtime, TenantHost, content_hash,
+};
+use crate::store::{Direction, NewDelivery, Store, TicketInfo};
+
+/// The tenant name adapters see in their call context.
+const TENANT: &str = "plugin-test";
+/// The owner when `tenant.toml` names none.
+const DEFAULT_OWNER: &str = "plugin-test-owner";
+/// The 3Dolphins API token the look-ups present to the fake (redacted like a secret).
+const API_TOKEN: &str = "plugin-test-3dolphins-api-token";
+/// What `${VENDOR_URL}` stands for in `tenant.toml`.
+const VENDOR_URL_VARIABLE: &str = "${VENDOR_URL}";
+
+/// What `plugin test` is asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The adapter component.
+    pub adapter: PathBuf,
+    /// The fixture folder.
+    pub fixtures: PathBuf,
+    /// Where compiled adapters are cached; a folder of the user's under the system temp folder
+    /// when unset.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Why a run could not start: a bad fixture folder or adapter.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SetupError(String);
+
+fn setup_error(message: impl Into<String>) -> anyhow::Error {
+    SetupError(message.into()).into()
+}
+
+/// `tenant.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantFixture {
+    owner: Option<String>,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
+}
+
+/// One answer of the fake vendor (`vendor.json`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VendorResponse {
+    method: String,
+    path: String,
+    status: u16,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    body: Value,
+}
+
+/// One webhook fixture.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookFixture {
+    #[serde(default = "default_method")]
+    method: String,
+    #[serde(default = "default_path")]
+    path: String,
+    #[serde(default)]
+    query: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    body: Value,
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
+
+fn default_path() -> String {
+    "/".into()
+}
+
+/// One fixture file, parsed.
+enum Fixture {
+    Incoming(Box<IncomingEvent>),
+    Webhook(WebhookFixture),
+}
+
+/// A fixture and where it came from.
+struct NamedFixture {
+    /// `incoming/NAME.json` or `webhooks/NAME.json`.
+    name: String,
+    expect_failure: bool,
+    fixture: Fixture,
+}
+
+/// The fixture folder, parsed.
+struct Fixtures {
+    tenant: TenantFixture,
+    /// The tenant's owner.
+    owner: String,
+    vendor: Vec<VendorResponse>,
+    fixtures: Vec<NamedFixture>,
+}
+
+/// One request the fake vendor received.
+#[derive(Debug, Clone)]
+struct Recorded {
+    method: String,
+    path_and_query: String,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+}
+
+/// Runs the fixtures in `options.fixtures` against `options.adapter`, printing to `out`.
+/// `Ok(true)` when every fixture passed; a [`SetupError`] when the folder or the adapter cannot
+/// be loaded.
+pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<bool> {
+    let fixtures = load_fixtures(&options.fixtures)?;
+    let adapter_bytes = std::fs::read(&options.adapter)
+        .map_err(|e| setup_error(format!("cannot read adapter {}: {e}", options.adapter.display())))?;
+
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let vendor_url = start_fake_vendor(fixtures.vendor.clone(), recorded.clone()).await?;
+
+    let work_dir = WorkDir::create()?;
+    let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::SqliteStore::open(
+        &work_dir.0.join("store.db"),
+        crate::store::CommitMode::Group,
+    )?);
+    // Parsed from TOML so that every path and timeout is the bridge's default.
+    let three_dolphins: ThreeDolphinsConfig =
+        toml::from_str(&format!("base_url = \"{vendor_url}\"\napi_token = \"{API_TOKEN}\""))
+            .context("the 3Dolphins settings")?;
+    let lookup_prefix = url::Url::parse(&three_dolphins.api_base())?.path().to_string();
+    let services = Arc::new(HostServices {
+        store: store.clone(),
+        egress: crate::egress::EgressClients::new()?,
+        three_dolphins: crate::three_dolphins::ThreeDolphinsClient::new(three_dolphins.clone())?,
+    });
+
+    let defaults = AdaptersConfig::default();
+    let cache_dir = match &options.cache_dir {
+        Some(dir) => dir.clone(),
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        None => std::env::temp_dir().join(format!("dolphin-bridge-plugin-test-{}", unsafe { libc::geteuid() })),
+    };
+    // A few instance slots: one call runs at a time.
+    let runtime = Runtime::new(cache_dir, defaults.max_wasm_stack_kib << 10, 1, 4)?;
+    let adapter = runtime
+        .load_bytes(&options.adapter, &adapter_bytes, content_hash(&adapter_bytes))
+        .map_err(|e| setup_error(e.to_string()))?;
+    let adapter = Arc::new(adapter);
+
+    let tenant = tenant_config(&fixtures.tenant, &fixtures.owner, &options.adapter, &vendor_url)?;
+    let mut secrets = tenant.secret_values();
+    secrets.push(API_TOKEN.to_string());
+    let limits = CallLimits::from(&tenant.limits);
+    let host = Arc::new(TenantHost {
+        tenant: tenant.name.clone(),
+        owner: tenant.owner.clone(),
+        config: tenant.adapter_values(),
+        allowed_origins: vec![parse_origin(&vendor_url).map_err(anyhow::Error::msg)?],
+        allow_private_networks: true,
+        secrets: SecretSet::new(secrets),
+        breakers: Breakers::new(
+            defaults.breaker_failures,
+            Duration::from_millis(defaults.breaker_cooldown_ms),
+        ),
+        webhook_slots: Arc::new(tokio::sync::Semaphore::new(limits.webhook_concurrency)),
+        stats: Default::default(),
+        http_timeout: Duration::from_millis(tenant.http_timeout_ms),
+        call_timeout: Duration::from_millis(tenant.call_timeout_ms),
+        limits,
+        services,
+    });
+    let instances = Arc::new(InstanceReuse::new(&InstanceReuseConfig::default()));
+
+    writeln!(
+        out,
+        "adapter {} (sha256 {}), fake vendor at {vendor_url}",
+        options.adapter.display(),
+        &adapter.content_hash[..12]
+    )?;
+    let (mut passed, total) = (0, fixtures.fixtures.len());
+    for named in fixtures.fixtures {
+        writeln!(out, "\n== {}", named.name)?;
+        recorded.lock().expect("recorded lock").clear();
+        let ctx = CallContext {
+            tenant: TENANT.into(),
+            delivery_id: uuid::Uuid::now_v7().to_string(),
+            attempt: 1,
+        };
+        let mut report = String::new();
+        let succeeded = match named.fixture {
+            Fixture::Incoming(event) => {
+                remember_ticket(&store, &event).await?;
+                let result = runtime
+                    .call_incoming(&adapter, host.clone(), &instances, ctx, &event)
+                    .await;
+                match result {
+                    Ok(()) => {
+                        report.push_str("   result: ok\n");
+                        true
+                    }
+                    Err(e) => {
+                        report.push_str(&format!("   result: {}: {e}\n", e.kind()));
+                        false
+                    }
+                }
+            }
+            Fixture::Webhook(webhook) => {
+                let mut headers: Vec<(String, String)> = webhook
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                    .collect();
+                let body = match &webhook.body {
+                    Value::String(text) => text.clone().into_bytes(),
+                    other => {
+                        if !headers.iter().any(|(k, _)| k == "content-type") {
+                            headers.push(("content-type".into(), "application/json".into()));
+                        }
+                        serde_json::to_vec(other).expect("JSON serializes")
+                    }
+                };
+                let request = wt::WebhookRequest {
+                    method: webhook.method.to_ascii_uppercase(),
+                    path: webhook.path.clone(),
+                    query: webhook.query.clone(),
+                    headers,
+                    body,
+                };
+                match runtime
+                    .call_webhook(&adapter, host.clone(), &instances, ctx, request)
+                    .await
+                {
+                    Ok(outcome) => webhook_report(&host, &three_dolphins, outcome, &mut report).await?,
+                    Err(e) => {
+                        report.push_str(&format!("   result: {}: {e}\n", e.kind()));
+                        false
+                    }
+                }
+            }
+        };
+        let requests = recorded.lock().expect("recorded lock").clone();
+        let mut sent = String::new();
+        for request in &requests {
+            let to = if request.path_and_query.starts_with(&lookup_prefix) {
+                "3Dolphins look-up"
+            } else {
+                "vendor"
+            };
+            sent.push_str(&format!("   -> {to} {} {}\n", request.method, request.path_and_query));
+            for (name, value) in &request.headers {
+                sent.push_str(&format!("      {name}: {value}\n"));
+            }
+            if !request.body.is_empty() {
+                sent.push_str(&indent(&pretty(&request.body), "      "));
+            }
+        }
+        let pass = succeeded != named.expect_failure;
+        let verdict = match (pass, named.expect_failure) {
+            (true, false) => "PASS",
+            (true, true) => "PASS (failed as expected)",
+            (false, false) => "FAIL",
+            (false, true) => "FAIL (expected to fail, but succeeded)",
+        };
+        // Everything printed goes through the tenant's redaction, as the bridge's logs do.
+        write!(out, "{}", host.secrets.redact(&format!("{report}{sent}")))?;
+        writeln!(out, "   {verdict}")?;
+        passed += usize::from(pass);
+    }
+    writeln!(out, "\n{passed} of {total} fixture(s) passed")?;
+    Ok(passed == total)
+}
+
+/// Stores an Incoming event's delivery as the bridge does when it accepts one, which makes its
+/// ticket known to the tenant's owner (the delivery itself stays pending: nothing sends it).
+async fn remember_ticket(store: &Arc<dyn Store>, event: &IncomingEvent) -> anyhow::Result<()> {
+    let delivery = NewDelivery {
+        delivery_id: uuid::Uuid::now_v7().to_string(),
+        tenant: TENANT.into(),
+        direction: Direction::ToVendor,
+        ticket: event.ticket_number.clone(),
+        payload: serde_json::to_string(event)?,
+        idempotency_key: None,
+        owner: event.owner.clone(),
+        ticket_info: Some(TicketInfo {
+            channel: event.channel.clone(),
+            customer_name: event.customer_name.clone(),
+            contact_id: event.contact_id.clone(),
+        }),
+    };
+    store.enqueue(vec![delivery], Duration::ZERO).await?;
+    Ok(())
+}
+
+/// Reports a webhook's outcome: the events as the bridge would post them to 3Dolphins, and the
+/// answer; whether the bridge would take it.
+async fn webhook_report(
+    host: &TenantHost,
+    three_dolphins: &ThreeDolphinsConfig,
+    outcome: wt::WebhookOutcome,
+    report: &mut String,
+) -> anyhow::Result<bool> {
+    let mut ok = true;
+    let mut events = String::new();
+    if outcome.events.len() > host.limits.webhook_events {
+        ok = false;
+        report.push_str(&format!(
+            "   result: adapter_limit_exceeded: {} events, more than the limit webhook_events ({})\n",
+            outcome.events.len(),
+            host.limits.webhook_events
+        ));
+    } else {
+        for event in outcome.events {
+            let ticket = match &event {
+                wt::BridgeEvent::Outgoing(e) => &e.ticket_number,
+                wt::BridgeEvent::Command(e) => &e.ticket_number,
+            };
+            let known = host.services.store.ticket(&host.owner, ticket).await?;
+            match crate::server::complete_adapter_event(&host.owner, known.as_ref(), event) {
+                Ok(event) => {
+                    let path = match &event {
+                        ThreeDolphinsEvent::Outgoing(_) => &three_dolphins.outgoing_path,
+                        ThreeDolphinsEvent::Command(_) => &three_dolphins.command_path,
+                    };
+                    let body = serde_json::to_string_pretty(&event.body()).expect("JSON serializes");
+                    events.push_str(&format!("   -> 3Dolphins POST {path}\n{}", indent(&body, "      ")));
+                }
+                Err(message) => {
+                    ok = false;
+                    report.push_str(&format!("   result: adapter_invalid_event: {message}\n"));
+                }
+            }
+        }
+    }
+    let status = outcome.response.status;
+    if ok {
+        if status >= 400 {
+            ok = false;
+            report.push_str(&format!("   result: answered {status}\n"));
+        } else {
+            report.push_str("   result: ok\n");
+        }
+    }
+    report.push_str(&events);
+    report.push_str(&format!("   <- answer {status}\n"));
+    for (name, value) in &outcome.response.headers {
+        report.push_str(&format!("      {name}: {value}\n"));
+    }
+    if !outcome.response.body.is_empty() {
+        report.push_str(&indent(&pretty(&outcome.response.body), "      "));
+    }
+    Ok(ok)
+}
+
+/// The tenant as the bridge would configure it: the fixture's owner, config and secrets (with
+/// `${VENDOR_URL}` replaced), the fake vendor as its one allowed origin, defaults otherwise.
+fn tenant_config(
+    fixture: &TenantFixture,
+    owner: &str,
+    adapter: &Path,
+    vendor_url: &str,
+) -> anyhow::Result<TenantConfig> {
+    let substitute = |values: &BTreeMap<String, String>| -> toml::Table {
+        values
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    toml::Value::String(v.replace(VENDOR_URL_VARIABLE, vendor_url)),
+                )
+            })
+            .collect()
+    };
+    let mut table = toml::Table::new();
+    table.insert("name".into(), TENANT.into());
+    table.insert("owner".into(), owner.into());
+    table.insert("adapter".into(), adapter.display().to_string().into());
+    table.insert("allowed_hosts".into(), toml::Value::Array(vec![vendor_url.into()]));
+    table.insert("allow_private_networks".into(), true.into());
+    table.insert("config".into(), substitute(&fixture.config).into());
+    table.insert("secrets".into(), substitute(&fixture.secrets).into());
+    // Deserialized rather than built, so that limits and timeouts are the bridge's defaults.
+    Ok(toml::Value::Table(table).try_into()?)
+}
+
+/// Reads and checks the whole fixture folder before anything runs.
+fn load_fixtures(dir: &Path) -> anyhow::Result<Fixtures> {
+    if !dir.is_dir() {
+        return Err(setup_error(format!("fixture folder {} does not exist", dir.display())));
+    }
+    let tenant_path = dir.join("tenant.toml");
+    let tenant = match std::fs::read_to_string(&tenant_path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| {
+            setup_error(format!(
+                "{}: {}",
+                tenant_path.display(),
+                e.to_string().lines().collect::<Vec<_>>().join(" ")
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => TenantFixture::default(),
+        Err(e) => return Err(setup_error(format!("cannot read {}: {e}", tenant_path.display()))),
+    };
+    let vendor_path = dir.join("vendor.json");
+    let vendor = if vendor_path.exists() {
+        serde_json::from_value(read_json(&vendor_path)?)
+            .map_err(|e| setup_error(format!("{}: {e}", vendor_path.display())))?
+    } else {
+        Vec::new()
+    };
+    let mut fixtures = Vec::new();
+    for folder in ["incoming", "webhooks"] {
+        let folder_path = dir.join(folder);
+        if !folder_path.is_dir() {
+            continue;
+        }
+        let entries = std::fs::read_dir(&folder_path)
+            .map_err(|e| setup_error(format!("cannot read {}: {e}", folder_path.display())))?;
+        for entry in entries {
+            let path = entry?.path();
+            let Some(file_name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+                continue;
+            };
+            if !file_name.ends_with(".json") {
+                continue;
+            }
+            let value = read_json(&path)?;
+            let fixture = if folder == "incoming" {
+                let Value::Object(map) = value else {
+                    return Err(setup_error(format!(
+                        "{}: an Incoming event must be a JSON object",
+                        path.display()
+                    )));
+                };
+                let event = IncomingEvent::from_object(map)
+                    .map_err(|e| setup_error(format!("{}: not an Incoming event: {e}", path.display())))?;
+                Fixture::Incoming(Box::new(event))
+            } else {
+                Fixture::Webhook(
+                    serde_json::from_value(value)
+                        .map_err(|e| setup_error(format!("{}: not a webhook fixture: {e}", path.display())))?,
+                )
+            };
+            fixtures.push(NamedFixture {
+                expect_failure: file_name.ends_with(".fails.json"),
+                name: format!("{folder}/{file_name}"),
+                fixture,
+            });
+        }
+    }
+    if fixtures.is_empty() {
+        return Err(setup_error(format!(
+            "{} has no fixtures (incoming/*.json, webhooks/*.json)",
+            dir.display()
+        )));
+    }
+    // File-name order across both folders; the folder breaks ties.
+    fixtures.sort_by(|a, b| {
+        let file = |f: &NamedFixture| f.name.split_once('/').map(|(_, n)| n.to_string()).unwrap_or_default();
+        file(a).cmp(&file(b)).then_with(|| a.name.cmp(&b.name))
+    });
+    let first_incoming = fixtures.iter().find_map(|f| match &f.fixture {
+        Fixture::Incoming(event) => Some(event.owner.clone()),
+        Fixture::Webhook(_) => None,
+    });
+    let owner = tenant
+        .owner
+        .clone()
+        .or(first_incoming)
+        .unwrap_or_else(|| DEFAULT_OWNER.into());
+    for named in &fixtures {
+        if let Fixture::Incoming(event) = &named.fixture
+            && event.owner != owner
+        {
+            return Err(setup_error(format!(
+                "{}: owner `{}` is not the tenant's (`{owner}`): the bridge would route it to another tenant",
+                dir.join(&named.name).display(),
+                event.owner
+            )));
+        }
+    }
+    Ok(Fixtures {
+        tenant,
+        owner,
+        vendor,
+        fixtures,
+    })
+}
+
+/// A JSON file, or an error naming the file and the line and column where it is broken.
+fn read_json(path: &Path) -> anyhow::Result<Value> {
+    let bytes = std::fs::read(path).map_err(|e| setup_error(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        setup_error(format!(
+            "{}:{}:{}: invalid JSON: {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// Starts the fake vendor on 127.0.0.1; every request is added to `recorded` and answered from
+/// `responses`. Returns its base URL.
+async fn start_fake_vendor(
+    responses: Vec<VendorResponse>,
+    recorded: Arc<Mutex<Vec<Recorded>>>,
+) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .context("starting the fake vendor")?;
+    let address = listener.local_addr()?;
+    let responses = Arc::new(responses);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (responses, recorded) = (responses.clone(), recorded.clone());
+            let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let (responses, recorded) = (responses.clone(), recorded.clone());
+                async move {
+                    let (parts, body) = request.into_parts();
+                    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    let path = parts.uri.path().to_string();
+                    recorded.lock().expect("recorded lock").push(Recorded {
+                        method: parts.method.to_string(),
+                        path_and_query: parts
+                            .uri
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or(path.clone()),
+                        headers: parts
+                            .headers
+                            .iter()
+                            // Added by the HTTP client, the same for every request.
+                            .filter(|(name, _)| !matches!(name.as_str(), "host" | "content-length" | "accept"))
+                            .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into()))
+                            .collect(),
+                        body,
+                    });
+                    let found = responses
+                        .iter()
+                        .find(|r| r.method.eq_ignore_ascii_case(parts.method.as_str()) && r.path == path);
+                    Ok::<_, std::convert::Infallible>(fake_response(found))
+                }
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(format!("http://{address}"))
+}
+
+/// The fake vendor's answer: the fixture's, or 404 when none matched.
+fn fake_response(found: Option<&VendorResponse>) -> hyper::Response<Full<Bytes>> {
+    let Some(answer) = found else {
+        return hyper::Response::builder()
+            .status(404)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(br#"{"error":"no fixture response"}"#)))
+            .expect("a valid response");
+    };
+    let mut builder = hyper::Response::builder().status(answer.status);
+    let (body, json) = match &answer.body {
+        Value::String(text) => (text.clone().into_bytes(), false),
+        Value::Null => (Vec::new(), false),
+        other => (serde_json::to_vec(other).expect("JSON serializes"), true),
+    };
+    if json && !answer.headers.keys().any(|k| k.eq_ignore_ascii_case("content-type")) {
+        builder = builder.header("content-type", "application/json");
+    }
+    for (name, value) in &answer.headers {
+        builder = builder.header(name, value);
+    }
+    builder.body(Full::new(Bytes::from(body))).unwrap_or_else(|e| {
+        hyper::Response::builder()
+            .status(500)
+            .body(Full::new(Bytes::from(format!("bad fixture response: {e}"))))
+            .expect("a valid response")
+    })
+}
+
+/// A body for reading: pretty JSON when it is JSON, else the text (lossy).
+fn pretty(body: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value) => serde_json::to_string_pretty(&value).expect("JSON serializes"),
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+/// `text` with every line indented by `prefix`, ending in a newline.
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines().map(|line| format!("{prefix}{line}\n")).collect()
+}
+
+/// A private folder for the run's store, removed at the end.
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn create() -> anyhow::Result<WorkDir> {
+        let dir = std::env::temp_dir().join(format!("dolphin-bridge-plugin-test-run-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(WorkDir(dir))
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,195 @@
+"""rocketchat: 3Dolphins tickets as Rocket.Chat Omnichannel (Livechat) conversations.
+
+Customer side (on-incoming), with Rocket.Chat's Livechat REST API
+(apps/meteor/app/livechat/server/api/v1/{visitor,room,message}.ts):
+- one Livechat visitor per 3Dolphins contact, its token a hash of owner and contact id
+  (`POST /api/v1/livechat/visitor`, registered once and remembered in KV);
+- one room per ticket (`GET /api/v1/livechat/room?token=..`; KV maps ticket -> rid and back);
+  Rocket.Chat keeps one open room per visitor, so a new ticket of a contact whose previous
+  ticket's room is still open closes that room first (`POST /api/v1/livechat/room.close`);
+- one message per delivery (`POST /api/v1/livechat/message`) with `_id` derived from the
+  delivery id: a retry reuses it, and Rocket.Chat's duplicate-key answer counts as delivered.
+
+Agent side (on-vendor-webhook), the Omnichannel webhook
+(apps/meteor/app/livechat/server/hooks/sendToCRM.ts); the host has checked the
+`X-RocketChat-Livechat-Token` header already:
+- `type: "Message"`: agents' messages (those with `agentId`) become Outgoing events, files and
+  images with their link; the visitor's own messages and system messages are ignored;
+- `type: "LivechatSession"` (sent when a room is closed) becomes a Close command;
+- other types (session start, taken, queued, ...) and rooms the bridge did not open are
+  acknowledged and ignored.
+"""
+
+import hashlib
+import json
+
+import wit_world
+from wit_world.imports import types
+
+from dolphin_bridge_sdk import Permanent, RetryLater, config, guard, http, json_response, kv, log
+
+API = "/api/v1/livechat"
+
+
+def _visitor_token(owner, contact_id):
+    """A stable Livechat visitor token for a 3Dolphins contact, not revealing its ids."""
+    return "3d-" + hashlib.sha256(f"{owner}:{contact_id}".encode()).hexdigest()[:40]
+
+
+def _message_id(delivery_id):
+    """A Rocket.Chat message `_id` that is the same on every retry of one delivery."""
+    return "3d" + hashlib.sha256(delivery_id.encode()).hexdigest()[:22]
+
+
+def _message_text(event):
+    """The text Rocket.Chat shows for an Incoming event (the Livechat API takes text only)."""
+    kind = event.message_type
+    if kind == types.MessageType.LOCATION:
+        lat, lng = (part.strip() for part in event.message.split(",", 1))
+        return f"Location: https://maps.google.com/?q={lat},{lng}"
+    if kind == types.MessageType.TEXT:
+        return event.message
+    return f"{event.message}\n{event.media_link}" if event.message else event.media_link
+
+
+def _failure(response):
+    """Rocket.Chat's `error` of a failed call (`{"success": false, "error": "..."}`)."""
+    try:
+        return str(response.json().get("error", ""))
+    except ValueError:
+        return response.text()[:200]
+
+
+class _Livechat:
+    """The Livechat REST API of one Rocket.Chat server."""
+
+    def __init__(self):
+        self.base = config.require("base_url").rstrip("/")
+        self.department = config.get("department")
+
+    def ensure_visitor(self, token, event):
+        """Registers the visitor once per token (the route is rate-limited to 5 a minute)."""
+        if kv.get_json(f"visitor:{token}") is not None:
+            return
+        visitor = {"token": token, "name": event.customer_name or event.account_id}
+        if self.department:
+            visitor["department"] = self.department
+        http.post_json(f"{self.base}{API}/visitor", {"visitor": visitor})
+        kv.set_json(f"visitor:{token}", True)
+
+    def room_of(self, ticket, token):
+        """The open room of `ticket`, opened (and remembered both ways) on its first message."""
+        known = kv.get_json(f"ticket:{ticket}")
+        if known is not None:
+            return known["rid"]
+        room = self._open_room(token)
+        owner = kv.get_json(f"room:{room}")
+        if owner is not None and owner["ticket"] != ticket:
+            # The contact's previous ticket still holds the visitor's one open room.
+            self._post(f"{API}/room.close", {"rid": room, "token": token})
+            room = self._open_room(token)
+        kv.set_json(f"ticket:{ticket}", {"rid": room})
+        kv.set_json(f"room:{room}", {"ticket": ticket})
+        return room
+
+    def _open_room(self, token):
+        response = http.get_json(f"{self.base}{API}/room?token={token}")
+        return response.json()["room"]["_id"]
+
+    def _post(self, path, body):
+        return http.post_json(f"{self.base}{path}", body, accept=(400,))
+
+    def send_message(self, ctx, ticket, token, room, text):
+        """Posts the message; returns Rocket.Chat's `error` when it answered 400, else None."""
+        body = {"token": token, "rid": room, "msg": text, "_id": _message_id(ctx.delivery_id)}
+        response = self._post(f"{API}/message", body)
+        if response.status == 200:
+            return None
+        return _failure(response)
+
+
+def _forget_room(ticket, room):
+    kv.delete(f"ticket:{ticket}")
+    kv.delete(f"room:{room}")
+
+
+def _media_of(message, base):
+    """(message type, link, caption) of a file message of the webhook, or None for text."""
+    upload = message.get("fileUpload") or {}
+    attachments = message.get("attachments") or [{}]
+    link = upload.get("publicFilePath") or attachments[0].get("title_link") or ""
+    if not message.get("file") and not link:
+        return None
+    if link.startswith("/"):
+        link = base + link
+    mime = upload.get("type") or message.get("file", {}).get("type") or ""
+    kind = {
+        "image": types.MessageType.IMAGE,
+        "video": types.MessageType.VIDEO,
+        "audio": types.MessageType.AUDIO,
+    }.get(mime.split("/", 1)[0], types.MessageType.FILE)
+    return kind, link, attachments[0].get("description") or ""
+
+
+def _outgoing(ticket, message, base):
+    media = _media_of(message, base)
+    if media is None:
+        kind, link, text = types.MessageType.TEXT, "", message.get("msg") or ""
+    else:
+        kind, link, text = media
+    extra = [("rocketchatMessageId", json.dumps(message.get("_id")))]
+    return types.BridgeEvent_Outgoing(types.OutgoingEvent(ticket, kind, text, link, None, None, extra))
+
+
+def _ticket_of(room):
+    known = kv.get_json(f"room:{room}") if room else None
+    return None if known is None else known["ticket"]
+
+
+class WitWorld(wit_world.WitWorld):
+    @guard
+    def on_incoming(self, ctx, event):
+        livechat = _Livechat()
+        token = _visitor_token(event.owner, event.contact_id)
+        livechat.ensure_visitor(token, event)
+        text = _message_text(event)
+        room = livechat.room_of(event.ticket_number, token)
+        error = livechat.send_message(ctx, event.ticket_number, token, room, text)
+        if error == "room-closed":
+            # An agent closed the room while the ticket goes on: continue in a new room.
+            _forget_room(event.ticket_number, room)
+            room = livechat.room_of(event.ticket_number, token)
+            error = livechat.send_message(ctx, event.ticket_number, token, room, text)
+        if error is None:
+            return
+        if "E11000" in error or "duplicate key" in error:
+            log.info("rocketchat: message already delivered", rid=room)
+            return
+        if error == "invalid-token":
+            # The visitor was removed in Rocket.Chat: register it again on the next attempt.
+            kv.delete(f"visitor:{token}")
+            raise RetryLater("Rocket.Chat does not know the visitor (invalid-token)")
+        raise Permanent(f"Rocket.Chat refused the message: {error}")
+
+    @guard
+    def on_vendor_webhook(self, ctx, request):
+        try:
+            payload = json.loads(bytes(request.body))
+            kind = payload["type"]
+        except (ValueError, KeyError, TypeError):
+            return types.WebhookOutcome([], json_response(400, {"error": "expected an Omnichannel webhook"}))
+        events = []
+        if kind == "Message":
+            base = config.require("base_url").rstrip("/")
+            for message in payload.get("messages") or []:
+                # Visitors' messages carry no agentId; typed ones are system messages.
+                if not message.get("agentId") or message.get("t") or message.get("closingMessage"):
+                    continue
+                ticket = _ticket_of(message.get("rid") or payload.get("_id"))
+                if ticket is not None:
+                    events.append(_outgoing(ticket, message, base))
+        elif kind == "LivechatSession" and payload.get("closedAt"):
+            ticket = _ticket_of(payload.get("_id"))
+            if ticket is not None:
+                events.append(types.BridgeEvent_Command(types.CommandEvent(ticket, types.TicketCommand.CLOSE, None)))
+        return types.WebhookOutcome(events, json_response(200, {"status": "ok", "events": len(events)}))

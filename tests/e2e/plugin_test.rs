@@ -1,0 +1,137 @@
+//! `dolphin-bridge plugin test`: an adapter run against fixtures with a recording fake vendor,
+//! without a configuration file, a bridge, 3Dolphins or a vendor.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use dolphin_bridge_tests::adapters;
+
+/// Runs `plugin test` on the echo adapter with `fixtures`, in an empty folder and with the
+/// configuration variable pointing at a file that does not exist: the command must need none.
+fn plugin_test(fixtures: &Path) -> Output {
+    let work = tempfile::tempdir().expect("a temp dir");
+    Command::new(adapters::bridge_binary())
+        .args(["plugin", "test"])
+        .arg(adapters::echo())
+        .arg("--fixtures")
+        .arg(fixtures)
+        .arg("--cache-dir")
+        .arg(work.path().join("cache"))
+        .env("DOLPHIN_BRIDGE_CONFIG", work.path().join("missing.toml"))
+        .current_dir(work.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("running dolphin-bridge plugin test")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Writes `files` (relative path, content) under a new temp folder.
+fn fixture_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    for (path, content) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("creating a fixture folder");
+        std::fs::write(path, content).expect("writing a fixture");
+    }
+    dir
+}
+
+#[test]
+fn the_echo_fixtures_pass_and_show_what_goes_to_the_vendor_and_to_3dolphins() {
+    let output = plugin_test(&adapters::workspace_root().join("plugins/echo/fixtures"));
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+
+    let incoming = stdout
+        .split("== ")
+        .find(|s| s.starts_with("incoming/01-customer-message.json"))
+        .unwrap_or_else(|| panic!("the Incoming fixture is reported: {stdout}"));
+    assert!(incoming.contains("result: ok"), "{incoming}");
+    assert!(
+        incoming.contains("-> vendor POST /echo"),
+        "the vendor request: {incoming}"
+    );
+    assert!(incoming.contains(r#""message": "Halo""#), "its body: {incoming}");
+    assert!(
+        incoming.contains("authorization: Bearer [redacted]"),
+        "the secret header, redacted: {incoming}"
+    );
+    assert!(!stdout.contains("echo-fixture-token"), "a secret was printed: {stdout}");
+
+    let reply = stdout
+        .split("== ")
+        .find(|s| s.starts_with("webhooks/02-agent-reply.json"))
+        .unwrap_or_else(|| panic!("the webhook fixture is reported: {stdout}"));
+    assert!(
+        reply.contains("-> 3Dolphins POST /dolphin/integration/incomingMessage"),
+        "the 3Dolphins event: {reply}"
+    );
+    assert!(
+        reply.contains(r#""message": "Hello Farhan, how can I help?""#),
+        "{reply}"
+    );
+    assert!(
+        reply.contains(r#""channel": "whatsapp""#),
+        "the channel the Incoming fixture stored in KV: {reply}"
+    );
+    assert!(reply.contains("<- answer 200"), "{reply}");
+
+    assert!(stdout.contains("PASS (failed as expected)"), "{stdout}");
+    assert!(stdout.contains("3 of 3 fixture(s) passed"), "{stdout}");
+}
+
+#[test]
+fn a_vendor_error_fails_the_incoming_fixture_and_is_printed() {
+    let dir = fixture_dir(&[
+        ("tenant.toml", "[config]\nurl = \"${VENDOR_URL}/echo\"\n"),
+        (
+            "vendor.json",
+            r#"[{"method": "POST", "path": "/echo", "status": 500, "body": {"error": "vendor down"}}]"#,
+        ),
+        (
+            "incoming/01-message.json",
+            r#"{"ticketNumber": "t-1", "channel": "whatsapp", "accountId": "a", "contactId": "c",
+                "messageType": "text", "message": "Halo", "mediaLink": "", "customerName": "Farhan",
+                "createdDate": "2021-04-28T15:39:37.945", "owner": "o-1"}"#,
+        ),
+    ]);
+    let output = plugin_test(dir.path());
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("result: retry_later"), "the error kind: {stdout}");
+    assert!(stdout.contains("vendor answered HTTP 500"), "the error: {stdout}");
+    assert!(
+        stdout.contains("-> vendor POST /echo"),
+        "the request is still shown: {stdout}"
+    );
+    assert!(stdout.contains("FAIL"), "{stdout}");
+    assert!(stdout.contains("0 of 1 fixture(s) passed"), "{stdout}");
+}
+
+#[test]
+fn a_bad_fixture_folder_is_one_clear_line() {
+    let missing = tempfile::tempdir().expect("a temp dir").path().join("nowhere");
+    let output = plugin_test(&missing);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(stderr.contains("nowhere"), "the folder is named: {stderr}");
+
+    let dir = fixture_dir(&[("webhooks/01-broken.json", "{\n  \"body\": {\n    oops\n}\n")]);
+    let output = plugin_test(dir.path());
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("01-broken.json:3:"),
+        "the file and line of the broken JSON: {stderr}"
+    );
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "one line: {stderr}"
+    );
+    assert!(stdout.is_empty(), "nothing runs: {stdout}");
+}

@@ -1,0 +1,267 @@
+//! The Rocket.Chat (Python) adapter end to end: Incoming events become a Livechat visitor, a room
+//! per ticket and visitor messages at the mock Rocket.Chat; agents' messages and closed sessions
+//! come back through the Omnichannel webhook (token checked by the bridge) to the mock 3Dolphins;
+//! retries do not duplicate; an uncaught Python exception leaves its traceback in the log.
+
+use dolphin_bridge_tests::bridge::WebhookAuth;
+use dolphin_bridge_tests::events::{EXAMPLE_CUSTOMER, fresh_ticket};
+use dolphin_bridge_tests::mock_rocketchat::{MockRocketChat, Room, TOKEN_HEADER};
+use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, HttpResponse, MockThreeDolphins, Tenant, adapters};
+use serde_json::{Value, json};
+
+use crate::common::{API_TOKEN, assert_accepted};
+
+const TENANT: &str = "acme-rocketchat";
+const WEBHOOK_TOKEN: &str = "e2e-livechat-secret";
+
+/// The bridge with one Rocket.Chat tenant (the example owner).
+struct RocketChatEnv {
+    // Dropped first: the bridge stops before the mocks free their ports.
+    bridge: Bridge,
+    three_dolphins: MockThreeDolphins,
+    rocketchat: MockRocketChat,
+}
+
+impl RocketChatEnv {
+    async fn start() -> RocketChatEnv {
+        let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
+        let rocketchat = MockRocketChat::start(WEBHOOK_TOKEN).await;
+        let tenant = Tenant::new(
+            TENANT,
+            dolphin_bridge_tests::events::EXAMPLE_OWNER,
+            adapters::rocketchat(),
+        )
+        .allow(&rocketchat.base_url())
+        .config("base_url", &rocketchat.base_url())
+        .config("department", "sales")
+        .webhook(WebhookAuth::with_secret("token", WEBHOOK_TOKEN).token_header(TOKEN_HEADER));
+        let bridge = Bridge::start(
+            BridgeConfig::new(&three_dolphins.base_url())
+                .api_token(API_TOKEN)
+                .tenant(tenant),
+        )
+        .await;
+        RocketChatEnv {
+            bridge,
+            three_dolphins,
+            rocketchat,
+        }
+    }
+
+    /// Sends an Incoming event and waits until it settles in `state`; returns its delivery id
+    /// and the delivery as the admin API shows it.
+    async fn deliver_as(&self, event: Event, state: &str) -> (String, Value) {
+        let id = assert_accepted(&self.bridge.send_event(event).await);
+        let delivery = self.bridge.wait_for_delivery(&id, state).await;
+        (id, delivery)
+    }
+
+    /// The one room, which must exist.
+    fn only_room(&self) -> Room {
+        let rooms = self.rocketchat.rooms();
+        assert_eq!(rooms.len(), 1, "rooms: {rooms:#?}");
+        rooms.into_iter().next().unwrap()
+    }
+
+    fn texts(&self, rid: &str) -> Vec<String> {
+        self.rocketchat.messages(rid).into_iter().map(|m| m.msg).collect()
+    }
+
+    /// Rocket.Chat POSTs `payload` to the tenant's webhook URL.
+    async fn webhook(&self, payload: &Value) -> HttpResponse {
+        let url = self.bridge.webhook_url(TENANT, "/webhook");
+        self.rocketchat.send_webhook(&url, payload).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_customer_message_becomes_a_visitor_a_room_and_a_message() {
+    let env = RocketChatEnv::start().await;
+    let ticket = fresh_ticket();
+    env.deliver_as(Event::example().ticket(&ticket), "delivered").await;
+    env.deliver_as(
+        Event::image("https://cdn.example.com/receipt.jpg", "my receipt").ticket(&ticket),
+        "delivered",
+    )
+    .await;
+    env.deliver_as(Event::location("-6.175, 106.827").ticket(&ticket), "delivered")
+        .await;
+
+    let visitors = env.rocketchat.visitors();
+    assert_eq!(visitors.len(), 1, "{visitors:#?}");
+    assert_eq!(visitors[0].name.as_deref(), Some(EXAMPLE_CUSTOMER));
+    assert_eq!(visitors[0].department.as_deref(), Some("sales"));
+    let room = env.only_room();
+    assert!(room.open);
+    assert_eq!(room.visitor_token, visitors[0].token);
+    assert_eq!(
+        env.texts(&room.id),
+        [
+            "Halo",
+            "my receipt\nhttps://cdn.example.com/receipt.jpg",
+            "Location: https://maps.google.com/?q=-6.175,106.827",
+        ]
+    );
+    let registrations = env
+        .rocketchat
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/v1/livechat/visitor")
+        .count();
+    assert_eq!(
+        registrations, 1,
+        "the visitor is registered once (the route is rate-limited)"
+    );
+    assert!(env.three_dolphins.event_posts().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_ticket_of_the_same_contact_gets_its_own_room() {
+    let env = RocketChatEnv::start().await;
+    let first = fresh_ticket();
+    let second = fresh_ticket();
+    env.deliver_as(Event::example().ticket(&first).message("first ticket"), "delivered")
+        .await;
+    env.deliver_as(Event::example().ticket(&second).message("second ticket"), "delivered")
+        .await;
+
+    assert_eq!(env.rocketchat.visitors().len(), 1);
+    let rooms = env.rocketchat.rooms();
+    assert_eq!(rooms.len(), 2, "{rooms:#?}");
+    assert!(
+        !rooms[0].open,
+        "the first ticket's room is closed to open the second: {rooms:#?}"
+    );
+    assert!(rooms[1].open);
+    assert_eq!(env.texts(&rooms[0].id), ["first ticket"]);
+    assert_eq!(env.texts(&rooms[1].id), ["second ticket"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_replies_and_the_close_come_back_and_the_visitors_echo_is_ignored() {
+    let env = RocketChatEnv::start().await;
+    let ticket = fresh_ticket();
+    env.deliver_as(Event::example().ticket(&ticket), "delivered").await;
+    let room = env.only_room();
+
+    let ignored = [
+        env.rocketchat.session_start_webhook(&room.id),
+        env.rocketchat.visitor_message_webhook(&room.id, "Halo"),
+    ];
+    for payload in &ignored {
+        let answer = env.webhook(payload).await;
+        assert_eq!(answer.status, 200, "{}", answer.describe());
+        assert_eq!(answer.json(), json!({"status": "ok", "events": 0}));
+    }
+
+    let reply = env
+        .rocketchat
+        .agent_message_webhook(&room.id, "Halo, ada yang bisa dibantu?");
+    let answer = env.webhook(&reply).await;
+    assert_eq!(answer.status, 200, "{}", answer.describe());
+    assert_eq!(answer.json(), json!({"status": "ok", "events": 1}));
+    let file = env
+        .rocketchat
+        .agent_file_webhook(&room.id, "invoice.pdf", "application/pdf", "your invoice");
+    assert_eq!(env.webhook(&file).await.status, 200);
+    let image = env.rocketchat.agent_file_webhook(&room.id, "map.png", "image/png", "");
+    assert_eq!(env.webhook(&image).await.status, 200);
+    let closed = env.rocketchat.session_closed_webhook(&room.id);
+    assert_eq!(env.webhook(&closed).await.json(), json!({"status": "ok", "events": 1}));
+
+    let events = env.three_dolphins.wait_for_events(4).await;
+    env.bridge.wait_until_settled().await;
+    assert_eq!(env.three_dolphins.events().len(), 4, "{events:#?}");
+    assert_eq!(events[0]["ticketNumber"], ticket.as_str());
+    assert_eq!(events[0]["messageType"], "text");
+    assert_eq!(events[0]["message"], "Halo, ada yang bisa dibantu?");
+    assert_eq!(
+        events[0]["channel"], "whatsapp",
+        "the host fills the channel from the ticket"
+    );
+    assert_eq!(events[0]["rocketchatMessageId"], reply["messages"][0]["_id"]);
+    assert_eq!(events[1]["messageType"], "file");
+    assert_eq!(events[1]["message"], "your invoice");
+    assert_eq!(
+        events[1]["mediaLink"],
+        file["messages"][0]["fileUpload"]["publicFilePath"]
+    );
+    assert_eq!(events[2]["messageType"], "image");
+    assert_eq!(
+        events[2]["mediaLink"],
+        image["messages"][0]["fileUpload"]["publicFilePath"]
+    );
+    assert_eq!(events[3]["ticketNumber"], ticket.as_str());
+    assert_eq!(events[3]["event"], "Close", "{:#}", events[3]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_without_rocketchats_token_is_refused_by_the_bridge() {
+    let env = RocketChatEnv::start().await;
+    env.deliver_as(Event::fresh(), "delivered").await;
+    let room = env.only_room();
+    let reply = env.rocketchat.agent_message_webhook(&room.id, "forged");
+    let answer = env.bridge.send_webhook(TENANT, "/webhook", &reply).await;
+    assert_eq!(answer.status, 401, "{}", answer.describe());
+    env.bridge.wait_until_settled().await;
+    assert!(env.three_dolphins.events().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_after_a_lost_answer_does_not_duplicate_the_message() {
+    let env = RocketChatEnv::start().await;
+    let ticket = fresh_ticket();
+    env.deliver_as(Event::example().ticket(&ticket), "delivered").await;
+    // Rocket.Chat stores the message but the answer is a 502 (a proxy timing out, say).
+    env.rocketchat.store_then_fail_next_messages(1, 502);
+    let (_, delivery) = env
+        .deliver_as(Event::example().ticket(&ticket).message("once only"), "delivered")
+        .await;
+    assert_eq!(delivery["attempts"], 2, "{delivery:#}");
+    let room = env.only_room();
+    assert_eq!(env.texts(&room.id), ["Halo", "once only"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_after_the_agent_closed_the_room_opens_a_new_one() {
+    let env = RocketChatEnv::start().await;
+    let ticket = fresh_ticket();
+    env.deliver_as(Event::example().ticket(&ticket), "delivered").await;
+    let first = env.only_room();
+    env.rocketchat.close_room(&first.id);
+    env.deliver_as(Event::example().ticket(&ticket).message("masih ada?"), "delivered")
+        .await;
+    let rooms = env.rocketchat.rooms();
+    assert_eq!(rooms.len(), 2, "{rooms:#?}");
+    assert_eq!(env.texts(&rooms[1].id), ["masih ada?"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_uncaught_python_exception_is_logged_with_its_traceback_and_dead_letters() {
+    let env = RocketChatEnv::start().await;
+    env.rocketchat.garble_next_room_answers(1);
+    let (id, dead) = env.deliver_as(Event::fresh(), "dead").await;
+    assert_eq!(dead["attempts"], 1, "a bug is not retried: {dead:#}");
+    let error = dead["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("JSONDecodeError"), "{dead:#}");
+
+    env.bridge.wait_for_log("Traceback (most recent call last)").await;
+    let log = env.bridge.stderr();
+    let line = log
+        .lines()
+        .find(|line| line.contains("Traceback (most recent call last)"))
+        .unwrap_or_default();
+    assert!(line.contains(TENANT), "the traceback is tagged with the tenant: {line}");
+    assert!(
+        line.contains(&id),
+        "the traceback is tagged with the delivery id: {line}"
+    );
+    assert!(
+        line.contains("app.py"),
+        "the traceback names the adapter's file: {line}"
+    );
+    assert!(
+        line.contains("_open_room"),
+        "the traceback names the failing function: {line}"
+    );
+}
