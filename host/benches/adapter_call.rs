@@ -4,6 +4,9 @@
 //! JavaScript), the answer back. Prints p50/p99 per language and each one's ratio to the Rust
 //! adapter with fresh instances, measured in one run on the same machine.
 //!
+//! First it prints each built adapter's language, component size and compile time (Cranelift,
+//! the compile cache empty), for the real adapters as well as the echoes.
+//!
 //! Needs the adapters built (`cargo xtask build-plugins`). Run with
 //! `cargo bench -p dolphin-bridge --bench adapter_call` (`-- --calls N` to change the count,
 //! `-- --only rust` to measure one adapter, e.g. under a profiler).
@@ -31,6 +34,46 @@ const CASES: [(&str, &[u8]); 2] = [
     ),
     ("refused (no host call)", br#"{"ticketNumber":"T-1"}"#),
 ];
+
+/// Adapters whose size and compile time are printed: component file stem and language.
+const LANGUAGES: [(&str, &str); 6] = [
+    ("echo", "Rust"),
+    ("chatwoot", "Rust"),
+    ("echo_python", "Python"),
+    ("rocketchat", "Python"),
+    ("echo_js", "JavaScript"),
+    ("sunshine", "JavaScript"),
+];
+
+/// Prints each built adapter of [`LANGUAGES`] with its component size and the time the bridge's
+/// runtime takes to compile it with an empty compile cache.
+fn print_languages(dir: &Path) {
+    let cache = dir.join("cold-cache");
+    let runtime = dolphin_bridge::runtime::Runtime::new(cache, 512 << 10, 1, 16).expect("runtime");
+    println!("adapters: component size and compile time (empty compile cache)");
+    println!(
+        "{:<14} {:<12} {:>12} {:>12}",
+        "adapter", "language", "size KiB", "compile ms"
+    );
+    for (file, language) in LANGUAGES {
+        let path = adapter_dir().join(format!("{file}.wasm"));
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let started = Instant::now();
+        runtime
+            .load_bytes(&path, &bytes, dolphin_bridge::runtime::content_hash(&bytes))
+            .expect("the adapter loads");
+        println!(
+            "{:<14} {:<12} {:>12.1} {:>12.0}",
+            file,
+            language,
+            bytes.len() as f64 / 1024.0,
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    println!();
+}
 
 fn adapter_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/adapter")
@@ -84,6 +127,7 @@ async fn main() {
     );
     let dir = std::env::temp_dir().join(format!("dolphin-adapter-bench-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir).unwrap();
+    print_languages(&dir);
     let config = config(&dir, &available);
     let store = Arc::new(dolphin_bridge::store::SqliteStore::open(&config.store.path, CommitMode::Group).unwrap());
     let registry = Arc::new(dolphin_bridge::build_registry(&config, store).expect("adapters load"));
