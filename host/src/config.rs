@@ -649,7 +649,11 @@ impl Config {
 
     /// A tenant's webhook deduplication: a header name, and ids kept at least as long as a
     /// signed request may be replayed.
-    fn check_webhook_dedupe(&self, webhook: &WebhookConfig, field: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+    fn check_webhook_options(
+        &self,
+        webhook: &WebhookConfig,
+        field: &dyn Fn(&str) -> String,
+    ) -> Result<(), ConfigError> {
         for (name, header) in [("dedupe_header", &webhook.dedupe_header), ("header", &webhook.header)] {
             if let Some(header) = header
                 && http::HeaderName::from_bytes(header.as_bytes()).is_err()
@@ -789,7 +793,7 @@ impl Config {
                             format!("must be at most {MAX_WEBHOOK_TOLERANCE_S} seconds (one day)"),
                         ));
                     }
-                    self.check_webhook_dedupe(webhook, &field)?
+                    self.check_webhook_options(webhook, &field)?
                 }
             }
             let limits = &tenant.limits;

@@ -51,13 +51,11 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{AdaptersConfig, InstanceReuseConfig, TenantConfig, ThreeDolphinsConfig, parse_origin};
+use crate::config::{AdaptersConfig, InstanceReuseConfig, TenantConfig, ThreeDolphinsConfig};
 use crate::contract::{IncomingEvent, ThreeDolphinsEvent};
 use crate::redaction::SecretSet;
 use crate::runtime::bindings::dolphin::bridge::types as wt;
-use crate::runtime::{
-    Breakers, CallContext, CallLimits, HostServices, InstanceReuse, Runtime, TenantHost, content_hash,
-};
+use crate::runtime::{Breakers, CallContext, HostServices, InstanceReuse, Runtime, TenantHost, content_hash};
 use crate::store::{Direction, NewDelivery, Store, TicketInfo};
 
 /// The tenant name adapters see in their call context.
@@ -211,27 +209,16 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<bool
     let adapter = Arc::new(adapter);
 
     let tenant = tenant_config(&fixtures.tenant, &fixtures.owner, &options.adapter, &vendor_url)?;
+    let breakers = Breakers::new(
+        defaults.breaker_failures,
+        Duration::from_millis(defaults.breaker_cooldown_ms),
+    );
+    let mut host = TenantHost::from_config(&tenant, breakers, Default::default(), services)?;
+    // The look-up token is printed with the requests too: redacted like the tenant's secrets.
     let mut secrets = tenant.secret_values();
     secrets.push(API_TOKEN.to_string());
-    let limits = CallLimits::from(&tenant.limits);
-    let host = Arc::new(TenantHost {
-        tenant: tenant.name.clone(),
-        owner: tenant.owner.clone(),
-        config: tenant.adapter_values(),
-        allowed_origins: vec![parse_origin(&vendor_url).map_err(anyhow::Error::msg)?],
-        allow_private_networks: true,
-        secrets: SecretSet::new(secrets),
-        breakers: Breakers::new(
-            defaults.breaker_failures,
-            Duration::from_millis(defaults.breaker_cooldown_ms),
-        ),
-        webhook_slots: Arc::new(tokio::sync::Semaphore::new(limits.webhook_concurrency)),
-        stats: Default::default(),
-        http_timeout: Duration::from_millis(tenant.http_timeout_ms),
-        call_timeout: Duration::from_millis(tenant.call_timeout_ms),
-        limits,
-        services,
-    });
+    host.secrets = SecretSet::new(secrets);
+    let host = Arc::new(host);
     let instances = Arc::new(InstanceReuse::new(&InstanceReuseConfig::default()));
 
     writeln!(

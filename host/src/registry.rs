@@ -14,11 +14,10 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
 
-use crate::config::{Config, TenantConfig, parse_origin};
+use crate::config::{Config, TenantConfig};
 use crate::metrics::{METRICS, Metrics};
-use crate::redaction::SecretSet;
 use crate::runtime::{
-    AdapterStats, Breakers, CallLimits, HostServices, InstanceReuse, LoadedAdapter, Runtime, TenantHost, content_hash,
+    AdapterStats, Breakers, HostServices, InstanceReuse, LoadedAdapter, Runtime, TenantHost, content_hash,
 };
 use crate::tenants::{Tenant, TenantSet};
 
@@ -209,33 +208,15 @@ impl AdapterRegistry {
         adapter: Arc<LoadedAdapter>,
         loaded_at: chrono::DateTime<chrono::Utc>,
     ) -> anyhow::Result<Tenant> {
-        let allowed_origins = tenant
-            .allowed_hosts
-            .iter()
-            .map(|h| parse_origin(h).map_err(anyhow::Error::msg))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let limits = CallLimits::from(&tenant.limits);
-        let host = TenantHost {
-            tenant: tenant.name.clone(),
-            owner: tenant.owner.clone(),
-            config: tenant.adapter_values(),
-            allowed_origins,
-            allow_private_networks: tenant.allow_private_networks,
-            secrets: SecretSet::new(tenant.secret_values()),
-            breakers: Breakers::new(self.breaker.0, self.breaker.1),
-            webhook_slots: Arc::new(tokio::sync::Semaphore::new(limits.webhook_concurrency)),
-            stats: self
-                .stats
-                .lock()
-                .expect("stats lock")
-                .entry((tenant.name.clone(), adapter.content_hash.clone()))
-                .or_default()
-                .clone(),
-            http_timeout: Duration::from_millis(tenant.http_timeout_ms),
-            call_timeout: Duration::from_millis(tenant.call_timeout_ms),
-            limits,
-            services: self.services.clone(),
-        };
+        let stats = self
+            .stats
+            .lock()
+            .expect("stats lock")
+            .entry((tenant.name.clone(), adapter.content_hash.clone()))
+            .or_default()
+            .clone();
+        let breakers = Breakers::new(self.breaker.0, self.breaker.1);
+        let host = TenantHost::from_config(tenant, breakers, stats, self.services.clone())?;
         Ok(Tenant {
             name: tenant.name.clone(),
             owner: tenant.owner.clone(),

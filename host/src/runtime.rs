@@ -16,7 +16,7 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::config::{LimitsConfig, Origin};
+use crate::config::{LimitsConfig, Origin, TenantConfig, parse_origin};
 use crate::contract::{self, IncomingEvent};
 use crate::egress::EgressClients;
 use crate::metrics::{METRICS, Metrics};
@@ -209,6 +209,39 @@ pub struct TenantHost {
     pub call_timeout: Duration,
     pub limits: CallLimits,
     pub services: Arc<HostServices>,
+}
+
+impl TenantHost {
+    /// The host side of `tenant` as configured, with its breakers and the call counters of its
+    /// adapter version.
+    pub fn from_config(
+        tenant: &TenantConfig,
+        breakers: Breakers,
+        stats: Arc<AdapterStats>,
+        services: Arc<HostServices>,
+    ) -> anyhow::Result<TenantHost> {
+        let allowed_origins = tenant
+            .allowed_hosts
+            .iter()
+            .map(|h| parse_origin(h).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let limits = CallLimits::from(&tenant.limits);
+        Ok(TenantHost {
+            tenant: tenant.name.clone(),
+            owner: tenant.owner.clone(),
+            config: tenant.adapter_values(),
+            allowed_origins,
+            allow_private_networks: tenant.allow_private_networks,
+            secrets: SecretSet::new(tenant.secret_values()),
+            breakers,
+            webhook_slots: Arc::new(tokio::sync::Semaphore::new(limits.webhook_concurrency)),
+            stats,
+            http_timeout: Duration::from_millis(tenant.http_timeout_ms),
+            call_timeout: Duration::from_millis(tenant.call_timeout_ms),
+            limits,
+            services,
+        })
+    }
 }
 
 /// Services shared by every tenant.
@@ -516,7 +549,6 @@ impl Runtime {
     /// Runs `call` on the adapter threads in an instance `instances` kept, else in a new store
     /// with the tenant's limits, unless the breaker `breaker` picks is open. A call that ends
     /// with the adapter's own answer gives its instance back to `instances`.
-    #[allow(clippy::too_many_arguments)]
     async fn run<R: Send + 'static>(
         &self,
         adapter: &Arc<LoadedAdapter>,

@@ -74,12 +74,7 @@ async fn token_verified_webhooks_need_the_shared_token() {
 
     env.three_dolphins.wait_for_events(1).await;
     env.bridge.wait_until_settled().await;
-    let messages: Vec<String> = env
-        .three_dolphins
-        .events()
-        .iter()
-        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
-        .collect();
+    let messages = env.three_dolphins.messages();
     assert_eq!(messages, ["by header"]);
 }
 
@@ -115,12 +110,7 @@ async fn a_tenant_names_its_token_header_and_query_parameter() {
 
     env.three_dolphins.wait_for_events(2).await;
     env.bridge.wait_until_settled().await;
-    let messages: Vec<String> = env
-        .three_dolphins
-        .events()
-        .iter()
-        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
-        .collect();
+    let messages = env.three_dolphins.messages();
     assert_eq!(messages, ["by named header", "by query"]);
 }
 

@@ -699,11 +699,7 @@ impl State {
 
     /// One page (`?page=`, from 1) of contacts, 15 a page, as search and filter answer it.
     fn contacts_page(&self, req: &Recorded, contacts: &[&Contact]) -> Reply {
-        let page = req
-            .query_param("page")
-            .and_then(|p| p.parse::<usize>().ok())
-            .unwrap_or(1)
-            .max(1);
+        let page = page_number(req);
         let found: Vec<Value> = contacts
             .iter()
             .skip((page - 1) * CONTACTS_PER_PAGE)
@@ -777,11 +773,7 @@ impl State {
                     .is_some_and(|v| v.to_lowercase() == value)
             });
         }
-        let page = req
-            .query_param("page")
-            .and_then(|p| p.parse::<usize>().ok())
-            .unwrap_or(1)
-            .max(1);
+        let page = page_number(req);
         let payload: Vec<Value> = matching
             .iter()
             .skip((page - 1) * CONVERSATIONS_PER_PAGE)
@@ -1906,6 +1898,14 @@ pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
         mac.update(part);
     }
     mac.finalize().into_bytes().into()
+}
+
+/// The `?page=` of a paged Chatwoot listing, from 1 (Chatwoot's default and floor).
+fn page_number(req: &Recorded) -> usize {
+    req.query_param("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1)
 }
 
 #[cfg(test)]

@@ -114,6 +114,14 @@ impl MockThreeDolphins {
             .collect()
     }
 
+    /// The `message` of each accepted event, in order.
+    pub fn messages(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     /// Accepted Outgoing events (no `event` field).
     pub fn outgoing(&self) -> Vec<Value> {
         self.events().into_iter().filter(|e| e.get("event").is_none()).collect()

@@ -43,11 +43,6 @@ impl InstanceReuse {
         }
     }
 
-    /// Instances waiting for a call now.
-    pub fn idle_now(&self) -> usize {
-        self.parked.lock().expect("parked instances lock").len()
-    }
-
     /// The most recently used idle instance (its memory the likeliest to be in cache), if any.
     pub(super) fn take(&self) -> Option<LiveInstance> {
         let (instance, _place) = self.parked.lock().expect("parked instances lock").pop()?;

@@ -35,6 +35,24 @@ const HOST_CALL_DATA_BYTES: usize = 4 << 20;
 /// its pair of strings on the host, 48 bytes), with room to spare.
 const HOST_CALL_BYTES_PER_HEADER: usize = 64;
 
+/// The `payload` list of a Chatwoot answer (contacts, conversations, messages); empty when absent.
+fn payload_list(body: &Value) -> Vec<Value> {
+    body.get("payload")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The body of a `/filter` request (contacts or conversations) for `attribute` equal to `value`.
+fn equal_to_filter(attribute: &str, value: &str) -> Value {
+    json!({ "payload": [{
+        "attribute_key": attribute,
+        "filter_operator": "equal_to",
+        "values": [value],
+        "query_operator": null,
+    }]})
+}
+
 /// The data an `http.send` of `request` passes the host, as the host counts it: its strings'
 /// and lists' bytes.
 fn host_call_bytes(request: &HttpRequest) -> usize {
@@ -187,20 +205,10 @@ impl Api {
     /// whose identifier is part of others' would not be found.) Chatwoot compares lower-cased,
     /// so the pages are read until the exact one shows.
     fn search_contact(&self, identifier: &str) -> Result<Option<(u64, Option<String>)>, AdapterError> {
-        let body = json!({ "payload": [{
-            "attribute_key": "identifier",
-            "filter_operator": "equal_to",
-            "values": [identifier],
-            "query_operator": null,
-        }]});
+        let body = equal_to_filter("identifier", identifier);
         for page in 1..=MAX_CONTACT_PAGES {
             let path = format!("/contacts/filter?page={page}&include_contact_inboxes=true");
-            let found = self.call("filter contacts", "POST", &path, Some(&body))?;
-            let contacts = found
-                .get("payload")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let contacts = payload_list(&self.call("filter contacts", "POST", &path, Some(&body))?);
             let exact = contacts
                 .iter()
                 .find(|c| c.get("identifier").and_then(Value::as_str) == Some(identifier));
@@ -343,12 +351,7 @@ impl Api {
         if !r.is_success() {
             return Err(self.failed("list contact conversations", "GET", &path, &r));
         }
-        let conversations = r
-            .body
-            .get("payload")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let conversations = payload_list(&r.body);
         if let Some(id) = self.ticket_conversation(&conversations, None, ticket) {
             return Ok(Found::Ok(Some(id)));
         }
@@ -383,12 +386,7 @@ impl Api {
     /// definition (422) the ticket's conversation cannot be found past the contact's newest 20,
     /// which is logged, and a new conversation is made.
     fn filter_conversation(&self, contact_id: u64, ticket: &str) -> Result<Option<u64>, AdapterError> {
-        let body = json!({ "payload": [{
-            "attribute_key": "ticket_number",
-            "filter_operator": "equal_to",
-            "values": [ticket],
-            "query_operator": null,
-        }]});
+        let body = equal_to_filter("ticket_number", ticket);
         for page in 1..=MAX_CONVERSATION_PAGES {
             let path = format!("/conversations/filter?page={page}");
             let r = self.send("filter conversations", "POST", &path, Some(&body))?;
@@ -403,12 +401,7 @@ impl Api {
             if !r.is_success() {
                 return Err(self.failed("filter conversations", "POST", &path, &r));
             }
-            let conversations = r
-                .body
-                .get("payload")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let conversations = payload_list(&r.body);
             if conversations.is_empty() {
                 break;
             }
@@ -527,12 +520,7 @@ impl Api {
             if !r.is_success() {
                 return Err(self.failed("list messages", "GET", &path, &r));
             }
-            let messages = r
-                .body
-                .get("payload")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let messages = payload_list(&r.body);
             if let Some(found) = messages
                 .iter()
                 .find(|m| m.get("source_id").and_then(Value::as_str) == Some(source_id))

@@ -353,11 +353,12 @@ fn message_events(payload: &Value, link: &ConversationLink) -> Vec<BridgeEvent> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use dolphin_bridge_sdk::{OutgoingEvent, TicketCommand};
 
-    fn event(message_type: MessageType, message: &str, media: &str) -> IncomingEvent {
+    /// An Incoming event of ticket `T1` for tests.
+    pub(crate) fn event(message_type: MessageType, message: &str, media: &str) -> IncomingEvent {
         IncomingEvent {
             ticket_number: "T1".into(),
             channel: "whatsapp".into(),

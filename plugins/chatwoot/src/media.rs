@@ -267,21 +267,7 @@ mod tests {
     use super::*;
 
     fn image(message: &str, link: &str) -> IncomingEvent {
-        IncomingEvent {
-            ticket_number: "T1".into(),
-            channel: "whatsapp".into(),
-            account_id: "628128778222".into(),
-            contact_id: "c1".into(),
-            message_type: MessageType::Image,
-            message: message.into(),
-            media_link: link.into(),
-            customer_name: "".into(),
-            created_date: "2021-04-28T15:39:37.945".into(),
-            owner: "o".into(),
-            group_id: None,
-            language: None,
-            extra: vec![],
-        }
+        crate::mapping::tests::event(MessageType::Image, message, link)
     }
 
     #[test]
