@@ -2,10 +2,8 @@
 //! component (fresh, or kept from an earlier call for a tenant with `[tenants.instance_reuse]`),
 //! the vendor webhook mapped to one 3Dolphins event (the `echo` adapters, in Rust, Python and
 //! JavaScript), the answer back. Prints p50/p99 per language and each one's ratio to the Rust
-//! adapter with fresh instances, measured in one run on the same machine.
-//!
-//! First it prints each built adapter's language, component size and compile time (Cranelift,
-//! the compile cache empty), for the real adapters as well as the echoes.
+//! adapter with fresh instances, measured in one run on the same machine. (Every adapter's size,
+//! compile time and call against its vendor: the `adapter_table` bench.)
 //!
 //! Needs the adapters built (`cargo xtask build-plugins`). Run with
 //! `cargo bench -p dolphin-bridge --bench adapter_call` (`-- --calls N` to change the count,
@@ -15,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use dolphin_bridge::config::Config;
 use dolphin_bridge::registry::AdapterRegistry;
-use dolphin_bridge::runtime::CallContext;
-use dolphin_bridge::runtime::bindings::dolphin::bridge::types as wt;
 use dolphin_bridge::store::CommitMode;
 use dolphin_bridge_tests::bench_target::{Better, print_target};
 
@@ -34,46 +32,6 @@ const CASES: [(&str, &[u8]); 2] = [
     ),
     ("refused (no host call)", br#"{"ticketNumber":"T-1"}"#),
 ];
-
-/// Adapters whose size and compile time are printed: component file stem and language.
-const LANGUAGES: [(&str, &str); 6] = [
-    ("echo", "Rust"),
-    ("chatwoot", "Rust"),
-    ("echo_python", "Python"),
-    ("rocketchat", "Python"),
-    ("echo_js", "JavaScript"),
-    ("sunshine", "JavaScript"),
-];
-
-/// Prints each built adapter of [`LANGUAGES`] with its component size and the time the bridge's
-/// runtime takes to compile it with an empty compile cache.
-fn print_languages(dir: &Path) {
-    let cache = dir.join("cold-cache");
-    let runtime = dolphin_bridge::runtime::Runtime::new(cache, 512 << 10, 1, 16).expect("runtime");
-    println!("adapters: component size and compile time (empty compile cache)");
-    println!(
-        "{:<14} {:<12} {:>12} {:>12}",
-        "adapter", "language", "size KiB", "compile ms"
-    );
-    for (file, language) in LANGUAGES {
-        let path = adapter_dir().join(format!("{file}.wasm"));
-        let Ok(bytes) = std::fs::read(&path) else {
-            continue;
-        };
-        let started = Instant::now();
-        runtime
-            .load_bytes(&path, &bytes, dolphin_bridge::runtime::content_hash(&bytes))
-            .expect("the adapter loads");
-        println!(
-            "{:<14} {:<12} {:>12.1} {:>12.0}",
-            file,
-            language,
-            bytes.len() as f64 / 1024.0,
-            started.elapsed().as_secs_f64() * 1e3
-        );
-    }
-    println!();
-}
 
 fn adapter_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/adapter")
@@ -127,7 +85,6 @@ async fn main() {
     );
     let dir = std::env::temp_dir().join(format!("dolphin-adapter-bench-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir).unwrap();
-    print_languages(&dir);
     let config = config(&dir, &available);
     let store = Arc::new(dolphin_bridge::store::SqliteStore::open(&config.store.path, CommitMode::Group).unwrap());
     let registry = Arc::new(dolphin_bridge::build_registry(&config, store).expect("adapters load"));
@@ -217,26 +174,7 @@ const CONCURRENT: usize = 16;
 
 /// One webhook call of tenant `name` with `body`; how long it took.
 async fn call(registry: &AdapterRegistry, name: &str, body: &[u8], i: usize) -> Duration {
-    let tenants = registry.snapshot();
-    let tenant = tenants.by_name(name).expect("tenant loaded");
-    let request = wt::WebhookRequest {
-        method: "POST".into(),
-        path: "/".into(),
-        query: String::new(),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: body.to_vec(),
-    };
-    let ctx = CallContext {
-        tenant: name.to_string(),
-        delivery_id: format!("bench-{i}"),
-        attempt: 1,
-    };
-    let started = Instant::now();
-    let outcome = registry
-        .runtime()
-        .call_webhook(&tenant.adapter, tenant.host.clone(), &tenant.instances, ctx, request)
-        .await;
-    let took = started.elapsed();
+    let (took, outcome) = common::timed_webhook(registry, name, body.to_vec(), format!("bench-{i}")).await;
     outcome.expect("the echo adapter answers the webhook");
     took
 }

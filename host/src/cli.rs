@@ -51,6 +51,45 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Upload a new version of a tenant's adapter to a running bridge, which validates and
+    /// activates it; exits 1 when it is rejected (the reason is printed). Needs no configuration
+    /// file.
+    Deploy {
+        /// The tenant.
+        #[arg(long, short)]
+        tenant: String,
+        /// The adapter component (`.wasm`).
+        file: PathBuf,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// List a tenant's adapter versions on a running bridge, newest first (`*`: active).
+    Versions {
+        /// The tenant.
+        #[arg(long, short)]
+        tenant: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Return a tenant's adapter to its previous version on a running bridge.
+    Rollback {
+        /// The tenant.
+        #[arg(long, short)]
+        tenant: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+/// Which running bridge `deploy`, `versions` and `rollback` talk to, and with which token.
+#[derive(Debug, clap::Args)]
+pub struct RemoteArgs {
+    /// The bridge's base URL.
+    #[arg(long, env = "DOLPHIN_BRIDGE_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The admin token or the tenant's deploy token (`[tenants.deploy] token`).
+    #[arg(long, env = "DOLPHIN_BRIDGE_DEPLOY_TOKEN", hide_env_values = true)]
+    pub token: String,
 }
 
 /// `plugin` sub-commands.
@@ -69,6 +108,24 @@ pub enum PluginCommand {
         /// temp folder), so that a run after the first compiles only a changed adapter.
         #[arg(long)]
         cache_dir: Option<PathBuf>,
+    },
+    /// Write a new adapter project from a template: an adapter posting each customer message to
+    /// a vendor URL and mapping the vendor's webhook into 3Dolphins events, fixtures that
+    /// `plugin test` passes, a tenant snippet, a README and a one-command build. Exits 2 when
+    /// nothing was written (a bad name, a folder that is not empty, no SDK for Rust).
+    New {
+        /// The adapter's language.
+        #[arg(long, value_enum)]
+        lang: crate::plugin_new::Language,
+        /// The adapter's name: lowercase letters, digits and `-`, starting with a letter.
+        name: String,
+        /// The project folder (default `./NAME`); it must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Rust only: the SDK crate's folder (`plugin-sdk` of a dolphin-bridge checkout); by
+        /// default the nearest `plugin-sdk/` above the project folder.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
     },
 }
 

@@ -82,6 +82,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub admin: AdminConfig,
     pub metrics: MetricsConfig,
+    pub deployments: DeploymentsConfig,
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -373,6 +374,39 @@ pub struct AdminConfig {
     pub token: Option<String>,
 }
 
+/// `[deployments]`: adapter versions uploaded to a running bridge (`PUT /admin/tenants/{t}/adapter`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploymentsConfig {
+    /// Where deployed versions are kept; defaults to `deployments` beside the store.
+    pub dir: Option<PathBuf>,
+    /// Versions kept per tenant (the active one included); older ones are deleted.
+    pub keep: usize,
+    /// The largest component a deploy accepts, in bytes.
+    pub max_bytes: usize,
+}
+
+impl Default for DeploymentsConfig {
+    fn default() -> Self {
+        DeploymentsConfig {
+            dir: None,
+            keep: 5,
+            max_bytes: 64 << 20,
+        }
+    }
+}
+
+/// `[tenants.deploy]`: who may deploy a tenant's adapter over HTTP, and what a version must pass.
+#[derive(Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TenantDeployConfig {
+    /// A deploy token scoped to this tenant (a secret): it may deploy, list and roll back this
+    /// tenant's adapter and call nothing else.
+    pub token: Option<String>,
+    /// A `plugin test` fixture folder every deployed version must pass.
+    pub fixtures: Option<PathBuf>,
+}
+
 /// `[metrics]`: the `/metrics` endpoint.
 #[derive(Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -422,6 +456,9 @@ pub struct TenantConfig {
     pub instance_reuse: InstanceReuseConfig,
     /// Required: how webhook requests are verified (`auth = "none"` to opt out explicitly).
     pub webhook: Option<WebhookConfig>,
+    /// Deploying versions of this tenant's adapter over HTTP.
+    #[serde(default)]
+    pub deploy: TenantDeployConfig,
 }
 
 /// Secrets stay out of debug output: only names and shapes are shown.
@@ -554,6 +591,8 @@ struct RawConfig {
     #[serde(default)]
     metrics: MetricsConfig,
     #[serde(default)]
+    deployments: DeploymentsConfig,
+    #[serde(default)]
     tenants: Vec<TenantConfig>,
 }
 
@@ -605,9 +644,17 @@ impl Config {
             Some(dir) => resolve(dir),
             None => store.path.parent().unwrap_or(Path::new(".")).join("adapter-cache"),
         });
+        let mut deployments = raw.deployments;
+        deployments.dir = Some(match &deployments.dir {
+            Some(dir) => resolve(dir),
+            None => store.path.parent().unwrap_or(Path::new(".")).join("deployments"),
+        });
         let mut tenants = raw.tenants;
         for tenant in &mut tenants {
             tenant.adapter = resolve(&tenant.adapter);
+            if let Some(fixtures) = &tenant.deploy.fixtures {
+                tenant.deploy.fixtures = Some(resolve(fixtures));
+            }
         }
         let config = Config {
             source: path.to_path_buf(),
@@ -618,6 +665,7 @@ impl Config {
             delivery: raw.delivery,
             admin: raw.admin,
             metrics: raw.metrics,
+            deployments,
             tenants,
         };
         config.validate()?;
@@ -696,6 +744,12 @@ impl Config {
         }
         self.check_optional_token("admin.token", &self.admin.token, "turn the admin endpoints off")?;
         self.check_optional_token("metrics.token", &self.metrics.token, "leave /metrics open")?;
+        if self.deployments.keep == 0 {
+            return Err(self.invalid("deployments.keep", "must be at least 1 (the active version)"));
+        }
+        if self.deployments.max_bytes == 0 {
+            return Err(self.invalid("deployments.max_bytes", "must be at least 1"));
+        }
         for (i, network) in self.server.incoming_networks.iter().enumerate() {
             parse_network(network).map_err(|m| self.invalid(format!("server.incoming_networks[{i}]"), m))?;
         }
@@ -796,6 +850,11 @@ impl Config {
                     self.check_webhook_options(webhook, &field)?
                 }
             }
+            self.check_optional_token(
+                &field("deploy.token"),
+                &tenant.deploy.token,
+                "allow deploys with the admin token only",
+            )?;
             let limits = &tenant.limits;
             if limits.memory_mib == 0 || limits.cpu_ms == 0 || limits.http_response_bytes == 0 {
                 return Err(self.invalid(
@@ -1245,6 +1304,31 @@ literal = "$${NOT_A_VAR}"
         }
         let ok = format!("[admin]\ntoken = \"admin-token-0123456\"\n{MINIMAL}");
         assert!(Config::parse(Path::new("b.toml"), &ok, &env).is_ok());
+    }
+
+    #[test]
+    fn deployments_default_beside_the_store_and_deploy_settings_resolve() {
+        let line = format!("{WEBHOOK_LINE}\ndeploy = {{ token = \"deploy-token-0123456\", fixtures = \"fx\" }}");
+        let config = Config::parse(Path::new("/etc/b/b.toml"), &MINIMAL.replace(WEBHOOK_LINE, &line), &env).unwrap();
+        assert_eq!(config.deployments.keep, 5);
+        assert_eq!(config.deployments.max_bytes, 64 << 20);
+        let store_dir = config.store.path.parent().unwrap();
+        assert_eq!(
+            config.deployments.dir.as_deref(),
+            Some(store_dir.join("deployments").as_path())
+        );
+        let deploy = &config.tenants[0].deploy;
+        assert_eq!(deploy.fixtures.as_deref(), Some(Path::new("/etc/b/fx")));
+        assert_eq!(deploy.token.as_deref(), Some("deploy-token-0123456"));
+    }
+
+    #[test]
+    fn short_deploy_token_and_zero_keep_are_refused() {
+        let line = format!("{WEBHOOK_LINE}\ndeploy = {{ token = \"short-deploy\" }}");
+        let err = refused("", WEBHOOK_LINE, &line);
+        assert_names_field_not_value(&err, "tenants[0].deploy.token", "short-deploy");
+        let err = refused("[deployments]\nkeep = 0\n", "", "");
+        assert!(err.contains("`deployments.keep`"), "{err}");
     }
 
     #[test]

@@ -7,13 +7,17 @@
 //! (secrets kept out of logs and errors), [`store`] (the embedded database), [`clock`] (time that
 //! never steps) and [`three_dolphins`] (the 3Dolphins client).
 
+pub mod activity;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod contract;
+pub mod deploy_client;
+pub mod deployments;
 pub mod egress;
 pub mod metrics;
 pub mod outbox;
+pub mod plugin_new;
 pub mod plugin_test;
 pub mod redaction;
 pub mod registry;

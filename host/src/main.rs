@@ -6,15 +6,46 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use dolphin_bridge::cli::RemoteArgs;
 use dolphin_bridge::cli::{Cli, Command, DeadLetterCommand, LogFormat, PluginCommand};
 use dolphin_bridge::config::Config;
+use dolphin_bridge::deploy_client::{Action, Remote};
 use dolphin_bridge::outbox::Outbox;
 use dolphin_bridge::registry::{AdapterRegistry, ChangeWatcher};
 use dolphin_bridge::server::{self, AppState};
 use dolphin_bridge::store::ServerLock;
 use tokio_util::sync::CancellationToken;
 
-fn main() -> anyhow::Result<()> {
+/// Runs the command; a failure is one `error:` line on stderr (its causes joined on that line,
+/// no backtrace) and exit code 1, so an operator sees what failed and where at a glance.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `error`'s chain of causes on one line (a cause that only repeats the previous one's text,
+/// as `io::Error` contexts do, is left out).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -32,6 +63,10 @@ fn main() -> anyhow::Result<()> {
     let command = match cli.command {
         // Adapter tools: no configuration file is read.
         Command::Plugin { command } => return plugin(command),
+        // Deployment clients of a running bridge: no configuration file is read.
+        Command::Deploy { tenant, file, remote } => return remote_deploy(&tenant, Action::Deploy(file), remote),
+        Command::Versions { tenant, remote } => return remote_deploy(&tenant, Action::Versions, remote),
+        Command::Rollback { tenant, remote } => return remote_deploy(&tenant, Action::Rollback, remote),
         other => other,
     };
     let config = Config::load(&cli.config)?;
@@ -47,7 +82,9 @@ fn main() -> anyhow::Result<()> {
         Command::Check => runtime.block_on(check(config)),
         Command::Serve => runtime.block_on(serve(config)),
         Command::DeadLetters { command } => runtime.block_on(dead_letters(config, command)),
-        Command::Plugin { .. } => unreachable!("handled before the configuration is loaded"),
+        Command::Plugin { .. } | Command::Deploy { .. } | Command::Versions { .. } | Command::Rollback { .. } => {
+            unreachable!("handled before the configuration is loaded")
+        }
     }
 }
 
@@ -79,7 +116,57 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
             };
             std::process::exit(code)
         }
+        PluginCommand::New { lang, name, dir, sdk } => {
+            let options = dolphin_bridge::plugin_new::Options {
+                language: lang,
+                name,
+                dir,
+                sdk,
+            };
+            match dolphin_bridge::plugin_new::create(&options) {
+                Ok(created) => {
+                    print!("{}", new_project_summary(&created));
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    std::process::exit(2)
+                }
+            }
+        }
     }
+}
+
+/// What `plugin new` prints: the files it wrote, then how to build and test the adapter.
+fn new_project_summary(created: &dolphin_bridge::plugin_new::Created) -> String {
+    let dir = created.dir.display();
+    let mut out = format!("wrote {dir}:\n");
+    for file in &created.files {
+        out.push_str(&format!("  {}\n", file.display()));
+    }
+    out.push_str(&format!(
+        "build it:  cd {dir} && {}\ntest it:   {}\n",
+        created.build,
+        created.test_command()
+    ));
+    out
+}
+
+/// `deploy`, `versions`, `rollback`: exits 1 with the bridge's reason when it refuses.
+fn remote_deploy(tenant: &str, action: Action, remote: RemoteArgs) -> anyhow::Result<()> {
+    let remote = Remote {
+        url: remote.url,
+        token: remote.token,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut stdout = std::io::stdout();
+    let result = runtime.block_on(dolphin_bridge::deploy_client::run(&remote, tenant, action, &mut stdout));
+    stdout.flush()?;
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 async fn check(config: Config) -> anyhow::Result<()> {
@@ -107,7 +194,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let outbox = Outbox::new(store, config.delivery.clone());
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
-        .with_context(|| format!("binding {}", config.server.listen))?;
+        .with_context(|| format!("cannot listen on {} ([server] listen)", config.server.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, tenants = registry.snapshot().all().len(), "dolphin-bridge started");
     let mut stdout = std::io::stdout();
@@ -134,6 +221,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         outbox,
         admin_token: config.admin.token.clone(),
         metrics_token: config.metrics.token.clone(),
+        sessions: Default::default(),
     });
     let grace = Duration::from_millis(config.delivery.shutdown_grace_ms);
     server::serve(listener, state, shutdown, grace).await?;

@@ -11,6 +11,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::activity::Activity;
 use crate::clock::now_ms;
 use crate::config::DeliveryConfig;
 use crate::contract::{IncomingEvent, ThreeDolphinsEvent};
@@ -113,6 +114,7 @@ pub struct Outbox {
     config: DeliveryConfig,
     wake: Notify,
     in_flight: Mutex<InFlight>,
+    activity: Activity,
 }
 
 impl Outbox {
@@ -123,12 +125,18 @@ impl Outbox {
             config,
             wake: Notify::new(),
             in_flight: Mutex::new(InFlight::default()),
+            activity: Activity::default(),
         })
     }
 
     /// The store behind it.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Recent deliveries and failures per tenant.
+    pub fn activity(&self) -> &Activity {
+        &self.activity
     }
 
     /// Persists `deliveries` (committed to disk) and wakes the workers.
@@ -303,6 +311,13 @@ impl Outbox {
             _ => "dead",
         };
         Metrics::count(&METRICS.deliveries, &delivery.tenant, label);
+        match &outcome {
+            Attempt::Delivered => self.activity.delivered(&delivery.tenant, now_ms()),
+            Attempt::RetryLater(error) | Attempt::Permanent(error) => {
+                self.activity.failed(&delivery.tenant, now_ms(), error)
+            }
+            Attempt::NotMade(..) => {}
+        }
         let outcome = match outcome {
             Attempt::Delivered => {
                 tracing::info!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,

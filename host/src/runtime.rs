@@ -212,6 +212,12 @@ pub struct TenantHost {
 }
 
 impl TenantHost {
+    /// Counts the adapter's own error and turns it into a [`CallError`], redacted of secrets.
+    fn adapter_failed(&self, error: wt::AdapterError) -> CallError {
+        self.stats.adapter_errors.fetch_add(1, Ordering::Relaxed);
+        adapter_error(error, &self.secrets)
+    }
+
     /// The host side of `tenant` as configured, with its breakers and the call counters of its
     /// adapter version.
     pub fn from_config(
@@ -255,7 +261,12 @@ pub struct HostServices {
 #[derive(Debug, Default)]
 pub struct AdapterStats {
     pub calls: AtomicU64,
+    /// Calls that faulted: a trap, a limit, a timeout.
     pub errors: AtomicU64,
+    /// Calls the adapter itself ended with its `adapter-error` (`retry-later` or `permanent`).
+    pub adapter_errors: AtomicU64,
+    /// Guest CPU time the calls used, in microseconds.
+    pub cpu_micros: AtomicU64,
 }
 
 /// Rests a tenant's adapter after repeated faults (traps, limits, timeouts), so a broken adapter
@@ -310,6 +321,18 @@ impl CircuitBreaker {
         Ok(())
     }
 
+    /// Where the breaker stands now.
+    pub fn view(&self) -> BreakerView {
+        let now = Instant::now();
+        let state = self.state.lock().expect("breaker lock");
+        match (state.open_until, state.trial_since) {
+            (None, _) => BreakerView::Closed,
+            (Some(until), _) if until > now => BreakerView::Open(until - now),
+            (Some(_), Some(_)) => BreakerView::Trial,
+            (Some(_), None) => BreakerView::TrialDue,
+        }
+    }
+
     fn record(&self, result: &Result<(), &CallError>) {
         let mut state = self.state.lock().expect("breaker lock");
         match result {
@@ -338,6 +361,19 @@ impl CircuitBreaker {
             }
         }
     }
+}
+
+/// What [`CircuitBreaker::view`] shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerView {
+    /// Calls go ahead.
+    Closed,
+    /// The adapter rests for this much longer.
+    Open(Duration),
+    /// The rest is over; the next call is the trial.
+    TrialDue,
+    /// The trial call is running; the others wait for its result.
+    Trial,
 }
 
 /// A tenant's circuit breakers, one per kind of call.
@@ -519,7 +555,7 @@ impl Runtime {
             |bindings, store, ctx| Box::pin(async move { bindings.call_on_incoming(store, &ctx, &event).await }),
         )
         .await
-        .and_then(|result| result.map_err(|e| adapter_error(e, &tenant.secrets)))
+        .and_then(|result| result.map_err(|e| tenant.adapter_failed(e)))
     }
 
     /// Runs `on-vendor-webhook` in a fresh instance, or one `instances` kept.
@@ -543,7 +579,7 @@ impl Runtime {
             },
         )
         .await
-        .and_then(|result| result.map_err(|e| adapter_error(e, &tenant.secrets)))
+        .and_then(|result| result.map_err(|e| tenant.adapter_failed(e)))
     }
 
     /// Runs `call` on the adapter threads in an instance `instances` kept, else in a new store
@@ -611,6 +647,8 @@ impl Runtime {
         breaker(&host.breakers).record(&result.as_ref().map(drop));
         let result = result.map_err(|e| redact_error(e, &host.secrets));
         host.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let cpu_micros = u64::try_from(cpu_clock.used().as_micros()).unwrap_or(u64::MAX);
+        host.stats.cpu_micros.fetch_add(cpu_micros, Ordering::Relaxed);
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => {
@@ -959,6 +997,21 @@ mod tests {
         assert!(breaker.admit().is_ok(), "the next trial");
         breaker.record(&Err(&CallError::RetryLater("vendor down".into())));
         assert!(breaker.admit().is_ok() && breaker.admit().is_ok(), "closed again");
+    }
+
+    /// The view the status page shows follows the breaker: closed, open, trial due, trial running.
+    #[test]
+    fn the_view_follows_the_breaker() {
+        let breaker = CircuitBreaker::new(1, Duration::from_millis(40));
+        assert_eq!(breaker.view(), BreakerView::Closed);
+        breaker.record(&Err(&CallError::Timeout(10)));
+        assert!(matches!(breaker.view(), BreakerView::Open(left) if left <= Duration::from_millis(40)));
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(breaker.view(), BreakerView::TrialDue);
+        assert!(breaker.admit().is_ok());
+        assert_eq!(breaker.view(), BreakerView::Trial);
+        breaker.record(&Ok(()));
+        assert_eq!(breaker.view(), BreakerView::Closed);
     }
 
     /// A trial whose caller went away (no result recorded) holds the others back for one

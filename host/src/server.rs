@@ -31,11 +31,15 @@ use crate::runtime::{CallContext, CallError, from_wit_type, header_pairs};
 use crate::webhook_auth::{self, SignedRequest};
 
 mod admin;
+mod deployments;
+mod status_page;
 mod vendor_answer;
+
 use crate::metrics::{METRICS, Metrics};
 use crate::outbox::Outbox;
 use crate::store::{Direction, NewDelivery, StoreError, StoredResponse, TicketInfo, WebhookAccepted};
 use crate::tenants::Tenant;
+pub use status_page::Sessions as StatusPageSessions;
 use vendor_answer::{vendor_answer, vendor_response};
 
 /// The response body type of every handler.
@@ -102,6 +106,8 @@ pub struct AppState {
     pub admin_token: Option<String>,
     /// Bearer token of `GET /metrics` (which names every tenant); open when none is set.
     pub metrics_token: Option<String>,
+    /// The status page's logged-in sessions (in memory: a restart logs everyone out).
+    pub sessions: StatusPageSessions,
 }
 
 /// Accepts connections on `listener` until `shutdown` is cancelled, then lets open requests
@@ -169,6 +175,8 @@ pub async fn handle(state: &AppState, peer: IpAddr, request: Request<Incoming>) 
             None => (rest.to_string(), "/".to_string()),
         };
         handle_webhook(state, &tenant, sub_path, request).await
+    } else if status_page::owns(&path) {
+        status_page::handle(state, &path, request).await
     } else if let Some(rest) = path.strip_prefix("/admin/") {
         let rest = rest.to_string();
         admin::handle(state, &rest, request).await
@@ -457,11 +465,19 @@ async fn readiness(state: &AppState) -> Result<Response<Body>, ApiError> {
             )));
         }
     };
+    let not_loaded = state.registry.not_loaded();
+    if !not_loaded.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "adapters_not_loaded",
+            not_loaded.join("; "),
+        ));
+    }
     let mut store_json = serde_json::to_value(&health).expect("health serializes");
     store_json["lastCommitAgoMs"] = json!(store.last_commit_age().map(|age| age.as_millis() as u64));
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "status": "ready", "store": store_json }),
+        &json!({ "status": "ready", "store": store_json, "adapters": state.registry.snapshot().all().len() }),
     ))
 }
 

@@ -7,8 +7,11 @@
 //! - `test`: build the adapters and the bridge, then run every test (extra args: `cargo test ARGS`)
 //! - `demo`: the bridge between a mock 3Dolphins and a mock Chatwoot, with a scripted round trip
 //! - `ci`: what CI checks: formatting, clippy (native crates and adapters), tests
+//! - `screenshot`: regenerate the status page's screenshot in docs/ with the browser test
 //! - `bench`: `cargo bench -p dolphin-bridge`, then every `tests/src/bin/*-bench.rs`, printing their figures
 //!   and, at the end, each figure's ratio to its target
+
+mod browser;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -45,8 +48,8 @@ enum Task {
         #[arg(long = "plugin", value_name = "NAME")]
         only: Vec<String>,
     },
-    /// Build the adapters and the bridge, run the SDK's and adapters' unit tests, then `cargo test`
-    /// (host, xtask, end-to-end). With ARGS, only `cargo test ARGS`
+    /// Build the adapters and the bridge, install Chromium and the browser test's packages when
+    /// missing, run the SDK's and adapters' unit tests, then `cargo test` (host, xtask, end-to-end). With ARGS, only `cargo test ARGS`
     /// (e.g. `cargo xtask test -p dolphin-bridge-tests --test e2e -- refused`).
     Test {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
@@ -58,6 +61,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
         args: Vec<OsString>,
     },
+    /// Regenerate docs/status-page.png: the status page as the browser test sees it after logging in.
+    Screenshot,
     /// Formatting check, clippy with warnings denied (native crates and adapters), then `test`.
     Ci,
     /// Build the adapters and a release bridge, run `cargo bench -p dolphin-bridge`, then every
@@ -76,6 +81,7 @@ fn main() -> ExitCode {
         Task::BuildPlugins { only } => build_plugins(&only).map(|_| ()),
         Task::Test { args } => test(&args),
         Task::Demo { args } => demo(&args),
+        Task::Screenshot => screenshot(),
         Task::Ci => ci(),
         Task::Bench { only } => bench(&only),
     };
@@ -516,6 +522,7 @@ fn bridge_binary() -> PathBuf {
 fn test(args: &[OsString]) -> Result<()> {
     let plugins = discover_plugins()?;
     build_plugins(&[])?;
+    let chromium = browser::setup()?;
     // The end-to-end tests run the real binary; `cargo test` alone does not build another
     // package's binary. For the whole suite it is built by `cargo test --no-run`, with the
     // features the tests unify: a plain `cargo build` would resolve some dependencies' features
@@ -544,7 +551,24 @@ fn test(args: &[OsString]) -> Result<()> {
         // Every test binary runs, so one failure does not hide the others.
         cmd.arg("--no-fail-fast");
     }
-    run(cmd.args(args).env("DOLPHIN_BRIDGE_BIN", bridge_binary()))
+    run(cmd
+        .args(args)
+        .env("DOLPHIN_BRIDGE_BIN", bridge_binary())
+        .env(browser::CHROMIUM_ENV, chromium))
+}
+
+/// Runs the browser test with its screenshot going to `docs/status-page.png`.
+fn screenshot() -> Result<()> {
+    build_plugins(&["echo-v1".into(), "echo-v2".into()])?;
+    run(cargo_cmd().args(["build", "--package", BRIDGE_PACKAGE]))?;
+    let chromium = browser::setup()?;
+    run(cargo_cmd()
+        .args(["test", "--package", TESTS_PACKAGE, "--test", "e2e", "--", "browser::"])
+        .env("DOLPHIN_BRIDGE_BIN", bridge_binary())
+        .env(browser::CHROMIUM_ENV, chromium)
+        .env(browser::SCREENSHOT_ENV, browser::SCREENSHOT))?;
+    eprintln!("xtask: wrote {}", workspace_root().join(browser::SCREENSHOT).display());
+    Ok(())
 }
 
 fn demo(args: &[OsString]) -> Result<()> {

@@ -16,7 +16,7 @@ use crate::runtime::Runtime;
 /// Why the adapter cache directory is refused.
 #[derive(Debug, Error)]
 pub enum CacheDirError {
-    #[error("the adapter cache directory {dir} cannot be created or read: {source}")]
+    #[error("the adapter cache directory {dir} ([adapters] cache_dir) cannot be created or read: {source}")]
     Unusable { dir: PathBuf, source: std::io::Error },
     #[error("the adapter cache directory {dir} is not a directory")]
     NotADirectory { dir: PathBuf },

@@ -15,6 +15,10 @@ use crate::store::DeadLetterFilter;
 
 /// Routes `/admin/{rest}`.
 pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    if let Some(rest) = rest.strip_prefix("tenants/") {
+        // Deployments take tenants' deploy tokens as well as the admin token.
+        return super::deployments::handle(state, rest, request).await;
+    }
     authorize(state, &request)?;
     let store = state.outbox.store();
     match (request.method().clone(), rest) {
@@ -28,11 +32,13 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
                         "tenant": t.name,
                         "owner": t.owner,
                         "file": t.adapter.path.display().to_string(),
+                        "source": state.registry.adapter_source(t),
                         "contentHash": t.adapter.content_hash,
                         "witVersion": format!("{}@{}", WIT_PACKAGE, t.adapter.wit_version),
                         "loadedAt": t.loaded_at.to_rfc3339(),
                         "calls": t.host.stats.calls.load(Ordering::Relaxed),
                         "errors": t.host.stats.errors.load(Ordering::Relaxed),
+                        "adapterErrors": t.host.stats.adapter_errors.load(Ordering::Relaxed),
                     })
                 })
                 .collect();
@@ -121,13 +127,17 @@ fn authorize(state: &AppState, request: &Request<Incoming>) -> Result<(), ApiErr
 
 /// Whether `request` carries `Authorization: Bearer <token>`, compared in constant time.
 pub(super) fn bearer_matches(request: &Request<Incoming>, token: &str) -> bool {
-    let given = request
+    bool::from(bearer_token(request).as_bytes().ct_eq(token.as_bytes()))
+}
+
+/// The token of `Authorization: Bearer <token>`; empty when there is none.
+pub(super) fn bearer_token(request: &Request<Incoming>) -> &str {
+    request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    bool::from(given.as_bytes().ct_eq(token.as_bytes()))
+        .unwrap_or("")
 }
 
 #[derive(Default)]

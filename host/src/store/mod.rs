@@ -177,6 +177,16 @@ pub struct OutboxStats {
     pub dead: u64,
 }
 
+/// One tenant's pending deliveries: how many, and since when the oldest waits.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantBacklog {
+    pub tenant: String,
+    pub pending: u64,
+    /// When the oldest pending delivery was accepted (epoch ms).
+    pub oldest_created_at: i64,
+}
+
 /// What a purge deletes: rows older than these times (epoch ms).
 #[derive(Debug, Clone, Copy)]
 pub struct PurgeBefore {
@@ -257,6 +267,8 @@ pub trait Store: Send + Sync {
     /// Deletes what is older than `before` says, in small batches; returns the events deleted.
     async fn purge(&self, before: PurgeBefore) -> anyhow::Result<usize>;
     async fn stats(&self) -> anyhow::Result<OutboxStats>;
+    /// Pending deliveries per tenant (tenants with none left out), in tenant order.
+    async fn backlog_by_tenant(&self) -> anyhow::Result<Vec<TenantBacklog>>;
     /// A round trip through the writer that writes (a few KiB, as an event would) and commits.
     async fn health(&self) -> anyhow::Result<StoreHealth>;
     /// How long ago the writer last committed (or found nothing to do), if it ever has.

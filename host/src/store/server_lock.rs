@@ -17,14 +17,19 @@ impl ServerLock {
     pub fn acquire(store: &Path) -> anyhow::Result<ServerLock> {
         let path = super::lock_path(store);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating the store directory {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "cannot create the folder of the store {} ([store] path)",
+                    store.display()
+                )
+            })?;
         }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .with_context(|| format!("opening the lock file {}", path.display()))?;
+            .with_context(|| format!("cannot write the store's lock file {}", path.display()))?;
         // SAFETY: flock on a file descriptor this function owns.
         let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
         if !locked {

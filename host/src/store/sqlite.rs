@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Accepted, DeadLetterFilter, Delivery, Direction, KvWrite, NewDelivery, OutboxStats, Outcome, PurgeBefore, Store,
-    StoreError, StoreHealth, StoredResponse, TicketInfo, WebhookAccepted,
+    StoreError, StoreHealth, StoredResponse, TenantBacklog, TicketInfo, WebhookAccepted,
 };
 use crate::clock;
 
@@ -778,6 +778,24 @@ impl Store for SqliteStore {
                 }
             }
             Ok(stats)
+        })
+        .await
+    }
+
+    async fn backlog_by_tenant(&self) -> anyhow::Result<Vec<TenantBacklog>> {
+        self.read(|c| {
+            let mut statement = c.prepare_cached(
+                "SELECT tenant, COUNT(*), MIN(created_at) FROM outbox WHERE state = 'pending'
+                 GROUP BY tenant ORDER BY tenant",
+            )?;
+            let rows = statement.query_map([], |r| {
+                Ok(TenantBacklog {
+                    tenant: r.get(0)?,
+                    pending: r.get(1)?,
+                    oldest_created_at: r.get(2)?,
+                })
+            })?;
+            rows.collect()
         })
         .await
     }

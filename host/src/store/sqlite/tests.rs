@@ -476,6 +476,41 @@ async fn replay_moves_dead_letters_to_another_tenant_and_purges_delete_them() {
 }
 
 #[tokio::test]
+async fn backlog_by_tenant_counts_pending_deliveries_and_their_oldest() {
+    let t = TempStore::new();
+    let store = &t.store;
+    let other = |id: &str| NewDelivery {
+        tenant: "beta".into(),
+        ..delivery(id, id, None)
+    };
+    store.enqueue(vec![delivery("a1", "A", None)], WINDOW).await.unwrap();
+    let first = get(store, "a1").await.created_at;
+    store
+        .enqueue(
+            vec![delivery("a2", "B", None), delivery("a3", "C", None), other("b1")],
+            WINDOW,
+        )
+        .await
+        .unwrap();
+    // A dead letter and a delivered event are not waiting.
+    let a3 = get(store, "a3").await;
+    assert!(store.claim(a3.seq, 0, now_ms()).await.unwrap());
+    assert!(store.record(a3.seq, 1, Outcome::Dead("gone".into())).await.unwrap());
+    let b1 = get(store, "b1").await;
+    assert!(store.claim(b1.seq, 0, now_ms()).await.unwrap());
+    assert!(store.record(b1.seq, 1, Outcome::Delivered).await.unwrap());
+    let backlog = store.backlog_by_tenant().await.unwrap();
+    assert_eq!(
+        backlog,
+        vec![TenantBacklog {
+            tenant: "acme".into(),
+            pending: 2,
+            oldest_created_at: first,
+        }]
+    );
+}
+
+#[tokio::test]
 async fn purge_removes_what_is_past_retention_in_batches() {
     let t = TempStore::new();
     let store = &t.store;

@@ -4,22 +4,35 @@
 //! A request takes one snapshot and keeps it to the end, so it finishes on the version it
 //! started with. A reload compiles off the request path; a broken adapter file keeps the
 //! previous version serving, and an invalid configuration is rejected whole.
+//!
+//! Versions deployed over HTTP ([`AdapterRegistry::deploy`], [`AdapterRegistry::rollback`]) go
+//! through the same swap; the rules between a tenant's configured file and its deployed
+//! versions are in [`crate::deployments`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
-use notify::{RecursiveMode, Watcher};
 
 use crate::config::{Config, TenantConfig};
+use crate::deployments::DeploymentStore;
 use crate::metrics::{METRICS, Metrics};
 use crate::runtime::{
     AdapterStats, Breakers, HostServices, InstanceReuse, LoadedAdapter, Runtime, TenantHost, content_hash,
 };
 use crate::tenants::{Tenant, TenantSet};
+
+mod deploy;
+mod history;
+mod watcher;
+
+pub use deploy::{AdapterSource, AdapterVersion, DeployError};
+pub use history::{HISTORY_LEN, RegistryEvent, RegistryEventKind};
+pub use watcher::ChangeWatcher;
+use watcher::normalize;
 
 /// Owns the current [`TenantSet`]; readers take a snapshot and keep it for a whole request.
 pub struct AdapterRegistry {
@@ -36,6 +49,12 @@ pub struct AdapterRegistry {
     breaker: (u32, Duration),
     /// Call counts by (tenant, adapter content hash): kept across reloads that keep the version.
     stats: std::sync::Mutex<HashMap<(String, String), Arc<AdapterStats>>>,
+    /// The configuration the current snapshot was built from.
+    config: ArcSwap<Config>,
+    /// Deployed adapter versions.
+    deployments: DeploymentStore,
+    /// The last [`HISTORY_LEN`] reloads, loads, deploys and rollbacks, oldest first.
+    history: std::sync::Mutex<VecDeque<RegistryEvent>>,
 }
 
 /// What a reload did.
@@ -63,6 +82,12 @@ impl AdapterRegistry {
                 Duration::from_millis(config.adapters.breaker_cooldown_ms),
             ),
             stats: Default::default(),
+            config: ArcSwap::from_pointee(config.clone()),
+            deployments: DeploymentStore::new(
+                config.deployments.dir.clone().context("deployments dir")?,
+                config.deployments.keep,
+            ),
+            history: Default::default(),
         };
         let (set, _) = registry.build_set(config, None)?;
         registry.current.store(Arc::new(set));
@@ -102,17 +127,22 @@ impl AdapterRegistry {
                 .map(|t| t.name.clone())
                 .collect();
             this.current.store(Arc::new(set));
+            this.config.store(Arc::new(config));
             this.prune_compiled();
             Ok(report)
         })
         .await
         .context("the reload task failed")?;
         match &result {
-            Ok(report) => tracing::info!(
-                loaded = ?report.loaded, kept_previous = ?report.kept_previous, removed = ?report.removed,
-                "configuration reloaded"
-            ),
+            Ok(report) => {
+                self.record(RegistryEventKind::ReloadOk, None, None, None);
+                tracing::info!(
+                    loaded = ?report.loaded, kept_previous = ?report.kept_previous, removed = ?report.removed,
+                    "configuration reloaded"
+                )
+            }
             Err(e) => {
+                self.record(RegistryEventKind::ReloadRejected, None, None, Some(format!("{e:#}")));
                 METRICS.config_rejected.inc();
                 tracing::error!(
                     error = format!("{e:#}"),
@@ -132,22 +162,43 @@ impl AdapterRegistry {
         let mut by_path = HashMap::new();
         for tenant in &config.tenants {
             let before = previous.and_then(|p| p.by_name(&tenant.name));
-            let adapter = match self.adapter_for(&tenant.adapter, &mut by_path) {
+            // An active deployed version wins over the configured file (see `deployments`).
+            let versions = self
+                .deployments
+                .versions(&tenant.name)
+                .with_context(|| format!("tenant `{}`: deployed versions", tenant.name))?;
+            let path = match versions.active_version() {
+                Some(active) => self.deployments.component_path(&tenant.name, &active.content_hash),
+                None => tenant.adapter.clone(),
+            };
+            let adapter = match self.adapter_for(&path, &mut by_path) {
                 Ok(adapter) => {
                     if before.is_none_or(|b| b.adapter.content_hash != adapter.content_hash) {
                         Metrics::count(&METRICS.reloads, &tenant.name, "loaded");
-                        tracing::info!(tenant = %tenant.name, file = %tenant.adapter.display(),
+                        tracing::info!(tenant = %tenant.name, file = %path.display(),
                             hash = %&adapter.content_hash[..12], wit = %adapter.wit_version, "adapter loaded");
+                        self.record(
+                            RegistryEventKind::AdapterLoaded,
+                            Some(&tenant.name),
+                            Some(&adapter.content_hash),
+                            None,
+                        );
                         report.loaded.push(tenant.name.clone());
                     }
                     adapter
                 }
                 Err(e) => match before {
-                    Some(before) if before.adapter.path == tenant.adapter => {
+                    Some(before) if before.adapter.path == path => {
                         Metrics::count(&METRICS.reloads, &tenant.name, "rejected");
                         tracing::error!(tenant = %tenant.name, error = format!("{e:#}"),
                             hash = %&before.adapter.content_hash[..12],
                             "adapter file rejected; the previous version keeps serving");
+                        self.record(
+                            RegistryEventKind::AdapterRejected,
+                            Some(&tenant.name),
+                            Some(&before.adapter.content_hash),
+                            Some(format!("{e:#}")),
+                        );
                         report.kept_previous.push(tenant.name.clone());
                         before.adapter.clone()
                     }
@@ -232,13 +283,15 @@ impl AdapterRegistry {
         })
     }
 
-    /// The files a reload depends on: the configuration and every adapter.
+    /// The files a reload depends on: the configuration and every configured adapter file
+    /// (deployed versions change only through `deploy` and `rollback`).
     fn watched_files(&self) -> HashSet<PathBuf> {
         let mut files: HashSet<PathBuf> = self
-            .snapshot()
-            .all()
+            .config
+            .load()
+            .tenants
             .iter()
-            .map(|t| normalize(&t.adapter.path))
+            .map(|t| normalize(&t.adapter))
             .collect();
         files.insert(normalize(&self.config_path));
         files
@@ -289,64 +342,5 @@ impl AdapterRegistry {
             // Errors are logged and counted by `reload`; the previous state keeps serving.
             let _ = self.reload().await;
         }
-    }
-}
-
-/// Watches the folders of the configuration and adapter files (folders rather than files, so
-/// that write-to-temp-then-rename deploys and editors that replace files are seen). Started
-/// before the first load, so that a change made while adapters compile is not missed.
-pub struct ChangeWatcher {
-    watcher: notify::RecommendedWatcher,
-    events: tokio::sync::mpsc::UnboundedReceiver<Vec<PathBuf>>,
-    folders: HashSet<PathBuf>,
-}
-
-impl ChangeWatcher {
-    /// Starts watching the folders of `config`'s file and its tenants' adapters.
-    pub fn start(config: &Config) -> anyhow::Result<ChangeWatcher> {
-        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            // Opening a file is no change (and the reload itself opens every file).
-            if let Ok(event) = event
-                && !matches!(event.kind, notify::EventKind::Access(_))
-            {
-                let _ = tx.send(event.paths);
-            }
-        })
-        .context("starting the file watcher")?;
-        let mut watcher = ChangeWatcher {
-            watcher,
-            events,
-            folders: HashSet::new(),
-        };
-        let mut files: HashSet<PathBuf> = config.tenants.iter().map(|t| normalize(&t.adapter)).collect();
-        files.insert(normalize(&config.source));
-        watcher.watch_folders_of(&files);
-        Ok(watcher)
-    }
-
-    /// Adds the folders of `files` not watched yet.
-    fn watch_folders_of(&mut self, files: &HashSet<PathBuf>) {
-        for dir in files.iter().filter_map(|f| f.parent()) {
-            if self.folders.insert(dir.to_path_buf())
-                && let Err(e) = self.watcher.watch(dir, RecursiveMode::NonRecursive)
-            {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch folder");
-            }
-        }
-    }
-}
-
-/// `path` with its folder made canonical, so that paths named differently (relative, `..`,
-/// symlinked folders) compare equal, even when the file itself is gone.
-fn normalize(path: &Path) -> PathBuf {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let parent = parent.canonicalize().unwrap_or_else(|_| parent.to_path_buf());
-    match path.file_name() {
-        Some(name) => parent.join(name),
-        None => parent,
     }
 }

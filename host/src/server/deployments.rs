@@ -1,0 +1,124 @@
+//! `/admin/tenants/{t}/adapter` (PUT: deploy), `/admin/tenants/{t}/versions` (GET) and
+//! `/admin/tenants/{t}/rollback` (POST), behind the admin bearer token or tenant `t`'s deploy
+//! token (`[tenants.deploy] token`). A deploy token opens these three endpoints of its own
+//! tenant and nothing else.
+
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::admin::bearer_token;
+use super::{ApiError, AppState, Body, json_response, method_not_allowed, read_body};
+use crate::contract::shorten;
+use crate::registry::DeployError;
+
+/// The least time a deploy's body may take to arrive (components are megabytes).
+const MIN_UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Routes `/admin/tenants/{rest}`.
+pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let Some((tenant, action)) = rest.split_once('/') else {
+        return Err(not_found(rest));
+    };
+    if !matches!(action, "adapter" | "versions" | "rollback") {
+        return Err(not_found(rest));
+    }
+    authorize(state, tenant, &request)?;
+    let registry = &state.registry;
+    match (request.method().clone(), action) {
+        (Method::PUT, "adapter") => {
+            let limit = registry.deploy_max_bytes();
+            let timeout = Duration::from_millis(state.server.body_read_timeout_ms).max(MIN_UPLOAD_TIMEOUT);
+            let body = match tokio::time::timeout(timeout, read_body(request, limit)).await {
+                Ok(body) => body?,
+                Err(_) => {
+                    return Err(ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "body_timeout",
+                        format!("the component did not arrive within {} s", timeout.as_secs()),
+                    ));
+                }
+            };
+            let version = registry.deploy(tenant, body.to_vec()).await.map_err(deploy_error)?;
+            Ok(json_response(StatusCode::OK, &json!({ "version": version })))
+        }
+        (Method::GET, "versions") => {
+            let versions = registry.versions(tenant).map_err(deploy_error)?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({ "tenant": tenant, "keep": registry.config().deployments.keep, "versions": versions }),
+            ))
+        }
+        (Method::POST, "rollback") => {
+            let version = registry.rollback(tenant).await.map_err(deploy_error)?;
+            Ok(json_response(StatusCode::OK, &json!({ "version": version })))
+        }
+        (_, "adapter") => Err(method_not_allowed("PUT")),
+        (_, "versions") => Err(method_not_allowed("GET")),
+        _ => Err(method_not_allowed("POST")),
+    }
+}
+
+/// The admin token opens every tenant; a deploy token only its own tenant (403 for another
+/// tenant's, named or not). Without the admin token configured, deploy tokens still work.
+fn authorize(state: &AppState, tenant: &str, request: &Request<Incoming>) -> Result<(), ApiError> {
+    let given = bearer_token(request);
+    let matches = |token: &str| bool::from(given.as_bytes().ct_eq(token.as_bytes()));
+    if state.admin_token.as_deref().is_some_and(matches) {
+        return Ok(());
+    }
+    let config = state.registry.config();
+    let owner = config
+        .tenants
+        .iter()
+        .find(|t| t.deploy.token.as_deref().is_some_and(matches));
+    match owner {
+        Some(owner) if owner.name == tenant => Ok(()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this deploy token is not valid for this tenant",
+        )),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the admin token or this tenant's deploy token is required",
+        )),
+    }
+}
+
+/// The client-facing error of a deploy, version list or rollback.
+fn deploy_error(error: DeployError) -> ApiError {
+    match error {
+        DeployError::UnknownTenant(name) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_tenant",
+            format!("no tenant named `{}`", shorten(&name)),
+        ),
+        DeployError::Rejected(reason) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "rejected", reason),
+        DeployError::NoPreviousVersion => ApiError::new(
+            StatusCode::CONFLICT,
+            "no_previous_version",
+            "the tenant runs its configured adapter file; there is no older version",
+        ),
+        DeployError::Storage(e) => {
+            tracing::error!(error = format!("{e:#}"), "deployment store failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_failed",
+                "the deployment store failed; the previous version keeps serving (see the bridge's log)",
+            )
+        }
+    }
+}
+
+fn not_found(rest: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no admin endpoint /admin/tenants/{}", shorten(rest)),
+    )
+}
