@@ -117,16 +117,43 @@ pub struct ServerConfig {
     pub incoming_networks: Vec<String>,
 }
 
-/// `[store]`: the embedded database.
-#[derive(Debug, Clone, Deserialize)]
+/// `[store]`: the embedded database (SQLite at `path`), or a PostgreSQL database (`url`).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
+    /// The SQLite file, unless `url` is set (adapter cache and deployments default beside it).
     #[serde(default = "defaults::store_path")]
     pub path: PathBuf,
     /// Writes waiting for the store's writer at most; past it, Incoming events and webhooks are
     /// answered 503 `store_busy` (with `Retry-After`) instead of queueing without bound.
     #[serde(default = "defaults::write_queue")]
     pub write_queue: usize,
+    /// `postgres://user:password@host:port/database`: store in PostgreSQL instead of SQLite.
+    /// The password is a secret (kept out of logs and errors); `${VAR}` substitution applies.
+    pub url: Option<String>,
+    /// PostgreSQL: connections held at most.
+    #[serde(default = "defaults::pool_size")]
+    pub pool_size: usize,
+}
+
+/// The URL's password stays out of debug output.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self.url.as_deref().map(|url| match url::Url::parse(url) {
+            Ok(mut parsed) if parsed.password().is_some() => {
+                let _ = parsed.set_password(Some("redacted"));
+                parsed.to_string()
+            }
+            Ok(parsed) => parsed.to_string(),
+            Err(_) => "(not a URL)".to_string(),
+        });
+        f.debug_struct("StoreConfig")
+            .field("path", &self.path)
+            .field("write_queue", &self.write_queue)
+            .field("url", &url)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
 }
 
 /// `[adapters]`: settings shared by every adapter.
@@ -555,6 +582,9 @@ mod defaults {
     pub fn write_queue() -> usize {
         crate::store::DEFAULT_WRITE_QUEUE
     }
+    pub fn pool_size() -> usize {
+        crate::store::DEFAULT_POOL_SIZE
+    }
     pub fn event_path() -> String {
         "/dolphin/integration/incomingMessage".into()
     }
@@ -637,6 +667,8 @@ impl Config {
         let mut store = raw.store.unwrap_or(StoreConfig {
             path: defaults::store_path(),
             write_queue: defaults::write_queue(),
+            url: None,
+            pool_size: defaults::pool_size(),
         });
         store.path = resolve(&store.path);
         let mut adapters = raw.adapters;
@@ -744,6 +776,15 @@ impl Config {
         }
         self.check_optional_token("admin.token", &self.admin.token, "turn the admin endpoints off")?;
         self.check_optional_token("metrics.token", &self.metrics.token, "leave /metrics open")?;
+        if let Some(url) = &self.store.url {
+            let scheme = url::Url::parse(url).ok().map(|u| u.scheme().to_string());
+            if !matches!(scheme.as_deref(), Some("postgres" | "postgresql")) {
+                return Err(self.invalid(
+                    "store.url",
+                    "must be a PostgreSQL URL: postgres://user:password@host:port/database",
+                ));
+            }
+        }
         if self.deployments.keep == 0 {
             return Err(self.invalid("deployments.keep", "must be at least 1 (the active version)"));
         }
@@ -1497,6 +1538,19 @@ literal = "$${NOT_A_VAR}"
                 .token
                 .is_none()
         );
+    }
+
+    #[test]
+    fn store_url_selects_postgres_and_a_bad_one_is_refused_without_its_password() {
+        let ok = format!("[store]\nurl = \"postgres://bridge:db-pass-0123@db:5432/bridge\"\n{MINIMAL}");
+        let config = Config::parse(Path::new("b.toml"), &ok, &env).unwrap();
+        assert_eq!(
+            config.store.url.as_deref(),
+            Some("postgres://bridge:db-pass-0123@db:5432/bridge")
+        );
+        assert!(!format!("{:?}", config.store).contains("db-pass-0123"));
+        let err = refused("[store]\nurl = \"mysql://bridge:db-pass-0123@db/bridge\"\n", "", "");
+        assert_names_field_not_value(&err, "store.url", "db-pass-0123");
     }
 
     #[test]

@@ -37,8 +37,12 @@ use config::Config;
 use registry::AdapterRegistry;
 use runtime::{HostServices, Runtime};
 
-/// Opens the configured store.
-pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn store::Store>> {
+/// Opens the configured store: PostgreSQL when `[store] url` is set (its migrations applied),
+/// else the SQLite file at `[store] path`.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn store::Store>> {
+    if let Some(url) = &config.store.url {
+        return Ok(Arc::new(store::PostgresStore::open(url, config.store.pool_size).await?));
+    }
     Ok(Arc::new(store::SqliteStore::open_with(
         &config.store.path,
         store::CommitMode::Group,

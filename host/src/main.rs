@@ -170,7 +170,7 @@ fn remote_deploy(tenant: &str, action: Action, remote: RemoteArgs) -> anyhow::Re
 }
 
 async fn check(config: Config) -> anyhow::Result<()> {
-    let registry = dolphin_bridge::build_registry(&config, dolphin_bridge::open_store(&config)?)?;
+    let registry = dolphin_bridge::build_registry(&config, dolphin_bridge::open_store(&config).await?)?;
     for tenant in registry.snapshot().all() {
         println!(
             "tenant {}: owner {}, adapter {} (sha256 {}, {}@{})",
@@ -187,9 +187,13 @@ async fn check(config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let _one_server = ServerLock::acquire(&config.store.path)?;
+    // One server per SQLite file; processes sharing a PostgreSQL database need no such lock.
+    let _one_server = match config.store.url {
+        None => Some(ServerLock::acquire(&config.store.path)?),
+        Some(_) => None,
+    };
     let watcher = ChangeWatcher::start(&config)?;
-    let store = dolphin_bridge::open_store(&config)?;
+    let store = dolphin_bridge::open_store(&config).await?;
     let registry = Arc::new(dolphin_bridge::build_registry(&config, store.clone())?);
     let outbox = Outbox::new(store, config.delivery.clone());
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -255,7 +259,7 @@ async fn reload_on_sighup(registry: Arc<AdapterRegistry>) {
 }
 
 async fn dead_letters(config: Config, command: DeadLetterCommand) -> anyhow::Result<()> {
-    let store = dolphin_bridge::open_store(&config)?;
+    let store = dolphin_bridge::open_store(&config).await?;
     match command {
         DeadLetterCommand::List { tenant, limit } => {
             let letters = store.dead_letters(tenant.as_deref(), limit).await?;

@@ -4,7 +4,8 @@
 //!   (also the test-only ones: `echo-v1`/`echo-v2`, echo with a build tag, `wasi-command`,
 //!   a component of another world, and the components written in the WebAssembly text format
 //!   under `hostile-wat`, each `X.wat` -> `hostile_wat_X.wasm`)
-//! - `test`: build the adapters and the bridge, then run every test (extra args: `cargo test ARGS`)
+//! - `test`: build the adapters and the bridge, start a throwaway PostgreSQL server, then run every
+//!   test (extra args: `cargo test ARGS`)
 //! - `demo`: the bridge between a mock 3Dolphins and a mock Chatwoot, with a scripted round trip
 //! - `ci`: what CI checks: formatting, clippy (native crates and adapters), tests
 //! - `screenshot`: regenerate the status page's screenshot in docs/ with the browser test
@@ -12,6 +13,7 @@
 //!   and, at the end, each figure's ratio to its target
 
 mod browser;
+mod postgres;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -49,7 +51,8 @@ enum Task {
         only: Vec<String>,
     },
     /// Build the adapters and the bridge, install Chromium and the browser test's packages when
-    /// missing, run the SDK's and adapters' unit tests, then `cargo test` (host, xtask, end-to-end). With ARGS, only `cargo test ARGS`
+    /// missing, run the SDK's and adapters' unit tests, start a throwaway PostgreSQL server
+    /// (installing it when missing), then `cargo test` (host, xtask, end-to-end). With ARGS, only `cargo test ARGS`
     /// (e.g. `cargo xtask test -p dolphin-bridge-tests --test e2e -- refused`).
     Test {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
@@ -545,6 +548,8 @@ fn test(args: &[OsString]) -> Result<()> {
         }
         run(&mut cmd)?;
     }
+    // The PostgreSQL store's tests run against a real server, stopped when this returns.
+    let postgres = postgres::TestServer::start()?;
     let mut cmd = cargo_cmd();
     cmd.arg("test");
     if args.is_empty() {
@@ -554,7 +559,8 @@ fn test(args: &[OsString]) -> Result<()> {
     run(cmd
         .args(args)
         .env("DOLPHIN_BRIDGE_BIN", bridge_binary())
-        .env(browser::CHROMIUM_ENV, chromium))
+        .env(browser::CHROMIUM_ENV, chromium)
+        .env(postgres::URL_ENV, postgres.url()))
 }
 
 /// Runs the browser test with its screenshot going to `docs/status-page.png`.

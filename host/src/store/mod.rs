@@ -1,5 +1,6 @@
-//! Persistence: the [`Store`] trait, the types it speaks, and its embedded implementation,
-//! [`SqliteStore`].
+//! Persistence: the [`Store`] trait, the types it speaks, and its implementations: the embedded
+//! [`SqliteStore`] (the default) and [`PostgresStore`] (`[store] url`), which several bridge
+//! processes may share.
 //!
 //! The outbox's rules live in what the trait promises: an accepted event is on disk before the
 //! call returns; a delivery is *claimed* (its attempt counted and a lease set) before it runs, so
@@ -12,9 +13,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod postgres;
 mod server_lock;
 mod sqlite;
+#[cfg(test)]
+mod suite;
 
+pub use postgres::{DEFAULT_POOL_SIZE, PostgresStore};
 pub use server_lock::ServerLock;
 pub use sqlite::{CommitMode, DEFAULT_WRITE_QUEUE, SqliteStore};
 
@@ -210,13 +215,15 @@ pub enum KvWrite {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct StoreHealth {
-    /// The writer connection's `PRAGMA synchronous` (`full` is what the guarantee needs).
+    /// SQLite: the writer connection's `PRAGMA synchronous` (`full` is what the guarantee
+    /// needs). PostgreSQL: the session's `synchronous_commit` (`on` or stronger).
     pub synchronous: String,
+    /// SQLite: `PRAGMA journal_mode` (`wal`). PostgreSQL: `wal_level=` the server's.
     pub journal_mode: String,
 }
 
-/// The bridge's persistence. One embedded implementation now; the trait lets a shared database
-/// serve several bridge replicas later.
+/// The bridge's persistence: embedded ([`SqliteStore`]) or shared ([`PostgresStore`]); the
+/// suite in `store::suite` holds both to the same promises.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
     /// Persists deliveries durably (committed to disk) before returning. A delivery that fails

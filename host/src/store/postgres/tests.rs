@@ -1,0 +1,244 @@
+//! The PostgreSQL store's tests, against a real server: the shared suite (`store::suite`) and
+//! what is PostgreSQL's own (migrations under concurrent starts, the heads its triggers keep).
+//!
+//! `cargo xtask test` starts a throwaway server and names its database in
+//! `DOLPHIN_BRIDGE_TEST_POSTGRES_URL`; without it these tests fail (they are never skipped).
+//! Each test works in a schema of its own, so they run in parallel.
+
+use super::*;
+use crate::clock::now_ms;
+use crate::store::suite::{Fixture, WINDOW, delivery, due_ids, get, store_suite};
+
+/// The variable naming the test server's database.
+const URL_ENV: &str = "DOLPHIN_BRIDGE_TEST_POSTGRES_URL";
+
+store_suite!(TempSchema::new());
+
+/// The test server's URL; panics, naming the variable and the command that sets it, when unset.
+fn server_url() -> String {
+    std::env::var(URL_ENV).unwrap_or_else(|_| {
+        panic!(
+            "{URL_ENV} is not set: the PostgreSQL store's tests need a server. \
+             Run them with `cargo xtask test`, which starts one (or point {URL_ENV} at a database)"
+        )
+    })
+}
+
+/// `url` with every session's `search_path` set to `schema`.
+fn with_search_path(url: &str, schema: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-c%20search_path%3D{schema}")
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// A schema of its own on the test server, with a store on it; dropped with the fixture.
+struct TempSchema {
+    name: String,
+    url: String,
+    store: PostgresStore,
+    /// A connection of the test's own in the schema, as another process (a command) would have.
+    side: tokio_postgres::Client,
+}
+
+impl TempSchema {
+    async fn new() -> TempSchema {
+        let (name, url) = Self::empty().await;
+        let store = PostgresStore::open(&url, 4).await.unwrap();
+        let side = connect(&url).await;
+        TempSchema { name, url, store, side }
+    }
+
+    /// A new empty schema: its name, and the URL of a session in it.
+    async fn empty() -> (String, String) {
+        let name = format!("t_{}", uuid::Uuid::now_v7().simple());
+        connect(&server_url())
+            .await
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .await
+            .unwrap();
+        let url = with_search_path(&server_url(), &name);
+        (name, url)
+    }
+}
+
+impl Fixture for TempSchema {
+    fn store(&self) -> &dyn Store {
+        &self.store
+    }
+
+    async fn replica(&self) -> Box<dyn Store> {
+        Box::new(PostgresStore::open(&self.url, 4).await.unwrap())
+    }
+}
+
+impl Drop for TempSchema {
+    fn drop(&mut self) {
+        // Dropped on a runtime of its own, as the test's is blocked here. A lock still held by
+        // the test's connections (whose tasks cannot run meanwhile) makes it give up, not wait.
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let client = connect(&server_url()).await;
+                let drop = format!("SET lock_timeout = '2s'; DROP SCHEMA {name} CASCADE");
+                let _ = client.batch_execute(&drop).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Replicas started at once on an empty database all open it, and the schema is applied once.
+#[tokio::test]
+async fn concurrent_opens_on_an_empty_database_apply_the_schema_once() {
+    let (name, url) = TempSchema::empty().await;
+    let opens: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PostgresStore::open(&url, 1).await })
+        })
+        .collect();
+    for open in opens {
+        open.await.unwrap().expect("every replica opens the store");
+    }
+    let side = connect(&url).await;
+    let applied: Vec<i32> = side
+        .query("SELECT version FROM refinery_schema_history ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(applied, [1], "each migration applied once");
+    let fixture = TempSchema {
+        store: PostgresStore::open(&url, 1).await.unwrap(),
+        name,
+        url,
+        side,
+    };
+    fixture
+        .store
+        .enqueue(vec![delivery("d1", "A", None)], WINDOW)
+        .await
+        .unwrap();
+    assert_eq!(due_ids(&fixture.store, now_ms()).await, ["d1"]);
+}
+
+#[tokio::test]
+async fn health_commits_and_reports_synchronous_commit() {
+    let t = TempSchema::new().await;
+    assert_eq!(t.store.last_commit_age(), None);
+    let health = t.store.health().await.unwrap();
+    assert_eq!(health.synchronous, "on");
+    assert!(health.journal_mode.starts_with("wal_level="), "{health:?}");
+    assert!(t.store.last_commit_age().is_some());
+}
+
+/// An unreachable server's error names the server but never the password of the URL.
+#[tokio::test]
+async fn errors_name_the_server_but_not_the_password() {
+    let error = PostgresStore::open("postgres://bridge:pw-not-shown-0123@127.0.0.1:1/bridge", 1)
+        .await
+        .err()
+        .expect("nothing listens on port 1");
+    let text = format!("{error:#}");
+    assert!(text.contains("postgres://bridge@127.0.0.1:1/bridge"), "{text}");
+    assert!(!text.contains("pw-not-shown-0123"), "{text}");
+    let error = PostgresStore::open("postgres://bridge:pw-not-shown-0123@host:port/x", 1)
+        .await
+        .err()
+        .expect("not a URL");
+    assert!(!format!("{error:#}").contains("pw-not-shown-0123"));
+}
+
+/// A ticket's head: ticket, seq, tenant, due time.
+type Head = (String, i64, String, i64);
+
+/// What `ticket_heads` says, and what `outbox` itself says the head of each ticket is.
+async fn heads_both_ways(side: &tokio_postgres::Client) -> (Vec<Head>, Vec<Head>) {
+    let read = async |sql: &str| -> Vec<Head> {
+        let rows = side.query(sql, &[]).await.unwrap();
+        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect()
+    };
+    let kept = read("SELECT ticket, seq, tenant, next_attempt_at FROM ticket_heads ORDER BY ticket").await;
+    let derived = read(
+        "SELECT ticket, seq, tenant, next_attempt_at FROM outbox o WHERE state = 'pending'
+           AND seq = (SELECT MIN(seq) FROM outbox h WHERE h.state = 'pending'
+                      AND h.owner = o.owner AND h.direction = o.direction AND h.ticket = o.ticket)
+         ORDER BY ticket",
+    )
+    .await;
+    (kept, derived)
+}
+
+/// The heads the dispatcher reads are kept by triggers: after every kind of write, from the
+/// store or from another connection, they are exactly the first pending delivery of each ticket.
+#[tokio::test]
+async fn ticket_heads_follow_every_write() {
+    let t = TempSchema::new().await;
+    let store = &t.store;
+    let side = &t.side;
+    async fn assert_heads(side: &tokio_postgres::Client, step: &str) {
+        let (kept, derived) = heads_both_ways(side).await;
+        assert_eq!(kept, derived, "after {step}");
+    }
+    let batch = ["a1", "a2", "a3", "b1", "b2", "c1"]
+        .iter()
+        .map(|id| delivery(id, &id[..1], None))
+        .collect();
+    store.enqueue(batch, WINDOW).await.unwrap();
+    assert_heads(side, "enqueue").await;
+    assert_eq!(heads_both_ways(side).await.0.len(), 3);
+
+    let a1 = get(store, "a1").await;
+    assert!(store.claim(a1.seq, 0, now_ms() + 60_000).await.unwrap());
+    assert_heads(side, "claim").await;
+    let retry = Outcome::RetryAt(now_ms() + 5_000, "vendor down".into());
+    assert!(store.record(a1.seq, 1, retry).await.unwrap());
+    assert_heads(side, "retry").await;
+    assert!(store.claim(a1.seq, 1, now_ms()).await.unwrap());
+    assert!(store.record(a1.seq, 2, Outcome::Delivered).await.unwrap());
+    assert_heads(side, "delivered").await;
+    let a2 = get(store, "a2").await;
+    assert!(store.claim(a2.seq, 0, now_ms()).await.unwrap());
+    assert!(store.record(a2.seq, 1, Outcome::Dead("bad".into())).await.unwrap());
+    assert_heads(side, "dead").await;
+    let b1 = get(store, "b1").await;
+    assert!(store.claim(b1.seq, 0, now_ms()).await.unwrap());
+    assert!(store.record(b1.seq, 1, Outcome::Dead("bad".into())).await.unwrap());
+    assert_heads(side, "dead at the head of b").await;
+
+    // a2 is older than a3, the head now: replayed, it is the head of `a` again.
+    let replayed = store
+        .replay(DeadLetterFilter::One("a2".into()), Some("acme-new"))
+        .await
+        .unwrap();
+    assert_eq!(replayed, 1);
+    assert_heads(side, "replay to another tenant").await;
+    assert_eq!(due_ids(store, now_ms()).await, vec!["b2", "c1", "a2"]);
+
+    side.execute(
+        "UPDATE outbox SET state = 'pending', next_attempt_at = 0 WHERE delivery_id = 'b1'",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_heads(side, "replay by another connection").await;
+    side.execute("DELETE FROM outbox WHERE delivery_id = 'c1'", &[])
+        .await
+        .unwrap();
+    assert_heads(side, "a pending delivery deleted").await;
+    store
+        .purge_dead_letters(DeadLetterFilter::All, now_ms() + 1)
+        .await
+        .unwrap();
+    assert_heads(side, "purge").await;
+}

@@ -1,0 +1,575 @@
+//! The store suite: what every [`Store`] backend promises, run against each of them
+//! (`store::sqlite::tests` and `store::postgres::tests` instantiate it with [`store_suite!`]).
+//! Tests of one backend's own machinery (files, pragmas, injected faults) stay with it.
+
+use std::future::Future;
+use std::time::Duration;
+
+use super::*;
+use crate::clock::tests::SteppingTime;
+use crate::clock::{Clock, now_ms};
+
+/// A store under test, and whatever must live as long as it (its file, its schema).
+pub(crate) trait Fixture: Send + Sync {
+    fn store(&self) -> &dyn Store;
+    /// Another store on the same database, as a second bridge process would open it.
+    fn replica(&self) -> impl Future<Output = Box<dyn Store>> + Send;
+}
+
+/// Declares one `#[tokio::test]` per suite test, each on a fresh fixture from `$fresh` (an
+/// expression evaluating to a future of a [`Fixture`]).
+macro_rules! store_suite {
+    ($fresh:expr) => {
+        $crate::store::suite::store_suite!(@tests $fresh;
+            kv_is_namespaced_by_tenant,
+            kv_quota_counts_a_tenants_keys_and_values_and_a_replaced_value_once,
+            an_attempt_not_made_gives_its_claim_back,
+            only_the_head_of_each_ticket_is_due,
+            order_is_kept_per_owner_and_ticket_across_tenants,
+            due_leaves_out_the_tenants_it_is_told_to_skip,
+            a_claim_counts_the_attempt_sets_a_lease_and_is_taken_once,
+            next_due_after_looks_at_heads_only,
+            idempotency_key_returns_the_first_id,
+            webhook_keys_store_once_and_return_the_first_answer,
+            replay_moves_dead_letters_to_another_tenant_and_purges_delete_them,
+            backlog_by_tenant_counts_pending_deliveries_and_their_oldest,
+            purge_removes_what_is_past_retention_in_batches,
+            tickets_and_their_contacts_are_known_to_their_owner_only,
+            an_enqueued_event_remembers_its_ticket_in_the_same_write,
+            a_wall_clock_step_neither_fires_retries_early_nor_holds_them,
+            two_processes_claim_each_attempt_once,
+            two_processes_storing_one_idempotency_key_store_one_event,
+            a_webhook_retried_on_two_processes_at_once_is_stored_once,
+            a_tenants_quota_holds_across_processes,
+        );
+    };
+    (@tests $fresh:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let fixture = $fresh.await;
+                $crate::store::suite::$name(&fixture).await;
+            }
+        )*
+    };
+}
+pub(crate) use store_suite;
+
+pub(crate) fn delivery(id: &str, ticket: &str, key: Option<&str>) -> NewDelivery {
+    NewDelivery {
+        delivery_id: id.into(),
+        tenant: "acme".into(),
+        owner: "acme-owner".into(),
+        direction: Direction::ToVendor,
+        ticket: ticket.into(),
+        payload: "{}".into(),
+        idempotency_key: key.map(str::to_string),
+        ticket_info: None,
+    }
+}
+
+pub(crate) const WINDOW: Duration = Duration::from_secs(60);
+
+pub(crate) async fn due_ids(store: &dyn Store, now: i64) -> Vec<String> {
+    let due = store.due(now, 10, &[]).await.unwrap();
+    due.into_iter().map(|d| d.delivery_id).collect()
+}
+
+pub(crate) async fn get(store: &dyn Store, id: &str) -> Delivery {
+    store.delivery(id).await.unwrap().expect("stored")
+}
+
+/// Remembers `owner`'s `ticket` as an Incoming event does: with a delivery of that ticket.
+pub(crate) async fn remember(store: &dyn Store, owner: &str, ticket: &str, info: TicketInfo) {
+    let delivery = NewDelivery {
+        owner: owner.into(),
+        ticket_info: Some(info),
+        ..delivery(&uuid::Uuid::now_v7().to_string(), ticket, None)
+    };
+    store.enqueue(vec![delivery], WINDOW).await.unwrap();
+}
+
+pub(crate) fn ticket_with(contact_id: &str) -> TicketInfo {
+    TicketInfo {
+        channel: "whatsapp".into(),
+        customer_name: "Budi".into(),
+        contact_id: contact_id.into(),
+    }
+}
+
+pub(crate) async fn kv_is_namespaced_by_tenant(f: &impl Fixture) {
+    let store = f.store();
+    store.kv_set("a", "k", b"1".to_vec(), 1 << 20).await.unwrap();
+    store.kv_set("b", "k", b"2".to_vec(), 1 << 20).await.unwrap();
+    assert_eq!(store.kv_get("a", "k").await.unwrap(), Some(b"1".to_vec()));
+    store.kv_delete("a", "k").await.unwrap();
+    assert_eq!(store.kv_get("a", "k").await.unwrap(), None);
+    assert_eq!(store.kv_get("b", "k").await.unwrap(), Some(b"2".to_vec()));
+}
+
+pub(crate) async fn kv_quota_counts_a_tenants_keys_and_values_and_a_replaced_value_once(f: &impl Fixture) {
+    let store = f.store();
+    let quota = 100;
+    assert_eq!(
+        store.kv_set("a", "k1", vec![0; 40], quota).await.unwrap(),
+        KvWrite::Stored
+    );
+    assert_eq!(
+        store.kv_set("a", "k2", vec![0; 40], quota).await.unwrap(),
+        KvWrite::Stored
+    );
+    // 84 bytes held; 2 + 40 more would be 126.
+    assert_eq!(
+        store.kv_set("a", "k3", vec![0; 40], quota).await.unwrap(),
+        KvWrite::OverQuota
+    );
+    assert_eq!(store.kv_get("a", "k3").await.unwrap(), None);
+    // Replacing a value counts the new one only (42 + 2 + 56 = 100); another tenant has its own
+    // quota.
+    assert_eq!(
+        store.kv_set("a", "k2", vec![1; 56], quota).await.unwrap(),
+        KvWrite::Stored
+    );
+    assert_eq!(
+        store.kv_set("b", "k3", vec![0; 98], quota).await.unwrap(),
+        KvWrite::Stored
+    );
+}
+
+/// A claim given back (the adapter was resting) leaves the attempt count as it was and the
+/// head waiting until the given time, still holding its ticket back.
+pub(crate) async fn an_attempt_not_made_gives_its_claim_back(f: &impl Fixture) {
+    let store = f.store();
+    store
+        .enqueue(vec![delivery("a1", "A", None), delivery("a2", "A", None)], WINDOW)
+        .await
+        .unwrap();
+    let a1 = get(store, "a1").await;
+    assert!(store.claim(a1.seq, 0, now_ms() + 60_000).await.unwrap());
+    let resting = Outcome::NotAttempted(now_ms() + 5_000, "adapter is resting".into());
+    assert!(store.record(a1.seq, 1, resting).await.unwrap());
+    let a1 = get(store, "a1").await;
+    assert_eq!((a1.state.as_str(), a1.attempts), ("pending", 0));
+    assert!(due_ids(store, now_ms()).await.is_empty(), "a2 waits behind a1");
+    assert_eq!(due_ids(store, now_ms() + 5_000).await, ["a1"]);
+    assert!(
+        store.claim(a1.seq, 0, now_ms() + 60_000).await.unwrap(),
+        "claimed as attempt 1 again"
+    );
+}
+
+pub(crate) async fn only_the_head_of_each_ticket_is_due(f: &impl Fixture) {
+    let store = f.store();
+    let batch = vec![
+        delivery("a1", "A", None),
+        delivery("a2", "A", None),
+        delivery("b1", "B", None),
+    ];
+    store.enqueue(batch, WINDOW).await.unwrap();
+    assert_eq!(due_ids(store, now_ms()).await, ["a1", "b1"]);
+    // A waiting head holds back its own ticket only.
+    let a1 = get(store, "a1").await;
+    assert!(store.claim(a1.seq, 0, now_ms() + 60_000).await.unwrap());
+    assert!(
+        store
+            .record(a1.seq, 1, Outcome::RetryAt(now_ms() + 60_000, "vendor 503".into()))
+            .await
+            .unwrap()
+    );
+    assert_eq!(due_ids(store, now_ms()).await, ["b1"]);
+    // A dead head lets the ticket move on, and replay brings it back.
+    assert!(store.claim(a1.seq, 1, now_ms() + 60_000).await.unwrap());
+    assert!(
+        store
+            .record(a1.seq, 2, Outcome::Dead("permanent".into()))
+            .await
+            .unwrap()
+    );
+    assert_eq!(due_ids(store, now_ms()).await, ["a2", "b1"]);
+    assert_eq!(store.replay(DeadLetterFilter::One("a1".into()), None).await.unwrap(), 1);
+    let a1 = get(store, "a1").await;
+    assert_eq!((a1.state.as_str(), a1.attempts, a1.retry_base), ("pending", 2, 2));
+    assert_eq!(due_ids(store, now_ms()).await, ["b1", "a1"], "earliest due first");
+}
+
+pub(crate) async fn order_is_kept_per_owner_and_ticket_across_tenants(f: &impl Fixture) {
+    let store = f.store();
+    let mut moved = delivery("a2", "A", None);
+    moved.tenant = "acme-whatsapp".into();
+    let batch = vec![delivery("a1", "A", None), moved];
+    store.enqueue(batch, WINDOW).await.unwrap();
+    assert_eq!(
+        due_ids(store, now_ms()).await,
+        ["a1"],
+        "a2 waits behind a1 of another tenant"
+    );
+}
+
+pub(crate) async fn due_leaves_out_the_tenants_it_is_told_to_skip(f: &impl Fixture) {
+    let store = f.store();
+    let mut other = delivery("b1", "B", None);
+    other.tenant = "globex".into();
+    other.owner = "globex-owner".into();
+    store
+        .enqueue(vec![delivery("a1", "A", None), other], WINDOW)
+        .await
+        .unwrap();
+    let due = store.due(now_ms(), 10, &["acme".into()]).await.unwrap();
+    assert_eq!(due.iter().map(|d| d.delivery_id.as_str()).collect::<Vec<_>>(), ["b1"]);
+}
+
+pub(crate) async fn a_claim_counts_the_attempt_sets_a_lease_and_is_taken_once(f: &impl Fixture) {
+    let store = f.store();
+    store.enqueue(vec![delivery("d1", "A", None)], WINDOW).await.unwrap();
+    let d1 = get(store, "d1").await;
+    let lease_until = now_ms() + 5_000;
+    assert!(store.claim(d1.seq, 0, lease_until).await.unwrap());
+    assert!(
+        !store.claim(d1.seq, 0, lease_until).await.unwrap(),
+        "a stale claim loses"
+    );
+    let claimed = get(store, "d1").await;
+    assert_eq!((claimed.attempts, claimed.next_attempt_at), (1, lease_until));
+    assert!(due_ids(store, now_ms()).await.is_empty(), "not due while leased");
+    assert_eq!(
+        due_ids(store, lease_until).await,
+        ["d1"],
+        "due again when the lease ends"
+    );
+    // An outcome for another attempt than the one that claimed it is not written.
+    assert!(!store.record(d1.seq, 2, Outcome::Delivered).await.unwrap());
+    assert!(store.record(d1.seq, 1, Outcome::Delivered).await.unwrap());
+    assert!(!store.record(d1.seq, 1, Outcome::Dead("late".into())).await.unwrap());
+    assert_eq!(get(store, "d1").await.state, "delivered");
+}
+
+pub(crate) async fn next_due_after_looks_at_heads_only(f: &impl Fixture) {
+    let store = f.store();
+    let batch = vec![delivery("a1", "A", None), delivery("a2", "A", None)];
+    store.enqueue(batch, WINDOW).await.unwrap();
+    let a1 = get(store, "a1").await;
+    let later = now_ms() + 3_600_000;
+    assert!(store.claim(a1.seq, 0, later).await.unwrap());
+    // a2 was due long ago, but waits behind a1: the next thing due is a1's lease end.
+    assert_eq!(store.next_due_after(now_ms()).await.unwrap(), Some(later));
+}
+
+pub(crate) async fn idempotency_key_returns_the_first_id(f: &impl Fixture) {
+    let store = f.store();
+    let first = store
+        .enqueue(vec![delivery("d1", "A", Some("k"))], WINDOW)
+        .await
+        .unwrap();
+    let again = store
+        .enqueue(vec![delivery("d2", "A", Some("k"))], WINDOW)
+        .await
+        .unwrap();
+    let accepted = |id: &str, duplicate| Accepted {
+        delivery_id: id.into(),
+        duplicate,
+    };
+    assert_eq!(first[0], accepted("d1", false));
+    assert_eq!(again[0], accepted("d1", true));
+    assert_eq!(store.stats().await.unwrap().pending, 1);
+    // Outside the window the same key is a new event.
+    let later = store
+        .enqueue(vec![delivery("d3", "A", Some("k"))], Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(!later[0].duplicate);
+}
+
+pub(crate) async fn webhook_keys_store_once_and_return_the_first_answer(f: &impl Fixture) {
+    let store = f.store();
+    let response = |body: &str| StoredResponse {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.as_bytes().to_vec(),
+    };
+    let mut event = delivery("w1", "A", None);
+    event.direction = Direction::ToThreeDolphins;
+    // The vendor's id and the signature: a repeat is recognised by either.
+    let keys = ["wh-1".to_string(), "sig".to_string()];
+    let first = store
+        .accept_webhook("acme", &keys, response("first"), vec![event.clone()], WINDOW)
+        .await
+        .unwrap();
+    assert!(matches!(first, WebhookAccepted::New(ref a) if a.len() == 1));
+    event.delivery_id = "w2".into();
+    let again = store
+        .accept_webhook(
+            "acme",
+            &["sig".to_string()],
+            response("second"),
+            vec![event.clone()],
+            WINDOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, WebhookAccepted::Duplicate(response("first")));
+    assert!(store.delivery("w2").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .webhook_response("acme", &["wh-1".to_string()], WINDOW)
+            .await
+            .unwrap(),
+        Some(response("first"))
+    );
+    assert_eq!(store.webhook_response("globex", &keys, WINDOW).await.unwrap(), None);
+}
+
+pub(crate) async fn replay_moves_dead_letters_to_another_tenant_and_purges_delete_them(f: &impl Fixture) {
+    let store = f.store();
+    let batch = vec![delivery("d1", "A", None), delivery("d2", "B", None)];
+    store.enqueue(batch, WINDOW).await.unwrap();
+    for id in ["d1", "d2"] {
+        let d = get(store, id).await;
+        assert!(store.claim(d.seq, 0, now_ms()).await.unwrap());
+        assert!(
+            store
+                .record(d.seq, 1, Outcome::Dead("tenant removed".into()))
+                .await
+                .unwrap()
+        );
+    }
+    let moved = store
+        .replay(DeadLetterFilter::One("d1".into()), Some("acme-new"))
+        .await
+        .unwrap();
+    assert_eq!(moved, 1);
+    let d1 = get(store, "d1").await;
+    assert_eq!((d1.tenant.as_str(), d1.state.as_str()), ("acme-new", "pending"));
+    let purged = store
+        .purge_dead_letters(DeadLetterFilter::All, now_ms() + 1)
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    assert!(store.delivery("d2").await.unwrap().is_none());
+}
+
+pub(crate) async fn backlog_by_tenant_counts_pending_deliveries_and_their_oldest(f: &impl Fixture) {
+    let store = f.store();
+    let other = |id: &str| NewDelivery {
+        tenant: "beta".into(),
+        ..delivery(id, id, None)
+    };
+    store.enqueue(vec![delivery("a1", "A", None)], WINDOW).await.unwrap();
+    let first = get(store, "a1").await.created_at;
+    store
+        .enqueue(
+            vec![delivery("a2", "B", None), delivery("a3", "C", None), other("b1")],
+            WINDOW,
+        )
+        .await
+        .unwrap();
+    // A dead letter and a delivered event are not waiting.
+    let a3 = get(store, "a3").await;
+    assert!(store.claim(a3.seq, 0, now_ms()).await.unwrap());
+    assert!(store.record(a3.seq, 1, Outcome::Dead("gone".into())).await.unwrap());
+    let b1 = get(store, "b1").await;
+    assert!(store.claim(b1.seq, 0, now_ms()).await.unwrap());
+    assert!(store.record(b1.seq, 1, Outcome::Delivered).await.unwrap());
+    let backlog = store.backlog_by_tenant().await.unwrap();
+    assert_eq!(
+        backlog,
+        vec![TenantBacklog {
+            tenant: "acme".into(),
+            pending: 2,
+            oldest_created_at: first,
+        }]
+    );
+}
+
+pub(crate) async fn purge_removes_what_is_past_retention_in_batches(f: &impl Fixture) {
+    let store = f.store();
+    let batch: Vec<_> = (0..2_500)
+        .map(|i| delivery(&format!("d{i}"), &format!("T{i}"), None))
+        .collect();
+    store.enqueue(batch, WINDOW).await.unwrap();
+    store.enqueue(vec![delivery("kept", "K", None)], WINDOW).await.unwrap();
+    // Remembered with one more delivery, which is delivered with the others.
+    remember(
+        store,
+        "acme-owner",
+        "A",
+        TicketInfo {
+            channel: "whatsapp".into(),
+            customer_name: "Budi".into(),
+            contact_id: "c-budi".into(),
+        },
+    )
+    .await;
+    for d in store.due(now_ms(), 3_000, &[]).await.unwrap() {
+        if d.delivery_id != "kept" {
+            assert!(store.claim(d.seq, 0, now_ms()).await.unwrap());
+            assert!(store.record(d.seq, 1, Outcome::Delivered).await.unwrap());
+        }
+    }
+    let later = now_ms() + 1;
+    let before = PurgeBefore {
+        delivered: later,
+        idempotency_keys: later,
+        webhook_keys: later,
+        tickets: later,
+        dead_letters: None,
+    };
+    assert_eq!(store.purge(before).await.unwrap(), 2_501);
+    assert!(store.delivery("kept").await.unwrap().is_some());
+    assert_eq!(store.ticket("acme-owner", "A").await.unwrap(), None);
+    assert!(!store.is_contact_of_owner("acme-owner", "c-budi").await.unwrap());
+}
+
+/// What scopes an adapter's 3Dolphins look-ups: the tickets its owner has seen and their
+/// contacts, never another owner's.
+pub(crate) async fn tickets_and_their_contacts_are_known_to_their_owner_only(f: &impl Fixture) {
+    let store = f.store();
+    remember(store, "owner-a", "T1", ticket_with("c-1")).await;
+    remember(store, "owner-b", "T2", ticket_with("c-2")).await;
+
+    assert_eq!(store.ticket("owner-a", "T1").await.unwrap(), Some(ticket_with("c-1")));
+    assert_eq!(store.ticket("owner-a", "T2").await.unwrap(), None);
+    assert!(store.is_contact_of_owner("owner-a", "c-1").await.unwrap());
+    assert!(!store.is_contact_of_owner("owner-a", "c-2").await.unwrap());
+    assert!(!store.is_contact_of_owner("owner-a", "").await.unwrap());
+
+    // A later Incoming event of the ticket with another contact: the ticket's contact is the
+    // latest one.
+    remember(store, "owner-a", "T1", ticket_with("c-3")).await;
+    assert!(store.is_contact_of_owner("owner-a", "c-3").await.unwrap());
+    assert!(!store.is_contact_of_owner("owner-a", "c-1").await.unwrap());
+}
+
+/// An Incoming event remembers its ticket in the transaction that stores it, a duplicate too
+/// (the latest event's contact is the ticket's), and a refused batch remembers nothing.
+pub(crate) async fn an_enqueued_event_remembers_its_ticket_in_the_same_write(f: &impl Fixture) {
+    let store = f.store();
+    let with_ticket = |id: &str, key: &str, contact: &str| NewDelivery {
+        owner: "owner-a".into(),
+        ticket_info: Some(ticket_with(contact)),
+        ..delivery(id, "T1", Some(key))
+    };
+    store
+        .enqueue(vec![with_ticket("d1", "k1", "c-1")], WINDOW)
+        .await
+        .unwrap();
+    assert_eq!(store.ticket("owner-a", "T1").await.unwrap(), Some(ticket_with("c-1")));
+    let again = store
+        .enqueue(vec![with_ticket("d2", "k1", "c-2")], WINDOW)
+        .await
+        .unwrap();
+    assert!(again[0].duplicate);
+    assert_eq!(store.ticket("owner-a", "T1").await.unwrap(), Some(ticket_with("c-2")));
+    assert_eq!(store.ticket("owner-a", "T9").await.unwrap(), None);
+}
+
+/// Item: retry times are compared with the process's clock, which a wall-clock step does not
+/// move: a retry an hour away stays an hour away when the wall clock jumps forwards.
+pub(crate) async fn a_wall_clock_step_neither_fires_retries_early_nor_holds_them(f: &impl Fixture) {
+    let time = SteppingTime::at(now_ms());
+    let clock = Clock::new(Box::new(time.clone()));
+    let store = f.store();
+    store.enqueue(vec![delivery("d1", "A", None)], WINDOW).await.unwrap();
+    let d1 = get(store, "d1").await;
+    let retry_at = clock.now_ms() + 3_600_000;
+    assert!(store.claim(d1.seq, 0, retry_at).await.unwrap());
+    time.step_wall(2 * 3_600_000);
+    assert!(
+        due_ids(store, clock.now_ms()).await.is_empty(),
+        "not fired by a step forwards"
+    );
+    time.step_wall(-4 * 3_600_000);
+    time.advance(3_600_000);
+    assert_eq!(
+        due_ids(store, clock.now_ms()).await,
+        ["d1"],
+        "not held by a step backwards"
+    );
+}
+
+/// Two bridge processes on one database race to claim the same attempts: each is claimed once.
+pub(crate) async fn two_processes_claim_each_attempt_once(f: &impl Fixture) {
+    let store = f.store();
+    let replica = f.replica().await;
+    let batch = (0..20)
+        .map(|i| delivery(&format!("d{i}"), &format!("T{i}"), None))
+        .collect();
+    store.enqueue(batch, WINDOW).await.unwrap();
+    let lease = now_ms() + 60_000;
+    for d in store.due(now_ms(), 100, &[]).await.unwrap() {
+        let (here, there) = tokio::join!(store.claim(d.seq, 0, lease), replica.claim(d.seq, 0, lease));
+        let wins = [here.unwrap(), there.unwrap()];
+        assert_eq!(
+            wins.iter().filter(|won| **won).count(),
+            1,
+            "{} claimed {wins:?}",
+            d.delivery_id
+        );
+        assert_eq!(get(store, &d.delivery_id).await.attempts, 1);
+    }
+    assert!(store.due(now_ms(), 100, &[]).await.unwrap().is_empty(), "all leased");
+}
+
+/// A client's retry of one event reaching two processes at once stores one event: both answer
+/// with its id, one of them as a duplicate.
+pub(crate) async fn two_processes_storing_one_idempotency_key_store_one_event(f: &impl Fixture) {
+    let store = f.store();
+    let replica = f.replica().await;
+    for round in 0..20 {
+        let key = format!("key-{round}");
+        let (here, there) = tokio::join!(
+            store.enqueue(vec![delivery(&format!("a{round}"), "A", Some(&key))], WINDOW),
+            replica.enqueue(vec![delivery(&format!("b{round}"), "A", Some(&key))], WINDOW),
+        );
+        let (here, there) = (here.unwrap().remove(0), there.unwrap().remove(0));
+        assert_eq!(here.delivery_id, there.delivery_id, "round {round}");
+        assert_eq!(u8::from(here.duplicate) + u8::from(there.duplicate), 1, "round {round}");
+    }
+    assert_eq!(store.stats().await.unwrap().pending, 20);
+}
+
+/// A vendor's webhook retried at two processes at once: stored once, and the other answer is
+/// the stored one.
+pub(crate) async fn a_webhook_retried_on_two_processes_at_once_is_stored_once(f: &impl Fixture) {
+    let store = f.store();
+    let replica = f.replica().await;
+    let response = |body: &str| StoredResponse {
+        status: 200,
+        headers: vec![],
+        body: body.as_bytes().to_vec(),
+    };
+    for round in 0..20 {
+        let keys = [format!("wh-{round}")];
+        let mut event = delivery(&format!("a{round}"), "A", None);
+        event.direction = Direction::ToThreeDolphins;
+        let mut other = event.clone();
+        other.delivery_id = format!("b{round}");
+        let (here, there) = tokio::join!(
+            store.accept_webhook("acme", &keys, response("here"), vec![event], WINDOW),
+            replica.accept_webhook("acme", &keys, response("there"), vec![other], WINDOW),
+        );
+        let outcomes = [here.unwrap(), there.unwrap()];
+        let new = outcomes.iter().filter(|o| matches!(o, WebhookAccepted::New(_))).count();
+        assert_eq!(new, 1, "round {round}: {outcomes:?}");
+    }
+    assert_eq!(store.stats().await.unwrap().pending, 20);
+}
+
+/// Two processes filling one tenant's key-value quota at once cannot both pass the check.
+pub(crate) async fn a_tenants_quota_holds_across_processes(f: &impl Fixture) {
+    let store = f.store();
+    let replica = f.replica().await;
+    let quota = 100;
+    for round in 0..10 {
+        let tenant = format!("t{round}");
+        let (here, there) = tokio::join!(
+            store.kv_set(&tenant, "k1", vec![0; 60], quota),
+            replica.kv_set(&tenant, "k2", vec![0; 60], quota),
+        );
+        let stored = [here.unwrap(), there.unwrap()];
+        assert_eq!(
+            stored.iter().filter(|s| **s == KvWrite::Stored).count(),
+            1,
+            "round {round}: {stored:?}"
+        );
+    }
+}

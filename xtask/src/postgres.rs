@@ -1,0 +1,180 @@
+//! A throwaway PostgreSQL server for the PostgreSQL store's tests: the distribution's
+//! `postgresql` package (installed when missing), a fresh data directory under the target
+//! folder, a free port on 127.0.0.1, and a database for the tests; stopped and removed when the
+//! [`TestServer`] is dropped, whether the tests passed or not.
+//!
+//! PostgreSQL refuses to run as root: as root, the server runs as the `postgres` system user
+//! the package creates, owning its data directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{run, target_dir};
+
+/// The environment variable naming the test database (a `postgres://` URL).
+pub const URL_ENV: &str = "DOLPHIN_BRIDGE_TEST_POSTGRES_URL";
+/// The database created for the tests.
+const DATABASE: &str = "dolphin_bridge_test";
+/// The system user the server runs as when xtask runs as root.
+const SYSTEM_USER: &str = "postgres";
+/// Where Debian and Ubuntu put each major version's programs.
+const DISTRIBUTION_BINS: &str = "/usr/lib/postgresql";
+
+/// A running test server; stopped and its data removed on drop.
+pub struct TestServer {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    as_system_user: bool,
+}
+
+impl TestServer {
+    /// Installs PostgreSQL when missing, then initialises and starts a server.
+    pub fn start() -> Result<TestServer> {
+        let bin = ensure_installed()?;
+        let started = Instant::now();
+        let data = target_dir().join("postgres-test").join(std::process::id().to_string());
+        if data.exists() {
+            std::fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
+        }
+        std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+        let as_system_user = is_root();
+        if as_system_user {
+            run(Command::new("chown")
+                .args([&format!("{SYSTEM_USER}:{SYSTEM_USER}")])
+                .arg(&data))?;
+        }
+        let port = free_port()?;
+        let server = TestServer {
+            bin,
+            data,
+            port,
+            as_system_user,
+        };
+        let data = server.data.display().to_string();
+        run(server
+            .command("initdb")
+            .args(["--pgdata", &data, "--username", "postgres", "--auth", "trust"])
+            .args(["--encoding", "UTF8", "--no-sync"]))?;
+        // The socket goes in the data directory; throwaway data need no fsync.
+        let options = format!("-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300");
+        run(server
+            .command("pg_ctl")
+            .args(["start", "--wait", "--pgdata", &data, "--options", &options, "--log"])
+            .arg(server.data.join("server.log")))?;
+        run(server.command("createdb").args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--username",
+            "postgres",
+            DATABASE,
+        ]))?;
+        eprintln!(
+            "xtask: PostgreSQL test server on port {port}: initdb + start + createdb {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(server)
+    }
+
+    /// The test database's URL, for [`URL_ENV`].
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{DATABASE}", self.port)
+    }
+
+    /// One of the server's programs, run as the system user when we are root.
+    fn command(&self, program: &str) -> Command {
+        let program = self.bin.join(program);
+        if self.as_system_user {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", SYSTEM_USER, "--"]).arg(program);
+            // The system user may not be able to enter the current directory.
+            cmd.current_dir(&self.data);
+            cmd
+        } else {
+            Command::new(program)
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let data = self.data.display().to_string();
+        if let Err(e) = run(self
+            .command("pg_ctl")
+            .args(["stop", "--wait", "--mode", "immediate", "--pgdata", &data]))
+        {
+            eprintln!("xtask: stopping the PostgreSQL test server: {e:#}");
+        }
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+/// The folder holding `initdb` and `pg_ctl`: on the PATH, else the newest of the distribution's
+/// versions; installs the distribution's `postgresql` package when there is none.
+fn ensure_installed() -> Result<PathBuf> {
+    if let Some(bin) = find_bin() {
+        return Ok(bin);
+    }
+    eprintln!("xtask: PostgreSQL is missing; installing the distribution's package");
+    let started = Instant::now();
+    let install = || {
+        run(Command::new("apt-get")
+            .args(["install", "--yes", "--no-install-recommends", "postgresql"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    if install().is_err() {
+        run(Command::new("apt-get").args(["update"]))?;
+        install().context("installing PostgreSQL (apt-get install postgresql)")?;
+    }
+    eprintln!(
+        "xtask: PostgreSQL installed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    match find_bin() {
+        Some(bin) => Ok(bin),
+        None => bail!("PostgreSQL was installed but neither initdb nor pg_ctl is found"),
+    }
+}
+
+fn find_bin() -> Option<PathBuf> {
+    let has_tools = |dir: &Path| ["initdb", "pg_ctl", "createdb"].iter().all(|p| dir.join(p).is_file());
+    // Debian links `postgres` and friends into the PATH but not `initdb`, often: prefer the
+    // folder a found program really lives in.
+    let on_path = std::env::var_os("PATH").into_iter().flat_map(|path| {
+        std::env::split_paths(&path)
+            .filter_map(|dir| std::fs::canonicalize(dir.join("initdb")).ok())
+            .filter_map(|initdb| initdb.parent().map(Path::to_path_buf))
+            .collect::<Vec<_>>()
+    });
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(DISTRIBUTION_BINS)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .collect();
+    versions.sort();
+    on_path
+        .chain(versions.into_iter().rev().map(|(_, bin)| bin))
+        .find(|dir| has_tools(dir))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+/// A TCP port nothing listens on now.
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
