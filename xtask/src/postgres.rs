@@ -1,5 +1,5 @@
 //! A throwaway PostgreSQL server for the PostgreSQL store's tests: the distribution's
-//! `postgresql` package (installed when missing), a fresh data directory under the target
+//! `postgresql` package (installed when missing), a fresh data directory in the system's temp
 //! folder, a free port on 127.0.0.1, and a database for the tests; stopped and removed when the
 //! [`TestServer`] is dropped, whether the tests passed or not.
 //!
@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{run, target_dir};
+use crate::run;
 
 /// The environment variable naming the test database (a `postgres://` URL).
 pub const URL_ENV: &str = "DOLPHIN_BRIDGE_TEST_POSTGRES_URL";
@@ -36,7 +36,9 @@ impl TestServer {
     pub fn start() -> Result<TestServer> {
         let bin = ensure_installed()?;
         let started = Instant::now();
-        let data = target_dir().join("postgres-test").join(std::process::id().to_string());
+        // In the system's temp folder, not the target folder: the server runs as the `postgres`
+        // user, who must be able to reach it (a checkout under a private home folder is not).
+        let data = std::env::temp_dir().join(format!("dolphin-bridge-postgres-{}", std::process::id()));
         if data.exists() {
             std::fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
         }
