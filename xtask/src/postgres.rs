@@ -22,6 +22,8 @@ const DATABASE: &str = "dolphin_bridge_test";
 const SYSTEM_USER: &str = "postgres";
 /// Where Debian and Ubuntu put each major version's programs.
 const DISTRIBUTION_BINS: &str = "/usr/lib/postgresql";
+/// The data folders' name, before the process id of the xtask that made it.
+const DATA_PREFIX: &str = "dolphin-bridge-postgres-";
 
 /// A running test server; stopped and its data removed on drop.
 pub struct TestServer {
@@ -35,15 +37,16 @@ impl TestServer {
     /// Installs PostgreSQL when missing, then initialises and starts a server.
     pub fn start() -> Result<TestServer> {
         let bin = ensure_installed()?;
+        let as_system_user = is_root();
+        sweep_abandoned(&bin, as_system_user);
         let started = Instant::now();
         // In the system's temp folder, not the target folder: the server runs as the `postgres`
         // user, who must be able to reach it (a checkout under a private home folder is not).
-        let data = std::env::temp_dir().join(format!("dolphin-bridge-postgres-{}", std::process::id()));
+        let data = std::env::temp_dir().join(format!("{DATA_PREFIX}{}", std::process::id()));
         if data.exists() {
             std::fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
         }
         std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-        let as_system_user = is_root();
         if as_system_user {
             run(Command::new("chown")
                 .args([&format!("{SYSTEM_USER}:{SYSTEM_USER}")])
@@ -140,6 +143,32 @@ fn ensure_installed() -> Result<PathBuf> {
     match find_bin() {
         Some(bin) => Ok(bin),
         None => bail!("PostgreSQL was installed but neither initdb nor pg_ctl is found"),
+    }
+}
+
+/// Stops and removes the servers of earlier runs whose xtask is gone (killed before it could
+/// stop its server).
+fn sweep_abandoned(bin: &Path, as_system_user: bool) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(DATA_PREFIX)) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_err() || Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        let abandoned = TestServer {
+            bin: bin.to_path_buf(),
+            data: entry.path(),
+            port: 0,
+            as_system_user,
+        };
+        eprintln!("xtask: stopping the PostgreSQL test server left by process {pid}");
+        // Dropping it stops the server (if it still runs) and removes its folder.
+        drop(abandoned);
     }
 }
 

@@ -71,10 +71,12 @@ fn authorize(state: &AppState, tenant: &str, request: &Request<Incoming>) -> Res
         return Ok(());
     }
     let config = state.registry.config();
-    let owner = config
-        .tenants
-        .iter()
-        .find(|t| t.deploy.token.as_deref().is_some_and(matches));
+    // Every tenant's token is compared (no early exit), so the time taken does not tell which
+    // tenant's token a guess came close to.
+    let owner = config.tenants.iter().fold(None, |found, t| {
+        let hit = t.deploy.token.as_deref().is_some_and(matches);
+        found.or(hit.then_some(t))
+    });
     match owner {
         Some(owner) if owner.name == tenant => Ok(()),
         Some(_) => Err(ApiError::new(
