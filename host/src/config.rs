@@ -342,6 +342,10 @@ pub struct ThreeDolphinsConfig {
     pub timeout_ms: u64,
 }
 
+/// The shortest `[delivery] lease_ms`: a lease renewed more often than every 100 ms would be
+/// mostly store writes.
+const MIN_LEASE_MS: u64 = 300;
+
 /// `[delivery]`: how events are delivered and kept.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -372,6 +376,10 @@ pub struct DeliveryConfig {
     /// Dead letters are deleted this long after they died; unset (the default): kept until
     /// replayed or purged with `dead-letters purge`.
     pub dead_letter_retention_ms: Option<u64>,
+    /// How long a claimed delivery is held for the process running its attempt; the holder
+    /// renews it every third of this while the attempt runs. When a process dies mid-attempt,
+    /// the delivery is due again, to any replica, at most this long after the last renewal.
+    pub lease_ms: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -389,6 +397,7 @@ impl Default for DeliveryConfig {
             webhook_dedupe_window_ms: 3 * 24 * 3_600_000,
             ticket_retention_ms: 90 * 24 * 3_600_000,
             dead_letter_retention_ms: None,
+            lease_ms: 15_000,
         }
     }
 }
@@ -784,6 +793,12 @@ impl Config {
                     "must be a PostgreSQL URL: postgres://user:password@host:port/database",
                 ));
             }
+        }
+        if self.delivery.lease_ms < MIN_LEASE_MS {
+            return Err(self.invalid(
+                "delivery.lease_ms",
+                format!("must be at least {MIN_LEASE_MS} (it is renewed every third of it)"),
+            ));
         }
         if self.deployments.keep == 0 {
             return Err(self.invalid("deployments.keep", "must be at least 1 (the active version)"));

@@ -21,6 +21,7 @@ pub mod plugin_new;
 pub mod plugin_test;
 pub mod redaction;
 pub mod registry;
+pub mod replica;
 pub mod runtime;
 pub mod scheduler;
 pub mod server;

@@ -200,7 +200,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} ([server] listen)", config.server.listen))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, tenants = registry.snapshot().all().len(), "dolphin-bridge started");
+    let replica = dolphin_bridge::replica::ReplicaId::current();
+    tracing::info!(%address, %replica, tenants = registry.snapshot().all().len(), "dolphin-bridge started");
     let mut stdout = std::io::stdout();
     writeln!(stdout, "listening on http://{address}")?;
     stdout.flush()?;
@@ -209,6 +210,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let delivery = tokio::spawn(outbox.clone().run(registry.clone(), shutdown.clone()));
     tokio::spawn(reload_on_sighup(registry.clone()));
+    tokio::spawn(dolphin_bridge::replica::run_heartbeat(
+        outbox.store().clone(),
+        registry.clone(),
+        address,
+        shutdown.clone(),
+    ));
     let watched = registry.clone();
     let watch_shutdown = shutdown.clone();
     tokio::spawn(async move {

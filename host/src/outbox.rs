@@ -17,9 +17,11 @@ use crate::config::DeliveryConfig;
 use crate::contract::{IncomingEvent, ThreeDolphinsEvent};
 use crate::metrics::{METRICS, Metrics};
 use crate::registry::AdapterRegistry;
+use crate::replica::ReplicaId;
 use crate::runtime::{CallContext, CallError};
 use crate::store::{
-    Accepted, Delivery, Direction, NewDelivery, OrderKey, Outcome, PurgeBefore, Store, StoredResponse, WebhookAccepted,
+    Accepted, Delivery, Direction, Lease, NewDelivery, OrderKey, Outcome, PurgeBefore, Store, StoredResponse,
+    WebhookAccepted,
 };
 use crate::three_dolphins::ThreeDolphinsError;
 
@@ -40,7 +42,10 @@ const STORE_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
 /// Due reads one dispatch makes at most (each skips the tenants the previous one filled).
 const MAX_READS_PER_DISPATCH: usize = 8;
 
-/// Deliveries running now: their order keys (whose next event waits) and count per tenant.
+/// Deliveries this process runs now: their order keys and count per tenant.
+///
+/// What keeps a ticket's events one at a time is the store's lease, across processes; the keys
+/// here only spare this process a claim that would fail (a head it already runs).
 #[derive(Default)]
 struct InFlight {
     keys: HashSet<OrderKey>,
@@ -112,6 +117,8 @@ impl Drop for TenantShare<'_> {
 pub struct Outbox {
     store: Arc<dyn Store>,
     config: DeliveryConfig,
+    /// The holder named in this process's leases.
+    lease_owner: String,
     wake: Notify,
     in_flight: Mutex<InFlight>,
     activity: Activity,
@@ -123,6 +130,7 @@ impl Outbox {
         Arc::new(Outbox {
             store,
             config,
+            lease_owner: ReplicaId::current().to_string(),
             wake: Notify::new(),
             in_flight: Mutex::new(InFlight::default()),
             activity: Activity::default(),
@@ -181,6 +189,9 @@ impl Outbox {
         let workers = Arc::new(Semaphore::new(self.config.workers.max(1)));
         let tasks = TaskTracker::new();
         tasks.spawn(self.clone().purge_loop(shutdown.clone()));
+        if let Some(signal) = self.store.due_signal() {
+            tasks.spawn(self.clone().forward_due_signal(signal, shutdown.clone()));
+        }
         while !shutdown.is_cancelled() {
             METRICS.dispatches.inc();
             let next_wait = match self.dispatch(&registry, &workers, &tasks).await {
@@ -269,16 +280,22 @@ impl Outbox {
         Ok(wait)
     }
 
-    /// The longest wait the retry schedule allows after `attempt` (counted from the last
-    /// replay): how long a claimed delivery is set aside should its outcome never be recorded.
-    fn lease(&self, retry_index: u32) -> Duration {
-        let schedule = &self.config.retry_schedule_ms;
-        let wait = schedule
-            .get(retry_index.saturating_sub(1) as usize)
-            .or(schedule.last())
-            .copied()
-            .unwrap_or(STORE_FAILURE_BACKOFF.as_millis() as u64);
-        Duration::from_millis(wait.max(STORE_FAILURE_BACKOFF.as_millis() as u64))
+    /// Wakes the dispatcher whenever the store says another process made work due.
+    async fn forward_due_signal(self: Arc<Self>, signal: Arc<Notify>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = signal.notified() => self.wake.notify_one(),
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// A lease for this process from now.
+    fn lease(&self) -> Lease {
+        Lease {
+            owner: self.lease_owner.clone(),
+            until_ms: now_ms() + self.config.lease_ms as i64,
+        }
     }
 
     /// Claims `delivery` for its next attempt, makes it, and records its outcome. The tenant's
@@ -288,10 +305,9 @@ impl Outbox {
     async fn claim_and_deliver(&self, registry: &AdapterRegistry, delivery: Delivery, share: TenantShare<'_>) {
         let attempt = delivery.attempts + 1;
         let retry_index = attempt - delivery.retry_base;
-        let lease_until = now_ms() + self.lease(retry_index).as_millis() as i64;
-        // `due` may have read this delivery just before an attempt that was running recorded its
-        // outcome; the claim has the last word on whether it is still due.
-        match self.store.claim(delivery.seq, delivery.attempts, lease_until).await {
+        // `due` may have read this delivery just before an attempt that was running (here or in
+        // another replica) recorded its outcome; the claim has the last word.
+        match self.store.claim(delivery.seq, delivery.attempts, &self.lease()).await {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
@@ -301,7 +317,20 @@ impl Outbox {
                 return;
             }
         }
+        // Renewed beside the attempt (not between its polls), so a slow store write never
+        // stalls the call, and a call slower than a lease is still not claimed by another replica.
+        let renewal = tokio::spawn(renew_lease(
+            self.store.clone(),
+            delivery.seq,
+            attempt,
+            self.lease_owner.clone(),
+            Duration::from_millis(self.config.lease_ms),
+            delivery.delivery_id.clone(),
+        ));
         let outcome = attempt_delivery(registry, &delivery, attempt).await;
+        // A renewal still under way when recording cannot undo it: renewals need the lease's
+        // owner, which recording the outcome clears.
+        renewal.abort();
         drop(share);
         let retries = self.config.retry_schedule_ms.len();
         let label = match &outcome {
@@ -358,8 +387,8 @@ impl Outbox {
             Ok(true) => {}
             Ok(false) => tracing::warn!(delivery_id = %delivery.delivery_id, attempt,
                 "the delivery changed while this attempt ran; its outcome was not recorded"),
-            // The claim's lease holds the delivery back for as long as the retry schedule
-            // would have: it is attempted again then (at least once), never sooner.
+            // The lease, no longer renewed, holds the delivery back until it ends: it is
+            // attempted again then (by any replica), never sooner.
             Err(e) => tracing::error!(delivery_id = %delivery.delivery_id, attempt, error = format!("{e:#}"),
                 "cannot record a delivery outcome; the delivery is attempted again after its lease"),
         }
@@ -386,6 +415,38 @@ impl Outbox {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(purged = n, "purged events past retention"),
                 Err(e) => tracing::warn!(error = format!("{e:#}"), "purge failed"),
+            }
+        }
+    }
+}
+
+/// Extends the lease of `attempt` of delivery `seq` every third of `lease` until aborted (when
+/// the attempt has ended). A renewal the store refuses means the lease was lost (it ended while
+/// this process could not reach the store, and another replica claimed the delivery): the
+/// attempt runs on, and its outcome is not recorded.
+async fn renew_lease(
+    store: Arc<dyn Store>,
+    seq: i64,
+    attempt: u32,
+    owner: String,
+    lease: Duration,
+    delivery_id: String,
+) {
+    let every = lease / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        let renewed = Lease {
+            owner: owner.clone(),
+            until_ms: now_ms() + lease.as_millis() as i64,
+        };
+        match store.renew(seq, attempt, &renewed).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(%delivery_id, attempt, "lost the lease of a running attempt: its outcome will not be recorded");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(%delivery_id, attempt, error = format!("{e:#}"), "cannot renew a lease; trying again")
             }
         }
     }

@@ -25,6 +25,8 @@ mod plugin_test;
 mod redaction;
 mod refused;
 mod reload;
+mod replica_directory;
+mod replicas;
 mod rocketchat;
 mod routing;
 mod sandbox_limits;

@@ -206,6 +206,11 @@ pub struct BridgeConfig {
     pub public_url: Option<String>,
     /// `[delivery] retry_schedule_ms`; see [`TEST_RETRY_SCHEDULE_MS`].
     pub retry_schedule_ms: Vec<u64>,
+    /// `[delivery] lease_ms`: how long a claimed delivery is held before another may claim it
+    /// (the bridge's default when unset).
+    pub lease_ms: Option<u64>,
+    /// `[store] url`: a PostgreSQL database instead of the SQLite file beside the config.
+    pub store_url: Option<String>,
     /// `[admin] token`; the harness reads delivery states through the admin endpoints.
     pub admin_token: Option<String>,
     pub tenants: Vec<Tenant>,
@@ -230,6 +235,8 @@ struct ConfigFile<'a> {
 #[derive(Serialize)]
 struct DeliverySection {
     retry_schedule_ms: Vec<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_ms: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -253,6 +260,8 @@ struct ServerSection {
 #[derive(Serialize)]
 struct StoreSection {
     path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -280,6 +289,8 @@ impl BridgeConfig {
             incoming_token: Some(INCOMING_TOKEN.into()),
             public_url: None,
             retry_schedule_ms: TEST_RETRY_SCHEDULE_MS.to_vec(),
+            lease_ms: None,
+            store_url: None,
             admin_token: Some(ADMIN_TOKEN.into()),
             tenants: Vec::new(),
             env: Vec::new(),
@@ -319,6 +330,19 @@ impl BridgeConfig {
         self
     }
 
+    /// Holds a claimed delivery this long before another process may claim it
+    /// (`[delivery] lease_ms`).
+    pub fn lease_ms(mut self, ms: u64) -> BridgeConfig {
+        self.lease_ms = Some(ms);
+        self
+    }
+
+    /// Stores in the PostgreSQL database at `url` (`[store] url`) instead of the SQLite file.
+    pub fn store_url(mut self, url: &str) -> BridgeConfig {
+        self.store_url = Some(url.into());
+        self
+    }
+
     pub fn tenant(mut self, tenant: Tenant) -> BridgeConfig {
         self.tenants.push(tenant);
         self
@@ -341,6 +365,7 @@ impl BridgeConfig {
             },
             store: StoreSection {
                 path: "bridge.db".into(),
+                url: self.store_url.clone(),
             },
             adapters: AdaptersSection {
                 cache_dir: adapters::shared_adapter_cache(),
@@ -352,6 +377,7 @@ impl BridgeConfig {
             },
             delivery: DeliverySection {
                 retry_schedule_ms: self.retry_schedule_ms.clone(),
+                lease_ms: self.lease_ms,
             },
             admin: self.admin_token.clone().map(|token| AdminSection { token }),
             tenants: &self.tenants,

@@ -23,6 +23,7 @@ pub mod mock_http;
 pub mod mock_rocketchat;
 pub mod mock_sunshine;
 pub mod reload_support;
+pub mod replica_support;
 pub mod signing;
 pub mod three_dolphins;
 pub mod vendor;

@@ -42,7 +42,23 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
                     })
                 })
                 .collect();
-            Ok(json_response(StatusCode::OK, &json!({ "adapters": adapters })))
+            let this = crate::replica::ReplicaId::current();
+            let replicas: Vec<_> = store
+                .replicas()
+                .await
+                .map_err(store_unavailable)?
+                .into_iter()
+                .map(|r| {
+                    let is_this = r.replica_id == this.as_str();
+                    let mut entry = json!(r);
+                    entry["self"] = json!(is_this);
+                    entry
+                })
+                .collect();
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({ "replica": this.as_str(), "adapters": adapters, "replicas": replicas }),
+            ))
         }
         (Method::POST, "reload") => match state.registry.reload().await {
             Ok(report) => Ok(json_response(StatusCode::OK, &json!(report))),

@@ -8,10 +8,13 @@
 //! attempt number; outcomes are recorded only against the attempt that claimed it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::replica::ReplicaStatus;
 
 mod postgres;
 mod server_lock;
@@ -139,7 +142,10 @@ pub struct Delivery {
     pub last_error: Option<String>,
     /// Epoch milliseconds.
     pub created_at: i64,
+    /// While leased, when the lease ends: the delivery is due again then, to any process.
     pub next_attempt_at: i64,
+    /// The replica holding the delivery's lease (an attempt running), if any.
+    pub lease_owner: Option<String>,
 }
 
 impl Delivery {
@@ -152,6 +158,15 @@ impl Delivery {
 /// (owner, direction, ticket): deliveries with the same key are delivered one at a time, in
 /// acceptance order.
 pub type OrderKey = (String, Direction, String);
+
+/// A claim's hold on a delivery: which process holds it, and until when (epoch ms). While it
+/// holds, no other claim of the delivery (or of a later event of its ticket) succeeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The holder: a process's replica id.
+    pub owner: String,
+    pub until_ms: i64,
+}
 
 /// What became of an attempt, to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,11 +273,15 @@ pub trait Store: Send + Sync {
     /// when something becomes due next.
     async fn next_due_after(&self, now_ms: i64) -> anyhow::Result<Option<i64>>;
     /// Claims a delivery for an attempt: if it is still pending with `attempts` attempts, counts
-    /// the new attempt and sets it aside until `lease_until_ms` (when it is due again should its
-    /// outcome never be recorded). False when another attempt got there first.
-    async fn claim(&self, seq: i64, attempts: u32, lease_until_ms: i64) -> anyhow::Result<bool>;
-    /// Records the outcome of attempt `attempt`; false (nothing written) when the delivery is no
-    /// longer pending at that attempt.
+    /// the new attempt and leases it to `lease.owner` until `lease.until_ms` (when it is due
+    /// again, to any process, should the lease be neither renewed nor released). False when
+    /// another attempt, in this process or another, got there first.
+    async fn claim(&self, seq: i64, attempts: u32, lease: &Lease) -> anyhow::Result<bool>;
+    /// Extends the lease of attempt `attempt` to `lease.until_ms`; false (nothing written) when
+    /// `lease.owner` no longer holds it (it expired and was claimed again, or was released).
+    async fn renew(&self, seq: i64, attempt: u32, lease: &Lease) -> anyhow::Result<bool>;
+    /// Releases the lease of attempt `attempt` with its outcome; false (nothing written) when the
+    /// delivery is no longer pending at that attempt.
     async fn record(&self, seq: i64, attempt: u32, outcome: Outcome) -> anyhow::Result<bool>;
     async fn dead_letters(&self, tenant: Option<&str>, limit: usize) -> anyhow::Result<Vec<Delivery>>;
     async fn delivery(&self, delivery_id: &str) -> anyhow::Result<Option<Delivery>>;
@@ -280,6 +299,11 @@ pub trait Store: Send + Sync {
     async fn health(&self) -> anyhow::Result<StoreHealth>;
     /// How long ago the writer last committed (or found nothing to do), if it ever has.
     fn last_commit_age(&self) -> Option<Duration>;
+    /// Notified when another process may have made work due (PostgreSQL: `LISTEN/NOTIFY`), so
+    /// dispatchers need not wait for their next poll; `None` for a store one process owns.
+    fn due_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
 
     async fn kv_get(&self, tenant: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>>;
     /// Stores `value` under `key` unless the tenant's keys and values would then take more
@@ -291,6 +315,12 @@ pub trait Store: Send + Sync {
     async fn ticket(&self, owner: &str, ticket: &str) -> anyhow::Result<Option<TicketInfo>>;
     /// Whether `contact_id` is the contact of one of the tickets remembered for `owner`.
     async fn is_contact_of_owner(&self, owner: &str, contact_id: &str) -> anyhow::Result<bool>;
+    /// Writes `replica`'s row of the replica directory (its `stale` is ignored), and deletes the
+    /// rows of replicas not seen for [`crate::replica::FORGET_AFTER`].
+    async fn heartbeat(&self, replica: &ReplicaStatus) -> anyhow::Result<()>;
+    /// Every replica of the directory, by id, each marked `stale` when not seen for
+    /// [`crate::replica::STALE_AFTER`].
+    async fn replicas(&self) -> anyhow::Result<Vec<ReplicaStatus>>;
 }
 
 /// The lock file that keeps a second server off a store: `{store}.lock`.

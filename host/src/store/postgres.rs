@@ -13,6 +13,7 @@
 //! an advisory lock so processes starting together apply it once. Connections are plain (no
 //! TLS yet): run the bridge next to the database or on a private network.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -20,13 +21,15 @@ use anyhow::Context;
 use deadpool_postgres::{
     GenericClient, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
 };
+use tokio::sync::Notify;
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    Accepted, DeadLetterFilter, Delivery, Direction, KvWrite, NewDelivery, OutboxStats, Outcome, PurgeBefore, Store,
-    StoreError, StoreHealth, StoredResponse, TenantBacklog, TicketInfo, WebhookAccepted,
+    Accepted, DeadLetterFilter, Delivery, Direction, KvWrite, Lease, NewDelivery, OutboxStats, Outcome, PurgeBefore,
+    Store, StoreError, StoreHealth, StoredResponse, TenantBacklog, TicketInfo, WebhookAccepted,
 };
 use crate::clock;
+use crate::replica::{FORGET_AFTER, ReplicaStatus};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
@@ -45,11 +48,69 @@ const PURGE_BATCH: i64 = 1000;
 /// Bytes of the readiness probe's write: about an event's.
 const PROBE_BYTES: usize = 4096;
 
+/// The channel `ticket_heads_notify` (migration V2) notifies when a ticket gets a new head,
+/// before the schema's name.
+const DUE_CHANNEL_PREFIX: &str = "dolphin_bridge_due:";
+/// How long the listener waits before connecting again after losing its connection.
+const LISTEN_RETRY: Duration = Duration::from_secs(2);
+
 /// The PostgreSQL [`Store`].
 pub struct PostgresStore {
     pool: Pool,
     /// Monotonic-anchored ms of this process's last successful commit (0: none yet).
     last_commit_ms: AtomicI64,
+    /// Notified when any process's commit gave a ticket a new head.
+    due_signal: Arc<Notify>,
+    /// The `LISTEN` connection's task, stopped with the store.
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// `LISTEN`s on the due channel of the connection's schema.
+async fn listen_on_due_channel(client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+    let schema: Option<String> = client.query_one("SELECT current_schema()", &[]).await?.get(0);
+    let schema = schema.unwrap_or_else(|| "public".into());
+    let channel = format!("{DUE_CHANNEL_PREFIX}{schema}").replace('"', "\"\"");
+    client.batch_execute(&format!("LISTEN \"{channel}\"")).await
+}
+
+/// Keeps a connection listening on the due channel of its schema and notifies `signal` at each notification;
+/// connects again when the connection is lost (dispatchers poll meanwhile, so nothing waits
+/// for it longer than a poll).
+async fn listen_for_due_work(config: tokio_postgres::Config, signal: Arc<Notify>) {
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let forward = signal.clone();
+                let driver = tokio::spawn(async move {
+                    while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                        match message {
+                            Ok(tokio_postgres::AsyncMessage::Notification(_)) => forward.notify_one(),
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "the store's LISTEN connection failed; reconnecting");
+                                return;
+                            }
+                        }
+                    }
+                });
+                match listen_on_due_channel(&client).await {
+                    // Work made due while this connection was away is found by the next poll.
+                    Ok(()) => signal.notify_one(),
+                    Err(e) => tracing::warn!(error = %e, "cannot LISTEN on the store; dispatchers poll"),
+                }
+                let _ = driver.await;
+                drop(client);
+            }
+            Err(e) => tracing::warn!(error = %e, "the store's LISTEN connection cannot connect; dispatchers poll"),
+        }
+        tokio::time::sleep(LISTEN_RETRY).await;
+    }
 }
 
 /// `user@host:port/database` of a connection configuration: what errors may name (never the
@@ -88,6 +149,8 @@ impl PostgresStore {
         migrate(&config)
             .await
             .with_context(|| format!("initialising the store {target}"))?;
+        let due_signal = Arc::new(Notify::new());
+        let listener = tokio::spawn(listen_for_due_work(config.clone(), due_signal.clone()));
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -105,6 +168,8 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool,
             last_commit_ms: AtomicI64::new(0),
+            due_signal,
+            listener,
         })
     }
 
@@ -312,7 +377,7 @@ async fn webhook_response_in(
 }
 
 const DELIVERY_COLUMNS: &str = "seq, delivery_id, tenant, owner, direction, ticket, payload, attempts, retry_base, state, \
-     last_error, created_at, next_attempt_at";
+     last_error, created_at, next_attempt_at, lease_owner";
 
 fn delivery_row(row: &Row) -> Delivery {
     Delivery {
@@ -329,6 +394,7 @@ fn delivery_row(row: &Row) -> Delivery {
         last_error: row.get(10),
         created_at: row.get(11),
         next_attempt_at: row.get(12),
+        lease_owner: row.get(13),
     }
 }
 
@@ -429,12 +495,23 @@ impl Store for PostgresStore {
         Ok(rows.first().and_then(|row| row.get(0)))
     }
 
-    async fn claim(&self, seq: i64, attempts: u32, lease_until_ms: i64) -> anyhow::Result<bool> {
+    async fn claim(&self, seq: i64, attempts: u32, lease: &Lease) -> anyhow::Result<bool> {
         let changed = self
             .write(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $3
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $3, lease_owner = $4
                  WHERE seq = $1 AND state = 'pending' AND attempts = $2",
-                &[&seq, &(attempts as i32), &lease_until_ms],
+                &[&seq, &(attempts as i32), &lease.until_ms, &lease.owner],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn renew(&self, seq: i64, attempt: u32, lease: &Lease) -> anyhow::Result<bool> {
+        let changed = self
+            .write(
+                "UPDATE outbox SET next_attempt_at = $3
+                 WHERE seq = $1 AND state = 'pending' AND attempts = $2 AND lease_owner = $4",
+                &[&seq, &(attempt as i32), &lease.until_ms, &lease.owner],
             )
             .await?;
         Ok(changed == 1)
@@ -446,7 +523,7 @@ impl Store for PostgresStore {
         let changed = match outcome {
             Outcome::Delivered => {
                 self.write(
-                    "UPDATE outbox SET state = 'delivered', finished_at = $3, last_error = NULL
+                    "UPDATE outbox SET state = 'delivered', finished_at = $3, last_error = NULL, lease_owner = NULL
                      WHERE seq = $1 AND state = 'pending' AND attempts = $2",
                     &[&seq, &attempt, &now],
                 )
@@ -454,7 +531,7 @@ impl Store for PostgresStore {
             }
             Outcome::RetryAt(at, error) => {
                 self.write(
-                    "UPDATE outbox SET next_attempt_at = $3, last_error = $4
+                    "UPDATE outbox SET next_attempt_at = $3, last_error = $4, lease_owner = NULL
                      WHERE seq = $1 AND state = 'pending' AND attempts = $2",
                     &[&seq, &attempt, &at, &error],
                 )
@@ -462,7 +539,7 @@ impl Store for PostgresStore {
             }
             Outcome::Dead(error) => {
                 self.write(
-                    "UPDATE outbox SET state = 'dead', last_error = $3, finished_at = $4
+                    "UPDATE outbox SET state = 'dead', last_error = $3, finished_at = $4, lease_owner = NULL
                      WHERE seq = $1 AND state = 'pending' AND attempts = $2",
                     &[&seq, &attempt, &error, &now],
                 )
@@ -470,7 +547,7 @@ impl Store for PostgresStore {
             }
             Outcome::NotAttempted(at, error) => {
                 self.write(
-                    "UPDATE outbox SET attempts = attempts - 1, next_attempt_at = $3, last_error = $4
+                    "UPDATE outbox SET attempts = attempts - 1, next_attempt_at = $3, last_error = $4, lease_owner = NULL
                      WHERE seq = $1 AND state = 'pending' AND attempts = $2",
                     &[&seq, &attempt, &at, &error],
                 )
@@ -616,6 +693,10 @@ impl Store for PostgresStore {
         })
     }
 
+    fn due_signal(&self) -> Option<Arc<Notify>> {
+        Some(self.due_signal.clone())
+    }
+
     fn last_commit_age(&self) -> Option<Duration> {
         match self.last_commit_ms.load(Ordering::Relaxed) {
             0 => None,
@@ -691,6 +772,53 @@ impl Store for PostgresStore {
             )
             .await?;
         Ok(rows.first().is_some_and(|row| row.get(0)))
+    }
+
+    async fn heartbeat(&self, replica: &ReplicaStatus) -> anyhow::Result<()> {
+        let adapters = replica.adapters_json();
+        self.write(
+            "INSERT INTO replicas (replica_id, started_at, last_seen, listen, adapters)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (replica_id) DO UPDATE SET started_at = excluded.started_at,
+               last_seen = excluded.last_seen, listen = excluded.listen, adapters = excluded.adapters",
+            &[
+                &replica.replica_id,
+                &replica.started_at,
+                &replica.last_seen,
+                &replica.listen,
+                &adapters,
+            ],
+        )
+        .await?;
+        let forget_before = clock::now_ms() - FORGET_AFTER.as_millis() as i64;
+        self.write("DELETE FROM replicas WHERE last_seen < $1", &[&forget_before])
+            .await?;
+        Ok(())
+    }
+
+    async fn replicas(&self) -> anyhow::Result<Vec<ReplicaStatus>> {
+        let now = clock::now_ms();
+        let rows = self
+            .query(
+                "SELECT replica_id, started_at, last_seen, listen, adapters FROM replicas ORDER BY replica_id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let last_seen: i64 = row.get(2);
+                let adapters: String = row.get(4);
+                ReplicaStatus {
+                    replica_id: row.get(0),
+                    started_at: row.get(1),
+                    last_seen,
+                    listen: row.get(3),
+                    adapters: ReplicaStatus::parse_adapters(&adapters),
+                    stale: ReplicaStatus::is_stale(last_seen, now),
+                }
+            })
+            .collect())
     }
 }
 

@@ -20,10 +20,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Accepted, DeadLetterFilter, Delivery, Direction, KvWrite, NewDelivery, OutboxStats, Outcome, PurgeBefore, Store,
-    StoreError, StoreHealth, StoredResponse, TenantBacklog, TicketInfo, WebhookAccepted,
+    Accepted, DeadLetterFilter, Delivery, Direction, KvWrite, Lease, NewDelivery, OutboxStats, Outcome, PurgeBefore,
+    Store, StoreError, StoreHealth, StoredResponse, TenantBacklog, TicketInfo, WebhookAccepted,
 };
 use crate::clock;
+use crate::replica::{FORGET_AFTER, ReplicaStatus};
 
 /// How the writer commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +80,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_attempt_at INTEGER NOT NULL,
     finished_at INTEGER,
     owner TEXT NOT NULL DEFAULT '',
-    retry_base INTEGER NOT NULL DEFAULT 0
+    retry_base INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT                -- the replica running an attempt, while leased
 );
 CREATE TABLE IF NOT EXISTS idempotency (
     tenant TEXT NOT NULL,
@@ -128,6 +130,14 @@ CREATE TABLE IF NOT EXISTS ticket_heads (
     next_attempt_at INTEGER NOT NULL,
     PRIMARY KEY (owner, direction, ticket)
 ) WITHOUT ROWID;
+-- The replica directory: each serving process's heartbeat (`crate::replica`).
+CREATE TABLE IF NOT EXISTS replicas (
+    replica_id TEXT PRIMARY KEY,
+    started_at INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    listen TEXT NOT NULL,
+    adapters TEXT NOT NULL
+);
 ";
 
 /// Indexes, created after the columns they name exist (older files gain them in `migrate`).
@@ -232,6 +242,9 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     if !has_column("outbox", "retry_base")? {
         conn.execute_batch("ALTER TABLE outbox ADD COLUMN retry_base INTEGER NOT NULL DEFAULT 0;")?;
+    }
+    if !has_column("outbox", "lease_owner")? {
+        conn.execute_batch("ALTER TABLE outbox ADD COLUMN lease_owner TEXT;")?;
     }
     if !has_column("tickets", "contact_id")? {
         // Tickets remembered before contacts were: their contact is learnt at their next
@@ -521,7 +534,7 @@ fn webhook_response(
 }
 
 const DELIVERY_COLUMNS: &str = "seq, delivery_id, tenant, owner, direction, ticket, payload, attempts, retry_base, state, \
-     last_error, created_at, next_attempt_at";
+     last_error, created_at, next_attempt_at, lease_owner";
 
 fn delivery_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
@@ -538,6 +551,7 @@ fn delivery_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
         last_error: row.get(10)?,
         created_at: row.get(11)?,
         next_attempt_at: row.get(12)?,
+        lease_owner: row.get(13)?,
     })
 }
 
@@ -622,13 +636,27 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn claim(&self, seq: i64, attempts: u32, lease_until_ms: i64) -> anyhow::Result<bool> {
+    async fn claim(&self, seq: i64, attempts: u32, lease: &Lease) -> anyhow::Result<bool> {
+        let (owner, until) = (lease.owner.clone(), lease.until_ms);
         self.write(Queueing::WaitForRoom, move |c, _| {
             c.prepare_cached(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?3
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?3, lease_owner = ?4
                  WHERE seq = ?1 AND state = 'pending' AND attempts = ?2",
             )?
-            .execute(params![seq, attempts, lease_until_ms])
+            .execute(params![seq, attempts, until, owner])
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn renew(&self, seq: i64, attempt: u32, lease: &Lease) -> anyhow::Result<bool> {
+        let (owner, until) = (lease.owner.clone(), lease.until_ms);
+        self.write(Queueing::WaitForRoom, move |c, _| {
+            c.prepare_cached(
+                "UPDATE outbox SET next_attempt_at = ?3
+                 WHERE seq = ?1 AND state = 'pending' AND attempts = ?2 AND lease_owner = ?4",
+            )?
+            .execute(params![seq, attempt, until, owner])
             .map(|n| n == 1)
         })
         .await
@@ -639,25 +667,25 @@ impl Store for SqliteStore {
             let changed = match outcome {
                 Outcome::Delivered => c
                     .prepare_cached(
-                        "UPDATE outbox SET state = 'delivered', finished_at = ?3, last_error = NULL
+                        "UPDATE outbox SET state = 'delivered', finished_at = ?3, last_error = NULL, lease_owner = NULL
                          WHERE seq = ?1 AND state = 'pending' AND attempts = ?2",
                     )?
                     .execute(params![seq, attempt, now])?,
                 Outcome::RetryAt(at, error) => c
                     .prepare_cached(
-                        "UPDATE outbox SET next_attempt_at = ?3, last_error = ?4
+                        "UPDATE outbox SET next_attempt_at = ?3, last_error = ?4, lease_owner = NULL
                          WHERE seq = ?1 AND state = 'pending' AND attempts = ?2",
                     )?
                     .execute(params![seq, attempt, at, error])?,
                 Outcome::Dead(error) => c
                     .prepare_cached(
-                        "UPDATE outbox SET state = 'dead', last_error = ?3, finished_at = ?4
+                        "UPDATE outbox SET state = 'dead', last_error = ?3, finished_at = ?4, lease_owner = NULL
                          WHERE seq = ?1 AND state = 'pending' AND attempts = ?2",
                     )?
                     .execute(params![seq, attempt, error, now])?,
                 Outcome::NotAttempted(at, error) => c
                     .prepare_cached(
-                        "UPDATE outbox SET attempts = attempts - 1, next_attempt_at = ?3, last_error = ?4
+                        "UPDATE outbox SET attempts = attempts - 1, next_attempt_at = ?3, last_error = ?4, lease_owner = NULL
                          WHERE seq = ?1 AND state = 'pending' AND attempts = ?2",
                     )?
                     .execute(params![seq, attempt, at, error])?,
@@ -901,6 +929,54 @@ impl Store for SqliteStore {
         self.point_read(move |c| {
             c.prepare_cached("SELECT EXISTS (SELECT 1 FROM tickets WHERE owner = ?1 AND contact_id = ?2)")?
                 .query_row(params![owner, contact_id], |row| row.get(0))
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, replica: &ReplicaStatus) -> anyhow::Result<()> {
+        let adapters = replica.adapters_json();
+        let replica = replica.clone();
+        let forget_before = clock::now_ms() - FORGET_AFTER.as_millis() as i64;
+        self.write(Queueing::WaitForRoom, move |c, _| {
+            c.prepare_cached(
+                "INSERT INTO replicas (replica_id, started_at, last_seen, listen, adapters)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (replica_id) DO UPDATE SET started_at = excluded.started_at,
+                   last_seen = excluded.last_seen, listen = excluded.listen, adapters = excluded.adapters",
+            )?
+            .execute(params![
+                replica.replica_id,
+                replica.started_at,
+                replica.last_seen,
+                replica.listen,
+                adapters
+            ])?;
+            c.prepare_cached("DELETE FROM replicas WHERE last_seen < ?1")?
+                .execute(params![forget_before])
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn replicas(&self) -> anyhow::Result<Vec<ReplicaStatus>> {
+        let now = clock::now_ms();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT replica_id, started_at, last_seen, listen, adapters FROM replicas ORDER BY replica_id",
+            )?
+            .query_map([], |row| {
+                let last_seen: i64 = row.get(2)?;
+                let adapters: String = row.get(4)?;
+                Ok(ReplicaStatus {
+                    replica_id: row.get(0)?,
+                    started_at: row.get(1)?,
+                    last_seen,
+                    listen: row.get(3)?,
+                    adapters: ReplicaStatus::parse_adapters(&adapters),
+                    stale: ReplicaStatus::is_stale(last_seen, now),
+                })
+            })?
+            .collect()
         })
         .await
     }

@@ -28,6 +28,8 @@ macro_rules! store_suite {
             order_is_kept_per_owner_and_ticket_across_tenants,
             due_leaves_out_the_tenants_it_is_told_to_skip,
             a_claim_counts_the_attempt_sets_a_lease_and_is_taken_once,
+            a_lease_is_renewed_by_its_owner_only_and_released_with_the_outcome,
+            a_lease_that_ends_unrenewed_is_claimed_by_another_process,
             next_due_after_looks_at_heads_only,
             idempotency_key_returns_the_first_id,
             webhook_keys_store_once_and_return_the_first_answer,
@@ -41,6 +43,8 @@ macro_rules! store_suite {
             two_processes_storing_one_idempotency_key_store_one_event,
             a_webhook_retried_on_two_processes_at_once_is_stored_once,
             a_tenants_quota_holds_across_processes,
+            heartbeats_list_each_replica_once_with_what_it_serves,
+            replicas_unseen_for_thirty_seconds_are_stale_and_after_a_day_forgotten,
         );
     };
     (@tests $fresh:expr; $($name:ident),* $(,)?) => {
@@ -145,7 +149,7 @@ pub(crate) async fn an_attempt_not_made_gives_its_claim_back(f: &impl Fixture) {
         .await
         .unwrap();
     let a1 = get(store, "a1").await;
-    assert!(store.claim(a1.seq, 0, now_ms() + 60_000).await.unwrap());
+    assert!(store.claim(a1.seq, 0, &lease(now_ms() + 60_000)).await.unwrap());
     let resting = Outcome::NotAttempted(now_ms() + 5_000, "adapter is resting".into());
     assert!(store.record(a1.seq, 1, resting).await.unwrap());
     let a1 = get(store, "a1").await;
@@ -153,7 +157,7 @@ pub(crate) async fn an_attempt_not_made_gives_its_claim_back(f: &impl Fixture) {
     assert!(due_ids(store, now_ms()).await.is_empty(), "a2 waits behind a1");
     assert_eq!(due_ids(store, now_ms() + 5_000).await, ["a1"]);
     assert!(
-        store.claim(a1.seq, 0, now_ms() + 60_000).await.unwrap(),
+        store.claim(a1.seq, 0, &lease(now_ms() + 60_000)).await.unwrap(),
         "claimed as attempt 1 again"
     );
 }
@@ -169,7 +173,7 @@ pub(crate) async fn only_the_head_of_each_ticket_is_due(f: &impl Fixture) {
     assert_eq!(due_ids(store, now_ms()).await, ["a1", "b1"]);
     // A waiting head holds back its own ticket only.
     let a1 = get(store, "a1").await;
-    assert!(store.claim(a1.seq, 0, now_ms() + 60_000).await.unwrap());
+    assert!(store.claim(a1.seq, 0, &lease(now_ms() + 60_000)).await.unwrap());
     assert!(
         store
             .record(a1.seq, 1, Outcome::RetryAt(now_ms() + 60_000, "vendor 503".into()))
@@ -178,7 +182,7 @@ pub(crate) async fn only_the_head_of_each_ticket_is_due(f: &impl Fixture) {
     );
     assert_eq!(due_ids(store, now_ms()).await, ["b1"]);
     // A dead head lets the ticket move on, and replay brings it back.
-    assert!(store.claim(a1.seq, 1, now_ms() + 60_000).await.unwrap());
+    assert!(store.claim(a1.seq, 1, &lease(now_ms() + 60_000)).await.unwrap());
     assert!(
         store
             .record(a1.seq, 2, Outcome::Dead("permanent".into()))
@@ -218,14 +222,106 @@ pub(crate) async fn due_leaves_out_the_tenants_it_is_told_to_skip(f: &impl Fixtu
     assert_eq!(due.iter().map(|d| d.delivery_id.as_str()).collect::<Vec<_>>(), ["b1"]);
 }
 
+/// The lease owner the suite's claims name.
+pub(crate) const OWNER: &str = "replica-a";
+
+/// A lease of [`OWNER`] until `until_ms`.
+pub(crate) fn lease(until_ms: i64) -> Lease {
+    lease_of(OWNER, until_ms)
+}
+
+/// A lease of `owner` until `until_ms`.
+pub(crate) fn lease_of(owner: &str, until_ms: i64) -> Lease {
+    Lease {
+        owner: owner.into(),
+        until_ms,
+    }
+}
+
+/// A lease names its holder; only the holder renews it (pushing back when the delivery is due
+/// again), and recording the outcome releases it, after which no renewal is written.
+pub(crate) async fn a_lease_is_renewed_by_its_owner_only_and_released_with_the_outcome(f: &impl Fixture) {
+    let store = f.store();
+    store.enqueue(vec![delivery("d1", "A", None)], WINDOW).await.unwrap();
+    let d1 = get(store, "d1").await;
+    assert_eq!(d1.lease_owner, None);
+    let first = now_ms() + 5_000;
+    assert!(store.claim(d1.seq, 0, &lease(first)).await.unwrap());
+    assert_eq!(get(store, "d1").await.lease_owner.as_deref(), Some(OWNER));
+    assert!(
+        !store
+            .renew(d1.seq, 1, &lease_of("replica-b", first + 50_000))
+            .await
+            .unwrap(),
+        "another process cannot renew it"
+    );
+    assert!(
+        !store.renew(d1.seq, 2, &lease(first + 50_000)).await.unwrap(),
+        "nor can another attempt"
+    );
+    assert_eq!(get(store, "d1").await.next_attempt_at, first);
+    let renewed = first + 10_000;
+    assert!(store.renew(d1.seq, 1, &lease(renewed)).await.unwrap());
+    assert_eq!(get(store, "d1").await.next_attempt_at, renewed);
+    assert!(
+        due_ids(store, first).await.is_empty(),
+        "the renewed lease holds past the first"
+    );
+    let retry_at = now_ms() + 1_000;
+    assert!(
+        store
+            .record(d1.seq, 1, Outcome::RetryAt(retry_at, "busy".into()))
+            .await
+            .unwrap()
+    );
+    let released = get(store, "d1").await;
+    assert_eq!((released.lease_owner, released.next_attempt_at), (None, retry_at));
+    assert!(
+        !store.renew(d1.seq, 1, &lease(renewed + 10_000)).await.unwrap(),
+        "a renewal after the outcome (one already under way) changes nothing"
+    );
+    assert_eq!(get(store, "d1").await.next_attempt_at, retry_at);
+}
+
+/// A process that dies mid-attempt stops renewing: when its lease ends, another process claims
+/// the delivery's next attempt, and the dead holder can neither renew nor record any more.
+pub(crate) async fn a_lease_that_ends_unrenewed_is_claimed_by_another_process(f: &impl Fixture) {
+    let store = f.store();
+    let replica = f.replica().await;
+    store
+        .enqueue(vec![delivery("d1", "A", None), delivery("d2", "A", None)], WINDOW)
+        .await
+        .unwrap();
+    let d1 = get(store, "d1").await;
+    let ends = now_ms() + 1_000;
+    assert!(store.claim(d1.seq, 0, &lease(ends)).await.unwrap());
+    assert!(
+        replica.due(ends - 1, 10, &[]).await.unwrap().is_empty(),
+        "held, and d2 waits behind it"
+    );
+    let due = replica.due(ends, 10, &[]).await.unwrap();
+    assert_eq!(due.iter().map(|d| d.delivery_id.as_str()).collect::<Vec<_>>(), ["d1"]);
+    assert!(
+        replica
+            .claim(d1.seq, 1, &lease_of("replica-b", ends + 60_000))
+            .await
+            .unwrap()
+    );
+    assert_eq!(get(store, "d1").await.lease_owner.as_deref(), Some("replica-b"));
+    assert!(!store.renew(d1.seq, 1, &lease(ends + 90_000)).await.unwrap());
+    assert!(!store.record(d1.seq, 1, Outcome::Delivered).await.unwrap());
+    assert!(replica.record(d1.seq, 2, Outcome::Delivered).await.unwrap());
+    assert_eq!(due_ids(&*replica, now_ms()).await, ["d2"]);
+}
+
 pub(crate) async fn a_claim_counts_the_attempt_sets_a_lease_and_is_taken_once(f: &impl Fixture) {
     let store = f.store();
     store.enqueue(vec![delivery("d1", "A", None)], WINDOW).await.unwrap();
     let d1 = get(store, "d1").await;
     let lease_until = now_ms() + 5_000;
-    assert!(store.claim(d1.seq, 0, lease_until).await.unwrap());
+    assert!(store.claim(d1.seq, 0, &lease(lease_until)).await.unwrap());
     assert!(
-        !store.claim(d1.seq, 0, lease_until).await.unwrap(),
+        !store.claim(d1.seq, 0, &lease(lease_until)).await.unwrap(),
         "a stale claim loses"
     );
     let claimed = get(store, "d1").await;
@@ -249,7 +345,7 @@ pub(crate) async fn next_due_after_looks_at_heads_only(f: &impl Fixture) {
     store.enqueue(batch, WINDOW).await.unwrap();
     let a1 = get(store, "a1").await;
     let later = now_ms() + 3_600_000;
-    assert!(store.claim(a1.seq, 0, later).await.unwrap());
+    assert!(store.claim(a1.seq, 0, &lease(later)).await.unwrap());
     // a2 was due long ago, but waits behind a1: the next thing due is a1's lease end.
     assert_eq!(store.next_due_after(now_ms()).await.unwrap(), Some(later));
 }
@@ -324,7 +420,7 @@ pub(crate) async fn replay_moves_dead_letters_to_another_tenant_and_purges_delet
     store.enqueue(batch, WINDOW).await.unwrap();
     for id in ["d1", "d2"] {
         let d = get(store, id).await;
-        assert!(store.claim(d.seq, 0, now_ms()).await.unwrap());
+        assert!(store.claim(d.seq, 0, &lease(now_ms())).await.unwrap());
         assert!(
             store
                 .record(d.seq, 1, Outcome::Dead("tenant removed".into()))
@@ -364,10 +460,10 @@ pub(crate) async fn backlog_by_tenant_counts_pending_deliveries_and_their_oldest
         .unwrap();
     // A dead letter and a delivered event are not waiting.
     let a3 = get(store, "a3").await;
-    assert!(store.claim(a3.seq, 0, now_ms()).await.unwrap());
+    assert!(store.claim(a3.seq, 0, &lease(now_ms())).await.unwrap());
     assert!(store.record(a3.seq, 1, Outcome::Dead("gone".into())).await.unwrap());
     let b1 = get(store, "b1").await;
-    assert!(store.claim(b1.seq, 0, now_ms()).await.unwrap());
+    assert!(store.claim(b1.seq, 0, &lease(now_ms())).await.unwrap());
     assert!(store.record(b1.seq, 1, Outcome::Delivered).await.unwrap());
     let backlog = store.backlog_by_tenant().await.unwrap();
     assert_eq!(
@@ -401,7 +497,7 @@ pub(crate) async fn purge_removes_what_is_past_retention_in_batches(f: &impl Fix
     .await;
     for d in store.due(now_ms(), 3_000, &[]).await.unwrap() {
         if d.delivery_id != "kept" {
-            assert!(store.claim(d.seq, 0, now_ms()).await.unwrap());
+            assert!(store.claim(d.seq, 0, &lease(now_ms())).await.unwrap());
             assert!(store.record(d.seq, 1, Outcome::Delivered).await.unwrap());
         }
     }
@@ -471,7 +567,7 @@ pub(crate) async fn a_wall_clock_step_neither_fires_retries_early_nor_holds_them
     store.enqueue(vec![delivery("d1", "A", None)], WINDOW).await.unwrap();
     let d1 = get(store, "d1").await;
     let retry_at = clock.now_ms() + 3_600_000;
-    assert!(store.claim(d1.seq, 0, retry_at).await.unwrap());
+    assert!(store.claim(d1.seq, 0, &lease(retry_at)).await.unwrap());
     time.step_wall(2 * 3_600_000);
     assert!(
         due_ids(store, clock.now_ms()).await.is_empty(),
@@ -494,9 +590,9 @@ pub(crate) async fn two_processes_claim_each_attempt_once(f: &impl Fixture) {
         .map(|i| delivery(&format!("d{i}"), &format!("T{i}"), None))
         .collect();
     store.enqueue(batch, WINDOW).await.unwrap();
-    let lease = now_ms() + 60_000;
+    let (mine, theirs) = (lease(now_ms() + 60_000), lease_of("replica-b", now_ms() + 60_000));
     for d in store.due(now_ms(), 100, &[]).await.unwrap() {
-        let (here, there) = tokio::join!(store.claim(d.seq, 0, lease), replica.claim(d.seq, 0, lease));
+        let (here, there) = tokio::join!(store.claim(d.seq, 0, &mine), replica.claim(d.seq, 0, &theirs));
         let wins = [here.unwrap(), there.unwrap()];
         assert_eq!(
             wins.iter().filter(|won| **won).count(),
@@ -572,4 +668,75 @@ pub(crate) async fn a_tenants_quota_holds_across_processes(f: &impl Fixture) {
             "round {round}: {stored:?}"
         );
     }
+}
+
+fn replica_status(id: &str, last_seen: i64, hash: &str) -> crate::replica::ReplicaStatus {
+    crate::replica::ReplicaStatus {
+        replica_id: id.into(),
+        started_at: last_seen - 1_000,
+        last_seen,
+        listen: "127.0.0.1:8080".into(),
+        adapters: vec![crate::replica::ServedAdapter {
+            tenant: "acme".into(),
+            content_hash: hash.into(),
+            loaded_at: chrono::DateTime::from_timestamp_millis(last_seen - 500).unwrap(),
+        }],
+        stale: false,
+    }
+}
+
+/// Each replica's heartbeat replaces its own row; every process sharing the store lists all of
+/// them, with the versions each serves.
+pub(crate) async fn heartbeats_list_each_replica_once_with_what_it_serves(f: &impl Fixture) {
+    let store = f.store();
+    let replica = f.replica().await;
+    let now = now_ms();
+    store
+        .heartbeat(&replica_status("host-1-aaaaaa", now, "h1"))
+        .await
+        .unwrap();
+    replica
+        .heartbeat(&replica_status("host-2-bbbbbb", now, "h1"))
+        .await
+        .unwrap();
+    store
+        .heartbeat(&replica_status("host-1-aaaaaa", now + 5, "h2"))
+        .await
+        .unwrap();
+    for listing in [store.replicas().await.unwrap(), replica.replicas().await.unwrap()] {
+        assert_eq!(
+            listing,
+            [
+                replica_status("host-1-aaaaaa", now + 5, "h2"),
+                replica_status("host-2-bbbbbb", now, "h1")
+            ]
+        );
+    }
+}
+
+/// A replica not seen for 30 s is listed as stale; one not seen for a day is deleted by the
+/// next heartbeat.
+pub(crate) async fn replicas_unseen_for_thirty_seconds_are_stale_and_after_a_day_forgotten(f: &impl Fixture) {
+    let store = f.store();
+    let now = now_ms();
+    store
+        .heartbeat(&replica_status("gone", now - 25 * 3_600_000, "h"))
+        .await
+        .unwrap();
+    store
+        .heartbeat(&replica_status("quiet", now - 31_000, "h"))
+        .await
+        .unwrap();
+    store
+        .heartbeat(&replica_status("live", now - 1_000, "h"))
+        .await
+        .unwrap();
+    let listing: Vec<(String, bool)> = store
+        .replicas()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.replica_id, r.stale))
+        .collect();
+    assert_eq!(listing, [("live".to_string(), false), ("quiet".to_string(), true)]);
 }

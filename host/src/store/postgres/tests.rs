@@ -7,7 +7,7 @@
 
 use super::*;
 use crate::clock::now_ms;
-use crate::store::suite::{Fixture, WINDOW, delivery, due_ids, get, store_suite};
+use crate::store::suite::{Fixture, WINDOW, delivery, due_ids, get, lease, store_suite};
 
 /// The variable naming the test server's database.
 const URL_ENV: &str = "DOLPHIN_BRIDGE_TEST_POSTGRES_URL";
@@ -117,7 +117,12 @@ async fn concurrent_opens_on_an_empty_database_apply_the_schema_once() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(applied, [1], "each migration applied once");
+    let embedded: Vec<i32> = embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.version())
+        .collect();
+    assert_eq!(applied, embedded, "each migration applied once");
     let fixture = TempSchema {
         store: PostgresStore::open(&url, 1).await.unwrap(),
         name,
@@ -199,20 +204,20 @@ async fn ticket_heads_follow_every_write() {
     assert_eq!(heads_both_ways(side).await.0.len(), 3);
 
     let a1 = get(store, "a1").await;
-    assert!(store.claim(a1.seq, 0, now_ms() + 60_000).await.unwrap());
+    assert!(store.claim(a1.seq, 0, &lease(now_ms() + 60_000)).await.unwrap());
     assert_heads(side, "claim").await;
     let retry = Outcome::RetryAt(now_ms() + 5_000, "vendor down".into());
     assert!(store.record(a1.seq, 1, retry).await.unwrap());
     assert_heads(side, "retry").await;
-    assert!(store.claim(a1.seq, 1, now_ms()).await.unwrap());
+    assert!(store.claim(a1.seq, 1, &lease(now_ms())).await.unwrap());
     assert!(store.record(a1.seq, 2, Outcome::Delivered).await.unwrap());
     assert_heads(side, "delivered").await;
     let a2 = get(store, "a2").await;
-    assert!(store.claim(a2.seq, 0, now_ms()).await.unwrap());
+    assert!(store.claim(a2.seq, 0, &lease(now_ms())).await.unwrap());
     assert!(store.record(a2.seq, 1, Outcome::Dead("bad".into())).await.unwrap());
     assert_heads(side, "dead").await;
     let b1 = get(store, "b1").await;
-    assert!(store.claim(b1.seq, 0, now_ms()).await.unwrap());
+    assert!(store.claim(b1.seq, 0, &lease(now_ms())).await.unwrap());
     assert!(store.record(b1.seq, 1, Outcome::Dead("bad".into())).await.unwrap());
     assert_heads(side, "dead at the head of b").await;
 
@@ -241,4 +246,32 @@ async fn ticket_heads_follow_every_write() {
         .await
         .unwrap();
     assert_heads(side, "purge").await;
+}
+
+/// Another process's dispatcher hears of new work when it is committed (`LISTEN/NOTIFY`), not at
+/// its next poll: an enqueue, a finished head with an event behind it, and a replay each notify.
+#[tokio::test]
+async fn work_made_due_by_one_process_wakes_the_others() {
+    let t = TempSchema::new().await;
+    let other = PostgresStore::open(&t.url, 2).await.unwrap();
+    let signal = other.due_signal().expect("PostgreSQL signals due work");
+    let heard = || async {
+        tokio::time::timeout(std::time::Duration::from_secs(5), signal.notified())
+            .await
+            .is_ok()
+    };
+    // The listener says it is listening by notifying once; wait for that first.
+    assert!(heard().await, "the listener connected");
+    let store = &t.store;
+    store
+        .enqueue(vec![delivery("a1", "A", None), delivery("a2", "A", None)], WINDOW)
+        .await
+        .unwrap();
+    assert!(heard().await, "an enqueue notifies");
+    let a1 = get(store, "a1").await;
+    assert!(store.claim(a1.seq, 0, &lease(now_ms() + 60_000)).await.unwrap());
+    assert!(store.record(a1.seq, 1, Outcome::Dead("bad".into())).await.unwrap());
+    assert!(heard().await, "a2 becoming the head notifies");
+    store.replay(DeadLetterFilter::One("a1".into()), None).await.unwrap();
+    assert!(heard().await, "a replay notifies");
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::clock::now_ms;
-use crate::store::suite::{Fixture, WINDOW, delivery, due_ids, get, remember, store_suite, ticket_with};
+use crate::store::suite::{Fixture, WINDOW, delivery, due_ids, get, lease, remember, store_suite, ticket_with};
 
 store_suite!(async { TempStore::new() });
 
@@ -156,7 +156,7 @@ async fn an_outcome_that_cannot_be_recorded_keeps_the_delivery_back_until_its_le
     store.enqueue(vec![delivery("d1", "A", None)], WINDOW).await.unwrap();
     let d1 = get(store, "d1").await;
     let lease_until = now_ms() + 5_000;
-    assert!(store.claim(d1.seq, 0, lease_until).await.unwrap());
+    assert!(store.claim(d1.seq, 0, &lease(lease_until)).await.unwrap());
     assert!(store.record(d1.seq, 1, Outcome::Delivered).await.is_err());
     assert!(due_ids(store, now_ms()).await.is_empty());
     let again = store.due(lease_until, 10, &[]).await.unwrap();
@@ -317,7 +317,7 @@ async fn ticket_heads_follow_every_write() {
     assert_eq!(heads_both_ways(&side).0.len(), 3);
 
     let a1 = get(store, "a1").await;
-    assert!(store.claim(a1.seq, 0, now_ms() + 60_000).await.unwrap());
+    assert!(store.claim(a1.seq, 0, &lease(now_ms() + 60_000)).await.unwrap());
     assert_heads("claim");
     assert!(
         store
@@ -326,15 +326,15 @@ async fn ticket_heads_follow_every_write() {
             .unwrap()
     );
     assert_heads("retry");
-    assert!(store.claim(a1.seq, 1, now_ms()).await.unwrap());
+    assert!(store.claim(a1.seq, 1, &lease(now_ms())).await.unwrap());
     assert!(store.record(a1.seq, 2, Outcome::Delivered).await.unwrap());
     assert_heads("delivered");
     let a2 = get(store, "a2").await;
-    assert!(store.claim(a2.seq, 0, now_ms()).await.unwrap());
+    assert!(store.claim(a2.seq, 0, &lease(now_ms())).await.unwrap());
     assert!(store.record(a2.seq, 1, Outcome::Dead("bad".into())).await.unwrap());
     assert_heads("dead");
     let b1 = get(store, "b1").await;
-    assert!(store.claim(b1.seq, 0, now_ms()).await.unwrap());
+    assert!(store.claim(b1.seq, 0, &lease(now_ms())).await.unwrap());
     assert!(store.record(b1.seq, 1, Outcome::Dead("bad".into())).await.unwrap());
     assert_heads("dead at the head of b");
 
