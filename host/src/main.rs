@@ -194,6 +194,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let watcher = ChangeWatcher::start(&config)?;
     let store = dolphin_bridge::open_store(&config).await?;
+    if _one_server.is_some() {
+        // Under the server lock, every lease is a dead process's: its deliveries go now, not
+        // when their leases would have ended.
+        let released = store
+            .release_all_leases()
+            .await
+            .context("releasing the leases of the last run")?;
+        if released > 0 {
+            tracing::info!(
+                released,
+                "deliveries that were running when the last server stopped are due again"
+            );
+        }
+    }
+    // Versions deployed on other replicas load before this one serves.
+    dolphin_bridge::deployments::shared::prime(&config, store.as_ref()).await?;
     let registry = Arc::new(dolphin_bridge::build_registry(&config, store.clone())?);
     let outbox = Outbox::new(store, config.delivery.clone());
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -214,6 +230,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         outbox.store().clone(),
         registry.clone(),
         address,
+        shutdown.clone(),
+    ));
+    tokio::spawn(dolphin_bridge::deployments::shared::follow(
+        outbox.store().clone(),
+        registry.clone(),
         shutdown.clone(),
     ));
     let watched = registry.clone();

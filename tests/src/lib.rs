@@ -11,6 +11,7 @@
 //! - [`bench_options`] parses the bench binaries' option values; [`bench_target`] prints a benchmark's figure against its target (`cargo xtask bench`).
 
 pub mod adapters;
+pub mod arrival_vendor;
 pub mod bench_options;
 pub mod bench_target;
 pub mod bridge;

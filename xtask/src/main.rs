@@ -71,6 +71,7 @@ enum Task {
     /// Build the adapters and a release bridge, run `cargo bench -p dolphin-bridge`, then every
     /// bench binary of the end-to-end crate (`tests/src/bin/*-bench.rs`) against that bridge,
     /// printing their figures, then every figure's ratio to its target (their `target:` lines).
+    /// `replica-bench` gets a throwaway PostgreSQL server, with fsync on.
     Bench {
         /// Run only these bench binaries (e.g. `reload-bench`), and not `cargo bench`.
         #[arg(long = "only", value_name = "NAME")]
@@ -643,6 +644,9 @@ fn ci() -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // bench
 
+/// The bench binary that runs bridges on a PostgreSQL server `bench` starts for it.
+const REPLICA_BENCH: &str = "replica-bench";
+
 /// The bench binaries of the end-to-end crate: `tests/src/bin/*-bench.rs`, sorted by name.
 fn bench_binaries() -> Result<Vec<String>> {
     let dir = workspace_root().join("tests").join("src").join("bin");
@@ -688,6 +692,13 @@ fn bench(only: &[String]) -> Result<()> {
         }
         run(&mut cmd)?;
     }
+    // The replica bench shares one PostgreSQL among its bridges: a throwaway server, with fsync
+    // on (unlike the tests') so that a commit costs what it costs in production.
+    let postgres = if binaries.iter().any(|name| name == REPLICA_BENCH) {
+        Some(postgres::TestServer::start_with(postgres::Durability::Fsync)?)
+    } else {
+        None
+    };
     for name in &binaries {
         let binary = target_dir()
             .join("release")
@@ -695,6 +706,9 @@ fn bench(only: &[String]) -> Result<()> {
         println!("\n==> {name}");
         let mut cmd = Command::new(&binary);
         cmd.env("DOLPHIN_BRIDGE_BIN", &bridge).current_dir(workspace_root());
+        if let Some(server) = postgres.as_ref().filter(|_| name == REPLICA_BENCH) {
+            cmd.env(postgres::URL_ENV, server.url());
+        }
         // One failing bench does not hide the others' figures.
         if let Err(err) = run_gathering_targets(&mut cmd, &mut targets) {
             eprintln!("xtask: {err:#}");

@@ -25,6 +25,15 @@ const DISTRIBUTION_BINS: &str = "/usr/lib/postgresql";
 /// The data folders' name, before the process id of the xtask that made it.
 const DATA_PREFIX: &str = "dolphin-bridge-postgres-";
 
+/// Whether the server syncs its commits to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `fsync=off`: for tests, whose data are thrown away.
+    Off,
+    /// `fsync=on` (PostgreSQL's default): for benchmarks.
+    Fsync,
+}
+
 /// A running test server; stopped and its data removed on drop.
 pub struct TestServer {
     bin: PathBuf,
@@ -34,8 +43,15 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Installs PostgreSQL when missing, then initialises and starts a server.
+    /// Installs PostgreSQL when missing, then initialises and starts a server for tests
+    /// (fsync off: throwaway data need no durability).
     pub fn start() -> Result<TestServer> {
+        Self::start_with(Durability::Off)
+    }
+
+    /// Like [`TestServer::start`], with fsync as `durability` says (on for benchmarks, whose
+    /// commits should cost what they cost in production).
+    pub fn start_with(durability: Durability) -> Result<TestServer> {
         let bin = ensure_installed()?;
         let as_system_user = is_root();
         sweep_abandoned(&bin, as_system_user);
@@ -64,8 +80,13 @@ impl TestServer {
             .command("initdb")
             .args(["--pgdata", &data, "--username", "postgres", "--auth", "trust"])
             .args(["--encoding", "UTF8", "--no-sync"]))?;
-        // The socket goes in the data directory; throwaway data need no fsync.
-        let options = format!("-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300");
+        // The socket goes in the data directory.
+        let fsync = match durability {
+            Durability::Off => "off",
+            Durability::Fsync => "on",
+        };
+        let options =
+            format!("-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync={fsync} -c max_connections=300");
         run(server
             .command("pg_ctl")
             .args(["start", "--wait", "--pgdata", &data, "--options", &options, "--log"])
@@ -80,7 +101,7 @@ impl TestServer {
             DATABASE,
         ]))?;
         eprintln!(
-            "xtask: PostgreSQL test server on port {port}: initdb + start + createdb {:.1} s",
+            "xtask: PostgreSQL test server on port {port} (fsync={fsync}): initdb + start + createdb {:.1} s",
             started.elapsed().as_secs_f64()
         );
         Ok(server)

@@ -1,12 +1,15 @@
 //! Versions deployed over HTTP: validated, stored by content hash ([`crate::deployments`]) and
-//! swapped in like a reload; rolled back one step at a time.
+//! swapped in like a reload; rolled back one step at a time. With a store that shares
+//! deployments, the change is written to it before this replica swaps, and the other replicas
+//! follow ([`AdapterRegistry::follow_shared`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{AdapterRegistry, RegistryEventKind};
 use crate::config::{Config, TenantConfig};
+use crate::deployments::shared::{DeploymentChange, SharedDeployments, cache_component};
 use crate::deployments::{RollbackTarget, StoredVersion, TenantVersions, rfc3339};
 use crate::runtime::content_hash;
 use crate::tenants::Tenant;
@@ -65,6 +68,7 @@ impl AdapterRegistry {
         let tenant_config = configured_tenant(&config, tenant)?;
         let hash = content_hash(&component);
         let size_bytes = component.len() as u64;
+        let for_shared = self.shared().map(|_| component.clone());
         let result = self.validate(&tenant_config, &config, &hash, component).await;
         if let Err(e) = &result {
             if let DeployError::Rejected(reason) = e {
@@ -87,11 +91,31 @@ impl AdapterRegistry {
             deployed_at: chrono::Utc::now(),
         };
         let stored = version.clone();
+        let keep = self.deployments.keep();
+        // Shared first: once committed there, every replica activates it.
+        let shared_list = match (self.shared(), for_shared) {
+            (Some(shared), Some(component)) => {
+                let change = DeploymentChange::Deployed {
+                    version: version.clone(),
+                    component,
+                };
+                match shared.change_deployment(tenant, keep, change).await {
+                    Ok(list) => Some(list),
+                    Err(e) => {
+                        self.forget_unlisted(tenant, &hash);
+                        return Err(DeployError::Storage(e));
+                    }
+                }
+            }
+            _ => None,
+        };
         // The files of versions no longer kept go once the new list is written and swapped in.
         tokio::task::spawn_blocking(move || -> Result<(), DeployError> {
             let versions = this.deployments.versions(&name).map_err(DeployError::Storage)?;
-            let keep = this.deployments.keep();
-            let dropped = this.commit(&name, &config, versions, |v| v.deployed(stored, keep))?;
+            let dropped = this.commit(&name, &config, versions, |v| match shared_list {
+                Some(list) => mirror(v, list),
+                None => v.deployed(stored, keep),
+            })?;
             let current = this.deployments.versions(&name).map_err(DeployError::Storage)?;
             for gone in dropped {
                 this.deployments.remove_unlisted(&name, &gone, &current);
@@ -119,11 +143,27 @@ impl AdapterRegistry {
         let _one_at_a_time = self.reloading.lock().await;
         let config = self.config.load_full();
         let tenant_config = configured_tenant(&config, tenant)?;
+        // With a shared store, the shared list says where a rollback goes, and the target's
+        // component comes from there when this replica has not kept it.
+        let shared_before = match self.shared() {
+            Some(shared) => {
+                let versions = shared.shared_versions(tenant).await.map_err(DeployError::Storage)?;
+                if let Some(RollbackTarget::Deployed(hash)) = versions.as_ref().and_then(|v| v.rollback_target()) {
+                    cache_component(shared, &self.deployments, tenant, &hash)
+                        .await
+                        .map_err(DeployError::Storage)?;
+                }
+                versions
+            }
+            None => None,
+        };
         let this = self.clone();
         let name = tenant.to_string();
-        let config_for_swap = config.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), DeployError> {
-            let versions = this.deployments.versions(&name).map_err(DeployError::Storage)?;
+        let target = tokio::task::spawn_blocking(move || -> Result<RollbackTarget, DeployError> {
+            let versions = match shared_before {
+                Some(versions) => versions,
+                None => this.deployments.versions(&name).map_err(DeployError::Storage)?,
+            };
             let target = versions.rollback_target().ok_or(DeployError::NoPreviousVersion)?;
             // The target must load before anything changes.
             let path = match &target {
@@ -136,7 +176,33 @@ impl AdapterRegistry {
                     without_path(&e, &path)
                 ))
             })?;
-            this.commit(&name, &config_for_swap, versions, |v| v.activate(&target))
+            Ok(target)
+        })
+        .await
+        .map_err(|e| DeployError::Storage(anyhow::Error::from(e).context("the rollback task failed")))??;
+        let shared_after = match self.shared() {
+            Some(shared) => Some(
+                shared
+                    .change_deployment(
+                        tenant,
+                        self.deployments.keep(),
+                        DeploymentChange::Activated(target.clone()),
+                    )
+                    .await
+                    .map_err(DeployError::Storage)?,
+            ),
+            None => None,
+        };
+        let this = self.clone();
+        let name = tenant.to_string();
+        tokio::task::spawn_blocking(move || -> Result<(), DeployError> {
+            let versions = this.deployments.versions(&name).map_err(DeployError::Storage)?;
+            this.commit(&name, &config, versions, |v| match shared_after {
+                Some(list) => {
+                    mirror(v, list);
+                }
+                None => v.activate(&target),
+            })
         })
         .await
         .map_err(|e| DeployError::Storage(anyhow::Error::from(e).context("the rollback task failed")))??;
@@ -159,9 +225,29 @@ impl AdapterRegistry {
     /// (the oldest version, which a rollback from the oldest deployed one returns to; left out
     /// when it cannot be read and is not active).
     pub fn versions(&self, tenant: &str) -> Result<Vec<AdapterVersion>, DeployError> {
+        configured_tenant(&self.config.load(), tenant)?;
+        let stored = self.deployments.versions(tenant).map_err(DeployError::Storage)?;
+        self.versions_from(tenant, stored)
+    }
+
+    /// As [`AdapterRegistry::versions`], from the list every replica shares when the store
+    /// shares deployments (and the tenant has one there), else from this replica's.
+    pub async fn listed_versions(&self, tenant: &str) -> Result<Vec<AdapterVersion>, DeployError> {
+        configured_tenant(&self.config.load(), tenant)?;
+        let shared = match self.shared() {
+            Some(shared) => shared.shared_versions(tenant).await.map_err(DeployError::Storage)?,
+            None => None,
+        };
+        match shared {
+            Some(stored) => self.versions_from(tenant, stored),
+            None => self.versions(tenant),
+        }
+    }
+
+    /// `tenant`'s versions given its deployed ones, `stored`.
+    fn versions_from(&self, tenant: &str, stored: TenantVersions) -> Result<Vec<AdapterVersion>, DeployError> {
         let config = self.config.load();
         let tenant_config = &configured_tenant(&config, tenant)?;
-        let stored = self.deployments.versions(tenant).map_err(DeployError::Storage)?;
         let mut versions: Vec<AdapterVersion> = stored
             .versions
             .iter()
@@ -198,6 +284,95 @@ impl AdapterRegistry {
         };
         versions.extend(file);
         Ok(versions)
+    }
+
+    /// The deployments every replica of the store shares, if it shares them.
+    fn shared(&self) -> Option<&dyn SharedDeployments> {
+        self.services.store.shared_deployments()
+    }
+
+    /// Brings every configured tenant to the version the shared store names active: fetches its
+    /// component into the local cache and validates and swaps it in as a deploy does; a tenant
+    /// already there only has its local list brought up to date. A version that fails to
+    /// validate is logged, recorded and added to `rejected`, and not tried again while it stays
+    /// the shared active version. An error (the store unreachable) leaves the rest for the next
+    /// call.
+    pub async fn follow_shared(self: &Arc<Self>, rejected: &mut HashSet<(String, String)>) -> anyhow::Result<()> {
+        let Some(shared) = self.shared() else {
+            return Ok(());
+        };
+        let _one_at_a_time = self.reloading.lock().await;
+        let config = self.config.load_full();
+        for tenant in &config.tenants {
+            let name = tenant.name.as_str();
+            let Some(list) = shared.shared_versions(name).await? else {
+                continue;
+            };
+            let wanted = list.active.clone().unwrap_or_default();
+            rejected.retain(|(t, hash)| t != name || *hash == wanted);
+            let snapshot = self.snapshot();
+            let serves = snapshot.by_name(name).is_some_and(|running| match &list.active {
+                Some(hash) => {
+                    running.adapter.content_hash == *hash && self.adapter_source(running) == AdapterSource::Deployed
+                }
+                None => self.adapter_source(running) == AdapterSource::File,
+            });
+            let local = self.deployments.versions(name)?;
+            if serves {
+                if local != list {
+                    self.deployments.write_versions(name, &list)?;
+                }
+                continue;
+            }
+            if rejected.contains(&(name.to_string(), wanted.clone())) {
+                continue;
+            }
+            if let Some(hash) = &list.active {
+                let path = cache_component(shared, &self.deployments, name, hash).await?;
+                let bytes = tokio::fs::read(&path).await?;
+                if let Err(e) = self.validate(tenant, &config, hash, bytes).await {
+                    let reason = e.to_string();
+                    tracing::error!(tenant = name, hash = %&hash[..12], reason = %reason,
+                        "a version deployed on another replica is rejected here; the previous version keeps serving");
+                    self.record(RegistryEventKind::DeployRejected, Some(name), Some(hash), Some(reason));
+                    rejected.insert((name.to_string(), wanted));
+                    continue;
+                }
+            }
+            let this = self.clone();
+            let (owned, config_for_swap, list_for_swap) = (name.to_string(), config.clone(), list.clone());
+            let swapped = tokio::task::spawn_blocking(move || -> Result<Vec<String>, DeployError> {
+                this.commit(&owned, &config_for_swap, local, |v| mirror(v, list_for_swap))
+            })
+            .await?;
+            match swapped {
+                Ok(dropped) => {
+                    for gone in dropped {
+                        self.deployments.remove_unlisted(name, &gone, &list);
+                    }
+                    let served = self.snapshot().by_name(name).map(|t| t.adapter.content_hash.clone());
+                    self.record(RegistryEventKind::Deployed, Some(name), served.as_deref(), None);
+                    tracing::info!(
+                        tenant = name,
+                        hash = served.as_deref().map(|h| &h[..12]),
+                        "adapter version activated from the shared store"
+                    );
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    tracing::error!(tenant = name, reason = %reason,
+                        "the shared active version cannot be swapped in here; the previous version keeps serving");
+                    self.record(
+                        RegistryEventKind::DeployRejected,
+                        Some(name),
+                        list.active.as_deref(),
+                        Some(reason),
+                    );
+                    rejected.insert((name.to_string(), wanted));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Where `tenant`'s running adapter comes from.
@@ -326,6 +501,19 @@ impl AdapterRegistry {
             }
         }
     }
+}
+
+/// Makes `local` a copy of `shared`; returns the content hashes `local` listed that `shared`
+/// does not.
+fn mirror(local: &mut TenantVersions, shared: TenantVersions) -> Vec<String> {
+    let gone = local
+        .versions
+        .iter()
+        .filter(|old| !shared.versions.iter().any(|v| v.content_hash == old.content_hash))
+        .map(|old| old.content_hash.clone())
+        .collect();
+    *local = shared;
+    gone
 }
 
 /// `error`'s message with the server path `path` replaced by "the component".

@@ -46,7 +46,7 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
             Ok(json_response(StatusCode::OK, &json!({ "version": version })))
         }
         (Method::GET, "versions") => {
-            let versions = registry.versions(tenant).map_err(deploy_error)?;
+            let versions = registry.listed_versions(tenant).await.map_err(deploy_error)?;
             Ok(json_response(
                 StatusCode::OK,
                 &json!({ "tenant": tenant, "keep": registry.config().deployments.keep, "versions": versions }),

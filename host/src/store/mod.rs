@@ -280,6 +280,9 @@ pub trait Store: Send + Sync {
     /// Extends the lease of attempt `attempt` to `lease.until_ms`; false (nothing written) when
     /// `lease.owner` no longer holds it (it expired and was claimed again, or was released).
     async fn renew(&self, seq: i64, attempt: u32, lease: &Lease) -> anyhow::Result<bool>;
+    /// Makes every leased delivery due now (its attempt stays counted); returns how many. Only
+    /// for a store no other process delivers from: the embedded store under its server lock.
+    async fn release_all_leases(&self) -> anyhow::Result<usize>;
     /// Releases the lease of attempt `attempt` with its outcome; false (nothing written) when the
     /// delivery is no longer pending at that attempt.
     async fn record(&self, seq: i64, attempt: u32, outcome: Outcome) -> anyhow::Result<bool>;
@@ -302,6 +305,11 @@ pub trait Store: Send + Sync {
     /// Notified when another process may have made work due (PostgreSQL: `LISTEN/NOTIFY`), so
     /// dispatchers need not wait for their next poll; `None` for a store one process owns.
     fn due_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
+    /// Deployed adapter versions shared by every process of the store (PostgreSQL); `None` for
+    /// a store one process owns, whose versions stay in the local `[deployments]` folder.
+    fn shared_deployments(&self) -> Option<&dyn crate::deployments::shared::SharedDeployments> {
         None
     }
 

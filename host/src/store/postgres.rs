@@ -7,7 +7,13 @@
 //! in a process: a claim is a conditional `UPDATE ... WHERE state = 'pending' AND attempts = $n`,
 //! so one attempt is claimed once whichever process asks; idempotency and webhook keys are taken
 //! with `INSERT ... ON CONFLICT`, so two processes storing the same key at once store one event;
-//! `ticket_heads` is kept by triggers in the transaction of every write.
+//! `ticket_heads` is kept by triggers in the transaction of every write. A claim leases the
+//! delivery to its replica, which renews the lease while the attempt runs; a replica that dies
+//! stops renewing, and its deliveries are due to the others when their leases end.
+//!
+//! Replicas wake each other with `NOTIFY` on a channel of the schema: after a commit that may
+//! have made work due, sent apart from it and coalesced (a `NOTIFY` inside the accepting
+//! transaction would serialise every commit on PostgreSQL's notification lock).
 //!
 //! The schema is versioned in `host/migrations/postgres` and applied when the store opens, under
 //! an advisory lock so processes starting together apply it once. Connections are plain (no
@@ -48,9 +54,12 @@ const PURGE_BATCH: i64 = 1000;
 /// Bytes of the readiness probe's write: about an event's.
 const PROBE_BYTES: usize = 4096;
 
-/// The channel `ticket_heads_notify` (migration V2) notifies when a ticket gets a new head,
-/// before the schema's name.
+/// The channel on which replicas tell each other that work may be due, before the schema's
+/// name (bridges on other schemas of the database are not woken).
 const DUE_CHANNEL_PREFIX: &str = "dolphin_bridge_due:";
+/// Announcements of due work a replica sends at most one per this long. A `NOTIFY` takes a
+/// database-wide lock at commit: sent in every accepting transaction, it would serialise them.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(10);
 /// How long the listener waits before connecting again after losing its connection.
 const LISTEN_RETRY: Duration = Duration::from_secs(2);
 
@@ -63,19 +72,48 @@ pub struct PostgresStore {
     due_signal: Arc<Notify>,
     /// The `LISTEN` connection's task, stopped with the store.
     listener: tokio::task::JoinHandle<()>,
+    /// The due channel of the store's schema.
+    channel: String,
+    /// Notified after a commit that may have made work due; [`announce_due_work`] tells the
+    /// other replicas.
+    announce: Arc<Notify>,
+    /// The task sending those announcements, stopped with the store.
+    announcer: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         self.listener.abort();
+        self.announcer.abort();
     }
+}
+
+/// Sends a notification on `channel` after each `announce` (those made while one is sent
+/// coalesce into the next), at most one per [`ANNOUNCE_EVERY`]. A lost one costs a poll's delay.
+async fn announce_due_work(pool: Pool, channel: String, announce: Arc<Notify>) {
+    loop {
+        announce.notified().await;
+        if let Ok(client) = pool.get().await
+            && let Err(e) = client.execute("SELECT pg_notify($1, '')", &[&channel]).await
+        {
+            tracing::debug!(error = %e, "cannot announce due work; other replicas find it at their next poll");
+        }
+        tokio::time::sleep(ANNOUNCE_EVERY).await;
+    }
+}
+
+/// The due channel of the schema `client`'s session works in.
+async fn due_channel(client: &tokio_postgres::Client) -> Result<String, tokio_postgres::Error> {
+    let schema: Option<String> = client.query_one("SELECT current_schema()", &[]).await?.get(0);
+    Ok(format!(
+        "{DUE_CHANNEL_PREFIX}{}",
+        schema.unwrap_or_else(|| "public".into())
+    ))
 }
 
 /// `LISTEN`s on the due channel of the connection's schema.
 async fn listen_on_due_channel(client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
-    let schema: Option<String> = client.query_one("SELECT current_schema()", &[]).await?.get(0);
-    let schema = schema.unwrap_or_else(|| "public".into());
-    let channel = format!("{DUE_CHANNEL_PREFIX}{schema}").replace('"', "\"\"");
+    let channel = due_channel(client).await?.replace('"', "\"\"");
     client.batch_execute(&format!("LISTEN \"{channel}\"")).await
 }
 
@@ -165,11 +203,23 @@ impl PostgresStore {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .context("building the store's connection pool")?;
+        let channel = {
+            let client = pool
+                .get()
+                .await
+                .with_context(|| format!("connecting to the store {target}"))?;
+            due_channel(&client).await.context("reading the store's schema")?
+        };
+        let announce = Arc::new(Notify::new());
+        let announcer = tokio::spawn(announce_due_work(pool.clone(), channel.clone(), announce.clone()));
         Ok(PostgresStore {
             pool,
             last_commit_ms: AtomicI64::new(0),
             due_signal,
             listener,
+            channel,
+            announce,
+            announcer,
         })
     }
 
@@ -416,6 +466,7 @@ impl Store for PostgresStore {
         let accepted = enqueue_in(&tx, deliveries, window, now).await?;
         tx.commit().await.context("store commit failed")?;
         self.committed();
+        self.announce.notify_one();
         Ok(accepted)
     }
 
@@ -459,6 +510,7 @@ impl Store for PostgresStore {
         let accepted = enqueue_in(&tx, deliveries, Duration::ZERO, now).await?;
         tx.commit().await.context("store commit failed")?;
         self.committed();
+        self.announce.notify_one();
         Ok(WebhookAccepted::New(accepted))
     }
 
@@ -506,6 +558,17 @@ impl Store for PostgresStore {
         Ok(changed == 1)
     }
 
+    async fn release_all_leases(&self) -> anyhow::Result<usize> {
+        let released = self
+            .write(
+                "UPDATE outbox SET next_attempt_at = $1, lease_owner = NULL
+                 WHERE state = 'pending' AND lease_owner IS NOT NULL",
+                &[&clock::now_ms()],
+            )
+            .await?;
+        Ok(released as usize)
+    }
+
     async fn renew(&self, seq: i64, attempt: u32, lease: &Lease) -> anyhow::Result<bool> {
         let changed = self
             .write(
@@ -520,6 +583,8 @@ impl Store for PostgresStore {
     async fn record(&self, seq: i64, attempt: u32, outcome: Outcome) -> anyhow::Result<bool> {
         let now = clock::now_ms();
         let attempt = attempt as i32;
+        // A finished delivery lets the next event of its ticket go.
+        let finishes = matches!(outcome, Outcome::Delivered | Outcome::Dead(_));
         let changed = match outcome {
             Outcome::Delivered => {
                 self.write(
@@ -554,6 +619,9 @@ impl Store for PostgresStore {
                 .await?
             }
         };
+        if finishes && changed == 1 {
+            self.announce.notify_one();
+        }
         Ok(changed == 1)
     }
 
@@ -581,6 +649,23 @@ impl Store for PostgresStore {
              WHERE {condition}"
         );
         let replayed = self.write(&sql, &[&now, &value, &to_tenant]).await?;
+        if replayed > 0 {
+            // At once, not through the announcer: a `dead-letters replay` command exits next.
+            let notified = match self.client().await {
+                Ok(client) => client
+                    .execute("SELECT pg_notify($1, '')", &[&self.channel])
+                    .await
+                    .map(drop)
+                    .map_err(anyhow::Error::from),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = notified {
+                tracing::debug!(
+                    error = format!("{e:#}"),
+                    "cannot announce the replay; replicas find it at their next poll"
+                );
+            }
+        }
         Ok(replayed as usize)
     }
 
@@ -691,6 +776,10 @@ impl Store for PostgresStore {
             synchronous,
             journal_mode: format!("wal_level={wal_level}"),
         })
+    }
+
+    fn shared_deployments(&self) -> Option<&dyn crate::deployments::shared::SharedDeployments> {
+        Some(self)
     }
 
     fn due_signal(&self) -> Option<Arc<Notify>> {
@@ -822,5 +911,6 @@ impl Store for PostgresStore {
     }
 }
 
+mod deployments;
 #[cfg(test)]
 mod tests;

@@ -649,6 +649,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn release_all_leases(&self) -> anyhow::Result<usize> {
+        self.write(Queueing::WaitForRoom, move |c, now| {
+            c.execute(
+                "UPDATE outbox SET next_attempt_at = ?1, lease_owner = NULL
+                 WHERE state = 'pending' AND lease_owner IS NOT NULL",
+                params![now],
+            )
+        })
+        .await
+    }
+
     async fn renew(&self, seq: i64, attempt: u32, lease: &Lease) -> anyhow::Result<bool> {
         let (owner, until) = (lease.owner.clone(), lease.until_ms);
         self.write(Queueing::WaitForRoom, move |c, _| {

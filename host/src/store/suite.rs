@@ -30,6 +30,7 @@ macro_rules! store_suite {
             a_claim_counts_the_attempt_sets_a_lease_and_is_taken_once,
             a_lease_is_renewed_by_its_owner_only_and_released_with_the_outcome,
             a_lease_that_ends_unrenewed_is_claimed_by_another_process,
+            released_leases_are_due_at_once_with_their_attempts_counted,
             next_due_after_looks_at_heads_only,
             idempotency_key_returns_the_first_id,
             webhook_keys_store_once_and_return_the_first_answer,
@@ -312,6 +313,38 @@ pub(crate) async fn a_lease_that_ends_unrenewed_is_claimed_by_another_process(f:
     assert!(!store.record(d1.seq, 1, Outcome::Delivered).await.unwrap());
     assert!(replica.record(d1.seq, 2, Outcome::Delivered).await.unwrap());
     assert_eq!(due_ids(&*replica, now_ms()).await, ["d2"]);
+}
+
+/// The embedded store's server, started after a crash, releases the dead run's leases: those
+/// deliveries are due at once, their attempts still counted; nothing else changes.
+pub(crate) async fn released_leases_are_due_at_once_with_their_attempts_counted(f: &impl Fixture) {
+    let store = f.store();
+    let batch = vec![
+        delivery("a1", "A", None),
+        delivery("b1", "B", None),
+        delivery("c1", "C", None),
+    ];
+    store.enqueue(batch, WINDOW).await.unwrap();
+    let (a1, b1) = (get(store, "a1").await, get(store, "b1").await);
+    assert!(store.claim(a1.seq, 0, &lease(now_ms() + 60_000)).await.unwrap());
+    assert!(store.claim(b1.seq, 0, &lease(now_ms() + 60_000)).await.unwrap());
+    assert!(
+        store
+            .record(b1.seq, 1, Outcome::RetryAt(now_ms() + 60_000, "down".into()))
+            .await
+            .unwrap()
+    );
+    assert_eq!(due_ids(store, now_ms()).await, ["c1"]);
+    assert_eq!(
+        store.release_all_leases().await.unwrap(),
+        1,
+        "a1 only: b1 waits for its retry"
+    );
+    let released = get(store, "a1").await;
+    assert_eq!((released.attempts, released.lease_owner), (1, None));
+    let mut due = due_ids(store, now_ms()).await;
+    due.sort();
+    assert_eq!(due, ["a1", "c1"]);
 }
 
 pub(crate) async fn a_claim_counts_the_attempt_sets_a_lease_and_is_taken_once(f: &impl Fixture) {

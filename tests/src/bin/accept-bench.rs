@@ -43,27 +43,27 @@
 //! DOLPHIN_BRIDGE_BIN=target/release/dolphin-bridge cargo run --release -p dolphin-bridge-tests --bin accept-bench -- --seconds 5
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Parser;
+use dolphin_bridge_tests::arrival_vendor::ArrivalVendor;
 use dolphin_bridge_tests::bench_target::{Better, print_target};
 use dolphin_bridge_tests::events::{EXAMPLE_OWNER, fresh_ticket};
 use dolphin_bridge_tests::mock_chatwoot::MockChatwoot;
-use dolphin_bridge_tests::mock_http::{MockServer, Recorded, Reply};
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, Tenant, adapters};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 
 /// Command-line options.
@@ -491,59 +491,6 @@ async fn start_raw_hyper() -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// A vendor that answers 200 at once and keeps when each delivery id (the echo adapter's
-/// `deliveryId`) first arrived.
-struct ArrivalVendor {
-    server: MockServer,
-    arrivals: Arc<Mutex<Arrivals>>,
-}
-
-#[derive(Default)]
-struct Arrivals {
-    first: HashMap<String, Instant>,
-    requests: u64,
-}
-
-impl ArrivalVendor {
-    async fn start() -> ArrivalVendor {
-        let arrivals: Arc<Mutex<Arrivals>> = Arc::default();
-        let recorder = arrivals.clone();
-        let server = MockServer::start(Arc::new(move |request: &Recorded| {
-            let now = Instant::now();
-            if request.path != VENDOR_PATH {
-                return Reply::json(404, &json!({"error": "not this vendor"}));
-            }
-            let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-            let mut arrivals = recorder.lock().unwrap();
-            arrivals.requests += 1;
-            if let Some(id) = body["deliveryId"].as_str() {
-                arrivals.first.entry(id.to_string()).or_insert(now);
-            }
-            Reply::json(200, &json!({"ok": true}))
-        }))
-        .await;
-        ArrivalVendor { server, arrivals }
-    }
-
-    fn url(&self) -> String {
-        format!("{}{VENDOR_PATH}", self.server.base_url())
-    }
-
-    /// Distinct delivery ids received so far.
-    fn distinct(&self) -> usize {
-        self.arrivals.lock().unwrap().first.len()
-    }
-
-    fn requests(&self) -> u64 {
-        self.arrivals.lock().unwrap().requests
-    }
-
-    fn arrival_of(&self, ids: &[(String, Instant)]) -> Vec<Option<Instant>> {
-        let arrivals = self.arrivals.lock().unwrap();
-        ids.iter().map(|(id, _)| arrivals.first.get(id).copied()).collect()
-    }
-}
-
 /// End-to-end figures of one phase's accepted events.
 struct Delivery {
     accepted: usize,
@@ -588,7 +535,7 @@ async fn echo_delivery(vendor: &ArrivalVendor, outcome: &load::Outcome, expected
         }
         tokio::time::sleep(POLL).await;
     };
-    let arrivals = vendor.arrival_of(&outcome.delivery_ids);
+    let arrivals = vendor.first_arrivals(outcome.delivery_ids.iter().map(|(id, _)| id.as_str()));
     let mut latencies = Vec::with_capacity(arrivals.len());
     let mut last = None;
     for ((_, sent), arrival) in outcome.delivery_ids.iter().zip(&arrivals) {
@@ -720,7 +667,7 @@ fn complaints(bridge: &Bridge) -> Vec<String> {
 
 async fn echo_run(options: &Options) -> anyhow::Result<EchoRun> {
     let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
-    let vendor = ArrivalVendor::start().await;
+    let vendor = ArrivalVendor::start(VENDOR_PATH).await;
     let config = BridgeConfig::new(&three_dolphins.base_url())
         .api_token(API_TOKEN)
         .tenant(

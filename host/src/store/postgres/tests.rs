@@ -275,3 +275,117 @@ async fn work_made_due_by_one_process_wakes_the_others() {
     store.replay(DeadLetterFilter::One("a1".into()), None).await.unwrap();
     assert!(heard().await, "a replay notifies");
 }
+
+/// Deployed versions are shared: what one process deploys or rolls back, another reads (list,
+/// active version, components), each change bumping the counter; `keep` trims the shared list
+/// and deletes the dropped components; activating a version no longer kept changes nothing.
+#[tokio::test]
+async fn deployed_versions_are_shared_between_processes() {
+    use crate::deployments::shared::{DeploymentChange, SharedDeployments};
+    use crate::deployments::{RollbackTarget, StoredVersion};
+
+    let t = TempSchema::new().await;
+    let other = PostgresStore::open(&t.url, 2).await.unwrap();
+    let (one, two) = (&t.store as &dyn SharedDeployments, &other as &dyn SharedDeployments);
+    assert_eq!(two.deployment_generation().await.unwrap(), 0);
+    assert_eq!(two.shared_versions("acme").await.unwrap(), None);
+    let deploy = |hash: &str| DeploymentChange::Deployed {
+        version: StoredVersion {
+            content_hash: hash.into(),
+            size_bytes: 3,
+            deployed_at: chrono::Utc::now(),
+        },
+        component: format!("{hash}-bytes").into_bytes(),
+    };
+    let mut generations = Vec::new();
+    for hash in ["a", "b", "c"] {
+        let listed = one.change_deployment("acme", 2, deploy(hash)).await.unwrap();
+        assert_eq!(two.shared_versions("acme").await.unwrap().as_ref(), Some(&listed));
+        generations.push(two.deployment_generation().await.unwrap());
+    }
+    assert!(generations.windows(2).all(|w| w[0] < w[1]), "{generations:?}");
+    let shared = two.shared_versions("acme").await.unwrap().unwrap();
+    let hashes: Vec<&str> = shared.versions.iter().map(|v| v.content_hash.as_str()).collect();
+    assert_eq!(hashes, ["c", "b"], "keep 2, newest first");
+    assert_eq!(shared.active.as_deref(), Some("c"));
+    assert_eq!(
+        two.shared_component("acme", "c").await.unwrap(),
+        Some(b"c-bytes".to_vec())
+    );
+    assert_eq!(
+        two.shared_component("acme", "a").await.unwrap(),
+        None,
+        "a dropped version's bytes go"
+    );
+    assert_eq!(two.shared_versions("beta").await.unwrap(), None, "per tenant");
+
+    let rolled = two
+        .change_deployment(
+            "acme",
+            2,
+            DeploymentChange::Activated(RollbackTarget::Deployed("b".into())),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rolled.active.as_deref(), Some("b"));
+    assert_eq!(one.shared_versions("acme").await.unwrap(), Some(rolled.clone()));
+    assert!(one.deployment_generation().await.unwrap() > generations[2]);
+
+    let before = one.deployment_generation().await.unwrap();
+    let refused = one
+        .change_deployment(
+            "acme",
+            2,
+            DeploymentChange::Activated(RollbackTarget::Deployed("a".into())),
+        )
+        .await;
+    assert!(format!("{:#}", refused.unwrap_err()).contains("no longer kept"));
+    assert_eq!(one.shared_versions("acme").await.unwrap(), Some(rolled));
+    assert_eq!(one.deployment_generation().await.unwrap(), before, "nothing changed");
+
+    let to_file = one
+        .change_deployment("acme", 2, DeploymentChange::Activated(RollbackTarget::File))
+        .await
+        .unwrap();
+    assert_eq!(to_file.active, None);
+    assert_eq!(to_file.versions.len(), 2, "the file activated, the versions stay kept");
+}
+
+/// Deploys of one tenant from two processes at once both land, one after the other: neither
+/// list loses the other's version.
+#[tokio::test]
+async fn concurrent_deploys_from_two_processes_are_applied_one_at_a_time() {
+    use crate::deployments::StoredVersion;
+    use crate::deployments::shared::{DeploymentChange, SharedDeployments};
+
+    let t = TempSchema::new().await;
+    let other = PostgresStore::open(&t.url, 2).await.unwrap();
+    let deploy = |hash: String| DeploymentChange::Deployed {
+        version: StoredVersion {
+            content_hash: hash.clone(),
+            size_bytes: 1,
+            deployed_at: chrono::Utc::now(),
+        },
+        component: hash.into_bytes(),
+    };
+    let (one, two) = (&t.store as &dyn SharedDeployments, &other as &dyn SharedDeployments);
+    let left = async {
+        for i in 0..10 {
+            one.change_deployment("acme", 50, deploy(format!("one-{i}")))
+                .await
+                .unwrap();
+        }
+    };
+    let right = async {
+        for i in 0..10 {
+            two.change_deployment("acme", 50, deploy(format!("two-{i}")))
+                .await
+                .unwrap();
+        }
+    };
+    tokio::join!(left, right);
+    let shared = one.shared_versions("acme").await.unwrap().unwrap();
+    assert_eq!(shared.versions.len(), 20, "{shared:?}");
+    assert_eq!(one.deployment_generation().await.unwrap(), 20);
+    assert_eq!(shared.active.as_deref(), Some(shared.versions[0].content_hash.as_str()));
+}

@@ -19,6 +19,10 @@
 //!   folder synced), so a crash leaves the old list or the new one. A file that cannot be parsed
 //!   is an error naming it, never an empty list: the bridge does not silently forget a
 //!   deployed version.
+//! - With a PostgreSQL store the versions are shared by every replica ([`shared`]); this folder
+//!   is then each replica's cache of them.
+
+pub mod shared;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
