@@ -76,6 +76,10 @@ enum Task {
         /// Run only these bench binaries (e.g. `reload-bench`), and not `cargo bench`.
         #[arg(long = "only", value_name = "NAME")]
         only: Vec<String>,
+        /// Options for the one bench binary `--only` names (after `--`, e.g.
+        /// `cargo xtask bench --only replica-bench -- --tenants 8`).
+        #[arg(last = true)]
+        args: Vec<String>,
     },
 }
 
@@ -87,7 +91,7 @@ fn main() -> ExitCode {
         Task::Demo { args } => demo(&args),
         Task::Screenshot => screenshot(),
         Task::Ci => ci(),
-        Task::Bench { only } => bench(&only),
+        Task::Bench { only, args } => bench(&only, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -661,7 +665,10 @@ fn bench_binaries() -> Result<Vec<String>> {
     Ok(names)
 }
 
-fn bench(only: &[String]) -> Result<()> {
+fn bench(only: &[String], args: &[String]) -> Result<()> {
+    if !args.is_empty() && only.len() != 1 {
+        bail!("options after `--` go to one bench binary: name it with one --only");
+    }
     let mut binaries = bench_binaries()?;
     if !only.is_empty() {
         for name in only {
@@ -705,7 +712,9 @@ fn bench(only: &[String]) -> Result<()> {
             .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
         println!("\n==> {name}");
         let mut cmd = Command::new(&binary);
-        cmd.env("DOLPHIN_BRIDGE_BIN", &bridge).current_dir(workspace_root());
+        cmd.args(args)
+            .env("DOLPHIN_BRIDGE_BIN", &bridge)
+            .current_dir(workspace_root());
         if let Some(server) = postgres.as_ref().filter(|_| name == REPLICA_BENCH) {
             cmd.env(postgres::URL_ENV, server.url());
         }

@@ -803,20 +803,33 @@ impl Store for PostgresStore {
     async fn kv_set(&self, tenant: &str, key: &str, value: Vec<u8>, quota: u64) -> anyhow::Result<KvWrite> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        // Concurrent writes of one tenant (from any process) take turns: the check and the
-        // write cannot interleave with another's.
-        tx.execute("SELECT pg_advisory_xact_lock(hashtext('kv'), hashtext($1))", &[&tenant])
-            .await?;
-        let others: i64 = tx
-            .query_one(
-                "SELECT COALESCE(SUM(length(key) + length(value)), 0)::bigint FROM kv WHERE tenant = $1 AND key <> $2",
+        let size = (key.len() + value.len()) as i64;
+        // The key's size now, its row locked until this commits. A write that does not grow it
+        // cannot take the tenant past its quota whatever else runs (the most common write: an
+        // adapter storing the same mapping again), so it needs no turn.
+        let current: Option<i64> = tx
+            .query_opt(
+                "SELECT (length(key) + length(value))::bigint FROM kv WHERE tenant = $1 AND key = $2 FOR UPDATE",
                 &[&tenant, &key],
             )
             .await?
-            .get(0);
-        if others as u64 + (key.len() + value.len()) as u64 > quota {
-            tx.rollback().await?;
-            return Ok(KvWrite::OverQuota);
+            .map(|row| row.get(0));
+        if current.is_none_or(|current| size > current) {
+            // Writes that grow a tenant's keys (from any process) take turns: the check and the
+            // write cannot interleave with another's.
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext('kv'), hashtext($1))", &[&tenant])
+                .await?;
+            let others: i64 = tx
+                .query_one(
+                    "SELECT COALESCE(SUM(length(key) + length(value)), 0)::bigint FROM kv WHERE tenant = $1 AND key <> $2",
+                    &[&tenant, &key],
+                )
+                .await?
+                .get(0);
+            if (others + size) as u64 > quota {
+                tx.rollback().await?;
+                return Ok(KvWrite::OverQuota);
+            }
         }
         tx.execute(
             "INSERT INTO kv (tenant, key, value) VALUES ($1, $2, $3)

@@ -701,6 +701,33 @@ pub(crate) async fn a_tenants_quota_holds_across_processes(f: &impl Fixture) {
             "round {round}: {stored:?}"
         );
     }
+    // Rewrites that do not grow a key run beside growing writes of other keys: still exactly
+    // one of two growing writes that cannot both fit is stored, and every rewrite is.
+    let quota = 120;
+    for round in 0..10 {
+        let tenant = format!("r{round}");
+        assert_eq!(
+            store.kv_set(&tenant, "k1", vec![1; 58], quota).await.unwrap(),
+            KvWrite::Stored
+        );
+        let (same, smaller, grow_here, grow_there) = tokio::join!(
+            store.kv_set(&tenant, "k1", vec![2; 58], quota),
+            replica.kv_set(&tenant, "k1", vec![3; 50], quota),
+            store.kv_set(&tenant, "k2", vec![0; 50], quota),
+            replica.kv_set(&tenant, "k3", vec![0; 50], quota),
+        );
+        assert_eq!(
+            (same.unwrap(), smaller.unwrap()),
+            (KvWrite::Stored, KvWrite::Stored),
+            "round {round}"
+        );
+        let grown = [grow_here.unwrap(), grow_there.unwrap()];
+        assert_eq!(
+            grown.iter().filter(|s| **s == KvWrite::Stored).count(),
+            1,
+            "round {round}: {grown:?}"
+        );
+    }
 }
 
 fn replica_status(id: &str, last_seen: i64, hash: &str) -> crate::replica::ReplicaStatus {
