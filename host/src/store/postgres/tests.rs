@@ -389,3 +389,32 @@ async fn concurrent_deploys_from_two_processes_are_applied_one_at_a_time() {
     assert_eq!(one.deployment_generation().await.unwrap(), 20);
     assert_eq!(shared.active.as_deref(), Some(shared.versions[0].content_hash.as_str()));
 }
+
+/// An event stored while the delivery ahead of it on its ticket finishes, on two connections at
+/// once, becomes the ticket's head: before the head triggers took a per-ticket lock, the finish
+/// could look for the next event before the store committed it, and the enqueue find the old
+/// head still there, leaving the new event with no head (a later one then went first).
+#[tokio::test]
+async fn an_event_stored_while_the_head_finishes_becomes_the_head() {
+    let t = TempSchema::new().await;
+    let store = &t.store;
+    let other = PostgresStore::open(&t.url, 4).await.unwrap();
+    for round in 0..150 {
+        let ticket = format!("T{round}");
+        let (first, next) = (format!("a{round}"), format!("b{round}"));
+        store
+            .enqueue(vec![delivery(&first, &ticket, None)], WINDOW)
+            .await
+            .unwrap();
+        let head = get(store, &first).await;
+        assert!(store.claim(head.seq, 0, &lease(now_ms() + 60_000)).await.unwrap());
+        let (recorded, stored) = tokio::join!(
+            store.record(head.seq, 1, Outcome::Delivered),
+            other.enqueue(vec![delivery(&next, &ticket, None)], WINDOW),
+        );
+        assert!(recorded.unwrap());
+        stored.unwrap();
+        let (kept, derived) = heads_both_ways(&t.side).await;
+        assert_eq!(kept, derived, "round {round}");
+    }
+}
