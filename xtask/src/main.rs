@@ -8,12 +8,15 @@
 //!   test (extra args: `cargo test ARGS`)
 //! - `demo`: the bridge between a mock 3Dolphins and a mock Chatwoot, with a scripted round trip
 //! - `ci`: what CI checks: formatting, clippy (native crates and adapters), tests
+//! - `tidy`: the structure's rules: the host's layers, file sizes, Markdown links (`tidy.rs`)
 //! - `screenshot`: regenerate the status page's screenshot in docs/ with the browser test
 //! - `bench`: `cargo bench -p dolphin-bridge`, then every `tests/src/bin/*-bench.rs`, printing their figures
 //!   and, at the end, each figure's ratio to its target
 
 mod browser;
+mod doc_links;
 mod postgres;
+mod tidy;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -68,6 +71,10 @@ enum Task {
     Screenshot,
     /// Formatting check, clippy with warnings denied (native crates and adapters), then `test`.
     Ci,
+    /// Check the project's structure: the host's layers (imports only go down, no rings), no
+    /// host file over 800 lines of non-test code, every relative link in the Markdown files.
+    /// Also run by `cargo test`.
+    Tidy,
     /// Build the adapters and a release bridge, run `cargo bench -p dolphin-bridge`, then every
     /// bench binary of the end-to-end crate (`tests/src/bin/*-bench.rs`) against that bridge,
     /// printing their figures, then every figure's ratio to its target (their `target:` lines).
@@ -91,6 +98,7 @@ fn main() -> ExitCode {
         Task::Demo { args } => demo(&args),
         Task::Screenshot => screenshot(),
         Task::Ci => ci(),
+        Task::Tidy => tidy::run(&workspace_root()),
         Task::Bench { only, args } => bench(&only, &args),
     };
     match result {
