@@ -569,6 +569,11 @@ impl ServerConfig {
     }
 }
 
+/// Writes the embedded store's writer queue holds by default before client writes are refused.
+pub const DEFAULT_WRITE_QUEUE: usize = 8192;
+/// Connections the PostgreSQL store's pool holds at most by default.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
 mod defaults {
     use std::net::SocketAddr;
     use std::path::PathBuf;
@@ -589,10 +594,10 @@ mod defaults {
         "dolphin-bridge.db".into()
     }
     pub fn write_queue() -> usize {
-        crate::store::DEFAULT_WRITE_QUEUE
+        super::DEFAULT_WRITE_QUEUE
     }
     pub fn pool_size() -> usize {
-        crate::store::DEFAULT_POOL_SIZE
+        super::DEFAULT_POOL_SIZE
     }
     pub fn event_path() -> String {
         "/dolphin/integration/incomingMessage".into()

@@ -10,6 +10,7 @@
 pub mod activity;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod contract;
 pub mod deploy_client;
@@ -21,7 +22,6 @@ pub mod plugin_new;
 pub mod plugin_test;
 pub mod redaction;
 pub mod registry;
-pub mod replica;
 pub mod runtime;
 pub mod scheduler;
 pub mod server;

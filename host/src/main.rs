@@ -216,7 +216,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} ([server] listen)", config.server.listen))?;
     let address = listener.local_addr()?;
-    let replica = dolphin_bridge::replica::ReplicaId::current();
+    let replica = dolphin_bridge::cluster::ReplicaId::current();
     tracing::info!(%address, %replica, tenants = registry.snapshot().all().len(), "dolphin-bridge started");
     let mut stdout = std::io::stdout();
     writeln!(stdout, "listening on http://{address}")?;
@@ -226,13 +226,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let delivery = tokio::spawn(outbox.clone().run(registry.clone(), shutdown.clone()));
     tokio::spawn(reload_on_sighup(registry.clone()));
-    tokio::spawn(dolphin_bridge::replica::run_heartbeat(
+    tokio::spawn(dolphin_bridge::cluster::heartbeat::run_heartbeat(
         outbox.store().clone(),
         registry.clone(),
         address,
         shutdown.clone(),
     ));
-    tokio::spawn(dolphin_bridge::deployments::shared::follow(
+    tokio::spawn(dolphin_bridge::cluster::deployment_follower::follow(
         outbox.store().clone(),
         registry.clone(),
         shutdown.clone(),

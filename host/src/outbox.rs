@@ -13,11 +13,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::activity::Activity;
 use crate::clock::now_ms;
+use crate::cluster::ReplicaId;
 use crate::config::DeliveryConfig;
 use crate::contract::{IncomingEvent, ThreeDolphinsEvent};
 use crate::metrics::{METRICS, Metrics};
 use crate::registry::AdapterRegistry;
-use crate::replica::ReplicaId;
 use crate::runtime::{CallContext, CallError};
 use crate::store::{
     Accepted, Delivery, Direction, Lease, NewDelivery, OrderKey, Outcome, PurgeBefore, Store, StoredResponse,

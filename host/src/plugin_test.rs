@@ -365,7 +365,7 @@ async fn webhook_report(
                 wt::BridgeEvent::Command(e) => &e.ticket_number,
             };
             let known = host.services.store.ticket(&host.owner, ticket).await?;
-            match crate::server::complete_adapter_event(&host.owner, known.as_ref(), event) {
+            match crate::runtime::complete_adapter_event(&host.owner, known.as_ref(), event) {
                 Ok(event) => {
                     let path = match &event {
                         ThreeDolphinsEvent::Outgoing(_) => &three_dolphins.outgoing_path,

@@ -21,13 +21,10 @@ use std::net::IpAddr;
 use subtle::ConstantTimeEq;
 
 use crate::config::{ServerConfig, network_contains, parse_network};
-use crate::contract::{
-    CommandEvent, FieldError, IncomingEvent, OutgoingEvent, ParseError, ThreeDolphinsEvent, check_media_link,
-    now_created_date, shorten,
-};
+use crate::contract::{FieldError, IncomingEvent, ParseError, ThreeDolphinsEvent, shorten};
 use crate::registry::AdapterRegistry;
 use crate::runtime::bindings::dolphin::bridge::types as wt;
-use crate::runtime::{CallContext, CallError, from_wit_type, header_pairs};
+use crate::runtime::{CallContext, CallError, complete_adapter_event, header_pairs};
 use crate::webhook_auth::{self, SignedRequest};
 
 mod admin;
@@ -656,138 +653,4 @@ async fn complete_event(
         .await
         .map_err(store_unavailable)?;
     complete_adapter_event(&tenant.owner, known.as_ref(), event).map_err(invalid)
-}
-
-/// An adapter's event as 3Dolphins gets it: the tenant's `owner`, and the ticket's channel and
-/// customer name (from `known`, what the bridge remembers of the ticket) when the adapter left
-/// them out; or why the bridge refuses it (no channel to be had, a bad media link, a reserved
-/// `extra` key). Shared by the webhook endpoint and `plugin test`.
-pub(crate) fn complete_adapter_event(
-    owner: &str,
-    known: Option<&TicketInfo>,
-    event: wt::BridgeEvent,
-) -> Result<ThreeDolphinsEvent, String> {
-    let ticket_number = match &event {
-        wt::BridgeEvent::Outgoing(e) => e.ticket_number.clone(),
-        wt::BridgeEvent::Command(e) => e.ticket_number.clone(),
-    };
-    if ticket_number.trim().is_empty() {
-        return Err("the adapter produced an event without a ticket number".into());
-    }
-    let channel_of = |given: Option<String>| {
-        given
-            .filter(|c| !c.is_empty())
-            .or_else(|| known.map(|k| k.channel.clone()))
-            .ok_or_else(|| format!("ticket `{ticket_number}` is unknown to the bridge and the adapter gave no channel"))
-    };
-    Ok(match event {
-        wt::BridgeEvent::Outgoing(e) => {
-            let message_type = from_wit_type(e.message_type);
-            if message_type.is_media() {
-                check_media_link(&e.media_link).map_err(|m| format!("mediaLink {m}"))?;
-            }
-            let extra = outgoing_extra(e.extra)?;
-            ThreeDolphinsEvent::Outgoing(OutgoingEvent {
-                channel: channel_of(e.channel)?,
-                customer_name: e
-                    .customer_name
-                    .or_else(|| known.map(|k| k.customer_name.clone()))
-                    .unwrap_or_default(),
-                ticket_number: e.ticket_number,
-                message_type,
-                message: e.message,
-                media_link: e.media_link,
-                owner: owner.to_string(),
-                created_date: now_created_date(),
-                extra,
-            })
-        }
-        wt::BridgeEvent::Command(e) => ThreeDolphinsEvent::Command(CommandEvent {
-            channel: channel_of(e.channel)?,
-            ticket_number: e.ticket_number,
-            owner: owner.to_string(),
-            event: match e.command {
-                wt::TicketCommand::Close => "Close".into(),
-            },
-        }),
-    })
-}
-
-/// An adapter's `extra` for an Outgoing event, as JSON values (a value that is not JSON text
-/// stays a string). A key the event has already (`owner`, `ticketNumber`, `message`…, or the
-/// `kind` it is stored with), compared ignoring case, is refused: it would be a second value for
-/// that key in what 3Dolphins gets (an adapter could speak for another owner).
-fn outgoing_extra(pairs: Vec<(String, String)>) -> Result<serde_json::Map<String, Value>, String> {
-    /// The keys of an Outgoing event as stored (tagged with `kind`) and posted.
-    static RESERVED: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
-        let template = ThreeDolphinsEvent::Outgoing(OutgoingEvent {
-            ticket_number: String::new(),
-            channel: String::new(),
-            message_type: from_wit_type(wt::MessageType::Text),
-            message: String::new(),
-            media_link: String::new(),
-            customer_name: String::new(),
-            owner: String::new(),
-            created_date: String::new(),
-            extra: serde_json::Map::new(),
-        });
-        match serde_json::to_value(template) {
-            Ok(Value::Object(map)) => map.into_iter().map(|(key, _)| key).collect(),
-            _ => unreachable!("an Outgoing event serializes to an object"),
-        }
-    });
-    let mut extra = serde_json::Map::new();
-    for (key, value) in pairs {
-        if RESERVED.iter().any(|reserved| reserved.eq_ignore_ascii_case(&key)) {
-            return Err(format!(
-                "the adapter set `{}` in an Outgoing event's extra fields, which the event has already",
-                shorten(&key.escape_debug().to_string())
-            ));
-        }
-        let value = serde_json::from_str(&value).unwrap_or(Value::String(value));
-        extra.insert(key, value);
-    }
-    Ok(extra)
-}
-
-#[cfg(test)]
-mod outgoing_extra_tests {
-    use super::*;
-
-    fn pairs(keys: &[&str]) -> Vec<(String, String)> {
-        keys.iter().map(|k| (k.to_string(), "\"x\"".to_string())).collect()
-    }
-
-    #[test]
-    fn keys_the_event_has_are_refused() {
-        for key in [
-            "owner",
-            "kind",
-            "ticketNumber",
-            "channel",
-            "messageType",
-            "message",
-            "mediaLink",
-            "customerName",
-            "createdDate",
-            "OWNER",
-        ] {
-            let err = outgoing_extra(pairs(&["fine", key])).unwrap_err();
-            assert!(err.contains(&format!("`{key}`")), "{err}");
-        }
-    }
-
-    #[test]
-    fn other_keys_are_kept_as_json() {
-        let extra = outgoing_extra(vec![
-            ("groupId".into(), "\"g1\"".into()),
-            ("n".into(), "3".into()),
-            ("text".into(), "not json".into()),
-        ])
-        .unwrap();
-        assert_eq!(
-            Value::Object(extra),
-            json!({"groupId": "g1", "n": 3, "text": "not json"})
-        );
-    }
 }

@@ -86,8 +86,7 @@ fn check_link(from: &Path, dest: &str, anchors: &mut HashMap<PathBuf, BTreeSet<S
     let known = match anchors.get(&target) {
         Some(known) => known,
         None => {
-            let text =
-                std::fs::read_to_string(&target).with_context(|| format!("cannot read {}", target.display()))?;
+            let text = std::fs::read_to_string(&target).with_context(|| format!("cannot read {}", target.display()))?;
             anchors.entry(target.clone()).or_insert(heading_anchors(&text))
         }
     };
@@ -123,7 +122,11 @@ pub fn heading_anchors(text: &str) -> BTreeSet<String> {
                     })
                     .collect();
                 let count = seen.entry(slug.clone()).or_insert(0);
-                let anchor = if *count == 0 { slug.clone() } else { format!("{slug}-{count}") };
+                let anchor = if *count == 0 {
+                    slug.clone()
+                } else {
+                    format!("{slug}-{count}")
+                };
                 *count += 1;
                 out.insert(anchor);
             }

@@ -74,7 +74,13 @@ pub fn read_crate(src: &Path, lib_name: &str) -> Result<Vec<SourceFile>> {
     let mut files = Vec::new();
     read_module_file(src, Path::new("lib.rs"), Vec::new(), None, &mut files)?;
     if src.join("main.rs").exists() {
-        read_module_file(src, Path::new("main.rs"), vec!["main".into()], Some(lib_name), &mut files)?;
+        read_module_file(
+            src,
+            Path::new("main.rs"),
+            vec!["main".into()],
+            Some(lib_name),
+            &mut files,
+        )?;
     }
     Ok(files)
 }
@@ -90,7 +96,11 @@ fn read_module_file(
     let text = std::fs::read_to_string(&full).with_context(|| format!("cannot read {}", full.display()))?;
     let parsed = syn::parse_file(&text).with_context(|| format!("cannot parse {}", full.display()))?;
     let mut collector = Collector {
-        file_module: if lib_alias.is_some() { Vec::new() } else { module.clone() },
+        file_module: if lib_alias.is_some() {
+            Vec::new()
+        } else {
+            module.clone()
+        },
         inline: Vec::new(),
         lib_alias,
         refs: Vec::new(),
@@ -124,7 +134,11 @@ fn read_module_file(
         } else {
             bail!("{}: `mod {child};` names no file", rel.display());
         };
-        let mut child_module = if lib_alias.is_some() { vec!["main".to_string()] } else { module.clone() };
+        let mut child_module = if lib_alias.is_some() {
+            vec!["main".to_string()]
+        } else {
+            module.clone()
+        };
         child_module.push(child);
         read_module_file(src, &child_rel, child_module, lib_alias, files)?;
     }
@@ -357,6 +371,9 @@ impl<'ast> Visit<'ast> for Collector<'_> {
         syn::visit::visit_path(self, path);
     }
 
+    /// `pub(crate)` and `pub(super)` name no module used.
+    fn visit_visibility(&mut self, _: &'ast syn::Visibility) {}
+
     fn visit_macro(&mut self, mac: &'ast syn::Macro) {
         self.macro_tokens(mac.tokens.clone());
         syn::visit::visit_macro(self, mac);
@@ -399,7 +416,9 @@ pub fn check_layers(files: &[SourceFile], layers: Layers<'_>) -> Vec<Problem> {
             continue;
         };
         for reference in &file.refs {
-            let Some(target_file) = file_of(files, &reference.target) else { continue };
+            let Some(target_file) = file_of(files, &reference.target) else {
+                continue;
+            };
             let to_top = top_of(target_file);
             if let Some(to_layer) = layer_of(layers, to_top)
                 && to_layer > from_layer
@@ -436,7 +455,10 @@ pub fn check_layers(files: &[SourceFile], layers: Layers<'_>) -> Vec<Problem> {
                 format!("`{from}` -> `{to}` ({}:{line})", path.display())
             })
             .collect();
-        problems.insert(Problem(format!("modules use each other in a ring: {}", places.join(", "))));
+        problems.insert(Problem(format!(
+            "modules use each other in a ring: {}",
+            places.join(", ")
+        )));
     }
     for ring in rings(file_edges.keys().cloned()) {
         let places: Vec<String> = shortest_cycle(&ring, &file_edges)
@@ -446,13 +468,20 @@ pub fn check_layers(files: &[SourceFile], layers: Layers<'_>) -> Vec<Problem> {
                 format!("{}:{line} uses {}", from.display(), to.display())
             })
             .collect();
-        problems.insert(Problem(format!("files use each other in a ring: {}", places.join("; "))));
+        problems.insert(Problem(format!(
+            "files use each other in a ring: {}",
+            places.join("; ")
+        )));
     }
     problems.into_iter().collect()
 }
 
 fn display_module(module: &[String]) -> String {
-    if module.is_empty() { "crate".into() } else { module.join("::") }
+    if module.is_empty() {
+        "crate".into()
+    } else {
+        module.join("::")
+    }
 }
 
 /// The shortest cycle through the nodes of `ring` (a strongly connected component), as its edges.
@@ -593,7 +622,10 @@ pub fn run(root: &Path) -> Result<()> {
     let files = read_crate(&host_src(root), "dolphin_bridge")?;
     println!("Host layers, bottom up (a file uses its own layer and the ones below):");
     for (i, (name, modules)) in HOST_LAYERS.iter().enumerate() {
-        let modules: Vec<&str> = modules.iter().map(|m| if m.is_empty() { "lib.rs" } else { m }).collect();
+        let modules: Vec<&str> = modules
+            .iter()
+            .map(|m| if m.is_empty() { "lib.rs" } else { m })
+            .collect();
         println!("  {}. {name}: {}", i + 1, modules.join(", "));
     }
     println!("\nNon-test lines per file (at most {MAX_NON_TEST_LINES}):");

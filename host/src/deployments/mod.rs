@@ -28,84 +28,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+
+use crate::store::TenantVersions;
 
 /// The name of the per-tenant list of versions.
 const VERSIONS_FILE: &str = "versions.json";
-
-/// One deployed version as `versions.json` keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StoredVersion {
-    /// Hex SHA-256 of the component.
-    pub content_hash: String,
-    pub size_bytes: u64,
-    /// When it was (last) deployed.
-    #[serde(with = "rfc3339")]
-    pub deployed_at: DateTime<Utc>,
-}
-
-/// A tenant's deployed versions: newest first, and which one is active (`None`: the tenant runs
-/// its configured file).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TenantVersions {
-    pub versions: Vec<StoredVersion>,
-    pub active: Option<String>,
-}
-
-/// What a rollback goes back to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RollbackTarget {
-    /// A kept deployed version, by content hash.
-    Deployed(String),
-    /// The tenant's configured adapter file.
-    File,
-}
-
-impl TenantVersions {
-    /// The active deployed version.
-    pub fn active_version(&self) -> Option<&StoredVersion> {
-        let active = self.active.as_deref()?;
-        self.versions.iter().find(|v| v.content_hash == active)
-    }
-
-    /// Puts `version` first and makes it active, then keeps the newest `keep` versions (the
-    /// active one always). Returns the content hashes no longer kept.
-    pub fn deployed(&mut self, version: StoredVersion, keep: usize) -> Vec<String> {
-        self.versions.retain(|v| v.content_hash != version.content_hash);
-        self.active = Some(version.content_hash.clone());
-        self.versions.insert(0, version);
-        let keep = keep.max(1);
-        let mut dropped = Vec::new();
-        while self.versions.len() > keep {
-            // The active version is first, so the last one is never it.
-            let last = self.versions.pop().expect("more than one version");
-            dropped.push(last.content_hash);
-        }
-        dropped
-    }
-
-    /// Where a rollback from the active version goes: the version deployed before it, or the
-    /// file from the oldest kept one; `None` when the tenant already runs its file.
-    pub fn rollback_target(&self) -> Option<RollbackTarget> {
-        let active = self.active.as_deref()?;
-        let position = self.versions.iter().position(|v| v.content_hash == active);
-        match position.and_then(|p| self.versions.get(p + 1)) {
-            Some(older) => Some(RollbackTarget::Deployed(older.content_hash.clone())),
-            None => Some(RollbackTarget::File),
-        }
-    }
-
-    /// Makes `target` active (the deployed versions stay kept).
-    pub fn activate(&mut self, target: &RollbackTarget) {
-        self.active = match target {
-            RollbackTarget::Deployed(hash) => Some(hash.clone()),
-            RollbackTarget::File => None,
-        };
-    }
-}
 
 /// The folder of deployed versions, one sub-folder per tenant.
 #[derive(Debug, Clone)]
@@ -196,25 +123,6 @@ impl DeploymentStore {
     }
 }
 
-/// (De)serializes a UTC time as an RFC 3339 string.
-pub(crate) mod rfc3339 {
-    use chrono::{DateTime, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    /// Writes `time` as RFC 3339.
-    pub fn serialize<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&time.to_rfc3339())
-    }
-
-    /// Reads an RFC 3339 time.
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 /// Writes `name` in `dir` by temp file, fsync, rename and folder fsync.
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -235,7 +143,10 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> 
 
 #[cfg(test)]
 mod tests {
+    use chrono::Utc;
+
     use super::*;
+    use crate::store::{RollbackTarget, StoredVersion};
 
     fn version(hash: &str) -> StoredVersion {
         StoredVersion {

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{AdapterRegistry, RegistryEventKind};
+use crate::clock::rfc3339;
 use crate::config::{Config, TenantConfig};
-use crate::deployments::shared::{DeploymentChange, SharedDeployments, cache_component};
-use crate::deployments::{RollbackTarget, StoredVersion, TenantVersions, rfc3339};
+use crate::deployments::shared::cache_component;
 use crate::runtime::content_hash;
+use crate::store::{DeploymentChange, RollbackTarget, SharedDeployments, StoredVersion, TenantVersions};
 use crate::tenants::Tenant;
 
 /// Where a tenant's adapter version comes from.

@@ -2,7 +2,7 @@
 //! for the status page.
 
 use super::AdapterRegistry;
-use crate::deployments::rfc3339;
+use crate::clock::rfc3339;
 
 /// How many [`RegistryEvent`]s [`AdapterRegistry::history`] keeps.
 pub const HISTORY_LEN: usize = 50;

@@ -42,7 +42,7 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
                     })
                 })
                 .collect();
-            let this = crate::replica::ReplicaId::current();
+            let this = crate::cluster::ReplicaId::current();
             let replicas: Vec<_> = store
                 .replicas()
                 .await

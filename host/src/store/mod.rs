@@ -14,17 +14,19 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::replica::ReplicaStatus;
-
 mod postgres;
+mod replicas;
 mod server_lock;
 mod sqlite;
 #[cfg(test)]
 mod suite;
+mod versions;
 
-pub use postgres::{DEFAULT_POOL_SIZE, PostgresStore};
+pub use postgres::PostgresStore;
+pub use replicas::{FORGET_AFTER, ReplicaStatus, STALE_AFTER, ServedAdapter};
 pub use server_lock::ServerLock;
-pub use sqlite::{CommitMode, DEFAULT_WRITE_QUEUE, SqliteStore};
+pub use sqlite::{CommitMode, SqliteStore};
+pub use versions::{DeploymentChange, RollbackTarget, SharedDeployments, StoredVersion, TenantVersions};
 
 /// Errors a caller of the store acts on; anything else is a failure to retry later.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -309,7 +311,7 @@ pub trait Store: Send + Sync {
     }
     /// Deployed adapter versions shared by every process of the store (PostgreSQL); `None` for
     /// a store one process owns, whose versions stay in the local `[deployments]` folder.
-    fn shared_deployments(&self) -> Option<&dyn crate::deployments::shared::SharedDeployments> {
+    fn shared_deployments(&self) -> Option<&dyn SharedDeployments> {
         None
     }
 
@@ -324,10 +326,10 @@ pub trait Store: Send + Sync {
     /// Whether `contact_id` is the contact of one of the tickets remembered for `owner`.
     async fn is_contact_of_owner(&self, owner: &str, contact_id: &str) -> anyhow::Result<bool>;
     /// Writes `replica`'s row of the replica directory (its `stale` is ignored), and deletes the
-    /// rows of replicas not seen for [`crate::replica::FORGET_AFTER`].
+    /// rows of replicas not seen for [`FORGET_AFTER`].
     async fn heartbeat(&self, replica: &ReplicaStatus) -> anyhow::Result<()>;
     /// Every replica of the directory, by id, each marked `stale` when not seen for
-    /// [`crate::replica::STALE_AFTER`].
+    /// [`STALE_AFTER`].
     async fn replicas(&self) -> anyhow::Result<Vec<ReplicaStatus>>;
 }
 

@@ -35,14 +35,12 @@ use super::{
     Store, StoreError, StoreHealth, StoredResponse, TenantBacklog, TicketInfo, WebhookAccepted,
 };
 use crate::clock;
-use crate::replica::{FORGET_AFTER, ReplicaStatus};
+use crate::store::{FORGET_AFTER, ReplicaStatus};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
 }
 
-/// Connections the pool holds at most by default.
-pub const DEFAULT_POOL_SIZE: usize = 16;
 /// How long a call waits for a free connection before the store answers [`StoreError::Busy`].
 const POOL_WAIT: Duration = Duration::from_secs(5);
 /// How long opening one connection may take.
@@ -778,7 +776,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn shared_deployments(&self) -> Option<&dyn crate::deployments::shared::SharedDeployments> {
+    fn shared_deployments(&self) -> Option<&dyn crate::store::SharedDeployments> {
         Some(self)
     }
 

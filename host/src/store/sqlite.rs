@@ -24,7 +24,7 @@ use super::{
     Store, StoreError, StoreHealth, StoredResponse, TenantBacklog, TicketInfo, WebhookAccepted,
 };
 use crate::clock;
-use crate::replica::{FORGET_AFTER, ReplicaStatus};
+use crate::store::{FORGET_AFTER, ReplicaStatus};
 
 /// How the writer commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +35,6 @@ pub enum CommitMode {
     PerWrite,
 }
 
-/// Writes the writer queue holds by default before client writes are refused.
-pub const DEFAULT_WRITE_QUEUE: usize = 8192;
 /// Rows one purge step deletes: a purge never holds the writer for long.
 const PURGE_BATCH: usize = 1000;
 /// Writes committed in one transaction at most.
@@ -257,7 +255,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and starts its writer thread.
     pub fn open(path: &Path, mode: CommitMode) -> anyhow::Result<SqliteStore> {
-        Self::open_with(path, mode, DEFAULT_WRITE_QUEUE, |_| Ok(()))
+        Self::open_with(path, mode, crate::config::DEFAULT_WRITE_QUEUE, |_| Ok(()))
     }
 
     /// [`SqliteStore::open`] with a writer queue of `write_queue` writes, after running `setup`

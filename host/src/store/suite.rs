@@ -730,13 +730,13 @@ pub(crate) async fn a_tenants_quota_holds_across_processes(f: &impl Fixture) {
     }
 }
 
-fn replica_status(id: &str, last_seen: i64, hash: &str) -> crate::replica::ReplicaStatus {
-    crate::replica::ReplicaStatus {
+fn replica_status(id: &str, last_seen: i64, hash: &str) -> crate::store::ReplicaStatus {
+    crate::store::ReplicaStatus {
         replica_id: id.into(),
         started_at: last_seen - 1_000,
         last_seen,
         listen: "127.0.0.1:8080".into(),
-        adapters: vec![crate::replica::ServedAdapter {
+        adapters: vec![crate::store::ServedAdapter {
             tenant: "acme".into(),
             content_hash: hash.into(),
             loaded_at: chrono::DateTime::from_timestamp_millis(last_seen - 500).unwrap(),

@@ -5,8 +5,7 @@ use anyhow::Context;
 use deadpool_postgres::GenericClient;
 
 use super::PostgresStore;
-use crate::deployments::shared::{DeploymentChange, SharedDeployments};
-use crate::deployments::{RollbackTarget, StoredVersion, TenantVersions};
+use crate::store::{DeploymentChange, RollbackTarget, SharedDeployments, StoredVersion, TenantVersions};
 
 /// `tenant`'s versions as `client` sees them; `None` when the tenant has no row.
 async fn versions_in(client: &impl GenericClient, tenant: &str) -> anyhow::Result<Option<TenantVersions>> {

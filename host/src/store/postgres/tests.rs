@@ -281,8 +281,7 @@ async fn work_made_due_by_one_process_wakes_the_others() {
 /// and deletes the dropped components; activating a version no longer kept changes nothing.
 #[tokio::test]
 async fn deployed_versions_are_shared_between_processes() {
-    use crate::deployments::shared::{DeploymentChange, SharedDeployments};
-    use crate::deployments::{RollbackTarget, StoredVersion};
+    use crate::store::{DeploymentChange, RollbackTarget, SharedDeployments, StoredVersion};
 
     let t = TempSchema::new().await;
     let other = PostgresStore::open(&t.url, 2).await.unwrap();
@@ -355,8 +354,7 @@ async fn deployed_versions_are_shared_between_processes() {
 /// list loses the other's version.
 #[tokio::test]
 async fn concurrent_deploys_from_two_processes_are_applied_one_at_a_time() {
-    use crate::deployments::StoredVersion;
-    use crate::deployments::shared::{DeploymentChange, SharedDeployments};
+    use crate::store::{DeploymentChange, SharedDeployments, StoredVersion};
 
     let t = TempSchema::new().await;
     let other = PostgresStore::open(&t.url, 2).await.unwrap();

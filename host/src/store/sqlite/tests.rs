@@ -22,7 +22,13 @@ impl TempStore {
 
     fn with_writer_setup(setup: impl FnOnce(&Connection) -> rusqlite::Result<()>) -> TempStore {
         let dir = std::env::temp_dir().join(format!("dolphin-store-{}", uuid::Uuid::now_v7()));
-        let store = SqliteStore::open_with(&dir.join("t.db"), CommitMode::Group, DEFAULT_WRITE_QUEUE, setup).unwrap();
+        let store = SqliteStore::open_with(
+            &dir.join("t.db"),
+            CommitMode::Group,
+            crate::config::DEFAULT_WRITE_QUEUE,
+            setup,
+        )
+        .unwrap();
         TempStore { store, dir }
     }
 

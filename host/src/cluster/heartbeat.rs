@@ -5,31 +5,25 @@
 //!
 //! A heartbeat is written at start, every [`HEARTBEAT_EVERY`], and as soon as the adapter
 //! versions this process serves change (a reload, a deploy or a rollback activated something).
-//! A replica not seen for [`STALE_AFTER`] is reported stale; the store forgets it after
-//! [`FORGET_AFTER`].
+//! A replica not seen for [`STALE_AFTER`](crate::store::STALE_AFTER) is reported stale; the
+//! store forgets it after [`FORGET_AFTER`](crate::store::FORGET_AFTER).
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock;
 use crate::registry::AdapterRegistry;
-use crate::store::Store;
+use crate::store::{ReplicaStatus, ServedAdapter, Store};
 
 /// How often a replica writes its heartbeat when nothing changes.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 /// How often a replica looks for a change in the adapter versions it serves (in memory).
 const CHANGE_CHECK_EVERY: Duration = Duration::from_millis(250);
-/// A replica not seen for this long is reported `stale`.
-pub const STALE_AFTER: Duration = Duration::from_secs(30);
-/// A replica not seen for this long is deleted from the directory.
-pub const FORGET_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The name of one serving process: `{hostname}-{pid}-{suffix}`, the suffix six random hex
 /// digits (so a restarted process that got the same pid is still another replica).
@@ -70,53 +64,6 @@ fn hostname() -> String {
     match std::str::from_utf8(&buffer[..end]) {
         Ok(name) if result == 0 && !name.is_empty() => name.to_string(),
         _ => "localhost".to_string(),
-    }
-}
-
-/// The adapter version a replica serves for one tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServedAdapter {
-    pub tenant: String,
-    /// Hex SHA-256 of the component.
-    pub content_hash: String,
-    /// When this replica loaded it.
-    #[serde(with = "crate::deployments::rfc3339")]
-    pub loaded_at: DateTime<Utc>,
-}
-
-/// One replica as the directory knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReplicaStatus {
-    pub replica_id: String,
-    /// When the process started (epoch ms).
-    pub started_at: i64,
-    /// When its last heartbeat was written (epoch ms).
-    pub last_seen: i64,
-    /// The address it listens on.
-    pub listen: String,
-    /// The adapter version it serves per tenant, in tenant order.
-    pub adapters: Vec<ServedAdapter>,
-    /// Not seen for [`STALE_AFTER`]: set by [`Store::replicas`], ignored by
-    /// [`Store::heartbeat`].
-    pub stale: bool,
-}
-
-impl ReplicaStatus {
-    /// Whether a replica last seen at `last_seen` is stale at `now` (epoch ms).
-    pub fn is_stale(last_seen: i64, now: i64) -> bool {
-        now - last_seen > STALE_AFTER.as_millis() as i64
-    }
-
-    /// The `adapters` column: the served versions as JSON.
-    pub(crate) fn adapters_json(&self) -> String {
-        serde_json::to_string(&self.adapters).expect("served adapters serialize")
-    }
-
-    /// Parses the `adapters` column; an unreadable one reads as none.
-    pub(crate) fn parse_adapters(json: &str) -> Vec<ServedAdapter> {
-        serde_json::from_str(json).unwrap_or_default()
     }
 }
 
@@ -190,11 +137,5 @@ mod tests {
         let pid = format!("-{}-", std::process::id());
         assert!(a.as_str().contains(&pid), "{a}");
         assert_eq!(ReplicaId::current(), ReplicaId::current());
-    }
-
-    #[test]
-    fn a_replica_is_stale_after_thirty_seconds_unseen() {
-        assert!(!ReplicaStatus::is_stale(1_000, 1_000 + 30_000));
-        assert!(ReplicaStatus::is_stale(1_000, 1_000 + 30_001));
     }
 }

@@ -1,0 +1,9 @@
+//! What several replicas sharing one PostgreSQL store do beside serving: each names itself and
+//! writes a heartbeat with the adapter versions it serves ([`heartbeat`]), and each follows the
+//! deployments made on the others ([`deployment_follower`]). These use both the store and the
+//! registry, so they sit above both; with the embedded store they have little or nothing to do.
+
+pub mod deployment_follower;
+pub mod heartbeat;
+
+pub use heartbeat::ReplicaId;

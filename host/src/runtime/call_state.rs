@@ -1,0 +1,111 @@
+//! The state one adapter call runs with: WASI with no capabilities, its limits and counters,
+//! and the tenant it runs for.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::TenantHost;
+use super::bindings::dolphin::bridge::types as wt;
+use super::limiter::AdapterLimiter;
+use crate::scheduler::CpuClock;
+
+/// What identifies one call to the store it runs in.
+pub(super) struct CallStart {
+    pub(super) host: Arc<TenantHost>,
+    pub(super) delivery_id: String,
+    pub(super) io: tokio::runtime::Handle,
+    pub(super) cpu_clock: Arc<CpuClock>,
+}
+
+/// Per-call state of a store: WASI with no capabilities, limits, counters, and the tenant.
+pub struct CallState {
+    pub(super) wasi: WasiCtx,
+    pub(super) table: ResourceTable,
+    pub(super) limiter: AdapterLimiter,
+    pub(super) host: Arc<TenantHost>,
+    pub(super) delivery_id: String,
+    /// The runtime that performs host calls which wait for the network.
+    pub(super) io: tokio::runtime::Handle,
+    /// Time the call's future spent being polled: the guest running, not waiting.
+    pub(super) cpu_clock: Arc<CpuClock>,
+    pub(super) http_calls: u32,
+    pub(super) kv_ops: u32,
+    pub(super) lookups: u32,
+    pub(super) log_bytes: usize,
+    pub(super) limit_hit: Option<String>,
+}
+
+impl CallState {
+    pub(super) fn new(start: CallStart) -> Self {
+        let CallStart {
+            host,
+            delivery_id,
+            io,
+            cpu_clock,
+        } = start;
+        // No preopened directories, environment, arguments, sockets or name look-ups.
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        CallState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: AdapterLimiter::new(host.limits.memory_bytes, host.limits.table_elements),
+            host,
+            delivery_id,
+            io,
+            cpu_clock,
+            http_calls: 0,
+            kv_ops: 0,
+            lookups: 0,
+            log_bytes: 0,
+            limit_hit: None,
+        }
+    }
+
+    /// Starts a new call in an instance an earlier call of the tenant used: what the guest
+    /// holds (WASI, its resources, the memory it has grown) carries over; the call's identity,
+    /// counters, limits hit and clock start again.
+    pub(super) fn begin(&mut self, start: CallStart) {
+        self.host = start.host;
+        self.delivery_id = start.delivery_id;
+        self.io = start.io;
+        self.cpu_clock = start.cpu_clock;
+        self.http_calls = 0;
+        self.kv_ops = 0;
+        self.lookups = 0;
+        self.log_bytes = 0;
+        self.limit_hit = None;
+        self.limiter.hit = None;
+    }
+
+    pub(super) fn guest_time(&self) -> Duration {
+        self.cpu_clock.used()
+    }
+
+    /// Runs `work` on the I/O runtime; dropping the returned future cancels it.
+    pub(super) fn on_io_runtime<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> impl Future<Output = anyhow::Result<T>> + Send + 'static {
+        let task = tokio_util::task::AbortOnDropHandle::new(self.io.spawn(work));
+        async move { task.await.context("a host call failed") }
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wt::Host for CallState {}
