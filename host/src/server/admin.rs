@@ -1,12 +1,12 @@
-//! `/admin/...`: dead letters and outbox state, behind the admin bearer token.
+//! `/admin/...` (but `/admin/tenants/...`, the deployments): dead letters and outbox state,
+//! behind the admin bearer token.
 
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
-use super::{ApiError, AppState, Body, json_response, method_not_allowed, read_body_timed, store_unavailable};
+use super::{ApiError, AppState, Body, auth, json_response, method_not_allowed, read_body_timed, store_unavailable};
 use std::sync::atomic::Ordering;
 
 use crate::contract::shorten;
@@ -15,11 +15,7 @@ use crate::store::DeadLetterFilter;
 
 /// Routes `/admin/{rest}`.
 pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    if let Some(rest) = rest.strip_prefix("tenants/") {
-        // Deployments take tenants' deploy tokens as well as the admin token.
-        return super::deployments::handle(state, rest, request).await;
-    }
-    authorize(state, &request)?;
+    auth::admin(state, &request)?;
     let store = state.outbox.store();
     match (request.method().clone(), rest) {
         (Method::GET, "adapters") => {
@@ -119,41 +115,6 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
             format!("no admin endpoint /admin/{rest}"),
         )),
     }
-}
-
-/// Checks `Authorization: Bearer <admin token>` in constant time.
-fn authorize(state: &AppState, request: &Request<Incoming>) -> Result<(), ApiError> {
-    let Some(token) = &state.admin_token else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "admin_disabled",
-            "admin endpoints are off: set [admin] token in the configuration",
-        ));
-    };
-    if bearer_matches(request, token) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid admin bearer token is required",
-        ))
-    }
-}
-
-/// Whether `request` carries `Authorization: Bearer <token>`, compared in constant time.
-pub(super) fn bearer_matches(request: &Request<Incoming>, token: &str) -> bool {
-    bool::from(bearer_token(request).as_bytes().ct_eq(token.as_bytes()))
-}
-
-/// The token of `Authorization: Bearer <token>`; empty when there is none.
-pub(super) fn bearer_token(request: &Request<Incoming>) -> &str {
-    request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("")
 }
 
 #[derive(Default)]

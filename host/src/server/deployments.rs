@@ -8,10 +8,8 @@ use std::time::Duration;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
-use super::admin::bearer_token;
-use super::{ApiError, AppState, Body, json_response, method_not_allowed, read_body};
+use super::{ApiError, AppState, Body, auth, json_response, method_not_allowed, read_body};
 use crate::contract::shorten;
 use crate::registry::DeployError;
 
@@ -26,7 +24,7 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
     if !matches!(action, "adapter" | "versions" | "rollback") {
         return Err(not_found(rest));
     }
-    authorize(state, tenant, &request)?;
+    auth::admin_or_deploy_token(state, tenant, &request)?;
     let registry = &state.registry;
     match (request.method().clone(), action) {
         (Method::PUT, "adapter") => {
@@ -59,36 +57,6 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
         (_, "adapter") => Err(method_not_allowed("PUT")),
         (_, "versions") => Err(method_not_allowed("GET")),
         _ => Err(method_not_allowed("POST")),
-    }
-}
-
-/// The admin token opens every tenant; a deploy token only its own tenant (403 for another
-/// tenant's, named or not). Without the admin token configured, deploy tokens still work.
-fn authorize(state: &AppState, tenant: &str, request: &Request<Incoming>) -> Result<(), ApiError> {
-    let given = bearer_token(request);
-    let matches = |token: &str| bool::from(given.as_bytes().ct_eq(token.as_bytes()));
-    if state.admin_token.as_deref().is_some_and(matches) {
-        return Ok(());
-    }
-    let config = state.registry.config();
-    // Every tenant's token is compared (no early exit), so the time taken does not tell which
-    // tenant's token a guess came close to.
-    let owner = config.tenants.iter().fold(None, |found, t| {
-        let hit = t.deploy.token.as_deref().is_some_and(matches);
-        found.or(hit.then_some(t))
-    });
-    match owner {
-        Some(owner) if owner.name == tenant => Ok(()),
-        Some(_) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this deploy token is not valid for this tenant",
-        )),
-        None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the admin token or this tenant's deploy token is required",
-        )),
     }
 }
 

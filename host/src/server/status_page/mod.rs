@@ -35,8 +35,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use subtle::ConstantTimeEq;
 
+use super::auth::tokens_match;
 use super::{ApiError, AppState, Body, read_body_timed};
 use crate::clock::now_ms;
 use crate::contract::shorten;
@@ -226,7 +226,7 @@ pub async fn handle(state: &AppState, path: &str, request: Request<Incoming>) ->
 async fn login(state: &AppState, token: &str, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let form = read_form(state, request).await?;
     let given = form.get("token").map(String::as_str).unwrap_or("");
-    if given.is_empty() || !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+    if given.is_empty() || !tokens_match(given, token) {
         tracing::warn!("status page: a login with a wrong admin token was refused");
         return Ok(html(
             StatusCode::UNAUTHORIZED,

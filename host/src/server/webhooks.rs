@@ -1,0 +1,193 @@
+//! `/vendors/{tenant}/...`: vendors' webhooks, checked by the tenant's webhook auth, mapped by
+//! its adapter into Outgoing and Command events, and stored with the vendor's answer before it
+//! is sent.
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::vendor_answer::{vendor_answer, vendor_response};
+use super::{ApiError, AppState, Body, read_body_timed, store_unavailable};
+use crate::contract::ThreeDolphinsEvent;
+use crate::metrics::{METRICS, Metrics};
+use crate::runtime::bindings::dolphin::bridge::types as wt;
+use crate::runtime::{CallContext, CallError, complete_adapter_event, header_pairs};
+use crate::store::{Direction, NewDelivery, StoredResponse, WebhookAccepted};
+use crate::tenants::Tenant;
+use crate::webhook_auth::{self, SignedRequest};
+
+/// The client-facing error for a failed adapter call.
+fn call_failed(error: CallError) -> ApiError {
+    let (status, code) = match &error {
+        CallError::RetryLater(_) => (StatusCode::BAD_GATEWAY, "adapter_retry_later"),
+        CallError::Permanent(_) => (StatusCode::BAD_GATEWAY, "adapter_permanent"),
+        CallError::Trapped(_) | CallError::Instantiate(_) => (StatusCode::BAD_GATEWAY, "adapter_trapped"),
+        CallError::LimitExceeded(_) => (StatusCode::BAD_GATEWAY, "adapter_limit_exceeded"),
+        CallError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "adapter_timeout"),
+        CallError::CircuitOpen(_) => (StatusCode::SERVICE_UNAVAILABLE, "adapter_circuit_open"),
+    };
+    ApiError::new(status, code, error.to_string())
+}
+
+/// `/vendors/{tenant}/...`: a vendor webhook, mapped by the tenant's adapter.
+///
+/// A webhook whose dedupe key (the vendor's id of it, see [`webhook_auth::verify`]) was answered
+/// within `delivery.webhook_dedupe_window_ms` gets that answer again, and nothing runs or is
+/// stored. Otherwise the adapter runs and the vendor is answered once its events are committed
+/// together with the key and the answer; when the bridge answers an error instead (adapter
+/// failure, store failure) nothing is recorded, so the vendor's retry is processed afresh.
+pub(super) async fn handle(
+    state: &AppState,
+    tenant_name: &str,
+    path: String,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let tenants = state.registry.snapshot();
+    let Some(tenant) = tenants.by_name(tenant_name).cloned() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_tenant",
+            format!("no tenant named `{tenant_name}`"),
+        ));
+    };
+    let method = request.method().to_string();
+    let query = request.uri().query().unwrap_or("").to_string();
+    let headers = header_pairs(request.headers());
+    let body = read_body_timed(state, request, state.server.max_body_bytes).await?;
+    let signed = SignedRequest {
+        headers: &headers,
+        query: &query,
+        body: &body,
+    };
+    let now = chrono::Utc::now().timestamp();
+    let keys = webhook_auth::verify(&tenant.webhook, &signed, now).map_err(|e| {
+        tracing::warn!(tenant = %tenant.name, error = %e, "webhook refused");
+        ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string())
+    })?;
+    if !keys.is_empty() {
+        let window = state.outbox.webhook_dedupe_window();
+        let first = state
+            .outbox
+            .store()
+            .webhook_response(&tenant.name, &keys, window)
+            .await
+            .map_err(store_unavailable)?;
+        if let Some(first) = first {
+            return Ok(answer_duplicate(&tenant, &first));
+        }
+    }
+    // Each running webhook call holds an instance with up to the tenant's memory limit.
+    let Ok(_slot) = tenant.host.webhook_slots.clone().try_acquire_owned() else {
+        let limit = tenant.host.limits.webhook_concurrency;
+        tracing::warn!(tenant = %tenant.name, limit, "webhook refused: too many running for the tenant");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "webhook_concurrency_limit",
+            format!("{limit} webhook(s) of this tenant are being processed (limit webhook_concurrency); retry"),
+        ));
+    };
+    let delivery_id = uuid::Uuid::now_v7().to_string();
+    let ctx = CallContext {
+        tenant: tenant.name.clone(),
+        delivery_id: delivery_id.clone(),
+        attempt: 1,
+    };
+    let webhook = wt::WebhookRequest {
+        method,
+        path,
+        query,
+        headers,
+        body: body.to_vec(),
+    };
+    let outcome = state
+        .registry
+        .runtime()
+        .call_webhook(&tenant.adapter, tenant.host.clone(), &tenant.instances, ctx, webhook)
+        .await
+        .map_err(|error| {
+            tracing::warn!(tenant = %tenant.name, %delivery_id, %error, "webhook not mapped");
+            // The webhook endpoint is public: the adapter's error stays in the log.
+            let mut api_error = call_failed(error);
+            api_error.message = format!("the adapter could not process this webhook (delivery id {delivery_id})");
+            api_error
+        })?;
+    let limit = tenant.host.limits.webhook_events;
+    if outcome.events.len() > limit {
+        tracing::warn!(tenant = %tenant.name, %delivery_id, events = outcome.events.len(), limit,
+            "webhook refused: the adapter produced more events than its limit");
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "adapter_limit_exceeded",
+            format!(
+                "the adapter produced more than {limit} events for one webhook (limit webhook_events; delivery id {delivery_id})"
+            ),
+        ));
+    }
+    let answer = vendor_answer(outcome.response);
+    let mut deliveries = Vec::with_capacity(outcome.events.len());
+    for event in outcome.events {
+        let event = complete_event(state, &tenant, event).await?;
+        deliveries.push(NewDelivery {
+            delivery_id: uuid::Uuid::now_v7().to_string(),
+            tenant: tenant.name.clone(),
+            direction: Direction::ToThreeDolphins,
+            ticket: event.ticket_number().to_string(),
+            payload: serde_json::to_string(&event).expect("events serialize"),
+            idempotency_key: None,
+            ticket_info: None,
+            owner: tenant.owner.clone(),
+        });
+    }
+    let events = deliveries.len();
+    // An adapter's 408, 429 or 5xx without events asks the vendor to send the webhook again:
+    // that retry must run the adapter, so the answer is not recorded.
+    let asks_for_retry = matches!(answer.status, 408 | 429 | 500..);
+    let record = events > 0 || (!keys.is_empty() && !asks_for_retry);
+    if record {
+        let accepted = state
+            .outbox
+            .accept_webhook(&tenant.name, &keys, answer.clone(), deliveries)
+            .await
+            .map_err(store_unavailable)?;
+        if let WebhookAccepted::Duplicate(first) = accepted {
+            // A concurrent retry of this webhook committed first; what this one produced is dropped.
+            return Ok(answer_duplicate(&tenant, &first));
+        }
+        if events > 0 {
+            tracing::info!(tenant = %tenant.name, %delivery_id, events, "webhook events accepted for 3Dolphins");
+        }
+    }
+    Metrics::count(&METRICS.webhooks, &tenant.name, "accepted");
+    Ok(vendor_response(&answer))
+}
+
+/// The answer to a webhook the tenant's vendor sent before: the first one's, unchanged.
+fn answer_duplicate(tenant: &Tenant, first: &StoredResponse) -> Response<Body> {
+    tracing::info!(tenant = %tenant.name, status = first.status, "webhook already received: answered as the first time");
+    Metrics::count(&METRICS.webhooks, &tenant.name, "duplicate");
+    vendor_response(first)
+}
+
+/// Completes an adapter's event into what 3Dolphins expects (see [`complete_adapter_event`]),
+/// looking the ticket up in the store.
+async fn complete_event(
+    state: &AppState,
+    tenant: &Tenant,
+    event: wt::BridgeEvent,
+) -> Result<ThreeDolphinsEvent, ApiError> {
+    let invalid = |message: String| ApiError::new(StatusCode::BAD_GATEWAY, "adapter_invalid_event", message);
+    let ticket_number = match &event {
+        wt::BridgeEvent::Outgoing(e) => &e.ticket_number,
+        wt::BridgeEvent::Command(e) => &e.ticket_number,
+    };
+    if ticket_number.trim().is_empty() {
+        return Err(invalid("the adapter produced an event without a ticket number".into()));
+    }
+    let known = state
+        .registry
+        .services()
+        .store
+        .ticket(&tenant.owner, ticket_number)
+        .await
+        .map_err(store_unavailable)?;
+    complete_adapter_event(&tenant.owner, known.as_ref(), event).map_err(invalid)
+}
