@@ -1,0 +1,65 @@
+//! `[deployments]` and `[tenants.deploy]`: adapter versions deployed to a running bridge over
+//! HTTP, where they are kept, and who may deploy a tenant's adapter.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::secrets::check_optional_token;
+use super::{FieldError, invalid};
+
+/// `[deployments]`: adapter versions uploaded to a running bridge (`PUT /admin/tenants/{t}/adapter`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploymentsConfig {
+    /// Where deployed versions are kept; defaults to `deployments` beside the store.
+    pub dir: Option<PathBuf>,
+    /// Versions kept per tenant (the active one included); older ones are deleted.
+    pub keep: usize,
+    /// The largest component a deploy accepts, in bytes.
+    pub max_bytes: usize,
+}
+
+impl Default for DeploymentsConfig {
+    fn default() -> Self {
+        DeploymentsConfig {
+            dir: None,
+            keep: 5,
+            max_bytes: 64 << 20,
+        }
+    }
+}
+
+impl DeploymentsConfig {
+    pub(super) fn check(&self) -> Result<(), FieldError> {
+        if self.keep == 0 {
+            return Err(invalid("deployments.keep", "must be at least 1 (the active version)"));
+        }
+        if self.max_bytes == 0 {
+            return Err(invalid("deployments.max_bytes", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// `[tenants.deploy]`: who may deploy a tenant's adapter over HTTP, and what a version must pass.
+#[derive(Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TenantDeployConfig {
+    /// A deploy token scoped to this tenant (a secret): it may deploy, list and roll back this
+    /// tenant's adapter and call nothing else.
+    pub token: Option<String>,
+    /// A `plugin test` fixture folder every deployed version must pass.
+    pub fixtures: Option<PathBuf>,
+}
+
+impl TenantDeployConfig {
+    /// `field` names a field of the tenant (`tenants[i].…`).
+    pub(super) fn check(&self, field: &dyn Fn(&str) -> String) -> Result<(), FieldError> {
+        check_optional_token(
+            &field("deploy.token"),
+            &self.token,
+            "allow deploys with the admin token only",
+        )
+    }
+}
