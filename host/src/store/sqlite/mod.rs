@@ -8,6 +8,9 @@
 //! others in the batch commit. The writer's queue is bounded: past it, writes made for a client
 //! fail at once with [`StoreError::Busy`] instead of piling up in memory. Reads use their own
 //! connection.
+//!
+//! This file holds the connections, the writer, the schema and the [`Store`] impl, which hands
+//! each call to the file of its concern: `outbox`, `webhooks`, `kv`, `tickets`, `replica_rows`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -15,16 +18,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Accepted, DeadLetterFilter, Delivery, Direction, KvWrite, Lease, NewDelivery, OutboxStats, Outcome, PurgeBefore,
-    Store, StoreError, StoreHealth, StoredResponse, TenantBacklog, TicketInfo, WebhookAccepted,
+    Accepted, DeadLetterFilter, Delivery, KvWrite, Lease, NewDelivery, OutboxStats, Outcome, PurgeBefore, Store,
+    StoreError, StoreHealth, StoredResponse, TenantBacklog, TicketInfo, WebhookAccepted,
 };
 use crate::clock;
-use crate::store::{FORGET_AFTER, ReplicaStatus};
+use crate::store::ReplicaStatus;
+
+mod kv;
+mod outbox;
+mod replica_rows;
+mod tickets;
+mod webhooks;
 
 /// How the writer commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +43,6 @@ pub enum CommitMode {
     PerWrite,
 }
 
-/// Rows one purge step deletes: a purge never holds the writer for long.
-const PURGE_BATCH: usize = 1000;
 /// Writes committed in one transaction at most.
 const MAX_BATCH: usize = 1024;
 
@@ -326,33 +332,6 @@ impl SqliteStore {
         answer.await.map_err(|_| StoreError::Stopped)?
     }
 
-    /// Deletes the rows of `table` (whose key is `key`) matching `condition` with `values`,
-    /// [`PURGE_BATCH`] rows per write, so a large purge never holds the writer for long.
-    async fn delete_in_batches(
-        &self,
-        table: &'static str,
-        key: &'static str,
-        condition: String,
-        values: Vec<SqlValue>,
-    ) -> anyhow::Result<usize> {
-        let sql = format!(
-            "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {condition} LIMIT {PURGE_BATCH})"
-        );
-        let mut total = 0;
-        loop {
-            let (sql, values) = (sql.clone(), values.clone());
-            let deleted = self
-                .write(Queueing::WaitForRoom, move |c, _| {
-                    c.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(values))
-                })
-                .await?;
-            total += deleted;
-            if deleted < PURGE_BATCH {
-                return Ok(total);
-            }
-        }
-    }
-
     /// A read of a few rows by key (microseconds): run on the caller's thread when the reader
     /// connection is free, as handing it to the blocking pool and back costs ten times the read
     /// itself; otherwise queued like [`Self::read`], so a caller never blocks behind a long read.
@@ -434,141 +413,10 @@ fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Job>, mode: CommitMode,
     }
 }
 
-fn enqueue(conn: &Connection, items: Vec<NewDelivery>, window: Duration, now: i64) -> rusqlite::Result<Vec<Accepted>> {
-    let window_start = now - window.as_millis() as i64;
-    let mut accepted = Vec::with_capacity(items.len());
-    for item in items {
-        if let Some(info) = &item.ticket_info {
-            remember_ticket(conn, &item.owner, &item.ticket, info, now)?;
-        }
-        if let Some(key) = &item.idempotency_key {
-            let earlier: Option<String> = conn
-                .prepare_cached(
-                    "SELECT delivery_id FROM idempotency WHERE tenant = ?1 AND key = ?2 AND created_at > ?3",
-                )?
-                .query_row(params![item.tenant, key, window_start], |row| row.get(0))
-                .optional()?;
-            if let Some(delivery_id) = earlier {
-                accepted.push(Accepted {
-                    delivery_id,
-                    duplicate: true,
-                });
-                continue;
-            }
-            conn.prepare_cached(
-                "INSERT INTO idempotency (tenant, key, delivery_id, created_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (tenant, key) DO UPDATE SET delivery_id = excluded.delivery_id,
-                     created_at = excluded.created_at",
-            )?
-            .execute(params![item.tenant, key, item.delivery_id, now])?;
-        }
-        conn.prepare_cached(
-            "INSERT INTO outbox (delivery_id, tenant, owner, direction, ticket, payload, state, created_at, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
-        )?
-        .execute(params![
-            item.delivery_id,
-            item.tenant,
-            item.owner,
-            item.direction.as_str(),
-            item.ticket,
-            item.payload,
-            now
-        ])?;
-        accepted.push(Accepted {
-            delivery_id: item.delivery_id,
-            duplicate: false,
-        });
-    }
-    Ok(accepted)
-}
-
-/// Remembers (or updates) what is known of `owner`'s `ticket`.
-fn remember_ticket(conn: &Connection, owner: &str, ticket: &str, info: &TicketInfo, now: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO tickets (owner, ticket_number, channel, customer_name, contact_id, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (owner, ticket_number) DO UPDATE SET channel = excluded.channel,
-             customer_name = excluded.customer_name, contact_id = excluded.contact_id,
-             updated_at = excluded.updated_at",
-    )?
-    .execute(params![
-        owner,
-        ticket,
-        info.channel,
-        info.customer_name,
-        info.contact_id,
-        now
-    ])
-    .map(drop)
-}
-
-/// The answer stored since `since` for the first of `keys` that has one.
-fn webhook_response(
-    conn: &Connection,
-    tenant: &str,
-    keys: &[String],
-    since: i64,
-) -> rusqlite::Result<Option<StoredResponse>> {
-    let mut select = conn.prepare_cached(
-        "SELECT status, headers, body FROM webhooks WHERE tenant = ?1 AND key = ?2 AND created_at > ?3",
-    )?;
-    for key in keys {
-        let found = select
-            .query_row(params![tenant, key, since], |row| {
-                let headers: String = row.get(1)?;
-                Ok(StoredResponse {
-                    status: row.get(0)?,
-                    headers: serde_json::from_str(&headers).unwrap_or_default(),
-                    body: row.get(2)?,
-                })
-            })
-            .optional()?;
-        if found.is_some() {
-            return Ok(found);
-        }
-    }
-    Ok(None)
-}
-
-const DELIVERY_COLUMNS: &str = "seq, delivery_id, tenant, owner, direction, ticket, payload, attempts, retry_base, state, \
-     last_error, created_at, next_attempt_at, lease_owner";
-
-fn delivery_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
-    Ok(Delivery {
-        seq: row.get(0)?,
-        delivery_id: row.get(1)?,
-        tenant: row.get(2)?,
-        owner: row.get(3)?,
-        direction: Direction::parse(&row.get::<_, String>(4)?),
-        ticket: row.get(5)?,
-        payload: row.get(6)?,
-        attempts: row.get(7)?,
-        retry_base: row.get(8)?,
-        state: row.get(9)?,
-        last_error: row.get(10)?,
-        created_at: row.get(11)?,
-        next_attempt_at: row.get(12)?,
-        lease_owner: row.get(13)?,
-    })
-}
-
-/// `WHERE` fragment and parameters selecting dead letters by `filter` (parameters from `?2`).
-fn dead_letter_condition(filter: &DeadLetterFilter) -> (&'static str, Option<String>) {
-    match filter {
-        DeadLetterFilter::One(id) => ("state = 'dead' AND delivery_id = ?2", Some(id.clone())),
-        DeadLetterFilter::Tenant(tenant) => ("state = 'dead' AND tenant = ?2", Some(tenant.clone())),
-        DeadLetterFilter::All => ("state = 'dead' AND ?2 IS NULL", None),
-    }
-}
-
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn enqueue(&self, deliveries: Vec<NewDelivery>, window: Duration) -> anyhow::Result<Vec<Accepted>> {
-        self.write(Queueing::RefuseWhenFull, move |c, now| {
-            enqueue(c, deliveries, window, now)
-        })
-        .await
+        outbox::enqueue(self, deliveries, window).await
     }
 
     async fn accept_webhook(
@@ -579,23 +427,7 @@ impl Store for SqliteStore {
         deliveries: Vec<NewDelivery>,
         window: Duration,
     ) -> anyhow::Result<WebhookAccepted> {
-        let (tenant, keys) = (tenant.to_string(), keys.to_vec());
-        self.write(Queueing::RefuseWhenFull, move |c, now| {
-            if let Some(first) = webhook_response(c, &tenant, &keys, now - window.as_millis() as i64)? {
-                return Ok(WebhookAccepted::Duplicate(first));
-            }
-            let headers = serde_json::to_string(&response.headers).expect("headers serialize");
-            let mut insert = c.prepare_cached(
-                "INSERT INTO webhooks (tenant, key, status, headers, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (tenant, key) DO UPDATE SET status = excluded.status, headers = excluded.headers,
-                     body = excluded.body, created_at = excluded.created_at",
-            )?;
-            for key in &keys {
-                insert.execute(params![tenant, key, response.status, headers, response.body, now])?;
-            }
-            enqueue(c, deliveries, Duration::ZERO, now).map(WebhookAccepted::New)
-        })
-        .await
+        webhooks::accept_webhook(self, tenant, keys, response, deliveries, window).await
     }
 
     async fn webhook_response(
@@ -604,237 +436,59 @@ impl Store for SqliteStore {
         keys: &[String],
         window: Duration,
     ) -> anyhow::Result<Option<StoredResponse>> {
-        let (tenant, keys) = (tenant.to_string(), keys.to_vec());
-        let since = clock::now_ms() - window.as_millis() as i64;
-        self.read(move |c| webhook_response(c, &tenant, &keys, since)).await
+        webhooks::webhook_response(self, tenant, keys, window).await
     }
 
     async fn due(&self, now: i64, limit: usize, skip_tenants: &[String]) -> anyhow::Result<Vec<Delivery>> {
-        let skip = serde_json::to_string(skip_tenants).expect("names serialize");
-        self.read(move |c| {
-            let sql = format!(
-                "SELECT {DELIVERY_COLUMNS} FROM outbox WHERE seq IN (
-                     SELECT seq FROM ticket_heads
-                     WHERE next_attempt_at <= ?1 AND tenant NOT IN (SELECT value FROM json_each(?3))
-                     ORDER BY next_attempt_at, seq LIMIT ?2)
-                 ORDER BY next_attempt_at, seq"
-            );
-            let mut statement = c.prepare_cached(&sql)?;
-            let rows = statement.query_map(params![now, limit as i64, skip], delivery_row)?;
-            rows.collect()
-        })
-        .await
+        outbox::due(self, now, limit, skip_tenants).await
     }
 
     async fn next_due_after(&self, now: i64) -> anyhow::Result<Option<i64>> {
-        self.read(move |c| {
-            c.prepare_cached("SELECT MIN(next_attempt_at) FROM ticket_heads WHERE next_attempt_at > ?1")?
-                .query_row(params![now], |r| r.get(0))
-        })
-        .await
+        outbox::next_due_after(self, now).await
     }
 
     async fn claim(&self, seq: i64, attempts: u32, lease: &Lease) -> anyhow::Result<bool> {
-        let (owner, until) = (lease.owner.clone(), lease.until_ms);
-        self.write(Queueing::WaitForRoom, move |c, _| {
-            c.prepare_cached(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?3, lease_owner = ?4
-                 WHERE seq = ?1 AND state = 'pending' AND attempts = ?2",
-            )?
-            .execute(params![seq, attempts, until, owner])
-            .map(|n| n == 1)
-        })
-        .await
+        outbox::claim(self, seq, attempts, lease).await
     }
 
     async fn release_all_leases(&self) -> anyhow::Result<usize> {
-        self.write(Queueing::WaitForRoom, move |c, now| {
-            c.execute(
-                "UPDATE outbox SET next_attempt_at = ?1, lease_owner = NULL
-                 WHERE state = 'pending' AND lease_owner IS NOT NULL",
-                params![now],
-            )
-        })
-        .await
+        outbox::release_all_leases(self).await
     }
 
     async fn renew(&self, seq: i64, attempt: u32, lease: &Lease) -> anyhow::Result<bool> {
-        let (owner, until) = (lease.owner.clone(), lease.until_ms);
-        self.write(Queueing::WaitForRoom, move |c, _| {
-            c.prepare_cached(
-                "UPDATE outbox SET next_attempt_at = ?3
-                 WHERE seq = ?1 AND state = 'pending' AND attempts = ?2 AND lease_owner = ?4",
-            )?
-            .execute(params![seq, attempt, until, owner])
-            .map(|n| n == 1)
-        })
-        .await
+        outbox::renew(self, seq, attempt, lease).await
     }
 
     async fn record(&self, seq: i64, attempt: u32, outcome: Outcome) -> anyhow::Result<bool> {
-        self.write(Queueing::WaitForRoom, move |c, now| {
-            let changed = match outcome {
-                Outcome::Delivered => c
-                    .prepare_cached(
-                        "UPDATE outbox SET state = 'delivered', finished_at = ?3, last_error = NULL, lease_owner = NULL
-                         WHERE seq = ?1 AND state = 'pending' AND attempts = ?2",
-                    )?
-                    .execute(params![seq, attempt, now])?,
-                Outcome::RetryAt(at, error) => c
-                    .prepare_cached(
-                        "UPDATE outbox SET next_attempt_at = ?3, last_error = ?4, lease_owner = NULL
-                         WHERE seq = ?1 AND state = 'pending' AND attempts = ?2",
-                    )?
-                    .execute(params![seq, attempt, at, error])?,
-                Outcome::Dead(error) => c
-                    .prepare_cached(
-                        "UPDATE outbox SET state = 'dead', last_error = ?3, finished_at = ?4, lease_owner = NULL
-                         WHERE seq = ?1 AND state = 'pending' AND attempts = ?2",
-                    )?
-                    .execute(params![seq, attempt, error, now])?,
-                Outcome::NotAttempted(at, error) => c
-                    .prepare_cached(
-                        "UPDATE outbox SET attempts = attempts - 1, next_attempt_at = ?3, last_error = ?4, lease_owner = NULL
-                         WHERE seq = ?1 AND state = 'pending' AND attempts = ?2",
-                    )?
-                    .execute(params![seq, attempt, at, error])?,
-            };
-            Ok(changed == 1)
-        })
-        .await
+        outbox::record(self, seq, attempt, outcome).await
     }
 
     async fn dead_letters(&self, tenant: Option<&str>, limit: usize) -> anyhow::Result<Vec<Delivery>> {
-        let tenant = tenant.map(str::to_string);
-        self.read(move |c| {
-            let sql = format!(
-                "SELECT {DELIVERY_COLUMNS} FROM outbox WHERE state = 'dead' AND (?1 IS NULL OR tenant = ?1)
-                 ORDER BY seq LIMIT ?2"
-            );
-            let mut statement = c.prepare_cached(&sql)?;
-            let rows = statement.query_map(params![tenant, limit as i64], delivery_row)?;
-            rows.collect()
-        })
-        .await
+        outbox::dead_letters(self, tenant, limit).await
     }
 
     async fn delivery(&self, delivery_id: &str) -> anyhow::Result<Option<Delivery>> {
-        let id = delivery_id.to_string();
-        self.read(move |c| {
-            c.query_row(
-                &format!("SELECT {DELIVERY_COLUMNS} FROM outbox WHERE delivery_id = ?1"),
-                params![id],
-                delivery_row,
-            )
-            .optional()
-        })
-        .await
+        outbox::delivery(self, delivery_id).await
     }
 
     async fn replay(&self, filter: DeadLetterFilter, to_tenant: Option<&str>) -> anyhow::Result<usize> {
-        let to_tenant = to_tenant.map(str::to_string);
-        self.write(Queueing::WaitForRoom, move |c, now| {
-            let (condition, value) = dead_letter_condition(&filter);
-            c.execute(
-                &format!(
-                    "UPDATE outbox SET state = 'pending', retry_base = attempts, next_attempt_at = ?1,
-                         finished_at = NULL, tenant = COALESCE(?3, tenant)
-                     WHERE {condition}"
-                ),
-                params![now, value, to_tenant],
-            )
-        })
-        .await
+        outbox::replay(self, filter, to_tenant).await
     }
 
     async fn purge_dead_letters(&self, filter: DeadLetterFilter, before_ms: i64) -> anyhow::Result<usize> {
-        let (condition, value) = dead_letter_condition(&filter);
-        let value = value.map_or(SqlValue::Null, SqlValue::Text);
-        self.delete_in_batches(
-            "outbox",
-            "seq",
-            format!("{condition} AND finished_at < ?1"),
-            vec![SqlValue::Integer(before_ms), value],
-        )
-        .await
+        outbox::purge_dead_letters(self, filter, before_ms).await
     }
 
     async fn purge(&self, before: PurgeBefore) -> anyhow::Result<usize> {
-        let steps = [
-            (
-                "outbox",
-                "seq",
-                "state = 'delivered' AND finished_at < ?1",
-                Some(before.delivered),
-            ),
-            (
-                "outbox",
-                "seq",
-                "state = 'dead' AND finished_at < ?1",
-                before.dead_letters,
-            ),
-            (
-                "idempotency",
-                "tenant, key",
-                "created_at < ?1",
-                Some(before.idempotency_keys),
-            ),
-            ("webhooks", "tenant, key", "created_at < ?1", Some(before.webhook_keys)),
-            (
-                "tickets",
-                "owner, ticket_number",
-                "updated_at < ?1",
-                Some(before.tickets),
-            ),
-        ];
-        let mut events = 0;
-        for (table, key, condition, before) in steps {
-            let Some(before) = before else { continue };
-            let deleted = self
-                .delete_in_batches(table, key, condition.to_string(), vec![SqlValue::Integer(before)])
-                .await?;
-            if table == "outbox" {
-                events += deleted;
-            }
-        }
-        Ok(events)
+        outbox::purge(self, before).await
     }
 
     async fn stats(&self) -> anyhow::Result<OutboxStats> {
-        self.read(|c| {
-            let mut stats = OutboxStats::default();
-            let mut statement = c.prepare_cached("SELECT state, COUNT(*) FROM outbox GROUP BY state")?;
-            let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
-            for row in rows {
-                let (state, count) = row?;
-                match state.as_str() {
-                    "pending" => stats.pending = count,
-                    "delivered" => stats.delivered = count,
-                    "dead" => stats.dead = count,
-                    _ => {}
-                }
-            }
-            Ok(stats)
-        })
-        .await
+        outbox::stats(self).await
     }
 
     async fn backlog_by_tenant(&self) -> anyhow::Result<Vec<TenantBacklog>> {
-        self.read(|c| {
-            let mut statement = c.prepare_cached(
-                "SELECT tenant, COUNT(*), MIN(created_at) FROM outbox WHERE state = 'pending'
-                 GROUP BY tenant ORDER BY tenant",
-            )?;
-            let rows = statement.query_map([], |r| {
-                Ok(TenantBacklog {
-                    tenant: r.get(0)?,
-                    pending: r.get(1)?,
-                    oldest_created_at: r.get(2)?,
-                })
-            })?;
-            rows.collect()
-        })
-        .await
+        outbox::backlog_by_tenant(self).await
     }
 
     async fn health(&self) -> anyhow::Result<StoreHealth> {
@@ -870,124 +524,31 @@ impl Store for SqliteStore {
     }
 
     async fn kv_get(&self, tenant: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let (tenant, key) = (tenant.to_string(), key.to_string());
-        self.point_read(move |c| {
-            c.prepare_cached("SELECT value FROM kv WHERE tenant = ?1 AND key = ?2")?
-                .query_row(params![tenant, key], |row| row.get(0))
-                .optional()
-        })
-        .await
+        kv::get(self, tenant, key).await
     }
 
     async fn kv_set(&self, tenant: &str, key: &str, value: Vec<u8>, quota: u64) -> anyhow::Result<KvWrite> {
-        let (tenant, key) = (tenant.to_string(), key.to_string());
-        self.write(Queueing::RefuseWhenFull, move |c, _| {
-            // What the tenant holds besides this key, counted where the rows are: the check and
-            // the write are one step of the one writer, so concurrent calls cannot both pass it.
-            let others: i64 = c
-                .prepare_cached(
-                    "SELECT COALESCE(SUM(length(key) + length(value)), 0) FROM kv WHERE tenant = ?1 AND key <> ?2",
-                )?
-                .query_row(params![tenant, key], |r| r.get(0))?;
-            if others as u64 + (key.len() + value.len()) as u64 > quota {
-                return Ok(KvWrite::OverQuota);
-            }
-            c.prepare_cached(
-                "INSERT INTO kv (tenant, key, value) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (tenant, key) DO UPDATE SET value = excluded.value",
-            )?
-            .execute(params![tenant, key, value])?;
-            Ok(KvWrite::Stored)
-        })
-        .await
+        kv::set(self, tenant, key, value, quota).await
     }
 
     async fn kv_delete(&self, tenant: &str, key: &str) -> anyhow::Result<()> {
-        let (tenant, key) = (tenant.to_string(), key.to_string());
-        self.write(Queueing::RefuseWhenFull, move |c, _| {
-            c.execute("DELETE FROM kv WHERE tenant = ?1 AND key = ?2", params![tenant, key])
-                .map(drop)
-        })
-        .await
+        kv::delete(self, tenant, key).await
     }
 
     async fn ticket(&self, owner: &str, ticket: &str) -> anyhow::Result<Option<TicketInfo>> {
-        let (owner, ticket) = (owner.to_string(), ticket.to_string());
-        self.point_read(move |c| {
-            c.prepare_cached(
-                "SELECT channel, customer_name, contact_id FROM tickets WHERE owner = ?1 AND ticket_number = ?2",
-            )?
-            .query_row(params![owner, ticket], |row| {
-                Ok(TicketInfo {
-                    channel: row.get(0)?,
-                    customer_name: row.get(1)?,
-                    contact_id: row.get(2)?,
-                })
-            })
-            .optional()
-        })
-        .await
+        tickets::ticket(self, owner, ticket).await
     }
 
     async fn is_contact_of_owner(&self, owner: &str, contact_id: &str) -> anyhow::Result<bool> {
-        // Tickets remembered before contacts were have '' as their contact: never a match.
-        if contact_id.is_empty() {
-            return Ok(false);
-        }
-        let (owner, contact_id) = (owner.to_string(), contact_id.to_string());
-        self.point_read(move |c| {
-            c.prepare_cached("SELECT EXISTS (SELECT 1 FROM tickets WHERE owner = ?1 AND contact_id = ?2)")?
-                .query_row(params![owner, contact_id], |row| row.get(0))
-        })
-        .await
+        tickets::is_contact_of_owner(self, owner, contact_id).await
     }
 
     async fn heartbeat(&self, replica: &ReplicaStatus) -> anyhow::Result<()> {
-        let adapters = replica.adapters_json();
-        let replica = replica.clone();
-        let forget_before = clock::now_ms() - FORGET_AFTER.as_millis() as i64;
-        self.write(Queueing::WaitForRoom, move |c, _| {
-            c.prepare_cached(
-                "INSERT INTO replicas (replica_id, started_at, last_seen, listen, adapters)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (replica_id) DO UPDATE SET started_at = excluded.started_at,
-                   last_seen = excluded.last_seen, listen = excluded.listen, adapters = excluded.adapters",
-            )?
-            .execute(params![
-                replica.replica_id,
-                replica.started_at,
-                replica.last_seen,
-                replica.listen,
-                adapters
-            ])?;
-            c.prepare_cached("DELETE FROM replicas WHERE last_seen < ?1")?
-                .execute(params![forget_before])
-                .map(drop)
-        })
-        .await
+        replica_rows::heartbeat(self, replica).await
     }
 
     async fn replicas(&self) -> anyhow::Result<Vec<ReplicaStatus>> {
-        let now = clock::now_ms();
-        self.read(move |c| {
-            c.prepare_cached(
-                "SELECT replica_id, started_at, last_seen, listen, adapters FROM replicas ORDER BY replica_id",
-            )?
-            .query_map([], |row| {
-                let last_seen: i64 = row.get(2)?;
-                let adapters: String = row.get(4)?;
-                Ok(ReplicaStatus {
-                    replica_id: row.get(0)?,
-                    started_at: row.get(1)?,
-                    last_seen,
-                    listen: row.get(3)?,
-                    adapters: ReplicaStatus::parse_adapters(&adapters),
-                    stale: ReplicaStatus::is_stale(last_seen, now),
-                })
-            })?
-            .collect()
-        })
-        .await
+        replica_rows::replicas(self).await
     }
 }
 
