@@ -27,6 +27,7 @@ async fn measure(mode: CommitMode) -> f64 {
                     ticket: format!("ticket-{client}"),
                     payload: payload.clone(),
                     idempotency_key: Some(format!("key-{client}-{i}")),
+                    event_key: None,
                     // As an Incoming event does: its ticket is remembered in the same write.
                     ticket_info: Some(TicketInfo {
                         channel: "whatsapp".into(),

@@ -28,7 +28,8 @@ use crate::three_dolphins::ThreeDolphinsError;
 /// What became of one attempt.
 enum Attempt {
     Delivered,
-    RetryLater(String),
+    /// Failed for now; the adapter's hint of when to come back, if any.
+    RetryLater(String, Option<Duration>),
     Permanent(String),
     /// The adapter was resting (its circuit breaker open) for this long: nothing was tried.
     NotMade(Duration, String),
@@ -336,13 +337,13 @@ impl Outbox {
         let label = match &outcome {
             Attempt::Delivered => "delivered",
             Attempt::NotMade(..) => "postponed",
-            Attempt::RetryLater(_) if (retry_index as usize) <= retries => "retry",
+            Attempt::RetryLater(..) if (retry_index as usize) <= retries => "retry",
             _ => "dead",
         };
         Metrics::count(&METRICS.deliveries, &delivery.tenant, label);
         match &outcome {
             Attempt::Delivered => self.activity.delivered(&delivery.tenant, now_ms()),
-            Attempt::RetryLater(error) | Attempt::Permanent(error) => {
+            Attempt::RetryLater(error, _) | Attempt::Permanent(error) => {
                 self.activity.failed(&delivery.tenant, now_ms(), error)
             }
             Attempt::NotMade(..) => {}
@@ -353,9 +354,9 @@ impl Outbox {
                     ticket = %delivery.ticket, attempt, direction = ?delivery.direction, "delivered");
                 Outcome::Delivered
             }
-            Attempt::RetryLater(error) => match self.config.retry_schedule_ms.get(retry_index as usize - 1) {
+            Attempt::RetryLater(error, hint) => match self.config.retry_schedule_ms.get(retry_index as usize - 1) {
                 Some(&max_wait) => {
-                    let wait = rand::rng().random_range(0..=max_wait) as i64;
+                    let wait = retry_wait(rand::rng().random_range(0..=max_wait), hint) as i64;
                     tracing::warn!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                         ticket = %delivery.ticket, attempt, retry_in_ms = wait, %error, "delivery failed; will retry");
                     Outcome::RetryAt(now_ms() + wait, error)
@@ -452,6 +453,18 @@ async fn renew_lease(
     }
 }
 
+/// The longest wait an adapter's retry hint (`after-ms`) can ask for; a longer one is cut to it.
+pub const MAX_RETRY_HINT: Duration = Duration::from_secs(60 * 60);
+
+/// How long to wait before the next attempt, in milliseconds: the schedule's (jittered) wait,
+/// or the adapter's hint of when the vendor takes requests again when that is longer, at most
+/// [`MAX_RETRY_HINT`]. A hint never makes the wait shorter than the schedule's, and the attempt
+/// counts as one retry either way.
+fn retry_wait(scheduled_ms: u64, hint: Option<Duration>) -> u64 {
+    let hint_ms = hint.map_or(0, |h| h.min(MAX_RETRY_HINT).as_millis() as u64);
+    scheduled_ms.max(hint_ms)
+}
+
 /// Runs one attempt: the adapter for Incoming events, a POST for 3Dolphins events.
 async fn attempt_delivery(registry: &AdapterRegistry, delivery: &Delivery, attempt: u32) -> Attempt {
     match delivery.direction {
@@ -462,7 +475,7 @@ async fn attempt_delivery(registry: &AdapterRegistry, delivery: &Delivery, attem
             };
             let tenants = registry.snapshot();
             let Some(tenant) = tenants.by_name(&delivery.tenant) else {
-                return Attempt::RetryLater(format!("tenant `{}` is not configured", delivery.tenant));
+                return Attempt::RetryLater(format!("tenant `{}` is not configured", delivery.tenant), None);
             };
             let ctx = CallContext {
                 tenant: tenant.name.clone(),
@@ -478,8 +491,11 @@ async fn attempt_delivery(registry: &AdapterRegistry, delivery: &Delivery, attem
                 Err(e @ CallError::CircuitOpen(left_ms)) => {
                     Attempt::NotMade(Duration::from_millis(left_ms), e.to_string())
                 }
-                Err(e @ (CallError::RetryLater(_) | CallError::Timeout(_) | CallError::Instantiate(_))) => {
-                    Attempt::RetryLater(e.to_string())
+                Err(CallError::RetryLater { reason, after }) => {
+                    Attempt::RetryLater(CallError::RetryLater { reason, after }.to_string(), after)
+                }
+                Err(e @ (CallError::Timeout(_) | CallError::Instantiate(_))) => {
+                    Attempt::RetryLater(e.to_string(), None)
                 }
                 Err(e @ (CallError::Permanent(_) | CallError::Trapped(_) | CallError::LimitExceeded(_))) => {
                     Attempt::Permanent(e.to_string())
@@ -498,9 +514,22 @@ async fn attempt_delivery(registry: &AdapterRegistry, delivery: &Delivery, attem
                 .await
             {
                 Ok(()) => Attempt::Delivered,
-                Err(e @ ThreeDolphinsError::Unavailable(_)) => Attempt::RetryLater(e.to_string()),
+                Err(e @ ThreeDolphinsError::Unavailable(_)) => Attempt::RetryLater(e.to_string(), None),
                 Err(e) => Attempt::Permanent(e.to_string()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_hint_holds_the_next_attempt_back_but_never_shortens_it() {
+        assert_eq!(retry_wait(2_000, None), 2_000);
+        assert_eq!(retry_wait(2_000, Some(Duration::from_secs(30))), 30_000);
+        assert_eq!(retry_wait(45_000, Some(Duration::from_secs(30))), 45_000);
+        assert_eq!(retry_wait(0, Some(Duration::from_secs(24 * 60 * 60))), 3_600_000);
     }
 }

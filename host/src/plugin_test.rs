@@ -55,7 +55,9 @@ use crate::config::{AdaptersConfig, InstanceReuseConfig, TenantConfig, ThreeDolp
 use crate::contract::{IncomingEvent, ThreeDolphinsEvent};
 use crate::redaction::SecretSet;
 use crate::runtime::bindings::dolphin::bridge::types as wt;
-use crate::runtime::{Breakers, CallContext, HostServices, InstanceReuse, Runtime, TenantHost, content_hash};
+use crate::runtime::{
+    Breakers, CallContext, CallError, HostServices, InstanceReuse, Runtime, TenantHost, content_hash,
+};
 use crate::store::{Direction, NewDelivery, Store, TicketInfo};
 
 /// The tenant name adapters see in their call context.
@@ -249,7 +251,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<bool
                         true
                     }
                     Err(e) => {
-                        report.push_str(&format!("   result: {}: {e}\n", e.kind()));
+                        report.push_str(&format!("   result: {}: {e}{}\n", e.kind(), retry_hint(&e)));
                         false
                     }
                 }
@@ -282,7 +284,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<bool
                 {
                     Ok(outcome) => webhook_report(&host, &three_dolphins, outcome, &mut report).await?,
                     Err(e) => {
-                        report.push_str(&format!("   result: {}: {e}\n", e.kind()));
+                        report.push_str(&format!("   result: {}: {e}{}\n", e.kind(), retry_hint(&e)));
                         false
                     }
                 }
@@ -320,6 +322,14 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<bool
     Ok(passed == total)
 }
 
+/// `; retry after N ms` when the adapter said when the vendor takes requests again.
+fn retry_hint(error: &CallError) -> String {
+    match error {
+        CallError::RetryLater { after: Some(after), .. } => format!("; retry after {} ms", after.as_millis()),
+        _ => String::new(),
+    }
+}
+
 /// Stores an Incoming event's delivery as the bridge does when it accepts one, which makes its
 /// ticket known to the tenant's owner (the delivery itself stays pending: nothing sends it).
 async fn remember_ticket(store: &Arc<dyn Store>, event: &IncomingEvent) -> anyhow::Result<()> {
@@ -330,6 +340,7 @@ async fn remember_ticket(store: &Arc<dyn Store>, event: &IncomingEvent) -> anyho
         ticket: event.ticket_number.clone(),
         payload: serde_json::to_string(event)?,
         idempotency_key: None,
+        event_key: None,
         owner: event.owner.clone(),
         ticket_info: Some(TicketInfo {
             channel: event.channel.clone(),
@@ -359,20 +370,27 @@ async fn webhook_report(
             host.limits.webhook_events
         ));
     } else {
-        for event in outcome.events {
-            let ticket = match &event {
+        for keyed in outcome.events {
+            let ticket = match &keyed.event {
                 wt::BridgeEvent::Outgoing(e) => &e.ticket_number,
                 wt::BridgeEvent::Command(e) => &e.ticket_number,
             };
             let known = host.services.store.ticket(&host.owner, ticket).await?;
-            match crate::runtime::complete_adapter_event(&host.owner, known.as_ref(), event) {
+            let key = match &keyed.dedupe_key {
+                Some(key) => format!(" (dedupe key {key:?})"),
+                None => String::new(),
+            };
+            match crate::runtime::complete_adapter_event(&host.owner, known.as_ref(), keyed.event) {
                 Ok(event) => {
                     let path = match &event {
                         ThreeDolphinsEvent::Outgoing(_) => &three_dolphins.outgoing_path,
                         ThreeDolphinsEvent::Command(_) => &three_dolphins.command_path,
                     };
                     let body = serde_json::to_string_pretty(&event.body()).expect("JSON serializes");
-                    events.push_str(&format!("   -> 3Dolphins POST {path}\n{}", indent(&body, "      ")));
+                    events.push_str(&format!(
+                        "   -> 3Dolphins POST {path}{key}\n{}",
+                        indent(&body, "      ")
+                    ));
                 }
                 Err(message) => {
                     ok = false;

@@ -170,9 +170,11 @@ pub fn dedupe_header(config: &WebhookConfig) -> Option<&str> {
     })
 }
 
-/// `key`, or its hash when it is longer than [`MAX_DEDUPE_KEY_BYTES`].
-fn bounded(key: String) -> String {
-    if key.len() > MAX_DEDUPE_KEY_BYTES {
+/// `key` as the store keeps it: itself, or its hash when it is longer than
+/// [`MAX_DEDUPE_KEY_BYTES`] or holds a control character (PostgreSQL's text holds no NUL). Also
+/// used for the keys adapters give their webhook events.
+pub fn bounded(key: String) -> String {
+    if key.len() > MAX_DEDUPE_KEY_BYTES || key.chars().any(char::is_control) {
         format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes())))
     } else {
         key

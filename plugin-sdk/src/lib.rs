@@ -1,33 +1,52 @@
 //! Write dolphin-bridge adapters in Rust.
 //!
-//! An adapter is a WebAssembly component implementing the WIT world `dolphin:bridge/adapter@0.1.0`
+//! An adapter is a WebAssembly component implementing the WIT world `dolphin:bridge/adapter@0.2.0`
 //! (`wit/adapter.wit`). This crate holds the generated bindings and a few typed helpers so an
 //! adapter is short:
 //!
 //! ```ignore
 //! use dolphin_bridge_sdk::{Adapter, AdapterError, CallContext, IncomingEvent, WebhookOutcome,
-//!     WebhookRequest, export_adapter, log, webhook};
+//!     WebhookRequest, events, export_adapter, http, json, log, webhook};
 //!
 //! struct Mine;
 //!
 //! impl Adapter for Mine {
 //!     fn on_incoming(ctx: &CallContext, event: IncomingEvent) -> Result<(), AdapterError> {
 //!         log::info(&format!("ticket {} on delivery {}", event.ticket_number, ctx.delivery_id));
+//!         // 2xx is delivered; 408/429/5xx retry later, after the vendor's `Retry-After`.
+//!         http::post_json("https://vendor.example/messages", &[], &json!({ "text": event.message }))?;
 //!         Ok(())
 //!     }
-//!     fn on_vendor_webhook(_: &CallContext, _: WebhookRequest) -> Result<WebhookOutcome, AdapterError> {
-//!         Ok(webhook::ok(Vec::new()))
+//!     fn on_vendor_webhook(_: &CallContext, _request: WebhookRequest) -> Result<WebhookOutcome, AdapterError> {
+//!         let reply = events::text("ticket-1", "hello");
+//!         // The vendor's message id: the host forwards the event once, however often it comes.
+//!         Ok(webhook::ok(vec![reply.with_dedupe_key("message:42")]))
 //!     }
 //! }
 //!
 //! export_adapter!(Mine);
 //! ```
 //!
+//! What 0.2 of the world adds, and where it is here:
+//! - **Dedupe keys.** A webhook yields [`WebhookEvent`]s: a [`BridgeEvent`] and an optional
+//!   `dedupe_key`, the vendor's own id of it. The host stores the key with the event and drops a
+//!   later event of the tenant with a key it stored (within `delivery.webhook_dedupe_window_ms`),
+//!   so a vendor's retry, or the same message arriving in two webhooks, reaches 3Dolphins once.
+//!   Make one with [`BridgeEvent::with_dedupe_key`], or `event.into()` for none.
+//! - **Retry hints.** [`AdapterError::RetryLater`] holds a [`Retry`]: a reason and `after_ms`,
+//!   how long the vendor asked to wait. [`AdapterError::retry_later`] gives none,
+//!   [`AdapterError::retry_after`] one; the [`http`] helpers read the vendor's `Retry-After` or
+//!   `X-RateLimit-Reset` themselves (see [`http::retry_after_ms`]).
+//! - **Crypto.** [`crypto`]: HMAC, SHA-256, constant-time comparison and random bytes computed by
+//!   the host, e.g. [`crypto::verify_hmac_sha256_hex`] for a vendor's webhook signature.
+//!
 //! Build with `cargo build --target wasm32-wasip2 --profile adapter -p NAME`; the crate must be a
 //! `cdylib`. The helpers also compile natively (the imports then panic when called), so pure
 //! mapping code can be unit-tested with a plain `cargo test -p NAME`.
 
 #![warn(missing_docs)]
+
+use std::time::Duration;
 
 /// The bindings `wit-bindgen` generates for the `adapter` world.
 ///
@@ -41,12 +60,13 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_adapter_world",
         default_bindings_module: "dolphin_bridge_sdk::bindings",
+        additional_derives: [PartialEq, Eq],
     });
 }
 
 pub use bindings::dolphin::bridge::types::{
     AdapterError, BridgeEvent, CallContext, CommandEvent, Headers, HttpRequest, HttpResponse, IncomingEvent,
-    MessageType, OutgoingEvent, TicketCommand, WebhookOutcome, WebhookRequest,
+    MessageType, OutgoingEvent, Retry, TicketCommand, WebhookEvent, WebhookOutcome, WebhookRequest,
 };
 pub use serde_json;
 pub use serde_json::{Value, json};
@@ -98,29 +118,194 @@ macro_rules! export_adapter {
     };
 }
 
-/// A transient failure: the host retries the delivery later.
-pub fn retry_later(message: impl Into<String>) -> AdapterError {
-    AdapterError::RetryLater(message.into())
+/// A transient failure with no hint when to try again: the host retries the delivery on its own
+/// schedule. Same as [`AdapterError::retry_later`].
+pub fn retry_later(reason: impl Into<String>) -> AdapterError {
+    AdapterError::retry_later(reason)
 }
 
-/// A failure a retry cannot fix: the host dead-letters the delivery.
-pub fn permanent(message: impl Into<String>) -> AdapterError {
-    AdapterError::Permanent(message.into())
+/// A transient failure the vendor said to retry no sooner than `after` from now. Same as
+/// [`AdapterError::retry_after`].
+pub fn retry_after(reason: impl Into<String>, after: Duration) -> AdapterError {
+    AdapterError::retry_after(reason, after)
+}
+
+/// A failure a retry cannot fix: the host dead-letters the delivery. Same as
+/// [`AdapterError::permanent`].
+pub fn permanent(reason: impl Into<String>) -> AdapterError {
+    AdapterError::permanent(reason)
 }
 
 /// The error for a vendor answering `status` to `call` (e.g. `"POST /api/v1/.../contacts"`):
-/// 408, 429 and 5xx are [`AdapterError::RetryLater`], anything else (other 4xx, 3xx, 1xx) is
-/// [`AdapterError::Permanent`]. `detail` (e.g. a body excerpt) is appended when not empty.
+/// 408, 429 and 5xx are [`AdapterError::RetryLater`] (with no `after_ms`: the status alone says
+/// nothing of when; [`http::response_error`] also reads the answer's headers), anything else
+/// (other 4xx, 3xx, 1xx) is [`AdapterError::Permanent`]. `detail` (e.g. a body excerpt) is
+/// appended when not empty.
 pub fn status_error(call: &str, status: u16, detail: &str) -> AdapterError {
     let mut message = format!("{call}: vendor answered HTTP {status}");
     if !detail.is_empty() {
         message.push_str(": ");
         message.push_str(detail);
     }
-    if status == 408 || status == 429 || status >= 500 {
-        AdapterError::RetryLater(message)
+    if is_transient_status(status) {
+        AdapterError::retry_later(message)
     } else {
-        AdapterError::Permanent(message)
+        AdapterError::permanent(message)
+    }
+}
+
+/// Whether a vendor's `status` is worth retrying: 408, 429 and 5xx.
+pub fn is_transient_status(status: u16) -> bool {
+    status == 408 || status == 429 || status >= 500
+}
+
+/// Milliseconds in `duration`, `u64::MAX` when more.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl AdapterError {
+    /// A transient failure with no hint when to try again (`retry-later` with `after-ms` none):
+    /// the host retries on its own schedule.
+    pub fn retry_later(reason: impl Into<String>) -> Self {
+        Self::RetryLater(Retry {
+            reason: reason.into(),
+            after_ms: None,
+        })
+    }
+
+    /// A transient failure the vendor said to retry no sooner than `after` from now (e.g. its
+    /// `Retry-After`). The host waits at least that long (at most one hour) and never less than
+    /// its own retry schedule says.
+    pub fn retry_after(reason: impl Into<String>, after: Duration) -> Self {
+        Self::retry_after_ms(reason, millis(after))
+    }
+
+    /// [`AdapterError::retry_after`] with the wait in milliseconds.
+    pub fn retry_after_ms(reason: impl Into<String>, after_ms: u64) -> Self {
+        Self::RetryLater(Retry {
+            reason: reason.into(),
+            after_ms: Some(after_ms),
+        })
+    }
+
+    /// A failure a retry cannot fix (bad data, a vendor 4xx, missing config): the host
+    /// dead-letters the delivery.
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        Self::Permanent(reason.into())
+    }
+
+    /// Why it failed, whichever the kind.
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::RetryLater(retry) => &retry.reason,
+            Self::Permanent(reason) => reason,
+        }
+    }
+
+    /// How long the vendor asked to wait, in milliseconds; `None` for no hint and for
+    /// [`AdapterError::Permanent`].
+    pub fn after_ms(&self) -> Option<u64> {
+        match self {
+            Self::RetryLater(retry) => retry.after_ms,
+            Self::Permanent(_) => None,
+        }
+    }
+
+    /// Whether the host retries it ([`AdapterError::RetryLater`]).
+    pub fn is_retry_later(&self) -> bool {
+        matches!(self, Self::RetryLater(_))
+    }
+
+    /// The same error with its reason rewritten by `f` (e.g. to name the call), its kind and
+    /// `after_ms` kept.
+    pub fn map_reason(self, f: impl FnOnce(String) -> String) -> Self {
+        match self {
+            Self::RetryLater(Retry { reason, after_ms }) => Self::RetryLater(Retry {
+                reason: f(reason),
+                after_ms,
+            }),
+            Self::Permanent(reason) => Self::Permanent(f(reason)),
+        }
+    }
+
+    /// The same error with `after_ms` set to `after_ms` when it is a
+    /// [`AdapterError::RetryLater`] and `after_ms` is `Some` (a permanent error stays as it is).
+    pub fn with_after_ms(self, after_ms: Option<u64>) -> Self {
+        match (self, after_ms) {
+            (Self::RetryLater(retry), Some(after_ms)) => Self::RetryLater(Retry {
+                reason: retry.reason,
+                after_ms: Some(after_ms),
+            }),
+            (other, _) => other,
+        }
+    }
+}
+
+impl BridgeEvent {
+    /// The ticket the event is for.
+    pub fn ticket_number(&self) -> &str {
+        match self {
+            Self::Outgoing(event) => &event.ticket_number,
+            Self::Command(event) => &event.ticket_number,
+        }
+    }
+
+    /// This event as a [`WebhookEvent`] with the vendor's id of it (a message id, an event id) as
+    /// its dedupe key: the host forwards it once however many webhooks carry it (within
+    /// `delivery.webhook_dedupe_window_ms`). Keys are per tenant; prefix them when the vendor's
+    /// ids of different things may be equal (`message:42`, `conversation:42:resolved`).
+    pub fn with_dedupe_key(self, key: impl Into<String>) -> WebhookEvent {
+        WebhookEvent::new(self).with_dedupe_key(key)
+    }
+}
+
+impl WebhookEvent {
+    /// `event` with no dedupe key (the host forwards every copy it is given).
+    pub fn new(event: BridgeEvent) -> Self {
+        Self {
+            event,
+            dedupe_key: None,
+        }
+    }
+
+    /// The same event with `key` as its dedupe key (see [`BridgeEvent::with_dedupe_key`]).
+    pub fn with_dedupe_key(mut self, key: impl Into<String>) -> Self {
+        self.dedupe_key = Some(key.into());
+        self
+    }
+}
+
+impl From<BridgeEvent> for WebhookEvent {
+    /// The event with no dedupe key.
+    fn from(event: BridgeEvent) -> Self {
+        Self::new(event)
+    }
+}
+
+impl From<OutgoingEvent> for BridgeEvent {
+    fn from(event: OutgoingEvent) -> Self {
+        Self::Outgoing(event)
+    }
+}
+
+impl From<CommandEvent> for BridgeEvent {
+    fn from(event: CommandEvent) -> Self {
+        Self::Command(event)
+    }
+}
+
+impl From<OutgoingEvent> for WebhookEvent {
+    /// The Outgoing event with no dedupe key.
+    fn from(event: OutgoingEvent) -> Self {
+        Self::new(event.into())
+    }
+}
+
+impl From<CommandEvent> for WebhookEvent {
+    /// The Command with no dedupe key.
+    fn from(event: CommandEvent) -> Self {
+        Self::new(event.into())
     }
 }
 
@@ -279,7 +464,9 @@ pub mod log {
     }
 }
 
-/// The tenant's adapter configuration (`[tenants.config]`), secrets included.
+/// The tenant's adapter configuration: its `[tenants.config]` and `[tenants.secrets]` tables, read
+/// alike (a key is a secret when the tenant puts it in `[tenants.secrets]`; the host keeps those
+/// out of its logs and status pages). Never log a value read here.
 pub mod config {
     use crate::AdapterError;
 
@@ -293,7 +480,7 @@ pub mod config {
     /// The value of `key`, or [`AdapterError::Permanent`] naming the key when it is not set.
     /// The message never contains a config value.
     pub fn require(key: &str) -> Result<String, AdapterError> {
-        get(key).ok_or_else(|| AdapterError::Permanent(format!("adapter config key `{key}` is not set")))
+        get(key).ok_or_else(|| AdapterError::permanent(format!("adapter config key `{key}` is not set")))
     }
 }
 
@@ -303,7 +490,7 @@ pub mod kv {
     use crate::{AdapterError, Value};
 
     fn store_error(op: &str, key: &str, error: String) -> AdapterError {
-        AdapterError::RetryLater(format!("kv {op} `{key}` failed: {error}"))
+        AdapterError::retry_later(format!("kv {op} `{key}` failed: {error}"))
     }
 
     /// The raw bytes under `key`.
@@ -343,9 +530,14 @@ pub mod kv {
 }
 
 /// Outbound HTTP through the host (only to the tenant's allowed hosts, with the host's timeout).
+///
+/// A vendor's answer maps to an error as [`crate::status_error`] says (2xx is success; 408, 429
+/// and 5xx retry later; anything else is permanent), and a retry-later carries the vendor's wait
+/// hint as `after_ms` (see [`retry_after_ms`]).
 pub mod http {
     use crate::bindings::dolphin::bridge::http as raw;
-    use crate::{AdapterError, HttpRequest, HttpResponse, Value};
+    use crate::{AdapterError, Headers, HttpRequest, HttpResponse, Value, header};
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     pub use raw::HttpError;
 
@@ -363,14 +555,141 @@ pub mod http {
         try_send(request).map_err(|e| transport_error(&call_name(&request.method, &request.url), e))
     }
 
-    /// Maps a transport failure of `call` to an [`AdapterError`] (see [`send`]).
+    /// Maps a transport failure of `call` to an [`AdapterError`] (see [`send`]); none has a wait
+    /// hint.
     pub fn transport_error(call: &str, error: HttpError) -> AdapterError {
         match error {
-            HttpError::Timeout => AdapterError::RetryLater(format!("{call}: timed out")),
-            HttpError::Connection(e) => AdapterError::RetryLater(format!("{call}: connection failed: {e}")),
-            HttpError::Denied(e) => AdapterError::Permanent(format!("{call}: denied by host: {e}")),
-            HttpError::LimitExceeded(e) => AdapterError::Permanent(format!("{call}: host limit exceeded: {e}")),
+            HttpError::Timeout => AdapterError::retry_later(format!("{call}: timed out")),
+            HttpError::Connection(e) => AdapterError::retry_later(format!("{call}: connection failed: {e}")),
+            HttpError::Denied(e) => AdapterError::permanent(format!("{call}: denied by host: {e}")),
+            HttpError::LimitExceeded(e) => AdapterError::permanent(format!("{call}: host limit exceeded: {e}")),
         }
+    }
+
+    /// The error for a vendor's non-2xx `response` to `call`: classified by its status as
+    /// [`crate::status_error`] does, with an excerpt of its body, and, for a retry-later, the
+    /// wait the vendor asked for in its headers as `after_ms` ([`retry_after_ms`]).
+    pub fn response_error(call: &str, response: &HttpResponse) -> AdapterError {
+        error_for(call, response.status, &response.headers, &excerpt(&response.body))
+    }
+
+    fn error_for(call: &str, status: u16, headers: &[(String, String)], excerpt: &str) -> AdapterError {
+        let error = crate::status_error(call, status, excerpt);
+        if error.is_retry_later() {
+            error.with_after_ms(retry_after_ms(headers))
+        } else {
+            error
+        }
+    }
+
+    /// How long a vendor's answer asks the caller to wait, in milliseconds from now, read from
+    /// its headers (names compared case-insensitively, the first of each used):
+    /// 1. `Retry-After` (RFC 9110): delay-seconds (`120`), or an IMF-fixdate (`Wed, 21 Oct 2015
+    ///    07:28:00 GMT`) measured from the wall clock (`std::time::SystemTime::now()`, the
+    ///    host's WASI clock); a date in the past is `0`. The obsolete RFC 850 and asctime date
+    ///    formats, negative or fractional numbers and anything else are ignored.
+    /// 2. Otherwise (no `Retry-After`, or one it cannot read) `X-RateLimit-Reset` when it is a
+    ///    Unix timestamp: in seconds (from 1 000 000 000, `1700000000`) or milliseconds (from
+    ///    1 000 000 000 000, `1700000000000`), measured from the wall clock; a reset in the past
+    ///    is `0`. A smaller number is ignored (some vendors send the seconds until the reset
+    ///    there, which cannot be told from a timestamp reliably), as is anything else.
+    ///
+    /// `None` when neither gives a wait. The host caps the wait at one hour and never retries
+    /// sooner than its own schedule says.
+    pub fn retry_after_ms(headers: &[(String, String)]) -> Option<u64> {
+        retry_after_ms_at(headers, SystemTime::now())
+    }
+
+    /// [`retry_after_ms`] with `now` as the wall clock's time.
+    pub fn retry_after_ms_at(headers: &[(String, String)], now: SystemTime) -> Option<u64> {
+        let now_ms = now
+            .duration_since(UNIX_EPOCH)
+            .ok()
+            .and_then(|d| u64::try_from(d.as_millis()).ok());
+        header(headers, "retry-after")
+            .and_then(|value| parse_retry_after(value, now_ms))
+            .or_else(|| {
+                let reset = parse_rate_limit_reset(header(headers, "x-ratelimit-reset")?)?;
+                Some(reset.saturating_sub(now_ms?))
+            })
+    }
+
+    /// A `Retry-After` value in milliseconds from `now_ms` (Unix milliseconds; `None` when the
+    /// clock is unknown, then only delay-seconds are read).
+    fn parse_retry_after(value: &str, now_ms: Option<u64>) -> Option<u64> {
+        let value = value.trim();
+        if let Some(seconds) = parse_digits(value) {
+            return Some(seconds.saturating_mul(1000));
+        }
+        let at_seconds = parse_imf_fixdate(value)?;
+        Some(at_seconds.saturating_mul(1000).saturating_sub(now_ms?))
+    }
+
+    /// An `X-RateLimit-Reset` that is a Unix timestamp, in Unix milliseconds.
+    fn parse_rate_limit_reset(value: &str) -> Option<u64> {
+        /// 2001-09-09 in seconds; a smaller number is no timestamp of these years.
+        const EPOCH_SECONDS_FROM: u64 = 1_000_000_000;
+        /// The same instant in milliseconds: a larger number is a timestamp in milliseconds.
+        const EPOCH_MILLIS_FROM: u64 = EPOCH_SECONDS_FROM * 1000;
+        match parse_digits(value.trim())? {
+            ms @ EPOCH_MILLIS_FROM.. => Some(ms),
+            s @ EPOCH_SECONDS_FROM.. => Some(s * 1000),
+            _ => None,
+        }
+    }
+
+    /// A non-empty run of ASCII digits as a number (`u64::MAX` when larger).
+    fn parse_digits(text: &str) -> Option<u64> {
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(text.parse().unwrap_or(u64::MAX))
+    }
+
+    /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) in Unix seconds.
+    fn parse_imf_fixdate(text: &str) -> Option<u64> {
+        const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let mut parts = text.split_ascii_whitespace();
+        let day_name = parts.next()?.strip_suffix(',')?;
+        let (day, month, year, time, zone) = (
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+        );
+        if parts.next().is_some() || zone != "GMT" || !DAYS.contains(&day_name) {
+            return None;
+        }
+        let number = |text: &str, len: usize| (text.len() == len).then(|| parse_digits(text)).flatten();
+        let day = number(day, 2)?;
+        let month = MONTHS.iter().position(|m| *m == month)? as u64 + 1;
+        let year = number(year, 4)?;
+        let mut clock = time.split(':');
+        let (hour, minute, second) = (
+            number(clock.next()?, 2)?,
+            number(clock.next()?, 2)?,
+            number(clock.next()?, 2)?,
+        );
+        if clock.next().is_some() || year < 1970 || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60
+        {
+            return None;
+        }
+        // Days from 1970-01-01 to the date (Howard Hinnant's days_from_civil).
+        let (y, m) = if month <= 2 {
+            (year - 1, month + 9)
+        } else {
+            (year, month - 3)
+        };
+        let era = y / 400;
+        let year_of_era = y - era * 400;
+        let day_of_year = (153 * m + 2) / 5 + day - 1;
+        let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+        let days = (era * 146_097 + day_of_era).checked_sub(719_468)?;
+        Some(days * 86_400 + hour * 3_600 + minute * 60 + second)
     }
 
     /// A short name for a call in error messages: the method and the URL without its query
@@ -398,6 +717,8 @@ pub mod http {
     pub struct JsonResponse {
         /// The HTTP status.
         pub status: u16,
+        /// The response headers, as received.
+        pub headers: Headers,
         /// The body parsed as JSON; `Value::Null` when it is empty or not JSON.
         pub body: Value,
         /// A one-line excerpt of the raw body (at most 200 characters), for error messages.
@@ -405,9 +726,31 @@ pub mod http {
     }
 
     impl JsonResponse {
+        /// Parses a raw response.
+        pub fn from_response(response: HttpResponse) -> Self {
+            Self {
+                status: response.status,
+                body: serde_json::from_slice(&response.body).unwrap_or(Value::Null),
+                excerpt: excerpt(&response.body),
+                headers: response.headers,
+            }
+        }
+
         /// Whether the status is 2xx.
         pub fn is_success(&self) -> bool {
             (200..300).contains(&self.status)
+        }
+
+        /// The wait the answer asks for ([`retry_after_ms`] of its headers).
+        pub fn retry_after_ms(&self) -> Option<u64> {
+            retry_after_ms(&self.headers)
+        }
+
+        /// The error for this answer to `call` when it is not a success (see
+        /// [`response_error`]: the status classifies it, the excerpt explains it, and
+        /// `Retry-After` / `X-RateLimit-Reset` set `after_ms` of a retry-later).
+        pub fn error(&self, call: &str) -> AdapterError {
+            error_for(call, self.status, &self.headers, &self.excerpt)
         }
     }
 
@@ -429,15 +772,12 @@ pub mod http {
         };
         all.extend_from_slice(headers);
         let response = send(&request(method, url, &all, bytes))?;
-        Ok(JsonResponse {
-            status: response.status,
-            body: serde_json::from_slice(&response.body).unwrap_or(Value::Null),
-            excerpt: excerpt(&response.body),
-        })
+        Ok(JsonResponse::from_response(response))
     }
 
     /// Sends a JSON request and returns the parsed body of a 2xx answer; any other status is
-    /// an error naming the call, classified by [`crate::status_error`].
+    /// an error naming the call ([`JsonResponse::error`]: 408, 429 and 5xx retry later, after
+    /// the vendor's `Retry-After` when it sent one; the rest is permanent).
     pub fn call_json(
         method: &str,
         url: &str,
@@ -448,11 +788,7 @@ pub mod http {
         if response.is_success() {
             Ok(response.body)
         } else {
-            Err(crate::status_error(
-                &call_name(method, url),
-                response.status,
-                &response.excerpt,
-            ))
+            Err(response.error(&call_name(method, url)))
         }
     }
 
@@ -479,6 +815,104 @@ pub mod http {
         }
         out.trim().to_owned()
     }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use std::time::Duration;
+
+        /// 2023-11-14T22:13:20Z.
+        const NOW_S: u64 = 1_700_000_000;
+
+        fn at(headers: &[(&str, &str)]) -> Option<u64> {
+            let headers: Vec<(String, String)> = headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            retry_after_ms_at(&headers, UNIX_EPOCH + Duration::from_secs(NOW_S))
+        }
+
+        #[test]
+        fn retry_after_seconds() {
+            assert_eq!(at(&[("Retry-After", "120")]), Some(120_000));
+            assert_eq!(at(&[("retry-after", " 0 ")]), Some(0));
+            assert_eq!(at(&[("RETRY-AFTER", "99999999999999999999999")]), Some(u64::MAX));
+            assert_eq!(at(&[("Retry-After", "-5")]), None);
+            assert_eq!(at(&[("Retry-After", "1.5")]), None);
+            assert_eq!(at(&[("Retry-After", "")]), None);
+            assert_eq!(at(&[]), None);
+        }
+
+        #[test]
+        fn retry_after_dates() {
+            // 2023-11-14T22:13:20Z is a Tuesday.
+            assert_eq!(at(&[("Retry-After", "Tue, 14 Nov 2023 22:13:50 GMT")]), Some(30_000));
+            assert_eq!(at(&[("Retry-After", "Tue, 14 Nov 2023 22:13:20 GMT")]), Some(0));
+            assert_eq!(at(&[("Retry-After", "Tue, 14 Nov 2023 22:00:00 GMT")]), Some(0));
+            assert_eq!(at(&[("Retry-After", "Wed, 15 Nov 2023 00:00:00 GMT")]), Some(6_400_000));
+            assert_eq!(parse_imf_fixdate("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+            assert_eq!(parse_imf_fixdate("Thu, 29 Feb 2024 12:00:00 GMT"), Some(1_709_208_000));
+            assert_eq!(parse_imf_fixdate("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+            // RFC 850 and asctime dates, other zones and malformed dates are not read.
+            assert_eq!(parse_imf_fixdate("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+            assert_eq!(parse_imf_fixdate("Sun Nov  6 08:49:37 1994"), None);
+            assert_eq!(parse_imf_fixdate("Sun, 06 Nov 1994 08:49:37 UTC"), None);
+            assert_eq!(parse_imf_fixdate("Sun, 6 Nov 1994 08:49:37 GMT"), None);
+            assert_eq!(parse_imf_fixdate("Sun, 06 Foo 1994 08:49:37 GMT"), None);
+            assert_eq!(parse_imf_fixdate("Sun, 06 Nov 1994 24:49:37 GMT"), None);
+            assert_eq!(parse_imf_fixdate("Sun, 06 Nov 1994 08:49 GMT"), None);
+            assert_eq!(at(&[("Retry-After", "soon")]), None);
+        }
+
+        #[test]
+        fn rate_limit_reset() {
+            let in_90_s = (NOW_S + 90).to_string();
+            assert_eq!(at(&[("X-RateLimit-Reset", &in_90_s)]), Some(90_000));
+            let in_1500_ms = (NOW_S * 1000 + 1500).to_string();
+            assert_eq!(at(&[("x-ratelimit-reset", &in_1500_ms)]), Some(1500));
+            let past = (NOW_S - 10).to_string();
+            assert_eq!(at(&[("X-RateLimit-Reset", &past)]), Some(0));
+            // Seconds until the reset (no timestamp) and junk are ignored.
+            assert_eq!(at(&[("X-RateLimit-Reset", "60")]), None);
+            assert_eq!(at(&[("X-RateLimit-Reset", "later")]), None);
+            // Retry-After wins; an unreadable one falls back to the reset.
+            assert_eq!(
+                at(&[("X-RateLimit-Reset", &in_90_s), ("Retry-After", "5")]),
+                Some(5_000)
+            );
+            assert_eq!(
+                at(&[("Retry-After", "soon"), ("X-RateLimit-Reset", &in_90_s)]),
+                Some(90_000)
+            );
+        }
+
+        #[test]
+        fn errors_carry_the_hint_only_when_retried() {
+            let response = |status: u16, headers: &[(&str, &str)]| HttpResponse {
+                status,
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                body: b"slow down".to_vec(),
+            };
+            let error = response_error("POST http://v/x", &response(429, &[("Retry-After", "7")]));
+            assert_eq!(
+                error,
+                AdapterError::retry_after_ms("POST http://v/x: vendor answered HTTP 429: slow down", 7_000)
+            );
+            let error = response_error("c", &response(503, &[]));
+            assert_eq!(
+                error,
+                AdapterError::retry_later("c: vendor answered HTTP 503: slow down")
+            );
+            let error = response_error("c", &response(400, &[("Retry-After", "7")]));
+            assert_eq!(error, AdapterError::permanent("c: vendor answered HTTP 400: slow down"));
+            let json = JsonResponse::from_response(response(503, &[("retry-after", "2")]));
+            assert_eq!(json.retry_after_ms(), Some(2_000));
+            assert_eq!(json.error("c").after_ms(), Some(2_000));
+        }
+    }
 }
 
 /// Read-only lookups in the tenant's 3Dolphins APIs (done by the host).
@@ -490,9 +924,9 @@ pub mod three_dolphins {
         match result {
             Ok(text) => serde_json::from_str(&text)
                 .map(Some)
-                .map_err(|e| AdapterError::RetryLater(format!("3Dolphins {what}: bad JSON: {e}"))),
+                .map_err(|e| AdapterError::retry_later(format!("3Dolphins {what}: bad JSON: {e}"))),
             Err(raw::LookupError::NotFound) => Ok(None),
-            Err(raw::LookupError::Failed(e)) => Err(AdapterError::RetryLater(format!("3Dolphins {what}: {e}"))),
+            Err(raw::LookupError::Failed(e)) => Err(AdapterError::retry_later(format!("3Dolphins {what}: {e}"))),
         }
     }
 
@@ -508,6 +942,10 @@ pub mod three_dolphins {
 }
 
 /// Builders for the events an adapter hands to the host.
+///
+/// They build [`BridgeEvent`]s; a webhook answers [`WebhookEvent`]s, made with
+/// `event.with_dedupe_key(vendor_id)` ([`BridgeEvent::with_dedupe_key`]) or, with no key,
+/// `event.into()`.
 pub mod events {
     use crate::{BridgeEvent, CommandEvent, MessageType, OutgoingEvent, TicketCommand};
 
@@ -541,8 +979,11 @@ pub mod events {
 }
 
 /// Responses and outcomes for `on-vendor-webhook`.
+///
+/// Events are [`WebhookEvent`]s: `webhook::ok(vec![event.with_dedupe_key(id)])`, or
+/// `webhook::ok(vec![event.into()])` for an event the vendor gives no id of.
 pub mod webhook {
-    use crate::{BridgeEvent, HttpResponse, Value, WebhookOutcome, json};
+    use crate::{HttpResponse, Value, WebhookEvent, WebhookOutcome, json};
 
     /// A JSON response with `status` and `content-type: application/json`.
     pub fn json_response(status: u16, body: &Value) -> HttpResponse {
@@ -558,14 +999,143 @@ pub mod webhook {
         outcome(Vec::new(), json_response(status, &json!({ "error": message })))
     }
 
-    /// `events` answered with 200 `{"status":"ok"}`.
-    pub fn ok(events: Vec<BridgeEvent>) -> WebhookOutcome {
+    /// `events` answered with 200 `{"status":"ok"}` (also when the host drops them all as seen
+    /// before by their dedupe keys).
+    pub fn ok(events: Vec<WebhookEvent>) -> WebhookOutcome {
         outcome(events, json_response(200, &json!({ "status": "ok" })))
     }
 
     /// `events` answered with `response`.
-    pub fn outcome(events: Vec<BridgeEvent>, response: HttpResponse) -> WebhookOutcome {
+    pub fn outcome(events: Vec<WebhookEvent>, response: HttpResponse) -> WebhookOutcome {
         WebhookOutcome { events, response }
+    }
+}
+
+/// Hashes, HMAC signatures, constant-time comparison and randomness, computed by the host: for
+/// checking a vendor's webhook signature, signing a request, or making an id.
+///
+/// ```ignore
+/// // A vendor signing the raw body as `X-Signature: sha256=<hex HMAC-SHA256(secret, body)>`:
+/// let secret = config::require("webhook_secret")?;
+/// let given = header(&request.headers, "x-signature").unwrap_or("");
+/// if !crypto::verify_hmac_sha256_hex(secret.as_bytes(), &request.body, given) {
+///     return Ok(webhook::error(401, "bad signature"));
+/// }
+/// ```
+///
+/// The functions call the host (natively they panic); [`to_hex`], [`from_hex`] and
+/// [`signature_bytes`] are pure.
+pub mod crypto {
+    use crate::bindings::dolphin::bridge::crypto as raw;
+
+    pub use raw::Hash;
+
+    /// The most bytes one host call of [`random_bytes`] returns; [`random_bytes`] asks for more in
+    /// several calls.
+    pub const MAX_RANDOM_BYTES_PER_CALL: usize = 1024;
+
+    /// HMAC of `message` with `key`, using `hash` (SHA-1, SHA-256 or SHA-512).
+    pub fn hmac(hash: Hash, key: &[u8], message: &[u8]) -> Vec<u8> {
+        raw::hmac(hash, key, message)
+    }
+
+    /// HMAC-SHA256 of `message` with `key` (32 bytes).
+    pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+        hmac(Hash::Sha256, key, message)
+    }
+
+    /// The SHA-256 digest of `data` (32 bytes).
+    pub fn sha256(data: &[u8]) -> Vec<u8> {
+        raw::sha256(data)
+    }
+
+    /// Whether `a` and `b` are equal, in a time that depends only on their lengths. Compare a
+    /// signature you computed with the one a request carries with this, never with `==`.
+    pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+        raw::constant_time_equal(a, b)
+    }
+
+    /// `len` bytes from the host's cryptographically secure generator.
+    pub fn random_bytes(len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            let chunk = (len - out.len()).min(MAX_RANDOM_BYTES_PER_CALL);
+            // `chunk` is at most 1024, so it fits.
+            out.extend(raw::random_bytes(chunk as u32));
+        }
+        out
+    }
+
+    /// Whether `given` is the HMAC-SHA256 of `message` under `secret`, written in hex
+    /// (either case), with or without a `sha256=` prefix (the form GitHub, Chatwoot and many
+    /// others send); surrounding spaces are ignored. The MAC is computed and compared by the
+    /// host, in constant time. Anything that is not hex of 32 bytes is `false`.
+    pub fn verify_hmac_sha256_hex(secret: &[u8], message: &[u8], given: &str) -> bool {
+        match signature_bytes(given) {
+            Some(given) => constant_time_eq(&hmac_sha256(secret, message), &given),
+            None => false,
+        }
+    }
+
+    /// The bytes of a hex signature header value: spaces trimmed, an optional `sha256=` prefix
+    /// (any case) dropped, the hex decoded; `None` when it is not hex.
+    pub fn signature_bytes(given: &str) -> Option<Vec<u8>> {
+        let given = given.trim();
+        let hex = match given.get(..7) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("sha256=") => &given[7..],
+            _ => given,
+        };
+        from_hex(hex)
+    }
+
+    /// Lower-case hex of `bytes`.
+    pub fn to_hex(bytes: &[u8]) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(bytes.len() * 2);
+        for byte in bytes {
+            out.push(DIGITS[usize::from(byte >> 4)] as char);
+            out.push(DIGITS[usize::from(byte & 0xf)] as char);
+        }
+        out
+    }
+
+    /// The bytes of `text`, hex digits of either case; `None` for an odd length or another
+    /// character. The empty string is no bytes.
+    pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+        let digits = text.as_bytes();
+        if !digits.len().is_multiple_of(2) {
+            return None;
+        }
+        let value = |digit: u8| (digit as char).to_digit(16).map(|d| d as u8);
+        digits
+            .chunks_exact(2)
+            .map(|pair| Some(value(pair[0])? << 4 | value(pair[1])?))
+            .collect()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn hex_round_trip() {
+            assert_eq!(to_hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+            assert_eq!(from_hex("000fA5ff"), Some(vec![0x00, 0x0f, 0xa5, 0xff]));
+            assert_eq!(from_hex(""), Some(vec![]));
+            assert_eq!(from_hex("abc"), None);
+            assert_eq!(from_hex("zz"), None);
+            assert_eq!(from_hex("+1"), None);
+        }
+
+        #[test]
+        fn signature_forms() {
+            assert_eq!(signature_bytes("sha256=0aff"), Some(vec![0x0a, 0xff]));
+            assert_eq!(signature_bytes(" SHA256=0AFF "), Some(vec![0x0a, 0xff]));
+            assert_eq!(signature_bytes("0aff"), Some(vec![0x0a, 0xff]));
+            assert_eq!(signature_bytes("sha1=0aff"), None);
+            assert_eq!(signature_bytes("sha256=0af"), None);
+            assert_eq!(signature_bytes("sha256=ü"), None);
+        }
     }
 }
 
@@ -576,7 +1146,10 @@ mod tests {
     #[test]
     fn statuses_map_to_retry_or_permanent() {
         for status in [408, 429, 500, 502, 503, 504] {
-            assert!(matches!(status_error("c", status, ""), AdapterError::RetryLater(_)));
+            assert_eq!(
+                status_error("c", status, ""),
+                AdapterError::retry_later(format!("c: vendor answered HTTP {status}"))
+            );
         }
         for status in [301, 400, 401, 403, 404, 409, 422] {
             assert!(matches!(status_error("c", status, ""), AdapterError::Permanent(_)));
@@ -585,6 +1158,49 @@ mod tests {
             panic!()
         };
         assert_eq!(m, "POST /x: vendor answered HTTP 422: taken");
+    }
+
+    #[test]
+    fn error_constructors() {
+        let error = AdapterError::retry_after("busy", Duration::from_millis(1500));
+        assert_eq!(
+            error,
+            AdapterError::RetryLater(Retry {
+                reason: "busy".into(),
+                after_ms: Some(1500)
+            })
+        );
+        assert_eq!(
+            (error.reason(), error.after_ms(), error.is_retry_later()),
+            ("busy", Some(1500), true)
+        );
+        assert_eq!(retry_after("x", Duration::MAX).after_ms(), Some(u64::MAX));
+        assert_eq!(retry_later("x").after_ms(), None);
+        assert_eq!(permanent("bad"), AdapterError::Permanent("bad".into()));
+        assert_eq!(permanent("bad").with_after_ms(Some(5)), permanent("bad"));
+        assert_eq!(retry_later("x").with_after_ms(Some(5)).after_ms(), Some(5));
+        assert_eq!(
+            retry_after("x", Duration::from_secs(1)).with_after_ms(None).after_ms(),
+            Some(1000)
+        );
+        let mapped = AdapterError::retry_after_ms("timed out", 9).map_reason(|m| format!("vendor: {m}"));
+        assert_eq!(mapped, AdapterError::retry_after_ms("vendor: timed out", 9));
+        assert_eq!(permanent("no").map_reason(|m| m + "!"), permanent("no!"));
+    }
+
+    #[test]
+    fn webhook_events() {
+        let keyed = events::text("t1", "hi").with_dedupe_key("message:7");
+        assert_eq!(keyed.dedupe_key.as_deref(), Some("message:7"));
+        assert_eq!(keyed.event.ticket_number(), "t1");
+        let plain: WebhookEvent = events::close("t2", None).into();
+        assert_eq!(plain.dedupe_key, None);
+        assert_eq!(plain.event.ticket_number(), "t2");
+        let outcome = webhook::ok(vec![keyed.clone(), plain.clone().with_dedupe_key("k")]);
+        assert_eq!(outcome.events[0], keyed);
+        assert_eq!(outcome.events[1].dedupe_key.as_deref(), Some("k"));
+        assert_eq!(outcome.response.status, 200);
+        assert!(webhook::ok(Vec::new()).events.is_empty());
     }
 
     #[test]

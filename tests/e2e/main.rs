@@ -35,3 +35,4 @@ mod start_failures;
 mod status_page;
 mod sunshine;
 mod webhooks;
+mod worlds;

@@ -2,26 +2,14 @@
 //! without a configuration file, a bridge, 3Dolphins or a vendor.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use dolphin_bridge_tests::adapters;
+use dolphin_bridge_tests::bridge::run_plugin_test;
 
-/// Runs `plugin test` on the echo adapter with `fixtures`, in an empty folder and with the
-/// configuration variable pointing at a file that does not exist: the command must need none.
+/// Runs `plugin test` on the echo adapter with `fixtures`.
 fn plugin_test(fixtures: &Path) -> Output {
-    let work = tempfile::tempdir().expect("a temp dir");
-    Command::new(adapters::bridge_binary())
-        .args(["plugin", "test"])
-        .arg(adapters::echo())
-        .arg("--fixtures")
-        .arg(fixtures)
-        .arg("--cache-dir")
-        .arg(work.path().join("cache"))
-        .env("DOLPHIN_BRIDGE_CONFIG", work.path().join("missing.toml"))
-        .current_dir(work.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("running dolphin-bridge plugin test")
+    run_plugin_test(&adapters::echo(), fixtures)
 }
 
 fn text(bytes: &[u8]) -> String {

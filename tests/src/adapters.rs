@@ -75,6 +75,15 @@ pub fn sunshine() -> PathBuf {
     adapter("sunshine")
 }
 
+/// The echo adapter as built for `dolphin:bridge@0.1.0`, kept as it was built (never rebuilt):
+/// what a partner's 0.1 adapter is to a newer host. See `tests/fixtures/README.md`.
+pub fn echo_world_0_1() -> PathBuf {
+    workspace_root()
+        .join("tests")
+        .join("fixtures")
+        .join("echo-world-0.1.wasm")
+}
+
 pub fn hostile() -> PathBuf {
     adapter("hostile")
 }

@@ -726,6 +726,24 @@ pub fn run_subcommand(subcommand: &str, config: &BridgeConfig) -> Output {
         .unwrap_or_else(|err| panic!("cannot run dolphin-bridge {subcommand}: {err}"))
 }
 
+/// Runs `dolphin-bridge plugin test ADAPTER --fixtures FIXTURES` in an empty folder, with the
+/// configuration variable pointing at a file that does not exist: the command must need none.
+pub fn run_plugin_test(adapter: &Path, fixtures: &Path) -> Output {
+    let work = tempfile::tempdir().expect("a temp dir");
+    Command::new(adapters::bridge_binary())
+        .args(["plugin", "test"])
+        .arg(adapter)
+        .arg("--fixtures")
+        .arg(fixtures)
+        .arg("--cache-dir")
+        .arg(work.path().join("cache"))
+        .env("DOLPHIN_BRIDGE_CONFIG", work.path().join("missing.toml"))
+        .current_dir(work.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("running dolphin-bridge plugin test")
+}
+
 // Process control, for crash, shutdown and restart tests: the bridge's files outlive its process.
 
 impl Bridge {

@@ -18,6 +18,8 @@ struct State {
     strays: Vec<Recorded>,
     fail_next: u32,
     fail_status: u16,
+    /// Headers of the failed answers (e.g. `Retry-After`).
+    fail_headers: Vec<(String, String)>,
     delay: Duration,
 }
 
@@ -53,7 +55,9 @@ impl MockVendor {
                 state.requests.push(req.clone());
                 let reply = if state.fail_next > 0 {
                     state.fail_next -= 1;
-                    Reply::json(state.fail_status, &json!({"error": "mock vendor failure"}))
+                    let mut reply = Reply::json(state.fail_status, &json!({"error": "mock vendor failure"}));
+                    reply.headers.extend(state.fail_headers.iter().cloned());
+                    reply
                 } else {
                     Reply::json(200, &json!({"ok": true}))
                 };
@@ -108,9 +112,15 @@ impl MockVendor {
 
     /// The next `n` requests are answered with `status`.
     pub fn fail_next(&self, n: u32, status: u16) {
+        self.fail_next_with(n, status, &[]);
+    }
+
+    /// The next `n` requests are answered with `status` and `headers`.
+    pub fn fail_next_with(&self, n: u32, status: u16, headers: &[(&str, &str)]) {
         let mut state = self.state.lock().unwrap();
         state.fail_next = n;
         state.fail_status = status;
+        state.fail_headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     }
 
     /// Every answer waits this long first (zero: answer at once).

@@ -78,7 +78,7 @@ impl CircuitBreaker {
             // A success ends a run of faults; the vendor's or the data's fault does not. Either
             // shows the adapter runs again when it is the trial's; a call that started before
             // the rest does not cut it short.
-            Ok(()) | Err(CallError::RetryLater(_) | CallError::Permanent(_)) => {
+            Ok(()) | Err(CallError::RetryLater { .. } | CallError::Permanent(_)) => {
                 if result.is_ok() {
                     self.failures.store(0, Ordering::Relaxed);
                 }
@@ -158,7 +158,10 @@ mod tests {
         assert!(breaker.admit().is_err(), "the trial's fault rests it again");
         std::thread::sleep(Duration::from_millis(60));
         assert!(breaker.admit().is_ok(), "the next trial");
-        breaker.record(&Err(&CallError::RetryLater("vendor down".into())));
+        breaker.record(&Err(&CallError::RetryLater {
+            reason: "vendor down".into(),
+            after: None,
+        }));
         assert!(breaker.admit().is_ok() && breaker.admit().is_ok(), "closed again");
     }
 

@@ -2,12 +2,14 @@
 //! and how a failed call is classified, with the tenant's secrets removed from every message.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use thiserror::Error;
 
 use super::bindings::dolphin::bridge::types as wt;
 use super::call_state::CallState;
-use super::{HOSTCALL_FUEL, WIT_PACKAGE, WIT_VERSION, is_hostcall_fuel_exhausted};
+use super::worlds::World;
+use super::{HOSTCALL_FUEL, WIT_PACKAGE, is_hostcall_fuel_exhausted};
 use crate::redaction::SecretSet;
 
 /// Why an adapter could not be loaded.
@@ -15,7 +17,7 @@ use crate::redaction::SecretSet;
 pub enum LoadError {
     #[error("{path} is not a WebAssembly component: {reason}")]
     NotAComponent { path: PathBuf, reason: String },
-    #[error("{path} targets {found}; this host implements {WIT_PACKAGE}@{WIT_VERSION} (compatible: 0.1.x)")]
+    #[error("{path} targets {found}; this host serves {WIT_PACKAGE} {served}", served = World::served_series())]
     IncompatibleVersion { path: PathBuf, found: String },
     #[error("{path} does not implement the adapter world: {reason}")]
     WrongWorld { path: PathBuf, reason: String },
@@ -24,9 +26,10 @@ pub enum LoadError {
 /// Why one adapter call failed.
 #[derive(Debug, Clone, Error, PartialEq)]
 pub enum CallError {
-    /// The adapter reported a transient failure.
-    #[error("adapter asked to retry later: {0}")]
-    RetryLater(String),
+    /// The adapter reported a transient failure, with the vendor's hint of when to come back
+    /// (0.2 world's `after-ms`) when it gave one.
+    #[error("adapter asked to retry later: {reason}")]
+    RetryLater { reason: String, after: Option<Duration> },
     /// The adapter reported a failure that retrying will not fix.
     #[error("adapter failed permanently: {0}")]
     Permanent(String),
@@ -51,7 +54,7 @@ impl CallError {
     /// A short name for metrics and error codes.
     pub fn kind(&self) -> &'static str {
         match self {
-            CallError::RetryLater(_) => "retry_later",
+            CallError::RetryLater { .. } => "retry_later",
             CallError::Permanent(_) => "permanent",
             CallError::Trapped(_) => "trapped",
             CallError::LimitExceeded(_) => "limit_exceeded",
@@ -89,7 +92,10 @@ pub(super) fn hostcall_limit() -> String {
 pub(super) fn redact_error(error: CallError, secrets: &SecretSet) -> CallError {
     let r = |m: String| secrets.redact(&m);
     match error {
-        CallError::RetryLater(m) => CallError::RetryLater(r(m)),
+        CallError::RetryLater { reason, after } => CallError::RetryLater {
+            reason: r(reason),
+            after,
+        },
         CallError::Permanent(m) => CallError::Permanent(r(m)),
         CallError::Trapped(m) => CallError::Trapped(r(m)),
         CallError::LimitExceeded(m) => CallError::LimitExceeded(r(m)),
@@ -103,7 +109,10 @@ pub(super) fn redact_error(error: CallError, secrets: &SecretSet) -> CallError {
 pub(super) fn adapter_error(error: wt::AdapterError, secrets: &SecretSet) -> CallError {
     let text = |m: String| truncate(&secrets.redact(&m), 1024);
     match error {
-        wt::AdapterError::RetryLater(m) => CallError::RetryLater(text(m)),
+        wt::AdapterError::RetryLater(retry) => CallError::RetryLater {
+            reason: text(retry.reason),
+            after: retry.after_ms.map(Duration::from_millis),
+        },
         wt::AdapterError::Permanent(m) => CallError::Permanent(text(m)),
     }
 }

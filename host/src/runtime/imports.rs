@@ -2,6 +2,7 @@
 //! `impl wit::<interface>::Host for CallState`.
 
 mod config;
+mod crypto;
 pub mod http;
 mod kv;
 mod log;

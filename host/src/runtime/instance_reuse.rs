@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::CallState;
-use super::bindings::Adapter;
+use super::worlds::Adapter;
 use crate::config::InstanceReuseConfig;
 
 /// An instantiated adapter with the instance-pool slot it holds.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, UpdateDeadline};
 
 use crate::config::{LimitsConfig, Origin, TenantConfig, parse_origin};
@@ -32,6 +32,8 @@ mod imports;
 mod instance_reuse;
 mod limiter;
 mod wit_contract;
+mod world_0_1;
+pub mod worlds;
 pub use breaker::{BreakerView, Breakers, CircuitBreaker};
 pub use call_error::{CallError, LoadError};
 use call_error::{adapter_error, classify_failure, redact_error};
@@ -43,24 +45,43 @@ pub use instance_reuse::InstanceReuse;
 use instance_reuse::LiveInstance;
 use wit_contract::to_wit_incoming;
 pub use wit_contract::{CallContext, complete_adapter_event, from_wit_type, to_wit_type};
+use worlds::{Adapter, AdapterPre, World};
 
-/// Generated from `wit/adapter.wit`.
+/// Generated from the WIT worlds this host serves: the current one, which is the host's own
+/// model (re-exported here), and each earlier one, served through a thin conversion
+/// ([`worlds`]).
 pub mod bindings {
-    wasmtime::component::bindgen!({
-        world: "adapter",
-        path: "../wit",
-        imports: { default: async | trappable },
-        exports: { default: async },
-        anyhow: true,
-    });
+    /// `dolphin:bridge@0.2.0`, from `wit/adapter.wit`.
+    pub mod v0_2 {
+        wasmtime::component::bindgen!({
+            world: "adapter",
+            path: "../wit",
+            imports: { default: async | trappable },
+            exports: { default: async },
+            anyhow: true,
+        });
+    }
+
+    /// `dolphin:bridge@0.1.0`, from `wit/0.1/adapter.wit` (kept unchanged).
+    pub mod v0_1 {
+        wasmtime::component::bindgen!({
+            world: "adapter",
+            path: "../wit/0.1",
+            imports: { default: async | trappable },
+            exports: { default: async },
+            anyhow: true,
+        });
+    }
+
+    pub use v0_2::*;
 }
 
 use bindings::dolphin::bridge::{self as wit, types as wt};
 
-/// The WIT package this host implements; adapters built for any `0.1.x` load.
+/// The WIT package this host implements.
 pub const WIT_PACKAGE: &str = "dolphin:bridge";
-/// The WIT package version this host implements.
-pub const WIT_VERSION: &str = "0.1.0";
+/// The newest WIT package version this host implements; [`worlds::World`] lists every one.
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// How often the epoch ticks: CPU limits are enforced with this granularity, and a busy guest
 /// yields its thread to the scheduler this often (the time slice busy guests share; a call of a
@@ -231,9 +252,11 @@ pub struct LoadedAdapter {
     pub path: PathBuf,
     /// Hex SHA-256 of the component file.
     pub content_hash: String,
-    /// The `dolphin:bridge` version the adapter was built against.
+    /// The `dolphin:bridge` version the adapter was built against (as its imports name it).
     pub wit_version: String,
-    pre: bindings::AdapterPre<CallState>,
+    /// The world it runs in.
+    pub world: World,
+    pre: AdapterPre,
 }
 
 impl LoadedAdapter {
@@ -293,8 +316,7 @@ impl Runtime {
         let preempt_engine = engine.weak();
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
-        bindings::Adapter::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
-            .map_err(anyhow::Error::from)?;
+        worlds::add_to_linker(&mut linker)?;
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
@@ -328,31 +350,35 @@ impl Runtime {
         let component = self
             .compile_cached(&content_hash, bytes)
             .map_err(|e| not_component(format!("{e:#}")))?;
-        let wit_version = self.check_version(path, &component)?;
+        let (world, wit_version) = self.world_of(path, &component)?;
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             path: path.to_path_buf(),
             reason: format!("{:#}", anyhow::Error::from(e)),
         };
         let instance_pre = self.linker.instantiate_pre(&component).map_err(wrong_world)?;
-        let pre = bindings::AdapterPre::new(instance_pre).map_err(wrong_world)?;
+        let pre = AdapterPre::new(world, instance_pre).map_err(wrong_world)?;
         Ok(LoadedAdapter {
             path: path.to_path_buf(),
             content_hash,
             wit_version,
+            world,
             pre,
         })
     }
 
-    /// Finds which `dolphin:bridge` version the component imports and refuses other series.
-    fn check_version(&self, path: &Path, component: &Component) -> Result<String, LoadError> {
+    /// Finds which `dolphin:bridge` version the component imports, and the world that serves
+    /// it; a version of no served world is refused. A component that imports none of the
+    /// package's interfaces is taken for the current world.
+    fn world_of(&self, path: &Path, component: &Component) -> Result<(World, String), LoadError> {
         let ty = component.component_type();
-        let mut found: Option<String> = None;
+        let mut found: Option<(World, String)> = None;
         for (name, _) in ty.imports(&self.engine) {
             let Some(rest) = name.strip_prefix(&format!("{WIT_PACKAGE}/")) else {
                 continue;
             };
             let version = rest.split_once('@').map(|(_, v)| v.to_string()).unwrap_or_default();
-            if !compatible(&version) {
+            let world = World::for_version(&version).filter(|w| found.as_ref().is_none_or(|(f, _)| f == w));
+            let Some(world) = world else {
                 return Err(LoadError::IncompatibleVersion {
                     path: path.to_path_buf(),
                     found: format!(
@@ -360,10 +386,10 @@ impl Runtime {
                         if version.is_empty() { "(unversioned)" } else { &version }
                     ),
                 });
-            }
-            found = Some(version);
+            };
+            found = Some((world, version));
         }
-        Ok(found.unwrap_or_else(|| WIT_VERSION.to_string()))
+        Ok(found.unwrap_or_else(|| (World::V0_2, WIT_VERSION.to_string())))
     }
 
     /// Runs `on-incoming` in a fresh instance, or one `instances` kept.
@@ -424,7 +450,7 @@ impl Runtime {
         ctx: CallContext,
         breaker: fn(&Breakers) -> &CircuitBreaker,
         call: impl for<'a> FnOnce(
-            &'a bindings::Adapter,
+            &'a Adapter,
             &'a mut wasmtime::Store<CallState>,
             wt::CallContext,
         ) -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>
@@ -557,32 +583,10 @@ pub fn content_hash(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Whether an adapter built for `version` loads in this host (same 0.minor, or same major).
-fn compatible(version: &str) -> bool {
-    let parse = |v: &str| -> Option<(u64, u64)> {
-        let mut parts = v.split(['.', '-', '+']);
-        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
-    };
-    match (parse(version), parse(WIT_VERSION)) {
-        (Some((0, minor)), Some((0, ours))) => minor == ours,
-        (Some((major, _)), Some((ours, _))) => major == ours && major > 0,
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::call_error::hostcall_limit;
     use super::*;
-
-    #[test]
-    fn version_compatibility() {
-        assert!(compatible("0.1.0"));
-        assert!(compatible("0.1.7"));
-        assert!(!compatible("0.2.0"));
-        assert!(!compatible("1.0.0"));
-        assert!(!compatible(""));
-    }
 
     /// A component whose `run(len)` passes the host import `take` a `list<u8>` of `len` bytes
     /// (its memory holds 6 MiB).

@@ -119,6 +119,7 @@ pub(super) async fn handle(state: &AppState, request: Request<Incoming>) -> Resu
         ticket: event.ticket_number.clone(),
         payload: serde_json::to_string(&event).expect("events serialize"),
         idempotency_key: Some(idempotency_key.unwrap_or_else(|| body_key(&body))),
+        event_key: None,
         owner: event.owner.clone(),
         ticket_info: Some(TicketInfo {
             channel: event.channel.clone(),

@@ -18,7 +18,7 @@ use crate::webhook_auth::{self, SignedRequest};
 /// The client-facing error for a failed adapter call.
 fn call_failed(error: CallError) -> ApiError {
     let (status, code) = match &error {
-        CallError::RetryLater(_) => (StatusCode::BAD_GATEWAY, "adapter_retry_later"),
+        CallError::RetryLater { .. } => (StatusCode::BAD_GATEWAY, "adapter_retry_later"),
         CallError::Permanent(_) => (StatusCode::BAD_GATEWAY, "adapter_permanent"),
         CallError::Trapped(_) | CallError::Instantiate(_) => (StatusCode::BAD_GATEWAY, "adapter_trapped"),
         CallError::LimitExceeded(_) => (StatusCode::BAD_GATEWAY, "adapter_limit_exceeded"),
@@ -124,8 +124,10 @@ pub(super) async fn handle(
     }
     let answer = vendor_answer(outcome.response);
     let mut deliveries = Vec::with_capacity(outcome.events.len());
-    for event in outcome.events {
-        let event = complete_event(state, &tenant, event).await?;
+    for keyed in outcome.events {
+        // The vendor's own id of the event, in the tenant's namespace of event keys.
+        let event_key = keyed.dedupe_key.filter(|k| !k.is_empty()).map(webhook_auth::bounded);
+        let event = complete_event(state, &tenant, keyed.event).await?;
         deliveries.push(NewDelivery {
             delivery_id: uuid::Uuid::now_v7().to_string(),
             tenant: tenant.name.clone(),
@@ -133,6 +135,7 @@ pub(super) async fn handle(
             ticket: event.ticket_number().to_string(),
             payload: serde_json::to_string(&event).expect("events serialize"),
             idempotency_key: None,
+            event_key,
             ticket_info: None,
             owner: tenant.owner.clone(),
         });
@@ -148,12 +151,18 @@ pub(super) async fn handle(
             .accept_webhook(&tenant.name, &keys, answer.clone(), deliveries)
             .await
             .map_err(store_unavailable)?;
-        if let WebhookAccepted::Duplicate(first) = accepted {
+        let accepted = match accepted {
             // A concurrent retry of this webhook committed first; what this one produced is dropped.
-            return Ok(answer_duplicate(&tenant, &first));
+            WebhookAccepted::Duplicate(first) => return Ok(answer_duplicate(&tenant, &first)),
+            WebhookAccepted::New(accepted) => accepted,
+        };
+        let seen = accepted.iter().filter(|a| a.duplicate).count();
+        if seen > 0 {
+            tracing::info!(tenant = %tenant.name, %delivery_id, events = seen,
+                "webhook events already received (same dedupe key): not stored again");
         }
-        if events > 0 {
-            tracing::info!(tenant = %tenant.name, %delivery_id, events, "webhook events accepted for 3Dolphins");
+        if events > seen {
+            tracing::info!(tenant = %tenant.name, %delivery_id, events = events - seen, "webhook events accepted for 3Dolphins");
         }
     }
     Metrics::count(&METRICS.webhooks, &tenant.name, "accepted");

@@ -95,6 +95,11 @@ pub struct NewDelivery {
     /// When set, a second delivery with the same key (per tenant) inside the idempotency window
     /// is not stored; the first one's id is returned instead.
     pub idempotency_key: Option<String>,
+    /// The vendor's own id of the event (a webhook's, 0.2 world's `dedupe-key`): in
+    /// [`Store::accept_webhook`], a delivery whose key its tenant stored within the window is
+    /// not stored (the first one's id is returned instead), and the key is stored with the
+    /// delivery in the same transaction. Unused by [`Store::enqueue`].
+    pub event_key: Option<String>,
     /// What to remember of `owner`'s `ticket` (its channel, customer and contact: what scopes and
     /// answers adapters' look-ups), in the same transaction: an Incoming event costs one commit.
     pub ticket_info: Option<TicketInfo>,
@@ -251,6 +256,8 @@ pub trait Store: Send + Sync {
         idempotency_window: Duration,
     ) -> anyhow::Result<Vec<Accepted>>;
     /// Persists a webhook's deliveries together with its keys and answer, in one transaction.
+    /// A delivery whose `event_key` the tenant stored within `window` is not stored: its
+    /// [`Accepted`] names the delivery first stored for the key, as a duplicate.
     /// If any of the keys was stored within `window`, nothing is stored and that first answer is
     /// returned.
     async fn accept_webhook(

@@ -34,6 +34,7 @@ macro_rules! store_suite {
             next_due_after_looks_at_heads_only,
             idempotency_key_returns_the_first_id,
             webhook_keys_store_once_and_return_the_first_answer,
+            a_webhook_event_whose_key_was_stored_is_stored_once,
             replay_moves_dead_letters_to_another_tenant_and_purges_delete_them,
             backlog_by_tenant_counts_pending_deliveries_and_their_oldest,
             purge_removes_what_is_past_retention_in_batches,
@@ -43,6 +44,7 @@ macro_rules! store_suite {
             two_processes_claim_each_attempt_once,
             two_processes_storing_one_idempotency_key_store_one_event,
             a_webhook_retried_on_two_processes_at_once_is_stored_once,
+            one_event_key_sent_to_two_processes_at_once_is_stored_once,
             a_tenants_quota_holds_across_processes,
             heartbeats_list_each_replica_once_with_what_it_serves,
             replicas_unseen_for_thirty_seconds_are_stale_and_after_a_day_forgotten,
@@ -69,6 +71,7 @@ pub(crate) fn delivery(id: &str, ticket: &str, key: Option<&str>) -> NewDelivery
         ticket: ticket.into(),
         payload: "{}".into(),
         idempotency_key: key.map(str::to_string),
+        event_key: None,
         ticket_info: None,
     }
 }
@@ -658,6 +661,128 @@ pub(crate) async fn two_processes_storing_one_idempotency_key_store_one_event(f:
 
 /// A vendor's webhook retried at two processes at once: stored once, and the other answer is
 /// the stored one.
+/// A webhook event with a key is stored once per tenant within the window, whichever webhook
+/// (no webhook keys at all here, as with token auth and no delivery header) carries it again;
+/// the events without a key, and the other tenants', are stored as they come.
+pub(crate) async fn a_webhook_event_whose_key_was_stored_is_stored_once(f: &impl Fixture) {
+    let store = f.store();
+    let answer = StoredResponse {
+        status: 200,
+        headers: vec![],
+        body: b"ok".to_vec(),
+    };
+    let event = |id: &str, key: Option<&str>, tenant: &str| NewDelivery {
+        direction: Direction::ToThreeDolphins,
+        event_key: key.map(str::to_string),
+        tenant: tenant.into(),
+        ..delivery(id, "A", None)
+    };
+    let first = store
+        .accept_webhook(
+            "acme",
+            &[],
+            answer.clone(),
+            vec![event("e1", Some("m-1"), "acme"), event("e2", None, "acme")],
+            WINDOW,
+        )
+        .await
+        .unwrap();
+    let WebhookAccepted::New(first) = first else {
+        panic!("stored: {first:?}")
+    };
+    assert_eq!(first.iter().map(|a| a.duplicate).collect::<Vec<_>>(), [false, false]);
+    // The same message again, beside a new one and one without a key, in a second webhook.
+    let again = store
+        .accept_webhook(
+            "acme",
+            &[],
+            answer.clone(),
+            vec![
+                event("e3", Some("m-2"), "acme"),
+                event("e4", Some("m-1"), "acme"),
+                event("e5", None, "acme"),
+                event("e6", Some("m-2"), "acme"),
+            ],
+            WINDOW,
+        )
+        .await
+        .unwrap();
+    let WebhookAccepted::New(again) = again else {
+        panic!("stored: {again:?}")
+    };
+    let seen: Vec<(&str, bool)> = again.iter().map(|a| (a.delivery_id.as_str(), a.duplicate)).collect();
+    assert_eq!(seen, [("e3", false), ("e1", true), ("e5", false), ("e3", true)]);
+    for (id, stored) in [
+        ("e1", true),
+        ("e2", true),
+        ("e3", true),
+        ("e4", false),
+        ("e5", true),
+        ("e6", false),
+    ] {
+        assert_eq!(store.delivery(id).await.unwrap().is_some(), stored, "{id}");
+    }
+    // Keys are per tenant, and a key older than the window is taken again.
+    let other = store
+        .accept_webhook(
+            "globex",
+            &[],
+            answer.clone(),
+            vec![event("g1", Some("m-1"), "globex")],
+            WINDOW,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(other, WebhookAccepted::New(ref a) if !a[0].duplicate),
+        "{other:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let late = store
+        .accept_webhook(
+            "acme",
+            &[],
+            answer,
+            vec![event("e7", Some("m-1"), "acme")],
+            Duration::from_millis(10),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(late, WebhookAccepted::New(ref a) if !a[0].duplicate),
+        "{late:?}"
+    );
+}
+
+/// The same event key in webhooks that two processes store at once: one delivery.
+pub(crate) async fn one_event_key_sent_to_two_processes_at_once_is_stored_once(f: &impl Fixture) {
+    let store = f.store();
+    let replica = f.replica().await;
+    let answer = StoredResponse {
+        status: 200,
+        headers: vec![],
+        body: vec![],
+    };
+    for round in 0..20 {
+        let event = |id: String| NewDelivery {
+            direction: Direction::ToThreeDolphins,
+            event_key: Some(format!("m-{round}")),
+            ..delivery(&id, "A", None)
+        };
+        let (here, there) = tokio::join!(
+            store.accept_webhook("acme", &[], answer.clone(), vec![event(format!("a{round}"))], WINDOW),
+            replica.accept_webhook("acme", &[], answer.clone(), vec![event(format!("b{round}"))], WINDOW),
+        );
+        let outcomes = [here.unwrap(), there.unwrap()];
+        let stored = outcomes
+            .iter()
+            .filter(|o| matches!(o, WebhookAccepted::New(a) if !a[0].duplicate))
+            .count();
+        assert_eq!(stored, 1, "round {round}: {outcomes:?}");
+    }
+    assert_eq!(store.stats().await.unwrap().pending, 20);
+}
+
 pub(crate) async fn a_webhook_retried_on_two_processes_at_once_is_stored_once(f: &impl Fixture) {
     let store = f.store();
     let replica = f.replica().await;

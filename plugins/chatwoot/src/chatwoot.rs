@@ -4,7 +4,7 @@ use crate::mapping::{self, ContactLink, ConversationLink, TicketLink, id_number}
 use crate::media::{self, MediaFile, Multipart};
 use dolphin_bridge_sdk::{
     AdapterError, CallContext, HttpRequest, IncomingEvent, MessageType, Value, config, header, http, json, kv, log,
-    permanent, retry_later, status_error,
+    permanent, retry_later,
 };
 
 /// Contacts a page of `POST /contacts/filter` holds (`ContactsController::RESULTS_PER_PAGE`).
@@ -129,15 +129,14 @@ impl Api {
         // The hyphenated spelling: Rack reads it as the same key, and nginx (whose default
         // `underscores_in_headers off` fronts most installations) drops the underscored one.
         let auth = [("api-access-token", self.settings.token.as_str())];
-        http::send_json(method, &url, &auth, body).map_err(|e| match e {
-            AdapterError::RetryLater(m) => AdapterError::RetryLater(format!("chatwoot {what}: {m}")),
-            AdapterError::Permanent(m) => AdapterError::Permanent(format!("chatwoot {what}: {m}")),
-        })
+        http::send_json(method, &url, &auth, body).map_err(|e| e.map_reason(|m| format!("chatwoot {what}: {m}")))
     }
 
-    /// The error for a non-2xx answer to a call.
+    /// The error for a non-2xx answer to a call: 408/429/5xx retry later, after the wait
+    /// Chatwoot asked for (`Retry-After`, which Rack::Attack sends with its 429s; else an
+    /// `X-RateLimit-Reset` timestamp) when it did; other statuses are permanent.
     fn failed(&self, what: &str, method: &str, path: &str, r: &http::JsonResponse) -> AdapterError {
-        status_error(&format!("chatwoot {what} ({method} {path})"), r.status, &r.excerpt)
+        r.error(&format!("chatwoot {what} ({method} {path})"))
     }
 
     /// The `multipart/form-data` POST of a form's `body` to `path`.
@@ -165,17 +164,11 @@ impl Api {
         let mut request = self.form_request(path, &form.content_type, std::mem::take(&mut form.body));
         let sent = http::try_send(&request);
         form.body = std::mem::take(&mut request.body);
-        let response = sent.map_err(
-            |e| match http::transport_error(&http::call_name("POST", &request.url), e) {
-                AdapterError::RetryLater(m) => AdapterError::RetryLater(format!("chatwoot {what}: {m}")),
-                AdapterError::Permanent(m) => AdapterError::Permanent(format!("chatwoot {what}: {m}")),
-            },
-        )?;
-        Ok(http::JsonResponse {
-            status: response.status,
-            body: dolphin_bridge_sdk::serde_json::from_slice(&response.body).unwrap_or(Value::Null),
-            excerpt: http::excerpt(&response.body),
-        })
+        let response = sent.map_err(|e| {
+            http::transport_error(&http::call_name("POST", &request.url), e)
+                .map_reason(|m| format!("chatwoot {what}: {m}"))
+        })?;
+        Ok(http::JsonResponse::from_response(response))
     }
 
     /// Sends a call that must succeed and returns its JSON.
@@ -336,8 +329,8 @@ impl Api {
             kv::set_json(&key, &link.to_json())?;
             return Ok(link);
         }
-        Err(AdapterError::RetryLater(
-            "chatwoot: the contact disappeared while it was being set up".into(),
+        Err(retry_later(
+            "chatwoot: the contact disappeared while it was being set up",
         ))
     }
 
@@ -495,8 +488,8 @@ impl Api {
             kv::set_json(&key, &link.to_json())?;
             return Ok(link);
         }
-        Err(AdapterError::RetryLater(
-            "chatwoot: the contact disappeared while the conversation was being set up".into(),
+        Err(retry_later(
+            "chatwoot: the contact disappeared while the conversation was being set up",
         ))
     }
 
@@ -735,7 +728,7 @@ pub fn deliver(api: &Api, ctx: &CallContext, event: &IncomingEvent) -> Result<()
         kv::set_json(&ticket_key, &link.to_json())?;
         return Ok(());
     }
-    Err(AdapterError::RetryLater(
-        "chatwoot: the conversation disappeared again right after it was created".into(),
+    Err(retry_later(
+        "chatwoot: the conversation disappeared again right after it was created",
     ))
 }

@@ -64,8 +64,12 @@
 //!      attached while a media host that stays down delays the message by two retry waits only.
 //!
 //! Vendor 408/429/5xx, timeouts and connection failures are retry-later; other statuses are
-//! permanent, with a message naming the call. A conversation or contact deleted in Chatwoot is
-//! noticed (404) and recreated once; a 404 because the inbox itself is missing (`GET
+//! permanent, with a message naming the call. A Chatwoot 408/429/5xx with `Retry-After`
+//! (Rack::Attack's throttling answers 429 with it) retries no sooner than that: the wait goes
+//! to the host as the retry's `after-ms` (else an `X-RateLimit-Reset` timestamp's, else none).
+//! A media host's `Retry-After` is not passed on: a media host that fails is given two retries
+//! of the host's own schedule at most (see 4. above). A conversation or contact deleted in
+//! Chatwoot is noticed (404) and recreated once; a 404 because the inbox itself is missing (`GET
 //! /inboxes/{id}` is 404 too) is permanent, naming `inbox_id`.
 //!
 //! # Chatwoot -> 3Dolphins (on-vendor-webhook)
@@ -78,11 +82,16 @@
 //!   Outgoing event for its ticket. Each attachment becomes one Outgoing event with the matching
 //!   messageType (`image`, `audio`, `video`, `file`; `location` as `lat,lng`; other kinds as
 //!   `file`) and mediaLink = the attachment's `data_url`; the message text becomes the caption
-//!   of the first media attachment, or its own `text` event when there is none. A message id
-//!   already forwarded by another delivery (an account webhook and the inbox webhook both
-//!   sending it) is ignored (KV `forwarded:{conversation_id}`, the conversation's latest 50).
+//!   of the first media attachment, or its own `text` event when there is none. Each event
+//!   carries a dedupe key made of the Chatwoot message id: `message:{id}` for the first,
+//!   `message:{id}:2`, `message:{id}:3`, ... for a message's further events. The host stores the
+//!   key with the event and drops a later event with a key it has (within
+//!   `delivery.webhook_dedupe_window_ms`), so a message that an account webhook and the inbox
+//!   webhook both send, or that Chatwoot sends again, reaches 3Dolphins once (the duplicate
+//!   webhook is still answered 200). The adapter keeps no record of forwarded messages itself.
 //! - `conversation_status_changed` (or `conversation_resolved`) with `status: resolved`: a Close
-//!   command for the ticket.
+//!   command for the ticket (with no dedupe key: a conversation may be resolved, reopened and
+//!   resolved again).
 //! - Anything else (incoming messages, i.e. our own echo, private notes, other events, unknown
 //!   conversations, accounts or inboxes): 200 and no events. A body that is not a JSON object: 400.
 //!
@@ -100,9 +109,6 @@ use dolphin_bridge_sdk::{
     header, json, kv, log, serde_json, webhook,
 };
 use mapping::{ConversationLink, Ignored, Scope};
-
-/// How many forwarded message ids are remembered per conversation.
-const FORWARDED_PER_CONVERSATION: usize = 50;
 
 struct Chatwoot;
 
@@ -146,18 +152,8 @@ impl Adapter for Chatwoot {
                 Ok(kv::get_json(&mapping::conversation_key(conversation_id))?
                     .and_then(|v| ConversationLink::from_json(&v)))
             };
-        let forwarded = ForwardedMessage::of(&payload, &request.headers);
-        let mapped = match &forwarded {
-            Some(message) if message.seen_in_another_delivery()? => {
-                Err(Ignored(format!("message {} was already forwarded", message.message_id)))
-            }
-            _ => mapping::webhook_events(&payload, scope, lookup)?,
-        };
-        match mapped {
+        match mapping::webhook_events(&payload, scope, lookup)? {
             Ok(events) => {
-                if let Some(message) = &forwarded {
-                    message.remember()?;
-                }
                 let mut response = json!({ "status": "ok", "events": events.len() });
                 if let Some(tag) = tag {
                     response["tag"] = tag.into();
@@ -170,69 +166,5 @@ impl Adapter for Chatwoot {
                 Ok(webhook::outcome(Vec::new(), webhook::json_response(200, &response)))
             }
         }
-    }
-}
-
-/// A `message_created` webhook's message, to forward each message id once even when two
-/// webhooks (an account webhook and the API inbox's) deliver it.
-struct ForwardedMessage {
-    conversation_id: String,
-    message_id: String,
-    /// What tells this delivery from another: `X-Chatwoot-Delivery`, else the signature, else
-    /// empty (older Chatwoot). A re-send of the same delivery (its answer was lost) is forwarded
-    /// again: the host answers re-sends it already stored, so the adapter sees only those it did not.
-    delivery: String,
-}
-
-impl ForwardedMessage {
-    /// The message of a `message_created` payload with a message and conversation id.
-    fn of(payload: &Value, headers: &[(String, String)]) -> Option<Self> {
-        if payload.get("event").and_then(Value::as_str) != Some("message_created") {
-            return None;
-        }
-        let conversation_id = mapping::id_text(payload.pointer("/conversation/id"))
-            .or_else(|| mapping::id_text(payload.get("conversation_id")))?;
-        let delivery = header(headers, "x-chatwoot-delivery")
-            .or_else(|| header(headers, "x-chatwoot-signature"))
-            .unwrap_or("")
-            .to_owned();
-        Some(Self {
-            conversation_id,
-            message_id: mapping::id_text(payload.get("id"))?,
-            delivery,
-        })
-    }
-
-    fn key(&self) -> String {
-        format!("forwarded:{}", self.conversation_id)
-    }
-
-    /// `[[message id, delivery], ...]`, oldest first.
-    fn remembered(&self) -> Result<Vec<(String, String)>, AdapterError> {
-        let list = kv::get_json(&self.key())?.unwrap_or_default();
-        Ok(list
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|pair| Some((pair.get(0)?.as_str()?.to_owned(), pair.get(1)?.as_str()?.to_owned())))
-            .collect())
-    }
-
-    /// Whether another delivery forwarded this message id already.
-    fn seen_in_another_delivery(&self) -> Result<bool, AdapterError> {
-        Ok(self
-            .remembered()?
-            .iter()
-            .any(|(id, delivery)| *id == self.message_id && (*delivery != self.delivery || delivery.is_empty())))
-    }
-
-    /// Records the message id as forwarded by this delivery.
-    fn remember(&self) -> Result<(), AdapterError> {
-        let mut list = self.remembered()?;
-        list.retain(|(id, _)| *id != self.message_id);
-        list.push((self.message_id.clone(), self.delivery.clone()));
-        let excess = list.len().saturating_sub(FORWARDED_PER_CONVERSATION);
-        list.drain(..excess);
-        kv::set_json(&self.key(), &json!(list))
     }
 }

@@ -1,7 +1,7 @@
 //! Pure mappings between 3Dolphins events and Chatwoot payloads (no host calls: unit-tested
 //! natively).
 
-use dolphin_bridge_sdk::{AdapterError, BridgeEvent, IncomingEvent, MessageType, Value, events, json};
+use dolphin_bridge_sdk::{AdapterError, BridgeEvent, IncomingEvent, MessageType, Value, WebhookEvent, events, json};
 
 /// KV key of the ticket -> conversation link.
 pub fn ticket_key(ticket_number: &str) -> String {
@@ -16,6 +16,18 @@ pub fn conversation_key(conversation_id: &str) -> String {
 /// KV key of the 3Dolphins contact -> Chatwoot contact link.
 pub fn contact_key(contact_id: &str) -> String {
     format!("contact:{contact_id}")
+}
+
+/// The dedupe key of the `part`-th event (from 0) made of Chatwoot message `message_id`:
+/// `message:{id}` for the first, `message:{id}:2`, `message:{id}:3`, ... for the next ones (a
+/// message with several attachments gives several events, each with its own key). The host
+/// forwards each key once, so a message that both the account webhook and the inbox webhook
+/// send, or that Chatwoot sends again, reaches 3Dolphins once.
+pub fn message_dedupe_key(message_id: &str, part: usize) -> String {
+    match part {
+        0 => format!("message:{message_id}"),
+        _ => format!("message:{message_id}:{}", part + 1),
+    }
 }
 
 /// A Chatwoot id as text, whether the JSON has it as a number or a string.
@@ -203,12 +215,14 @@ pub fn payload_inbox(payload: &Value) -> Option<String> {
 }
 
 /// Maps a Chatwoot webhook payload to 3Dolphins events for the tenant's `scope`; `lookup` finds
-/// the ticket of a conversation id.
+/// the ticket of a conversation id. A message's events carry dedupe keys made of its id
+/// ([`message_dedupe_key`]); a Close carries none (a conversation may be resolved again after
+/// it is reopened).
 pub fn webhook_events(
     payload: &Value,
     scope: Scope<'_>,
     lookup: impl Fn(&str) -> Result<Option<ConversationLink>, AdapterError>,
-) -> Result<Result<Vec<BridgeEvent>, Ignored>, AdapterError> {
+) -> Result<Result<Vec<WebhookEvent>, Ignored>, AdapterError> {
     let event = payload.get("event").and_then(Value::as_str).unwrap_or("");
     if let (Some(expected), Some(actual)) = (scope.account_id, id_text(payload.pointer("/account/id")))
         && expected != actual
@@ -244,7 +258,15 @@ pub fn webhook_events(
             if events.is_empty() {
                 return ignored("message with neither text nor attachments");
             }
+            let message_id = id_text(payload.get("id"));
             events
+                .into_iter()
+                .enumerate()
+                .map(|(part, event)| match &message_id {
+                    Some(id) => event.with_dedupe_key(message_dedupe_key(id, part)),
+                    None => event.into(),
+                })
+                .collect()
         }
         "conversation_status_changed" | "conversation_resolved" => {
             if conversation_status(payload) != Some("resolved") {
@@ -256,7 +278,7 @@ pub fn webhook_events(
             let Some(link) = lookup(&conversation_id)? else {
                 return ignored(format!("conversation {conversation_id} is not a bridged ticket"));
             };
-            vec![events::close(&link.ticket_number, non_empty(&link.channel))]
+            vec![events::close(&link.ticket_number, non_empty(&link.channel)).into()]
         }
         "" => return ignored("payload without an event"),
         other => return ignored(format!("event `{other}` is not handled")),
@@ -390,18 +412,25 @@ pub(crate) mod tests {
     };
 
     /// Maps `payload` in inbox 1 (unless it names an inbox).
-    fn map(mut payload: Value) -> Result<Vec<BridgeEvent>, Ignored> {
+    fn map(mut payload: Value) -> Result<Vec<WebhookEvent>, Ignored> {
         if payload_inbox(&payload).is_none() && payload.is_object() {
             payload["inbox_id"] = json!(1);
         }
         webhook_events(&payload, SCOPE, lookup).unwrap()
     }
 
-    fn outgoing(e: &BridgeEvent) -> &OutgoingEvent {
-        match e {
+    fn outgoing(e: &WebhookEvent) -> &OutgoingEvent {
+        match &e.event {
             BridgeEvent::Outgoing(o) => o,
             _ => panic!("not outgoing"),
         }
+    }
+
+    #[test]
+    fn dedupe_keys() {
+        assert_eq!(message_dedupe_key("42", 0), "message:42");
+        assert_eq!(message_dedupe_key("42", 1), "message:42:2");
+        assert_eq!(message_dedupe_key("42", 2), "message:42:3");
     }
 
     #[test]
@@ -453,25 +482,50 @@ pub(crate) mod tests {
 
     #[test]
     fn outgoing_text() {
-        let events = map(json!({"event": "message_created", "message_type": "outgoing",
-            "private": false, "content": "Hello", "conversation": {"id": 7}, "account": {"id": 1}}))
+        let events = map(
+            json!({"event": "message_created", "id": 1001, "message_type": "outgoing",
+            "private": false, "content": "Hello", "conversation": {"id": 7}, "account": {"id": 1}}),
+        )
         .unwrap();
         assert_eq!(events.len(), 1);
         let o = outgoing(&events[0]);
         assert_eq!((o.ticket_number.as_str(), o.message.as_str()), ("T1", "Hello"));
         assert_eq!(o.channel.as_deref(), Some("whatsapp"));
         assert!(matches!(o.message_type, MessageType::Text));
+        // The message id is the dedupe key: a second webhook with the same message is dropped
+        // by the host.
+        assert_eq!(events[0].dedupe_key.as_deref(), Some("message:1001"));
+        let without_id = map(json!({"event": "message_created", "message_type": "outgoing",
+            "content": "Hello", "conversation": {"id": 7}}))
+        .unwrap();
+        assert_eq!(without_id[0].dedupe_key, None);
+    }
+
+    #[test]
+    fn the_same_message_gives_the_same_keys() {
+        let payload = json!({"event": "message_created", "id": "55", "message_type": "outgoing",
+            "content": "again", "conversation": {"id": 7}, "account": {"id": 1}});
+        let keys =
+            |events: Vec<WebhookEvent>| -> Vec<Option<String>> { events.into_iter().map(|e| e.dedupe_key).collect() };
+        let first = keys(map(payload.clone()).unwrap());
+        assert_eq!(first, [Some("message:55".to_owned())]);
+        assert_eq!(keys(map(payload).unwrap()), first);
+        let other = json!({"event": "message_created", "id": 56, "message_type": "outgoing",
+            "content": "again", "conversation": {"id": 7}});
+        assert_eq!(keys(map(other).unwrap()), [Some("message:56".to_owned())]);
     }
 
     #[test]
     fn attachments() {
-        let events = map(json!({"event": "message_created", "message_type": "outgoing",
-        "content": "see", "conversation": {"id": 7}, "attachments": [
-            {"file_type": "image", "data_url": "https://cw/a.png"},
-            {"file_type": "location", "coordinates_lat": -6.2, "coordinates_long": 106.8},
-            {"file_type": "file", "data_url": "https://cw/b.pdf"},
-            {"file_type": "audio"}
-        ]}))
+        let events = map(
+            json!({"event": "message_created", "id": 2002, "message_type": "outgoing",
+            "content": "see", "conversation": {"id": 7}, "attachments": [
+                {"file_type": "image", "data_url": "https://cw/a.png"},
+                {"file_type": "location", "coordinates_lat": -6.2, "coordinates_long": 106.8},
+                {"file_type": "file", "data_url": "https://cw/b.pdf"},
+                {"file_type": "audio"}
+            ]}),
+        )
         .unwrap();
         assert_eq!(events.len(), 3);
         let (a, b, c) = (outgoing(&events[0]), outgoing(&events[1]), outgoing(&events[2]));
@@ -481,6 +535,12 @@ pub(crate) mod tests {
         assert_eq!(b.message, "-6.2,106.8");
         assert!(matches!(c.message_type, MessageType::File));
         assert_eq!((c.message.as_str(), c.media_link.as_str()), ("", "https://cw/b.pdf"));
+        // One key per event of the message, all made of its id.
+        let keys: Vec<Option<&str>> = events.iter().map(|e| e.dedupe_key.as_deref()).collect();
+        assert_eq!(
+            keys,
+            [Some("message:2002"), Some("message:2002:2"), Some("message:2002:3")]
+        );
 
         let only_location = map(json!({"event": "message_created", "message_type": "outgoing",
             "content": "here", "conversation": {"id": 7}, "attachments": [
@@ -496,8 +556,12 @@ pub(crate) mod tests {
         let events = map(json!({"event": "conversation_status_changed", "id": 7,
             "status": "resolved", "account": {"id": 1}}))
         .unwrap();
-        let BridgeEvent::Command(c) = &events[0] else { panic!() };
+        let BridgeEvent::Command(c) = &events[0].event else {
+            panic!()
+        };
         assert!(matches!(c.command, TicketCommand::Close));
+        // A conversation can be resolved again after it is reopened: no key.
+        assert_eq!(events[0].dedupe_key, None);
         assert_eq!(c.ticket_number, "T1");
         assert_eq!(c.channel.as_deref(), Some("whatsapp"));
         let via_changes = map(json!({"event": "conversation_resolved", "id": 7,
@@ -531,10 +595,11 @@ pub(crate) mod tests {
 
     #[test]
     fn templates() {
-        let template = json!({"event": "message_created", "message_type": "template", "inbox": {"id": 1},
+        let template = json!({"event": "message_created", "id": 3003, "message_type": "template", "inbox": {"id": 1},
             "private": false, "content": "We are away", "conversation": {"id": 7}, "account": {"id": 1}});
         let events = map(template.clone()).unwrap();
         assert_eq!(outgoing(&events[0]).message, "We are away");
+        assert_eq!(events[0].dedupe_key.as_deref(), Some("message:3003"));
         let off = Scope {
             forward_templates: false,
             ..SCOPE

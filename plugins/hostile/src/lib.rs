@@ -59,7 +59,7 @@ impl Adapter for Hostile {
                 .map(|i| {
                     let mut event = events::outgoing("flood", MessageType::Text, &format!("flood {i}"), "");
                     event.channel = Some("whatsapp".into());
-                    BridgeEvent::Outgoing(event)
+                    BridgeEvent::Outgoing(event).into()
                 })
                 .collect();
             return Ok(webhook::ok(events));
@@ -68,7 +68,7 @@ impl Adapter for Hostile {
             return Ok(webhook::outcome(Vec::new(), html_response()));
         }
         if mode == "extra-reserved" {
-            return Ok(webhook::ok(vec![extra_reserved_event()]));
+            return Ok(webhook::ok(vec![extra_reserved_event().into()]));
         }
         if mode == "instance-calls" {
             let body = format!("{{\"instance_calls\":{}}}", count_instance_call());
@@ -244,9 +244,7 @@ fn kv_peek() -> String {
             let value = match kv::get(key) {
                 Ok(Some(v)) => String::from_utf8_lossy(&v).into_owned(),
                 Ok(None) => "none".into(),
-                Err(AdapterError::RetryLater(e) | AdapterError::Permanent(e)) => {
-                    format!("error({e})")
-                }
+                Err(e) => format!("error({})", e.reason()),
             };
             format!("{}={value}", key.escape_default())
         })

@@ -379,6 +379,7 @@ async fn page(state: &AppState, session: SessionView, query: Option<&str>) -> Re
                 name: t.name.clone(),
                 owner: t.owner.clone(),
                 content_hash: t.adapter.content_hash.clone(),
+                world: format!("{}@{}", crate::runtime::WIT_PACKAGE, t.adapter.wit_version),
                 loaded_at: t.loaded_at.format("%Y-%m-%d %H:%M:%SZ").to_string(),
                 source: format!(
                     "{} ({})",

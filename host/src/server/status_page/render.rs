@@ -45,6 +45,8 @@ pub struct TenantRow {
     pub name: String,
     pub owner: String,
     pub content_hash: String,
+    /// The world the adapter was built for, e.g. `dolphin:bridge@0.1.0`.
+    pub world: String,
     pub loaded_at: String,
     /// The adapter file it was loaded from.
     pub source: String,
@@ -251,7 +253,7 @@ fn tenants_table(html: &mut String, data: &PageData) {
         let _ = writeln!(
             html,
             "<tr class=\"tenant\" data-tenant=\"{name}\"><td class=\"name\">{name}</td><td class=\"owner\">{}</td>\
-             <td class=\"version\"><code class=\"hash\" title=\"{}\">{}</code><br>loaded {}<br>\
+             <td class=\"version\"><code class=\"hash\" title=\"{}\">{}</code> <span class=\"world\">{}</span><br>loaded {}<br>\
              <span class=\"muted mono source\">{}</span></td>\
              <td class=\"last-success\">{success}</td><td class=\"last-failure\">{failure}</td>\
              <td class=\"calls\">{} ({} failed)</td><td class=\"error-rate\">{rate}</td>\
@@ -259,6 +261,7 @@ fn tenants_table(html: &mut String, data: &PageData) {
             escape(&t.owner),
             escape(&t.content_hash),
             escape(short_hash(&t.content_hash)),
+            escape(&t.world),
             escape(&t.loaded_at),
             escape(&t.source),
             t.calls,
@@ -425,6 +428,7 @@ mod tests {
             name: name.into(),
             owner: "owner".into(),
             content_hash: "0123456789abcdef0123".into(),
+            world: "dolphin:bridge@0.2.0".into(),
             loaded_at: "2026-12-01T22:00:00Z".into(),
             source: "adapters/echo.wasm".into(),
             last_success: None,

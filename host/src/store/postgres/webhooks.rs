@@ -1,6 +1,6 @@
-//! The PostgreSQL store's webhook receipts: a webhook's keys with its first answer, taken with
-//! its deliveries in one transaction, so a vendor's retry (at any process) is answered as the
-//! first was.
+//! The PostgreSQL store's webhook receipts: a webhook's keys with its first answer, and its
+//! events' own keys, taken with its deliveries in one transaction, so a vendor's retry (at any
+//! process) is answered as the first was and an event it sends again is stored once.
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use deadpool_postgres::GenericClient;
 use super::PostgresStore;
 use super::outbox::enqueue_in;
 use crate::clock;
-use crate::store::{NewDelivery, StoredResponse, WebhookAccepted};
+use crate::store::{Accepted, NewDelivery, StoredResponse, WebhookAccepted};
 
 /// The answer stored since `since` for the first of `keys` that has one.
 async fn webhook_response_in(
@@ -72,7 +72,53 @@ pub(super) async fn accept_webhook(
             return Ok(WebhookAccepted::Duplicate(first));
         }
     }
-    let accepted = enqueue_in(&tx, deliveries, Duration::ZERO, now).await?;
+    // Each event key is taken the same way; an event whose key is held within the window is
+    // not stored, and answers with the delivery first stored for it.
+    let take_event = tx
+        .prepare_cached(
+            "INSERT INTO webhook_events (tenant, key, delivery_id, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant, key) DO UPDATE SET delivery_id = excluded.delivery_id,
+                 created_at = excluded.created_at
+             WHERE webhook_events.created_at <= $5
+             RETURNING 1",
+        )
+        .await?;
+    let first_of = tx
+        .prepare_cached("SELECT delivery_id FROM webhook_events WHERE tenant = $1 AND key = $2")
+        .await?;
+    let mut kept = Vec::with_capacity(deliveries.len());
+    // Per delivery in order: `Some` an event seen before (its first delivery), `None` one stored now.
+    let mut seen = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        let mut first = None;
+        if let Some(key) = &delivery.event_key {
+            let taken = tx
+                .query_opt(&take_event, &[&tenant, key, &delivery.delivery_id, &now, &since])
+                .await?;
+            if taken.is_none() {
+                let row = tx
+                    .query_one(&first_of, &[&tenant, key])
+                    .await
+                    .context("an event key held but its delivery not found")?;
+                first = Some(row.get::<_, String>(0));
+            }
+        }
+        if first.is_none() {
+            kept.push(delivery);
+        }
+        seen.push(first);
+    }
+    let mut stored = enqueue_in(&tx, kept, Duration::ZERO, now).await?.into_iter();
+    let accepted = seen
+        .into_iter()
+        .map(|first| match first {
+            Some(delivery_id) => Accepted {
+                delivery_id,
+                duplicate: true,
+            },
+            None => stored.next().expect("one stored delivery per new event"),
+        })
+        .collect();
     tx.commit().await.context("store commit failed")?;
     store.committed();
     store.announce.notify_one();

@@ -103,6 +103,13 @@ CREATE TABLE IF NOT EXISTS webhooks (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (tenant, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS webhook_events (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    delivery_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS readiness_probe (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     at INTEGER NOT NULL,
@@ -153,6 +160,7 @@ CREATE INDEX IF NOT EXISTS ticket_heads_due ON ticket_heads (next_attempt_at, se
 CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (state, finished_at);
 CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_at);
 CREATE INDEX IF NOT EXISTS webhooks_age ON webhooks (created_at);
+CREATE INDEX IF NOT EXISTS webhook_events_age ON webhook_events (created_at);
 CREATE INDEX IF NOT EXISTS tickets_age ON tickets (updated_at);
 CREATE INDEX IF NOT EXISTS tickets_contact ON tickets (owner, contact_id);
 ";

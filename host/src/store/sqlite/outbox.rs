@@ -314,6 +314,12 @@ pub(super) async fn purge(store: &SqliteStore, before: PurgeBefore) -> anyhow::R
         ),
         ("webhooks", "tenant, key", "created_at < ?1", Some(before.webhook_keys)),
         (
+            "webhook_events",
+            "tenant, key",
+            "created_at < ?1",
+            Some(before.webhook_keys),
+        ),
+        (
             "tickets",
             "owner, ticket_number",
             "updated_at < ?1",
