@@ -8,7 +8,10 @@ Customer side (on-incoming), with Rocket.Chat's Livechat REST API
   Rocket.Chat keeps one open room per visitor, so a new ticket of a contact whose previous
   ticket's room is still open closes that room first (`POST /api/v1/livechat/room.close`);
 - one message per delivery (`POST /api/v1/livechat/message`) with `_id` derived from the
-  delivery id: a retry reuses it, and Rocket.Chat's duplicate-key answer counts as delivered.
+  delivery id: a retry reuses it, and Rocket.Chat's duplicate-key answer counts as delivered;
+- a 429 (Rocket.Chat's API rate limiter) is retried after the limit resets: the SDK passes its
+  `X-RateLimit-Reset` (epoch milliseconds) minus the current time to the host as `after-ms`
+  (a `Retry-After`, when sent, wins).
 
 Agent side (on-vendor-webhook), the Omnichannel webhook
 (apps/meteor/app/livechat/server/hooks/sendToCRM.ts); the host has checked the
@@ -18,6 +21,9 @@ Agent side (on-vendor-webhook), the Omnichannel webhook
 - `type: "LivechatSession"` (sent when a room is closed) becomes a Close command;
 - other types (session start, taken, queued, ...) and rooms the bridge did not open are
   acknowledged and ignored.
+Each event is keyed by Rocket.Chat's own id, so that a webhook Rocket.Chat sends again (it
+retries failed requests) reaches 3Dolphins once: a message's Outgoing event by
+`message:<message _id>`, a close by `close:<room _id>` (a room is closed once).
 """
 
 import hashlib
@@ -26,7 +32,7 @@ import json
 import wit_world
 from wit_world.imports import types
 
-from dolphin_bridge_sdk import Permanent, RetryLater, config, guard, http, json_response, kv, log
+from dolphin_bridge_sdk import Permanent, RetryLater, config, events, guard, http, json_response, kv, log, outcome
 
 API = "/api/v1/livechat"
 
@@ -137,8 +143,10 @@ def _outgoing(ticket, message, base):
         kind, link, text = types.MessageType.TEXT, "", message.get("msg") or ""
     else:
         kind, link, text = media
-    extra = [("rocketchatMessageId", json.dumps(message.get("_id")))]
-    return types.BridgeEvent_Outgoing(types.OutgoingEvent(ticket, kind, text, link, None, None, extra))
+    message_id = message.get("_id")
+    dedupe_key = f"message:{message_id}" if isinstance(message_id, str) and message_id else None
+    extra = {"rocketchatMessageId": message_id}
+    return events.outgoing(ticket, kind, text, link, extra, dedupe_key=dedupe_key)
 
 
 def _ticket_of(room):
@@ -146,30 +154,35 @@ def _ticket_of(room):
     return None if known is None else known["ticket"]
 
 
+def _deliver(ctx, event):
+    """Delivers one Incoming event: visitor, room, message."""
+    livechat = _Livechat()
+    token = _visitor_token(event.owner, event.contact_id)
+    livechat.ensure_visitor(token, event)
+    text = _message_text(event)
+    room = livechat.room_of(event.ticket_number, token)
+    error = livechat.send_message(ctx, event.ticket_number, token, room, text)
+    if error == "room-closed":
+        # An agent closed the room while the ticket goes on: continue in a new room.
+        _forget_room(event.ticket_number, room)
+        room = livechat.room_of(event.ticket_number, token)
+        error = livechat.send_message(ctx, event.ticket_number, token, room, text)
+    if error is None:
+        return
+    if "E11000" in error or "duplicate key" in error:
+        log.info("rocketchat: message already delivered", rid=room)
+        return
+    if error == "invalid-token":
+        # The visitor was removed in Rocket.Chat: register it again on the next attempt.
+        kv.delete(f"visitor:{token}")
+        raise RetryLater("Rocket.Chat does not know the visitor (invalid-token)")
+    raise Permanent(f"Rocket.Chat refused the message: {error}")
+
+
 class WitWorld(wit_world.WitWorld):
     @guard
     def on_incoming(self, ctx, event):
-        livechat = _Livechat()
-        token = _visitor_token(event.owner, event.contact_id)
-        livechat.ensure_visitor(token, event)
-        text = _message_text(event)
-        room = livechat.room_of(event.ticket_number, token)
-        error = livechat.send_message(ctx, event.ticket_number, token, room, text)
-        if error == "room-closed":
-            # An agent closed the room while the ticket goes on: continue in a new room.
-            _forget_room(event.ticket_number, room)
-            room = livechat.room_of(event.ticket_number, token)
-            error = livechat.send_message(ctx, event.ticket_number, token, room, text)
-        if error is None:
-            return
-        if "E11000" in error or "duplicate key" in error:
-            log.info("rocketchat: message already delivered", rid=room)
-            return
-        if error == "invalid-token":
-            # The visitor was removed in Rocket.Chat: register it again on the next attempt.
-            kv.delete(f"visitor:{token}")
-            raise RetryLater("Rocket.Chat does not know the visitor (invalid-token)")
-        raise Permanent(f"Rocket.Chat refused the message: {error}")
+        _deliver(ctx, event)
 
     @guard
     def on_vendor_webhook(self, ctx, request):
@@ -177,8 +190,8 @@ class WitWorld(wit_world.WitWorld):
             payload = json.loads(bytes(request.body))
             kind = payload["type"]
         except (ValueError, KeyError, TypeError):
-            return types.WebhookOutcome([], json_response(400, {"error": "expected an Omnichannel webhook"}))
-        events = []
+            return outcome([], json_response(400, {"error": "expected an Omnichannel webhook"}))
+        found = []
         if kind == "Message":
             base = config.require("base_url").rstrip("/")
             for message in payload.get("messages") or []:
@@ -187,9 +200,10 @@ class WitWorld(wit_world.WitWorld):
                     continue
                 ticket = _ticket_of(message.get("rid") or payload.get("_id"))
                 if ticket is not None:
-                    events.append(_outgoing(ticket, message, base))
+                    found.append(_outgoing(ticket, message, base))
         elif kind == "LivechatSession" and payload.get("closedAt"):
-            ticket = _ticket_of(payload.get("_id"))
+            room = payload.get("_id")
+            ticket = _ticket_of(room)
             if ticket is not None:
-                events.append(types.BridgeEvent_Command(types.CommandEvent(ticket, types.TicketCommand.CLOSE, None)))
-        return types.WebhookOutcome(events, json_response(200, {"status": "ok", "events": len(events)}))
+                found.append(events.close(ticket, dedupe_key=f"close:{room}"))
+        return outcome(found, json_response(200, {"status": "ok", "events": len(found)}))

@@ -22,6 +22,12 @@
 //   ignored;
 // - `switchboard:passControl` / `switchboard:releaseControl` with reason `ticketClosed`
 //   (`payload.reason`, or `payload.metadata.reason`): a Close command.
+// Each event is keyed by Sunshine's own event id (`events[].id`) as its dedupe key, so an event
+// that Sunshine sends again (a retried webhook) reaches 3Dolphins once.
+//
+// Errors: a 429 (or 503) from Sunshine is retried after its `Retry-After` (seconds), passed to the
+// host as `after-ms` by the SDK; other 408/429/5xx answers, timeouts and connection failures are
+// retried on the host's schedule; other 4xx are permanent.
 
 import { Permanent, basicAuth, config, guard, http, kv, logger, webhook } from '../../plugin-sdk/js/sdk.js';
 
@@ -200,7 +206,7 @@ export const onVendorWebhook = guard('on-vendor-webhook', (_ctx, request) => {
     if (typeof mapped === 'string') {
       logger.debug(`sunshine webhook event ignored: ${mapped}`, { event: event?.id ?? '' });
     } else {
-      events.push(mapped);
+      events.push(webhook.keyed(mapped, typeof event.id === 'string' && event.id !== '' ? event.id : undefined));
     }
   }
   return webhook.outcome(events, webhook.json(200, { status: 'ok', events: events.length }));

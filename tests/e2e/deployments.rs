@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dolphin_bridge_tests::adapters::bridge_binary;
+use dolphin_bridge_tests::adapters::{bridge_binary, echo_world_0_1};
 use dolphin_bridge_tests::bridge::{ADMIN_TOKEN, INCOMING_TOKEN, start_on_config_file};
 use dolphin_bridge_tests::events::EXAMPLE_OWNER;
 use dolphin_bridge_tests::reload_support::{
@@ -485,4 +485,28 @@ async fn the_newest_versions_are_kept_and_older_files_deleted() {
         files, expected,
         "the oldest version's file is deleted, nothing else is left"
     );
+}
+
+/// A partner's adapter built for the 0.1 world deploys and runs as it is, and a 0.2 build replaces
+/// it: each serves in its own world, as `/admin/adapters` names it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_0_1_component_deploys_beside_0_2_ones() {
+    let env = DeployEnv::start().await;
+    let world = || async {
+        let listed = env.bridge.admin_get("adapters").await.json();
+        let adapters = listed["adapters"].as_array().cloned().unwrap_or_default();
+        let acme = adapters.iter().find(|a| a["tenant"] == "acme").cloned().expect("acme listed");
+        acme["witVersion"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(world().await, "dolphin:bridge@0.2.0");
+    let old = std::fs::read(echo_world_0_1()).expect("the 0.1 fixture");
+    let deployed = env.deploy("acme", ACME_DEPLOY_TOKEN, old).await;
+    assert_eq!(deployed.status, 200, "{}", deployed.describe());
+    assert_eq!(world().await, "dolphin:bridge@0.1.0");
+    // The 0.1 echo was built without a build tag.
+    assert_eq!(env.probe_build().await, "");
+    let deployed = env.deploy("acme", ACME_DEPLOY_TOKEN, echo_build_bytes("v2")).await;
+    assert_eq!(deployed.status, 200, "{}", deployed.describe());
+    assert_eq!(world().await, "dolphin:bridge@0.2.0");
+    assert_eq!(env.probe_build().await, "v2");
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use dolphin_bridge_tests::bridge::{WebhookAuth, run_plugin_test};
+use dolphin_bridge_tests::bridge::{WebhookAuth, run_plugin_test, run_subcommand};
 use dolphin_bridge_tests::events::EXAMPLE_OWNER;
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, MockVendor, Tenant, adapters};
 use hmac::{Hmac, Mac};
@@ -109,6 +109,16 @@ async fn a_0_1_component_runs_unchanged_beside_a_0_2_one() {
 
 #[test]
 fn check_and_plugin_test_take_a_0_1_component() {
+    let config = BridgeConfig::new("http://127.0.0.1:9").api_token(API_TOKEN).tenant(Tenant::new(
+        "old",
+        EXAMPLE_OWNER,
+        adapters::echo_world_0_1(),
+    ));
+    let checked = run_subcommand("check", &config);
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&checked.stderr));
+    assert!(stdout.contains("dolphin:bridge@0.1.0"), "check names the adapter's world: {stdout}");
+
     let work = tempfile::tempdir().expect("a temp dir");
     let fixtures = work.path().join("fixtures");
     std::fs::create_dir_all(fixtures.join("incoming")).unwrap();
@@ -283,7 +293,10 @@ async fn javascript_sees_the_real_clock_and_fresh_randomness() {
             .tenant(tenant),
     )
     .await;
-    let body = json!({"ticketNumber": "T-clock", "message": "what time is it", "channel": "webchat"});
+    let event = Event::fresh();
+    let id = assert_accepted(&bridge.send_event(event.clone()).await);
+    bridge.wait_for_delivery(&id, "delivered").await;
+    let body = json!({"ticketNumber": event.ticket_number(), "message": "what time is it"});
     let mut answers = Vec::new();
     for _ in 0..2 {
         let before = std::time::SystemTime::now()

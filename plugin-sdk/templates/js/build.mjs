@@ -30,7 +30,11 @@ try {
     sourcePath,
     witPath: here('./wit'),
     worldName: 'adapter',
-    disableFeatures: ['random', 'stdio', 'clocks', 'http', 'fetch-event'],
+    // `random` and `clocks` stay on: Math.random() / crypto.getRandomValues() and Date.now() read
+    // the host's WASI random and wall clock when called. (Disabled, componentize-js would replace
+    // them with a fixed-seed generator and the build's time.) No stdio or fetch/HTTP of its own:
+    // adapters log and call vendors through the host.
+    disableFeatures: ['stdio', 'http', 'fetch-event'],
   });
   await writeFile(out, component);
   console.log(`built {{wasm_file}}`);
