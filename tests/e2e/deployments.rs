@@ -495,7 +495,11 @@ async fn a_0_1_component_deploys_beside_0_2_ones() {
     let world = || async {
         let listed = env.bridge.admin_get("adapters").await.json();
         let adapters = listed["adapters"].as_array().cloned().unwrap_or_default();
-        let acme = adapters.iter().find(|a| a["tenant"] == "acme").cloned().expect("acme listed");
+        let acme = adapters
+            .iter()
+            .find(|a| a["tenant"] == "acme")
+            .cloned()
+            .expect("acme listed");
         acme["witVersion"].as_str().unwrap_or_default().to_string()
     };
     assert_eq!(world().await, "dolphin:bridge@0.2.0");

@@ -109,15 +109,20 @@ async fn a_0_1_component_runs_unchanged_beside_a_0_2_one() {
 
 #[test]
 fn check_and_plugin_test_take_a_0_1_component() {
-    let config = BridgeConfig::new("http://127.0.0.1:9").api_token(API_TOKEN).tenant(Tenant::new(
-        "old",
-        EXAMPLE_OWNER,
-        adapters::echo_world_0_1(),
-    ));
+    let config = BridgeConfig::new("http://127.0.0.1:9")
+        .api_token(API_TOKEN)
+        .tenant(Tenant::new("old", EXAMPLE_OWNER, adapters::echo_world_0_1()));
     let checked = run_subcommand("check", &config);
     let stdout = String::from_utf8_lossy(&checked.stdout);
-    assert!(checked.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&checked.stderr));
-    assert!(stdout.contains("dolphin:bridge@0.1.0"), "check names the adapter's world: {stdout}");
+    assert!(
+        checked.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(
+        stdout.contains("dolphin:bridge@0.1.0"),
+        "check names the adapter's world: {stdout}"
+    );
 
     let work = tempfile::tempdir().expect("a temp dir");
     let fixtures = work.path().join("fixtures");
