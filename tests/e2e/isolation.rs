@@ -339,13 +339,18 @@ async fn a_call_that_finds_the_instance_pool_full_waits_for_a_slot() {
         tokio::spawn(async move { client.post_raw(&url, Some("application/json"), "{}").await })
     };
     slow.wait_for_bodies(1).await;
+    let first_call_waits_since = Instant::now();
     let waiting = bridge
         .send_webhook("villain", "/hook?mode=ok", &serde_json::json!({}))
         .await;
     assert_eq!(waiting.status, 200, "{}", waiting.describe());
+    // The first call holds the only slot until the vendor answers it, 1.5 s after its request
+    // arrived: the second is served only then. (Whether the first call's client task has run
+    // by now is up to the test's scheduler, so that is not what is asserted.)
+    let waited = first_call_waits_since.elapsed();
     assert!(
-        holding.is_finished(),
-        "the second call was served while the first still held the only slot"
+        waited >= Duration::from_millis(1_200),
+        "the second call was served after {waited:?}, while the first still held the only slot"
     );
     let held = holding.await.expect("the first call's task");
     assert_eq!(held.status, 200, "{}", held.describe());

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use dolphin_bridge_tests::bridge::{WebhookAuth, run_subcommand};
 use dolphin_bridge_tests::events::EXAMPLE_OWNER;
-use dolphin_bridge_tests::reload_support::{admin_reload, log_lines_since, log_mark, replace_by_rename};
+use dolphin_bridge_tests::reload_support::{admin_reload, log_mark, replace_by_rename, wait_for_log_line};
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, MockVendor, Tenant, adapters};
 use serde_json::json;
 
@@ -215,11 +215,9 @@ async fn a_component_with_a_shared_memory_is_refused_at_load() {
         "the villain keeps its previous adapter: {}",
         response.describe()
     );
-    let rejected = log_lines_since(&env.bridge, mark, &["adapter file rejected", "villain"]);
-    assert!(
-        rejected.iter().any(|line| line.contains("shared memor")),
-        "the log says why: {rejected:#?}"
-    );
+    // The log arrives through a pipe, maybe after the reload's answer: wait for the line.
+    let rejected = wait_for_log_line(&env.bridge, mark, &["adapter file rejected", "villain"]).await;
+    assert!(rejected.contains("shared memor"), "the log says why: {rejected}");
     env.assert_healthy_tenant_served().await;
     // The villain runs its previous version: the shared memory never ran.
     let id = env.villain_event("ok").await;
