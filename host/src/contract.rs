@@ -141,6 +141,9 @@ impl IncomingEvent {
                 if non_empty && s.trim().is_empty() {
                     errors.push(FieldError::new(name, "must not be empty"));
                 }
+                if s.contains('\0') {
+                    errors.push(FieldError::new(name, NUL_MESSAGE));
+                }
                 s
             }
             Some(other) => {
@@ -213,6 +216,11 @@ impl IncomingEvent {
     }
 }
 
+/// Why a field holding U+0000 is refused: PostgreSQL's text cannot hold it, so either store
+/// would have to treat it differently (the embedded one took it, PostgreSQL failed every retry);
+/// both refuse it, and 3Dolphins is told which field.
+const NUL_MESSAGE: &str = "must not contain the NUL character (U+0000)";
+
 /// Whether `text` is exactly `yyyy-MM-ddTHH:mm:ss.SSS` and a real date-time (chrono alone
 /// would also accept a missing or longer fraction).
 fn is_created_date(text: &str) -> bool {
@@ -230,6 +238,9 @@ fn optional(map: &mut Map<String, Value>, names: &[&str], errors: &mut Vec<Field
         match map.remove(*name) {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) => {
+                if s.contains('\0') {
+                    errors.push(FieldError::new(name, NUL_MESSAGE));
+                }
                 found.get_or_insert(s);
             }
             Some(other) => errors.push(FieldError::new(
@@ -408,6 +419,31 @@ mod tests {
             ParseError::Invalid(fields) => fields.into_iter().map(|f| f.field).collect(),
             other => panic!("expected field errors, got {other:?}"),
         }
+    }
+
+    /// U+0000 cannot be stored by PostgreSQL: refused in every named field, on either store.
+    #[test]
+    fn a_nul_character_in_a_named_field_is_refused_naming_the_field() {
+        for field in [
+            "ticketNumber",
+            "channel",
+            "accountId",
+            "contactId",
+            "customerName",
+            "owner",
+            "message",
+            "groupId",
+        ] {
+            let mut event = example();
+            event[field] = Value::String("with\u{0}nul".into());
+            let err = parse(event).unwrap_err();
+            assert_eq!(fields(err.clone()), [field], "{field}: {err}");
+            assert!(err.to_string().contains("U+0000"), "{err}");
+        }
+        // Elsewhere (unnamed fields go on as JSON, which escapes it) it is kept.
+        let mut event = example();
+        event["somethingNew"] = Value::String("with\u{0}nul".into());
+        assert!(parse(event).is_ok());
     }
 
     #[test]

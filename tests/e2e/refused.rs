@@ -383,3 +383,34 @@ async fn bodies_over_the_limit_are_refused_with_413() {
     let bodies = env.vendor.bodies();
     assert_eq!(bodies.len(), 1, "an oversized body was forwarded: {bodies:#?}");
 }
+
+/// U+0000 in a stored field: PostgreSQL's text cannot hold it, so the bridge on PostgreSQL
+/// answered 503 (a store failure) to every retry of 3Dolphins, for ever, while the embedded store
+/// took it. Both refuse it now (422, naming the field), and nothing is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nul_character_is_refused_naming_its_field_on_postgresql_too() {
+    use dolphin_bridge_tests::replica_support::{TempSchema, assert_store_is_postgres};
+    use dolphin_bridge_tests::{Bridge, BridgeConfig, MockThreeDolphins, MockVendor};
+
+    use crate::common::{API_TOKEN, echo_tenant};
+
+    let schema = TempSchema::create().await;
+    let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
+    let vendor = MockVendor::start().await;
+    let config = BridgeConfig::new(&three_dolphins.base_url())
+        .api_token(API_TOKEN)
+        .store_url(schema.url())
+        .tenant(echo_tenant(
+            "acme",
+            dolphin_bridge_tests::events::EXAMPLE_OWNER,
+            &vendor,
+        ));
+    let bridge = Bridge::start(config).await;
+    assert_store_is_postgres(&bridge).await;
+    for field in ["customerName", "ticketNumber", "contactId"] {
+        let event = Event::fresh().with(field, "with\u{0}nul");
+        let response = bridge.send_event(event).await;
+        assert_refused(&response, 422, "invalid_event", &[field]);
+    }
+    assert_eq!(schema.outbox_rows().await, 0, "nothing was stored");
+}

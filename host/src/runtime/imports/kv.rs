@@ -23,6 +23,9 @@ impl wit::kv::Host for CallState {
         if let Err(e) = self.count_kv() {
             return Ok(Err(e));
         }
+        if key.contains('\0') {
+            return Ok(Ok(None)); // never stored: see `NUL_KEY`
+        }
         let result = self.host.services.store.kv_get(&self.host.tenant, &key).await;
         Ok(result.map_err(|e| format!("store failure: {e:#}")))
     }
@@ -32,11 +35,8 @@ impl wit::kv::Host for CallState {
             return Ok(Err(e));
         }
         let limits = &self.host.limits;
-        if key.len() > limits.kv_key_bytes || value.len() > limits.kv_value_bytes {
-            return Ok(Err(format!(
-                "key or value too large (limits: key {} bytes, value {} bytes)",
-                limits.kv_key_bytes, limits.kv_value_bytes
-            )));
+        if let Err(e) = check_entry(&key, &value, limits.kv_key_bytes, limits.kv_value_bytes) {
+            return Ok(Err(e));
         }
         let quota = limits.kv_total_bytes;
         let result = self
@@ -58,7 +58,43 @@ impl wit::kv::Host for CallState {
         if let Err(e) = self.count_kv() {
             return Ok(Err(e));
         }
+        if key.contains('\0') {
+            return Ok(Ok(())); // never stored: see `NUL_KEY`
+        }
         let result = self.host.services.store.kv_delete(&self.host.tenant, &key).await;
         Ok(result.map_err(|e| format!("store failure: {e:#}")))
+    }
+}
+
+/// Why a key holding U+0000 is refused: PostgreSQL's text cannot hold it, so the embedded store
+/// would take what PostgreSQL fails on every retry. Refused by both (and never found).
+const NUL_KEY: &str = "a key must not contain the NUL character (U+0000)";
+
+/// Whether an entry may be stored: its key and value within the tenant's sizes, and no U+0000
+/// in the key.
+fn check_entry(key: &str, value: &[u8], max_key: usize, max_value: usize) -> Result<(), String> {
+    if key.len() > max_key || value.len() > max_value {
+        return Err(format!(
+            "key or value too large (limits: key {max_key} bytes, value {max_value} bytes)"
+        ));
+    }
+    if key.contains('\0') {
+        return Err(NUL_KEY.to_string());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_over_the_sizes_or_with_a_nul_in_the_key_are_refused() {
+        assert_eq!(check_entry("k", b"v", 8, 8), Ok(()));
+        assert!(check_entry("0123456789", b"v", 8, 8).unwrap_err().contains("too large"));
+        assert!(check_entry("k", &[0; 9], 8, 8).unwrap_err().contains("too large"));
+        assert_eq!(check_entry("a\0b", b"v", 8, 8), Err(NUL_KEY.to_string()));
+        // A NUL in the value is data like any other byte.
+        assert_eq!(check_entry("k", b"a\0b", 8, 8), Ok(()));
     }
 }
