@@ -88,6 +88,10 @@ pub fn complete_adapter_event(
     if ticket_number.trim().is_empty() {
         return Err("the adapter produced an event without a ticket number".into());
     }
+    // PostgreSQL's text cannot hold U+0000: refused on both stores, as in Incoming events.
+    if ticket_number.contains('\0') {
+        return Err("the adapter produced a ticket number with the NUL character (U+0000)".into());
+    }
     let channel_of = |given: Option<String>| {
         given
             .filter(|c| !c.is_empty())
@@ -172,6 +176,17 @@ mod tests {
 
     fn pairs(keys: &[&str]) -> Vec<(String, String)> {
         keys.iter().map(|k| (k.to_string(), "\"x\"".to_string())).collect()
+    }
+
+    #[test]
+    fn a_ticket_number_with_a_nul_is_refused() {
+        let event = wt::BridgeEvent::Command(wt::CommandEvent {
+            ticket_number: "T\01".into(),
+            command: wt::TicketCommand::Close,
+            channel: Some("whatsapp".into()),
+        });
+        let err = complete_adapter_event("owner", None, event).unwrap_err();
+        assert!(err.contains("U+0000"), "{err}");
     }
 
     #[test]
