@@ -357,6 +357,9 @@ pub(super) async fn purge(store: &PostgresStore, before: PurgeBefore) -> anyhow:
 
 /// Deletes the rows of `table` (whose key is `key`) matching `condition`, [`PURGE_BATCH`]
 /// rows per transaction, so a large purge never holds locks for long.
+/// The condition is checked again by the DELETE itself: a row another writer changed after
+/// the batch was selected (a dead letter replayed, a key taken again) is judged as that writer
+/// left it.
 async fn delete_in_batches(
     store: &PostgresStore,
     table: &str,
@@ -365,7 +368,8 @@ async fn delete_in_batches(
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> anyhow::Result<usize> {
     let sql = format!(
-        "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {condition} LIMIT {PURGE_BATCH})"
+        "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {condition} LIMIT {PURGE_BATCH})
+         AND {condition}"
     );
     let mut total = 0;
     loop {

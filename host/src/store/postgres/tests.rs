@@ -416,3 +416,52 @@ async fn an_event_stored_while_the_head_finishes_becomes_the_head() {
         assert_eq!(kept, derived, "round {round}");
     }
 }
+
+/// A webhook key taken again by another process while a purge is deleting it (the purge waits
+/// for the other's row lock) is kept: the purge's DELETE checks its condition again on the row
+/// as the other process left it. Before, it re-checked only that the key was among the ones it
+/// had selected, and deleted the fresh key: the vendor's next retry was stored again.
+#[tokio::test]
+async fn a_purge_keeps_a_key_another_process_refreshed_meanwhile() {
+    let f = TempSchema::new().await;
+    let now = crate::clock::now_ms();
+    f.side
+        .batch_execute(&format!(
+            "INSERT INTO webhooks (tenant, key, status, headers, body, created_at)
+             VALUES ('acme', 'wh-1', 200, '[]', ''::bytea, {old})",
+            old = now - 10_000
+        ))
+        .await
+        .unwrap();
+    // Another process takes the key again, in a transaction it has not committed yet.
+    let other = connect(&f.url).await;
+    other.batch_execute("BEGIN").await.unwrap();
+    other
+        .execute("UPDATE webhooks SET created_at = $1 WHERE key = 'wh-1'", &[&now])
+        .await
+        .unwrap();
+    let before = PurgeBefore {
+        delivered: 0,
+        idempotency_keys: 0,
+        webhook_keys: now - 5_000,
+        tickets: 0,
+        dead_letters: None,
+    };
+    let purge = tokio::spawn({
+        let store = PostgresStore::open(&f.url, 2).await.unwrap();
+        async move { store.purge(before).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    other.batch_execute("COMMIT").await.unwrap();
+    purge.await.unwrap().unwrap();
+    let kept = f
+        .side
+        .query_opt("SELECT created_at FROM webhooks WHERE key = 'wh-1'", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.map(|row| row.get::<_, i64>(0)),
+        Some(now),
+        "the refreshed key was purged"
+    );
+}

@@ -346,6 +346,9 @@ pub(super) async fn purge(store: &SqliteStore, before: PurgeBefore) -> anyhow::R
 
 /// Deletes the rows of `table` (whose key is `key`) matching `condition` with `values`,
 /// [`PURGE_BATCH`] rows per write, so a large purge never holds the writer for long.
+/// The condition is checked again by the DELETE itself: a row another writer changed after
+/// the batch was selected (a dead letter replayed, a key taken again) is judged as that writer
+/// left it.
 async fn delete_in_batches(
     store: &SqliteStore,
     table: &'static str,
@@ -354,7 +357,8 @@ async fn delete_in_batches(
     values: Vec<SqlValue>,
 ) -> anyhow::Result<usize> {
     let sql = format!(
-        "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {condition} LIMIT {PURGE_BATCH})"
+        "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {condition} LIMIT {PURGE_BATCH})
+         AND {condition}"
     );
     let mut total = 0;
     loop {
