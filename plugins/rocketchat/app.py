@@ -8,17 +8,31 @@ Customer side (on-incoming), with Rocket.Chat's Livechat REST API
   Rocket.Chat keeps one open room per visitor, so a new ticket of a contact whose previous
   ticket's room is still open closes that room first (`POST /api/v1/livechat/room.close`);
 - one message per delivery (`POST /api/v1/livechat/message`) with `_id` derived from the
-  delivery id: a retry reuses it, and Rocket.Chat's duplicate-key answer counts as delivered;
-- a 429 (Rocket.Chat's API rate limiter) is retried after the limit resets: the SDK passes its
-  `X-RateLimit-Reset` (epoch milliseconds) minus the current time to the host as `after-ms`
-  (a `Retry-After`, when sent, wins).
+  delivery id. Rocket.Chat stores a given `_id` once: `sendMessage` returns early when it exists
+  (apps/meteor/app/lib/server/functions/sendMessage.ts) and the route then answers 400. So a
+  retry (attempt > 1), and a 400 Rocket.Chat gives no known reason for, first ask
+  `GET /api/v1/livechat/message/<_id>?token=..&rid=..` whether the message is there: if it is,
+  the delivery is done;
+- no agent online (400 `no-agent-online` when a room is opened: QueueManager.requestRoom with
+  `Livechat_accept_chats_with_no_agents` at its default, false) is retried later, after
+  `no_agent_retry_ms` (config, default 60000), until an agent is online;
+- a 429 (Rocket.Chat's API rate limiter, on by default: 10 calls per route and IP a minute) is
+  retried after the limit resets: the SDK passes its `X-RateLimit-Reset` (epoch milliseconds)
+  minus the current time to the host as `after-ms` (a `Retry-After`, when sent, wins). Rocket.Chat
+  sends `X-RateLimit-Reset` on every answer of a limited route, so on other transient statuses
+  the hint is dropped unless a `Retry-After` came with it.
 
 Agent side (on-vendor-webhook), the Omnichannel webhook
 (apps/meteor/app/livechat/server/hooks/sendToCRM.ts); the host has checked the
 `X-RocketChat-Livechat-Token` header already:
 - `type: "Message"`: agents' messages (those with `agentId`) become Outgoing events, files and
-  images with their link; the visitor's own messages and system messages are ignored;
-- `type: "LivechatSession"` (sent when a room is closed) becomes a Close command;
+  images with their link; the visitor's own messages and system messages are ignored, and so
+  are edits (the message again, same `_id`, with `editedAt`: updateMessage.ts runs the same
+  webhook): the customer already has the message;
+- `type: "LivechatSession"` (sent when a room is closed) becomes a Close command when an agent
+  (or a bot) closed it; `closer: "visitor"` is the bridge itself, which closes a contact's
+  previous room when the contact's next ticket starts (closeRoom.ts records the closer), and is
+  not a Close of the previous ticket;
 - other types (session start, taken, queued, ...) and rooms the bridge did not open are
   acknowledged and ignored.
 Each event is keyed by Rocket.Chat's own id, so that a webhook Rocket.Chat sends again (it
@@ -35,6 +49,11 @@ from wit_world.imports import types
 from dolphin_bridge_sdk import Permanent, RetryLater, config, events, guard, http, json_response, kv, log, outcome
 
 API = "/api/v1/livechat"
+# How long to wait before trying again while no agent is online (config `no_agent_retry_ms`).
+NO_AGENT_RETRY_MS = 60_000
+# Rocket.Chat's errors that say why it refused a message; any other 400 of the message route may
+# be its answer to an `_id` it already has.
+KNOWN_MESSAGE_ERRORS = ("invalid-token", "invalid-room", "room-closed", "message-length-exceeds-character-limit")
 
 
 def _visitor_token(owner, contact_id):
@@ -66,6 +85,37 @@ def _failure(response):
         return response.text()[:200]
 
 
+def _error_type(response):
+    """Rocket.Chat's `errorType` of a failed call (a Meteor.Error's `error`), or ""."""
+    try:
+        return str(response.json().get("errorType", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+def _no_agent_retry_ms():
+    try:
+        return max(0, int(config.get("no_agent_retry_ms", NO_AGENT_RETRY_MS)))
+    except (TypeError, ValueError):
+        raise Permanent("config `no_agent_retry_ms` must be a number of milliseconds") from None
+
+
+def _send(call, *args, **kwargs):
+    """An SDK call; a transient failure other than 429 does not wait for `X-RateLimit-Reset`.
+
+    Rocket.Chat's limiter sets `X-RateLimit-Reset` (the end of the window) on every answer of a
+    limited route (apps/meteor/app/api/server/api.ts, `enforceRateLimit`), so any answer may
+    carry it; only a 429 means "not before then". A `Retry-After` is kept.
+    """
+    try:
+        return call(*args, **kwargs)
+    except RetryLater as e:
+        response = e.response
+        if response is not None and response.status != 429 and response.header("retry-after") is None:
+            raise RetryLater(str(e), after_ms=None, response=response) from None
+        raise
+
+
 class _Livechat:
     """The Livechat REST API of one Rocket.Chat server."""
 
@@ -80,7 +130,7 @@ class _Livechat:
         visitor = {"token": token, "name": event.customer_name or event.account_id}
         if self.department:
             visitor["department"] = self.department
-        http.post_json(f"{self.base}{API}/visitor", {"visitor": visitor})
+        _send(http.post_json, f"{self.base}{API}/visitor", {"visitor": visitor})
         kv.set_json(f"visitor:{token}", True)
 
     def room_of(self, ticket, token):
@@ -99,13 +149,40 @@ class _Livechat:
         return room
 
     def _open_room(self, token):
-        response = http.get_json(f"{self.base}{API}/room?token={token}")
-        return response.json()["room"]["_id"]
+        response = _send(http.get_json, f"{self.base}{API}/room?token={token}", accept=(400,))
+        if response.status == 200:
+            return response.json()["room"]["_id"]
+        error = _failure(response)
+        if _error_type(response) == "no-agent-online" or "no-agent-online" in error:
+            # Livechat_accept_chats_with_no_agents is off (its default): Rocket.Chat opens no room
+            # while no agent is online. Not the message's fault: try again later.
+            raise RetryLater(f"Rocket.Chat has no agent online: {error}", after_ms=_no_agent_retry_ms())
+        if error == "invalid-token":
+            kv.delete(f"visitor:{token}")
+            raise RetryLater("Rocket.Chat does not know the visitor (invalid-token)")
+        raise Permanent(f"Rocket.Chat refused a room: {error}")
 
     def _post(self, path, body):
-        return http.post_json(f"{self.base}{path}", body, accept=(400,))
+        return _send(http.post_json, f"{self.base}{path}", body, accept=(400,))
 
-    def send_message(self, ctx, ticket, token, room, text):
+    def has_message(self, token, room, message_id):
+        """Whether Rocket.Chat has message `message_id` in `room`
+        (`GET /api/v1/livechat/message/:_id`, apps/meteor/app/livechat/server/api/v1/message.ts:
+        400 `invalid-message` when it has not)."""
+        url = f"{self.base}{API}/message/{message_id}?token={token}&rid={room}"
+        response = _send(http.get_json, url, accept=(400,))
+        if response.status == 200:
+            return True
+        error = _failure(response)
+        if error in ("invalid-message", "invalid-room"):
+            # No such message, or no such room of this visitor (then no message in it either).
+            return False
+        if error == "invalid-token":
+            kv.delete(f"visitor:{token}")
+            raise RetryLater("Rocket.Chat does not know the visitor (invalid-token)")
+        raise RetryLater(f"Rocket.Chat could not say whether the message arrived: {error}")
+
+    def send_message(self, ctx, token, room, text):
         """Posts the message; returns Rocket.Chat's `error` when it answered 400, else None."""
         body = {"token": token, "rid": room, "msg": text, "_id": _message_id(ctx.delivery_id)}
         response = self._post(f"{API}/message", body)
@@ -158,18 +235,28 @@ def _deliver(ctx, event):
     """Delivers one Incoming event: visitor, room, message."""
     livechat = _Livechat()
     token = _visitor_token(event.owner, event.contact_id)
+    message_id = _message_id(ctx.delivery_id)
+    if ctx.attempt > 1:
+        # An earlier attempt may have reached Rocket.Chat with its answer lost: the message is
+        # then in the ticket's room (open or since closed) and must not be sent again.
+        known = kv.get_json(f"ticket:{event.ticket_number}")
+        if known is not None and kv.get_json(f"visitor:{token}") is not None:
+            if livechat.has_message(token, known["rid"], message_id):
+                log.info("rocketchat: message already delivered", rid=known["rid"])
+                return
     livechat.ensure_visitor(token, event)
     text = _message_text(event)
     room = livechat.room_of(event.ticket_number, token)
-    error = livechat.send_message(ctx, event.ticket_number, token, room, text)
+    error = livechat.send_message(ctx, token, room, text)
     if error == "room-closed":
         # An agent closed the room while the ticket goes on: continue in a new room.
         _forget_room(event.ticket_number, room)
         room = livechat.room_of(event.ticket_number, token)
-        error = livechat.send_message(ctx, event.ticket_number, token, room, text)
+        error = livechat.send_message(ctx, token, room, text)
     if error is None:
         return
-    if "E11000" in error or "duplicate key" in error:
+    if error not in KNOWN_MESSAGE_ERRORS and livechat.has_message(token, room, message_id):
+        # Rocket.Chat answers 400 to an `_id` it already has (sendMessage returns early).
         log.info("rocketchat: message already delivered", rid=room)
         return
     if error == "invalid-token":
@@ -198,10 +285,14 @@ class WitWorld(wit_world.WitWorld):
                 # Visitors' messages carry no agentId; typed ones are system messages.
                 if not message.get("agentId") or message.get("t") or message.get("closingMessage"):
                     continue
+                if message.get("editedAt"):
+                    # An edit repeats the message (same _id) with `editedAt`; the customer has it.
+                    continue
                 ticket = _ticket_of(message.get("rid") or payload.get("_id"))
                 if ticket is not None:
                     found.append(_outgoing(ticket, message, base))
-        elif kind == "LivechatSession" and payload.get("closedAt"):
+        elif kind == "LivechatSession" and payload.get("closedAt") and payload.get("closer") != "visitor":
+            # closer "visitor": the bridge closed the room (a contact's next ticket), not an agent.
             room = payload.get("_id")
             ticket = _ticket_of(room)
             if ticket is not None:

@@ -7,13 +7,20 @@
 //    `externalId` = `3dolphins-{contactId}`; a 409 (`conflict`: it exists) reads it with
 //    `GET /v2/apps/{appId}/users/{externalId}`;
 // 2. the ticket's conversation: KV `ticket:{ticketNumber}`, else (on a retry, first among the
-//    user's conversations `GET .../conversations?filter[userId]=` whose `metadata.dolphinTicket`
-//    is the ticket, so a lost answer never makes a second one) `POST .../conversations`
-//    `{type: personal, participants: [{userId}], metadata}`; KV `conversation:{id}` maps back;
+//    user's conversations `GET .../conversations?filter[userId]=`, every page of 100 following
+//    `meta.hasMore` / `page[after]`, whose `metadata.dolphinTicket` is the ticket, so a lost
+//    answer never makes a second one) `POST .../conversations`
+//    `{type: personal, participants: [{userId}], metadata}`. An app at Sunshine's default
+//    `multiConvoEnabled: false` refuses a second conversation of a user (400): the ticket then
+//    shares the user's personal conversation (each message carries `metadata.dolphinTicket`).
+//    KV `conversation:{id}` maps back to the ticket that wrote last (`ticketNumber`) and the
+//    tickets using it (`tickets`);
 // 3. the message, posted as the user: `POST .../conversations/{id}/messages` with
 //    `author: {type: user, userId}`, content text / image / file (video, audio) / location, and
 //    `metadata.dolphinDeliveryId`. A retried delivery (attempt > 1) first looks for that id
 //    among the conversation's latest messages (`GET .../messages`, the newest page of 100).
+//    A 404 `conversation_not_found` (the conversation was deleted) or `user_not_found` drops the
+//    mappings, opens a new conversation (and user) and posts once more.
 //
 // Sunshine -> 3Dolphins (on-vendor-webhook): v2 webhook `{app, webhook, events: [...]}`, whose
 // `X-API-Key` the host verifies. Per event of a conversation this adapter made:
@@ -21,21 +28,34 @@
 //   text, image or file (mediaUrl), or a location `lat,long`; the user's own messages (ours) are
 //   ignored;
 // - `switchboard:passControl` / `switchboard:releaseControl` with reason `ticketClosed`
-//   (`payload.reason`, or `payload.metadata.reason`): a Close command.
+//   (`payload.reason`, or `payload.metadata.reason`): a Close command;
+// - `conversation:remove`: the conversation's mappings are dropped (nothing for 3Dolphins).
 // Each event is keyed by Sunshine's own event id (`events[].id`) as its dedupe key, so an event
 // that Sunshine sends again (a retried webhook) reaches 3Dolphins once.
 //
 // Errors: a 429 (or 503) from Sunshine is retried after its `Retry-After` (seconds), passed to the
 // host as `after-ms` by the SDK; other 408/429/5xx answers, timeouts and connection failures are
-// retried on the host's schedule; other 4xx are permanent.
+// retried on the host's schedule; other 4xx are permanent (e.g. 423 `locked`: the conversation
+// holds 30,000 messages). A text over Sunshine's 4096 characters is a permanent error before any
+// call; a `displayName` is cut to Sunshine's 100 characters.
 
-import { Permanent, basicAuth, config, guard, http, kv, logger, webhook } from '../../plugin-sdk/js/sdk.js';
+import { HttpStatusError, Permanent, basicAuth, config, guard, http, kv, logger, webhook } from '../../plugin-sdk/js/sdk.js';
 
 /** The Sunshine API's default origin; `base_url` overrides it (e.g. `https://{subdomain}.zendesk.com/sc`). */
 const DEFAULT_BASE_URL = 'https://api.smooch.io';
 
 /** Which message types the Sunshine content `file` carries (it has no audio/video type). */
 const FILE_TYPES = new Set(['file', 'video', 'audio']);
+/** The page size asked of `GET .../conversations` (spec `page.size`: default 25, maximum 100). */
+const CONVERSATION_PAGE_SIZE = 100;
+/** At most this many pages of a user's conversations are read (10,000 conversations). */
+const MAX_CONVERSATION_PAGES = 100;
+/** Spec `textMessage.text`: `maxLength: 4096`. */
+const MAX_TEXT = 4096;
+/** Spec `displayName`: `minLength: 1`, `maxLength: 100`. */
+const MAX_DISPLAY_NAME = 100;
+/** How many tickets a shared conversation remembers (for dropping their mappings). */
+const MAX_SHARED_TICKETS = 20;
 
 /** The tenant's Sunshine settings. */
 function settings() {
@@ -70,45 +90,153 @@ function ensureUser(api, event) {
   return user.id;
 }
 
-/** The conversation this adapter made earlier for `ticketNumber`, looked up at Sunshine. */
-function findConversation(api, userId, ticketNumber) {
-  const answer = http.getJson(`${api.app}/conversations?filter[userId]=${encodeURIComponent(userId)}`, {
-    headers: api.headers,
-    what: 'list conversations',
-  });
-  const conversations = answer.body?.conversations ?? [];
-  return conversations.find((c) => c?.metadata?.dolphinTicket === ticketNumber)?.id;
+/** The first `errors[].code` of a Sunshine error answer's body, or undefined. */
+function errorCode(body) {
+  const code = Array.isArray(body?.errors) ? body.errors[0]?.code : undefined;
+  return typeof code === 'string' ? code : undefined;
 }
 
-/** `{conversationId, userId}` of the event's ticket, created when missing. */
-function ensureConversation(api, ctx, event) {
-  const key = `ticket:${event.ticketNumber}`;
-  const known = kv.getJson(key);
-  if (typeof known?.conversationId === 'string') return known;
-  const userId = ensureUser(api, event);
-  let conversationId = ctx.attempt > 1 ? findConversation(api, userId, event.ticketNumber) : undefined;
-  if (conversationId === undefined) {
-    const created = http.postJson(
-      `${api.app}/conversations`,
-      {
-        type: 'personal',
-        participants: [{ userId }],
-        displayName: event.customerName || event.accountId,
-        metadata: { dolphinTicket: event.ticketNumber, channel: event.channel },
-      },
-      { headers: api.headers, what: 'create conversation' },
+/** `(code: title; ...)` of a Sunshine error answer's body, or ''. */
+function describeErrors(body) {
+  const list = Array.isArray(body?.errors) ? body.errors : [];
+  const parts = list.map((e) => [e?.code, e?.title].filter(Boolean).join(': ')).filter(Boolean);
+  return parts.length > 0 ? ` (${parts.join('; ')})` : '';
+}
+
+/**
+ * The first of the user's conversations for which `predicate` holds, or undefined: every page of
+ * `GET .../conversations?filter[userId]=` (spec "API Pagination and Records Limits": cursor
+ * pagination, `page[size]`, `page[after]` a record id; `meta.hasMore`, `meta.afterCursor`).
+ */
+function findConversation(api, userId, predicate) {
+  let after;
+  for (let page = 0; page < MAX_CONVERSATION_PAGES; page += 1) {
+    const cursor = after === undefined ? '' : `&page[after]=${encodeURIComponent(after)}`;
+    const answer = http.getJson(
+      `${api.app}/conversations?filter[userId]=${encodeURIComponent(userId)}&page[size]=${CONVERSATION_PAGE_SIZE}${cursor}`,
+      { headers: api.headers, what: 'list conversations' },
     );
-    conversationId = created.body?.conversation?.id;
-    if (typeof conversationId !== 'string') throw new Permanent('Sunshine answered a conversation without an id');
+    const conversations = Array.isArray(answer.body?.conversations) ? answer.body.conversations : [];
+    const found = conversations.find((c) => c !== null && typeof c === 'object' && predicate(c));
+    if (found !== undefined) return found;
+    if (answer.body?.meta?.hasMore !== true) return undefined;
+    const next = answer.body.meta.afterCursor ?? conversations[conversations.length - 1]?.id;
+    if (typeof next !== 'string' || next === after) return undefined;
+    after = next;
   }
+  logger.warn('sunshine: gave up listing the user conversations', { pages: MAX_CONVERSATION_PAGES });
+  return undefined;
+}
+
+/** `text` cut to at most `max` characters (code points). */
+function cut(text, max) {
+  const chars = Array.from(text);
+  return chars.length > max ? chars.slice(0, max).join('') : text;
+}
+
+/**
+ * A new conversation for the ticket; at `multiConvoEnabled: false` (a 400/403/409 refusal while
+ * the user has a personal conversation) the user's personal conversation instead.
+ */
+function createConversation(api, userId, event) {
+  const displayName = cut((event.customerName || event.accountId || '').trim(), MAX_DISPLAY_NAME);
+  const created = http.postJson(
+    `${api.app}/conversations`,
+    {
+      type: 'personal',
+      participants: [{ userId }],
+      ...(displayName === '' ? {} : { displayName }),
+      metadata: { dolphinTicket: event.ticketNumber, channel: event.channel },
+    },
+    { headers: api.headers, what: 'create conversation', accept: [400, 403, 409] },
+  );
+  if (created.status >= 200 && created.status < 300) {
+    const id = created.body?.conversation?.id;
+    if (typeof id !== 'string') throw new Permanent('Sunshine answered a conversation without an id');
+    return id;
+  }
+  // Refused: with the app setting `multiConvoEnabled` off (Sunshine's default) "users are [not]
+  // allowed to be part of several conversations". The user's own one carries this ticket too.
+  const refused = () => new Permanent(`create conversation answered ${created.status}${describeErrors(created.body)}`);
+  if (multiConvoEnabled(api) === true) throw refused();
+  const shared = findConversation(api, userId, (c) => c.type === 'personal');
+  if (shared === undefined || typeof shared.id !== 'string') throw refused();
+  logger.info('sunshine: the user cannot have a second conversation (multiConvoEnabled off); the ticket shares it', {
+    conversation: shared.id,
+    refused: created.status,
+  });
+  return shared.id;
+}
+
+/**
+ * The app's `settings.multiConvoEnabled` (`GET /v2/apps/{appId}`, spec `GetApp`, app scope), or
+ * undefined when the key may not read the app (401/403) or the answer lacks it.
+ */
+function multiConvoEnabled(api) {
+  const answer = http.getJson(api.app, { headers: api.headers, what: 'get app', accept: [401, 403] });
+  const value = answer.body?.app?.settings?.multiConvoEnabled;
+  return typeof value === 'boolean' ? value : undefined;
+}
+
+/** Records that `ticketNumber` uses `conversationId` (both ways). */
+function linkTicket(ticketNumber, conversationId, userId) {
+  const back = kv.getJson(`conversation:${conversationId}`);
+  const tickets = (Array.isArray(back?.tickets) ? back.tickets : []).filter((t) => t !== ticketNumber);
+  tickets.push(ticketNumber);
+  kv.setJson(`conversation:${conversationId}`, { ticketNumber, tickets: tickets.slice(-MAX_SHARED_TICKETS) });
   const link = { conversationId, userId };
-  kv.setJson(`conversation:${conversationId}`, { ticketNumber: event.ticketNumber });
-  kv.setJson(key, link);
+  kv.setJson(`ticket:${ticketNumber}`, link);
   return link;
 }
 
-/** Sunshine message content for an Incoming event. */
+/** Drops the mappings of a conversation that is gone (deleted in Sunshine). */
+function forgetConversation(conversationId, alsoTicket) {
+  const back = kv.getJson(`conversation:${conversationId}`);
+  const tickets = new Set([...(Array.isArray(back?.tickets) ? back.tickets : []), back?.ticketNumber, alsoTicket]);
+  for (const ticket of tickets) {
+    if (typeof ticket !== 'string') continue;
+    if (kv.getJson(`ticket:${ticket}`)?.conversationId === conversationId) kv.delete(`ticket:${ticket}`);
+  }
+  kv.delete(`conversation:${conversationId}`);
+}
+
+/** Opens (or, on a retry, finds) the ticket's conversation and records it. */
+function openConversation(api, retried, event) {
+  let userId = ensureUser(api, event);
+  let conversationId = retried
+    ? findConversation(api, userId, (c) => c.metadata?.dolphinTicket === event.ticketNumber)?.id
+    : undefined;
+  if (typeof conversationId !== 'string') {
+    try {
+      conversationId = createConversation(api, userId, event);
+    } catch (e) {
+      // A user deleted in Sunshine: made again, once.
+      if (!(e instanceof HttpStatusError) || e.status !== 404 || errorCode(e.body) !== 'user_not_found') throw e;
+      kv.delete(`user:${event.contactId}`);
+      userId = ensureUser(api, event);
+      conversationId = createConversation(api, userId, event);
+    }
+  }
+  return linkTicket(event.ticketNumber, conversationId, userId);
+}
+
+/** `{conversationId, userId}` of the event's ticket, opened when missing. */
+function ensureConversation(api, ctx, event) {
+  const known = kv.getJson(`ticket:${event.ticketNumber}`);
+  if (typeof known?.conversationId === 'string' && typeof known?.userId === 'string') {
+    // A conversation shared by several tickets answers the ticket that wrote last.
+    const back = kv.getJson(`conversation:${known.conversationId}`);
+    if (back?.ticketNumber !== event.ticketNumber) linkTicket(event.ticketNumber, known.conversationId, known.userId);
+    return known;
+  }
+  return openConversation(api, ctx.attempt > 1, event);
+}
+
+/** Sunshine message content for an Incoming event; a text over 4096 characters is Permanent. */
 function contentOf(event) {
+  if (typeof event.message === 'string' && Array.from(event.message).length > MAX_TEXT) {
+    throw new Permanent(`message text has ${Array.from(event.message).length} characters; Sunshine takes at most ${MAX_TEXT}`);
+  }
   const caption = event.message ? { text: event.message } : {};
   if (event.messageType === 'image') return { type: 'image', mediaUrl: event.mediaLink, ...caption };
   if (FILE_TYPES.has(event.messageType)) return { type: 'file', mediaUrl: event.mediaLink, ...caption };
@@ -119,31 +247,53 @@ function contentOf(event) {
   return { type: 'text', text: event.message };
 }
 
-/** Whether the conversation's newest page of messages already holds this delivery's message. */
+/**
+ * Whether the conversation's newest page of messages already holds this delivery's message;
+ * false when the conversation is gone (404: the post finds that out).
+ */
 function alreadyPosted(api, conversationId, deliveryId) {
   const answer = http.getJson(`${api.app}/conversations/${encodeURIComponent(conversationId)}/messages`, {
     headers: api.headers,
     what: 'list messages',
+    accept: [404],
   });
+  if (answer.status === 404) return false;
   return (answer.body?.messages ?? []).some((m) => m?.metadata?.dolphinDeliveryId === deliveryId);
 }
 
-export const onIncoming = guard('on-incoming', (ctx, event) => {
-  const api = settings();
-  const { conversationId, userId } = ensureConversation(api, ctx, event);
-  if (ctx.attempt > 1 && alreadyPosted(api, conversationId, ctx.deliveryId)) {
-    logger.info('sunshine: message already posted by an earlier attempt', { conversation: conversationId });
-    return;
-  }
-  http.postJson(
-    `${api.app}/conversations/${encodeURIComponent(conversationId)}/messages`,
+/** Posts the message as the user; the answer (a 404 is returned, not thrown, when `accept404`). */
+function postMessage(api, ctx, event, link, accept404) {
+  return http.postJson(
+    `${api.app}/conversations/${encodeURIComponent(link.conversationId)}/messages`,
     {
-      author: { type: 'user', userId },
+      author: { type: 'user', userId: link.userId },
       content: contentOf(event),
       metadata: { dolphinDeliveryId: ctx.deliveryId, dolphinTicket: event.ticketNumber },
     },
-    { headers: api.headers, what: 'post message' },
+    { headers: api.headers, what: 'post message', accept: accept404 ? [404] : [] },
   );
+}
+
+/** Codes of a 404 that mean the mapping is stale: the conversation or the user was deleted. */
+const GONE = new Set(['conversation_not_found', 'user_not_found']);
+
+export const onIncoming = guard('on-incoming', (ctx, event) => {
+  const api = settings();
+  contentOf(event); // a message Sunshine refuses fails before anything is made
+  const link = ensureConversation(api, ctx, event);
+  if (ctx.attempt > 1 && alreadyPosted(api, link.conversationId, ctx.deliveryId)) {
+    logger.info('sunshine: message already posted by an earlier attempt', { conversation: link.conversationId });
+    return;
+  }
+  const answer = postMessage(api, ctx, event, link, true);
+  if (answer.status !== 404) return;
+  const code = errorCode(answer.body);
+  if (!GONE.has(code)) throw new Permanent(`post message answered 404${describeErrors(answer.body)}`);
+  // Deleted in Sunshine (its `conversation:remove` missed or not yet here): a new one, once.
+  logger.info('sunshine: the conversation is gone; opening a new one', { conversation: link.conversationId, code });
+  forgetConversation(link.conversationId, event.ticketNumber);
+  if (code === 'user_not_found') kv.delete(`user:${event.contactId}`);
+  postMessage(api, ctx, event, openConversation(api, false, event), false);
 });
 
 /** The Outgoing event for a business message's content, or undefined when it has none to forward. */
@@ -175,6 +325,10 @@ function mapEvent(event) {
   if (typeof conversationId !== 'string') return `${event?.type}: no conversation`;
   const ticketNumber = kv.getJson(`conversation:${conversationId}`)?.ticketNumber;
   if (typeof ticketNumber !== 'string') return `${event?.type}: conversation ${conversationId} is not one of ours`;
+  if (event.type === 'conversation:remove') {
+    forgetConversation(conversationId);
+    return `conversation ${conversationId} removed: its mappings are dropped`;
+  }
   if (event.type === 'conversation:message') {
     const message = payload.message ?? {};
     if (message.author?.type !== 'business') return 'a user message';

@@ -8,6 +8,7 @@ use dolphin_bridge_tests::events::{EXAMPLE_CUSTOMER, fresh_ticket};
 use dolphin_bridge_tests::mock_rocketchat::{MockRocketChat, Room, TOKEN_HEADER};
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, HttpResponse, MockThreeDolphins, Tenant, adapters};
 use serde_json::{Value, json};
+use std::time::{Duration, Instant};
 
 use crate::common::{API_TOKEN, assert_accepted};
 
@@ -24,9 +25,17 @@ struct RocketChatEnv {
 
 impl RocketChatEnv {
     async fn start() -> RocketChatEnv {
+        RocketChatEnv::start_with(|tenant| tenant, |config| config).await
+    }
+
+    /// Starts with the tenant and the bridge's config changed by `tenant` and `config`.
+    async fn start_with(
+        tenant: impl FnOnce(Tenant) -> Tenant,
+        config: impl FnOnce(BridgeConfig) -> BridgeConfig,
+    ) -> RocketChatEnv {
         let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
         let rocketchat = MockRocketChat::start(WEBHOOK_TOKEN).await;
-        let tenant = Tenant::new(
+        let base = Tenant::new(
             TENANT,
             dolphin_bridge_tests::events::EXAMPLE_OWNER,
             adapters::rocketchat(),
@@ -35,11 +44,11 @@ impl RocketChatEnv {
         .config("base_url", &rocketchat.base_url())
         .config("department", "sales")
         .webhook(WebhookAuth::with_secret("token", WEBHOOK_TOKEN).token_header(TOKEN_HEADER));
-        let bridge = Bridge::start(
+        let bridge = Bridge::start(config(
             BridgeConfig::new(&three_dolphins.base_url())
                 .api_token(API_TOKEN)
-                .tenant(tenant),
-        )
+                .tenant(tenant(base)),
+        ))
         .await;
         RocketChatEnv {
             bridge,
@@ -207,6 +216,9 @@ async fn a_webhook_without_rocketchats_token_is_refused_by_the_bridge() {
     assert!(env.three_dolphins.events().is_empty());
 }
 
+/// Defect 2: Rocket.Chat never answers a duplicate `_id` with MongoDB's duplicate-key error
+/// (`sendMessage` returns early, the route answers 400): a retry after a lost answer asks
+/// whether the message arrived (`GET livechat/message/:_id`) instead of dead-lettering.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_retry_after_a_lost_answer_does_not_duplicate_the_message() {
     let env = RocketChatEnv::start().await;
@@ -220,6 +232,33 @@ async fn a_retry_after_a_lost_answer_does_not_duplicate_the_message() {
     assert_eq!(delivery["attempts"], 2, "{delivery:#}");
     let room = env.only_room();
     assert_eq!(env.texts(&room.id), ["Halo", "once only"]);
+    let message_id = &env.rocketchat.messages(&room.id)[1].id;
+    assert!(
+        env.rocketchat
+            .requests()
+            .iter()
+            .any(|r| r.method == "GET" && r.path == format!("/api/v1/livechat/message/{message_id}")),
+        "the retry asked Rocket.Chat whether the message arrived"
+    );
+    let posts = |env: &RocketChatEnv| {
+        env.rocketchat
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path == "/api/v1/livechat/message")
+            .count()
+    };
+    assert_eq!(posts(&env), 2, "the retry does not post a message Rocket.Chat has");
+
+    // Refused without being stored: the retry finds nothing and sends it.
+    env.rocketchat.fail_next_messages(1, 503);
+    let (_, delivery) = env
+        .deliver_as(
+            Event::example().ticket(&ticket).message("sent on the retry"),
+            "delivered",
+        )
+        .await;
+    assert_eq!(delivery["attempts"], 2, "{delivery:#}");
+    assert_eq!(env.texts(&room.id), ["Halo", "once only", "sent on the retry"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -264,4 +303,162 @@ async fn an_uncaught_python_exception_is_logged_with_its_traceback_and_dead_lett
         line.contains("_open_room"),
         "the traceback names the failing function: {line}"
     );
+}
+
+/// Defect 1: with `Livechat_accept_chats_with_no_agents` at its default (false) Rocket.Chat
+/// refuses a new room while no agent is online (400 `no-agent-online`). That is not the
+/// message's fault: it is retried (after `no_agent_retry_ms`) and delivered once an agent is
+/// online, not dead-lettered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_while_no_agent_is_online_is_delivered_when_an_agent_comes_online() {
+    let env = RocketChatEnv::start_with(
+        |tenant| tenant.config("no_agent_retry_ms", "200"),
+        |config| config.retry_schedule_ms(&[50; 20]),
+    )
+    .await;
+    env.rocketchat.set_agents_online(false);
+    let ticket = fresh_ticket();
+    let id = assert_accepted(
+        &env.bridge
+            .send_event(Event::example().ticket(&ticket).message("anyone there?"))
+            .await,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let delivery = env.bridge.delivery(&id).await;
+        assert_eq!(
+            delivery["state"], "pending",
+            "no agent online is not a reason to give up: {delivery:#}"
+        );
+        if delivery["attempts"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no retry: {delivery:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(env.rocketchat.rooms().is_empty());
+
+    env.rocketchat.set_agents_online(true);
+    let delivery = env.bridge.wait_for_delivery(&id, "delivered").await;
+    assert!(delivery["attempts"].as_u64().unwrap() >= 2, "{delivery:#}");
+    let room = env.only_room();
+    assert_eq!(env.texts(&room.id), ["anyone there?"]);
+}
+
+/// Defect 3: Rocket.Chat's REST rate limiter is on by default (10 calls per route and IP per
+/// window, a refused call counted too). Fifteen messages of one ticket within one window all
+/// arrive, in order, none dead, although the bridge's own retry schedule is far shorter than
+/// the window: the retries wait for `X-RateLimit-Reset`.
+#[tokio::test(flavor = "multi_thread")]
+async fn fifteen_messages_within_the_rate_limit_window_are_all_delivered_in_order() {
+    let env = RocketChatEnv::start_with(|tenant| tenant, |config| config.retry_schedule_ms(&[50, 50, 50])).await;
+    env.rocketchat.set_rate_limit(10, Duration::from_secs(2));
+    let ticket = fresh_ticket();
+    let texts: Vec<String> = (1..=15).map(|i| format!("message {i}")).collect();
+    let mut ids = Vec::new();
+    for text in &texts {
+        ids.push(assert_accepted(
+            &env.bridge
+                .send_event(Event::example().ticket(&ticket).message(text))
+                .await,
+        ));
+    }
+    for id in &ids {
+        env.bridge.wait_for_delivery(id, "delivered").await;
+    }
+    let stats = env.bridge.wait_until_settled().await;
+    assert_eq!(stats["dead"], 0, "{stats}");
+    assert!(
+        env.rocketchat.rate_limited() > 0,
+        "Rocket.Chat's limiter refused some calls"
+    );
+    let room = env.only_room();
+    assert_eq!(env.texts(&room.id), texts);
+}
+
+/// Defect 4: an agent's edit comes back as a `Message` webhook repeating the message (same
+/// `_id`) with `editedAt`; it is not forwarded as a new message.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agents_edit_is_not_forwarded_as_a_new_message() {
+    let env = RocketChatEnv::start().await;
+    let ticket = fresh_ticket();
+    env.deliver_as(Event::example().ticket(&ticket), "delivered").await;
+    let room = env.only_room();
+    let reply = env
+        .rocketchat
+        .agent_message_webhook(&room.id, "Halo, ada yg bisa dibantu?");
+    assert_eq!(env.webhook(&reply).await.json(), json!({"status": "ok", "events": 1}));
+    let edit = env
+        .rocketchat
+        .agent_edit_webhook(&reply, "Halo, ada yang bisa dibantu?");
+    let answer = env.webhook(&edit).await;
+    assert_eq!(answer.status, 200, "{}", answer.describe());
+    assert_eq!(
+        answer.json(),
+        json!({"status": "ok", "events": 0}),
+        "the edit is not an event"
+    );
+    env.three_dolphins.wait_for_events(1).await;
+    env.bridge.wait_until_settled().await;
+    let events = env.three_dolphins.events();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["message"], "Halo, ada yg bisa dibantu?");
+}
+
+/// Defect 5: a contact's new ticket makes the adapter close the previous ticket's room
+/// (`room.close`, as the visitor); Rocket.Chat's `LivechatSession` webhook for it names the
+/// visitor as the closer and is not a Close of the previous 3Dolphins ticket. An agent's close
+/// still is.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bridges_own_close_of_the_previous_room_does_not_close_the_previous_ticket() {
+    let env = RocketChatEnv::start().await;
+    let first = fresh_ticket();
+    let second = fresh_ticket();
+    env.deliver_as(Event::example().ticket(&first).message("first ticket"), "delivered")
+        .await;
+    env.deliver_as(Event::example().ticket(&second).message("second ticket"), "delivered")
+        .await;
+    let rooms = env.rocketchat.rooms();
+    assert_eq!(rooms[0].closer.as_deref(), Some("visitor"), "{rooms:#?}");
+
+    let closed_by_bridge = env.rocketchat.closed_room_webhook(&rooms[0].id);
+    assert_eq!(closed_by_bridge["closer"], "visitor");
+    let answer = env.webhook(&closed_by_bridge).await;
+    assert_eq!(answer.status, 200, "{}", answer.describe());
+    assert_eq!(answer.json(), json!({"status": "ok", "events": 0}));
+
+    let closed_by_agent = env.rocketchat.session_closed_webhook(&rooms[1].id);
+    assert_eq!(
+        env.webhook(&closed_by_agent).await.json(),
+        json!({"status": "ok", "events": 1})
+    );
+    let events = env.three_dolphins.wait_for_events(1).await;
+    env.bridge.wait_until_settled().await;
+    let events_now = env.three_dolphins.events();
+    assert_eq!(events_now.len(), 1, "{events_now:#?}");
+    assert_eq!(events[0]["event"], "Close");
+    assert_eq!(events[0]["ticketNumber"], second.as_str());
+}
+
+/// Defect 6 (kept): Rocket.Chat sends a webhook again when the answer takes longer than
+/// `Livechat_http_timeout`; the agent's message reaches 3Dolphins once (keyed by its `_id`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_sent_again_after_a_slow_answer_reaches_3dolphins_once() {
+    let env = RocketChatEnv::start().await;
+    let ticket = fresh_ticket();
+    env.deliver_as(Event::example().ticket(&ticket), "delivered").await;
+    let room = env.only_room();
+    let reply = env.rocketchat.agent_message_webhook(&room.id, "sekali saja");
+    let url = env.bridge.webhook_url(TENANT, "/webhook");
+    // A 1 ms timeout: every answer is late, so Rocket.Chat sends it all five times.
+    let attempts = env
+        .rocketchat
+        .send_webhook_as_rocketchat(&url, &reply, Duration::from_millis(1))
+        .await;
+    assert!(attempts.len() >= 2, "Rocket.Chat sent it again: {attempts:?}");
+    env.three_dolphins.wait_for_events(1).await;
+    env.bridge.wait_until_settled().await;
+    let events = env.three_dolphins.events();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["message"], "sekali saja");
 }

@@ -2,6 +2,9 @@
 //! personal conversation per ticket and user messages at the mock Sunshine; business replies and
 //! a switchboard release with reason `ticketClosed` come back to the mock 3Dolphins; the user's
 //! own messages are ignored; retried deliveries create nothing twice; the host checks `X-API-Key`.
+//!
+//! The mock app has Sunshine's default settings (`multiConvoEnabled` false) unless a test turns
+//! multi-conversations on, as the README recommends.
 
 use dolphin_bridge_tests::bridge::WebhookAuth;
 use dolphin_bridge_tests::events::{EXAMPLE_CONTACT_ID, EXAMPLE_OWNER};
@@ -26,9 +29,22 @@ struct SunshineEnv {
 }
 
 impl SunshineEnv {
+    /// The app at Sunshine's defaults: `multiConvoEnabled` false.
     async fn start() -> SunshineEnv {
+        SunshineEnv::start_with(false).await
+    }
+
+    /// The app with `multiConvoEnabled` set (the recommended setting).
+    async fn start_multi_convo() -> SunshineEnv {
+        SunshineEnv::start_with(true).await
+    }
+
+    async fn start_with(multi_convo: bool) -> SunshineEnv {
         let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
         let sunshine = MockSunshine::start(KEY_ID, KEY_SECRET).await;
+        if multi_convo {
+            sunshine.enable_multi_convo();
+        }
         let tenant = Tenant::new(TENANT, EXAMPLE_OWNER, adapters::sunshine())
             .allow(&sunshine.base_url())
             .config("base_url", &sunshine.base_url())
@@ -77,6 +93,12 @@ impl SunshineEnv {
             .collect()
     }
 
+    /// Subscribes the bridge's webhook URL at the mock (so deletions send `conversation:remove`).
+    fn subscribe(&self) {
+        let url = self.bridge.webhook_url(TENANT, "/sunshine");
+        self.sunshine.subscribe(&url, WEBHOOK_SECRET);
+    }
+
     /// Sends a webhook with these events and the right secret; expects 200 and returns the answer.
     async fn webhook(&self, events: Vec<Value>) -> Value {
         let url = self.bridge.webhook_url(TENANT, "/sunshine");
@@ -88,7 +110,7 @@ impl SunshineEnv {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sunshine_round_trip_message_reply_and_close() {
-    let env = SunshineEnv::start().await;
+    let env = SunshineEnv::start_multi_convo().await;
     let event = Event::fresh().message("Halo, pesanan saya belum sampai");
     let ticket = event.ticket_number();
     env.deliver(event).await;
@@ -217,7 +239,16 @@ async fn sunshine_only_the_users_own_messages_are_ignored() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sunshine_lost_answers_are_retried_without_duplicates() {
     let env = SunshineEnv::start().await;
+    sunshine_lost_answers_are_retried_without_duplicates_in(&env).await;
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn sunshine_lost_answers_are_retried_without_duplicates_with_multi_convo() {
+    let env = SunshineEnv::start_multi_convo().await;
+    sunshine_lost_answers_are_retried_without_duplicates_in(&env).await;
+}
+
+async fn sunshine_lost_answers_are_retried_without_duplicates_in(env: &SunshineEnv) {
     // The conversation is created but its answer is lost: the retry finds it by its metadata.
     env.sunshine.fail_next_after_commit("POST", "/conversations", 1, 504);
     let first = Event::fresh().message("pertama");
@@ -276,4 +307,228 @@ async fn sunshine_rejecting_the_key_is_a_dead_letter_naming_the_call() {
     assert!(error.contains("create user answered 401"), "{error}");
     assert!(!error.contains("a-wrong-secret"), "{error}");
     assert!(sunshine.users().is_empty());
+}
+
+/// Defect 1: at Sunshine's default `multiConvoEnabled: false` a user cannot be part of a second
+/// conversation; a contact's second ticket goes into the user's one conversation (the ticket in
+/// each message's metadata) instead of becoming a dead letter, and agents' replies there go to
+/// the ticket that wrote last.
+#[tokio::test(flavor = "multi_thread")]
+async fn sunshine_a_second_ticket_at_the_default_settings_shares_the_users_conversation() {
+    let env = SunshineEnv::start().await;
+    let first = Event::fresh().message("tiket pertama");
+    let first_ticket = first.ticket_number();
+    env.deliver(first).await;
+    let conversation = env.conversation_of(&first_ticket);
+
+    let second = Event::fresh().message("tiket kedua");
+    let second_ticket = second.ticket_number();
+    let delivery = env.deliver(second).await;
+    assert_eq!(delivery["attempts"], 1, "{delivery:#}");
+    assert_eq!(
+        env.sunshine.conversations().len(),
+        1,
+        "{:#?}",
+        env.sunshine.conversations()
+    );
+    assert_eq!(env.user_texts(&conversation.id), ["tiket pertama", "tiket kedua"]);
+    let messages = env.sunshine.messages(&conversation.id);
+    assert_eq!(messages[0].metadata["dolphinTicket"], first_ticket.as_str());
+    assert_eq!(messages[1].metadata["dolphinTicket"], second_ticket.as_str());
+
+    // An agent's reply in the shared conversation answers the ticket that wrote last.
+    let reply = env
+        .sunshine
+        .business_message(&conversation.id, json!({"type": "text", "text": "untuk tiket kedua"}));
+    assert_eq!(env.webhook(vec![reply]).await, json!({"status": "ok", "events": 1}));
+    let events = env.three_dolphins.wait_for_events(1).await;
+    assert_eq!(events[0]["ticketNumber"], second_ticket.as_str());
+
+    // The first ticket still posts into the same conversation; a third ticket whose post fails
+    // once (503) is retried into the same conversation too.
+    env.deliver(Event::fresh().ticket(&first_ticket).message("lagi")).await;
+    assert_eq!(
+        env.user_texts(&conversation.id),
+        ["tiket pertama", "tiket kedua", "lagi"]
+    );
+    env.sunshine.fail_next_matching("POST", "/messages", 1, 503);
+    let third = Event::fresh().message("tiket ketiga");
+    let delivery = env.deliver(third).await;
+    assert_eq!(delivery["attempts"], 2, "{delivery:#}");
+    assert_eq!(env.sunshine.conversations().len(), 1);
+    assert_eq!(env.user_texts(&conversation.id).len(), 4);
+}
+
+/// Defect 2: a conversation deleted in Sunshine (`conversation:remove`) drops the ticket's
+/// mapping, so the ticket's next message opens a new conversation instead of a 404 dead letter.
+#[tokio::test(flavor = "multi_thread")]
+async fn sunshine_a_removed_conversation_is_forgotten_and_opened_again() {
+    // Only a user's non-default conversations can be deleted: two tickets, multi-conversations on.
+    let env = SunshineEnv::start_multi_convo().await;
+    env.subscribe();
+    env.deliver(Event::fresh()).await;
+    let event = Event::fresh().message("sebelum");
+    let ticket = event.ticket_number();
+    env.deliver(event).await;
+    let removed = env.conversation_of(&ticket);
+    let deleted = env.sunshine.delete_conversation(&removed.id).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.describe());
+
+    let delivery = env.deliver(Event::fresh().ticket(&ticket).message("sesudah")).await;
+    assert_eq!(delivery["attempts"], 1, "{delivery:#}");
+    let reopened = env.conversation_of(&ticket);
+    assert_ne!(reopened.id, removed.id);
+    assert_eq!(env.user_texts(&reopened.id), ["sesudah"]);
+    // Replies in the new conversation reach the ticket.
+    let reply = env
+        .sunshine
+        .business_message(&reopened.id, json!({"type": "text", "text": "baru"}));
+    assert_eq!(env.webhook(vec![reply]).await, json!({"status": "ok", "events": 1}));
+    let events = env.three_dolphins.wait_for_events(1).await;
+    assert_eq!(events[0]["ticketNumber"], ticket.as_str());
+}
+
+/// Defect 2: a conversation deleted without the bridge hearing of it (no `conversation:remove`
+/// subscription, or the event lost) answers the post 404 `conversation_not_found`: the adapter
+/// opens a new conversation and posts there, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn sunshine_a_post_into_a_deleted_conversation_opens_a_new_one() {
+    let env = SunshineEnv::start_multi_convo().await;
+    env.deliver(Event::fresh()).await;
+    let event = Event::fresh().message("sebelum");
+    let ticket = event.ticket_number();
+    env.deliver(event).await;
+    let removed = env.conversation_of(&ticket);
+    let deleted = env.sunshine.delete_conversation(&removed.id).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.describe());
+
+    let before = env.sunshine.requests().len();
+    let delivery = env.deliver(Event::fresh().ticket(&ticket).message("sesudah")).await;
+    assert_eq!(delivery["attempts"], 1, "{delivery:#}");
+    let reopened = env.conversation_of(&ticket);
+    assert_ne!(reopened.id, removed.id);
+    assert_eq!(env.user_texts(&reopened.id), ["sesudah"]);
+    let into_removed = env.sunshine.requests()[before..]
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with(&format!("{}/messages", removed.id)))
+        .count();
+    assert_eq!(into_removed, 1, "one post into the deleted conversation (answered 404)");
+}
+
+/// Defect 3: Sunshine re-sends a webhook it got no answer to within 20 s (or a non-2xx one) with
+/// the same `events[].id`: the reply reaches 3Dolphins once.
+#[tokio::test(flavor = "multi_thread")]
+async fn sunshine_a_resent_webhook_reaches_3dolphins_once() {
+    let env = SunshineEnv::start().await;
+    let event = Event::fresh();
+    let ticket = event.ticket_number();
+    env.deliver(event).await;
+    let conversation = env.conversation_of(&ticket);
+    let reply = env
+        .sunshine
+        .business_message(&conversation.id, json!({"type": "text", "text": "sekali saja"}));
+    let close = env
+        .sunshine
+        .switchboard_event(&conversation.id, "switchboard:releaseControl", Some("ticketClosed"));
+    assert_eq!(
+        env.webhook(vec![reply, close]).await,
+        json!({"status": "ok", "events": 2})
+    );
+    env.three_dolphins.wait_for_events(2).await;
+    for _ in 0..2 {
+        let again = env.sunshine.resend_last_webhook().await;
+        assert_eq!(again.status, 200, "{}", again.describe());
+    }
+    env.bridge.wait_until_settled().await;
+    let events = env.three_dolphins.events();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert_eq!(events[0]["message"], "sekali saja");
+    assert_eq!(events[1]["event"], "Close");
+}
+
+/// Defect 4: a retried delivery looks for its conversation through every page of the user's
+/// conversations (25 a page by default, `meta.hasMore`, `page[after]`), not only the first.
+#[tokio::test(flavor = "multi_thread")]
+async fn sunshine_a_retry_finds_its_conversation_past_the_first_page() {
+    let env = SunshineEnv::start_multi_convo().await;
+    let contact = "c0ffee00000000000000000000000077";
+    let user = env.sunshine.add_user(&format!("3dolphins-{contact}"));
+    for i in 0..130 {
+        env.sunshine
+            .add_conversation(&user, json!({"dolphinTicket": format!("older-{i}")}));
+    }
+    env.sunshine.fail_next_after_commit("POST", "/conversations", 1, 504);
+    let event = Event::fresh().with("contactId", contact).message("halaman enam");
+    let ticket = event.ticket_number();
+    let delivery = env.deliver(event).await;
+    assert_eq!(delivery["attempts"], 2, "{delivery:#}");
+    let conversation = env.conversation_of(&ticket);
+    assert_eq!(env.user_texts(&conversation.id), ["halaman enam"]);
+    assert_eq!(env.sunshine.conversations().len(), 131);
+}
+
+/// Defect 1, the other side: with `multiConvoEnabled` on, a refused conversation is not a
+/// multi-conversation refusal; the ticket is a dead letter naming the call, not slipped into the
+/// user's other conversation.
+#[tokio::test(flavor = "multi_thread")]
+async fn sunshine_a_refused_conversation_with_multi_convo_on_is_a_dead_letter() {
+    let env = SunshineEnv::start_multi_convo().await;
+    let first = Event::fresh();
+    let first_ticket = first.ticket_number();
+    env.deliver(first).await;
+    env.sunshine.fail_next_matching("POST", "/conversations", 1, 400);
+    let id = assert_accepted(&env.bridge.send_event(Event::fresh().message("ditolak")).await);
+    let dead = env.bridge.wait_for_delivery(&id, "dead").await;
+    let error = dead["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("create conversation answered 400"), "{error}");
+    assert_eq!(env.user_texts(&env.conversation_of(&first_ticket).id).len(), 1);
+}
+
+/// Defect 5: Sunshine's field limits. A `displayName` takes 1-100 characters (a longer customer
+/// name is cut, not refused); a message `text` at most 4096 (a longer one is a dead letter saying
+/// so, before anything is made at Sunshine).
+#[tokio::test(flavor = "multi_thread")]
+async fn sunshine_field_limits_cut_the_name_and_refuse_long_texts() {
+    let env = SunshineEnv::start().await;
+    let long_name = "Farhan ".repeat(30);
+    let event = Event::fresh()
+        .with("customerName", long_name.trim())
+        .message("nama panjang");
+    let ticket = event.ticket_number();
+    env.deliver(event).await;
+    let name = env.conversation_of(&ticket).display_name.unwrap_or_default();
+    assert_eq!(name.chars().count(), 100, "{name}");
+
+    let before = env.sunshine.requests().len();
+    let id = assert_accepted(&env.bridge.send_event(Event::fresh().message(&"a".repeat(4097))).await);
+    let dead = env.bridge.wait_for_delivery(&id, "dead").await;
+    assert_eq!(dead["attempts"], 1, "{dead:#}");
+    let error = dead["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("at most 4096"), "{error}");
+    assert_eq!(env.sunshine.requests().len(), before, "nothing was sent to Sunshine");
+}
+
+/// Defect 5: a conversation holding Sunshine's 30,000 messages answers 423 `locked`: a dead
+/// letter saying so (no retry, no second conversation).
+#[tokio::test(flavor = "multi_thread")]
+async fn sunshine_a_full_conversation_is_a_dead_letter_naming_the_limit() {
+    let env = SunshineEnv::start().await;
+    let event = Event::fresh();
+    let ticket = event.ticket_number();
+    env.deliver(event).await;
+    let conversation = env.conversation_of(&ticket);
+    env.sunshine.fill_conversation(&conversation.id, 30_000);
+    let id = assert_accepted(
+        &env.bridge
+            .send_event(Event::fresh().ticket(&ticket).message("penuh"))
+            .await,
+    );
+    let dead = env.bridge.wait_for_delivery(&id, "dead").await;
+    assert_eq!(dead["attempts"], 1, "{dead:#}");
+    let error = dead["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("post message answered 423 (locked: Message limit of 30000"),
+        "{error}"
+    );
+    assert_eq!(env.sunshine.conversations().len(), 1);
 }

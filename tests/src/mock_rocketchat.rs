@@ -8,13 +8,26 @@
 //!   that is not this visitor's open room `invalid-room`;
 //! - `POST /api/v1/livechat/room.close` closes a visitor's room;
 //! - `POST /api/v1/livechat/message` needs the visitor token and its open room; a client `_id`
-//!   already used fails as MongoDB's duplicate-key error, as Rocket.Chat lets it through.
+//!   already used is not stored again and the route answers 400 (`sendMessage` returns early,
+//!   apps/meteor/app/lib/server/functions/sendMessage.ts);
+//! - `GET /api/v1/livechat/message/:_id?token=..&rid=..` answers a stored message
+//!   (apps/meteor/app/livechat/server/api/v1/message.ts);
+//! - a new room is refused with `no-agent-online` while no agent is online, as
+//!   `QueueManager.requestRoom` does with `Livechat_accept_chats_with_no_agents` at its default
+//!   (false) (apps/meteor/app/livechat/server/lib/QueueManager.ts);
+//! - every route goes through the REST rate limiter at its defaults (`API_Enable_Rate_Limiter`
+//!   on, 10 calls per 60 s per IP and route), apps/meteor/app/api/server/api.ts with Meteor's
+//!   `RateLimiter` (meteor/meteor packages/rate-limit/rate-limit.js).
 //!
-//! Failures are Rocket.Chat's `API.v1.failure` shape: 400 `{"success": false, "error": "..."}`.
-//! Webhook payloads are built as `apps/meteor/app/livechat/server/hooks/sendToCRM.ts` builds them
-//! and sent with the `X-RocketChat-Livechat-Token` header (`apps/meteor/app/livechat/server/lib/webhooks.ts`).
+//! Failures are Rocket.Chat's `API.v1.failure` shape: 400 `{"success": false, "error": "..."}`
+//! (apps/meteor/app/api/server/api.ts). Webhook payloads are built as
+//! `apps/meteor/app/livechat/server/hooks/sendToCRM.ts` builds them and sent as
+//! `apps/meteor/app/livechat/server/lib/webhooks.ts` sends them: `X-RocketChat-Livechat-Token`,
+//! `Livechat_http_timeout` (5000 ms), retried 4 x that timeout later, 5 attempts.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
@@ -39,6 +52,9 @@ pub struct Room {
     pub id: String,
     pub visitor_token: String,
     pub open: bool,
+    /// Who closed it, as `closeRoom` records it (apps/meteor/app/livechat/server/lib/closeRoom.ts):
+    /// `"visitor"` through `POST livechat/room.close`, `"user"` when an agent closed it.
+    pub closer: Option<String>,
 }
 
 /// A message in a room.
@@ -51,7 +67,6 @@ pub struct Message {
     pub token: Option<String>,
 }
 
-#[derive(Default)]
 struct State {
     visitors: Vec<Visitor>,
     rooms: Vec<Room>,
@@ -61,7 +76,142 @@ struct State {
     message_failures: Vec<(u16, bool)>,
     /// Answer the next room lookups with 200 and a body that is not JSON.
     garbled_room_answers: u32,
+    /// Whether any agent is online (world state; the mock starts with one online).
+    agents_online: bool,
+    limiter: RateLimiter,
+    rate_limited: usize,
+    /// `API_Enable_Rate_Limiter` (default true).
+    rate_limiter_enabled: bool,
+    /// The answer being built is a proxy's (a planned failure), without Rocket.Chat's headers.
+    proxy_answer: bool,
     next_id: u64,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            visitors: Vec::new(),
+            rooms: Vec::new(),
+            messages: Vec::new(),
+            requests: Vec::new(),
+            message_failures: Vec::new(),
+            garbled_room_answers: 0,
+            agents_online: true,
+            limiter: RateLimiter::new(DEFAULT_RATE_LIMIT_CALLS, DEFAULT_RATE_LIMIT_WINDOW),
+            rate_limited: 0,
+            rate_limiter_enabled: true,
+            proxy_answer: false,
+            next_id: 0,
+        }
+    }
+}
+
+/// `API_Enable_Rate_Limiter_Limit_Calls_Default`: 10, the default Rocket.Chat's server settings
+/// give it (section `API_Rate_Limiter`, beside `API_Enable_Rate_Limiter`: true), read by
+/// apps/meteor/app/api/server/api.ts as `defaultRateLimiterOptions`.
+pub const DEFAULT_RATE_LIMIT_CALLS: u32 = 10;
+/// `API_Enable_Rate_Limiter_Limit_Time_Default`: 60000 ms.
+pub const DEFAULT_RATE_LIMIT_WINDOW: Duration = Duration::from_secs(60);
+
+/// Rocket.Chat's REST rate limiter: one Meteor `RateLimiter` rule per route and method
+/// (`addRateLimiterRuleForRoutes`, apps/meteor/app/api/server/api.ts), keyed by IP within the
+/// rule. As meteor/meteor packages/rate-limit/rate-limit.js: a rule has one window for all its
+/// keys, started when the rule is added and restarted by the first call after it ran out
+/// (`increment`); every call is counted before it is checked (`enforceRateLimit` calls
+/// `increment` then `check`), so a refused call counts too; a call is refused while its count
+/// is above the limit and the window runs.
+struct RateLimiter {
+    calls: u32,
+    window: Duration,
+    /// Per rule (route and method): the window's start and the counts per IP.
+    rules: HashMap<String, (Instant, HashMap<String, u32>)>,
+    /// When the rules were added (the server's start): every rule's first window starts then.
+    started: Instant,
+}
+
+/// What `enforceRateLimit` answers for one call.
+struct RateCheck {
+    allowed: bool,
+    /// The route's `numRequestsAllowed` (`X-RateLimit-Limit`).
+    limit: u32,
+    remaining: i64,
+    time_to_reset: Duration,
+}
+
+impl RateLimiter {
+    fn new(calls: u32, window: Duration) -> RateLimiter {
+        RateLimiter {
+            calls,
+            window,
+            rules: HashMap::new(),
+            started: Instant::now(),
+        }
+    }
+
+    /// The limit of `route`: its own `rateLimiterOptions` where the route sets them, else the
+    /// defaults. `livechat/visitor` sets 5 calls per 60000 ms
+    /// (apps/meteor/app/livechat/server/api/v1/visitor.ts), whatever the default settings.
+    fn limit_of(&self, route: &str) -> (u32, Duration) {
+        if route == "/api/v1/livechat/visitorpost" {
+            (5, Duration::from_secs(60))
+        } else {
+            (self.calls, self.window)
+        }
+    }
+
+    fn call(&mut self, route: &str, ip: &str) -> RateCheck {
+        let (calls, window) = self.limit_of(route);
+        let now = Instant::now();
+        let started = self.started;
+        let (reset, counts) = self
+            .rules
+            .entry(route.to_string())
+            .or_insert_with(|| (started, HashMap::new()));
+        if now.duration_since(*reset) > window {
+            *reset = now;
+            counts.clear();
+        }
+        let count = counts.entry(ip.to_string()).or_insert(0);
+        *count += 1;
+        let elapsed = now.duration_since(*reset);
+        let time_to_reset = window.saturating_sub(elapsed);
+        if *count > calls && elapsed < window {
+            RateCheck {
+                allowed: false,
+                remaining: 0,
+                limit: calls,
+                time_to_reset,
+            }
+        } else {
+            RateCheck {
+                allowed: true,
+                remaining: i64::from(calls) - i64::from(*count),
+                limit: calls,
+                time_to_reset,
+            }
+        }
+    }
+}
+
+/// The rate limiter's rule name of a request: `/api/v1/<route pattern><method>` as
+/// `_internalRouteActionHandler` builds `objectForRateLimitMatch.route` (api.ts).
+fn rate_limit_route(method: &str, path: &str) -> Option<String> {
+    let pattern = match path {
+        "/api/v1/livechat/visitor"
+        | "/api/v1/livechat/room"
+        | "/api/v1/livechat/room.close"
+        | "/api/v1/livechat/message" => path.to_string(),
+        _ if path.starts_with("/api/v1/livechat/message/") => "/api/v1/livechat/message/:_id".to_string(),
+        _ => return None,
+    };
+    Some(format!("{pattern}{}", method.to_ascii_lowercase()))
+}
+
+fn epoch_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis()
 }
 
 impl State {
@@ -140,13 +290,13 @@ impl MockRocketChat {
         self.state.lock().unwrap().requests.clone()
     }
 
-    /// The next `n` message posts are stored but answered `status` (a reply lost on the way).
+    /// The next `n` message posts are stored but answered `status` by a proxy (a reply lost on the way).
     pub fn store_then_fail_next_messages(&self, n: usize, status: u16) {
         let mut state = self.state.lock().unwrap();
         state.message_failures.extend(std::iter::repeat_n((status, true), n));
     }
 
-    /// The next `n` message posts are refused with `status` without storing.
+    /// The next `n` message posts are answered `status` by a proxy without reaching Rocket.Chat.
     pub fn fail_next_messages(&self, n: usize, status: u16) {
         let mut state = self.state.lock().unwrap();
         state.message_failures.extend(std::iter::repeat_n((status, false), n));
@@ -157,11 +307,36 @@ impl MockRocketChat {
         self.state.lock().unwrap().garbled_room_answers = n;
     }
 
-    /// An agent closes room `rid` in Rocket.Chat.
+    /// An agent closes room `rid` in Rocket.Chat (`closer: "user"`, closeRoom.ts).
     pub fn close_room(&self, rid: &str) {
         let mut state = self.state.lock().unwrap();
         let room = state.rooms.iter_mut().find(|r| r.id == rid).expect("a known room");
         room.open = false;
+        room.closer = Some("user".into());
+    }
+
+    /// Agents come online or go offline. While none is online a new room is refused with
+    /// `no-agent-online` (QueueManager.requestRoom, `Livechat_accept_chats_with_no_agents` false).
+    pub fn set_agents_online(&self, online: bool) {
+        self.state.lock().unwrap().agents_online = online;
+    }
+
+    /// Sets `API_Enable_Rate_Limiter_Limit_Calls_Default` and `..._Limit_Time_Default` (the
+    /// window), as an admin would; the rules start again (`reloadRoutesToRefreshRateLimiter`).
+    pub fn set_rate_limit(&self, calls: u32, window: Duration) {
+        self.state.lock().unwrap().limiter = RateLimiter::new(calls, window);
+    }
+
+    /// Turns `API_Enable_Rate_Limiter` off, as an operator may: no call is limited and no
+    /// `X-RateLimit-*` header is sent (`shouldVerifyRateLimit`, api.ts). For benches that call
+    /// faster than the default 10 a minute.
+    pub fn disable_rate_limiter(&self) {
+        self.state.lock().unwrap().rate_limiter_enabled = false;
+    }
+
+    /// How many requests were refused with 429.
+    pub fn rate_limited(&self) -> usize {
+        self.state.lock().unwrap().rate_limited
     }
 
     /// The `visitor` and room fields of a webhook for room `rid`
@@ -276,13 +451,98 @@ impl MockRocketChat {
     /// the room is closed first.
     pub fn session_closed_webhook(&self, rid: &str) -> Value {
         self.close_room(rid);
+        self.closed_room_webhook(rid)
+    }
+
+    /// The `type: "LivechatSession"` webhook of room `rid`, already closed, as the
+    /// `livechat.closeRoom` callback sends it (sendToCRM.ts: `getAdditionalFieldsByType` adds
+    /// `departmentId`, `servedBy`, `closedAt`, `closedBy`, `closer`): `closer` is `"visitor"` and
+    /// `closedBy` the visitor when the room was closed through `POST livechat/room.close`
+    /// (closeRoom.ts), `"user"` and the agent when an agent closed it.
+    pub fn closed_room_webhook(&self, rid: &str) -> Value {
+        let closer = {
+            let state = self.state.lock().unwrap();
+            let room = state.rooms.iter().find(|r| r.id == rid).expect("a known room");
+            assert!(!room.open, "room {rid} is still open");
+            room.closer.clone().unwrap_or_else(|| "user".into())
+        };
         let mut payload = self.webhook_base(rid, "LivechatSession");
         payload["departmentId"] = Value::Null;
         payload["servedBy"] = json!({"_id": AGENT_ID, "username": "agent.sari", "ts": "2026-01-05T08:00:05.000Z"});
         payload["closedAt"] = json!("2026-01-05T08:05:00.000Z");
-        payload["closedBy"] = json!({"_id": AGENT_ID, "username": "agent.sari"});
-        payload["closer"] = json!("user");
+        payload["closedBy"] = if closer == "visitor" {
+            json!({"_id": payload["visitor"]["_id"], "username": payload["visitor"]["username"]})
+        } else {
+            json!({"_id": AGENT_ID, "username": "agent.sari"})
+        };
+        payload["closer"] = json!(closer);
         payload
+    }
+
+    /// The `type: "Message"` webhook Rocket.Chat sends when the agent edits the message of the
+    /// earlier webhook `original` to `text`: `updateMessage` (apps/meteor/app/lib/server/functions/
+    /// updateMessage.ts) sets `editedAt` and runs `afterSaveMessage`, whose
+    /// `afterOmnichannelSaveMessage` callback sends the message again (sendToCRM.ts), with the
+    /// same `_id` and `editedAt`.
+    pub fn agent_edit_webhook(&self, original: &Value, text: &str) -> Value {
+        let mut payload = original.clone();
+        let message = &mut payload["messages"][0];
+        message["msg"] = json!(text);
+        message["editedAt"] = json!("2026-01-05T08:03:00.000Z");
+        message["_updatedAt"] = json!("2026-01-05T08:03:00.000Z");
+        payload
+    }
+
+    /// Sends `payload` to `url` as `sendRequest` (apps/meteor/app/livechat/server/lib/webhooks.ts)
+    /// does: up to 5 attempts; done on a 200; given up on another status below 500 but 429;
+    /// after a 5xx, a 429 or no answer within `http_timeout` (`Livechat_http_timeout`, 5000 ms by
+    /// default) sent again `4 x http_timeout` later. Rocket.Chat's fetch gives up waiting at the
+    /// timeout; here the late request is left to finish (the bridge has then received the webhook,
+    /// as a server does that answers after Rocket.Chat stopped waiting) and awaited before this
+    /// returns. Returns the statuses of the attempts, `None` for one that timed out.
+    pub async fn send_webhook_as_rocketchat(
+        &self,
+        url: &str,
+        payload: &Value,
+        http_timeout: Duration,
+    ) -> Vec<Option<u16>> {
+        let body = serde_json::to_vec(payload).expect("JSON serialises");
+        let mut statuses = Vec::new();
+        let mut late = Vec::new();
+        for _ in 0..5 {
+            let client = self.client.clone();
+            let (url, body, token) = (url.to_string(), body.clone(), self.webhook_token.clone());
+            let mut request = tokio::spawn(async move {
+                client
+                    .send(
+                        "POST",
+                        &url,
+                        &[("content-type", "application/json"), (TOKEN_HEADER, &token)],
+                        body,
+                    )
+                    .await
+            });
+            match tokio::time::timeout(http_timeout, &mut request).await {
+                Ok(answer) => {
+                    let status = answer.expect("the webhook request task").status;
+                    statuses.push(Some(status));
+                    if status == 200 || (status < 500 && status != 429) {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    statuses.push(None);
+                    late.push(request);
+                }
+            }
+            if statuses.len() < 5 {
+                tokio::time::sleep(http_timeout * 4).await;
+            }
+        }
+        for request in late {
+            request.await.expect("the webhook request task");
+        }
+        statuses
     }
 
     /// POSTs `payload` to `url` as Rocket.Chat's `sendRequest` does, with the token header.
@@ -306,17 +566,58 @@ impl MockRocketChat {
 pub const AGENT_ID: &str = "AgentSari0000001";
 
 fn handle(state: &mut State, request: &Recorded) -> Reply {
+    let route = rate_limit_route(&request.method, &request.path).filter(|_| state.rate_limiter_enabled);
+    let limit = route.map(|route| {
+        // All requests come from 127.0.0.1 (`getRequestIP`, api.ts).
+        state.limiter.call(&route, "127.0.0.1")
+    });
+    if let Some(check) = &limit
+        && !check.allowed
+    {
+        state.rate_limited += 1;
+        let seconds = check.time_to_reset.as_millis().div_ceil(1000);
+        // `enforceRateLimit` throws `error-too-many-requests`; the route answers
+        // `API.v1.tooManyRequests(e.message)` (api.ts).
+        let reply = Reply::json(
+            429,
+            &json!({"success": false, "error": format!("Error, too many requests. Please slow down. You must wait {seconds} seconds before trying this endpoint again. [error-too-many-requests]")}),
+        );
+        return with_rate_headers(reply, check);
+    }
     let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-    match (request.method.as_str(), request.path.as_str()) {
+    let reply = match (request.method.as_str(), request.path.as_str()) {
         ("POST", "/api/v1/livechat/visitor") => register_visitor(state, &body),
         ("GET", "/api/v1/livechat/room") => get_room(state, request),
         ("POST", "/api/v1/livechat/room.close") => close_room(state, &body),
         ("POST", "/api/v1/livechat/message") => post_message(state, &body),
+        ("GET", path) if path.starts_with("/api/v1/livechat/message/") => {
+            get_message(state, request, &path["/api/v1/livechat/message/".len()..])
+        }
         _ => Reply::json(
             404,
             &json!({"success": false, "error": format!("API endpoint \"{}\" does not exist!", request.path)}),
         ),
+    };
+    match &limit {
+        Some(check) if !std::mem::take(&mut state.proxy_answer) => with_rate_headers(reply, check),
+        _ => reply,
     }
+}
+
+/// `enforceRateLimit` sets these on every answer of a limited route, refused or not (api.ts):
+/// `X-RateLimit-Reset` is the epoch time in milliseconds when the window ends.
+fn with_rate_headers(mut reply: Reply, check: &RateCheck) -> Reply {
+    reply
+        .headers
+        .push(("X-RateLimit-Limit".into(), check.limit.to_string()));
+    reply
+        .headers
+        .push(("X-RateLimit-Remaining".into(), check.remaining.to_string()));
+    reply.headers.push((
+        "X-RateLimit-Reset".into(),
+        (epoch_ms() + check.time_to_reset.as_millis()).to_string(),
+    ));
+    reply
 }
 
 fn str_field<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
@@ -385,10 +686,20 @@ fn get_room(state: &mut State, request: &Recorded) -> Reply {
     if let Some(room) = state.rooms.iter().find(|r| r.visitor_token == token && r.open) {
         return success(json!({"room": room_json(room, &visitor), "newRoom": false}));
     }
+    if !state.agents_online {
+        // QueueManager.requestRoom with `Livechat_accept_chats_with_no_agents` at its default
+        // (false) throws Meteor.Error('no-agent-online', 'Sorry, no online agents'); the route's
+        // catch answers `API.v1.failure(e.message, e.error)` (api.ts).
+        return Reply::json(
+            400,
+            &json!({"success": false, "error": "Sorry, no online agents [no-agent-online]", "errorType": "no-agent-online"}),
+        );
+    }
     let room = Room {
         id: state.id("Room"),
         visitor_token: token,
         open: true,
+        closer: None,
     };
     state.rooms.push(room.clone());
     success(json!({"room": room_json(&room, &visitor), "newRoom": true}))
@@ -408,6 +719,8 @@ fn close_room(state: &mut State, body: &Value) -> Reply {
         return failure("room-closed");
     }
     room.open = false;
+    // LivechatTyped.closeRoom({ visitor, room, .. }) records the visitor as the closer (closeRoom.ts).
+    room.closer = Some("visitor".into());
     success(json!({"rid": rid, "comment": "Closed by visitor"}))
 }
 
@@ -427,6 +740,9 @@ fn post_message(state: &mut State, body: &Value) -> Reply {
         return failure("room-closed");
     }
     let planned = (!state.message_failures.is_empty()).then(|| state.message_failures.remove(0));
+    // A planned failure stands for a proxy in front of Rocket.Chat answering for it (a timeout,
+    // a restart): no Rocket.Chat headers.
+    state.proxy_answer = planned.is_some();
     if let Some((status, false)) = planned {
         return Reply::json(status, &json!({"success": false, "error": "Internal server error"}));
     }
@@ -435,10 +751,11 @@ fn post_message(state: &mut State, body: &Value) -> Reply {
         None => state.id("Msg"),
     };
     if state.messages.iter().any(|m| m.id == id) {
-        // Livechat.sendMessage inserts with the client's `_id`; MongoDB refuses the second one.
-        return failure(&format!(
-            "E11000 duplicate key error collection: rocketchat.rocketchat_message index: _id_ dup key: {{ _id: \"{id}\" }}"
-        ));
+        // sendMessage returns early when a message with this `_id` exists
+        // (apps/meteor/app/lib/server/functions/sendMessage.ts: `messageAlreadyExists`), nothing is
+        // stored, and the Livechat route fails on the missing result (message.ts); 6.x/7.x answer
+        // this 400 (the text is the project issue's, see the adapter README's assumptions).
+        return failure("Cannot convert undefined or null to object");
     }
     let message = Message {
         id: id.clone(),
@@ -451,4 +768,23 @@ fn post_message(state: &mut State, body: &Value) -> Reply {
         return Reply::json(status, &json!({"success": false, "error": "Internal server error"}));
     }
     success(json!({"message": {"_id": id, "rid": rid, "msg": msg, "token": token}}))
+}
+
+/// `GET /api/v1/livechat/message/:_id?token=..&rid=..` (apps/meteor/app/livechat/server/api/v1/message.ts):
+/// the visitor of `token`, its room `rid` (open or closed: `findRoom`,
+/// apps/meteor/app/livechat/server/api/lib/livechat.ts), then the message, else `invalid-message`.
+fn get_message(state: &mut State, request: &Recorded, id: &str) -> Reply {
+    let (Some(token), Some(rid)) = (request.query_param("token"), request.query_param("rid")) else {
+        return failure("Match error: Missing key 'token' or 'rid'");
+    };
+    if !state.visitors.iter().any(|v| v.token == token) {
+        return failure("invalid-token");
+    }
+    if !state.rooms.iter().any(|r| r.id == rid && r.visitor_token == token) {
+        return failure("invalid-room");
+    }
+    match state.messages.iter().find(|m| m.id == id) {
+        Some(m) => success(json!({"message": {"_id": m.id, "rid": m.rid, "msg": m.msg, "token": m.token}})),
+        None => failure("invalid-message"),
+    }
 }

@@ -7,11 +7,13 @@
 //!
 //! | call | answer |
 //! | --- | --- |
+//! | `GET /` (the app) | 200 `{"app": {"id", "settings": {"multiConvoEnabled"}}}` (`GetApp`) |
 //! | `POST /users` | 201 `{"user"}` (`userResponse`); 409 `conflict` "User already exists" for a taken `externalId` |
 //! | `GET /users/{userIdOrExternalId}` | 200 `{"user"}`; 404 `user_not_found` |
-//! | `POST /conversations` | 201 `{"conversation"}`; a `personal` one needs exactly one participant (`userId` or `userExternalId`) that exists (else 400 `bad_request` / 404 `user_not_found`) |
-//! | `GET /conversations?filter[userId]=` | 200 `{"conversations", "meta": {"hasMore"}}`, the user's conversations; no filter is 400 |
-//! | `POST /conversations/{id}/messages` | 201 `{"messages": [message]}` (`messagePostResponse`); `author.type: user` must name a participant |
+//! | `POST /conversations` | 201 `{"conversation"}`; a `personal` one needs exactly one participant (`userId` or `userExternalId`) that exists (else 400 `bad_request` / 404 `user_not_found`); `displayName` 1-100 characters; with `multiConvoEnabled` false (the default) a user already in a conversation is refused 400 `bad_request` |
+//! | `GET /conversations?filter[userId]=` | 200 `{"conversations", "meta": {"hasMore", "afterCursor"}, "links": {"next"}}`, the user's conversations, oldest first, `page[size]` (default 25, 1-100) at a time after `page[after]`; no filter is 400 |
+//! | `DELETE /conversations/{id}` | 200 `{}` (through [`delete_conversation`](MockSunshine::delete_conversation), which then sends `conversation:remove` to the subscribed target); the user's default conversation is 400 `bad_request`; 404 `conversation_not_found` |
+//! | `POST /conversations/{id}/messages` | 201 `{"messages": [message]}` (`messagePostResponse`); `author.type: user` must name a participant; `text` at most 4096 characters; a deleted conversation is 404 `conversation_not_found`; one holding 30,000 messages 423 `locked` |
 //! | `GET /conversations/{id}/messages` | 200 `{"messages", "meta": {"hasMore", "beforeCursor"}}`: the newest 100, oldest first (`listMessages`) |
 //!
 //! Every request needs HTTP Basic auth with the API key id and secret given to
@@ -22,6 +24,11 @@
 //! the shared secret in `X-API-Key`; the event builders ([`business_message`](MockSunshine::business_message),
 //! [`user_message`](MockSunshine::user_message), [`switchboard_event`](MockSunshine::switchboard_event))
 //! give events shaped like the spec's `conversationMessageEvent` and `switchboard*Event` examples.
+//! [`resend_last_webhook`](MockSunshine::resend_last_webhook) sends the last request again, byte
+//! for byte, as Sunshine's retry policy does after a non-2xx answer or 20 s without one.
+//!
+//! The app's settings are Sunshine's defaults: `multiConvoEnabled` false until
+//! [`enable_multi_convo`](MockSunshine::enable_multi_convo) (irreversible, like the setting).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,6 +45,17 @@ pub const APP_ID: &str = "5ebee0975ac5304b664a12fa";
 pub const WEBHOOK_ID: &str = "5f4eaef81e3dcc117c7ba48a";
 /// The size of a page of `GET .../messages` (fixed by Sunshine).
 const MESSAGE_PAGE: usize = 100;
+/// The default and the largest `page[size]` of the other lists (spec: `page.size`, default 25,
+/// maximum 100).
+const DEFAULT_PAGE_SIZE: usize = 25;
+const MAX_PAGE_SIZE: usize = 100;
+/// The most messages a conversation holds (spec "Conversation Size Limits": 30,000, then `423
+/// Locked` on posting, `PostMessage` 423 example `locked`).
+const MESSAGE_LIMIT: usize = 30_000;
+/// The longest message `text` (spec: `textMessage.text`, `maxLength: 4096`).
+const MAX_TEXT: usize = 4096;
+/// The longest conversation `displayName` (spec: `displayName`, `minLength: 1`, `maxLength: 100`).
+const MAX_DISPLAY_NAME: usize = 100;
 
 /// A Sunshine user.
 #[derive(Debug, Clone)]
@@ -72,6 +90,10 @@ pub struct Conversation {
     pub participants: Vec<String>,
     pub display_name: Option<String>,
     pub metadata: Value,
+    /// Spec `conversation.isDefault`: "true for the first personal conversation created for the
+    /// user, and false in all other cases"; the default one cannot be deleted (`DeleteConversation`
+    /// answers 400).
+    pub is_default: bool,
 }
 
 impl Conversation {
@@ -81,7 +103,7 @@ impl Conversation {
             "type": self.kind,
             "displayName": self.display_name,
             "metadata": self.metadata,
-            "isDefault": false,
+            "isDefault": self.is_default,
             "activeSwitchboardIntegration": null,
         })
     }
@@ -136,6 +158,15 @@ struct State {
     messages: Vec<Message>,
     requests: Vec<Recorded>,
     failures: Vec<Failure>,
+    /// Spec `appSettings.multiConvoEnabled`: whether users may be part of several conversations.
+    /// Unset in a new app (false); enabling it is irreversible.
+    multi_convo_enabled: bool,
+    /// `http://127.0.0.1:PORT`, for the `links` of paginated answers.
+    base_url: String,
+    /// The subscribed webhook's target and shared secret (see [`MockSunshine::subscribe`]).
+    webhook: Option<(String, String)>,
+    /// The last webhook request sent: target, secret and body.
+    last_webhook: Option<(String, String, Vec<u8>)>,
 }
 
 /// A running mock Sunshine Conversations API (see the module docs).
@@ -169,11 +200,92 @@ impl MockSunshine {
             state.handle(request)
         }))
         .await;
+        state.lock().expect("mock state lock").base_url = server.base_url();
         MockSunshine {
             server,
             state,
             client: HttpClient::new(),
         }
+    }
+
+    /// Turns the app's `multiConvoEnabled` setting on (spec `appSettings.multiConvoEnabled`:
+    /// "Enabling `multiConvo` is **irreversible**", so there is no way back).
+    pub fn enable_multi_convo(&self) {
+        self.state().multi_convo_enabled = true;
+    }
+
+    /// Subscribes a webhook with this target and shared secret: deleting a conversation
+    /// ([`delete_conversation`](MockSunshine::delete_conversation)) sends it `conversation:remove`.
+    pub fn subscribe(&self, url: &str, secret: &str) {
+        self.state().webhook = Some((url.into(), secret.into()));
+    }
+
+    /// `DELETE /v2/apps/{appId}/conversations/{id}` (spec `DeleteConversation`), as another
+    /// integration or an admin would call it; on success (200) the subscribed webhook (if any) is
+    /// sent the `conversation:remove` event (spec "Webhook Triggers": "When a conversation is
+    /// deleted", payload `conversationRemoveEvent`). Returns the API's answer.
+    pub async fn delete_conversation(&self, conversation_id: &str) -> HttpResponse {
+        let (authorization, base_url, webhook) = {
+            let state = self.state();
+            (
+                state.authorization.clone(),
+                state.base_url.clone(),
+                state.webhook.clone(),
+            )
+        };
+        let kind = self
+            .conversations()
+            .into_iter()
+            .find(|c| c.id == conversation_id)
+            .map(|c| c.kind)
+            .unwrap_or_default();
+        let url = format!("{base_url}/v2/apps/{APP_ID}/conversations/{conversation_id}");
+        let answer = self
+            .client
+            .send("DELETE", &url, &[("authorization", authorization.as_str())], Vec::new())
+            .await;
+        if answer.status == 200
+            && let Some((target, secret)) = webhook
+        {
+            let event = json!({
+                "id": new_id(0xe0),
+                "createdAt": "2020-09-30T15:14:29.834Z",
+                "type": "conversation:remove",
+                "payload": { "conversation": { "id": conversation_id, "type": kind } },
+            });
+            let sent = self.send_webhook(&target, &secret, vec![event]).await;
+            assert_eq!(sent.status, 200, "conversation:remove webhook: {}", sent.describe());
+        }
+        answer
+    }
+
+    /// Fills the conversation up with business messages until it holds `total` messages.
+    pub fn fill_conversation(&self, conversation_id: &str, total: usize) {
+        let mut state = self.state();
+        let have = state
+            .messages
+            .iter()
+            .filter(|m| m.conversation_id == conversation_id)
+            .count();
+        for _ in have..total {
+            state.messages.push(Message {
+                id: new_id(0x3e),
+                conversation_id: conversation_id.into(),
+                author: json!({ "type": "business" }),
+                content: json!({ "type": "text", "text": "filler" }),
+                metadata: Value::Null,
+            });
+        }
+    }
+
+    /// Adds a conversation of the user made outside the adapter (e.g. by the user on another
+    /// channel), following the same rules as `POST /conversations`; returns its id.
+    pub fn add_conversation(&self, user_id: &str, metadata: Value) -> String {
+        let body = json!({ "type": "personal", "participants": [{ "userId": user_id }], "metadata": metadata });
+        let reply = self.state().create_conversation(&body);
+        assert_eq!(reply.status, 201, "add_conversation refused");
+        let body: Value = serde_json::from_slice(&reply.body).expect("JSON answer");
+        body["conversation"]["id"].as_str().expect("an id").to_owned()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -308,6 +420,20 @@ impl MockSunshine {
             "events": events,
         });
         let body = serde_json::to_vec(&body).expect("a JSON value serialises");
+        self.state().last_webhook = Some((url.into(), secret.into(), body.clone()));
+        self.post_webhook(url, secret, body).await
+    }
+
+    /// Sends the last webhook request again, the same body (same `events[].id`): the spec's
+    /// Webhooks "Retry policy" ("attempted up to 5 times over a 15 minute window ... if the target
+    /// responds with anything but a success (2XX) ... If no response is received within 20
+    /// seconds, the call will be considered a failure and will also be reattempted").
+    pub async fn resend_last_webhook(&self) -> HttpResponse {
+        let (url, secret, body) = self.state().last_webhook.clone().expect("a webhook was sent before");
+        self.post_webhook(&url, &secret, body).await
+    }
+
+    async fn post_webhook(&self, url: &str, secret: &str, body: Vec<u8>) -> HttpResponse {
         self.client
             .send(
                 "POST",
@@ -361,31 +487,25 @@ impl State {
             }
         };
         match (request.method.as_str(), parts.as_slice()) {
+            // `GetApp`: `appResponseWithSubdomain`, `app.settings` (`appSettings`) with
+            // `multiConvoEnabled`.
+            ("GET", []) => Reply::json(
+                200,
+                &json!({ "app": {
+                    "id": APP_ID,
+                    "displayName": "My App",
+                    "settings": { "multiConvoEnabled": self.multi_convo_enabled, "maskCreditCardNumbers": true },
+                    "metadata": null,
+                } }),
+            ),
             ("POST", ["users"]) => self.create_user(&body),
             ("GET", ["users", id]) => match self.user(id) {
                 Some(user) => Reply::json(200, &json!({ "user": user.json() })),
                 None => error(404, "user_not_found", "User not found"),
             },
             ("POST", ["conversations"]) => self.create_conversation(&body),
-            ("GET", ["conversations"]) => {
-                let Some(user_id) = request.query_param("filter[userId]") else {
-                    return error(
-                        400,
-                        "bad_request",
-                        "filter[userId] or filter[userExternalId] is required",
-                    );
-                };
-                let conversations: Vec<Value> = self
-                    .conversations
-                    .iter()
-                    .filter(|c| c.participants.contains(&user_id))
-                    .map(Conversation::json)
-                    .collect();
-                Reply::json(
-                    200,
-                    &json!({ "conversations": conversations, "meta": { "hasMore": false } }),
-                )
-            }
+            ("GET", ["conversations"]) => self.list_conversations(request),
+            ("DELETE", ["conversations", id]) => self.delete_conversation(id),
             ("POST", ["conversations", id, "messages"]) => self.post_message(id, &body),
             ("GET", ["conversations", id, "messages"]) => {
                 if !self.conversations.iter().any(|c| c.id == *id) {
@@ -402,6 +522,93 @@ impl State {
             }
             _ => error(404, "not_found", "Resource not found"),
         }
+    }
+
+    /// `ListConversations`: the user's conversations, oldest first (an assumption: the spec does
+    /// not give the order), paginated as the spec's "API Pagination and Records Limits" section
+    /// and `page` / `meta` / `links` schemas say: `page[size]` records (default 25, 1-100) after
+    /// the `page[after]` record id (24 characters), `meta.hasMore`, `meta.afterCursor` (the last
+    /// record's id, only when there are more) and `links.next` (likewise); `page[after]` and
+    /// `page[before]` together, or a bad size, is 400 "Invalid page query parameters".
+    fn list_conversations(&self, request: &Recorded) -> Reply {
+        let user_id = match request.query_param("filter[userId]") {
+            Some(id) => id,
+            None => match request
+                .query_param("filter[userExternalId]")
+                .and_then(|id| self.user(&id))
+            {
+                Some(user) => user.id.clone(),
+                None => {
+                    return error(
+                        400,
+                        "bad_request",
+                        "filter[userId] or filter[userExternalId] is required",
+                    );
+                }
+            },
+        };
+        let invalid = || error(400, "bad_request", "Invalid page query parameters");
+        let size = match request.query_param("page[size]") {
+            None => DEFAULT_PAGE_SIZE,
+            Some(size) => match size.parse::<usize>() {
+                Ok(size) if (1..=MAX_PAGE_SIZE).contains(&size) => size,
+                _ => return invalid(),
+            },
+        };
+        let after = request.query_param("page[after]");
+        if after.is_some() && request.query_param("page[before]").is_some() {
+            return invalid();
+        }
+        if after.as_ref().is_some_and(|a| a.len() != 24) {
+            return invalid();
+        }
+        let mine: Vec<&Conversation> = self
+            .conversations
+            .iter()
+            .filter(|c| c.participants.contains(&user_id))
+            .collect();
+        let start = match &after {
+            // A cursor is a record id; records after it (an unknown id: from the start, an
+            // assumption).
+            Some(after) => mine.iter().position(|c| c.id == *after).map_or(0, |i| i + 1),
+            None => 0,
+        };
+        let page: Vec<&Conversation> = mine.iter().skip(start).take(size).copied().collect();
+        let has_more = start + page.len() < mine.len();
+        let mut answer = json!({
+            "conversations": page.iter().map(|c| c.json()).collect::<Vec<Value>>(),
+            "meta": { "hasMore": has_more },
+            "links": {},
+        });
+        if has_more {
+            let last = page.last().map(|c| c.id.clone()).unwrap_or_default();
+            answer["meta"]["afterCursor"] = last.clone().into();
+            answer["links"]["next"] = format!(
+                "{}/v2/apps/{APP_ID}/conversations?filter[userId]={user_id}&page[size]={size}&page[after]={last}",
+                self.base_url
+            )
+            .into();
+        }
+        Reply::json(200, &answer)
+    }
+
+    /// `DeleteConversation`: 200 `{}` (spec example `emptyResponse`); "the default conversation
+    /// cannot be deleted" (400 `bad_request`); an unknown one 404 `conversation_not_found`. Its
+    /// messages go with it ("along with its messages and attachments").
+    fn delete_conversation(&mut self, conversation_id: &str) -> Reply {
+        let Some(conversation) = self.conversations.iter().find(|c| c.id == conversation_id) else {
+            return error(404, "conversation_not_found", "Conversation not found");
+        };
+        if conversation.is_default {
+            return error(
+                400,
+                "bad_request",
+                &format!("Conversation {conversation_id} cannot be deleted because it is the default."),
+            );
+        }
+        self.conversations.retain(|c| c.id != conversation_id);
+        self.messages.retain(|m| m.conversation_id != conversation_id);
+        Reply::json(200, &json!({}))
     }
 
     /// A user by id or externalId (`userIdOrExternalId`).
@@ -445,6 +652,12 @@ impl State {
                 "A personal conversation needs exactly one participant",
             );
         }
+        if let Some(name) = body.get("displayName").filter(|n| !n.is_null()) {
+            let length = name.as_str().map_or(0, |n| n.chars().count());
+            if !(1..=MAX_DISPLAY_NAME).contains(&length) {
+                return error(400, "bad_request", "displayName must be 1 to 100 characters");
+            }
+        }
         let mut user_ids = Vec::new();
         for participant in &participants {
             let id = participant["userId"]
@@ -456,12 +669,34 @@ impl State {
                 None => return error(404, "user_not_found", "User not found"),
             }
         }
+        // Spec `appSettings.multiConvoEnabled` ("whether users are allowed to be part of several
+        // conversations"): off, a user already in a conversation cannot join another. The status
+        // and code are an assumption (the spec lists none for it; an SDK report, issue
+        // zendesk/sunshine-conversations-ios#228, saw `400 bad request`).
+        if !self.multi_convo_enabled
+            && user_ids
+                .iter()
+                .any(|id| self.conversations.iter().any(|c| c.participants.contains(id)))
+        {
+            return error(
+                400,
+                "bad_request",
+                "Users cannot be part of several conversations unless multiConvoEnabled is set",
+            );
+        }
+        // Spec `conversation.isDefault`: the first personal conversation created for the user.
+        let is_default = kind == "personal"
+            && !self
+                .conversations
+                .iter()
+                .any(|c| c.kind == "personal" && c.participants.contains(&user_ids[0]));
         let conversation = Conversation {
             id: new_id(0xc0),
             kind: kind.into(),
             participants: user_ids,
             display_name: body["displayName"].as_str().map(str::to_owned),
             metadata: body.get("metadata").cloned().unwrap_or_else(|| json!({})),
+            is_default,
         };
         let answer = json!({ "conversation": conversation.json() });
         self.conversations.push(conversation);
@@ -488,9 +723,21 @@ impl State {
             }
             _ => return error(400, "bad_request", "author.type must be user or business"),
         }
+        if self
+            .messages
+            .iter()
+            .filter(|m| m.conversation_id == conversation_id)
+            .count()
+            >= MESSAGE_LIMIT
+        {
+            return error(423, "locked", "Message limit of 30000 per conversation reached.");
+        }
         let content = &body["content"];
         let valid = match content["type"].as_str() {
-            Some("text") => content["text"].as_str().is_some_and(|t| !t.is_empty()),
+            // Spec `textMessage.text`: `maxLength: 4096`.
+            Some("text") => content["text"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty() && t.chars().count() <= MAX_TEXT),
             Some("image") | Some("file") => content["mediaUrl"].as_str().is_some(),
             Some("location") => content["coordinates"]["lat"].is_number() && content["coordinates"]["long"].is_number(),
             _ => false,
