@@ -181,7 +181,7 @@ mod tests {
     #[test]
     fn a_ticket_number_with_a_nul_is_refused() {
         let event = wt::BridgeEvent::Command(wt::CommandEvent {
-            ticket_number: "T\01".into(),
+            ticket_number: "T\u{0}1".into(),
             command: wt::TicketCommand::Close,
             channel: Some("whatsapp".into()),
         });
