@@ -5,8 +5,9 @@
 //
 // on-incoming: when config `url` is set, POSTs the Incoming event as 3Dolphins JSON plus
 // `deliveryId`, `attempt`, `tenant` and `language: "javascript"` to it through the host; 408,
-// 429 and 5xx answers, timeouts and connection failures are retry-later (a 429 or 503 with
-// `Retry-After: <seconds>` passes that wait to the host as `after-ms`), other 4xx permanent.
+// 429 and 5xx answers, timeouts and connection failures are retry-later (the vendor's wait, read
+// by the SDK's `retryAfterMs` as the Rust echo reads it, goes to the host as `after-ms`), other
+// 4xx permanent.
 // Without `url` it only logs the event.
 //
 // on-vendor-webhook (any path, body JSON):
@@ -31,7 +32,7 @@
 import { get } from 'dolphin:bridge/config@0.2.0';
 import { send } from 'dolphin:bridge/http@0.2.0';
 import { log } from 'dolphin:bridge/log@0.2.0';
-import { hostCrypto, retryAfterMs } from '../../plugin-sdk/js/sdk.js';
+import { hostCrypto, isTransientStatus, retryAfterMs } from '../../plugin-sdk/js/sdk.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -88,9 +89,8 @@ export function onIncoming(ctx, event) {
     if (error.tag === 'timeout' || error.tag === 'connection') throw retryLater(reason);
     throw { tag: 'permanent', val: reason };
   }
-  if (answer.status === 408 || answer.status === 429 || answer.status >= 500) {
-    const after = answer.status === 429 || answer.status === 503 ? retryAfterMs(answer.headers) : undefined;
-    throw retryLater(`POST vendor answered ${answer.status}`, after);
+  if (isTransientStatus(answer.status)) {
+    throw retryLater(`POST vendor answered ${answer.status}`, retryAfterMs(answer.headers));
   }
   if (answer.status >= 300) {
     throw { tag: 'permanent', val: `POST vendor answered ${answer.status}` };

@@ -5,8 +5,9 @@ can be written in any language that compiles to a component. It uses the bare bi
 
 on-incoming: when config `url` is set, POSTs the Incoming event as 3Dolphins JSON plus
 `deliveryId`, `attempt`, `tenant` and `language: "python"` to it through the host; 408, 429 and
-5xx answers, timeouts and connection failures are retry-later (a 429 or 503 with `Retry-After:
-<seconds>` passes that wait to the host as `after-ms`), other 4xx permanent. Without `url` it
+5xx answers, timeouts and connection failures are retry-later (the vendor's wait, read by the
+SDK's `retry_after_ms` as the Rust echo reads it, goes to the host as `after-ms`), other 4xx
+permanent. Without `url` it
 only logs the event.
 
 on-vendor-webhook (any path, body JSON):
@@ -98,8 +99,7 @@ class WitWorld(wit_world.WitWorld):
                 raise _retry_later(f"POST vendor: {error}")
             raise Err(types.AdapterError_Permanent(f"POST vendor: {error}"))
         if response.status in (408, 429) or response.status >= 500:
-            after_ms = retry_after_ms(response.headers) if response.status in (429, 503) else None
-            raise _retry_later(f"POST vendor answered {response.status}", after_ms)
+            raise _retry_later(f"POST vendor answered {response.status}", retry_after_ms(response.headers))
         if response.status >= 300:
             raise Err(types.AdapterError_Permanent(f"POST vendor answered {response.status}"))
 
