@@ -56,8 +56,35 @@ impl Clock {
     }
 }
 
-/// The process's clock, anchored at first use.
-static PROCESS_CLOCK: LazyLock<Clock> = LazyLock::new(|| Clock::new(Box::new(SystemTime)));
+/// Environment variable that shifts the process's clock by a signed number of milliseconds.
+///
+/// A fault-injection knob: tests cannot step the machine's clock, so a replica started with an
+/// offset stands for one whose wall clock was wrong when it started (before NTP sync).
+pub const CLOCK_OFFSET_ENV: &str = "DOLPHIN_BRIDGE_CLOCK_OFFSET_MS";
+
+/// The system clock shifted by a fixed offset.
+struct OffsetTime {
+    offset_ms: i64,
+}
+
+impl TimeSource for OffsetTime {
+    fn wall_ms(&self) -> i64 {
+        SystemTime.wall_ms() + self.offset_ms
+    }
+
+    fn monotonic(&self) -> Duration {
+        SystemTime.monotonic()
+    }
+}
+
+/// The process's clock, anchored at first use (shifted by [`CLOCK_OFFSET_ENV`] when set).
+static PROCESS_CLOCK: LazyLock<Clock> = LazyLock::new(|| {
+    let offset_ms = std::env::var(CLOCK_OFFSET_ENV)
+        .ok()
+        .and_then(|value| value.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    Clock::new(Box::new(OffsetTime { offset_ms }))
+});
 
 /// Now, in epoch milliseconds, as the process's [`Clock`] counts it.
 pub fn now_ms() -> i64 {
