@@ -91,6 +91,62 @@ pub fn now_ms() -> i64 {
     PROCESS_CLOCK.now_ms()
 }
 
+/// A point in monotonic time that its owner moves: a lease's end as its holder knows it, moved
+/// on at each renewal. Work bounded by it stops when it is reached ([`Deadline::reached`]) and
+/// checks it before each step that must not happen late ([`Deadline::passed`]).
+pub struct Deadline {
+    at: std::sync::Mutex<tokio::time::Instant>,
+    moved: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Deadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let left = self.current().saturating_duration_since(tokio::time::Instant::now());
+        f.debug_struct("Deadline").field("left", &left).finish()
+    }
+}
+
+impl Deadline {
+    /// A deadline at `at`.
+    pub fn at(at: tokio::time::Instant) -> Deadline {
+        Deadline {
+            at: std::sync::Mutex::new(at),
+            moved: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn current(&self) -> tokio::time::Instant {
+        *self.at.lock().expect("deadline lock")
+    }
+
+    /// Moves it to `at` (later after a renewal; now when the lease is lost).
+    pub fn move_to(&self, at: tokio::time::Instant) {
+        *self.at.lock().expect("deadline lock") = at;
+        self.moved.notify_waiters();
+    }
+
+    /// Whether it has been reached, read from the clock now (not from a timer, which a process
+    /// resumed after a pause may not have fired yet).
+    pub fn passed(&self) -> bool {
+        tokio::time::Instant::now() >= self.current()
+    }
+
+    /// Completes when it is reached, following every move.
+    pub async fn reached(&self) {
+        loop {
+            let moved = self.moved.notified();
+            let at = self.current();
+            if tokio::time::Instant::now() >= at {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                _ = moved => {}
+            }
+        }
+    }
+}
+
 /// (De)serializes a UTC time as an RFC 3339 string.
 pub mod rfc3339 {
     use chrono::{DateTime, Utc};
@@ -169,6 +225,30 @@ pub(crate) mod tests {
             1_000_300,
             "a step backwards is not seen; time keeps going"
         );
+    }
+
+    #[tokio::test]
+    async fn a_deadline_follows_its_moves() {
+        let start = tokio::time::Instant::now();
+        let deadline = Arc::new(Deadline::at(start + Duration::from_millis(100)));
+        let waiter = tokio::spawn({
+            let deadline = deadline.clone();
+            async move {
+                deadline.reached().await;
+                tokio::time::Instant::now() - start
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        deadline.move_to(start + Duration::from_millis(400));
+        assert!(!deadline.passed());
+        assert!(
+            waiter.await.unwrap() >= Duration::from_millis(400),
+            "moved on, not the first end"
+        );
+        assert!(deadline.passed());
+        deadline.move_to(tokio::time::Instant::now() + Duration::from_secs(60));
+        deadline.move_to(tokio::time::Instant::now());
+        assert!(deadline.passed(), "moved to now: lost at once");
     }
 
     #[test]

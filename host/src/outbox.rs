@@ -9,10 +9,10 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use crate::activity::Activity;
-use crate::clock::now_ms;
+use crate::clock::{Deadline, now_ms};
 use crate::cluster::ReplicaId;
 use crate::config::DeliveryConfig;
 use crate::contract::{IncomingEvent, ThreeDolphinsEvent};
@@ -33,6 +33,9 @@ enum Attempt {
     Permanent(String),
     /// The adapter was resting (its circuit breaker open) for this long: nothing was tried.
     NotMade(Duration, String),
+    /// The lease ended before the attempt did (renewals failed or were refused): the attempt
+    /// was stopped, and its delivery is another replica's (or this one's again) once due.
+    LeaseLost,
 }
 
 /// How long a dispatcher waits before looking again when nothing tells it to: a replay made by
@@ -229,7 +232,7 @@ impl Outbox {
         tasks: &TaskTracker,
     ) -> anyhow::Result<Duration> {
         let cap = self.config.max_in_flight_per_tenant.max(1);
-        let now = now_ms();
+        let now = self.store.now_ms();
         for _ in 0..MAX_READS_PER_DISPATCH {
             let free = workers.available_permits();
             if free == 0 {
@@ -275,7 +278,7 @@ impl Outbox {
             }
         }
         let wait = match self.store.next_due_after(now).await? {
-            Some(at) => Duration::from_millis((at - now_ms()).max(1) as u64).min(IDLE_LOOK),
+            Some(at) => Duration::from_millis((at - self.store.now_ms()).max(1) as u64).min(IDLE_LOOK),
             None => IDLE_LOOK,
         };
         Ok(wait)
@@ -291,11 +294,13 @@ impl Outbox {
         }
     }
 
-    /// A lease for this process from now.
+    /// A lease for this process from now, on the store's clock.
     fn lease(&self) -> Lease {
+        let now = self.store.now_ms();
         Lease {
             owner: self.lease_owner.clone(),
-            until_ms: now_ms() + self.config.lease_ms as i64,
+            from_ms: now,
+            until_ms: now + self.config.lease_ms as i64,
         }
     }
 
@@ -308,6 +313,8 @@ impl Outbox {
         let retry_index = attempt - delivery.retry_base;
         // `due` may have read this delivery just before an attempt that was running (here or in
         // another replica) recorded its outcome; the claim has the last word.
+        let lease_ms = Duration::from_millis(self.config.lease_ms);
+        let asked = tokio::time::Instant::now();
         match self.store.claim(delivery.seq, delivery.attempts, &self.lease()).await {
             Ok(true) => {}
             Ok(false) => return,
@@ -318,24 +325,39 @@ impl Outbox {
                 return;
             }
         }
+        // The lease as this process knows it ends a margin before the store's end, counted from
+        // when the claim was asked: the store's end is later still, whatever the round trip.
+        let lease = Arc::new(Deadline::at(asked + held_for(lease_ms)));
         // Renewed beside the attempt (not between its polls), so a slow store write never
-        // stalls the call, and a call slower than a lease is still not claimed by another replica.
-        let renewal = tokio::spawn(renew_lease(
+        // stalls the call, and a call slower than a lease is still not claimed by another
+        // replica; until the outcome is recorded, as a slow record must not outlive the lease.
+        let renewal = AbortOnDropHandle::new(tokio::spawn(renew_lease(
             self.store.clone(),
             delivery.seq,
             attempt,
             self.lease_owner.clone(),
-            Duration::from_millis(self.config.lease_ms),
+            lease_ms,
+            lease.clone(),
             delivery.delivery_id.clone(),
-        ));
-        let outcome = attempt_delivery(registry, &delivery, attempt).await;
-        // A renewal still under way when recording cannot undo it: renewals need the lease's
-        // owner, which recording the outcome clears.
-        renewal.abort();
+        )));
+        // A lease that ends (renewals refused, or the store out of reach for its length) stops
+        // the attempt: another replica may be making the next one.
+        let outcome = tokio::select! {
+            outcome = attempt_delivery(registry, &delivery, attempt, &lease) => outcome,
+            () = lease.reached() => Attempt::LeaseLost,
+        };
+        // An answer that came after the lease ended is not recorded unless it says delivered
+        // (true whoever holds the delivery now; any other is the lease's own doing or stale).
+        let outcome = match outcome {
+            Attempt::Delivered => Attempt::Delivered,
+            _ if lease.passed() => Attempt::LeaseLost,
+            other => other,
+        };
         drop(share);
         let retries = self.config.retry_schedule_ms.len();
         let label = match &outcome {
             Attempt::Delivered => "delivered",
+            Attempt::LeaseLost => "lease_lost",
             Attempt::NotMade(..) => "postponed",
             Attempt::RetryLater(..) if (retry_index as usize) <= retries => "retry",
             _ => "dead",
@@ -346,7 +368,7 @@ impl Outbox {
             Attempt::RetryLater(error, _) | Attempt::Permanent(error) => {
                 self.activity.failed(&delivery.tenant, now_ms(), error)
             }
-            Attempt::NotMade(..) => {}
+            Attempt::NotMade(..) | Attempt::LeaseLost => {}
         }
         let outcome = match outcome {
             Attempt::Delivered => {
@@ -359,7 +381,7 @@ impl Outbox {
                     let wait = retry_wait(rand::rng().random_range(0..=max_wait), hint) as i64;
                     tracing::warn!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                         ticket = %delivery.ticket, attempt, retry_in_ms = wait, %error, "delivery failed; will retry");
-                    Outcome::RetryAt(now_ms() + wait, error)
+                    Outcome::RetryAt(self.store.now_ms() + wait, error)
                 }
                 None => {
                     let error = format!("gave up after {retry_index} attempts: {error}");
@@ -378,13 +400,21 @@ impl Outbox {
             // too), not at every retry of the schedule in between.
             Attempt::NotMade(rest, error) => {
                 let spread = rand::rng().random_range(0..=rest.as_millis() as i64 / 4);
-                let at = now_ms() + rest.as_millis() as i64 + spread;
+                let wait = rest.as_millis() as i64 + spread;
                 tracing::info!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
-                    ticket = %delivery.ticket, retry_in_ms = at - now_ms(), %error, "adapter resting; delivery postponed");
-                Outcome::NotAttempted(at, error)
+                    ticket = %delivery.ticket, retry_in_ms = wait, %error, "adapter resting; delivery postponed");
+                Outcome::NotAttempted(self.store.now_ms() + wait, error)
+            }
+            Attempt::LeaseLost => {
+                tracing::warn!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
+                    ticket = %delivery.ticket, attempt,
+                    "the delivery's lease ended during its attempt: stopped, and not recorded; it is attempted again once due");
+                return;
             }
         };
-        match self.store.record(delivery.seq, attempt, outcome).await {
+        let recorded = self.store.record(delivery.seq, attempt, outcome).await;
+        drop(renewal);
+        match recorded {
             Ok(true) => {}
             Ok(false) => tracing::warn!(delivery_id = %delivery.delivery_id, attempt,
                 "the delivery changed while this attempt ran; its outcome was not recorded"),
@@ -403,7 +433,7 @@ impl Outbox {
                 _ = tokio::time::sleep(Duration::from_secs(60)) => {}
                 _ = shutdown.cancelled() => return,
             }
-            let now = now_ms();
+            let now = self.store.now_ms();
             let ago = |ms: u64| now.saturating_sub(ms as i64);
             let before = PurgeBefore {
                 delivered: ago(self.config.retention_ms),
@@ -421,29 +451,40 @@ impl Outbox {
     }
 }
 
+/// How long a lease is held by its holder's own count: a tenth less than the store's, for the
+/// difference between the replicas' reading of the store's clock.
+fn held_for(lease: Duration) -> Duration {
+    lease - lease / 10
+}
+
 /// Extends the lease of `attempt` of delivery `seq` every third of `lease` until aborted (when
-/// the attempt has ended). A renewal the store refuses means the lease was lost (it ended while
-/// this process could not reach the store, and another replica claimed the delivery): the
-/// attempt runs on, and its outcome is not recorded.
+/// the outcome is recorded), moving `held` on after each renewal the store takes. A renewal the
+/// store refuses means the lease was lost (it ended while this process could not reach the
+/// store, and another replica claimed the delivery): `held` ends now, which stops the attempt.
 async fn renew_lease(
     store: Arc<dyn Store>,
     seq: i64,
     attempt: u32,
     owner: String,
     lease: Duration,
+    held: Arc<Deadline>,
     delivery_id: String,
 ) {
     let every = lease / 3;
     loop {
         tokio::time::sleep(every).await;
+        let asked = tokio::time::Instant::now();
+        let now = store.now_ms();
         let renewed = Lease {
             owner: owner.clone(),
-            until_ms: now_ms() + lease.as_millis() as i64,
+            from_ms: now,
+            until_ms: now + lease.as_millis() as i64,
         };
         match store.renew(seq, attempt, &renewed).await {
-            Ok(true) => {}
+            Ok(true) => held.move_to(asked + held_for(lease)),
             Ok(false) => {
-                tracing::warn!(%delivery_id, attempt, "lost the lease of a running attempt: its outcome will not be recorded");
+                tracing::warn!(%delivery_id, attempt, "lost the lease of a running attempt: the attempt is stopped");
+                held.move_to(tokio::time::Instant::now());
                 return;
             }
             Err(e) => {
@@ -466,7 +507,12 @@ fn retry_wait(scheduled_ms: u64, hint: Option<Duration>) -> u64 {
 }
 
 /// Runs one attempt: the adapter for Incoming events, a POST for 3Dolphins events.
-async fn attempt_delivery(registry: &AdapterRegistry, delivery: &Delivery, attempt: u32) -> Attempt {
+async fn attempt_delivery(
+    registry: &AdapterRegistry,
+    delivery: &Delivery,
+    attempt: u32,
+    lease: &Arc<Deadline>,
+) -> Attempt {
     match delivery.direction {
         Direction::ToVendor => {
             let event: IncomingEvent = match serde_json::from_str(&delivery.payload) {
@@ -481,6 +527,7 @@ async fn attempt_delivery(registry: &AdapterRegistry, delivery: &Delivery, attem
                 tenant: tenant.name.clone(),
                 delivery_id: delivery.delivery_id.clone(),
                 attempt,
+                lease: Some(lease.clone()),
             };
             let result = registry
                 .runtime()
@@ -507,6 +554,9 @@ async fn attempt_delivery(registry: &AdapterRegistry, delivery: &Delivery, attem
                 Ok(event) => event,
                 Err(e) => return Attempt::Permanent(format!("stored event is unreadable: {e}")),
             };
+            if lease.passed() {
+                return Attempt::LeaseLost;
+            }
             match registry
                 .services()
                 .three_dolphins

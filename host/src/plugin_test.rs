@@ -237,6 +237,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<bool
             tenant: TENANT.into(),
             delivery_id: uuid::Uuid::now_v7().to_string(),
             attempt: 1,
+            lease: None,
         };
         let mut report = String::new();
         let succeeded = match named.fixture {

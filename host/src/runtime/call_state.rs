@@ -11,6 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::TenantHost;
 use super::bindings::dolphin::bridge::types as wt;
 use super::limiter::AdapterLimiter;
+use crate::clock::Deadline;
 use crate::scheduler::CpuClock;
 
 /// What identifies one call to the store it runs in.
@@ -19,6 +20,7 @@ pub(super) struct CallStart {
     pub(super) delivery_id: String,
     pub(super) io: tokio::runtime::Handle,
     pub(super) cpu_clock: Arc<CpuClock>,
+    pub(super) lease: Option<Arc<Deadline>>,
 }
 
 /// Per-call state of a store: WASI with no capabilities, limits, counters, and the tenant.
@@ -32,6 +34,10 @@ pub struct CallState {
     pub(super) io: tokio::runtime::Handle,
     /// Time the call's future spent being polled: the guest running, not waiting.
     pub(super) cpu_clock: Arc<CpuClock>,
+    /// The lease of the delivery the call makes, if any (see [`CallContext::lease`]).
+    ///
+    /// [`CallContext::lease`]: crate::runtime::CallContext::lease
+    pub(super) lease: Option<Arc<Deadline>>,
     pub(super) http_calls: u32,
     pub(super) kv_ops: u32,
     pub(super) lookups: u32,
@@ -46,6 +52,7 @@ impl CallState {
             delivery_id,
             io,
             cpu_clock,
+            lease,
         } = start;
         // No preopened directories, environment, arguments, sockets or name look-ups.
         let wasi = WasiCtx::builder()
@@ -61,6 +68,7 @@ impl CallState {
             delivery_id,
             io,
             cpu_clock,
+            lease,
             http_calls: 0,
             kv_ops: 0,
             lookups: 0,
@@ -77,6 +85,7 @@ impl CallState {
         self.delivery_id = start.delivery_id;
         self.io = start.io;
         self.cpu_clock = start.cpu_clock;
+        self.lease = start.lease;
         self.http_calls = 0;
         self.kv_ops = 0;
         self.lookups = 0;

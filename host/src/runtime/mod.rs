@@ -472,6 +472,7 @@ impl Runtime {
             delivery_id: ctx.delivery_id.clone(),
             io,
             cpu_clock: cpu_clock.clone(),
+            lease: ctx.lease.clone(),
         };
         let kept = instances.take();
         let (engine, slots) = (self.engine.clone(), self.instance_slots.clone());

@@ -16,6 +16,10 @@ pub struct CallContext {
     pub tenant: String,
     pub delivery_id: String,
     pub attempt: u32,
+    /// The end of the delivery's lease as its holder knows it, for calls that deliver one:
+    /// past it, the adapter's HTTP requests are not sent (another replica may be making the
+    /// attempt by then).
+    pub lease: Option<std::sync::Arc<crate::clock::Deadline>>,
 }
 
 impl CallContext {

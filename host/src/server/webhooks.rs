@@ -90,6 +90,7 @@ pub(super) async fn handle(
         tenant: tenant.name.clone(),
         delivery_id: delivery_id.clone(),
         attempt: 1,
+        lease: None,
     };
     let webhook = wt::WebhookRequest {
         method,

@@ -14,6 +14,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::clock;
+
 mod postgres;
 mod replicas;
 mod server_lock;
@@ -166,12 +168,16 @@ impl Delivery {
 /// acceptance order.
 pub type OrderKey = (String, Direction, String);
 
-/// A claim's hold on a delivery: which process holds it, and until when (epoch ms). While it
-/// holds, no other claim of the delivery (or of a later event of its ticket) succeeds.
+/// A claim's hold on a delivery: which process holds it, from when and until when (epoch ms,
+/// in the store's clock: [`Store::now_ms`]). While it holds, no other claim of the delivery (or
+/// of another event of its ticket) succeeds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     /// The holder: a process's replica id.
     pub owner: String,
+    /// When the lease is taken: a claim succeeds only if the delivery's previous lease (or
+    /// retry time) has passed by then.
+    pub from_ms: i64,
     pub until_ms: i64,
 }
 
@@ -242,6 +248,13 @@ pub struct StoreHealth {
     pub synchronous: String,
     /// SQLite: `PRAGMA journal_mode` (`wal`). PostgreSQL: `wal_level=` the server's.
     pub journal_mode: String,
+    /// Settings found that can lose an acknowledged event (PostgreSQL: `fsync=off`, an
+    /// asynchronous standby), in words; empty when none.
+    pub warnings: Vec<String>,
+    /// PostgreSQL: the database's clock minus this process's, as last measured (leases and due
+    /// times follow the database's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// The bridge's persistence: embedded ([`SqliteStore`]) or shared ([`PostgresStore`]); the
@@ -275,16 +288,23 @@ pub trait Store: Send + Sync {
         keys: &[String],
         window: Duration,
     ) -> anyhow::Result<Option<StoredResponse>>;
+    /// Now, in epoch milliseconds, on the clock the store's times are compared with: every
+    /// replica of a shared store must read the same clock, or one whose clock is wrong claims
+    /// leases that have not ended for the others.
+    fn now_ms(&self) -> i64 {
+        clock::now_ms()
+    }
     /// Up to `limit` deliveries that are due at `now_ms` and first pending of their order key,
     /// leaving out those of `skip_tenants`; earliest first.
     async fn due(&self, now_ms: i64, limit: usize, skip_tenants: &[String]) -> anyhow::Result<Vec<Delivery>>;
     /// The earliest `next_attempt_at` after `now_ms` of any delivery first of its order key:
     /// when something becomes due next.
     async fn next_due_after(&self, now_ms: i64) -> anyhow::Result<Option<i64>>;
-    /// Claims a delivery for an attempt: if it is still pending with `attempts` attempts, counts
-    /// the new attempt and leases it to `lease.owner` until `lease.until_ms` (when it is due
-    /// again, to any process, should the lease be neither renewed nor released). False when
-    /// another attempt, in this process or another, got there first.
+    /// Claims a delivery for an attempt: if it is still pending with `attempts` attempts, due by
+    /// `lease.from_ms` (any earlier lease ended), and no other event of its ticket is leased,
+    /// counts the new attempt and leases it to `lease.owner` until `lease.until_ms` (when it is
+    /// due again, to any process, should the lease be neither renewed nor released). False when
+    /// another attempt, in this process or another, got there first or still holds the ticket.
     async fn claim(&self, seq: i64, attempts: u32, lease: &Lease) -> anyhow::Result<bool>;
     /// Extends the lease of attempt `attempt` to `lease.until_ms`; false (nothing written) when
     /// `lease.owner` no longer holds it (it expired and was claimed again, or was released).

@@ -30,6 +30,8 @@ macro_rules! store_suite {
             a_claim_counts_the_attempt_sets_a_lease_and_is_taken_once,
             a_lease_is_renewed_by_its_owner_only_and_released_with_the_outcome,
             a_lease_that_ends_unrenewed_is_claimed_by_another_process,
+            a_claim_read_before_a_renewal_loses_to_it,
+            a_replayed_dead_letter_waits_for_a_later_event_that_is_running,
             released_leases_are_due_at_once_with_their_attempts_counted,
             next_due_after_looks_at_heads_only,
             idempotency_key_returns_the_first_id,
@@ -159,9 +161,13 @@ pub(crate) async fn an_attempt_not_made_gives_its_claim_back(f: &impl Fixture) {
     let a1 = get(store, "a1").await;
     assert_eq!((a1.state.as_str(), a1.attempts), ("pending", 0));
     assert!(due_ids(store, now_ms()).await.is_empty(), "a2 waits behind a1");
-    assert_eq!(due_ids(store, now_ms() + 5_000).await, ["a1"]);
+    let later = now_ms() + 5_000;
+    assert_eq!(due_ids(store, later).await, ["a1"]);
     assert!(
-        store.claim(a1.seq, 0, &lease(now_ms() + 60_000)).await.unwrap(),
+        store
+            .claim(a1.seq, 0, &lease_at(OWNER, later, later + 60_000))
+            .await
+            .unwrap(),
         "claimed as attempt 1 again"
     );
 }
@@ -186,7 +192,13 @@ pub(crate) async fn only_the_head_of_each_ticket_is_due(f: &impl Fixture) {
     );
     assert_eq!(due_ids(store, now_ms()).await, ["b1"]);
     // A dead head lets the ticket move on, and replay brings it back.
-    assert!(store.claim(a1.seq, 1, &lease(now_ms() + 60_000)).await.unwrap());
+    let retried = now_ms() + 60_000;
+    assert!(
+        store
+            .claim(a1.seq, 1, &lease_at(OWNER, retried, retried + 60_000))
+            .await
+            .unwrap()
+    );
     assert!(
         store
             .record(a1.seq, 2, Outcome::Dead("permanent".into()))
@@ -234,10 +246,16 @@ pub(crate) fn lease(until_ms: i64) -> Lease {
     lease_of(OWNER, until_ms)
 }
 
-/// A lease of `owner` until `until_ms`.
+/// A lease of `owner` taken now until `until_ms`.
 pub(crate) fn lease_of(owner: &str, until_ms: i64) -> Lease {
+    lease_at(owner, now_ms(), until_ms)
+}
+
+/// A lease of `owner` taken at `from_ms` (a test's time) until `until_ms`.
+pub(crate) fn lease_at(owner: &str, from_ms: i64, until_ms: i64) -> Lease {
     Lease {
         owner: owner.into(),
+        from_ms,
         until_ms,
     }
 }
@@ -307,7 +325,7 @@ pub(crate) async fn a_lease_that_ends_unrenewed_is_claimed_by_another_process(f:
     assert_eq!(due.iter().map(|d| d.delivery_id.as_str()).collect::<Vec<_>>(), ["d1"]);
     assert!(
         replica
-            .claim(d1.seq, 1, &lease_of("replica-b", ends + 60_000))
+            .claim(d1.seq, 1, &lease_at("replica-b", ends, ends + 60_000))
             .await
             .unwrap()
     );
@@ -316,6 +334,70 @@ pub(crate) async fn a_lease_that_ends_unrenewed_is_claimed_by_another_process(f:
     assert!(!store.record(d1.seq, 1, Outcome::Delivered).await.unwrap());
     assert!(replica.record(d1.seq, 2, Outcome::Delivered).await.unwrap());
     assert_eq!(due_ids(&*replica, now_ms()).await, ["d2"]);
+}
+
+/// A claim judges the lease as it is when the claim is made, not as `due` read it: a renewal
+/// committed in between (the holder is alive, only slow) stops it.
+pub(crate) async fn a_claim_read_before_a_renewal_loses_to_it(f: &impl Fixture) {
+    let store = f.store();
+    let replica = f.replica().await;
+    store.enqueue(vec![delivery("d1", "A", None)], WINDOW).await.unwrap();
+    let d1 = get(store, "d1").await;
+    let ends = now_ms() + 1_000;
+    assert!(store.claim(d1.seq, 0, &lease(ends)).await.unwrap());
+    let seen = replica.due(ends, 10, &[]).await.unwrap();
+    assert_eq!(seen.len(), 1, "due to the other process once the lease has ended");
+    assert!(store.renew(d1.seq, 1, &lease(ends + 60_000)).await.unwrap());
+    assert!(
+        !replica
+            .claim(d1.seq, seen[0].attempts, &lease_at("replica-b", ends, ends + 60_000))
+            .await
+            .unwrap(),
+        "the renewed lease holds"
+    );
+    assert_eq!(get(store, "d1").await.lease_owner.as_deref(), Some(OWNER));
+}
+
+/// A dead letter replayed while a later event of its ticket is being attempted becomes the
+/// ticket's head, but is not claimed until that attempt has ended: one at a time per ticket.
+pub(crate) async fn a_replayed_dead_letter_waits_for_a_later_event_that_is_running(f: &impl Fixture) {
+    let store = f.store();
+    let replica = f.replica().await;
+    store
+        .enqueue(vec![delivery("s1", "A", None), delivery("s2", "A", None)], WINDOW)
+        .await
+        .unwrap();
+    let s1 = get(store, "s1").await;
+    assert!(store.claim(s1.seq, 0, &lease(now_ms() + 60_000)).await.unwrap());
+    assert!(store.record(s1.seq, 1, Outcome::Dead("refused".into())).await.unwrap());
+    let s2 = get(store, "s2").await;
+    assert!(store.claim(s2.seq, 0, &lease(now_ms() + 60_000)).await.unwrap());
+    assert_eq!(store.replay(DeadLetterFilter::One("s1".into()), None).await.unwrap(), 1);
+    assert_eq!(
+        due_ids(&*replica, now_ms()).await,
+        ["s1"],
+        "the replayed event is the head"
+    );
+    assert!(
+        !replica
+            .claim(s1.seq, 1, &lease_of("replica-b", now_ms() + 60_000))
+            .await
+            .unwrap(),
+        "not while s2's attempt runs"
+    );
+    assert!(
+        store
+            .record(s2.seq, 1, Outcome::RetryAt(now_ms() + 60_000, "busy".into()))
+            .await
+            .unwrap()
+    );
+    assert!(
+        replica
+            .claim(s1.seq, 1, &lease_of("replica-b", now_ms() + 60_000))
+            .await
+            .unwrap(),
+        "once it has ended"
+    );
 }
 
 /// The embedded store's server, started after a crash, releases the dead run's leases: those

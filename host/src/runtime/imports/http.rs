@@ -14,6 +14,10 @@ impl wit::http::Host for CallState {
         request: wt::HttpRequest,
     ) -> anyhow::Result<Result<wt::HttpResponse, wit::http::HttpError>> {
         use wit::http::HttpError;
+        // A trap, not an answer: the guest must not go on as if the vendor had been asked.
+        if self.lease.as_ref().is_some_and(|lease| lease.passed()) {
+            anyhow::bail!("the delivery's lease has ended: the request is not sent");
+        }
         self.http_calls += 1;
         if self.http_calls > self.host.limits.http_calls {
             return Ok(Err(HttpError::LimitExceeded(format!(

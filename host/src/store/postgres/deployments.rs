@@ -50,7 +50,9 @@ impl SharedDeployments for PostgresStore {
 
     async fn shared_versions(&self, tenant: &str) -> anyhow::Result<Option<TenantVersions>> {
         let client = self.client().await?;
-        versions_in(&client, tenant).await
+        let versions = versions_in(&*client, tenant).await;
+        client.done();
+        versions
     }
 
     async fn shared_component(&self, tenant: &str, content_hash: &str) -> anyhow::Result<Option<Vec<u8>>> {
@@ -124,6 +126,7 @@ impl SharedDeployments for PostgresStore {
             .await?;
         }
         tx.commit().await.context("store commit failed")?;
+        client.done();
         self.committed();
         Ok(versions)
     }

@@ -47,6 +47,7 @@ pub(super) async fn set(
             .get(0);
         if (others + size) as u64 > quota {
             tx.rollback().await?;
+            client.done();
             return Ok(KvWrite::OverQuota);
         }
     }
@@ -57,6 +58,7 @@ pub(super) async fn set(
     )
     .await?;
     tx.commit().await.context("store commit failed")?;
+    client.done();
     store.committed();
     Ok(KvWrite::Stored)
 }

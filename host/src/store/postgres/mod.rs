@@ -38,11 +38,15 @@ use super::{
 };
 use crate::clock;
 use crate::store::ReplicaStatus;
+use pooled::Pooled;
+use session::DatabaseClock;
 
 mod deployments;
 mod kv;
 mod outbox;
+mod pooled;
 mod replica_rows;
+mod session;
 mod tickets;
 mod webhooks;
 
@@ -84,6 +88,15 @@ pub struct PostgresStore {
     announce: Arc<Notify>,
     /// The task sending those announcements, stopped with the store.
     announcer: tokio::task::JoinHandle<()>,
+    /// The database's clock, which leases and due times follow.
+    clock: DatabaseClock,
+    /// This process's row of the readiness probe (one row each: probes of several replicas
+    /// never wait for each other).
+    probe_id: i32,
+    /// What the pooled sessions' `synchronous_commit` and the server's `wal_level` read at start.
+    settings: (String, String),
+    /// Server settings that can lose acknowledged events, found at start.
+    warnings: Vec<String>,
 }
 
 impl Drop for PostgresStore {
@@ -110,10 +123,26 @@ async fn announce_due_work(pool: Pool, channel: String, announce: Arc<Notify>) {
 /// The due channel of the schema `client`'s session works in.
 async fn due_channel(client: &tokio_postgres::Client) -> Result<String, tokio_postgres::Error> {
     let schema: Option<String> = client.query_one("SELECT current_schema()", &[]).await?.get(0);
-    Ok(format!(
-        "{DUE_CHANNEL_PREFIX}{}",
-        schema.unwrap_or_else(|| "public".into())
-    ))
+    Ok(channel_name(&schema.unwrap_or_else(|| "public".into())))
+}
+
+/// Longest identifier PostgreSQL keeps whole (`NAMEDATALEN - 1`); a longer channel name would
+/// be cut by `LISTEN` but refused by `pg_notify`.
+const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// The due channel of `schema`: the prefix and the schema's name, or, when that is too long for
+/// PostgreSQL, the prefix and a digest of the name.
+fn channel_name(schema: &str) -> String {
+    let whole = format!("{DUE_CHANNEL_PREFIX}{schema}");
+    if whole.len() <= MAX_IDENTIFIER_BYTES {
+        return whole;
+    }
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(schema.as_bytes()));
+    format!(
+        "{DUE_CHANNEL_PREFIX}#{}",
+        &digest[..MAX_IDENTIFIER_BYTES - DUE_CHANNEL_PREFIX.len() - 1]
+    )
 }
 
 /// `LISTEN`s on the due channel of the connection's schema.
@@ -189,13 +218,16 @@ impl PostgresStore {
     pub async fn open(url: &str, pool_size: usize) -> anyhow::Result<PostgresStore> {
         let config = parse_url(url)?;
         let target = describe(&config);
-        migrate(&config)
+        migrate(&session::with_keepalives(&config))
             .await
             .with_context(|| format!("initialising the store {target}"))?;
         let due_signal = Arc::new(Notify::new());
-        let listener = tokio::spawn(listen_for_due_work(config.clone(), due_signal.clone()));
+        let listener = tokio::spawn(listen_for_due_work(
+            session::with_keepalives(&config),
+            due_signal.clone(),
+        ));
         let manager = Manager::from_config(
-            config,
+            session::pooled_session(&config),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -208,13 +240,22 @@ impl PostgresStore {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .context("building the store's connection pool")?;
-        let channel = {
+        let clock = DatabaseClock::default();
+        let (channel, settings, warnings) = {
             let client = pool
                 .get()
                 .await
                 .with_context(|| format!("connecting to the store {target}"))?;
-            due_channel(&client).await.context("reading the store's schema")?
+            let channel = due_channel(&client).await.context("reading the store's schema")?;
+            clock.measure(&**client).await?;
+            let synchronous: String = client.query_one("SHOW synchronous_commit", &[]).await?.get(0);
+            let wal_level: String = client.query_one("SHOW wal_level", &[]).await?.get(0);
+            let warnings = session::durability_warnings(&**client).await?;
+            (channel, (synchronous, format!("wal_level={wal_level}")), warnings)
         };
+        for warning in &warnings {
+            tracing::warn!(store = %target, "{warning}");
+        }
         let announce = Arc::new(Notify::new());
         let announcer = tokio::spawn(announce_due_work(pool.clone(), channel.clone(), announce.clone()));
         Ok(PostgresStore {
@@ -225,11 +266,16 @@ impl PostgresStore {
             channel,
             announce,
             announcer,
+            clock,
+            probe_id: rand::random::<i32>(),
+            settings,
+            warnings,
         })
     }
 
-    async fn client(&self) -> anyhow::Result<deadpool_postgres::Object> {
-        self.pool.get().await.map_err(|e| match e {
+    /// A connection of the pool; give it back with [`Pooled::done`] when its work is over.
+    async fn client(&self) -> anyhow::Result<Pooled> {
+        self.pool.get().await.map(Pooled::new).map_err(|e| match e {
             PoolError::Timeout(_) => StoreError::Busy.into(),
             PoolError::Closed => StoreError::Stopped.into(),
             other => anyhow::Error::from(other).context("connecting to the store"),
@@ -245,6 +291,7 @@ impl PostgresStore {
         let client = self.client().await?;
         let statement = client.prepare_cached(sql).await?;
         let changed = client.execute(&statement, params).await.context("store write failed")?;
+        client.done();
         self.committed();
         Ok(changed)
     }
@@ -256,7 +303,9 @@ impl PostgresStore {
     ) -> anyhow::Result<Vec<Row>> {
         let client = self.client().await?;
         let statement = client.prepare_cached(sql).await?;
-        client.query(&statement, params).await.context("store query failed")
+        let rows = client.query(&statement, params).await.context("store query failed")?;
+        client.done();
+        Ok(rows)
     }
 }
 
@@ -272,9 +321,18 @@ async fn migrate(config: &tokio_postgres::Config) -> anyhow::Result<()> {
         .await
         .context("taking the migration lock")?;
     let applied = embedded::migrations::runner().run_async(&mut client).await;
+    let repaired = match &applied {
+        Ok(_) => Some(session::repair_ticket_heads(&mut client).await),
+        Err(_) => None,
+    };
     drop(client);
     let _ = driver.await;
     let report = applied.context("applying migrations")?;
+    match repaired {
+        Some(Ok(0)) | None => {}
+        Some(Ok(wrong)) => tracing::warn!(wrong, "ticket heads differed from the outbox; rebuilt"),
+        Some(Err(e)) => return Err(e),
+    }
     for migration in report.applied_migrations() {
         tracing::info!(
             version = migration.version(),
@@ -309,6 +367,10 @@ impl Store for PostgresStore {
         window: Duration,
     ) -> anyhow::Result<Option<StoredResponse>> {
         webhooks::webhook_response(self, tenant, keys, window).await
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     async fn due(&self, now: i64, limit: usize, skip_tenants: &[String]) -> anyhow::Result<Vec<Delivery>> {
@@ -364,26 +426,21 @@ impl Store for PostgresStore {
     }
 
     async fn health(&self) -> anyhow::Result<StoreHealth> {
-        let now = clock::now_ms();
         let pad: Vec<u8> = (0..PROBE_BYTES).map(|_| rand::random::<u8>()).collect();
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
         // A write the size of a small event, committed: a full disk or a read-only standby
-        // fails it as it would fail the next event.
-        tx.execute(
-            "INSERT INTO readiness_probe (id, at, pad) VALUES (1, $1, $2)
+        // fails it as it would fail the next event. One statement on this process's own row:
+        // the server finishes it even if this process stops waiting, and holds no lock after.
+        self.write(
+            "INSERT INTO readiness_probe (id, at, pad) VALUES ($1, $2, $3)
              ON CONFLICT (id) DO UPDATE SET at = excluded.at, pad = excluded.pad",
-            &[&now, &pad],
+            &[&self.probe_id, &clock::now_ms(), &pad],
         )
-        .await
-        .context("store write failed")?;
-        let synchronous: String = tx.query_one("SHOW synchronous_commit", &[]).await?.get(0);
-        let wal_level: String = tx.query_one("SHOW wal_level", &[]).await?.get(0);
-        tx.commit().await.context("store commit failed")?;
-        self.committed();
+        .await?;
         Ok(StoreHealth {
-            synchronous,
-            journal_mode: format!("wal_level={wal_level}"),
+            synchronous: self.settings.0.clone(),
+            journal_mode: self.settings.1.clone(),
+            warnings: self.warnings.clone(),
+            clock_offset_ms: Some(self.clock.offset_ms()),
         })
     }
 
@@ -423,6 +480,9 @@ impl Store for PostgresStore {
     }
 
     async fn heartbeat(&self, replica: &ReplicaStatus) -> anyhow::Result<()> {
+        let client = self.client().await?;
+        self.clock.measure(&***client).await?;
+        client.done();
         replica_rows::heartbeat(self, replica).await
     }
 

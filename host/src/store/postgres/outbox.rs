@@ -9,7 +9,6 @@ use tokio_postgres::Row;
 
 use super::PostgresStore;
 use super::tickets::remember_ticket;
-use crate::clock;
 use crate::store::{
     Accepted, DeadLetterFilter, Delivery, Direction, Lease, NewDelivery, OutboxStats, Outcome, PurgeBefore,
     TenantBacklog,
@@ -17,6 +16,32 @@ use crate::store::{
 
 /// Rows one purge step deletes.
 const PURGE_BATCH: i64 = 1000;
+/// Dead letters one replay transaction makes pending again: a replay of a tenant's thousands
+/// holds the locks of this many tickets at most.
+const REPLAY_BATCH: i64 = 500;
+
+/// Takes the head locks (`lock_ticket_heads`, migration V5) of the tickets `$1` names, in the
+/// order of the locks' keys. The triggers take them again (held already, they do not wait), so
+/// two transactions covering the same tickets in other orders cannot deadlock.
+const LOCK_TICKETS_IN_ORDER: &str = "SELECT lock_ticket_heads(o, d, t) FROM (
+         SELECT DISTINCT hashtext(o || '/' || d || '/' || t) AS h, o, d, t
+         FROM unnest($1::text[], $2::text[], $3::text[]) AS x(o, d, t)
+         ORDER BY h, o, d, t OFFSET 0) sorted";
+
+/// Takes the head locks of the tickets of `items` in key order (see [`LOCK_TICKETS_IN_ORDER`]).
+pub(super) async fn lock_tickets_in_order(tx: &Transaction<'_>, items: &[&NewDelivery]) -> anyhow::Result<()> {
+    if items.len() < 2 {
+        return Ok(());
+    }
+    let owners: Vec<&str> = items.iter().map(|d| d.owner.as_str()).collect();
+    let directions: Vec<&str> = items.iter().map(|d| d.direction.as_str()).collect();
+    let tickets: Vec<&str> = items.iter().map(|d| d.ticket.as_str()).collect();
+    let lock = tx.prepare_cached(LOCK_TICKETS_IN_ORDER).await?;
+    tx.execute(&lock, &[&owners, &directions, &tickets])
+        .await
+        .context("taking the tickets' locks")?;
+    Ok(())
+}
 
 const DELIVERY_COLUMNS: &str = "seq, delivery_id, tenant, owner, direction, ticket, payload, attempts, retry_base, state, \
      last_error, created_at, next_attempt_at, lease_owner";
@@ -40,12 +65,12 @@ fn delivery_row(row: &Row) -> Delivery {
     }
 }
 
-/// `WHERE` fragment selecting dead letters by `filter`, and its parameter (`$2`).
-fn dead_letter_condition(filter: &DeadLetterFilter) -> (&'static str, Option<String>) {
+/// `WHERE` fragment selecting dead letters by `filter`, and its parameter (`$<param>`).
+fn dead_letter_condition(filter: &DeadLetterFilter, param: usize) -> (String, Option<String>) {
     match filter {
-        DeadLetterFilter::One(id) => ("state = 'dead' AND delivery_id = $2", Some(id.clone())),
-        DeadLetterFilter::Tenant(tenant) => ("state = 'dead' AND tenant = $2", Some(tenant.clone())),
-        DeadLetterFilter::All => ("state = 'dead' AND $2::text IS NULL", None),
+        DeadLetterFilter::One(id) => (format!("state = 'dead' AND delivery_id = ${param}"), Some(id.clone())),
+        DeadLetterFilter::Tenant(tenant) => (format!("state = 'dead' AND tenant = ${param}"), Some(tenant.clone())),
+        DeadLetterFilter::All => (format!("state = 'dead' AND ${param}::text IS NULL"), None),
     }
 }
 
@@ -58,6 +83,7 @@ pub(super) async fn enqueue_in(
     now: i64,
 ) -> anyhow::Result<Vec<Accepted>> {
     let window_start = now - window.as_millis() as i64;
+    lock_tickets_in_order(tx, &items.iter().collect::<Vec<_>>()).await?;
     let mut accepted = Vec::with_capacity(items.len());
     for item in items {
         if let Some(info) = &item.ticket_info {
@@ -125,11 +151,12 @@ pub(super) async fn enqueue(
     deliveries: Vec<NewDelivery>,
     window: Duration,
 ) -> anyhow::Result<Vec<Accepted>> {
-    let now = clock::now_ms();
+    let now = store.clock.now_ms();
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
     let accepted = enqueue_in(&tx, deliveries, window, now).await?;
     tx.commit().await.context("store commit failed")?;
+    client.done();
     store.committed();
     store.announce.notify_one();
     Ok(accepted)
@@ -163,13 +190,35 @@ pub(super) async fn next_due_after(store: &PostgresStore, now: i64) -> anyhow::R
 }
 
 pub(super) async fn claim(store: &PostgresStore, seq: i64, attempts: u32, lease: &Lease) -> anyhow::Result<bool> {
-    let changed = store
-        .write(
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    // The ticket's lock first, then the check in a statement of its own (a new snapshot): a
+    // claim of another event of the ticket, or a replay making an older one its head, is then
+    // either seen committed or waits for this one.
+    let lock = tx
+        .prepare_cached("SELECT lock_ticket_heads(owner, direction, ticket) FROM outbox WHERE seq = $1")
+        .await?;
+    tx.execute(&lock, &[&seq]).await?;
+    let update = tx
+        .prepare_cached(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $3, lease_owner = $4
-             WHERE seq = $1 AND state = 'pending' AND attempts = $2",
-            &[&seq, &(attempts as i32), &lease.until_ms, &lease.owner],
+             WHERE seq = $1 AND state = 'pending' AND attempts = $2 AND next_attempt_at <= $5
+             AND NOT EXISTS (
+                 SELECT 1 FROM outbox other WHERE other.owner = outbox.owner
+                 AND other.direction = outbox.direction AND other.ticket = outbox.ticket
+                 AND other.state = 'pending' AND other.seq <> outbox.seq
+                 AND other.lease_owner IS NOT NULL AND other.next_attempt_at > $5)",
         )
         .await?;
+    let changed = tx
+        .execute(
+            &update,
+            &[&seq, &(attempts as i32), &lease.until_ms, &lease.owner, &lease.from_ms],
+        )
+        .await?;
+    tx.commit().await.context("store commit failed")?;
+    client.done();
+    store.committed();
     Ok(changed == 1)
 }
 
@@ -178,7 +227,7 @@ pub(super) async fn release_all_leases(store: &PostgresStore) -> anyhow::Result<
         .write(
             "UPDATE outbox SET next_attempt_at = $1, lease_owner = NULL
              WHERE state = 'pending' AND lease_owner IS NOT NULL",
-            &[&clock::now_ms()],
+            &[&store.clock.now_ms()],
         )
         .await?;
     Ok(released as usize)
@@ -196,7 +245,7 @@ pub(super) async fn renew(store: &PostgresStore, seq: i64, attempt: u32, lease: 
 }
 
 pub(super) async fn record(store: &PostgresStore, seq: i64, attempt: u32, outcome: Outcome) -> anyhow::Result<bool> {
-    let now = clock::now_ms();
+    let now = store.clock.now_ms();
     let attempt = attempt as i32;
     // A finished delivery lets the next event of its ticket go.
     let finishes = matches!(outcome, Outcome::Delivered | Outcome::Dead(_));
@@ -266,22 +315,47 @@ pub(super) async fn replay(
     filter: DeadLetterFilter,
     to_tenant: Option<&str>,
 ) -> anyhow::Result<usize> {
-    let now = clock::now_ms();
-    let (condition, value) = dead_letter_condition(&filter);
-    let sql = format!(
+    let (select_condition, value) = dead_letter_condition(&filter, 1);
+    let (condition, _) = dead_letter_condition(&filter, 2);
+    let select = format!("SELECT seq FROM outbox WHERE {select_condition} ORDER BY seq LIMIT {REPLAY_BATCH}");
+    let lock = "SELECT lock_ticket_heads(owner, direction, ticket) FROM (
+                    SELECT DISTINCT hashtext(owner || '/' || direction || '/' || ticket) AS h, owner, direction, ticket
+                    FROM outbox WHERE seq = ANY($1) ORDER BY h, owner, direction, ticket OFFSET 0) sorted";
+    let update = format!(
         "UPDATE outbox SET state = 'pending', retry_base = attempts, next_attempt_at = $1,
              finished_at = NULL, tenant = COALESCE($3, tenant)
-         WHERE {condition}"
+         WHERE seq = ANY($4) AND {condition}"
     );
-    let replayed = store.write(&sql, &[&now, &value, &to_tenant]).await?;
+    let mut replayed = 0;
+    // In batches, each taking its tickets' locks in key order (as accepting does).
+    loop {
+        let mut client = store.client().await?;
+        let tx = client.transaction().await?;
+        let batch: Vec<i64> = tx
+            .query(&select, &[&value])
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        tx.execute(lock, &[&batch]).await.context("taking the tickets' locks")?;
+        let now = store.clock.now_ms();
+        let changed = tx.execute(&update, &[&now, &value, &to_tenant, &batch]).await?;
+        tx.commit().await.context("store commit failed")?;
+        client.done();
+        store.committed();
+        replayed += changed;
+        if (batch.len() as i64) < REPLAY_BATCH || changed == 0 {
+            break;
+        }
+    }
     if replayed > 0 {
         // At once, not through the announcer: a `dead-letters replay` command exits next.
         let notified = match store.client().await {
-            Ok(client) => client
-                .execute("SELECT pg_notify($1, '')", &[&store.channel])
-                .await
-                .map(drop)
-                .map_err(anyhow::Error::from),
+            Ok(client) => {
+                let sent = client.execute("SELECT pg_notify($1, '')", &[&store.channel]).await;
+                client.done();
+                sent.map(drop).map_err(anyhow::Error::from)
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = notified {
@@ -299,7 +373,7 @@ pub(super) async fn purge_dead_letters(
     filter: DeadLetterFilter,
     before_ms: i64,
 ) -> anyhow::Result<usize> {
-    let (condition, value) = dead_letter_condition(&filter);
+    let (condition, value) = dead_letter_condition(&filter, 2);
     delete_in_batches(
         store,
         "outbox",

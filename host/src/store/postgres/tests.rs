@@ -7,7 +7,7 @@
 
 use super::*;
 use crate::clock::now_ms;
-use crate::store::suite::{Fixture, WINDOW, delivery, due_ids, get, lease, store_suite};
+use crate::store::suite::{Fixture, OWNER, WINDOW, delivery, due_ids, get, lease, lease_at, store_suite};
 
 /// The variable naming the test server's database.
 const URL_ENV: &str = "DOLPHIN_BRIDGE_TEST_POSTGRES_URL";
@@ -209,7 +209,13 @@ async fn ticket_heads_follow_every_write() {
     let retry = Outcome::RetryAt(now_ms() + 5_000, "vendor down".into());
     assert!(store.record(a1.seq, 1, retry).await.unwrap());
     assert_heads(side, "retry").await;
-    assert!(store.claim(a1.seq, 1, &lease(now_ms())).await.unwrap());
+    let retried = now_ms() + 5_000;
+    assert!(
+        store
+            .claim(a1.seq, 1, &lease_at(OWNER, retried, retried))
+            .await
+            .unwrap()
+    );
     assert!(store.record(a1.seq, 2, Outcome::Delivered).await.unwrap());
     assert_heads(side, "delivered").await;
     let a2 = get(store, "a2").await;
@@ -464,4 +470,160 @@ async fn a_purge_keeps_a_key_another_process_refreshed_meanwhile() {
         Some(now),
         "the refreshed key was purged"
     );
+}
+
+/// The session settings the promise rests on are the bridge's own, whatever the server's
+/// defaults or the URL's options say: commits wait for the disk, transactions read committed.
+#[tokio::test]
+async fn sessions_commit_durably_in_read_committed_whatever_the_url_asks() {
+    let (name, url) = TempSchema::empty().await;
+    let url =
+        format!("{url}%20-c%20synchronous_commit%3Doff%20-c%20default_transaction_isolation%3Drepeatable%5C%20read");
+    let store = PostgresStore::open(&url, 2).await.unwrap();
+    assert_eq!(store.health().await.unwrap().synchronous, "on");
+    let isolation: String = store.query("SHOW transaction_isolation", &[]).await.unwrap()[0].get(0);
+    assert_eq!(isolation, "read committed");
+    let search_path: String = store.query("SHOW search_path", &[]).await.unwrap()[0].get(0);
+    assert_eq!(search_path, name, "the URL's own options are kept");
+    drop(store);
+    connect(&server_url())
+        .await
+        .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
+        .await
+        .unwrap();
+}
+
+/// Sessions waiting on a lock, in this schema's database, other than `side`'s.
+async fn lock_waiters(side: &tokio_postgres::Client) -> i64 {
+    side.query_one(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+async fn wait_for_lock_waiters(side: &tokio_postgres::Client, n: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while lock_waiters(side).await < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} sessions never waited for a lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Two writes whose events cover two tickets in opposite orders (a vendor's webhook with events
+/// of two conversations) take the tickets' locks in one order, so neither is aborted as a
+/// deadlock. The first is held between its two tickets by an idempotency key another session
+/// holds, so the second takes its first ticket in between, as it would under load.
+#[tokio::test]
+async fn two_writes_covering_two_tickets_in_opposite_orders_do_not_deadlock() {
+    let t = TempSchema::new().await;
+    let other = PostgresStore::open(&t.url, 2).await.unwrap();
+    let mut holder = connect(&t.url).await;
+    let hold = holder.transaction().await.unwrap();
+    hold.execute(
+        "INSERT INTO idempotency (tenant, key, delivery_id, created_at) VALUES ('acme', 'held', 'x', 0)",
+        &[],
+    )
+    .await
+    .unwrap();
+    let store = PostgresStore::open(&t.url, 2).await.unwrap();
+    let first = tokio::spawn({
+        async move {
+            let batch = vec![delivery("a1", "A", Some("a1-key")), delivery("b1", "B", Some("held"))];
+            store.enqueue(batch, WINDOW).await
+        }
+    });
+    wait_for_lock_waiters(&t.side, 1).await;
+    let second = tokio::spawn(async move {
+        let batch = vec![delivery("b2", "B", None), delivery("a2", "A", None)];
+        other.enqueue(batch, WINDOW).await
+    });
+    wait_for_lock_waiters(&t.side, 2).await;
+    hold.rollback().await.unwrap();
+    let (first, second) = (first.await.unwrap(), second.await.unwrap());
+    assert!(first.is_ok(), "the first write failed: {:#}", first.unwrap_err());
+    assert!(second.is_ok(), "the second write failed: {:#}", second.unwrap_err());
+}
+
+/// Heads left wrong (by the race migration V5 fixed, or by hand) are rebuilt when a process
+/// opens the store, as the embedded store rebuilds them at every open.
+#[tokio::test]
+async fn heads_left_wrong_are_rebuilt_at_start() {
+    let t = TempSchema::new().await;
+    t.store
+        .enqueue(vec![delivery("a1", "A", None), delivery("a2", "A", None)], WINDOW)
+        .await
+        .unwrap();
+    t.side
+        .batch_execute("DELETE FROM ticket_heads; ALTER TABLE outbox DISABLE TRIGGER USER")
+        .await
+        .unwrap();
+    t.side
+        .batch_execute("UPDATE outbox SET next_attempt_at = 0; ALTER TABLE outbox ENABLE TRIGGER USER")
+        .await
+        .unwrap();
+    assert!(due_ids(&t.store, now_ms()).await.is_empty(), "no head: nothing due");
+    let reopened = PostgresStore::open(&t.url, 2).await.unwrap();
+    assert_eq!(due_ids(&reopened, now_ms()).await, ["a1"]);
+    let (expected, kept) = heads_both_ways(&t.side).await;
+    assert_eq!(kept, expected);
+}
+
+/// A store call its caller gave up on (`/readyz` after 2 s) does not leave its connection in
+/// the pool with the statement still running: the next call gets a connection at once.
+#[tokio::test]
+async fn a_statement_given_up_on_does_not_hold_up_the_next_call() {
+    let (name, url) = TempSchema::empty().await;
+    let store = PostgresStore::open(&url, 1).await.unwrap();
+    let given_up = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        store.query("SELECT pg_sleep(25)", &[]),
+    )
+    .await;
+    assert!(given_up.is_err(), "the sleep was given up on");
+    let next = tokio::time::timeout(std::time::Duration::from_secs(15), store.query("SELECT 1", &[])).await;
+    assert!(next.is_ok(), "the next call waited behind the abandoned statement");
+    next.unwrap().unwrap();
+    drop(store);
+    connect(&server_url())
+        .await
+        .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
+        .await
+        .unwrap();
+}
+
+/// A schema whose name is too long for a channel name still gets its wake-ups: `LISTEN` and
+/// `pg_notify` use the same (shortened) name.
+#[tokio::test]
+async fn a_schema_with_a_long_name_still_wakes_the_other_processes() {
+    let name = format!("t_{}_{}", uuid::Uuid::now_v7().simple(), "x".repeat(24));
+    assert!(name.len() > 44);
+    connect(&server_url())
+        .await
+        .batch_execute(&format!("CREATE SCHEMA {name}"))
+        .await
+        .unwrap();
+    let url = with_search_path(&server_url(), &name);
+    let store = PostgresStore::open(&url, 2).await.unwrap();
+    let other = PostgresStore::open(&url, 2).await.unwrap();
+    let signal = other.due_signal().unwrap();
+    let heard = || async {
+        tokio::time::timeout(std::time::Duration::from_secs(5), signal.notified())
+            .await
+            .is_ok()
+    };
+    assert!(heard().await, "the listener connected");
+    store.enqueue(vec![delivery("a1", "A", None)], WINDOW).await.unwrap();
+    assert!(heard().await, "an enqueue notifies");
+    drop((store, other));
+    connect(&server_url())
+        .await
+        .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
+        .await
+        .unwrap();
 }

@@ -9,7 +9,6 @@ use deadpool_postgres::GenericClient;
 
 use super::PostgresStore;
 use super::outbox::enqueue_in;
-use crate::clock;
 use crate::store::{Accepted, NewDelivery, StoredResponse, WebhookAccepted};
 
 /// The answer stored since `since` for the first of `keys` that has one.
@@ -43,7 +42,7 @@ pub(super) async fn accept_webhook(
     deliveries: Vec<NewDelivery>,
     window: Duration,
 ) -> anyhow::Result<WebhookAccepted> {
-    let now = clock::now_ms();
+    let now = store.clock.now_ms();
     let since = now - window.as_millis() as i64;
     let headers = serde_json::to_string(&response.headers).expect("headers serialize");
     let mut client = store.client().await?;
@@ -69,6 +68,7 @@ pub(super) async fn accept_webhook(
                 .await?
                 .context("a webhook key held but its answer not found")?;
             tx.rollback().await?;
+            client.done();
             return Ok(WebhookAccepted::Duplicate(first));
         }
     }
@@ -120,6 +120,7 @@ pub(super) async fn accept_webhook(
         })
         .collect();
     tx.commit().await.context("store commit failed")?;
+    client.done();
     store.committed();
     store.announce.notify_one();
     Ok(WebhookAccepted::New(accepted))
@@ -131,7 +132,9 @@ pub(super) async fn webhook_response(
     keys: &[String],
     window: Duration,
 ) -> anyhow::Result<Option<StoredResponse>> {
-    let since = clock::now_ms() - window.as_millis() as i64;
+    let since = store.clock.now_ms() - window.as_millis() as i64;
     let client = store.client().await?;
-    webhook_response_in(&client, tenant, keys, since).await
+    let response = webhook_response_in(&*client, tenant, keys, since).await;
+    client.done();
+    response
 }

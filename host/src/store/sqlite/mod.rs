@@ -519,6 +519,8 @@ impl Store for SqliteStore {
                 }
                 .into(),
                 journal_mode,
+                warnings: Vec::new(),
+                clock_offset_ms: None,
             })
         })
         .await

@@ -147,15 +147,23 @@ pub(super) async fn next_due_after(store: &SqliteStore, now: i64) -> anyhow::Res
         .await
 }
 
+/// The condition of a claim beyond the attempt count (`?5` the lease's start): the delivery's
+/// time has come (an earlier lease ended), and no other event of its ticket holds a lease (a
+/// replayed dead letter waits for a later event that is running).
+const CLAIMABLE: &str = "next_attempt_at <= ?5 AND NOT EXISTS (
+         SELECT 1 FROM outbox other WHERE other.owner = outbox.owner AND other.direction = outbox.direction
+         AND other.ticket = outbox.ticket AND other.state = 'pending' AND other.seq <> outbox.seq
+         AND other.lease_owner IS NOT NULL AND other.next_attempt_at > ?5)";
+
 pub(super) async fn claim(store: &SqliteStore, seq: i64, attempts: u32, lease: &Lease) -> anyhow::Result<bool> {
-    let (owner, until) = (lease.owner.clone(), lease.until_ms);
+    let (owner, from, until) = (lease.owner.clone(), lease.from_ms, lease.until_ms);
     store
         .write(Queueing::WaitForRoom, move |c, _| {
-            c.prepare_cached(
+            c.prepare_cached(&format!(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?3, lease_owner = ?4
-                 WHERE seq = ?1 AND state = 'pending' AND attempts = ?2",
-            )?
-            .execute(params![seq, attempts, until, owner])
+                 WHERE seq = ?1 AND state = 'pending' AND attempts = ?2 AND {CLAIMABLE}"
+            ))?
+            .execute(params![seq, attempts, until, owner, from])
             .map(|n| n == 1)
         })
         .await

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::clock::now_ms;
-use crate::store::suite::{Fixture, WINDOW, delivery, due_ids, get, lease, remember, store_suite, ticket_with};
+use crate::store::suite::{
+    Fixture, OWNER, WINDOW, delivery, due_ids, get, lease, lease_at, remember, store_suite, ticket_with,
+};
 
 store_suite!(async { TempStore::new() });
 
@@ -332,7 +334,13 @@ async fn ticket_heads_follow_every_write() {
             .unwrap()
     );
     assert_heads("retry");
-    assert!(store.claim(a1.seq, 1, &lease(now_ms())).await.unwrap());
+    let retried = now_ms() + 5_000;
+    assert!(
+        store
+            .claim(a1.seq, 1, &lease_at(OWNER, retried, retried))
+            .await
+            .unwrap()
+    );
     assert!(store.record(a1.seq, 2, Outcome::Delivered).await.unwrap());
     assert_heads("delivered");
     let a2 = get(store, "a2").await;
