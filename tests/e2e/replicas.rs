@@ -49,6 +49,19 @@ const SLOW_SETTLE_WITHIN: Duration = Duration::from_secs(40);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_deliver_a_slow_vendors_event_once() {
+    deliver_a_slow_vendors_events_once("slow vendor", &[0, 0]).await;
+}
+
+/// A replica whose clock was 20 s ahead when it started (before NTP synced it) sees the other's
+/// leases 20 s early; on its own clock it would claim attempts still running and run each again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_whose_clock_is_ahead_does_not_take_over_running_attempts() {
+    deliver_a_slow_vendors_events_once("clock ahead", &[0, 20_000]).await;
+}
+
+/// Sends events of several tickets to replicas started with these clock offsets (ms), to a
+/// vendor slower than a lease, and checks each arrives once, in order.
+async fn deliver_a_slow_vendors_events_once(what: &str, clock_offsets_ms: &[i64]) {
     let schema = TempSchema::create().await;
     let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
     let vendor = MockVendor::start().await;
@@ -60,7 +73,14 @@ async fn two_replicas_deliver_a_slow_vendors_event_once() {
         .lease_ms(SLOW_LEASE_MS)
         .tenant(echo_tenant("slow", &owner, &vendor));
     let files = BridgeFiles::write(&config, &[]);
-    let replicas = start_replicas(&files, 2, "slow vendor").await;
+    let mut replicas = Vec::new();
+    for (r, offset) in clock_offsets_ms.iter().enumerate() {
+        let env = [("DOLPHIN_BRIDGE_CLOCK_OFFSET_MS".to_string(), offset.to_string())];
+        let replica = files.start_with_env(&env).await;
+        let store = assert_store_is_postgres(&replica).await;
+        println!("{what}: replica {r} at {}, clock offset {offset} ms, /readyz store {store}", replica.url());
+        replicas.push(replica);
+    }
 
     // Each ticket's events go to both replicas in turn.
     let tickets: Vec<String> = (0..SLOW_TICKETS).map(|_| fresh_ticket()).collect();
@@ -82,7 +102,7 @@ async fn two_replicas_deliver_a_slow_vendors_event_once() {
     let took = started.elapsed();
     let receipts = Receipts::examine(&vendor.requests(), &sent);
     println!(
-        "slow vendor: {} events on {SLOW_TICKETS} tickets, vendor answering after {} ms; {} vendor request(s), \
+        "{what}: {} events on {SLOW_TICKETS} tickets, vendor answering after {} ms; {} vendor request(s), \
          {} delivery id(s) arrived, {} of them more than once ({} repeat(s)); outbox {}; {:.1} s",
         sent.len(),
         SLOW_VENDOR.as_millis(),
@@ -96,7 +116,7 @@ async fn two_replicas_deliver_a_slow_vendors_event_once() {
         took.as_secs_f64()
     );
     for line in receipts.describe_duplicates() {
-        println!("slow vendor: duplicate {line}");
+        println!("{what}: duplicate {line}");
     }
 
     assert!(
