@@ -44,6 +44,21 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn store::Store>
     if let Some(url) = &config.store.url {
         return Ok(Arc::new(store::PostgresStore::open(url, config.store.pool_size).await?));
     }
+    open_embedded_store(config)
+}
+
+/// Opens the configured store for a command (`check`, `dead-letters`): as [`open_store`], but a
+/// PostgreSQL schema is only checked, never migrated (commands run against production).
+pub async fn open_store_for_command(config: &Config) -> anyhow::Result<Arc<dyn store::Store>> {
+    if let Some(url) = &config.store.url {
+        return Ok(Arc::new(
+            store::PostgresStore::open_for_command(url, config.store.pool_size).await?,
+        ));
+    }
+    open_embedded_store(config)
+}
+
+fn open_embedded_store(config: &Config) -> anyhow::Result<Arc<dyn store::Store>> {
     Ok(Arc::new(store::SqliteStore::open_with(
         &config.store.path,
         store::CommitMode::Group,

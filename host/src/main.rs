@@ -170,7 +170,7 @@ fn remote_deploy(tenant: &str, action: Action, remote: RemoteArgs) -> anyhow::Re
 }
 
 async fn check(config: Config) -> anyhow::Result<()> {
-    let registry = dolphin_bridge::build_registry(&config, dolphin_bridge::open_store(&config).await?)?;
+    let registry = dolphin_bridge::build_registry(&config, dolphin_bridge::open_store_for_command(&config).await?)?;
     for tenant in registry.snapshot().all() {
         println!(
             "tenant {}: owner {}, adapter {} (sha256 {}, {}@{})",
@@ -287,7 +287,7 @@ async fn reload_on_sighup(registry: Arc<AdapterRegistry>) {
 }
 
 async fn dead_letters(config: Config, command: DeadLetterCommand) -> anyhow::Result<()> {
-    let store = dolphin_bridge::open_store(&config).await?;
+    let store = dolphin_bridge::open_store_for_command(&config).await?;
     match command {
         DeadLetterCommand::List { tenant, limit } => {
             let letters = store.dead_letters(tenant.as_deref(), limit).await?;

@@ -78,7 +78,10 @@ async fn deliver_a_slow_vendors_events_once(what: &str, clock_offsets_ms: &[i64]
         let env = [("DOLPHIN_BRIDGE_CLOCK_OFFSET_MS".to_string(), offset.to_string())];
         let replica = files.start_with_env(&env).await;
         let store = assert_store_is_postgres(&replica).await;
-        println!("{what}: replica {r} at {}, clock offset {offset} ms, /readyz store {store}", replica.url());
+        println!(
+            "{what}: replica {r} at {}, clock offset {offset} ms, /readyz store {store}",
+            replica.url()
+        );
         replicas.push(replica);
     }
 

@@ -43,6 +43,7 @@ use session::DatabaseClock;
 
 mod deployments;
 mod kv;
+mod migrations;
 mod outbox;
 mod pooled;
 mod replica_rows;
@@ -50,16 +51,10 @@ mod session;
 mod tickets;
 mod webhooks;
 
-mod embedded {
-    refinery::embed_migrations!("migrations/postgres");
-}
-
 /// How long a call waits for a free connection before the store answers [`StoreError::Busy`].
 const POOL_WAIT: Duration = Duration::from_secs(5);
 /// How long opening one connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The advisory lock held while migrations run ("dolphinm" as a number).
-const MIGRATION_LOCK: i64 = 0x646f_6c70_6869_6e6d;
 /// Bytes of the readiness probe's write: about an event's.
 const PROBE_BYTES: usize = 4096;
 
@@ -213,14 +208,39 @@ pub fn parse_url(url: &str) -> anyhow::Result<tokio_postgres::Config> {
 
 impl PostgresStore {
     /// Connects to the database at `url`, applies the migrations it lacks (under an advisory
-    /// lock: processes opening it at once apply them once), and keeps a pool of up to
-    /// `pool_size` connections.
+    /// lock: processes opening it at once apply them once; see `migrations`), and keeps a pool
+    /// of up to `pool_size` connections.
     pub async fn open(url: &str, pool_size: usize) -> anyhow::Result<PostgresStore> {
         let config = parse_url(url)?;
         let target = describe(&config);
-        migrate(&session::with_keepalives(&config))
+        migrations::migrate(&session::with_keepalives(&config))
             .await
             .with_context(|| format!("initialising the store {target}"))?;
+        Self::connect(config, pool_size).await
+    }
+
+    /// Connects to the database at `url` as [`open`](Self::open) does, but only checks its
+    /// schema (current, and as shipped): for commands, which must not migrate production.
+    pub async fn open_for_command(url: &str, pool_size: usize) -> anyhow::Result<PostgresStore> {
+        let config = parse_url(url)?;
+        let target = describe(&config);
+        let mut check = session::with_keepalives(&config);
+        check.connect_timeout(CONNECT_TIMEOUT);
+        let (mut client, connection) = check
+            .connect(NoTls)
+            .await
+            .with_context(|| format!("connecting to the store {target}"))?;
+        let driver = tokio::spawn(connection);
+        let checked = migrations::require_current(&mut client).await;
+        drop(client);
+        let _ = driver.await;
+        checked.with_context(|| format!("checking the store {target}"))?;
+        Self::connect(config, pool_size).await
+    }
+
+    /// The pool, listener and announcer on a database whose schema is in place.
+    async fn connect(config: tokio_postgres::Config, pool_size: usize) -> anyhow::Result<PostgresStore> {
+        let target = describe(&config);
         let due_signal = Arc::new(Notify::new());
         let listener = tokio::spawn(listen_for_due_work(
             session::with_keepalives(&config),
@@ -307,40 +327,6 @@ impl PostgresStore {
         client.done();
         Ok(rows)
     }
-}
-
-/// Applies the migrations the database lacks, holding [`MIGRATION_LOCK`] on a connection of its
-/// own (released when it closes, should this process die half-way).
-async fn migrate(config: &tokio_postgres::Config) -> anyhow::Result<()> {
-    let mut config = config.clone();
-    config.connect_timeout(CONNECT_TIMEOUT);
-    let (mut client, connection) = config.connect(NoTls).await.context("connecting")?;
-    let driver = tokio::spawn(connection);
-    client
-        .batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
-        .await
-        .context("taking the migration lock")?;
-    let applied = embedded::migrations::runner().run_async(&mut client).await;
-    let repaired = match &applied {
-        Ok(_) => Some(session::repair_ticket_heads(&mut client).await),
-        Err(_) => None,
-    };
-    drop(client);
-    let _ = driver.await;
-    let report = applied.context("applying migrations")?;
-    match repaired {
-        Some(Ok(0)) | None => {}
-        Some(Ok(wrong)) => tracing::warn!(wrong, "ticket heads differed from the outbox; rebuilt"),
-        Some(Err(e)) => return Err(e),
-    }
-    for migration in report.applied_migrations() {
-        tracing::info!(
-            version = migration.version(),
-            name = migration.name(),
-            "store migration applied"
-        );
-    }
-    Ok(())
 }
 
 #[async_trait::async_trait]

@@ -117,7 +117,7 @@ async fn concurrent_opens_on_an_empty_database_apply_the_schema_once() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    let embedded: Vec<i32> = embedded::migrations::runner()
+    let embedded: Vec<i32> = migrations::embedded::migrations::runner()
         .get_migrations()
         .iter()
         .map(|m| m.version())
@@ -621,6 +621,97 @@ async fn a_schema_with_a_long_name_still_wakes_the_other_processes() {
     store.enqueue(vec![delivery("a1", "A", None)], WINDOW).await.unwrap();
     assert!(heard().await, "an enqueue notifies");
     drop((store, other));
+    connect(&server_url())
+        .await
+        .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
+        .await
+        .unwrap();
+}
+
+/// A database first made by the release whose V2 was `leases_and_due_notifications` (rewritten
+/// since) opens, and loses that release's NOTIFY trigger; a schema newer than this bridge's
+/// (a later release's migration, during a rolling upgrade) opens too.
+#[tokio::test]
+async fn databases_of_the_first_v2_and_of_a_newer_release_open() {
+    let t = TempSchema::new().await;
+    let old_v2 = include_str!("../../../migrations/postgres-history/V2__leases_and_due_notifications.sql");
+    t.side
+        .batch_execute(
+            "CREATE FUNCTION notify_due() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN PERFORM pg_notify('dolphin_bridge_due:' || current_schema(), ''); RETURN NULL; END $$;
+             CREATE TRIGGER ticket_heads_notify AFTER INSERT ON ticket_heads
+             FOR EACH STATEMENT EXECUTE FUNCTION notify_due();
+             DELETE FROM refinery_schema_history WHERE version >= 8",
+        )
+        .await
+        .unwrap();
+    let shipped = refinery::Migration::unapplied("V2__leases_and_due_notifications", old_v2).unwrap();
+    t.side
+        .execute(
+            "UPDATE refinery_schema_history SET name = 'leases_and_due_notifications', checksum = $1 WHERE version = 2",
+            &[&shipped.checksum().to_string()],
+        )
+        .await
+        .unwrap();
+    PostgresStore::open(&t.url, 1)
+        .await
+        .expect("the first V2's database opens");
+    let triggers: i64 = t
+        .side
+        .query_one(
+            "SELECT COUNT(*) FROM pg_trigger WHERE tgname = 'ticket_heads_notify' AND tgrelid = 'ticket_heads'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(triggers, 0, "V8 dropped the first V2's trigger");
+
+    t.side
+        .execute(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (99, 'later', '2026-12-01T00:00:00Z', '1')",
+            &[],
+        )
+        .await
+        .unwrap();
+    PostgresStore::open(&t.url, 1).await.expect("a newer schema opens");
+    PostgresStore::open_for_command(&t.url, 1)
+        .await
+        .expect("commands run on it too");
+}
+
+/// A migration edited after it shipped is refused, naming it.
+#[tokio::test]
+async fn a_migration_changed_after_it_shipped_is_refused() {
+    let t = TempSchema::new().await;
+    t.side
+        .execute(
+            "UPDATE refinery_schema_history SET checksum = '42' WHERE version = 3",
+            &[],
+        )
+        .await
+        .unwrap();
+    let refused = PostgresStore::open(&t.url, 1).await.err().expect("refused");
+    assert!(format!("{refused:#}").contains("V3__replicas"), "{refused:#}");
+}
+
+/// Commands do not migrate: on a database behind this bridge they stop, naming the command
+/// that migrates, and leave it as it was.
+#[tokio::test]
+async fn commands_do_not_migrate_the_database() {
+    let (name, url) = TempSchema::empty().await;
+    let refused = PostgresStore::open_for_command(&url, 1).await.err().expect("refused");
+    assert!(format!("{refused:#}").contains("dolphin-bridge serve"), "{refused:#}");
+    let tables: i64 = connect(&server_url())
+        .await
+        .query_one(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "nothing was created");
     connect(&server_url())
         .await
         .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
