@@ -29,16 +29,21 @@ fn period_from_env() -> Duration {
 async fn replicas_keep_the_delivery_promise_under_a_nemesis() {
     let settings = Settings::new(seed_from_env("DOLPHIN_BRIDGE_NEMESIS_SEED", SEED), period_from_env());
     let outcome = run(&settings).await;
-    let table = outcome.describe();
-    println!("{table}");
+    // The table is on stdout, which the test's output shows when it fails.
+    println!("{}", outcome.describe());
+    let report = &outcome.report;
     assert!(
-        outcome.report.passed() && outcome.drained,
-        "the nemesis run with seed {:#x} failed the delivery promise{}:\n{table}",
+        report.passed() && outcome.drained,
+        "the nemesis run with seed {:#x} broke the delivery promise: {} lost, {} order violation(s), {} unexplained \
+         duplicate(s){} (the checker's table is printed above)",
         settings.seed,
+        report.lost.len(),
+        report.order_violations.len(),
+        report.unexplained(),
         if outcome.drained {
             ""
         } else {
-            " (and the outbox did not drain)"
+            ", and the outbox did not drain"
         }
     );
 }

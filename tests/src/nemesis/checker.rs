@@ -6,11 +6,17 @@
 //! - **Lost**: an acknowledged event that never arrived.
 //! - **Order violation**: an arrival (first or repeated) of a ticket's event after a later event
 //!   of the same ticket and direction had arrived: `S2` before `S1`, or `S1, S2, S1`.
-//! - **Duplicate**: an event that arrived more than once. Each copy after the first is explained
-//!   by a fault that cuts attempts off (a kill, a pause, a dropped or blackholed link to the
-//!   database, a database restart) hitting the replica that sent either copy (any replica, for
-//!   a database restart) between the two copies, or within [`SLACK`] before the earlier one. A
-//!   slowed link or a clock offset cuts nothing: a duplicate they cause is unexplained.
+//! - **Duplicate**: an event that arrived more than once. Each copy after the first must be
+//!   explained by a fault that cut an attempt off:
+//!   - a kill of the replica that sent the earlier copy, at or after it (within [`SLACK`]: what
+//!     a process wrote before it died still reaches the listener a little later) and before
+//!     the later copy (the process started again is a new one: a kill explains nothing it sends);
+//!   - a pause of, or a dropped or blackholed link to the database from, the replica that sent
+//!     either copy (the earlier one could not record its outcome; the later one may have held
+//!     a stale claim), lasting into the span from the earlier copy (less [`SLACK`]) to the later;
+//!   - a database restart (any replica) lasting into that span.
+//!
+//!   A slowed link or a clock offset cuts nothing: a duplicate they cause is unexplained.
 //!
 //! The verdict passes with no loss, no order violation and every duplicate explained.
 
@@ -18,9 +24,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
-/// How long before an earlier copy a fault may have begun and still explain a re-send: what
-/// a process wrote before it was stopped still reaches the listener a little later.
-pub const SLACK: Duration = Duration::from_millis(1_000);
+/// How long after a fault a copy may arrive and still be one the fault cut off: what a process
+/// wrote before it was stopped still reaches the listener a little later.
+pub const SLACK: Duration = Duration::from_millis(250);
 
 /// Which way an event goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -402,10 +408,11 @@ impl Report {
 fn explain(earlier: &Arrival, later: &Arrival, faults: &[FaultWindow]) -> Result<String, String> {
     let overlaps = |f: &FaultWindow| f.start <= later.at && f.end + SLACK >= earlier.at;
     let involved = |f: &FaultWindow| f.hits(earlier.replica) || f.hits(later.replica);
-    if let Some(fault) = faults
-        .iter()
-        .find(|f| f.kind.cuts_attempts() && involved(f) && overlaps(f))
-    {
+    let cuts = |f: &FaultWindow| match f.kind {
+        FaultKind::Kill => f.hits(earlier.replica) && overlaps(f),
+        kind => kind.cuts_attempts() && involved(f) && overlaps(f),
+    };
+    if let Some(fault) = faults.iter().find(|f| cuts(f)) {
         return Ok(fault.describe());
     }
     let gap = |f: &FaultWindow| {
@@ -571,6 +578,10 @@ mod tests {
         let arrivals = vec![at(ev(0, 0), 0, 10_000), at(ev(0, 0), 1, 12_000)];
         for unrelated in [
             fault(FaultKind::Kill, Some(2), 11_000, 11_000),
+            // The later sender's kill, or the earlier sender's before it sent (its new process
+            // sent the copy).
+            fault(FaultKind::Kill, Some(1), 11_000, 11_000),
+            fault(FaultKind::Kill, Some(0), 9_000, 9_000),
             fault(FaultKind::Pause, Some(0), 2_000, 5_000),
             fault(FaultKind::Pause, Some(0), 13_000, 14_000),
             fault(FaultKind::PartitionSlow, Some(0), 9_000, 13_000),
