@@ -199,14 +199,21 @@ pub struct OrderViolation {
     pub repeat: bool,
 }
 
+/// Why no fault explains a re-send, and the kind of the nearest fault of either sender.
+#[derive(Debug, Clone)]
+pub struct Unexplained {
+    pub why: String,
+    pub nearest: Option<FaultKind>,
+}
+
 /// An event that arrived more than once, with each re-send's explanation.
 #[derive(Debug, Clone)]
 pub struct Duplicate {
     pub event: EventId,
     pub copies: Vec<Arrival>,
     /// For each copy after the first: the fault that cut the earlier attempt off, or why none
-    /// does (the nearest fault, for the reader).
-    pub explanations: Vec<Result<String, String>>,
+    /// does, with the kind of the nearest fault (for the reader).
+    pub explanations: Vec<Result<String, Unexplained>>,
 }
 
 impl Duplicate {
@@ -361,6 +368,18 @@ impl Report {
             })
             .collect();
         let _ = writeln!(out, "  faults injected: {}", faults.join(", "));
+        let mut nearest: BTreeMap<&str, usize> = BTreeMap::new();
+        for duplicate in &self.duplicates {
+            if let Some(Err(unexplained)) = duplicate.explanations.iter().find(|e| e.is_err()) {
+                *nearest
+                    .entry(unexplained.nearest.map_or("none", FaultKind::name))
+                    .or_default() += 1;
+            }
+        }
+        if !nearest.is_empty() {
+            let listed: Vec<String> = nearest.iter().map(|(kind, n)| format!("{kind} {n}")).collect();
+            let _ = writeln!(out, "  unexplained duplicates by nearest fault: {}", listed.join(", "));
+        }
         for duplicate in self.duplicates.iter().take(listed) {
             let copies: Vec<String> = duplicate
                 .copies
@@ -371,7 +390,7 @@ impl Report {
             for explanation in &duplicate.explanations {
                 let _ = match explanation {
                     Ok(why) => writeln!(out, "      explained: {why}"),
-                    Err(why) => writeln!(out, "      UNEXPLAINED: {why}"),
+                    Err(unexplained) => writeln!(out, "      UNEXPLAINED: {}", unexplained.why),
                 };
             }
         }
@@ -405,7 +424,7 @@ impl Report {
 
 /// Why `later` re-sent what `earlier` had delivered: a fault that cuts attempts, hitting either
 /// sender, begun by the later copy and not healed before the earlier one (less [`SLACK`]).
-fn explain(earlier: &Arrival, later: &Arrival, faults: &[FaultWindow]) -> Result<String, String> {
+fn explain(earlier: &Arrival, later: &Arrival, faults: &[FaultWindow]) -> Result<String, Unexplained> {
     let overlaps = |f: &FaultWindow| f.start <= later.at && f.end + SLACK >= earlier.at;
     let involved = |f: &FaultWindow| f.hits(earlier.replica) || f.hits(later.replica);
     let cuts = |f: &FaultWindow| match f.kind {
@@ -424,18 +443,18 @@ fn explain(earlier: &Arrival, later: &Arrival, faults: &[FaultWindow]) -> Result
             earlier.at.saturating_sub(f.end + SLACK)
         }
     };
-    let nearest = faults
-        .iter()
-        .filter(|f| involved(f))
-        .min_by_key(|f| gap(f))
-        .map_or_else(|| "none".to_string(), FaultWindow::describe);
-    Err(format!(
-        "no fault cutting attempts of r{} or r{} between {} and {}; nearest fault: {nearest}",
-        earlier.replica,
-        later.replica,
-        seconds(earlier.at),
-        seconds(later.at)
-    ))
+    let nearest = faults.iter().filter(|f| involved(f)).min_by_key(|f| gap(f));
+    Err(Unexplained {
+        why: format!(
+            "no fault cutting attempts of r{} or r{} between {} and {}; nearest fault: {}",
+            earlier.replica,
+            later.replica,
+            seconds(earlier.at),
+            seconds(later.at),
+            nearest.map_or_else(|| "none".to_string(), FaultWindow::describe)
+        ),
+        nearest: nearest.map(|f| f.kind),
+    })
 }
 
 fn seconds(at: Duration) -> String {
