@@ -126,17 +126,17 @@ impl<'a> Nemesis<'a> {
                 self.record(fault.kind, None, start, detail);
             }
             FaultKind::ClockOffset => {
+                // The window begins with the kill: the process that starts next is the shifted one.
                 let shift = Duration::ZERO;
                 self.kill_and_restart(r, shift, fault.offset_ms, "SIGKILL to set a clock offset")
                     .await;
-                let shifted = self.now();
                 tokio::time::sleep(fault.hold).await;
                 self.kill_and_restart(r, shift, 0, "SIGKILL to clear the clock offset")
                     .await;
                 self.log.push(FaultWindow {
                     kind: FaultKind::ClockOffset,
                     replica: Some(r),
-                    start: shifted,
+                    start,
                     end: self.now(),
                     detail: format!("{:+} ms", fault.offset_ms),
                 });
