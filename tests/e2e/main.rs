@@ -19,6 +19,7 @@ mod instance_reuse;
 mod isolation;
 mod languages;
 mod lookups;
+mod nemesis;
 mod outbox;
 mod plugin_new;
 mod plugin_test;

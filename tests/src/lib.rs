@@ -8,6 +8,7 @@
 //! - [`client::HttpClient`] sends requests; [`events::Event`] builds Incoming events.
 //! - [`adapters`] finds the bridge binary and the built adapters (`cargo xtask build-plugins`).
 //! - [`wait`] waits for conditions instead of sleeping.
+//! - [`nemesis`] injects faults into replicas on PostgreSQL and checks the delivery promise.
 //! - [`bench_options`] parses the bench binaries' option values; [`bench_target`] prints a benchmark's figure against its target (`cargo xtask bench`).
 
 pub mod adapters;
@@ -23,6 +24,7 @@ pub mod mock_chatwoot;
 pub mod mock_http;
 pub mod mock_rocketchat;
 pub mod mock_sunshine;
+pub mod nemesis;
 pub mod reload_support;
 pub mod replica_support;
 pub mod signing;

@@ -41,21 +41,28 @@ async fn connect(url: &str) -> tokio_postgres::Client {
 pub struct TempSchema {
     name: String,
     url: String,
+    /// The server's URL (without the schema).
+    server: String,
 }
 
 impl TempSchema {
-    /// Creates an empty schema.
+    /// Creates an empty schema on the test server.
     pub async fn create() -> TempSchema {
+        Self::create_on(&postgres_server_url()).await
+    }
+
+    /// Creates an empty schema on the server at `server` (a `postgres://` URL).
+    pub async fn create_on(server: &str) -> TempSchema {
         let name = format!("t_{}", crate::events::fresh_ticket());
-        connect(&postgres_server_url())
+        connect(server)
             .await
             .batch_execute(&format!("CREATE SCHEMA {name}"))
             .await
             .unwrap_or_else(|err| panic!("CREATE SCHEMA {name}: {err}"));
-        let server = postgres_server_url();
+        let server = server.to_string();
         let separator = if server.contains('?') { '&' } else { '?' };
         let url = format!("{server}{separator}options=-c%20search_path%3D{name}");
-        TempSchema { name, url }
+        TempSchema { name, url, server }
     }
 
     /// The schema's name.
@@ -84,13 +91,14 @@ impl Drop for TempSchema {
         // On a runtime of its own: the test's may be the one blocked here. A lock still held
         // by a connection of a bridge that is going away makes the drop give up, not wait.
         let name = self.name.clone();
+        let server = self.server.clone();
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a runtime");
             runtime.block_on(async {
-                let client = connect(&postgres_server_url()).await;
+                let client = connect(&server).await;
                 let drop = format!("SET lock_timeout = '2s'; DROP SCHEMA {name} CASCADE");
                 let _ = client.batch_execute(&drop).await;
             });

@@ -12,9 +12,12 @@
 //! - `screenshot`: regenerate the status page's screenshot in docs/ with the browser test
 //! - `bench`: `cargo bench -p dolphin-bridge`, then every `tests/src/bin/*-bench.rs`, printing their figures
 //!   and, at the end, each figure's ratio to its target
+//! - `nemesis`: the end-to-end nemesis test (faults against replicas on PostgreSQL) for as long
+//!   as asked, with a seed, printing the checker's table (`nemesis.rs`)
 
 mod browser;
 mod doc_links;
+mod nemesis;
 mod postgres;
 mod tidy;
 
@@ -88,6 +91,17 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Build the adapters and the bridge, start a throwaway PostgreSQL server of its own, then run
+    /// the nemesis test (pauses, kills, partitions, database restarts, clock offsets against three
+    /// replicas) for MINUTES with SEED, printing the checker's table; fails on a failed verdict.
+    Nemesis {
+        /// How long the faults go on (the drain and the check come after).
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// The schedule's seed (decimal or 0x hex); a rerun with it injects the same faults.
+        #[arg(long)]
+        seed: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -100,6 +114,7 @@ fn main() -> ExitCode {
         Task::Ci => ci(),
         Task::Tidy => tidy::run(&workspace_root()),
         Task::Bench { only, args } => bench(&only, &args),
+        Task::Nemesis { minutes, seed } => nemesis::run_nemesis(minutes, seed.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -561,9 +576,12 @@ fn test(args: &[OsString]) -> Result<()> {
         }
         run(&mut cmd)?;
     }
-    // The PostgreSQL store's tests run against a real server, stopped when this returns.
+    // The PostgreSQL store's tests run against a real server, stopped when this returns; the
+    // nemesis test restarts a server of its own.
     let postgres = postgres::TestServer::start()?;
+    let nemesis_postgres = postgres::TestServer::start_for_nemesis()?;
     let mut cmd = cargo_cmd();
+    cmd.envs(nemesis_postgres.nemesis_env());
     cmd.arg("test");
     if args.is_empty() {
         // Every test binary runs, so one failure does not hide the others.

@@ -16,6 +16,13 @@ use crate::run;
 
 /// The environment variable naming the test database (a `postgres://` URL).
 pub const URL_ENV: &str = "DOLPHIN_BRIDGE_TEST_POSTGRES_URL";
+/// The nemesis's own server (restarted by the harness, so never the one the other tests share):
+/// its database URL, its `pg_ctl`, its data directory, and the system user that must run
+/// `pg_ctl` (set only when the server runs as that user).
+pub const NEMESIS_URL_ENV: &str = "DOLPHIN_BRIDGE_TEST_NEMESIS_POSTGRES_URL";
+pub const NEMESIS_PG_CTL_ENV: &str = "DOLPHIN_BRIDGE_TEST_PG_CTL";
+pub const NEMESIS_PGDATA_ENV: &str = "DOLPHIN_BRIDGE_TEST_PGDATA";
+pub const NEMESIS_PG_USER_ENV: &str = "DOLPHIN_BRIDGE_TEST_PG_USER";
 /// The database created for the tests.
 const DATABASE: &str = "dolphin_bridge_test";
 /// The system user the server runs as when xtask runs as root.
@@ -52,13 +59,41 @@ impl TestServer {
     /// Like [`TestServer::start`], with fsync as `durability` says (on for benchmarks, whose
     /// commits should cost what they cost in production).
     pub fn start_with(durability: Durability) -> Result<TestServer> {
+        Self::start_named(durability, "")
+    }
+
+    /// A server for the nemesis (`cargo xtask nemesis`, and the nemesis test in `cargo xtask
+    /// test`): a cluster of its own, since the nemesis restarts it.
+    pub fn start_for_nemesis() -> Result<TestServer> {
+        Self::start_named(Durability::Off, "-nemesis")
+    }
+
+    /// The environment the nemesis harness reads: the database URL, how to run `pg_ctl` on
+    /// this server and where its data are.
+    pub fn nemesis_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            (NEMESIS_URL_ENV, self.url()),
+            (NEMESIS_PG_CTL_ENV, self.bin.join("pg_ctl").display().to_string()),
+            (NEMESIS_PGDATA_ENV, self.data.display().to_string()),
+        ];
+        if self.as_system_user {
+            env.push((NEMESIS_PG_USER_ENV, SYSTEM_USER.to_string()));
+        }
+        env
+    }
+
+    /// Starts a server whose data folder's name ends with `suffix` (after the process id), so
+    /// that one xtask can run several.
+    fn start_named(durability: Durability, suffix: &str) -> Result<TestServer> {
         let bin = ensure_installed()?;
         let as_system_user = is_root();
-        sweep_abandoned(&bin, as_system_user);
+        if suffix.is_empty() {
+            sweep_abandoned(&bin, as_system_user);
+        }
         let started = Instant::now();
         // In the system's temp folder, not the target folder: the server runs as the `postgres`
         // user, who must be able to reach it (a checkout under a private home folder is not).
-        let data = std::env::temp_dir().join(format!("{DATA_PREFIX}{}", std::process::id()));
+        let data = std::env::temp_dir().join(format!("{DATA_PREFIX}{}{suffix}", std::process::id()));
         if data.exists() {
             std::fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
         }
@@ -175,7 +210,12 @@ fn sweep_abandoned(bin: &Path, as_system_user: bool) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(DATA_PREFIX)) else {
+        // `{pid}` or `{pid}-{suffix}`.
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DATA_PREFIX))
+            .map(|rest| rest.split_once('-').map_or(rest, |(pid, _)| pid))
+        else {
             continue;
         };
         if pid.parse::<u32>().is_err() || Path::new("/proc").join(pid).exists() {
