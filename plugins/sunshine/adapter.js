@@ -24,13 +24,16 @@
 //
 // Sunshine -> 3Dolphins (on-vendor-webhook): v2 webhook `{app, webhook, events: [...]}`, whose
 // `X-API-Key` the host verifies. Per event of a conversation this adapter made:
-// - `conversation:message` by `author.type: business` (not a system `activity`): an Outgoing
-//   text, image or file (mediaUrl), or a location `lat,long`; the user's own messages (ours) are
-//   ignored;
+// - `conversation:message` by `author.type: business` (not a system message: `activity`, or
+//   `author.subtypes` holding `activity`): an Outgoing text, image, file (mediaUrl; a `file` whose
+//   `mediaType` is audio/* or video/* an `audio` / `video` event), or a location `lat,long`; the
+//   user's own messages (ours) are ignored;
 // - `switchboard:passControl` / `switchboard:releaseControl` with reason `ticketClosed`
-//   (`payload.reason`, or `payload.metadata.reason`): a Close command;
+//   (`payload.reason`, or `payload.metadata.reason`): a Close command, keyed by the conversation,
+//   the ticket and the delivery that wrote there last, so that the pass and the release of one
+//   close are one Close;
 // - `conversation:remove`: the conversation's mappings are dropped (nothing for 3Dolphins).
-// Each event is keyed by Sunshine's own event id (`events[].id`) as its dedupe key, so an event
+// Every other event is keyed by Sunshine's own event id (`events[].id`) as its dedupe key, so an event
 // that Sunshine sends again (a retried webhook) reaches 3Dolphins once.
 //
 // Errors: a 429 (or 503) from Sunshine is retried after its `Retry-After` (seconds), passed to the
@@ -41,8 +44,8 @@
 
 import { HttpStatusError, Permanent, basicAuth, config, guard, http, kv, logger, webhook } from '../../plugin-sdk/js/sdk.js';
 
-/** The Sunshine API's default origin; `base_url` overrides it (e.g. `https://{subdomain}.zendesk.com/sc`). */
-const DEFAULT_BASE_URL = 'https://api.smooch.io';
+/** A Zendesk subdomain (config `subdomain`): letters, digits and hyphens. */
+const SUBDOMAIN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
 
 /** Which message types the Sunshine content `file` carries (it has no audio/video type). */
 const FILE_TYPES = new Set(['file', 'video', 'audio']);
@@ -59,13 +62,29 @@ const MAX_SHARED_TICKETS = 20;
 
 /** The tenant's Sunshine settings. */
 function settings() {
-  const base = config.getOr('base_url', DEFAULT_BASE_URL).replace(/\/+$/, '');
+  const base = apiBase();
   const appId = config.require('app_id');
   return {
     app: `${base}/v2/apps/${encodeURIComponent(appId)}`,
     appId,
     headers: { authorization: basicAuth(config.require('key_id'), config.require('key_secret')) },
   };
+}
+
+/**
+ * The API's base URL: `base_url` when set (e.g. `https://api.smooch.io` for a legacy Sunshine
+ * Conversations app), else `https://{subdomain}.zendesk.com/sc` (spec `servers`: Zendesk
+ * customers' base URL).
+ */
+function apiBase() {
+  const explicit = config.getOr('base_url', '');
+  if (explicit !== '') return explicit.replace(/\/+$/, '');
+  const subdomain = config.getOr('subdomain', '').trim();
+  if (subdomain === '') {
+    throw new Permanent('config `subdomain` (the Zendesk subdomain) is required unless `base_url` is set');
+  }
+  if (!SUBDOMAIN.test(subdomain)) throw new Permanent('config `subdomain` must be a Zendesk subdomain, e.g. `acme`');
+  return `https://${subdomain}.zendesk.com/sc`;
 }
 
 /** The Sunshine user id of the event's contact, created when missing. */
@@ -178,12 +197,19 @@ function multiConvoEnabled(api) {
   return typeof value === 'boolean' ? value : undefined;
 }
 
-/** Records that `ticketNumber` uses `conversationId` (both ways). */
-function linkTicket(ticketNumber, conversationId, userId) {
+/**
+ * Records that `ticketNumber` uses `conversationId` (both ways) and that delivery `deliveryId`
+ * wrote there last (`lastDelivery`: the key of the ticket's next close).
+ */
+function linkTicket(ticketNumber, conversationId, userId, deliveryId) {
   const back = kv.getJson(`conversation:${conversationId}`);
   const tickets = (Array.isArray(back?.tickets) ? back.tickets : []).filter((t) => t !== ticketNumber);
   tickets.push(ticketNumber);
-  kv.setJson(`conversation:${conversationId}`, { ticketNumber, tickets: tickets.slice(-MAX_SHARED_TICKETS) });
+  kv.setJson(`conversation:${conversationId}`, {
+    ticketNumber,
+    tickets: tickets.slice(-MAX_SHARED_TICKETS),
+    lastDelivery: deliveryId,
+  });
   const link = { conversationId, userId };
   kv.setJson(`ticket:${ticketNumber}`, link);
   return link;
@@ -200,8 +226,8 @@ function forgetConversation(conversationId, alsoTicket) {
   kv.delete(`conversation:${conversationId}`);
 }
 
-/** Opens (or, on a retry, finds) the ticket's conversation and records it. */
-function openConversation(api, retried, event) {
+/** Opens (or, on a retry, finds) the ticket's conversation and records it (written by `ctx`). */
+function openConversation(api, ctx, retried, event) {
   let userId = ensureUser(api, event);
   let conversationId = retried
     ? findConversation(api, userId, (c) => c.metadata?.dolphinTicket === event.ticketNumber)?.id
@@ -217,19 +243,22 @@ function openConversation(api, retried, event) {
       conversationId = createConversation(api, userId, event);
     }
   }
-  return linkTicket(event.ticketNumber, conversationId, userId);
+  return linkTicket(event.ticketNumber, conversationId, userId, ctx.deliveryId);
 }
 
 /** `{conversationId, userId}` of the event's ticket, opened when missing. */
 function ensureConversation(api, ctx, event) {
   const known = kv.getJson(`ticket:${event.ticketNumber}`);
   if (typeof known?.conversationId === 'string' && typeof known?.userId === 'string') {
-    // A conversation shared by several tickets answers the ticket that wrote last.
+    // A conversation shared by several tickets answers the ticket that wrote last; the delivery
+    // that wrote last keys the ticket's next close.
     const back = kv.getJson(`conversation:${known.conversationId}`);
-    if (back?.ticketNumber !== event.ticketNumber) linkTicket(event.ticketNumber, known.conversationId, known.userId);
+    if (back?.ticketNumber !== event.ticketNumber || back?.lastDelivery !== ctx.deliveryId) {
+      linkTicket(event.ticketNumber, known.conversationId, known.userId, ctx.deliveryId);
+    }
     return known;
   }
-  return openConversation(api, ctx.attempt > 1, event);
+  return openConversation(api, ctx, ctx.attempt > 1, event);
 }
 
 /** Sunshine message content for an Incoming event; a text over 4096 characters is Permanent. */
@@ -293,8 +322,17 @@ export const onIncoming = guard('on-incoming', (ctx, event) => {
   logger.info('sunshine: the conversation is gone; opening a new one', { conversation: link.conversationId, code });
   forgetConversation(link.conversationId, event.ticketNumber);
   if (code === 'user_not_found') kv.delete(`user:${event.contactId}`);
-  postMessage(api, ctx, event, openConversation(api, false, event), false);
+  postMessage(api, ctx, event, openConversation(api, ctx, false, event), false);
 });
+
+/**
+ * The 3Dolphins type of a `file` content: Sunshine has no audio or video type, so agents' audio
+ * and video arrive as `file` with their `mediaType` (spec `fileMessage.mediaType`).
+ */
+function fileTypeOf(content) {
+  const family = typeof content.mediaType === 'string' ? content.mediaType.split('/')[0].toLowerCase() : '';
+  return family === 'audio' || family === 'video' ? family : 'file';
+}
 
 /** The Outgoing event for a business message's content, or undefined when it has none to forward. */
 function outgoingOf(ticketNumber, content) {
@@ -302,7 +340,10 @@ function outgoingOf(ticketNumber, content) {
   switch (content?.type) {
     case 'image':
     case 'file':
-      if (typeof content.mediaUrl === 'string') return webhook.outgoing(ticketNumber, content.type, text, content.mediaUrl);
+      if (typeof content.mediaUrl === 'string') {
+        const type = content.type === 'file' ? fileTypeOf(content) : 'image';
+        return webhook.outgoing(ticketNumber, type, text, content.mediaUrl);
+      }
       break;
     case 'location': {
       const lat = content.coordinates?.lat;
@@ -332,12 +373,18 @@ function mapEvent(event) {
   if (event.type === 'conversation:message') {
     const message = payload.message ?? {};
     if (message.author?.type !== 'business') return 'a user message';
-    if (message.activity !== undefined) return 'a system activity message';
+    // System messages: `activity`, or the author's subtype `activity` (spec `author.subtypes`).
+    const subtypes = Array.isArray(message.author.subtypes) ? message.author.subtypes : [];
+    if (message.activity !== undefined || subtypes.includes('activity')) return 'a system activity message';
     return outgoingOf(ticketNumber, message.content) ?? `a ${message.content?.type} message without text or media`;
   }
   if (CONTROL_EVENTS.has(event.type)) {
     const reason = payload.reason ?? payload.metadata?.reason;
-    return reason === 'ticketClosed' ? webhook.close(ticketNumber) : `${event.type} without reason ticketClosed`;
+    if (reason !== 'ticketClosed') return `${event.type} without reason ticketClosed`;
+    // One close of a ticket may come as passControl and releaseControl: both get one key (the
+    // ticket's last message when it closed), so one Close reaches 3Dolphins.
+    const lastDelivery = kv.getJson(`conversation:${conversationId}`)?.lastDelivery ?? '';
+    return { event: webhook.close(ticketNumber), dedupeKey: `close:${conversationId}:${ticketNumber}:${lastDelivery}` };
   }
   return `event type ${event.type}`;
 }
@@ -359,6 +406,8 @@ export const onVendorWebhook = guard('on-vendor-webhook', (_ctx, request) => {
     const mapped = mapEvent(event);
     if (typeof mapped === 'string') {
       logger.debug(`sunshine webhook event ignored: ${mapped}`, { event: event?.id ?? '' });
+    } else if (mapped.dedupeKey !== undefined) {
+      events.push(webhook.keyed(mapped.event, mapped.dedupeKey));
     } else {
       events.push(webhook.keyed(mapped, typeof event.id === 'string' && event.id !== '' ? event.id : undefined));
     }

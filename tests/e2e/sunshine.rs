@@ -532,3 +532,112 @@ async fn sunshine_a_full_conversation_is_a_dead_letter_naming_the_limit() {
     );
     assert_eq!(env.sunshine.conversations().len(), 1);
 }
+
+/// Item 5: Zendesk customers reach the API at `https://{subdomain}.zendesk.com/sc` (spec
+/// `servers`; `api.smooch.io` is for legacy Sunshine Conversations only): with `subdomain` set
+/// and no `base_url`, the adapter calls the Zendesk host (here refused by the bridge, as it is
+/// not an allowed host, which shows the URL); with neither, it says which setting is missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn sunshine_zendesk_customers_default_to_their_subdomains_api() {
+    let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
+    let tenant = |subdomain: Option<&str>| {
+        let tenant = Tenant::new(TENANT, EXAMPLE_OWNER, adapters::sunshine())
+            .config("app_id", APP_ID)
+            .config("key_id", KEY_ID)
+            .config("key_secret", KEY_SECRET);
+        match subdomain {
+            Some(subdomain) => tenant.config("subdomain", subdomain),
+            None => tenant,
+        }
+    };
+    for (subdomain, expected) in [(Some("acme"), "https://acme.zendesk.com"), (None, "`subdomain`")] {
+        let bridge = Bridge::start(
+            BridgeConfig::new(&three_dolphins.base_url())
+                .api_token(API_TOKEN)
+                .tenant(tenant(subdomain)),
+        )
+        .await;
+        let id = assert_accepted(&bridge.send_event(Event::fresh()).await);
+        let dead = bridge.wait_for_delivery(&id, "dead").await;
+        let error = dead["last_error"].as_str().unwrap_or_default();
+        assert!(error.contains(expected), "{error}");
+        assert!(!error.contains("smooch.io"), "{error}");
+    }
+}
+
+/// Item 5: a ticket closed in Zendesk can reach the webhook as `switchboard:passControl` and then
+/// `switchboard:releaseControl`, both with reason `ticketClosed`: one Close reaches 3Dolphins.
+/// The ticket writing again and being closed again is a second Close.
+#[tokio::test(flavor = "multi_thread")]
+async fn sunshine_pass_and_release_of_one_ticket_close_send_one_close() {
+    let env = SunshineEnv::start().await;
+    let event = Event::fresh();
+    let ticket = event.ticket_number();
+    env.deliver(event).await;
+    let conversation = env.conversation_of(&ticket);
+    let closing = |env: &SunshineEnv| {
+        vec![
+            env.sunshine
+                .switchboard_event(&conversation.id, "switchboard:passControl", Some("ticketClosed")),
+            env.sunshine
+                .switchboard_event(&conversation.id, "switchboard:releaseControl", Some("ticketClosed")),
+        ]
+    };
+    env.webhook(closing(&env)).await;
+    env.three_dolphins.wait_for_events(1).await;
+    env.bridge.wait_until_settled().await;
+    assert_eq!(
+        env.three_dolphins.events().len(),
+        1,
+        "{:#?}",
+        env.three_dolphins.events()
+    );
+
+    env.deliver(Event::fresh().ticket(&ticket).message("lagi")).await;
+    env.webhook(closing(&env)).await;
+    env.three_dolphins.wait_for_events(2).await;
+    env.bridge.wait_until_settled().await;
+    let events = env.three_dolphins.events();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert!(events.iter().all(|e| e["event"] == "Close"), "{events:#?}");
+}
+
+/// Item 5: system messages are marked by `author.subtypes: ["activity"]` (spec `author.subtypes`)
+/// as well as by `activity`: neither reaches the customer. Agents' audio and video arrive as
+/// `file` content with their `mediaType` and become 3Dolphins `audio` and `video` events.
+#[tokio::test(flavor = "multi_thread")]
+async fn sunshine_activity_subtypes_are_ignored_and_agents_audio_and_video_keep_their_type() {
+    let env = SunshineEnv::start().await;
+    let event = Event::fresh();
+    let ticket = event.ticket_number();
+    env.deliver(event).await;
+    let conversation = env.conversation_of(&ticket);
+    let mut system = env
+        .sunshine
+        .business_message(&conversation.id, json!({"type": "text", "text": "Agent Smith joined"}));
+    system["payload"]["message"]["author"]["subtypes"] = json!(["activity"]);
+    let audio = env.sunshine.business_message(
+        &conversation.id,
+        json!({"type": "file", "mediaUrl": "https://media.example.com/voice.ogg", "mediaType": "audio/ogg", "altText": "voice.ogg"}),
+    );
+    let video = env.sunshine.business_message(
+        &conversation.id,
+        json!({"type": "file", "text": "tutorial", "mediaUrl": "https://media.example.com/howto.mp4", "mediaType": "video/mp4"}),
+    );
+    let pdf = env.sunshine.business_message(
+        &conversation.id,
+        json!({"type": "file", "mediaUrl": "https://media.example.com/invoice.pdf", "mediaType": "application/pdf"}),
+    );
+    assert_eq!(
+        env.webhook(vec![system, audio, video, pdf]).await,
+        json!({"status": "ok", "events": 3})
+    );
+    let events = env.three_dolphins.wait_for_events(3).await;
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["messageType"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(types, ["audio", "video", "file"], "{events:#?}");
+    assert_eq!(events[1]["message"], "tutorial");
+    assert_eq!(events[0]["mediaLink"], "https://media.example.com/voice.ogg");
+}
