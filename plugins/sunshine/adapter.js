@@ -15,6 +15,13 @@
 //    shares the user's personal conversation (each message carries `metadata.dolphinTicket`).
 //    KV `conversation:{id}` maps back to the ticket that wrote last (`ticketNumber`) and the
 //    tickets using it (`tickets`);
+//    then (config `pass_control_to`, default `zd:agentWorkspace`; `none` turns it off) the
+//    switchboard hand-off: `POST .../conversations/{id}/passControl` `{switchboardIntegration}`,
+//    so that the message reaches the agent workspace (which makes the Zendesk ticket) and not the
+//    switchboard's default integration (a bot, or the bridge's own integration). A known
+//    conversation whose control left that integration (KV `control:{id}`, set by the webhook's
+//    switchboard events, e.g. a ticket closed in Zendesk) is handed over again. A retried
+//    delivery first reads `activeSwitchboardIntegration` and passes only when needed;
 // 3. the message, posted as the user: `POST .../conversations/{id}/messages` with
 //    `author: {type: user, userId}`, content text / image / file (video, audio) / location, and
 //    `metadata.dolphinDeliveryId`. A retried delivery (attempt > 1) first looks for that id
@@ -31,7 +38,8 @@
 // - `switchboard:passControl` / `switchboard:releaseControl` with reason `ticketClosed`
 //   (`payload.reason`, or `payload.metadata.reason`): a Close command, keyed by the conversation,
 //   the ticket and the delivery that wrote there last, so that the pass and the release of one
-//   close are one Close;
+//   close are one Close; any `switchboard:releaseControl`, or a `switchboard:passControl` to
+//   another integration, marks the conversation for a new hand-off on the ticket's next message;
 // - `conversation:remove`: the conversation's mappings are dropped (nothing for 3Dolphins).
 // Every other event is keyed by Sunshine's own event id (`events[].id`) as its dedupe key, so an event
 // that Sunshine sends again (a retried webhook) reaches 3Dolphins once.
@@ -59,6 +67,8 @@ const MAX_TEXT = 4096;
 const MAX_DISPLAY_NAME = 100;
 /** How many tickets a shared conversation remembers (for dropping their mappings). */
 const MAX_SHARED_TICKETS = 20;
+/** The switchboard integration given control by default (config `pass_control_to`). */
+const DEFAULT_PASS_CONTROL_TO = 'zd:agentWorkspace';
 
 /** The tenant's Sunshine settings. */
 function settings() {
@@ -224,6 +234,7 @@ function forgetConversation(conversationId, alsoTicket) {
     if (kv.getJson(`ticket:${ticket}`)?.conversationId === conversationId) kv.delete(`ticket:${ticket}`);
   }
   kv.delete(`conversation:${conversationId}`);
+  kv.delete(`control:${conversationId}`);
 }
 
 /** Opens (or, on a retry, finds) the ticket's conversation and records it (written by `ctx`). */
@@ -243,7 +254,9 @@ function openConversation(api, ctx, retried, event) {
       conversationId = createConversation(api, userId, event);
     }
   }
-  return linkTicket(event.ticketNumber, conversationId, userId, ctx.deliveryId);
+  const link = linkTicket(event.ticketNumber, conversationId, userId, ctx.deliveryId);
+  passControl(api, ctx, conversationId);
+  return link;
 }
 
 /** `{conversationId, userId}` of the event's ticket, opened when missing. */
@@ -256,6 +269,8 @@ function ensureConversation(api, ctx, event) {
     if (back?.ticketNumber !== event.ticketNumber || back?.lastDelivery !== ctx.deliveryId) {
       linkTicket(event.ticketNumber, known.conversationId, known.userId, ctx.deliveryId);
     }
+    // Control went elsewhere (a ticket closed in Zendesk releases it): hand the ticket over again.
+    if (kv.getJson(`control:${known.conversationId}`)?.released === true) passControl(api, ctx, known.conversationId);
     return known;
   }
   return openConversation(api, ctx, ctx.attempt > 1, event);
@@ -301,6 +316,57 @@ function postMessage(api, ctx, event, link, accept404) {
     },
     { headers: api.headers, what: 'post message', accept: accept404 ? [404] : [] },
   );
+}
+
+/**
+ * The switchboard integration the adapter gives control to (config `pass_control_to`, default
+ * `zd:agentWorkspace`), or undefined when it is `none` (an app without a switchboard).
+ */
+function passControlTarget() {
+  const target = config.getOr('pass_control_to', DEFAULT_PASS_CONTROL_TO).trim();
+  return target.toLowerCase() === 'none' ? undefined : target;
+}
+
+/**
+ * Whether `active` (spec `switchboardIntegrationWebhook`) is `target`, which names a switchboard
+ * integration by id, name or integrationType (spec `passControlBody.switchboardIntegration`).
+ */
+function isTarget(active, target) {
+  return active !== null && typeof active === 'object' && [active.id, active.name, active.integrationType].includes(target);
+}
+
+/**
+ * Gives control of the conversation to the configured switchboard integration (spec
+ * `PassControl`, `POST .../conversations/{id}/passControl`), so that the customer's message that
+ * follows reaches it (the agent workspace makes a ticket) instead of the switchboard's default
+ * integration. A retried delivery first reads the conversation (spec `GetConversation`,
+ * `activeSwitchboardIntegration`) and passes only when the target is not already in control.
+ * A 404 is left to the post that follows (it opens a new conversation); other 4xx are permanent.
+ */
+function passControl(api, ctx, conversationId) {
+  const target = passControlTarget();
+  if (target === undefined) return;
+  const url = `${api.app}/conversations/${encodeURIComponent(conversationId)}`;
+  if (ctx.attempt > 1) {
+    const current = http.getJson(url, { headers: api.headers, what: 'get conversation', accept: [404] });
+    if (current.status === 404) return;
+    if (isTarget(current.body?.conversation?.activeSwitchboardIntegration, target)) {
+      kv.delete(`control:${conversationId}`);
+      return;
+    }
+  }
+  const answer = http.postJson(
+    `${url}/passControl`,
+    { switchboardIntegration: target },
+    { headers: api.headers, what: 'pass control', accept: [400, 403, 404, 409, 422] },
+  );
+  if (answer.status === 404 && errorCode(answer.body) === 'conversation_not_found') return;
+  if (answer.status >= 300) {
+    throw new Permanent(
+      `pass control to \`${target}\` (config \`pass_control_to\`; \`none\` without a switchboard) answered ${answer.status}${describeErrors(answer.body)}`,
+    );
+  }
+  kv.delete(`control:${conversationId}`);
 }
 
 /** Codes of a 404 that mean the mapping is stale: the conversation or the user was deleted. */
@@ -359,6 +425,23 @@ function outgoingOf(ticketNumber, content) {
 
 const CONTROL_EVENTS = new Set(['switchboard:passControl', 'switchboard:releaseControl']);
 
+/**
+ * Remembers (KV `control:{conversationId}`) that control of the conversation left the configured
+ * integration: a `switchboard:releaseControl` (spec: the payload omits
+ * `activeSwitchboardIntegration`, no integration is in control and the next message goes to the
+ * switchboard's default integration), or a `switchboard:passControl` whose
+ * `activeSwitchboardIntegration` is another one. The ticket's next message passes control again.
+ */
+function noteControl(conversationId, type, conversation) {
+  const target = passControlTarget();
+  if (target === undefined) return;
+  if (type === 'switchboard:passControl' && isTarget(conversation?.activeSwitchboardIntegration, target)) {
+    kv.delete(`control:${conversationId}`);
+  } else {
+    kv.setJson(`control:${conversationId}`, { released: true });
+  }
+}
+
 /** The bridge event for one webhook event, or a string saying why it is ignored. */
 function mapEvent(event) {
   const payload = event?.payload ?? {};
@@ -379,6 +462,7 @@ function mapEvent(event) {
     return outgoingOf(ticketNumber, message.content) ?? `a ${message.content?.type} message without text or media`;
   }
   if (CONTROL_EVENTS.has(event.type)) {
+    noteControl(conversationId, event.type, payload.conversation);
     const reason = payload.reason ?? payload.metadata?.reason;
     if (reason !== 'ticketClosed') return `${event.type} without reason ticketClosed`;
     // One close of a ticket may come as passControl and releaseControl: both get one key (the
