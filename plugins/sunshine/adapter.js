@@ -15,6 +15,13 @@
 //    shares the user's personal conversation (each message carries `metadata.dolphinTicket`).
 //    KV `conversation:{id}` maps back to the ticket that wrote last (`ticketNumber`) and the
 //    tickets using it (`tickets`);
+//    then (config `pass_control_to`, default `zd:agentWorkspace`; `none` turns it off) the
+//    switchboard hand-off: `POST .../conversations/{id}/passControl` `{switchboardIntegration}`,
+//    so that the message reaches the agent workspace (which makes the Zendesk ticket) and not the
+//    switchboard's default integration (a bot, or the bridge's own integration). A known
+//    conversation whose control left that integration (KV `control:{id}`, set by the webhook's
+//    switchboard events, e.g. a ticket closed in Zendesk) is handed over again. A retried
+//    delivery first reads `activeSwitchboardIntegration` and passes only when needed;
 // 3. the message, posted as the user: `POST .../conversations/{id}/messages` with
 //    `author: {type: user, userId}`, content text / image / file (video, audio) / location, and
 //    `metadata.dolphinDeliveryId`. A retried delivery (attempt > 1) first looks for that id
@@ -24,13 +31,17 @@
 //
 // Sunshine -> 3Dolphins (on-vendor-webhook): v2 webhook `{app, webhook, events: [...]}`, whose
 // `X-API-Key` the host verifies. Per event of a conversation this adapter made:
-// - `conversation:message` by `author.type: business` (not a system `activity`): an Outgoing
-//   text, image or file (mediaUrl), or a location `lat,long`; the user's own messages (ours) are
-//   ignored;
+// - `conversation:message` by `author.type: business` (not a system message: `activity`, or
+//   `author.subtypes` holding `activity`): an Outgoing text, image, file (mediaUrl; a `file` whose
+//   `mediaType` is audio/* or video/* an `audio` / `video` event), or a location `lat,long`; the
+//   user's own messages (ours) are ignored;
 // - `switchboard:passControl` / `switchboard:releaseControl` with reason `ticketClosed`
-//   (`payload.reason`, or `payload.metadata.reason`): a Close command;
+//   (`payload.reason`, or `payload.metadata.reason`): a Close command, keyed by the conversation,
+//   the ticket and the delivery that wrote there last, so that the pass and the release of one
+//   close are one Close; any `switchboard:releaseControl`, or a `switchboard:passControl` to
+//   another integration, marks the conversation for a new hand-off on the ticket's next message;
 // - `conversation:remove`: the conversation's mappings are dropped (nothing for 3Dolphins).
-// Each event is keyed by Sunshine's own event id (`events[].id`) as its dedupe key, so an event
+// Every other event is keyed by Sunshine's own event id (`events[].id`) as its dedupe key, so an event
 // that Sunshine sends again (a retried webhook) reaches 3Dolphins once.
 //
 // Errors: a 429 (or 503) from Sunshine is retried after its `Retry-After` (seconds), passed to the
@@ -41,8 +52,8 @@
 
 import { HttpStatusError, Permanent, basicAuth, config, guard, http, kv, logger, webhook } from '../../plugin-sdk/js/sdk.js';
 
-/** The Sunshine API's default origin; `base_url` overrides it (e.g. `https://{subdomain}.zendesk.com/sc`). */
-const DEFAULT_BASE_URL = 'https://api.smooch.io';
+/** A Zendesk subdomain (config `subdomain`): letters, digits and hyphens. */
+const SUBDOMAIN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
 
 /** Which message types the Sunshine content `file` carries (it has no audio/video type). */
 const FILE_TYPES = new Set(['file', 'video', 'audio']);
@@ -56,16 +67,34 @@ const MAX_TEXT = 4096;
 const MAX_DISPLAY_NAME = 100;
 /** How many tickets a shared conversation remembers (for dropping their mappings). */
 const MAX_SHARED_TICKETS = 20;
+/** The switchboard integration given control by default (config `pass_control_to`). */
+const DEFAULT_PASS_CONTROL_TO = 'zd:agentWorkspace';
 
 /** The tenant's Sunshine settings. */
 function settings() {
-  const base = config.getOr('base_url', DEFAULT_BASE_URL).replace(/\/+$/, '');
+  const base = apiBase();
   const appId = config.require('app_id');
   return {
     app: `${base}/v2/apps/${encodeURIComponent(appId)}`,
     appId,
     headers: { authorization: basicAuth(config.require('key_id'), config.require('key_secret')) },
   };
+}
+
+/**
+ * The API's base URL: `base_url` when set (e.g. `https://api.smooch.io` for a legacy Sunshine
+ * Conversations app), else `https://{subdomain}.zendesk.com/sc` (spec `servers`: Zendesk
+ * customers' base URL).
+ */
+function apiBase() {
+  const explicit = config.getOr('base_url', '');
+  if (explicit !== '') return explicit.replace(/\/+$/, '');
+  const subdomain = config.getOr('subdomain', '').trim();
+  if (subdomain === '') {
+    throw new Permanent('config `subdomain` (the Zendesk subdomain) is required unless `base_url` is set');
+  }
+  if (!SUBDOMAIN.test(subdomain)) throw new Permanent('config `subdomain` must be a Zendesk subdomain, e.g. `acme`');
+  return `https://${subdomain}.zendesk.com/sc`;
 }
 
 /** The Sunshine user id of the event's contact, created when missing. */
@@ -178,12 +207,19 @@ function multiConvoEnabled(api) {
   return typeof value === 'boolean' ? value : undefined;
 }
 
-/** Records that `ticketNumber` uses `conversationId` (both ways). */
-function linkTicket(ticketNumber, conversationId, userId) {
+/**
+ * Records that `ticketNumber` uses `conversationId` (both ways) and that delivery `deliveryId`
+ * wrote there last (`lastDelivery`: the key of the ticket's next close).
+ */
+function linkTicket(ticketNumber, conversationId, userId, deliveryId) {
   const back = kv.getJson(`conversation:${conversationId}`);
   const tickets = (Array.isArray(back?.tickets) ? back.tickets : []).filter((t) => t !== ticketNumber);
   tickets.push(ticketNumber);
-  kv.setJson(`conversation:${conversationId}`, { ticketNumber, tickets: tickets.slice(-MAX_SHARED_TICKETS) });
+  kv.setJson(`conversation:${conversationId}`, {
+    ticketNumber,
+    tickets: tickets.slice(-MAX_SHARED_TICKETS),
+    lastDelivery: deliveryId,
+  });
   const link = { conversationId, userId };
   kv.setJson(`ticket:${ticketNumber}`, link);
   return link;
@@ -198,10 +234,11 @@ function forgetConversation(conversationId, alsoTicket) {
     if (kv.getJson(`ticket:${ticket}`)?.conversationId === conversationId) kv.delete(`ticket:${ticket}`);
   }
   kv.delete(`conversation:${conversationId}`);
+  kv.delete(`control:${conversationId}`);
 }
 
-/** Opens (or, on a retry, finds) the ticket's conversation and records it. */
-function openConversation(api, retried, event) {
+/** Opens (or, on a retry, finds) the ticket's conversation and records it (written by `ctx`). */
+function openConversation(api, ctx, retried, event) {
   let userId = ensureUser(api, event);
   let conversationId = retried
     ? findConversation(api, userId, (c) => c.metadata?.dolphinTicket === event.ticketNumber)?.id
@@ -217,19 +254,26 @@ function openConversation(api, retried, event) {
       conversationId = createConversation(api, userId, event);
     }
   }
-  return linkTicket(event.ticketNumber, conversationId, userId);
+  const link = linkTicket(event.ticketNumber, conversationId, userId, ctx.deliveryId);
+  passControl(api, ctx, conversationId);
+  return link;
 }
 
 /** `{conversationId, userId}` of the event's ticket, opened when missing. */
 function ensureConversation(api, ctx, event) {
   const known = kv.getJson(`ticket:${event.ticketNumber}`);
   if (typeof known?.conversationId === 'string' && typeof known?.userId === 'string') {
-    // A conversation shared by several tickets answers the ticket that wrote last.
+    // A conversation shared by several tickets answers the ticket that wrote last; the delivery
+    // that wrote last keys the ticket's next close.
     const back = kv.getJson(`conversation:${known.conversationId}`);
-    if (back?.ticketNumber !== event.ticketNumber) linkTicket(event.ticketNumber, known.conversationId, known.userId);
+    if (back?.ticketNumber !== event.ticketNumber || back?.lastDelivery !== ctx.deliveryId) {
+      linkTicket(event.ticketNumber, known.conversationId, known.userId, ctx.deliveryId);
+    }
+    // Control went elsewhere (a ticket closed in Zendesk releases it): hand the ticket over again.
+    if (kv.getJson(`control:${known.conversationId}`)?.released === true) passControl(api, ctx, known.conversationId);
     return known;
   }
-  return openConversation(api, ctx.attempt > 1, event);
+  return openConversation(api, ctx, ctx.attempt > 1, event);
 }
 
 /** Sunshine message content for an Incoming event; a text over 4096 characters is Permanent. */
@@ -274,6 +318,57 @@ function postMessage(api, ctx, event, link, accept404) {
   );
 }
 
+/**
+ * The switchboard integration the adapter gives control to (config `pass_control_to`, default
+ * `zd:agentWorkspace`), or undefined when it is `none` (an app without a switchboard).
+ */
+function passControlTarget() {
+  const target = config.getOr('pass_control_to', DEFAULT_PASS_CONTROL_TO).trim();
+  return target.toLowerCase() === 'none' ? undefined : target;
+}
+
+/**
+ * Whether `active` (spec `switchboardIntegrationWebhook`) is `target`, which names a switchboard
+ * integration by id, name or integrationType (spec `passControlBody.switchboardIntegration`).
+ */
+function isTarget(active, target) {
+  return active !== null && typeof active === 'object' && [active.id, active.name, active.integrationType].includes(target);
+}
+
+/**
+ * Gives control of the conversation to the configured switchboard integration (spec
+ * `PassControl`, `POST .../conversations/{id}/passControl`), so that the customer's message that
+ * follows reaches it (the agent workspace makes a ticket) instead of the switchboard's default
+ * integration. A retried delivery first reads the conversation (spec `GetConversation`,
+ * `activeSwitchboardIntegration`) and passes only when the target is not already in control.
+ * A 404 is left to the post that follows (it opens a new conversation); other 4xx are permanent.
+ */
+function passControl(api, ctx, conversationId) {
+  const target = passControlTarget();
+  if (target === undefined) return;
+  const url = `${api.app}/conversations/${encodeURIComponent(conversationId)}`;
+  if (ctx.attempt > 1) {
+    const current = http.getJson(url, { headers: api.headers, what: 'get conversation', accept: [404] });
+    if (current.status === 404) return;
+    if (isTarget(current.body?.conversation?.activeSwitchboardIntegration, target)) {
+      kv.delete(`control:${conversationId}`);
+      return;
+    }
+  }
+  const answer = http.postJson(
+    `${url}/passControl`,
+    { switchboardIntegration: target },
+    { headers: api.headers, what: 'pass control', accept: [400, 403, 404, 409, 422] },
+  );
+  if (answer.status === 404 && errorCode(answer.body) === 'conversation_not_found') return;
+  if (answer.status >= 300) {
+    throw new Permanent(
+      `pass control to \`${target}\` (config \`pass_control_to\`; \`none\` without a switchboard) answered ${answer.status}${describeErrors(answer.body)}`,
+    );
+  }
+  kv.delete(`control:${conversationId}`);
+}
+
 /** Codes of a 404 that mean the mapping is stale: the conversation or the user was deleted. */
 const GONE = new Set(['conversation_not_found', 'user_not_found']);
 
@@ -293,8 +388,17 @@ export const onIncoming = guard('on-incoming', (ctx, event) => {
   logger.info('sunshine: the conversation is gone; opening a new one', { conversation: link.conversationId, code });
   forgetConversation(link.conversationId, event.ticketNumber);
   if (code === 'user_not_found') kv.delete(`user:${event.contactId}`);
-  postMessage(api, ctx, event, openConversation(api, false, event), false);
+  postMessage(api, ctx, event, openConversation(api, ctx, false, event), false);
 });
+
+/**
+ * The 3Dolphins type of a `file` content: Sunshine has no audio or video type, so agents' audio
+ * and video arrive as `file` with their `mediaType` (spec `fileMessage.mediaType`).
+ */
+function fileTypeOf(content) {
+  const family = typeof content.mediaType === 'string' ? content.mediaType.split('/')[0].toLowerCase() : '';
+  return family === 'audio' || family === 'video' ? family : 'file';
+}
 
 /** The Outgoing event for a business message's content, or undefined when it has none to forward. */
 function outgoingOf(ticketNumber, content) {
@@ -302,7 +406,10 @@ function outgoingOf(ticketNumber, content) {
   switch (content?.type) {
     case 'image':
     case 'file':
-      if (typeof content.mediaUrl === 'string') return webhook.outgoing(ticketNumber, content.type, text, content.mediaUrl);
+      if (typeof content.mediaUrl === 'string') {
+        const type = content.type === 'file' ? fileTypeOf(content) : 'image';
+        return webhook.outgoing(ticketNumber, type, text, content.mediaUrl);
+      }
       break;
     case 'location': {
       const lat = content.coordinates?.lat;
@@ -318,6 +425,23 @@ function outgoingOf(ticketNumber, content) {
 
 const CONTROL_EVENTS = new Set(['switchboard:passControl', 'switchboard:releaseControl']);
 
+/**
+ * Remembers (KV `control:{conversationId}`) that control of the conversation left the configured
+ * integration: a `switchboard:releaseControl` (spec: the payload omits
+ * `activeSwitchboardIntegration`, no integration is in control and the next message goes to the
+ * switchboard's default integration), or a `switchboard:passControl` whose
+ * `activeSwitchboardIntegration` is another one. The ticket's next message passes control again.
+ */
+function noteControl(conversationId, type, conversation) {
+  const target = passControlTarget();
+  if (target === undefined) return;
+  if (type === 'switchboard:passControl' && isTarget(conversation?.activeSwitchboardIntegration, target)) {
+    kv.delete(`control:${conversationId}`);
+  } else {
+    kv.setJson(`control:${conversationId}`, { released: true });
+  }
+}
+
 /** The bridge event for one webhook event, or a string saying why it is ignored. */
 function mapEvent(event) {
   const payload = event?.payload ?? {};
@@ -332,12 +456,19 @@ function mapEvent(event) {
   if (event.type === 'conversation:message') {
     const message = payload.message ?? {};
     if (message.author?.type !== 'business') return 'a user message';
-    if (message.activity !== undefined) return 'a system activity message';
+    // System messages: `activity`, or the author's subtype `activity` (spec `author.subtypes`).
+    const subtypes = Array.isArray(message.author.subtypes) ? message.author.subtypes : [];
+    if (message.activity !== undefined || subtypes.includes('activity')) return 'a system activity message';
     return outgoingOf(ticketNumber, message.content) ?? `a ${message.content?.type} message without text or media`;
   }
   if (CONTROL_EVENTS.has(event.type)) {
+    noteControl(conversationId, event.type, payload.conversation);
     const reason = payload.reason ?? payload.metadata?.reason;
-    return reason === 'ticketClosed' ? webhook.close(ticketNumber) : `${event.type} without reason ticketClosed`;
+    if (reason !== 'ticketClosed') return `${event.type} without reason ticketClosed`;
+    // One close of a ticket may come as passControl and releaseControl: both get one key (the
+    // ticket's last message when it closed), so one Close reaches 3Dolphins.
+    const lastDelivery = kv.getJson(`conversation:${conversationId}`)?.lastDelivery ?? '';
+    return { event: webhook.close(ticketNumber), dedupeKey: `close:${conversationId}:${ticketNumber}:${lastDelivery}` };
   }
   return `event type ${event.type}`;
 }
@@ -359,6 +490,8 @@ export const onVendorWebhook = guard('on-vendor-webhook', (_ctx, request) => {
     const mapped = mapEvent(event);
     if (typeof mapped === 'string') {
       logger.debug(`sunshine webhook event ignored: ${mapped}`, { event: event?.id ?? '' });
+    } else if (mapped.dedupeKey !== undefined) {
+      events.push(webhook.keyed(mapped.event, mapped.dedupeKey));
     } else {
       events.push(webhook.keyed(mapped, typeof event.id === 'string' && event.id !== '' ? event.id : undefined));
     }

@@ -4,7 +4,8 @@
 //! retries do not duplicate; an uncaught Python exception leaves its traceback in the log.
 
 use dolphin_bridge_tests::bridge::WebhookAuth;
-use dolphin_bridge_tests::events::{EXAMPLE_CUSTOMER, fresh_ticket};
+use dolphin_bridge_tests::events::{EXAMPLE_CONTACT_ID, EXAMPLE_CUSTOMER, EXAMPLE_OWNER, fresh_ticket};
+use dolphin_bridge_tests::mock_chatwoot::hmac_sha256;
 use dolphin_bridge_tests::mock_rocketchat::{MockRocketChat, Room, TOKEN_HEADER};
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, HttpResponse, MockThreeDolphins, Tenant, adapters};
 use serde_json::{Value, json};
@@ -14,6 +15,8 @@ use crate::common::{API_TOKEN, assert_accepted};
 
 const TENANT: &str = "acme-rocketchat";
 const WEBHOOK_TOKEN: &str = "e2e-livechat-secret";
+/// The tenant's `visitor_token_secret`, the key of the visitor tokens' HMAC.
+const VISITOR_TOKEN_SECRET: &str = "e2e-visitor-token-secret-5c1d";
 
 /// The bridge with one Rocket.Chat tenant (the example owner).
 struct RocketChatEnv {
@@ -35,15 +38,12 @@ impl RocketChatEnv {
     ) -> RocketChatEnv {
         let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
         let rocketchat = MockRocketChat::start(WEBHOOK_TOKEN).await;
-        let base = Tenant::new(
-            TENANT,
-            dolphin_bridge_tests::events::EXAMPLE_OWNER,
-            adapters::rocketchat(),
-        )
-        .allow(&rocketchat.base_url())
-        .config("base_url", &rocketchat.base_url())
-        .config("department", "sales")
-        .webhook(WebhookAuth::with_secret("token", WEBHOOK_TOKEN).token_header(TOKEN_HEADER));
+        let base = Tenant::new(TENANT, EXAMPLE_OWNER, adapters::rocketchat())
+            .allow(&rocketchat.base_url())
+            .config("base_url", &rocketchat.base_url())
+            .config("department", "sales")
+            .config("visitor_token_secret", VISITOR_TOKEN_SECRET)
+            .webhook(WebhookAuth::with_secret("token", WEBHOOK_TOKEN).token_header(TOKEN_HEADER));
         let bridge = Bridge::start(config(
             BridgeConfig::new(&three_dolphins.base_url())
                 .api_token(API_TOKEN)
@@ -461,4 +461,255 @@ async fn a_webhook_sent_again_after_a_slow_answer_reaches_3dolphins_once() {
     let events = env.three_dolphins.events();
     assert_eq!(events.len(), 1, "{events:#?}");
     assert_eq!(events[0]["message"], "sekali saja");
+}
+
+/// The visitor token the adapter derives for a contact: `3dh-` and the hex HMAC-SHA256 of
+/// `owner NUL contactId` under the tenant's `visitor_token_secret`.
+fn hmac_visitor_token(secret: &str, owner: &str, contact_id: &str) -> String {
+    let mac = hmac_sha256(secret.as_bytes(), &[owner.as_bytes(), b"\0", contact_id.as_bytes()]);
+    let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+    format!("3dh-{hex}")
+}
+
+/// The token the adapter used before the HMAC (a plain hash of owner and contact id).
+fn legacy_visitor_token(owner: &str, contact_id: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{owner}:{contact_id}").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("3d-{}", &hex[..40])
+}
+
+/// Waits until delivery `id` has been tried at least `attempts` times and is still pending.
+async fn wait_for_attempts_while_pending(env: &RocketChatEnv, id: &str, attempts: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let delivery = env.bridge.delivery(id).await;
+        assert_eq!(delivery["state"], "pending", "{delivery:#}");
+        if delivery["attempts"].as_u64().unwrap_or(0) >= attempts {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no retry: {delivery:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Item 7a: with `Omnichannel_allow_visitors_to_close_conversation` off, Rocket.Chat refuses the
+/// bridge's `room.close` of the contact's previous room. The new ticket is not written into the
+/// previous ticket's room (and agents' replies there still reach the previous ticket): it waits,
+/// and gets a room of its own once an agent has closed the previous one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_close_of_the_previous_room_keeps_the_new_ticket_out_of_it() {
+    let env = RocketChatEnv::start_with(|tenant| tenant, |config| config.retry_schedule_ms(&[100; 60])).await;
+    env.rocketchat.set_visitors_can_close(false);
+    let first = fresh_ticket();
+    let second = fresh_ticket();
+    env.deliver_as(Event::example().ticket(&first).message("first ticket"), "delivered")
+        .await;
+    let previous = env.only_room();
+    let id = assert_accepted(
+        &env.bridge
+            .send_event(Event::example().ticket(&second).message("second ticket"))
+            .await,
+    );
+    wait_for_attempts_while_pending(&env, &id, 2).await;
+    assert_eq!(
+        env.texts(&previous.id),
+        ["first ticket"],
+        "not in the previous ticket's room"
+    );
+    let reply = env
+        .rocketchat
+        .agent_message_webhook(&previous.id, "untuk tiket pertama");
+    assert_eq!(env.webhook(&reply).await.json(), json!({"status": "ok", "events": 1}));
+    let events = env.three_dolphins.wait_for_events(1).await;
+    assert_eq!(
+        events[0]["ticketNumber"],
+        first.as_str(),
+        "the previous room is still the first ticket's"
+    );
+
+    env.rocketchat.close_room(&previous.id);
+    env.bridge.wait_for_delivery(&id, "delivered").await;
+    let rooms = env.rocketchat.rooms();
+    assert_eq!(rooms.len(), 2, "{rooms:#?}");
+    assert_eq!(env.texts(&rooms[1].id), ["second ticket"]);
+}
+
+/// Item 7b: a visitor removed in Rocket.Chat (`DELETE livechat/visitor/:token`, which takes its
+/// rooms with it) is registered again at once: the ticket's next message, and a new ticket's, is
+/// delivered on its first attempt in a new room, not refused (`invalid-token`, then
+/// `invalid-room` for the removed room).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_visitor_is_registered_again_at_once() {
+    let env = RocketChatEnv::start().await;
+    let ticket = fresh_ticket();
+    env.deliver_as(Event::example().ticket(&ticket), "delivered").await;
+    let room = env.only_room();
+    env.rocketchat.close_room(&room.id);
+    env.rocketchat.remove_visitor(&room.visitor_token);
+    assert!(env.rocketchat.rooms().is_empty());
+
+    let (_, delivery) = env
+        .deliver_as(Event::example().ticket(&ticket).message("masih di sini?"), "delivered")
+        .await;
+    assert_eq!(delivery["attempts"], 1, "{delivery:#}");
+    assert_eq!(env.rocketchat.visitors().len(), 1, "registered again");
+    let room = env.only_room();
+    assert_eq!(env.texts(&room.id), ["masih di sini?"]);
+
+    // Removed again; this time a new ticket of the contact meets it when opening its room.
+    env.rocketchat.close_room(&room.id);
+    env.rocketchat.remove_visitor(&room.visitor_token);
+    let (_, delivery) = env
+        .deliver_as(
+            Event::example().ticket(&fresh_ticket()).message("tiket baru"),
+            "delivered",
+        )
+        .await;
+    assert_eq!(delivery["attempts"], 1, "{delivery:#}");
+    assert_eq!(env.texts(&env.only_room().id), ["tiket baru"]);
+}
+
+/// Item 7c: an agent's message with several files and a caption typed as the message text: every
+/// file reaches 3Dolphins (each with its own type and link), the typed caption with the first,
+/// an upload description with its file; a webhook sent again forwards none twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agents_files_and_their_typed_caption_are_all_forwarded() {
+    let env = RocketChatEnv::start().await;
+    let ticket = fresh_ticket();
+    env.deliver_as(Event::example().ticket(&ticket), "delivered").await;
+    let room = env.only_room();
+    let files = env.rocketchat.agent_files_webhook(
+        &room.id,
+        "ini dokumen yang diminta",
+        &[
+            ("invoice.pdf", "application/pdf", ""),
+            ("receipt.jpg", "image/jpeg", "foto struk"),
+            ("note.ogg", "audio/ogg", ""),
+        ],
+    );
+    assert_eq!(env.webhook(&files).await.json(), json!({"status": "ok", "events": 3}));
+    assert_eq!(env.webhook(&files).await.status, 200);
+    let events = env.three_dolphins.wait_for_events(3).await;
+    env.bridge.wait_until_settled().await;
+    assert_eq!(env.three_dolphins.events().len(), 3, "{events:#?}");
+    let base = env.rocketchat.base_url();
+    let attachments = &files["messages"][0]["attachments"];
+    assert_eq!(events[0]["messageType"], "file");
+    assert_eq!(events[0]["message"], "ini dokumen yang diminta");
+    assert_eq!(
+        events[0]["mediaLink"],
+        files["messages"][0]["fileUpload"]["publicFilePath"]
+    );
+    assert_eq!(events[1]["messageType"], "image");
+    assert_eq!(events[1]["message"], "foto struk");
+    assert_eq!(
+        events[1]["mediaLink"],
+        format!("{base}{}", attachments[1]["title_link"].as_str().unwrap())
+    );
+    assert_eq!(events[2]["messageType"], "audio");
+    assert_eq!(events[2]["message"], "");
+    assert_eq!(
+        events[2]["mediaLink"],
+        format!("{base}{}", attachments[2]["title_link"].as_str().unwrap())
+    );
+}
+
+/// Item 7d: with `Livechat_enable_message_character_limit` on, Rocket.Chat refuses a longer
+/// message (`message-length-exceeds-character-limit`); the adapter reads the limit
+/// (`livechat/config`) and sends the text in parts within it, in order, nothing lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_over_rocketchats_character_limit_arrives_in_parts() {
+    let env = RocketChatEnv::start().await;
+    env.rocketchat.set_message_character_limit(40);
+    let text = "Selamat pagi, pesanan saya nomor 12345 belum sampai padahal sudah seminggu. \
+                Mohon dibantu dicek ya, terima kasih banyak 🙏";
+    let (_, delivery) = env
+        .deliver_as(Event::example().ticket(&fresh_ticket()).message(text), "delivered")
+        .await;
+    assert_eq!(delivery["attempts"], 1, "{delivery:#}");
+    let parts = env.texts(&env.only_room().id);
+    assert!(parts.len() >= 3, "{parts:#?}");
+    assert!(parts.iter().all(|p| p.encode_utf16().count() <= 40), "{parts:#?}");
+    assert_eq!(parts.concat(), text);
+}
+
+/// Item 8: the visitor token (the only credential of Rocket.Chat's public Livechat API) is an
+/// HMAC of owner and contact under the tenant's `visitor_token_secret`, not a hash anyone knowing
+/// both ids can compute; the secret appears in no log line.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_visitor_token_is_an_hmac_under_the_tenants_secret() {
+    let env = RocketChatEnv::start().await;
+    env.deliver_as(Event::example().ticket(&fresh_ticket()), "delivered")
+        .await;
+    let visitors = env.rocketchat.visitors();
+    assert_eq!(visitors.len(), 1);
+    assert_eq!(
+        visitors[0].token,
+        hmac_visitor_token(VISITOR_TOKEN_SECRET, EXAMPLE_OWNER, EXAMPLE_CONTACT_ID)
+    );
+    assert_ne!(
+        visitors[0].token,
+        legacy_visitor_token(EXAMPLE_OWNER, EXAMPLE_CONTACT_ID)
+    );
+    assert!(!env.bridge.stderr().contains(VISITOR_TOKEN_SECRET));
+}
+
+/// Item 8, keeping existing visitors: a contact the adapter registered before with the legacy
+/// token (its `visitor:` key in the adapter's store) keeps that token, its visitor and its open
+/// room; a new contact gets an HMAC token.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_contact_registered_with_the_legacy_token_keeps_its_visitor() {
+    let env = RocketChatEnv::start().await;
+    env.deliver_as(
+        Event::fresh().with("contactId", "c0ffee0000000000000000000000000a"),
+        "delivered",
+    )
+    .await;
+    let legacy = legacy_visitor_token(EXAMPLE_OWNER, EXAMPLE_CONTACT_ID);
+    let rid = env.rocketchat.add_visitor_with_open_room(&legacy);
+    let ticket = fresh_ticket();
+    let store = env.bridge.open_store();
+    let tenant: String = store
+        .query_row("SELECT tenant FROM kv LIMIT 1", [], |row| row.get(0))
+        .expect("the adapter stored keys");
+    for (key, value) in [
+        (format!("visitor:{legacy}"), json!(true)),
+        (format!("ticket:{ticket}"), json!({"rid": rid})),
+        (format!("room:{rid}"), json!({"ticket": ticket})),
+    ] {
+        store
+            .execute(
+                "INSERT INTO kv (tenant, key, value) VALUES (?1, ?2, ?3)",
+                rusqlite::params![tenant, key, value.to_string().into_bytes()],
+            )
+            .unwrap();
+    }
+
+    env.deliver_as(Event::example().ticket(&ticket).message("lanjut"), "delivered")
+        .await;
+    assert_eq!(env.texts(&rid), ["lanjut"], "the existing room, with the legacy token");
+    let visitors = env.rocketchat.visitors();
+    assert_eq!(
+        visitors.len(),
+        2,
+        "no new visitor for the legacy contact: {visitors:#?}"
+    );
+    assert!(
+        visitors
+            .iter()
+            .all(|v| v.token == legacy || v.token.starts_with("3dh-")),
+        "{visitors:#?}"
+    );
+}
+
+/// Item 8: without `visitor_token_secret` a new contact's message is refused with a reason that
+/// names the setting (a dead letter to replay once it is set), never with a guessable token.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_visitor_token_secret_a_new_contact_is_refused_naming_the_setting() {
+    let env = RocketChatEnv::start_with(|tenant| tenant.without_config("visitor_token_secret"), |config| config).await;
+    let (_, dead) = env.deliver_as(Event::fresh(), "dead").await;
+    let error = dead["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("visitor_token_secret"), "{dead:#}");
+    assert!(env.rocketchat.visitors().is_empty());
 }

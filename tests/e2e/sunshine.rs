@@ -1,14 +1,15 @@
 //! The Sunshine Conversations adapter (JavaScript) end to end: Incoming events become a user, a
 //! personal conversation per ticket and user messages at the mock Sunshine; business replies and
 //! a switchboard release with reason `ticketClosed` come back to the mock 3Dolphins; the user's
-//! own messages are ignored; retried deliveries create nothing twice; the host checks `X-API-Key`.
+//! own messages are ignored; retried deliveries create nothing twice; the host checks `X-API-Key`;
+//! each ticket's conversation is handed to the agent workspace through the mock's switchboard.
 //!
 //! The mock app has Sunshine's default settings (`multiConvoEnabled` false) unless a test turns
 //! multi-conversations on, as the README recommends.
 
 use dolphin_bridge_tests::bridge::WebhookAuth;
 use dolphin_bridge_tests::events::{EXAMPLE_CONTACT_ID, EXAMPLE_OWNER};
-use dolphin_bridge_tests::mock_sunshine::{APP_ID, Conversation, MockSunshine};
+use dolphin_bridge_tests::mock_sunshine::{AGENT_WORKSPACE, APP_ID, BOT, BRIDGE, Conversation, MockSunshine};
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, Tenant, adapters};
 use serde_json::{Value, json};
 
@@ -40,18 +41,26 @@ impl SunshineEnv {
     }
 
     async fn start_with(multi_convo: bool) -> SunshineEnv {
+        SunshineEnv::start_configured(multi_convo, &[]).await
+    }
+
+    /// Like [`start_with`](SunshineEnv::start_with), with further adapter config keys.
+    async fn start_configured(multi_convo: bool, extra: &[(&str, &str)]) -> SunshineEnv {
         let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
         let sunshine = MockSunshine::start(KEY_ID, KEY_SECRET).await;
         if multi_convo {
             sunshine.enable_multi_convo();
         }
-        let tenant = Tenant::new(TENANT, EXAMPLE_OWNER, adapters::sunshine())
+        let mut tenant = Tenant::new(TENANT, EXAMPLE_OWNER, adapters::sunshine())
             .allow(&sunshine.base_url())
             .config("base_url", &sunshine.base_url())
             .config("app_id", APP_ID)
             .config("key_id", KEY_ID)
             .config("key_secret", KEY_SECRET)
             .webhook(WebhookAuth::with_secret("token", WEBHOOK_SECRET).token_header("X-API-Key"));
+        for (key, value) in extra {
+            tenant = tenant.config(key, value);
+        }
         let bridge = Bridge::start(
             BridgeConfig::new(&three_dolphins.base_url())
                 .api_token(API_TOKEN)
@@ -531,4 +540,225 @@ async fn sunshine_a_full_conversation_is_a_dead_letter_naming_the_limit() {
         "{error}"
     );
     assert_eq!(env.sunshine.conversations().len(), 1);
+}
+
+/// Item 5: Zendesk customers reach the API at `https://{subdomain}.zendesk.com/sc` (spec
+/// `servers`; `api.smooch.io` is for legacy Sunshine Conversations only): with `subdomain` set
+/// and no `base_url`, the adapter calls the Zendesk host (here refused by the bridge, as it is
+/// not an allowed host, which shows the URL); with neither, it says which setting is missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn sunshine_zendesk_customers_default_to_their_subdomains_api() {
+    let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
+    let tenant = |subdomain: Option<&str>| {
+        let tenant = Tenant::new(TENANT, EXAMPLE_OWNER, adapters::sunshine())
+            .config("app_id", APP_ID)
+            .config("key_id", KEY_ID)
+            .config("key_secret", KEY_SECRET);
+        match subdomain {
+            Some(subdomain) => tenant.config("subdomain", subdomain),
+            None => tenant,
+        }
+    };
+    for (subdomain, expected) in [(Some("acme"), "https://acme.zendesk.com"), (None, "`subdomain`")] {
+        let bridge = Bridge::start(
+            BridgeConfig::new(&three_dolphins.base_url())
+                .api_token(API_TOKEN)
+                .tenant(tenant(subdomain)),
+        )
+        .await;
+        let id = assert_accepted(&bridge.send_event(Event::fresh()).await);
+        let dead = bridge.wait_for_delivery(&id, "dead").await;
+        let error = dead["last_error"].as_str().unwrap_or_default();
+        assert!(error.contains(expected), "{error}");
+        assert!(!error.contains("smooch.io"), "{error}");
+    }
+}
+
+/// Item 5: a ticket closed in Zendesk can reach the webhook as `switchboard:passControl` and then
+/// `switchboard:releaseControl`, both with reason `ticketClosed`: one Close reaches 3Dolphins.
+/// The ticket writing again and being closed again is a second Close.
+#[tokio::test(flavor = "multi_thread")]
+async fn sunshine_pass_and_release_of_one_ticket_close_send_one_close() {
+    let env = SunshineEnv::start().await;
+    let event = Event::fresh();
+    let ticket = event.ticket_number();
+    env.deliver(event).await;
+    let conversation = env.conversation_of(&ticket);
+    let closing = |env: &SunshineEnv| {
+        vec![
+            env.sunshine
+                .switchboard_event(&conversation.id, "switchboard:passControl", Some("ticketClosed")),
+            env.sunshine
+                .switchboard_event(&conversation.id, "switchboard:releaseControl", Some("ticketClosed")),
+        ]
+    };
+    env.webhook(closing(&env)).await;
+    env.three_dolphins.wait_for_events(1).await;
+    env.bridge.wait_until_settled().await;
+    assert_eq!(
+        env.three_dolphins.events().len(),
+        1,
+        "{:#?}",
+        env.three_dolphins.events()
+    );
+
+    env.deliver(Event::fresh().ticket(&ticket).message("lagi")).await;
+    env.webhook(closing(&env)).await;
+    env.three_dolphins.wait_for_events(2).await;
+    env.bridge.wait_until_settled().await;
+    let events = env.three_dolphins.events();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert!(events.iter().all(|e| e["event"] == "Close"), "{events:#?}");
+}
+
+/// Item 5: system messages are marked by `author.subtypes: ["activity"]` (spec `author.subtypes`)
+/// as well as by `activity`: neither reaches the customer. Agents' audio and video arrive as
+/// `file` content with their `mediaType` and become 3Dolphins `audio` and `video` events.
+#[tokio::test(flavor = "multi_thread")]
+async fn sunshine_activity_subtypes_are_ignored_and_agents_audio_and_video_keep_their_type() {
+    let env = SunshineEnv::start().await;
+    let event = Event::fresh();
+    let ticket = event.ticket_number();
+    env.deliver(event).await;
+    let conversation = env.conversation_of(&ticket);
+    let mut system = env
+        .sunshine
+        .business_message(&conversation.id, json!({"type": "text", "text": "Agent Smith joined"}));
+    system["payload"]["message"]["author"]["subtypes"] = json!(["activity"]);
+    let audio = env.sunshine.business_message(
+        &conversation.id,
+        json!({"type": "file", "mediaUrl": "https://media.example.com/voice.ogg", "mediaType": "audio/ogg", "altText": "voice.ogg"}),
+    );
+    let video = env.sunshine.business_message(
+        &conversation.id,
+        json!({"type": "file", "text": "tutorial", "mediaUrl": "https://media.example.com/howto.mp4", "mediaType": "video/mp4"}),
+    );
+    let pdf = env.sunshine.business_message(
+        &conversation.id,
+        json!({"type": "file", "mediaUrl": "https://media.example.com/invoice.pdf", "mediaType": "application/pdf"}),
+    );
+    assert_eq!(
+        env.webhook(vec![system, audio, video, pdf]).await,
+        json!({"status": "ok", "events": 3})
+    );
+    let events = env.three_dolphins.wait_for_events(3).await;
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["messageType"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(types, ["audio", "video", "file"], "{events:#?}");
+    assert_eq!(events[1]["message"], "tutorial");
+    assert_eq!(events[0]["mediaLink"], "https://media.example.com/voice.ogg");
+}
+
+/// Item 2: at the switchboard's default settings a new conversation is given to the default
+/// integration (here the account's AI agent), so without a hand-off the customer's message goes
+/// to the bot and no agent ticket is made. The adapter passes control to the agent workspace
+/// before posting: the message reaches an agent, and the agent's reply comes back.
+#[tokio::test(flavor = "multi_thread")]
+async fn sunshine_a_new_tickets_message_reaches_the_agent_workspace() {
+    let env = SunshineEnv::start().await;
+    env.subscribe();
+    let event = Event::fresh().message("tolong hubungkan ke agen");
+    let ticket = event.ticket_number();
+    env.deliver(event).await;
+    let conversation = env.conversation_of(&ticket);
+    assert_eq!(
+        env.sunshine.agent_workspace_messages(&conversation.id),
+        ["tolong hubungkan ke agen"],
+        "routed: {:?}",
+        env.sunshine.routed()
+    );
+    assert!(
+        env.sunshine.routed().iter().all(|(to, ..)| to != BOT),
+        "{:?}",
+        env.sunshine.routed()
+    );
+    assert_eq!(
+        env.sunshine.active_integration(&conversation.id).as_deref(),
+        Some(AGENT_WORKSPACE)
+    );
+    let passes: Vec<Value> = env
+        .sunshine
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/passControl"))
+        .map(|r| r.json())
+        .collect();
+    assert_eq!(passes, [json!({"switchboardIntegration": "zd:agentWorkspace"})]);
+    assert!(env.sunshine.agent_reply(&conversation.id, "Halo, saya Rina").await);
+    let events = env.three_dolphins.wait_for_events(1).await;
+    assert_eq!(events[0]["message"], "Halo, saya Rina");
+    assert_eq!(events[0]["ticketNumber"], ticket.as_str());
+}
+
+/// Item 2: a ticket closed in Zendesk releases control (`ticketClosed`); the conversation then
+/// goes back to the default integration (here the bridge's own), so a continuing ticket's next
+/// message would stay with the bridge. The adapter passes control again, once even when that
+/// pass's answer is lost and the delivery retried: the message reaches an agent in a new ticket.
+#[tokio::test(flavor = "multi_thread")]
+async fn sunshine_a_continuing_ticket_is_handed_to_an_agent_again_after_ticket_closed() {
+    let env = SunshineEnv::start_multi_convo().await;
+    env.sunshine.set_default_switchboard_integration(BRIDGE);
+    env.subscribe();
+    let event = Event::fresh().message("pertama");
+    let ticket = event.ticket_number();
+    env.deliver(event).await;
+    let conversation = env.conversation_of(&ticket);
+    assert_eq!(env.sunshine.agent_workspace_messages(&conversation.id), ["pertama"]);
+
+    env.sunshine.close_ticket(&conversation.id).await;
+    let events = env.three_dolphins.wait_for_events(1).await;
+    assert_eq!(events[0]["event"], "Close");
+    assert_eq!(env.sunshine.active_integration(&conversation.id), None);
+
+    env.sunshine.fail_next_after_commit("POST", "/passControl", 1, 504);
+    let delivery = env.deliver(Event::fresh().ticket(&ticket).message("kedua")).await;
+    assert_eq!(delivery["attempts"], 2, "{delivery:#}");
+    let tickets = env.sunshine.tickets();
+    assert_eq!(tickets.len(), 2, "{tickets:#?}");
+    assert!(!tickets[0].open && tickets[1].open, "{tickets:#?}");
+    assert_eq!(tickets[1].messages, ["kedua"], "routed: {:?}", env.sunshine.routed());
+    assert!(
+        env.sunshine.routed().iter().all(|(to, ..)| to != BRIDGE),
+        "{:?}",
+        env.sunshine.routed()
+    );
+    assert_eq!(env.user_texts(&conversation.id), ["pertama", "kedua"]);
+    let passes = env
+        .sunshine
+        .control_changes()
+        .iter()
+        .filter(|c| c.kind == "switchboard:passControl")
+        .count();
+    assert_eq!(
+        passes,
+        2,
+        "one pass per hand-off: {:#?}",
+        env.sunshine.control_changes()
+    );
+}
+
+/// Item 2: `pass_control_to = "none"` (an app without a switchboard) makes no passControl call;
+/// every integration, the agent workspace too, gets the messages there.
+#[tokio::test(flavor = "multi_thread")]
+async fn sunshine_pass_control_turned_off_makes_no_pass_control_call() {
+    let env = SunshineEnv::start_configured(false, &[("pass_control_to", "none")]).await;
+    env.sunshine.delete_switchboard();
+    let event = Event::fresh().message("tanpa switchboard");
+    let ticket = event.ticket_number();
+    let delivery = env.deliver(event).await;
+    assert_eq!(delivery["attempts"], 1, "{delivery:#}");
+    let conversation = env.conversation_of(&ticket);
+    assert_eq!(
+        env.sunshine.agent_workspace_messages(&conversation.id),
+        ["tanpa switchboard"]
+    );
+    let passes = env
+        .sunshine
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("Control"))
+        .count();
+    assert_eq!(passes, 0, "no switchboard action");
 }

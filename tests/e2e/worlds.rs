@@ -194,14 +194,7 @@ async fn a_0_1_adapter_cannot_key_its_events_so_the_retry_is_delivered_again() {
 async fn after_a_store_failure_the_vendors_retry_is_processed_not_skipped() {
     let env = token_env(adapters::echo()).await;
     let ticket = open_ticket(&env).await;
-    let database = env
-        .bridge
-        .config_path()
-        .parent()
-        .expect("the bridge's folder")
-        .join("bridge.db");
-    let injector = rusqlite::Connection::open(&database).expect("opening the bridge's store");
-    injector.busy_timeout(Duration::from_secs(5)).unwrap();
+    let injector = env.bridge.open_store();
     // Every new delivery fails to be stored, as a full disk or a failed commit would make it.
     injector
         .execute_batch(

@@ -182,6 +182,12 @@ impl Tenant {
         self
     }
 
+    /// Removes one `[tenants.config]` value.
+    pub fn without_config(mut self, key: &str) -> Tenant {
+        self.config.remove(key);
+        self
+    }
+
     pub fn http_timeout_ms(mut self, ms: u64) -> Tenant {
         self.http_timeout_ms = Some(ms);
         self
@@ -540,6 +546,19 @@ impl Bridge {
     /// `/vendors/{tenant}{rest}` (`rest` starts with `/` or is empty).
     pub fn webhook_url(&self, tenant: &str, rest: &str) -> String {
         format!("{}/vendors/{tenant}{rest}", self.url)
+    }
+
+    /// A connection of its own to the bridge's SQLite store (`bridge.db` beside its config), as
+    /// another process would open it: waits up to 5 s for the bridge's write lock.
+    pub fn open_store(&self) -> rusqlite::Connection {
+        let database = self
+            .config_path()
+            .parent()
+            .expect("the bridge's folder")
+            .join("bridge.db");
+        let store = rusqlite::Connection::open(&database).expect("opening the bridge's store");
+        store.busy_timeout(Duration::from_secs(5)).expect("a busy timeout");
+        store
     }
 
     pub fn config_path(&self) -> &Path {

@@ -12,6 +12,9 @@
 //! | `GET /users/{userIdOrExternalId}` | 200 `{"user"}`; 404 `user_not_found` |
 //! | `POST /conversations` | 201 `{"conversation"}`; a `personal` one needs exactly one participant (`userId` or `userExternalId`) that exists (else 400 `bad_request` / 404 `user_not_found`); `displayName` 1-100 characters; with `multiConvoEnabled` false (the default) a user already in a conversation is refused 400 `bad_request` |
 //! | `GET /conversations?filter[userId]=` | 200 `{"conversations", "meta": {"hasMore", "afterCursor"}, "links": {"next"}}`, the user's conversations, oldest first, `page[size]` (default 25, 1-100) at a time after `page[after]`; no filter is 400 |
+//! | `GET /conversations/{id}` | 200 `{"conversation"}` with `activeSwitchboardIntegration` (omitted when none; `GetConversation`, `conversationTruncated`); 404 `conversation_not_found` |
+//! | `POST /conversations/{id}/passControl` | 200 `{}`: the named switchboard integration takes control (`PassControl`; see [`switchboard`]) |
+//! | `POST /conversations/{id}/releaseControl` | 200 `{}`: no integration has control until the next activity (`ReleaseControl`) |
 //! | `DELETE /conversations/{id}` | 200 `{}` (through [`delete_conversation`](MockSunshine::delete_conversation), which then sends `conversation:remove` to the subscribed target); the user's default conversation is 400 `bad_request`; 404 `conversation_not_found` |
 //! | `POST /conversations/{id}/messages` | 201 `{"messages": [message]}` (`messagePostResponse`); `author.type: user` must name a participant; `text` at most 4096 characters; a deleted conversation is 404 `conversation_not_found`; one holding 30,000 messages 423 `locked` |
 //! | `GET /conversations/{id}/messages` | 200 `{"messages", "meta": {"hasMore", "beforeCursor"}}`: the newest 100, oldest first (`listMessages`) |
@@ -27,6 +30,9 @@
 //! [`resend_last_webhook`](MockSunshine::resend_last_webhook) sends the last request again, byte
 //! for byte, as Sunshine's retry policy does after a non-2xx answer or 20 s without one.
 //!
+//! A user's message goes to the switchboard integration in control of its conversation; the agent
+//! workspace makes a ticket of it only when it has control (module [`switchboard`]).
+//!
 //! The app's settings are Sunshine's defaults: `multiConvoEnabled` false until
 //! [`enable_multi_convo`](MockSunshine::enable_multi_convo) (irreversible, like the setting).
 
@@ -36,8 +42,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::client::{HttpClient, HttpResponse};
+use crate::client::HttpClient;
 use crate::mock_http::{MockServer, Recorded, Reply};
+
+mod switchboard;
+mod webhooks;
+
+use switchboard::Switchboard;
+pub use switchboard::{
+    AGENT_WORKSPACE, AGENT_WORKSPACE_TYPE, BOT, BRIDGE, ControlChange, SwitchboardIntegration, Ticket,
+};
 
 /// The app id the mock serves.
 pub const APP_ID: &str = "5ebee0975ac5304b664a12fa";
@@ -97,15 +111,19 @@ pub struct Conversation {
 }
 
 impl Conversation {
-    fn json(&self) -> Value {
-        json!({
+    /// Spec `conversation`; `activeSwitchboardIntegration` is omitted when none is active.
+    fn json(&self, active: Option<Value>) -> Value {
+        let mut json = json!({
             "id": self.id,
             "type": self.kind,
             "displayName": self.display_name,
             "metadata": self.metadata,
             "isDefault": self.is_default,
-            "activeSwitchboardIntegration": null,
-        })
+        });
+        if let Some(active) = active {
+            json["activeSwitchboardIntegration"] = active;
+        }
+        json
     }
 }
 
@@ -167,6 +185,14 @@ struct State {
     webhook: Option<(String, String)>,
     /// The last webhook request sent: target, secret and body.
     last_webhook: Option<(String, String, Vec<u8>)>,
+    /// The app's switchboard (`None`: deleted, see [`MockSunshine::delete_switchboard`]).
+    switchboard: Option<Switchboard>,
+    /// The user's messages each switchboard integration got: (integration, conversation, text).
+    routed: Vec<(String, String, String)>,
+    /// The agent workspace's tickets.
+    tickets: Vec<Ticket>,
+    /// Passes and releases of control.
+    control_changes: Vec<ControlChange>,
 }
 
 /// A running mock Sunshine Conversations API (see the module docs).
@@ -192,6 +218,7 @@ impl MockSunshine {
         let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{key_id}:{key_secret}"));
         let state = Arc::new(Mutex::new(State {
             authorization: format!("Basic {credentials}"),
+            switchboard: Some(Switchboard::zendesk()),
             ..State::default()
         }));
         let handler_state = state.clone();
@@ -218,45 +245,6 @@ impl MockSunshine {
     /// ([`delete_conversation`](MockSunshine::delete_conversation)) sends it `conversation:remove`.
     pub fn subscribe(&self, url: &str, secret: &str) {
         self.state().webhook = Some((url.into(), secret.into()));
-    }
-
-    /// `DELETE /v2/apps/{appId}/conversations/{id}` (spec `DeleteConversation`), as another
-    /// integration or an admin would call it; on success (200) the subscribed webhook (if any) is
-    /// sent the `conversation:remove` event (spec "Webhook Triggers": "When a conversation is
-    /// deleted", payload `conversationRemoveEvent`). Returns the API's answer.
-    pub async fn delete_conversation(&self, conversation_id: &str) -> HttpResponse {
-        let (authorization, base_url, webhook) = {
-            let state = self.state();
-            (
-                state.authorization.clone(),
-                state.base_url.clone(),
-                state.webhook.clone(),
-            )
-        };
-        let kind = self
-            .conversations()
-            .into_iter()
-            .find(|c| c.id == conversation_id)
-            .map(|c| c.kind)
-            .unwrap_or_default();
-        let url = format!("{base_url}/v2/apps/{APP_ID}/conversations/{conversation_id}");
-        let answer = self
-            .client
-            .send("DELETE", &url, &[("authorization", authorization.as_str())], Vec::new())
-            .await;
-        if answer.status == 200
-            && let Some((target, secret)) = webhook
-        {
-            let event = json!({
-                "id": new_id(0xe0),
-                "createdAt": "2020-09-30T15:14:29.834Z",
-                "type": "conversation:remove",
-                "payload": { "conversation": { "id": conversation_id, "type": kind } },
-            });
-            let sent = self.send_webhook(&target, &secret, vec![event]).await;
-            assert_eq!(sent.status, 200, "conversation:remove webhook: {}", sent.describe());
-        }
-        answer
     }
 
     /// Fills the conversation up with business messages until it holds `total` messages.
@@ -355,94 +343,6 @@ impl MockSunshine {
             after_commit,
         });
     }
-
-    /// Stores a business (agent) message in the conversation and returns its
-    /// `conversation:message` webhook event, shaped like the spec's `conversationMessageEvent`.
-    pub fn business_message(&self, conversation_id: &str, content: Value) -> Value {
-        let author = json!({ "type": "business", "subtypes": ["agent"], "displayName": "Agent Smith" });
-        self.message_event(conversation_id, author, content)
-    }
-
-    /// Stores a message of the conversation's user and returns its `conversation:message` event.
-    pub fn user_message(&self, conversation_id: &str, text: &str) -> Value {
-        let user_id = self
-            .state()
-            .conversations
-            .iter()
-            .find(|c| c.id == conversation_id)
-            .and_then(|c| c.participants.first().cloned())
-            .unwrap_or_default();
-        let author = json!({ "type": "user", "userId": user_id, "displayName": "Customer" });
-        self.message_event(conversation_id, author, json!({ "type": "text", "text": text }))
-    }
-
-    fn message_event(&self, conversation_id: &str, author: Value, content: Value) -> Value {
-        let message = Message {
-            id: new_id(0x3e),
-            conversation_id: conversation_id.into(),
-            author,
-            content,
-            metadata: Value::Null,
-        };
-        let event = json!({
-            "id": new_id(0xe0),
-            "createdAt": "2020-09-30T15:14:29.834Z",
-            "type": "conversation:message",
-            "payload": {
-                "conversation": { "id": conversation_id, "type": "personal" },
-                "message": message.json(),
-            },
-        });
-        self.state().messages.push(message);
-        event
-    }
-
-    /// A switchboard event (`switchboard:passControl`, `switchboard:releaseControl`, ...) of the
-    /// conversation, with `reason` when given (the spec's `switchboardReleaseControl` schema).
-    pub fn switchboard_event(&self, conversation_id: &str, event_type: &str, reason: Option<&str>) -> Value {
-        let mut payload = json!({ "conversation": { "id": conversation_id, "type": "personal" } });
-        if let Some(reason) = reason {
-            payload["reason"] = reason.into();
-        }
-        json!({
-            "id": new_id(0xe0),
-            "createdAt": "2020-09-30T15:14:29.834Z",
-            "type": event_type,
-            "payload": payload,
-        })
-    }
-
-    /// POSTs one v2 webhook request carrying `events` to `url`, with `secret` in `X-API-Key`.
-    pub async fn send_webhook(&self, url: &str, secret: &str, events: Vec<Value>) -> HttpResponse {
-        let body = json!({
-            "app": { "id": APP_ID },
-            "webhook": { "id": WEBHOOK_ID, "version": "v2" },
-            "events": events,
-        });
-        let body = serde_json::to_vec(&body).expect("a JSON value serialises");
-        self.state().last_webhook = Some((url.into(), secret.into(), body.clone()));
-        self.post_webhook(url, secret, body).await
-    }
-
-    /// Sends the last webhook request again, the same body (same `events[].id`): the spec's
-    /// Webhooks "Retry policy" ("attempted up to 5 times over a 15 minute window ... if the target
-    /// responds with anything but a success (2XX) ... If no response is received within 20
-    /// seconds, the call will be considered a failure and will also be reattempted").
-    pub async fn resend_last_webhook(&self) -> HttpResponse {
-        let (url, secret, body) = self.state().last_webhook.clone().expect("a webhook was sent before");
-        self.post_webhook(&url, &secret, body).await
-    }
-
-    async fn post_webhook(&self, url: &str, secret: &str, body: Vec<u8>) -> HttpResponse {
-        self.client
-            .send(
-                "POST",
-                url,
-                &[("content-type", "application/json"), ("x-api-key", secret)],
-                body,
-            )
-            .await
-    }
 }
 
 impl State {
@@ -505,7 +405,20 @@ impl State {
             },
             ("POST", ["conversations"]) => self.create_conversation(&body),
             ("GET", ["conversations"]) => self.list_conversations(request),
+            // `GetConversation`: `conversationResponse`, with `activeSwitchboardIntegration`.
+            ("GET", ["conversations", id]) => match self.conversations.iter().find(|c| c.id == *id) {
+                Some(conversation) => Reply::json(
+                    200,
+                    &json!({ "conversation": conversation.json(self.active_switchboard_json(id)) }),
+                ),
+                None => error(404, "conversation_not_found", "Conversation not found"),
+            },
             ("DELETE", ["conversations", id]) => self.delete_conversation(id),
+            ("POST", ["conversations", id, "passControl"]) => self.pass_control(id, &body),
+            ("POST", ["conversations", id, "releaseControl"]) => {
+                let reason = body["metadata"]["reason"].as_str().map(str::to_owned);
+                self.release_control(id, reason.as_deref())
+            }
             ("POST", ["conversations", id, "messages"]) => self.post_message(id, &body),
             ("GET", ["conversations", id, "messages"]) => {
                 if !self.conversations.iter().any(|c| c.id == *id) {
@@ -576,7 +489,10 @@ impl State {
         let page: Vec<&Conversation> = mine.iter().skip(start).take(size).copied().collect();
         let has_more = start + page.len() < mine.len();
         let mut answer = json!({
-            "conversations": page.iter().map(|c| c.json()).collect::<Vec<Value>>(),
+            "conversations": page
+                .iter()
+                .map(|c| c.json(self.active_switchboard_json(&c.id)))
+                .collect::<Vec<Value>>(),
             "meta": { "hasMore": has_more },
             "links": {},
         });
@@ -608,6 +524,7 @@ impl State {
         }
         self.conversations.retain(|c| c.id != conversation_id);
         self.messages.retain(|m| m.conversation_id != conversation_id);
+        self.switchboard_forget(conversation_id);
         Reply::json(200, &json!({}))
     }
 
@@ -698,7 +615,8 @@ impl State {
             metadata: body.get("metadata").cloned().unwrap_or_else(|| json!({})),
             is_default,
         };
-        let answer = json!({ "conversation": conversation.json() });
+        self.switchboard_begin(&conversation.id);
+        let answer = json!({ "conversation": conversation.json(self.active_switchboard_json(&conversation.id)) });
         self.conversations.push(conversation);
         Reply::json(201, &answer)
     }
@@ -753,6 +671,10 @@ impl State {
             metadata: body.get("metadata").cloned().unwrap_or(Value::Null),
         };
         let answer = json!({ "messages": [message.json()] });
+        if message.author_type() == "user" {
+            let text = message.content["text"].as_str().unwrap_or_default().to_owned();
+            self.switchboard_route(conversation_id, &text);
+        }
         self.messages.push(message);
         Reply::json(201, &answer)
     }

@@ -12,6 +12,17 @@
 //!   apps/meteor/app/lib/server/functions/sendMessage.ts);
 //! - `GET /api/v1/livechat/message/:_id?token=..&rid=..` answers a stored message
 //!   (apps/meteor/app/livechat/server/api/v1/message.ts);
+//! - `POST /api/v1/livechat/room.close` is refused with `error-not-allowed-to-close-conversation`
+//!   while `Omnichannel_allow_visitors_to_close_conversation` is off (default on; room.ts,
+//!   apps/meteor/server/settings/omnichannel.ts);
+//! - a message longer than `Livechat_message_character_limit` is refused with
+//!   `message-length-exceeds-character-limit` while `Livechat_enable_message_character_limit` is on
+//!   (default off, limit 0; message.ts, omnichannel.ts); `GET /api/v1/livechat/config` tells the
+//!   limit as `config.settings.limitTextLength` (apps/meteor/app/livechat/server/api/v1/config.ts,
+//!   `settings()` in apps/meteor/app/livechat/server/api/lib/livechat.ts);
+//! - a removed visitor (`DELETE /api/v1/livechat/visitor/:token`, visitor.ts) takes its rooms and
+//!   their messages with it (`cleanGuestHistory`, apps/meteor/app/livechat/server/lib/guests.ts);
+//!   its token is `invalid-token` to every route until it is registered again;
 //! - a new room is refused with `no-agent-online` while no agent is online, as
 //!   `QueueManager.requestRoom` does with `Livechat_accept_chats_with_no_agents` at its default
 //!   (false) (apps/meteor/app/livechat/server/lib/QueueManager.ts);
@@ -31,8 +42,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::client::{HttpClient, HttpResponse};
+use crate::client::HttpClient;
 use crate::mock_http::{MockServer, Recorded, Reply};
+
+mod webhooks;
 
 /// The header Rocket.Chat puts its Omnichannel webhook secret in.
 pub const TOKEN_HEADER: &str = "X-RocketChat-Livechat-Token";
@@ -84,6 +97,11 @@ struct State {
     rate_limiter_enabled: bool,
     /// The answer being built is a proxy's (a planned failure), without Rocket.Chat's headers.
     proxy_answer: bool,
+    /// `Omnichannel_allow_visitors_to_close_conversation` (default true).
+    visitors_can_close: bool,
+    /// `Livechat_message_character_limit` while `Livechat_enable_message_character_limit` is on
+    /// (default off).
+    message_character_limit: Option<usize>,
     next_id: u64,
 }
 
@@ -101,6 +119,8 @@ impl Default for State {
             rate_limited: 0,
             rate_limiter_enabled: true,
             proxy_answer: false,
+            visitors_can_close: true,
+            message_character_limit: None,
             next_id: 0,
         }
     }
@@ -200,6 +220,7 @@ fn rate_limit_route(method: &str, path: &str) -> Option<String> {
         "/api/v1/livechat/visitor"
         | "/api/v1/livechat/room"
         | "/api/v1/livechat/room.close"
+        | "/api/v1/livechat/config"
         | "/api/v1/livechat/message" => path.to_string(),
         _ if path.starts_with("/api/v1/livechat/message/") => "/api/v1/livechat/message/:_id".to_string(),
         _ => return None,
@@ -218,6 +239,17 @@ impl State {
     fn id(&mut self, prefix: &str) -> String {
         self.next_id += 1;
         format!("{prefix}{:014}", self.next_id)
+    }
+
+    /// A new visitor of `token`, without name or department.
+    fn add_visitor(&mut self, token: &str) {
+        let id = self.id("Visitor");
+        self.visitors.push(Visitor {
+            id,
+            token: token.to_string(),
+            name: None,
+            department: None,
+        });
     }
 }
 
@@ -334,231 +366,58 @@ impl MockRocketChat {
         self.state.lock().unwrap().rate_limiter_enabled = false;
     }
 
+    /// Sets `Omnichannel_allow_visitors_to_close_conversation` (default on): off, a visitor's
+    /// `room.close` is refused with `error-not-allowed-to-close-conversation` (room.ts).
+    pub fn set_visitors_can_close(&self, allowed: bool) {
+        self.state.lock().unwrap().visitors_can_close = allowed;
+    }
+
+    /// Turns `Livechat_enable_message_character_limit` on with `Livechat_message_character_limit`
+    /// = `limit` (both off / 0 by default, apps/meteor/server/settings/omnichannel.ts).
+    pub fn set_message_character_limit(&self, limit: usize) {
+        self.state.lock().unwrap().message_character_limit = Some(limit);
+    }
+
+    /// Removes the visitor of `token` as `DELETE livechat/visitor/:token` does (visitor.ts): refused
+    /// while it has an open room (`visitor-has-open-rooms`, at the default
+    /// `Livechat_Allow_collect_and_store_HTTP_header_informations` false); `removeGuest` then cleans
+    /// its history (`cleanGuestHistory`, apps/meteor/app/livechat/server/lib/guests.ts): its rooms
+    /// and their messages go too.
+    pub fn remove_visitor(&self, token: &str) {
+        let mut state = self.state.lock().unwrap();
+        assert!(
+            !state.rooms.iter().any(|r| r.visitor_token == token && r.open),
+            "visitor-has-open-rooms"
+        );
+        let rooms: Vec<String> = state
+            .rooms
+            .iter()
+            .filter(|r| r.visitor_token == token)
+            .map(|r| r.id.clone())
+            .collect();
+        state.messages.retain(|m| !rooms.contains(&m.rid));
+        state.rooms.retain(|r| r.visitor_token != token);
+        state.visitors.retain(|v| v.token != token);
+    }
+
+    /// A visitor of `token` with an open room, made before the test (as an earlier version of the
+    /// bridge would have registered it); returns the room's id.
+    pub fn add_visitor_with_open_room(&self, token: &str) -> String {
+        let mut state = self.state.lock().unwrap();
+        state.add_visitor(token);
+        let rid = state.id("Room");
+        state.rooms.push(Room {
+            id: rid.clone(),
+            visitor_token: token.to_string(),
+            open: true,
+            closer: None,
+        });
+        rid
+    }
+
     /// How many requests were refused with 429.
     pub fn rate_limited(&self) -> usize {
         self.state.lock().unwrap().rate_limited
-    }
-
-    /// The `visitor` and room fields of a webhook for room `rid`
-    /// (`getLivechatRoomGuestInfo`, apps/meteor/app/livechat/server/lib/Helper.ts and sendToCRM.ts).
-    fn webhook_base(&self, rid: &str, kind: &str) -> Value {
-        let state = self.state.lock().unwrap();
-        let room = state.rooms.iter().find(|r| r.id == rid).expect("a known room");
-        let visitor = state
-            .visitors
-            .iter()
-            .find(|v| v.token == room.visitor_token)
-            .expect("the room's visitor");
-        json!({
-            "_id": rid,
-            "label": visitor.name,
-            "topic": null,
-            "createdAt": "2026-01-05T08:00:00.000Z",
-            "lastMessageAt": "2026-01-05T08:01:00.000Z",
-            "tags": [],
-            "customFields": {},
-            "visitor": {
-                "_id": visitor.id,
-                "token": visitor.token,
-                "name": visitor.name,
-                "username": format!("guest-{}", visitor.id),
-                "email": null,
-                "phone": null,
-                "department": visitor.department,
-                "ip": "127.0.0.1",
-                "os": "Linux",
-                "browser": "Other",
-                "customFields": {},
-            },
-            "agent": {"_id": AGENT_ID, "username": "agent.sari", "name": "Sari", "email": "sari@example.com"},
-            "type": kind,
-            "messages": [],
-        })
-    }
-
-    /// A `type: "Message"` webhook for an agent's text `text` in room `rid`.
-    pub fn agent_message_webhook(&self, rid: &str, text: &str) -> Value {
-        let mut payload = self.webhook_base(rid, "Message");
-        let id = self.state.lock().unwrap().id("AgentMsg");
-        payload["messages"] = json!([{
-            "u": {"_id": AGENT_ID, "username": "agent.sari", "name": "Sari"},
-            "_id": id,
-            "username": "agent.sari",
-            "msg": text,
-            "ts": "2026-01-05T08:01:00.000Z",
-            "rid": rid,
-            "agentId": AGENT_ID,
-            "_updatedAt": "2026-01-05T08:01:00.000Z",
-        }]);
-        payload
-    }
-
-    /// A `type: "Message"` webhook for a file an agent uploaded to room `rid`, as
-    /// `normalizeMessageFileUpload` (apps/meteor/app/utils/server/functions) completes it.
-    pub fn agent_file_webhook(&self, rid: &str, file_name: &str, mime: &str, description: &str) -> Value {
-        let mut payload = self.webhook_base(rid, "Message");
-        let (id, file_id) = {
-            let mut state = self.state.lock().unwrap();
-            (state.id("AgentMsg"), state.id("File"))
-        };
-        let path = format!("/file-upload/{file_id}/{file_name}");
-        payload["messages"] = json!([{
-            "u": {"_id": AGENT_ID, "username": "agent.sari", "name": "Sari"},
-            "_id": id,
-            "username": "agent.sari",
-            "msg": "",
-            "ts": "2026-01-05T08:02:00.000Z",
-            "rid": rid,
-            "agentId": AGENT_ID,
-            "file": {"_id": file_id, "name": file_name, "type": mime},
-            "attachments": [{
-                "title": file_name,
-                "title_link": path,
-                "title_link_download": true,
-                "description": description,
-                "type": "file",
-            }],
-            "fileUpload": {"publicFilePath": format!("{}{path}?token=jwt", self.base_url()), "type": mime, "size": 1024},
-            "_updatedAt": "2026-01-05T08:02:00.000Z",
-        }]);
-        payload
-    }
-
-    /// A `type: "Message"` webhook for the visitor's own message in room `rid` (sent when
-    /// "Send request on visitor message" is on): no `agentId`.
-    pub fn visitor_message_webhook(&self, rid: &str, text: &str) -> Value {
-        let mut payload = self.webhook_base(rid, "Message");
-        let username = payload["visitor"]["username"].clone();
-        let visitor_id = payload["visitor"]["_id"].clone();
-        payload["messages"] = json!([{
-            "u": {"_id": visitor_id, "username": username, "name": payload["visitor"]["name"]},
-            "_id": "VisitorMsg0001",
-            "username": username,
-            "msg": text,
-            "ts": "2026-01-05T08:00:30.000Z",
-            "rid": rid,
-            "_updatedAt": "2026-01-05T08:00:30.000Z",
-        }]);
-        payload
-    }
-
-    /// A `type: "LivechatSessionStart"` webhook for room `rid` (no messages of interest).
-    pub fn session_start_webhook(&self, rid: &str) -> Value {
-        self.webhook_base(rid, "LivechatSessionStart")
-    }
-
-    /// The `type: "LivechatSession"` webhook Rocket.Chat sends when an agent closes room `rid`;
-    /// the room is closed first.
-    pub fn session_closed_webhook(&self, rid: &str) -> Value {
-        self.close_room(rid);
-        self.closed_room_webhook(rid)
-    }
-
-    /// The `type: "LivechatSession"` webhook of room `rid`, already closed, as the
-    /// `livechat.closeRoom` callback sends it (sendToCRM.ts: `getAdditionalFieldsByType` adds
-    /// `departmentId`, `servedBy`, `closedAt`, `closedBy`, `closer`): `closer` is `"visitor"` and
-    /// `closedBy` the visitor when the room was closed through `POST livechat/room.close`
-    /// (closeRoom.ts), `"user"` and the agent when an agent closed it.
-    pub fn closed_room_webhook(&self, rid: &str) -> Value {
-        let closer = {
-            let state = self.state.lock().unwrap();
-            let room = state.rooms.iter().find(|r| r.id == rid).expect("a known room");
-            assert!(!room.open, "room {rid} is still open");
-            room.closer.clone().unwrap_or_else(|| "user".into())
-        };
-        let mut payload = self.webhook_base(rid, "LivechatSession");
-        payload["departmentId"] = Value::Null;
-        payload["servedBy"] = json!({"_id": AGENT_ID, "username": "agent.sari", "ts": "2026-01-05T08:00:05.000Z"});
-        payload["closedAt"] = json!("2026-01-05T08:05:00.000Z");
-        payload["closedBy"] = if closer == "visitor" {
-            json!({"_id": payload["visitor"]["_id"], "username": payload["visitor"]["username"]})
-        } else {
-            json!({"_id": AGENT_ID, "username": "agent.sari"})
-        };
-        payload["closer"] = json!(closer);
-        payload
-    }
-
-    /// The `type: "Message"` webhook Rocket.Chat sends when the agent edits the message of the
-    /// earlier webhook `original` to `text`: `updateMessage` (apps/meteor/app/lib/server/functions/
-    /// updateMessage.ts) sets `editedAt` and runs `afterSaveMessage`, whose
-    /// `afterOmnichannelSaveMessage` callback sends the message again (sendToCRM.ts), with the
-    /// same `_id` and `editedAt`.
-    pub fn agent_edit_webhook(&self, original: &Value, text: &str) -> Value {
-        let mut payload = original.clone();
-        let message = &mut payload["messages"][0];
-        message["msg"] = json!(text);
-        message["editedAt"] = json!("2026-01-05T08:03:00.000Z");
-        message["_updatedAt"] = json!("2026-01-05T08:03:00.000Z");
-        payload
-    }
-
-    /// Sends `payload` to `url` as `sendRequest` (apps/meteor/app/livechat/server/lib/webhooks.ts)
-    /// does: up to 5 attempts; done on a 200; given up on another status below 500 but 429;
-    /// after a 5xx, a 429 or no answer within `http_timeout` (`Livechat_http_timeout`, 5000 ms by
-    /// default) sent again `4 x http_timeout` later. Rocket.Chat's fetch gives up waiting at the
-    /// timeout; here the late request is left to finish (the bridge has then received the webhook,
-    /// as a server does that answers after Rocket.Chat stopped waiting) and awaited before this
-    /// returns. Returns the statuses of the attempts, `None` for one that timed out.
-    pub async fn send_webhook_as_rocketchat(
-        &self,
-        url: &str,
-        payload: &Value,
-        http_timeout: Duration,
-    ) -> Vec<Option<u16>> {
-        let body = serde_json::to_vec(payload).expect("JSON serialises");
-        let mut statuses = Vec::new();
-        let mut late = Vec::new();
-        for _ in 0..5 {
-            let client = self.client.clone();
-            let (url, body, token) = (url.to_string(), body.clone(), self.webhook_token.clone());
-            let mut request = tokio::spawn(async move {
-                client
-                    .send(
-                        "POST",
-                        &url,
-                        &[("content-type", "application/json"), (TOKEN_HEADER, &token)],
-                        body,
-                    )
-                    .await
-            });
-            match tokio::time::timeout(http_timeout, &mut request).await {
-                Ok(answer) => {
-                    let status = answer.expect("the webhook request task").status;
-                    statuses.push(Some(status));
-                    if status == 200 || (status < 500 && status != 429) {
-                        break;
-                    }
-                }
-                Err(_) => {
-                    statuses.push(None);
-                    late.push(request);
-                }
-            }
-            if statuses.len() < 5 {
-                tokio::time::sleep(http_timeout * 4).await;
-            }
-        }
-        for request in late {
-            request.await.expect("the webhook request task");
-        }
-        statuses
-    }
-
-    /// POSTs `payload` to `url` as Rocket.Chat's `sendRequest` does, with the token header.
-    pub async fn send_webhook(&self, url: &str, payload: &Value) -> HttpResponse {
-        let body = serde_json::to_vec(payload).expect("JSON serialises");
-        self.client
-            .send(
-                "POST",
-                url,
-                &[
-                    ("content-type", "application/json"),
-                    (TOKEN_HEADER, &self.webhook_token),
-                ],
-                body,
-            )
-            .await
     }
 }
 
@@ -590,6 +449,7 @@ fn handle(state: &mut State, request: &Recorded) -> Reply {
         ("GET", "/api/v1/livechat/room") => get_room(state, request),
         ("POST", "/api/v1/livechat/room.close") => close_room(state, &body),
         ("POST", "/api/v1/livechat/message") => post_message(state, &body),
+        ("GET", "/api/v1/livechat/config") => livechat_config(state),
         ("GET", path) if path.starts_with("/api/v1/livechat/message/") => {
             get_message(state, request, &path["/api/v1/livechat/message/".len()..])
         }
@@ -642,13 +502,7 @@ fn register_visitor(state: &mut State, body: &Value) -> Reply {
     let index = match state.visitors.iter().position(|v| v.token == token) {
         Some(index) => index,
         None => {
-            let id = state.id("Visitor");
-            state.visitors.push(Visitor {
-                id,
-                token: token.to_string(),
-                name: None,
-                department: None,
-            });
+            state.add_visitor(token);
             state.visitors.len() - 1
         }
     };
@@ -705,19 +559,31 @@ fn get_room(state: &mut State, request: &Recorded) -> Reply {
     success(json!({"room": room_json(&room, &visitor), "newRoom": true}))
 }
 
+/// The open room `rid` of the visitor of `token` as `room.close` (room.ts) and `message`
+/// (message.ts) find it: `findGuest` (else `invalid-token`), `findRoom` (else `invalid-room`,
+/// apps/meteor/app/livechat/server/api/lib/livechat.ts), then open (else `room-closed`).
+fn open_visitor_room<'a>(state: &'a mut State, token: &str, rid: &str) -> Result<&'a mut Room, Reply> {
+    if !state.visitors.iter().any(|v| v.token == token) {
+        return Err(failure("invalid-token"));
+    }
+    match state.rooms.iter_mut().find(|r| r.id == rid && r.visitor_token == token) {
+        None => Err(failure("invalid-room")),
+        Some(room) if !room.open => Err(failure("room-closed")),
+        Some(room) => Ok(room),
+    }
+}
+
 fn close_room(state: &mut State, body: &Value) -> Reply {
     let (Some(rid), Some(token)) = (str_field(body, "rid"), str_field(body, "token")) else {
         return failure("Match error: Missing key 'rid'");
     };
-    if !state.visitors.iter().any(|v| v.token == token) {
-        return failure("invalid-token");
+    if !state.visitors_can_close {
+        return failure("error-not-allowed-to-close-conversation");
     }
-    let Some(room) = state.rooms.iter_mut().find(|r| r.id == rid && r.visitor_token == token) else {
-        return failure("invalid-room");
+    let room = match open_visitor_room(state, token, rid) {
+        Ok(room) => room,
+        Err(reply) => return reply,
     };
-    if !room.open {
-        return failure("room-closed");
-    }
     room.open = false;
     // LivechatTyped.closeRoom({ visitor, room, .. }) records the visitor as the closer (closeRoom.ts).
     room.closer = Some("visitor".into());
@@ -730,14 +596,14 @@ fn post_message(state: &mut State, body: &Value) -> Reply {
     else {
         return failure("Match error: Missing key 'token', 'rid' or 'msg'");
     };
-    if !state.visitors.iter().any(|v| v.token == token) {
-        return failure("invalid-token");
+    if let Err(reply) = open_visitor_room(state, token, rid) {
+        return reply;
     }
-    let Some(room) = state.rooms.iter().find(|r| r.id == rid && r.visitor_token == token) else {
-        return failure("invalid-room");
-    };
-    if !room.open {
-        return failure("room-closed");
+    // `msg.length`: JavaScript counts UTF-16 code units.
+    if let Some(limit) = state.message_character_limit
+        && msg.encode_utf16().count() > limit
+    {
+        return failure("message-length-exceeds-character-limit");
     }
     let planned = (!state.message_failures.is_empty()).then(|| state.message_failures.remove(0));
     // A planned failure stands for a proxy in front of Rocket.Chat answering for it (a timeout,
@@ -768,6 +634,22 @@ fn post_message(state: &mut State, body: &Value) -> Reply {
         return Reply::json(status, &json!({"success": false, "error": "Internal server error"}));
     }
     success(json!({"message": {"_id": id, "rid": rid, "msg": msg, "token": token}}))
+}
+
+/// `Message_MaxAllowedSize`'s default (apps/meteor/server/settings/message.ts).
+const MESSAGE_MAX_ALLOWED_SIZE: usize = 5000;
+
+/// `GET /api/v1/livechat/config` (config.ts): the Livechat settings a widget reads; of them the
+/// mock answers `settings.limitTextLength`, which `settings()` (api/lib/livechat.ts) computes as
+/// `Livechat_enable_message_character_limit && (Livechat_message_character_limit ||
+/// Message_MaxAllowedSize)`.
+fn livechat_config(state: &State) -> Reply {
+    let limit = match state.message_character_limit {
+        Some(0) => json!(MESSAGE_MAX_ALLOWED_SIZE),
+        Some(limit) => json!(limit),
+        None => json!(false),
+    };
+    success(json!({"config": {"enabled": true, "online": state.agents_online, "settings": {"limitTextLength": limit}}}))
 }
 
 /// `GET /api/v1/livechat/message/:_id?token=..&rid=..` (apps/meteor/app/livechat/server/api/v1/message.ts):
