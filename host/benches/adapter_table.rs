@@ -172,6 +172,7 @@ async fn incoming(registry: &AdapterRegistry, file: &str, ticket: &str, i: usize
         tenant: file.to_string(),
         delivery_id: format!("{file}-in-{i}"),
         attempt: 1,
+        lease: None,
     };
     let started = Instant::now();
     let outcome = registry

@@ -27,6 +27,7 @@ pub async fn timed_webhook(
         tenant: tenant.to_string(),
         delivery_id,
         attempt: 1,
+        lease: None,
     };
     let started = Instant::now();
     let outcome = registry
