@@ -14,6 +14,8 @@ use dolphin_bridge_tests::crash_support::{
     Acknowledged, BridgeFiles, IncomingSender, LoadCounters, Rng, Target, seed_from_env, unique_owner, wait_settled,
 };
 use dolphin_bridge_tests::events::fresh_ticket;
+use dolphin_bridge_tests::nemesis::database::Database;
+use dolphin_bridge_tests::nemesis::proxy::{LinkMode, Proxy};
 use dolphin_bridge_tests::replica_support::{
     Receipts, SentEvent, TempSchema, assert_store_is_postgres, event_text, settled_within,
 };
@@ -365,4 +367,76 @@ async fn three_replicas_lose_nothing_when_one_is_killed_and_restarted() {
         "duplicates not explained by the kill (each must have arrived once before the killed replica was back, \
          and once more after the kill): {unexplained:#?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. A replica cut off from the database in the middle of an attempt
+
+/// `[delivery] lease_ms` of the cut-off test.
+const CUT_LEASE_MS: u64 = 1_000;
+/// The cut-off replica's look-up (made inside its attempt, before the vendor is asked) answers
+/// after this long: far past its lease, and past the other replica's deliveries of the ticket.
+const CUT_LOOKUP_DELAY: Duration = Duration::from_secs(8);
+
+/// A replica cut off from PostgreSQL (but not from 3Dolphins or the vendor) while an attempt
+/// runs cannot renew its lease; the other replica takes the ticket over when the lease ends and
+/// delivers S1 then S2. The cut-off replica must stop its attempt when its lease ends: going on,
+/// it would post S1 after them, and the vendor would see S1, S2, S1.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_cut_off_from_the_database_stops_its_attempt_when_its_lease_ends() {
+    let database = Database::from_env();
+    let schema = TempSchema::create_on(&database.url).await;
+    let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
+    three_dolphins.slow_down_next_lookups(1, CUT_LOOKUP_DELAY);
+    let vendor = MockVendor::start().await;
+    let owner = unique_owner("cut");
+    let link = Proxy::start(database.addr).await;
+    let config = |store_url: &str| {
+        BridgeConfig::new(&three_dolphins.base_url())
+            .api_token(API_TOKEN)
+            .store_url(store_url)
+            .lease_ms(CUT_LEASE_MS)
+            .tenant(echo_tenant("cut", &owner, &vendor).config("with_contact", "true"))
+    };
+    let cut_files = BridgeFiles::write(&config(&database.through(schema.url(), link.addr())), &[]);
+    let cut = cut_files.start().await;
+    let ticket = fresh_ticket();
+    let mut sent = Vec::new();
+    for n in 0..2 {
+        let event = Event::example().owner(&owner).ticket(&ticket).message(&event_text(0, n));
+        sent.push(SentEvent {
+            ticket: ticket.clone(),
+            n,
+            delivery_id: assert_accepted(&cut.send_event(event).await),
+        });
+    }
+    // The attempt of S1 is under way once its look-up has reached 3Dolphins: cut the link then.
+    let waited = Instant::now();
+    while three_dolphins.api_requests().is_empty() {
+        assert!(waited.elapsed() < Duration::from_secs(20), "the first attempt never looked the contact up");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    link.set_mode(LinkMode::Blackhole);
+    let other_files = BridgeFiles::write(&config(schema.url()), &[]);
+    let other = other_files.start().await;
+    let settled = settled_within(&other, SLOW_SETTLE_WITHIN).await;
+    assert!(settled.is_some(), "the other replica did not deliver the ticket: {}", other.outbox_stats().await);
+    // Past the moment the cut-off replica's look-up answers, with time for it to post.
+    tokio::time::sleep(CUT_LOOKUP_DELAY.saturating_sub(waited.elapsed()) + Duration::from_secs(2)).await;
+    let receipts = Receipts::examine(&vendor.requests(), &sent);
+    println!(
+        "cut off: {} vendor request(s), {} duplicate(s), {} out of order",
+        receipts.requests,
+        receipts.duplicates.len(),
+        receipts.out_of_order.len()
+    );
+    assert!(receipts.lost.is_empty(), "never delivered: {:?}", receipts.lost);
+    assert!(
+        receipts.out_of_order.is_empty() && receipts.duplicates.is_empty(),
+        "the cut-off replica went on after its lease ended: out of order {:#?}, duplicates:\n{}",
+        receipts.out_of_order,
+        receipts.describe_duplicates().join("\n")
+    );
+    link.set_mode(LinkMode::Pass);
+    drop(cut);
 }

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -35,6 +36,9 @@ struct State {
     non_success_next: u32,
     contacts: HashMap<String, Value>,
     history: HashMap<String, Vec<Value>>,
+    /// The next this many Contact API answers wait [`State::slow_lookup`] first.
+    slow_lookups_next: u32,
+    slow_lookup: Duration,
 }
 
 /// A mock 3Dolphins server on 127.0.0.1.
@@ -153,6 +157,13 @@ impl MockThreeDolphins {
         self.state.lock().unwrap().non_success_next = n;
     }
 
+    /// The next `n` Contact API answers come after `delay` (a 3Dolphins slow to answer).
+    pub fn slow_down_next_lookups(&self, n: u32, delay: Duration) {
+        let mut state = self.state.lock().unwrap();
+        state.slow_lookups_next = n;
+        state.slow_lookup = delay;
+    }
+
     /// Adds (or replaces) a contact for the Contact API; keyed by its `id`.
     pub fn add_contact(&self, contact: Value) {
         let id = contact["id"].as_str().expect("a contact has a string `id`").to_string();
@@ -189,13 +200,18 @@ fn handle(state: &Mutex<State>, expected_auth: &str, req: &Recorded) -> Reply {
         return match (req.method.as_str(), req.path.as_str()) {
             ("GET", CONTACT_PATH) => {
                 let id = req.query_param("contactId").unwrap_or_default();
-                match state.contacts.get(&id) {
+                let reply = match state.contacts.get(&id) {
                     Some(contact) => Reply::json(200, &json!({"status": "success", "data": contact})),
                     None => Reply::json(
                         404,
                         &json!({"status": "failed", "message": format!("contact {id} not found")}),
                     ),
+                };
+                if state.slow_lookups_next > 0 {
+                    state.slow_lookups_next -= 1;
+                    return reply.with_delay(state.slow_lookup);
                 }
+                reply
             }
             ("POST", HISTORY_PATH) => {
                 let Ok(filter) = serde_json::from_slice::<Value>(&req.body) else {
