@@ -1,5 +1,7 @@
 //! `kv`: the tenant's persistent key-value store, namespaced by tenant in the host, with per-call
-//! operation counts, key/value size caps and the tenant's total quota.
+//! operation counts, key/value size caps and the tenant's total quota. The store is called on the
+//! I/O runtime (as HTTP is): a database connection opened for it is then driven by threads that
+//! guests do not keep busy.
 
 use crate::runtime::{CallState, wit};
 use crate::store::KvWrite;
@@ -26,7 +28,10 @@ impl wit::kv::Host for CallState {
         if key.contains('\0') {
             return Ok(Ok(None)); // never stored: see `NUL_KEY`
         }
-        let result = self.host.services.store.kv_get(&self.host.tenant, &key).await;
+        let (store, tenant) = (self.host.services.store.clone(), self.host.tenant.clone());
+        let result = self
+            .on_io_runtime(async move { store.kv_get(&tenant, &key).await })
+            .await?;
         Ok(result.map_err(|e| format!("store failure: {e:#}")))
     }
 
@@ -39,12 +44,10 @@ impl wit::kv::Host for CallState {
             return Ok(Err(e));
         }
         let quota = limits.kv_total_bytes;
+        let (store, tenant) = (self.host.services.store.clone(), self.host.tenant.clone());
         let result = self
-            .host
-            .services
-            .store
-            .kv_set(&self.host.tenant, &key, value, quota)
-            .await;
+            .on_io_runtime(async move { store.kv_set(&tenant, &key, value, quota).await })
+            .await?;
         Ok(match result {
             Ok(KvWrite::Stored) => Ok(()),
             Ok(KvWrite::OverQuota) => Err(format!(
@@ -61,7 +64,10 @@ impl wit::kv::Host for CallState {
         if key.contains('\0') {
             return Ok(Ok(())); // never stored: see `NUL_KEY`
         }
-        let result = self.host.services.store.kv_delete(&self.host.tenant, &key).await;
+        let (store, tenant) = (self.host.services.store.clone(), self.host.tenant.clone());
+        let result = self
+            .on_io_runtime(async move { store.kv_delete(&tenant, &key).await })
+            .await?;
         Ok(result.map_err(|e| format!("store failure: {e:#}")))
     }
 }
