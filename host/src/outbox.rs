@@ -43,6 +43,9 @@ enum Attempt {
 const IDLE_LOOK: Duration = Duration::from_secs(1);
 /// After the store failed a claim, the ticket waits this long before it is tried again.
 const STORE_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
+/// On a shared store, how soon an event this process did not attempt (its breaker open) is due
+/// again, to any replica.
+const SHARED_STORE_REST_LOOK: Duration = Duration::from_secs(1);
 /// Due reads one dispatch makes at most (each skips the tenants the previous one filled).
 const MAX_READS_PER_DISPATCH: usize = 8;
 
@@ -397,8 +400,14 @@ impl Outbox {
             }
             // Not an attempt: none of the retries is used up, and the event is looked at again
             // when the rest is over (spread over a quarter of it, as others of the tenant wait
-            // too), not at every retry of the schedule in between.
+            // too), not at every retry of the schedule in between. A breaker is this process's
+            // own: on a shared store the event is soon due again, for replicas whose breakers
+            // are closed, instead of waiting for this one's rest.
             Attempt::NotMade(rest, error) => {
+                let rest = match self.store.is_shared() {
+                    true => rest.min(SHARED_STORE_REST_LOOK),
+                    false => rest,
+                };
                 let spread = rand::rng().random_range(0..=rest.as_millis() as i64 / 4);
                 let wait = rest.as_millis() as i64 + spread;
                 tracing::info!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,

@@ -288,6 +288,10 @@ pub trait Store: Send + Sync {
         keys: &[String],
         window: Duration,
     ) -> anyhow::Result<Option<StoredResponse>>;
+    /// Whether other processes may deliver from this store too (PostgreSQL).
+    fn is_shared(&self) -> bool {
+        false
+    }
     /// Now, in epoch milliseconds, on the clock the store's times are compared with: every
     /// replica of a shared store must read the same clock, or one whose clock is wrong claims
     /// leases that have not ended for the others.

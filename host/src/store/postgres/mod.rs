@@ -359,6 +359,10 @@ impl Store for PostgresStore {
         self.clock.now_ms()
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     async fn due(&self, now: i64, limit: usize, skip_tenants: &[String]) -> anyhow::Result<Vec<Delivery>> {
         outbox::due(self, now, limit, skip_tenants).await
     }
