@@ -254,6 +254,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         admin_token: config.admin.token.clone(),
         metrics_token: config.metrics.token.clone(),
         sessions: Default::default(),
+        uploads: server::UploadSlots::new(
+            config.deployments.max_uploads,
+            config.deployments.max_uploads_per_tenant,
+        ),
     });
     let grace = Duration::from_millis(config.delivery.shutdown_grace_ms);
     server::serve(listener, state, shutdown, grace).await?;

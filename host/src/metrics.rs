@@ -8,6 +8,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -58,6 +59,12 @@ pub struct Metrics {
     /// `out_of_scope` (a ticket or contact not of the tenant's owner: answered not-found, 3Dolphins
     /// not asked) and `limit_exceeded` (past `limits.lookups`).
     pub lookups: Family<TenantOutcome, Counter>,
+    /// Compiled adapters held in memory: one per distinct content the tenants run (a deploy's
+    /// component joins only once it is accepted).
+    pub adapters_compiled: Gauge,
+    /// Adapter files read and hashed: at a reload, once per file; when listing versions, only
+    /// for a file that changed since it was last hashed.
+    pub adapter_file_hashes: Counter,
 }
 
 /// The process-wide metrics.
@@ -136,8 +143,22 @@ impl Metrics {
             "Adapters' 3Dolphins look-ups by tenant and outcome",
             lookups.clone(),
         );
+        let adapters_compiled = Gauge::default();
+        registry.register(
+            "adapters_compiled",
+            "Compiled adapters held in memory",
+            adapters_compiled.clone(),
+        );
+        let adapter_file_hashes = Counter::default();
+        registry.register(
+            "adapter_file_hashes",
+            "Adapter files read and hashed",
+            adapter_file_hashes.clone(),
+        );
         Metrics {
             registry,
+            adapters_compiled,
+            adapter_file_hashes,
             incoming,
             webhooks,
             refused,

@@ -56,7 +56,7 @@ use crate::contract::{IncomingEvent, ThreeDolphinsEvent};
 use crate::redaction::SecretSet;
 use crate::runtime::bindings::dolphin::bridge::types as wt;
 use crate::runtime::{
-    Breakers, CallContext, CallError, HostServices, InstanceReuse, Runtime, TenantHost, content_hash,
+    Breakers, CallContext, CallError, HostServices, InstanceReuse, LoadedAdapter, Runtime, TenantHost, content_hash,
 };
 use crate::store::{Direction, NewDelivery, Store, TicketInfo};
 
@@ -177,9 +177,43 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<bool
     let fixtures = load_fixtures(&options.fixtures)?;
     let adapter_bytes = std::fs::read(&options.adapter)
         .map_err(|e| setup_error(format!("cannot read adapter {}: {e}", options.adapter.display())))?;
+    let defaults = AdaptersConfig::default();
+    let cache_dir = match &options.cache_dir {
+        Some(dir) => dir.clone(),
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        None => std::env::temp_dir().join(format!("dolphin-bridge-plugin-test-{}", unsafe { libc::geteuid() })),
+    };
+    // A few instance slots: one call runs at a time.
+    let runtime = Runtime::new(cache_dir, defaults.max_wasm_stack_kib << 10, 1, 4)?;
+    let adapter = runtime
+        .load_bytes(&options.adapter, &adapter_bytes, content_hash(&adapter_bytes))
+        .map_err(|e| setup_error(e.to_string()))?;
+    run_fixtures(&runtime, Arc::new(adapter), fixtures, out).await
+}
 
+/// As [`run`], for an adapter `runtime` has compiled already (a deploy's): runs the fixtures
+/// in the folder `fixtures` against it, printing to `out`.
+pub async fn run_compiled(
+    runtime: &Runtime,
+    adapter: Arc<LoadedAdapter>,
+    fixtures: &Path,
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
+    let fixtures = load_fixtures(fixtures)?;
+    run_fixtures(runtime, adapter, fixtures, out).await
+}
+
+/// Runs `fixtures` against `adapter` with a fake vendor, stopped when this returns.
+async fn run_fixtures(
+    runtime: &Runtime,
+    adapter: Arc<LoadedAdapter>,
+    fixtures: Fixtures,
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
     let recorded = Arc::new(Mutex::new(Vec::new()));
-    let vendor_url = start_fake_vendor(fixtures.vendor.clone(), recorded.clone()).await?;
+    // Stopped when the run ends, however it ends.
+    let vendor = start_fake_vendor(fixtures.vendor.clone(), recorded.clone()).await?;
+    let vendor_url = vendor.url.clone();
 
     let work_dir = WorkDir::create()?;
     let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::SqliteStore::open(
@@ -196,21 +230,9 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<bool
         egress: crate::egress::EgressClients::new()?,
         three_dolphins: crate::three_dolphins::ThreeDolphinsClient::new(three_dolphins.clone())?,
     });
-
     let defaults = AdaptersConfig::default();
-    let cache_dir = match &options.cache_dir {
-        Some(dir) => dir.clone(),
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        None => std::env::temp_dir().join(format!("dolphin-bridge-plugin-test-{}", unsafe { libc::geteuid() })),
-    };
-    // A few instance slots: one call runs at a time.
-    let runtime = Runtime::new(cache_dir, defaults.max_wasm_stack_kib << 10, 1, 4)?;
-    let adapter = runtime
-        .load_bytes(&options.adapter, &adapter_bytes, content_hash(&adapter_bytes))
-        .map_err(|e| setup_error(e.to_string()))?;
-    let adapter = Arc::new(adapter);
 
-    let tenant = tenant_config(&fixtures.tenant, &fixtures.owner, &options.adapter, &vendor_url)?;
+    let tenant = tenant_config(&fixtures.tenant, &fixtures.owner, &adapter.path, &vendor_url)?;
     let breakers = Breakers::new(
         defaults.breaker_failures,
         Duration::from_millis(defaults.breaker_cooldown_ms),
@@ -226,7 +248,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<bool
     writeln!(
         out,
         "adapter {} (sha256 {}), fake vendor at {vendor_url}",
-        options.adapter.display(),
+        adapter.path.display(),
         &adapter.content_hash[..12]
     )?;
     let (mut passed, total) = (0, fixtures.fixtures.len());
@@ -567,56 +589,86 @@ fn read_json(path: &Path) -> anyhow::Result<Value> {
     })
 }
 
+/// The fake vendor of one run: an HTTP server on 127.0.0.1 that records every request and
+/// answers from the fixtures. Dropping it stops it: its listening socket and every connection
+/// to it are closed.
+struct FakeVendor {
+    /// `http://127.0.0.1:PORT`.
+    url: String,
+    /// The accept loop, which owns the connections' tasks.
+    server: tokio::task::AbortHandle,
+}
+
+impl Drop for FakeVendor {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
 /// Starts the fake vendor on 127.0.0.1; every request is added to `recorded` and answered from
-/// `responses`. Returns its base URL.
+/// `responses`.
 async fn start_fake_vendor(
     responses: Vec<VendorResponse>,
     recorded: Arc<Mutex<Vec<Recorded>>>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<FakeVendor> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .context("starting the fake vendor")?;
     let address = listener.local_addr()?;
     let responses = Arc::new(responses);
-    tokio::spawn(async move {
+    let server = tokio::spawn(async move {
+        // Aborting the accept loop drops this set, which aborts every connection's task.
+        let mut connections = tokio::task::JoinSet::new();
         while let Ok((stream, _)) = listener.accept().await {
+            // Forget the connections that ended.
+            while connections.try_join_next().is_some() {}
             let (responses, recorded) = (responses.clone(), recorded.clone());
             let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                 let (responses, recorded) = (responses.clone(), recorded.clone());
-                async move {
-                    let (parts, body) = request.into_parts();
-                    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                    let path = parts.uri.path().to_string();
-                    recorded.lock().expect("recorded lock").push(Recorded {
-                        method: parts.method.to_string(),
-                        path_and_query: parts
-                            .uri
-                            .path_and_query()
-                            .map(|p| p.to_string())
-                            .unwrap_or(path.clone()),
-                        headers: parts
-                            .headers
-                            .iter()
-                            // Added by the HTTP client, the same for every request.
-                            .filter(|(name, _)| !matches!(name.as_str(), "host" | "content-length" | "accept"))
-                            .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into()))
-                            .collect(),
-                        body,
-                    });
-                    let found = responses
-                        .iter()
-                        .find(|r| r.method.eq_ignore_ascii_case(parts.method.as_str()) && r.path == path);
-                    Ok::<_, std::convert::Infallible>(fake_response(found))
-                }
+                async move { Ok::<_, std::convert::Infallible>(answer(request, &responses, &recorded).await) }
             });
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });
         }
     });
-    Ok(format!("http://{address}"))
+    Ok(FakeVendor {
+        url: format!("http://{address}"),
+        server: server.abort_handle(),
+    })
+}
+
+/// Records `request` and answers it from `responses`.
+async fn answer(
+    request: hyper::Request<hyper::body::Incoming>,
+    responses: &[VendorResponse],
+    recorded: &Mutex<Vec<Recorded>>,
+) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let path = parts.uri.path().to_string();
+    recorded.lock().expect("recorded lock").push(Recorded {
+        method: parts.method.to_string(),
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or(path.clone()),
+        headers: parts
+            .headers
+            .iter()
+            // Added by the HTTP client, the same for every request.
+            .filter(|(name, _)| !matches!(name.as_str(), "host" | "content-length" | "accept"))
+            .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into()))
+            .collect(),
+        body,
+    });
+    let found = responses
+        .iter()
+        .find(|r| r.method.eq_ignore_ascii_case(parts.method.as_str()) && r.path == path);
+    fake_response(found)
 }
 
 /// The fake vendor's answer: the fixture's, or 404 when none matched.

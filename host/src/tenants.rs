@@ -41,9 +41,20 @@ struct OwnerRoutes {
 impl TenantSet {
     /// Builds the routes. Config validation has already refused duplicate routes.
     pub fn new(tenants: Vec<Tenant>) -> TenantSet {
+        TenantSet::of_shared(tenants.into_iter().map(Arc::new))
+    }
+
+    /// This set with `tenant` in place of the one of its name (or added): every other tenant is
+    /// the same one, with its circuit breakers, webhook slots and kept instances.
+    pub fn with_replaced(&self, tenant: Tenant) -> TenantSet {
+        let tenant = Arc::new(tenant);
+        let others = self.by_name.values().filter(|t| t.name != tenant.name).cloned();
+        TenantSet::of_shared(others.chain([tenant.clone()]))
+    }
+
+    fn of_shared(tenants: impl IntoIterator<Item = Arc<Tenant>>) -> TenantSet {
         let mut set = TenantSet::default();
         for tenant in tenants {
-            let tenant = Arc::new(tenant);
             let routes = set.by_owner.entry(tenant.owner.clone()).or_default();
             if tenant.channels.is_empty() {
                 routes.fallback = Some(tenant.clone());

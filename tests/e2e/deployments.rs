@@ -20,9 +20,9 @@ use serde_json::Value;
 
 use crate::common::{API_TOKEN, assert_accepted};
 
-const BETA_OWNER: &str = "beta0000000000000000000000000001";
-const ACME_DEPLOY_TOKEN: &str = "acme-partner-deploy-token-0001";
-const BETA_DEPLOY_TOKEN: &str = "beta-partner-deploy-token-0001";
+pub(crate) const BETA_OWNER: &str = "beta0000000000000000000000000001";
+pub(crate) const ACME_DEPLOY_TOKEN: &str = "acme-partner-deploy-token-0001";
+pub(crate) const BETA_DEPLOY_TOKEN: &str = "beta-partner-deploy-token-0001";
 /// `[deployments] max_bytes` of these bridges (the echo builds are about 130 KiB).
 const MAX_BYTES: usize = 1 << 20;
 /// `[deployments] keep` of these bridges.
@@ -32,20 +32,26 @@ const KEEP: usize = 3;
 /// folder of the test's own, each with a deploy token, beta's deploys gated by a copy of echo's
 /// `plugin test` fixtures; the store and deployments sit beside the config, so a bridge started
 /// again on it finds them.
-struct DeployEnv {
-    bridge: Bridge,
+pub(crate) struct DeployEnv {
+    pub(crate) bridge: Bridge,
     _three_dolphins: MockThreeDolphins,
-    vendor: MockVendor,
+    pub(crate) vendor: MockVendor,
     config_path: PathBuf,
     /// acme's configured adapter file.
     acme_file: PathBuf,
     /// beta's deploy fixtures (a copy of echo's).
-    beta_fixtures: PathBuf,
-    dir: tempfile::TempDir,
+    pub(crate) beta_fixtures: PathBuf,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl DeployEnv {
-    async fn start() -> DeployEnv {
+    pub(crate) async fn start() -> DeployEnv {
+        DeployEnv::start_with(|_, _| {}).await
+    }
+
+    /// As [`DeployEnv::start`], with `adjust` given the configuration's TOML (and the test's
+    /// folder) before the bridge starts.
+    pub(crate) async fn start_with(adjust: impl FnOnce(&mut toml::Table, &Path)) -> DeployEnv {
         let dir = tempfile::Builder::new()
             .prefix("dolphin-bridge-deploy-")
             .tempdir()
@@ -89,6 +95,7 @@ impl DeployEnv {
         deployments.insert("max_bytes".into(), toml::Value::Integer(MAX_BYTES as i64));
         deployments.insert("keep".into(), toml::Value::Integer(KEEP as i64));
         table.insert("deployments".into(), toml::Value::Table(deployments));
+        adjust(&mut table, dir.path());
         let config_path = dir.path().join("bridge.toml");
         std::fs::write(&config_path, toml::to_string(&table).unwrap()).unwrap();
         let bridge = start_on_config_file(&config_path, Some(INCOMING_TOKEN)).await;
@@ -104,7 +111,14 @@ impl DeployEnv {
     }
 
     /// `method /admin/tenants/{tenant}/{action}` with `token` (none: no Authorization header).
-    async fn call(&self, method: &str, tenant: &str, action: &str, token: Option<&str>, body: Vec<u8>) -> HttpResponse {
+    pub(crate) async fn call(
+        &self,
+        method: &str,
+        tenant: &str,
+        action: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> HttpResponse {
         let auth = token.map(|t| format!("Bearer {t}"));
         let mut headers = vec![("content-type", "application/wasm")];
         if let Some(auth) = &auth {
@@ -114,11 +128,11 @@ impl DeployEnv {
         self.bridge.client().send(method, &url, &headers, body).await
     }
 
-    async fn deploy(&self, tenant: &str, token: &str, component: Vec<u8>) -> HttpResponse {
+    pub(crate) async fn deploy(&self, tenant: &str, token: &str, component: Vec<u8>) -> HttpResponse {
         self.call("PUT", tenant, "adapter", Some(token), component).await
     }
 
-    async fn versions(&self, tenant: &str, token: &str) -> Vec<Value> {
+    pub(crate) async fn versions(&self, tenant: &str, token: &str) -> Vec<Value> {
         let response = self.call("GET", tenant, "versions", Some(token), Vec::new()).await;
         assert_eq!(response.status, 200, "{}", response.describe());
         response.json()["versions"].as_array().cloned().unwrap_or_default()
@@ -160,7 +174,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Bytes no earlier run used (for custom sections that make a component new to the cache).
-fn unique_payload() -> Vec<u8> {
+pub(crate) fn unique_payload() -> Vec<u8> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

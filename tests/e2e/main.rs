@@ -12,6 +12,7 @@ mod cli;
 mod corpus;
 mod delivery;
 mod demo;
+mod deploy_abuse;
 mod deployments;
 mod disk_full;
 mod durability;

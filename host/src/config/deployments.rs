@@ -18,6 +18,12 @@ pub struct DeploymentsConfig {
     pub keep: usize,
     /// The largest component a deploy accepts, in bytes.
     pub max_bytes: usize,
+    /// Deploy uploads under way at once, all tenants together (read at start); past it a deploy
+    /// is refused with 503 `uploads_busy`.
+    pub max_uploads: usize,
+    /// Deploy uploads under way at once for one tenant (read at start); past it a deploy is
+    /// refused with 429 `too_many_uploads`.
+    pub max_uploads_per_tenant: usize,
 }
 
 impl Default for DeploymentsConfig {
@@ -26,6 +32,8 @@ impl Default for DeploymentsConfig {
             dir: None,
             keep: 5,
             max_bytes: 64 << 20,
+            max_uploads: 4,
+            max_uploads_per_tenant: 1,
         }
     }
 }
@@ -37,6 +45,12 @@ impl DeploymentsConfig {
         }
         if self.max_bytes == 0 {
             return Err(invalid("deployments.max_bytes", "must be at least 1"));
+        }
+        if self.max_uploads == 0 || self.max_uploads_per_tenant == 0 {
+            return Err(invalid(
+                "deployments.max_uploads",
+                "max_uploads and max_uploads_per_tenant must be at least 1",
+            ));
         }
         Ok(())
     }

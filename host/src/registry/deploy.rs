@@ -4,14 +4,14 @@
 //! follow ([`AdapterRegistry::follow_shared`]).
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use super::{AdapterRegistry, RegistryEventKind};
 use crate::clock::rfc3339;
 use crate::config::{Config, TenantConfig};
 use crate::deployments::shared::cache_component;
-use crate::runtime::content_hash;
+use crate::runtime::{LoadedAdapter, content_hash};
 use crate::store::{DeploymentChange, RollbackTarget, SharedDeployments, StoredVersion, TenantVersions};
 use crate::tenants::Tenant;
 
@@ -64,26 +64,35 @@ impl AdapterRegistry {
     /// reload: requests already running finish on the version they started with. A rejected
     /// component changes nothing.
     pub async fn deploy(self: &Arc<Self>, tenant: &str, component: Vec<u8>) -> Result<AdapterVersion, DeployError> {
-        let _one_at_a_time = self.reloading.lock().await;
-        let config = self.config.load_full();
-        let tenant_config = configured_tenant(&config, tenant)?;
+        let tenant_config = configured_tenant(&self.config.load(), tenant)?;
         let hash = content_hash(&component);
         let size_bytes = component.len() as u64;
         let for_shared = self.shared().map(|_| component.clone());
-        let result = self.validate(&tenant_config, &config, &hash, component).await;
-        if let Err(e) = &result {
-            if let DeployError::Rejected(reason) = e {
-                tracing::warn!(tenant, hash = %&hash[..12], reason = %reason,
-                    "deploy rejected; the previous version keeps serving");
+        // Compiling and the fixtures run outside the lock: reloads, rollbacks and other
+        // tenants' deploys go on meanwhile.
+        let adapter = match self.validate(&tenant_config, &hash, component).await {
+            Ok(adapter) => adapter,
+            Err(e) => {
+                if let DeployError::Rejected(reason) = &e {
+                    tracing::warn!(tenant, hash = %&hash[..12], reason = %reason,
+                        "deploy rejected; the previous version keeps serving");
+                }
+                self.record(
+                    RegistryEventKind::DeployRejected,
+                    Some(tenant),
+                    Some(&hash),
+                    Some(e.to_string()),
+                );
+                return Err(e);
             }
-            self.record(
-                RegistryEventKind::DeployRejected,
-                Some(tenant),
-                Some(&hash),
-                Some(e.to_string()),
-            );
+        };
+        let _one_at_a_time = self.reloading.lock().await;
+        // A reload may have changed the configuration meanwhile.
+        let config = self.config.load_full();
+        if let Err(e) = configured_tenant(&config, tenant) {
+            self.forget_unlisted(tenant, &hash);
+            return Err(e);
         }
-        result?;
         let this = self.clone();
         let name = tenant.to_string();
         let version = StoredVersion {
@@ -110,6 +119,7 @@ impl AdapterRegistry {
             }
             _ => None,
         };
+        self.keep_compiled(adapter);
         // The files of versions no longer kept go once the new list is written and swapped in.
         tokio::task::spawn_blocking(move || -> Result<(), DeployError> {
             let versions = this.deployments.versions(&name).map_err(DeployError::Storage)?;
@@ -272,16 +282,21 @@ impl AdapterRegistry {
                 source: AdapterSource::File,
                 active: true,
             }),
-            None => std::fs::read(&tenant_config.adapter).ok().map(|bytes| AdapterVersion {
-                tenant: tenant.to_string(),
-                content_hash: content_hash(&bytes),
-                size_bytes: bytes.len() as u64,
-                deployed_at: std::fs::metadata(&tenant_config.adapter)
-                    .and_then(|m| m.modified())
-                    .map_or_else(|_| chrono::Utc::now(), chrono::DateTime::from),
-                source: AdapterSource::File,
-                active: false,
-            }),
+            // Hashed again only when the file changed.
+            None => self
+                .file_hashes
+                .hash_of(&tenant_config.adapter)
+                .ok()
+                .map(|(hash, metadata)| AdapterVersion {
+                    tenant: tenant.to_string(),
+                    content_hash: hash,
+                    size_bytes: metadata.len(),
+                    deployed_at: metadata
+                        .modified()
+                        .map_or_else(|_| chrono::Utc::now(), chrono::DateTime::from),
+                    source: AdapterSource::File,
+                    active: false,
+                }),
         };
         versions.extend(file);
         Ok(versions)
@@ -297,12 +312,11 @@ impl AdapterRegistry {
     /// already there only has its local list brought up to date. A version that fails to
     /// validate is logged, recorded and added to `rejected`, and not tried again while it stays
     /// the shared active version. An error (the store unreachable) leaves the rest for the next
-    /// call.
+    /// call. As in a deploy, compiling and the fixtures run outside the registry's lock.
     pub async fn follow_shared(self: &Arc<Self>, rejected: &mut HashSet<(String, String)>) -> anyhow::Result<()> {
         let Some(shared) = self.shared() else {
             return Ok(());
         };
-        let _one_at_a_time = self.reloading.lock().await;
         let config = self.config.load_full();
         for tenant in &config.tenants {
             let name = tenant.name.as_str();
@@ -318,9 +332,9 @@ impl AdapterRegistry {
                 }
                 None => self.adapter_source(running) == AdapterSource::File,
             });
-            let local = self.deployments.versions(name)?;
             if serves {
-                if local != list {
+                let _one_at_a_time = self.reloading.lock().await;
+                if self.deployments.versions(name)? != list {
                     self.deployments.write_versions(name, &list)?;
                 }
                 continue;
@@ -328,18 +342,29 @@ impl AdapterRegistry {
             if rejected.contains(&(name.to_string(), wanted.clone())) {
                 continue;
             }
-            if let Some(hash) = &list.active {
-                let path = cache_component(shared, &self.deployments, name, hash).await?;
-                let bytes = tokio::fs::read(&path).await?;
-                if let Err(e) = self.validate(tenant, &config, hash, bytes).await {
-                    let reason = e.to_string();
-                    tracing::error!(tenant = name, hash = %&hash[..12], reason = %reason,
-                        "a version deployed on another replica is rejected here; the previous version keeps serving");
-                    self.record(RegistryEventKind::DeployRejected, Some(name), Some(hash), Some(reason));
-                    rejected.insert((name.to_string(), wanted));
-                    continue;
+            let validated = match &list.active {
+                Some(hash) => {
+                    let path = cache_component(shared, &self.deployments, name, hash).await?;
+                    let bytes = tokio::fs::read(&path).await?;
+                    match self.validate(tenant, hash, bytes).await {
+                        Ok(adapter) => Some(adapter),
+                        Err(e) => {
+                            let reason = e.to_string();
+                            tracing::error!(tenant = name, hash = %&hash[..12], reason = %reason,
+                                "a version deployed on another replica is rejected here; the previous version keeps serving");
+                            self.record(RegistryEventKind::DeployRejected, Some(name), Some(hash), Some(reason));
+                            rejected.insert((name.to_string(), wanted));
+                            continue;
+                        }
+                    }
                 }
+                None => None,
+            };
+            let _one_at_a_time = self.reloading.lock().await;
+            if let Some(adapter) = validated {
+                self.keep_compiled(adapter);
             }
+            let local = self.deployments.versions(name)?;
             let this = self.clone();
             let (owned, config_for_swap, list_for_swap) = (name.to_string(), config.clone(), list.clone());
             let swapped = tokio::task::spawn_blocking(move || -> Result<Vec<String>, DeployError> {
@@ -408,57 +433,61 @@ impl AdapterRegistry {
     }
 
     /// Loads `component` (stored under its hash) and runs the tenant's deploy fixtures on it.
+    /// An accepted component is returned compiled, and its compiled code is cached on disk; a
+    /// rejected one is deleted, and neither cached nor kept compiled.
     async fn validate(
         self: &Arc<Self>,
         tenant: &TenantConfig,
-        config: &Config,
         hash: &str,
         component: Vec<u8>,
-    ) -> Result<(), DeployError> {
+    ) -> Result<Arc<LoadedAdapter>, DeployError> {
         let this = self.clone();
         let (name, owned_hash) = (tenant.name.clone(), hash.to_string());
-        let path = tokio::task::spawn_blocking(move || -> Result<PathBuf, DeployError> {
+        let (path, adapter) = tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
             let (name, hash) = (name.as_str(), owned_hash.as_str());
             let path = this
                 .deployments
                 .put_component(name, hash, &component)
                 .map_err(DeployError::Storage)?;
             let known = this.compiled.lock().expect("compiled lock").get(hash).cloned();
-            if known.is_none() {
-                match this.runtime.load_bytes(&path, &component, hash.to_string()) {
-                    Ok(adapter) => {
-                        this.compiled
-                            .lock()
-                            .expect("compiled lock")
-                            .insert(hash.to_string(), Arc::new(adapter));
-                    }
-                    Err(e) => {
+            let adapter = match known {
+                Some(same_content) => same_content.at_path(&path),
+                None => this
+                    .runtime
+                    .load_bytes_uncached(&path, &component, hash.to_string())
+                    .map_err(|e| {
                         this.forget_unlisted(name, hash);
-                        return Err(DeployError::Rejected(without_path(&e.into(), &path)));
-                    }
-                }
-            }
-            Ok(path)
+                        DeployError::Rejected(without_path(&e.into(), &path))
+                    })?,
+            };
+            Ok((path, Arc::new(adapter)))
         })
         .await
         .map_err(|e| DeployError::Storage(anyhow::Error::from(e).context("the deploy task failed")))??;
-        let Some(fixtures) = &tenant.deploy.fixtures else {
-            return Ok(());
-        };
-        let options = crate::plugin_test::Options {
-            adapter: path.clone(),
-            fixtures: fixtures.clone(),
-            cache_dir: config.adapters.cache_dir.clone(),
-        };
-        let mut out = Vec::new();
-        let outcome = crate::plugin_test::run(&options, &mut out).await;
-        let rejected = match outcome {
-            Ok(true) => return Ok(()),
-            Ok(false) => format!("fixtures failed: {}", failed_fixtures(&String::from_utf8_lossy(&out))),
-            Err(e) => format!("the fixtures could not run: {}", without_path(&e, &path)),
-        };
-        self.forget_unlisted(&tenant.name, hash);
-        Err(DeployError::Rejected(rejected))
+        if let Some(fixtures) = &tenant.deploy.fixtures {
+            let mut out = Vec::new();
+            let outcome =
+                crate::plugin_test::run_compiled(&self.fixture_runtime, adapter.clone(), fixtures, &mut out).await;
+            let rejected = match outcome {
+                Ok(true) => None,
+                Ok(false) => Some(format!(
+                    "fixtures failed: {}",
+                    failed_fixtures(&String::from_utf8_lossy(&out))
+                )),
+                Err(e) => Some(format!("the fixtures could not run: {}", without_path(&e, &path))),
+            };
+            if let Some(reason) = rejected {
+                self.forget_unlisted(&tenant.name, hash);
+                return Err(DeployError::Rejected(reason));
+            }
+        }
+        let (runtime, accepted) = (self.runtime.clone(), adapter.clone());
+        let cached = tokio::task::spawn_blocking(move || runtime.cache_compiled(&accepted)).await;
+        if let Err(e) = cached.map_err(anyhow::Error::from).and_then(|written| written) {
+            tracing::warn!(tenant = %tenant.name, hash = %&hash[..12], error = format!("{e:#}"),
+                "cannot cache the compiled adapter; a restart compiles it again");
+        }
+        Ok(adapter)
     }
 
     /// Deletes the stored component `hash` of `tenant` unless a kept version is it.
@@ -468,8 +497,8 @@ impl AdapterRegistry {
         }
     }
 
-    /// Applies `change` to `tenant`'s `versions`, writes them, and swaps in the tenant set built
-    /// from `config` with them; on a failed swap the previous list is written back. Returns what
+    /// Applies `change` to `tenant`'s `versions`, writes them, and swaps in the current tenant
+    /// set with `tenant` built again from `config` (the others stay as they are); on a failed swap the previous list is written back. Returns what
     /// `change` returned.
     fn commit<R>(
         &self,
@@ -484,13 +513,14 @@ impl AdapterRegistry {
             .write_versions(tenant, &changed)
             .map_err(DeployError::Storage)?;
         let previous = self.snapshot();
-        match self.build_set(config, Some(&previous)) {
-            Ok((set, _)) => {
+        match self.rebuild_tenant(config, &previous, tenant) {
+            Ok(set) => {
                 self.current.store(Arc::new(set));
                 self.prune_compiled();
                 Ok(outcome)
             }
             Err(e) => {
+                self.prune_compiled();
                 if let Err(restore) = self.deployments.write_versions(tenant, &versions) {
                     tracing::error!(
                         tenant,

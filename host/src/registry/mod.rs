@@ -9,7 +9,7 @@
 //! through the same swap; the rules between a tenant's configured file and its deployed
 //! versions are in [`crate::deployments`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +20,11 @@ use arc_swap::ArcSwap;
 use crate::config::{Config, TenantConfig};
 use crate::deployments::DeploymentStore;
 use crate::metrics::{METRICS, Metrics};
-use crate::runtime::{
-    AdapterStats, Breakers, HostServices, InstanceReuse, LoadedAdapter, Runtime, TenantHost, content_hash,
-};
+use crate::runtime::{AdapterStats, Breakers, HostServices, InstanceReuse, LoadedAdapter, Runtime, TenantHost};
 use crate::tenants::{Tenant, TenantSet};
 
 mod deploy;
+mod file_hashes;
 mod history;
 mod watcher;
 
@@ -34,9 +33,14 @@ pub use history::{HISTORY_LEN, RegistryEvent, RegistryEventKind};
 pub use watcher::ChangeWatcher;
 use watcher::normalize;
 
+/// Threads deploy fixtures run on, shared by every tenant's deploys.
+const FIXTURE_THREADS: usize = 1;
+
 /// Owns the current [`TenantSet`]; readers take a snapshot and keep it for a whole request.
 pub struct AdapterRegistry {
     runtime: Runtime,
+    /// The runtime deploy fixtures run in: the same engine, with a thread of its own.
+    fixture_runtime: Runtime,
     services: Arc<HostServices>,
     config_path: PathBuf,
     current: ArcSwap<TenantSet>,
@@ -53,8 +57,11 @@ pub struct AdapterRegistry {
     config: ArcSwap<Config>,
     /// Deployed adapter versions.
     deployments: DeploymentStore,
-    /// The last [`HISTORY_LEN`] reloads, loads, deploys and rollbacks, oldest first.
-    history: std::sync::Mutex<VecDeque<RegistryEvent>>,
+    /// The last [`HISTORY_LEN`] reloads, loads, deploys and rollbacks, and apart the last
+    /// [`HISTORY_LEN`] rejected deploys.
+    history: std::sync::Mutex<history::History>,
+    /// Adapter files' hashes, for listing versions without reading the files again.
+    file_hashes: file_hashes::FileHashes,
 }
 
 /// What a reload did.
@@ -71,6 +78,7 @@ impl AdapterRegistry {
     /// Compiles every tenant's adapter and builds the first snapshot; any failure is an error.
     pub fn load(runtime: Runtime, services: Arc<HostServices>, config: &Config) -> anyhow::Result<Self> {
         let registry = AdapterRegistry {
+            fixture_runtime: runtime.with_threads_of_its_own(FIXTURE_THREADS)?,
             runtime,
             services,
             config_path: config.source.clone(),
@@ -88,9 +96,11 @@ impl AdapterRegistry {
                 config.deployments.keep,
             ),
             history: Default::default(),
+            file_hashes: Default::default(),
         };
         let (set, _) = registry.build_set(config, None)?;
         registry.current.store(Arc::new(set));
+        registry.prune_compiled();
         Ok(registry)
     }
 
@@ -127,8 +137,11 @@ impl AdapterRegistry {
                 .map(|t| t.name.clone())
                 .collect();
             this.current.store(Arc::new(set));
+            let configured: HashSet<PathBuf> = config.tenants.iter().map(|t| t.adapter.clone()).collect();
             this.config.store(Arc::new(config));
             this.prune_compiled();
+            // Forget the files no tenant names any more.
+            this.file_hashes.retain(|path| configured.contains(path));
             Ok(report)
         })
         .await
@@ -162,56 +175,86 @@ impl AdapterRegistry {
         let mut by_path = HashMap::new();
         for tenant in &config.tenants {
             let before = previous.and_then(|p| p.by_name(&tenant.name));
-            // An active deployed version wins over the configured file (see `deployments`).
-            let versions = self
-                .deployments
-                .versions(&tenant.name)
-                .with_context(|| format!("tenant `{}`: deployed versions", tenant.name))?;
-            let path = match versions.active_version() {
-                Some(active) => self.deployments.component_path(&tenant.name, &active.content_hash),
-                None => tenant.adapter.clone(),
-            };
-            let adapter = match self.adapter_for(&path, &mut by_path) {
-                Ok(adapter) => {
-                    if before.is_none_or(|b| b.adapter.content_hash != adapter.content_hash) {
-                        Metrics::count(&METRICS.reloads, &tenant.name, "loaded");
-                        tracing::info!(tenant = %tenant.name, file = %path.display(),
-                            hash = %&adapter.content_hash[..12], wit = %adapter.wit_version, "adapter loaded");
-                        self.record(
-                            RegistryEventKind::AdapterLoaded,
-                            Some(&tenant.name),
-                            Some(&adapter.content_hash),
-                            None,
-                        );
-                        report.loaded.push(tenant.name.clone());
-                    }
-                    adapter
-                }
-                Err(e) => match before {
-                    Some(before) if before.adapter.path == path => {
-                        Metrics::count(&METRICS.reloads, &tenant.name, "rejected");
-                        tracing::error!(tenant = %tenant.name, error = format!("{e:#}"),
-                            hash = %&before.adapter.content_hash[..12],
-                            "adapter file rejected; the previous version keeps serving");
-                        self.record(
-                            RegistryEventKind::AdapterRejected,
-                            Some(&tenant.name),
-                            Some(&before.adapter.content_hash),
-                            Some(format!("{e:#}")),
-                        );
-                        report.kept_previous.push(tenant.name.clone());
-                        before.adapter.clone()
-                    }
-                    _ => return Err(e.context(format!("tenant `{}`", tenant.name))),
-                },
-            };
-            let loaded_at = match before {
-                Some(before) if before.adapter.content_hash == adapter.content_hash => before.loaded_at,
-                _ => chrono::Utc::now(),
-            };
-            tenants.push(self.tenant(tenant, adapter, loaded_at)?);
+            tenants.push(self.build_tenant(tenant, before, &mut by_path, &mut report)?);
         }
         Ok((TenantSet::new(tenants), report))
+    }
+
+    /// `previous` with only `tenant` (of `config`) built again, as [`AdapterRegistry::build_set`]
+    /// builds it: every other tenant keeps its circuit breakers, webhook slots and instances,
+    /// and no other adapter file is read.
+    fn rebuild_tenant(&self, config: &Config, previous: &TenantSet, tenant: &str) -> anyhow::Result<TenantSet> {
+        let configured = config
+            .tenants
+            .iter()
+            .find(|t| t.name == tenant)
+            .with_context(|| format!("no tenant named `{tenant}`"))?;
+        let rebuilt = self.build_tenant(
+            configured,
+            previous.by_name(tenant),
+            &mut HashMap::new(),
+            &mut ReloadReport::default(),
+        )?;
+        Ok(previous.with_replaced(rebuilt))
+    }
+
+    /// One tenant of a new set: its active version (deployed, else its configured file), and
+    /// while that cannot be loaded the adapter it had (`before`), reported in `report`.
+    fn build_tenant(
+        &self,
+        tenant: &TenantConfig,
+        before: Option<&Arc<Tenant>>,
+        by_path: &mut HashMap<PathBuf, Arc<LoadedAdapter>>,
+        report: &mut ReloadReport,
+    ) -> anyhow::Result<Tenant> {
+        // An active deployed version wins over the configured file (see `deployments`).
+        let versions = self
+            .deployments
+            .versions(&tenant.name)
+            .with_context(|| format!("tenant `{}`: deployed versions", tenant.name))?;
+        let path = match versions.active_version() {
+            Some(active) => self.deployments.component_path(&tenant.name, &active.content_hash),
+            None => tenant.adapter.clone(),
+        };
+        let adapter = match self.adapter_for(&path, by_path) {
+            Ok(adapter) => {
+                if before.is_none_or(|b| b.adapter.content_hash != adapter.content_hash) {
+                    Metrics::count(&METRICS.reloads, &tenant.name, "loaded");
+                    tracing::info!(tenant = %tenant.name, file = %path.display(),
+                        hash = %&adapter.content_hash[..12], wit = %adapter.wit_version, "adapter loaded");
+                    self.record(
+                        RegistryEventKind::AdapterLoaded,
+                        Some(&tenant.name),
+                        Some(&adapter.content_hash),
+                        None,
+                    );
+                    report.loaded.push(tenant.name.clone());
+                }
+                adapter
+            }
+            Err(e) => match before {
+                Some(before) if before.adapter.path == path => {
+                    Metrics::count(&METRICS.reloads, &tenant.name, "rejected");
+                    tracing::error!(tenant = %tenant.name, error = format!("{e:#}"),
+                        hash = %&before.adapter.content_hash[..12],
+                        "adapter file rejected; the previous version keeps serving");
+                    self.record(
+                        RegistryEventKind::AdapterRejected,
+                        Some(&tenant.name),
+                        Some(&before.adapter.content_hash),
+                        Some(format!("{e:#}")),
+                    );
+                    report.kept_previous.push(tenant.name.clone());
+                    before.adapter.clone()
+                }
+                _ => return Err(e.context(format!("tenant `{}`", tenant.name))),
+            },
+        };
+        let loaded_at = match before {
+            Some(before) if before.adapter.content_hash == adapter.content_hash => before.loaded_at,
+            _ => chrono::Utc::now(),
+        };
+        self.tenant(tenant, adapter, loaded_at)
     }
 
     /// The compiled adapter for the file at `path`, compiling it only if its content is new;
@@ -224,18 +267,21 @@ impl AdapterRegistry {
         if let Some(adapter) = by_path.get(path) {
             return Ok(adapter.clone());
         }
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read adapter {}", path.display()))?;
-        let hash = content_hash(&bytes);
+        let cannot_read = || format!("cannot read adapter {}", path.display());
+        let metadata = std::fs::metadata(path).with_context(cannot_read)?;
+        let bytes = std::fs::read(path).with_context(cannot_read)?;
+        let hash = file_hashes::hash_file(&bytes);
+        // Deployed components are named by their hash; configured files are listed by it.
+        if !self.deployments.contains(path) {
+            self.file_hashes.remember(path, &metadata, &hash);
+        }
         let known = self.compiled.lock().expect("compiled lock").get(&hash).cloned();
         let adapter = match known {
             Some(same) if same.path == path => same,
             Some(same_content) => Arc::new(same_content.at_path(path)),
             None => {
-                let adapter = Arc::new(self.runtime.load_bytes(path, &bytes, hash.clone())?);
-                self.compiled
-                    .lock()
-                    .expect("compiled lock")
-                    .insert(hash, adapter.clone());
+                let adapter = Arc::new(self.runtime.load_bytes(path, &bytes, hash)?);
+                self.keep_compiled(adapter.clone());
                 adapter
             }
         };
@@ -243,14 +289,20 @@ impl AdapterRegistry {
         Ok(adapter)
     }
 
+    /// Keeps `adapter` compiled for the tenants that will run it.
+    fn keep_compiled(&self, adapter: Arc<LoadedAdapter>) {
+        let mut compiled = self.compiled.lock().expect("compiled lock");
+        compiled.insert(adapter.content_hash.clone(), adapter);
+        METRICS.adapters_compiled.set(compiled.len() as i64);
+    }
+
     /// Forgets compiled adapters no tenant uses any more.
     fn prune_compiled(&self) {
         let set = self.snapshot();
         let in_use: HashSet<&str> = set.all().iter().map(|t| t.adapter.content_hash.as_str()).collect();
-        self.compiled
-            .lock()
-            .expect("compiled lock")
-            .retain(|hash, _| in_use.contains(hash.as_str()));
+        let mut compiled = self.compiled.lock().expect("compiled lock");
+        compiled.retain(|hash, _| in_use.contains(hash.as_str()));
+        METRICS.adapters_compiled.set(compiled.len() as i64);
     }
 
     fn tenant(

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use wasmtime::component::Component;
 
-use crate::runtime::Runtime;
+use anyhow::Context;
+
+use crate::runtime::{LoadedAdapter, Runtime};
 
 /// Why the adapter cache directory is refused.
 #[derive(Debug, Error)]
@@ -82,14 +84,24 @@ fn check_permissions(_dir: &Path, _metadata: &std::fs::Metadata) -> Result<(), C
     Ok(())
 }
 
+/// Whether a new compilation is written to the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Caching {
+    ReadWrite,
+    /// Read what is there, write nothing: for a component not accepted yet (a deploy's, until
+    /// its world and fixtures pass), so that rejected uploads leave nothing on disk.
+    ReadOnly,
+}
+
 impl Runtime {
     /// Compiles `bytes`, or deserializes the compiled artefact cached under its hash.
-    pub(super) fn compile_cached(&self, content_hash: &str, bytes: &[u8]) -> anyhow::Result<Component> {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
-        let file = self
-            .cache_dir
-            .join(format!("{content_hash}-{:016x}.cwasm", hasher.finish()));
+    pub(super) fn compile_cached(
+        &self,
+        content_hash: &str,
+        bytes: &[u8],
+        caching: Caching,
+    ) -> anyhow::Result<Component> {
+        let file = self.cache_file(content_hash);
         if file.exists() {
             // SAFETY: the cache directory is the bridge's own; files in it were written by
             // `precompile_component` of an engine with the same compatibility hash (in the name).
@@ -99,11 +111,33 @@ impl Runtime {
             }
         }
         let compiled = self.engine.precompile_component(bytes).map_err(anyhow::Error::from)?;
-        if let Err(e) = write_atomically(&file, &compiled) {
+        if caching == Caching::ReadWrite
+            && let Err(e) = write_atomically(&file, &compiled)
+        {
             tracing::warn!(file = %file.display(), error = %e, "cannot cache the compiled adapter");
         }
         // SAFETY: `compiled` was produced just above by this engine.
         unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(anyhow::Error::from)
+    }
+
+    /// Writes `adapter`'s compiled code to the cache unless it is there: for a deployed
+    /// component once it is accepted (loaded by [`Runtime::load_bytes_uncached`]).
+    pub fn cache_compiled(&self, adapter: &LoadedAdapter) -> anyhow::Result<()> {
+        let file = self.cache_file(&adapter.content_hash);
+        if file.exists() {
+            return Ok(());
+        }
+        let compiled = adapter.pre.component().serialize().map_err(anyhow::Error::from)?;
+        write_atomically(&file, &compiled)
+            .with_context(|| format!("caching the compiled adapter in {}", file.display()))
+    }
+
+    /// Where the compiled artefact of the component `content_hash` is cached for this engine.
+    fn cache_file(&self, content_hash: &str) -> PathBuf {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.cache_dir
+            .join(format!("{content_hash}-{:016x}.cwasm", hasher.finish()))
     }
 }
 

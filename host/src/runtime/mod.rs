@@ -40,6 +40,7 @@ use call_error::{adapter_error, classify_failure, redact_error};
 use call_state::CallStart;
 pub use call_state::CallState;
 pub use compile_cache::CacheDirError;
+use compile_cache::Caching;
 pub use imports::http::{MAX_REQUEST_HEADER_BYTES, MAX_REQUEST_HEADERS, header_pairs};
 pub use instance_reuse::InstanceReuse;
 use instance_reuse::LiveInstance;
@@ -313,27 +314,54 @@ impl Runtime {
                 }
             })
             .context("starting the epoch thread")?;
-        let preempt_engine = engine.weak();
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         worlds::add_to_linker(&mut linker)?;
         Ok(Runtime {
-            engine,
             linker: Arc::new(linker),
             cache_dir,
-            scheduler: Arc::new(GuestScheduler::new(threads, move || {
-                if let Some(engine) = preempt_engine.upgrade() {
-                    engine.increment_epoch();
-                }
-            })?),
+            scheduler: Arc::new(GuestScheduler::new(threads, preempter(&engine))?),
+            engine,
             instance_slots: Arc::new(tokio::sync::Semaphore::new(pool_instances as usize)),
             parking_places: Arc::new(tokio::sync::Semaphore::new(pool_instances as usize / 2)),
         })
     }
 
+    /// A runtime on this one's engine and instance pool, with `threads` adapter threads of its
+    /// own: what runs there (a deploy's fixtures) takes no thread tenants' calls run on, and
+    /// adapters compiled by either run in both.
+    pub fn with_threads_of_its_own(&self, threads: usize) -> anyhow::Result<Runtime> {
+        Ok(Runtime {
+            scheduler: Arc::new(GuestScheduler::new(threads, preempter(&self.engine))?),
+            ..self.clone()
+        })
+    }
+
     /// Compiles (or loads from the cache) the component read from `path`, whose
-    /// [`content_hash`] the caller has taken already, and checks its world.
+    /// [`content_hash`] the caller has taken already, and checks its world; a new compilation is
+    /// written to the cache.
     pub fn load_bytes(&self, path: &Path, bytes: &[u8], content_hash: String) -> Result<LoadedAdapter, LoadError> {
+        self.load(path, bytes, content_hash, Caching::ReadWrite)
+    }
+
+    /// As [`Runtime::load_bytes`], without writing a new compilation to the cache: for a
+    /// deployed component, which [`Runtime::cache_compiled`] writes once it is accepted.
+    pub fn load_bytes_uncached(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        content_hash: String,
+    ) -> Result<LoadedAdapter, LoadError> {
+        self.load(path, bytes, content_hash, Caching::ReadOnly)
+    }
+
+    fn load(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        content_hash: String,
+        caching: Caching,
+    ) -> Result<LoadedAdapter, LoadError> {
         let not_component = |reason: String| LoadError::NotAComponent {
             path: path.to_path_buf(),
             reason,
@@ -348,7 +376,7 @@ impl Runtime {
             _ => return Err(not_component("it does not start with the component header".into())),
         }
         let component = self
-            .compile_cached(&content_hash, bytes)
+            .compile_cached(&content_hash, bytes, caching)
             .map_err(|e| not_component(format!("{e:#}")))?;
         let (world, wit_version) = self.world_of(path, &component)?;
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
@@ -551,6 +579,16 @@ async fn instantiate(
         calls: 0,
         _slot: slot,
     })
+}
+
+/// What the scheduler calls to make the guest running on a thread yield it: the next epoch.
+fn preempter(engine: &Engine) -> impl Fn() + Send + Sync + 'static {
+    let engine = engine.weak();
+    move || {
+        if let Some(engine) = engine.upgrade() {
+            engine.increment_epoch();
+        }
+    }
 }
 
 /// A store for one call: the tenant's limits, and a guest that yields at every epoch tick and

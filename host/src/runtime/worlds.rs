@@ -92,6 +92,14 @@ impl AdapterPre {
         })
     }
 
+    /// The compiled component.
+    pub(super) fn component(&self) -> &wasmtime::component::Component {
+        match self {
+            AdapterPre::V0_1(pre) => pre.instance_pre().component(),
+            AdapterPre::V0_2(pre) => pre.instance_pre().component(),
+        }
+    }
+
     /// A new instance in `store`.
     pub(super) async fn instantiate_async(&self, store: &mut wasmtime::Store<CallState>) -> wasmtime::Result<Adapter> {
         Ok(match self {

@@ -9,6 +9,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
+use super::upload_slots::{UploadRefused, UploadSlot};
 use super::{ApiError, AppState, Body, auth, json_response, method_not_allowed, read_body};
 use crate::contract::shorten;
 use crate::registry::DeployError;
@@ -28,6 +29,8 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
     let registry = &state.registry;
     match (request.method().clone(), action) {
         (Method::PUT, "adapter") => {
+            // Taken before the body is read, held until the deploy ends.
+            let _slot = take_upload_slot(state, tenant)?;
             let limit = registry.deploy_max_bytes();
             let timeout = Duration::from_millis(state.server.body_read_timeout_ms).max(MIN_UPLOAD_TIMEOUT);
             let body = match tokio::time::timeout(timeout, read_body(request, limit)).await {
@@ -58,6 +61,21 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
         (_, "versions") => Err(method_not_allowed("GET")),
         _ => Err(method_not_allowed("POST")),
     }
+}
+
+/// A slot for an upload to `tenant` (which must be configured), or the refusal naming the
+/// limit that is reached: 429 for the tenant's own, 503 for the bridge's.
+pub(super) fn take_upload_slot(state: &AppState, tenant: &str) -> Result<UploadSlot, ApiError> {
+    if !state.registry.config().tenants.iter().any(|t| t.name == tenant) {
+        return Err(deploy_error(DeployError::UnknownTenant(tenant.to_string())));
+    }
+    state.uploads.try_take(tenant).map_err(|refused| {
+        let (status, code) = match &refused {
+            UploadRefused::TenantBusy { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_uploads"),
+            UploadRefused::AllBusy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "uploads_busy"),
+        };
+        ApiError::new(status, code, refused.to_string())
+    })
 }
 
 /// The client-facing error of a deploy, version list or rollback.

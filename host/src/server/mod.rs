@@ -27,8 +27,11 @@ mod deployments;
 mod incoming;
 mod probes;
 mod status_page;
+mod upload_slots;
 mod vendor_answer;
 mod webhooks;
+
+pub use upload_slots::UploadSlots;
 
 use crate::metrics::{METRICS, Metrics};
 use crate::outbox::Outbox;
@@ -101,6 +104,8 @@ pub struct AppState {
     pub metrics_token: Option<String>,
     /// The status page's logged-in sessions (in memory: a restart logs everyone out).
     pub sessions: StatusPageSessions,
+    /// Deploy uploads under way (`[deployments] max_uploads`, `max_uploads_per_tenant`).
+    pub uploads: UploadSlots,
 }
 
 /// Accepts connections on `listener` until `shutdown` is cancelled, then lets open requests

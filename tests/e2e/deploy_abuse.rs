@@ -1,0 +1,342 @@
+//! A partner with only its deploy token cannot wear the bridge down through the deploy path:
+//! rejected deploys leave no open descriptors, no compiled code on disk or in memory and no
+//! trace in the operators' history; a slow deploy holds up no reload and no other tenant's
+//! deploy; one tenant's deploy keeps every other tenant's protections (its open circuit
+//! breaker); uploads wait in a bounded line.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use dolphin_bridge_tests::adapters::hostile;
+use dolphin_bridge_tests::bridge::ADMIN_TOKEN;
+use dolphin_bridge_tests::reload_support::{
+    admin_reload, echo_build_bytes, garbage_bytes, metric, sha256_hex, wasi_command_bytes, with_custom_section,
+};
+use tokio::io::AsyncWriteExt;
+
+use crate::deployments::{ACME_DEPLOY_TOKEN, BETA_DEPLOY_TOKEN, DeployEnv, unique_payload};
+
+/// The fake vendor of beta's deploy fixtures fails every message: every deploy to beta is
+/// rejected by its fixtures, after it compiled.
+fn fail_beta_fixtures(env: &DeployEnv) {
+    std::fs::write(
+        env.beta_fixtures.join("vendor.json"),
+        r#"[{ "method": "POST", "path": "/echo", "status": 500, "body": "down" }]"#,
+    )
+    .unwrap();
+}
+
+/// How many descriptors the bridge process has open now.
+fn open_descriptors(env: &DeployEnv) -> usize {
+    let folder = format!("/proc/{}/fd", env.bridge.pid());
+    std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("cannot list {folder}: {e}"))
+        .count()
+}
+
+/// The files in `dir` (none when it does not exist).
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// Every fixture run stops its fake vendor: the bridge's open descriptors stay flat however
+/// many deploys the fixtures reject.
+#[tokio::test(flavor = "multi_thread")]
+async fn rejected_deploys_leave_no_open_descriptors() {
+    let env = DeployEnv::start().await;
+    fail_beta_fixtures(&env);
+    let component = with_custom_section(&echo_build_bytes("v1"), "release", b"descriptors");
+    // One first, so that whatever the first deploy opens for good (the compile cache) is open.
+    let first = env.deploy("beta", BETA_DEPLOY_TOKEN, component.clone()).await;
+    assert_eq!(first.status, 422, "{}", first.describe());
+    let before = open_descriptors(&env);
+    const DEPLOYS: usize = 12;
+    for _ in 0..DEPLOYS {
+        let rejected = env.deploy("beta", BETA_DEPLOY_TOKEN, component.clone()).await;
+        assert_eq!(rejected.status, 422, "{}", rejected.describe());
+    }
+    let after = open_descriptors(&env);
+    assert!(
+        after <= before + 2,
+        "{DEPLOYS} rejected deploys grew the open descriptors from {before} to {after}"
+    );
+}
+
+/// A component that is rejected (another world, failing fixtures) is neither written to the
+/// compile cache nor kept compiled in memory; an accepted one is, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn rejected_deploys_leave_nothing_compiled_on_disk_or_in_memory() {
+    let env = DeployEnv::start_with(|table, dir| {
+        let adapters = table
+            .entry("adapters")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .expect("an [adapters] table");
+        adapters.insert(
+            "cache_dir".into(),
+            toml::Value::String(dir.join("cache").display().to_string()),
+        );
+    })
+    .await;
+    fail_beta_fixtures(&env);
+    let cache = env.dir.path().join("cache");
+    let cached_at_start = files_in(&cache);
+    let compiled = || metric(&env.bridge, "dolphin_bridge_adapters_compiled", &[]);
+    let run = unique_payload();
+    for i in 0..3 {
+        let section = format!("release-{i}");
+        let wrong_world = with_custom_section(&wasi_command_bytes(), &section, &run);
+        let response = env.deploy("acme", ACME_DEPLOY_TOKEN, wrong_world).await;
+        assert_eq!(response.status, 422, "{}", response.describe());
+        let failing = with_custom_section(&echo_build_bytes("v1"), &section, &run);
+        let response = env.deploy("beta", BETA_DEPLOY_TOKEN, failing).await;
+        assert_eq!(response.status, 422, "{}", response.describe());
+    }
+    assert_eq!(
+        files_in(&cache),
+        cached_at_start,
+        "6 rejected components were written to the compile cache"
+    );
+    // acme and beta serve the same echo-v1 file content: one compiled adapter.
+    assert_eq!(compiled().await, 1.0, "rejected components stay compiled in memory");
+
+    let accepted = with_custom_section(&echo_build_bytes("v2"), "accepted", &run);
+    let response = env.deploy("acme", ACME_DEPLOY_TOKEN, accepted).await;
+    assert_eq!(response.status, 200, "{}", response.describe());
+    assert_eq!(
+        files_in(&cache).len(),
+        cached_at_start.len() + 1,
+        "the accepted one is cached"
+    );
+    assert_eq!(compiled().await, 2.0);
+}
+
+/// Compiling and running fixtures happen outside the registry's lock: a reload and another
+/// tenant's deploy complete while one tenant's fixtures (an adapter spinning to its CPU limit in
+/// each fixture) are still running.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_and_another_tenants_deploy_complete_during_a_slow_fixture_run() {
+    let env = DeployEnv::start().await;
+    // The hostile adapter spins in every fixture until its 2 s of CPU are spent.
+    let tenant_toml = env.beta_fixtures.join("tenant.toml");
+    let fixture_tenant = std::fs::read_to_string(&tenant_toml)
+        .unwrap()
+        .replace("[config]\n", "[config]\nmode = \"loop\"\n");
+    std::fs::write(&tenant_toml, fixture_tenant).unwrap();
+    let slow = tokio::spawn({
+        let (url, client) = (env.bridge.url().to_string(), env.bridge.client().clone());
+        let component = std::fs::read(hostile()).unwrap();
+        async move {
+            let started = Instant::now();
+            let response = client
+                .send(
+                    "PUT",
+                    &format!("{url}/admin/tenants/beta/adapter"),
+                    &[
+                        ("content-type", "application/wasm"),
+                        ("authorization", &format!("Bearer {BETA_DEPLOY_TOKEN}")),
+                    ],
+                    component,
+                )
+                .await;
+            (response, started.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !slow.is_finished(),
+        "beta's deploy should still be running its fixtures"
+    );
+
+    let started = Instant::now();
+    let reload = tokio::time::timeout(Duration::from_secs(60), admin_reload(&env.bridge))
+        .await
+        .expect("the reload answers");
+    assert_eq!(reload.status, 200, "{}", reload.describe());
+    let reloaded_after = started.elapsed();
+    let reload_finished_first = !slow.is_finished();
+    let other = env
+        .deploy(
+            "acme",
+            ACME_DEPLOY_TOKEN,
+            with_custom_section(&echo_build_bytes("v2"), "beside-a-slow-one", &unique_payload()),
+        )
+        .await;
+    assert_eq!(other.status, 200, "{}", other.describe());
+    let deployed_after = started.elapsed();
+    let deploy_finished_first = !slow.is_finished();
+    let (response, slow_took) = slow.await.unwrap();
+    assert_eq!(response.status, 422, "{}", response.describe());
+    assert!(
+        reload_finished_first && deploy_finished_first,
+        "the reload took {reloaded_after:?} and acme's deploy {deployed_after:?}: they waited for beta's \
+         deploy, which took {slow_took:?}"
+    );
+}
+
+/// A deploy to one tenant swaps in that tenant only: another tenant's open circuit breaker
+/// stays open.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_tenants_open_breaker_survives_a_deploy() {
+    let env = DeployEnv::start().await;
+    let deployed = env
+        .deploy("acme", ACME_DEPLOY_TOKEN, std::fs::read(hostile()).unwrap())
+        .await;
+    assert_eq!(deployed.status, 200, "{}", deployed.describe());
+    let trap = async || {
+        let response = env
+            .bridge
+            .send_webhook("acme", "/hook?mode=trap", &serde_json::json!({}))
+            .await;
+        response.error_code().unwrap_or_else(|| response.describe())
+    };
+    // The default breaker opens after 10 consecutive faults.
+    let mut answers = Vec::new();
+    for _ in 0..11 {
+        answers.push(trap().await);
+    }
+    let mut opened = vec!["adapter_trapped".to_string(); 10];
+    opened.push("adapter_circuit_open".into());
+    assert_eq!(answers, opened);
+
+    let beta = env.deploy("beta", BETA_DEPLOY_TOKEN, echo_build_bytes("v2")).await;
+    assert_eq!(beta.status, 200, "{}", beta.describe());
+    assert_eq!(
+        trap().await,
+        "adapter_circuit_open",
+        "beta's deploy closed acme's breaker"
+    );
+}
+
+/// Rejected deploys have a list of their own in the operators' history: 60 of them do not push
+/// the last reload out of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn rejected_deploys_do_not_push_reloads_out_of_the_history() {
+    let env = DeployEnv::start().await;
+    let reload = admin_reload(&env.bridge).await;
+    assert_eq!(reload.status, 200, "{}", reload.describe());
+    for seed in 0..60 {
+        let rejected = env.deploy("acme", ACME_DEPLOY_TOKEN, garbage_bytes(1024, seed)).await;
+        assert_eq!(rejected.status, 422, "{}", rejected.describe());
+    }
+    let page = status_page(&env).await;
+    assert!(
+        page.contains("data-kind=\"reload-ok\""),
+        "the reload is gone from the history after 60 rejected deploys"
+    );
+    assert!(
+        page.contains("data-kind=\"deploy-rejected\""),
+        "rejections are listed too"
+    );
+}
+
+/// The status page, logged in with the admin token.
+async fn status_page(env: &DeployEnv) -> String {
+    let (client, base) = (env.bridge.client(), env.bridge.url().to_string());
+    let login = client
+        .send(
+            "POST",
+            &format!("{base}/admin/login"),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            format!("token={ADMIN_TOKEN}"),
+        )
+        .await;
+    assert_eq!(login.status, 303, "{}", login.describe());
+    let cookie = login.header("set-cookie").expect("a session cookie");
+    let cookie = cookie.split(';').next().unwrap_or_default().to_string();
+    let page = client
+        .send("GET", &format!("{base}/admin"), &[("cookie", &cookie)], Vec::new())
+        .await;
+    assert_eq!(page.status, 200, "{}", page.describe());
+    page.text()
+}
+
+/// Listing versions does not read and hash the tenant's configured adapter file at every
+/// request: it is hashed when read at start, and again only once it changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn listing_versions_does_not_hash_the_adapter_file_at_every_request() {
+    let env = DeployEnv::start().await;
+    // With a deployed version active, the configured file is listed beside it, not running.
+    let deployed = env.deploy("acme", ACME_DEPLOY_TOKEN, echo_build_bytes("v2")).await;
+    assert_eq!(deployed.status, 200, "{}", deployed.describe());
+    let hashes = || metric(&env.bridge, "dolphin_bridge_adapter_file_hashes_total", &[]);
+    let before = hashes().await;
+    assert!(before >= 1.0, "the adapter files read at start are counted: {before}");
+    for _ in 0..10 {
+        assert_eq!(env.versions("acme", ACME_DEPLOY_TOKEN).await.len(), 2);
+    }
+    status_page(&env).await;
+    assert_eq!(
+        hashes().await,
+        before,
+        "listing versions read and hashed the adapter file again"
+    );
+    // A changed file is listed with its new hash.
+    let changed = with_custom_section(&echo_build_bytes("v1"), "changed", &unique_payload());
+    std::fs::write(env.dir.path().join("acme.wasm"), &changed).unwrap();
+    let versions = env.versions("acme", ACME_DEPLOY_TOKEN).await;
+    let file = versions
+        .iter()
+        .find(|v| v["source"] == "file")
+        .expect("the file is listed");
+    assert_eq!(file["contentHash"], sha256_hex(&changed).as_str());
+}
+
+/// Uploads wait in a bounded line: one tenant may upload one component at a time and the
+/// bridge takes `max_uploads` at once; past either a deploy is refused at once with the limit
+/// named, and a slot frees when its upload ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_slow_uploads_are_refused_past_the_limits() {
+    let env = DeployEnv::start_with(|table, _| {
+        let deployments = table["deployments"].as_table_mut().expect("[deployments]");
+        deployments.insert("max_uploads".into(), toml::Value::Integer(1));
+        deployments.insert("max_uploads_per_tenant".into(), toml::Value::Integer(1));
+    })
+    .await;
+    // A slow upload to acme: the headers and a first part of the body, the rest never sent.
+    let address = env.bridge.url().trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "PUT /admin/tenants/acme/adapter HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {ACME_DEPLOY_TOKEN}\r\n\
+         content-type: application/wasm\r\ncontent-length: 500000\r\n\r\n"
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&[0u8; 4096]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let tenant_busy = loop {
+        let response = env.deploy("acme", ACME_DEPLOY_TOKEN, garbage_bytes(1024, 1)).await;
+        if response.status != 422 || Instant::now() > deadline {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(tenant_busy.status, 429, "{}", tenant_busy.describe());
+    assert_eq!(tenant_busy.error_code().as_deref(), Some("too_many_uploads"));
+    let reason = tenant_busy.error_message().unwrap_or_default();
+    assert!(reason.contains("max_uploads_per_tenant"), "{reason}");
+    let all_busy = env.deploy("beta", BETA_DEPLOY_TOKEN, echo_build_bytes("v2")).await;
+    assert_eq!(all_busy.status, 503, "{}", all_busy.describe());
+    assert_eq!(all_busy.error_code().as_deref(), Some("uploads_busy"));
+    let reason = all_busy.error_message().unwrap_or_default();
+    assert!(reason.contains("[deployments] max_uploads"), "{reason}");
+
+    // The slow upload gives up: its slot is free again.
+    drop(slow);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let deployed = loop {
+        let response = env.deploy("beta", BETA_DEPLOY_TOKEN, echo_build_bytes("v2")).await;
+        if response.status != 503 || Instant::now() > deadline {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(deployed.status, 200, "{}", deployed.describe());
+}
