@@ -403,7 +403,10 @@ async fn a_replica_cut_off_from_the_database_stops_its_attempt_when_its_lease_en
     let ticket = fresh_ticket();
     let mut sent = Vec::new();
     for n in 0..2 {
-        let event = Event::example().owner(&owner).ticket(&ticket).message(&event_text(0, n));
+        let event = Event::example()
+            .owner(&owner)
+            .ticket(&ticket)
+            .message(&event_text(0, n));
         sent.push(SentEvent {
             ticket: ticket.clone(),
             n,
@@ -413,14 +416,21 @@ async fn a_replica_cut_off_from_the_database_stops_its_attempt_when_its_lease_en
     // The attempt of S1 is under way once its look-up has reached 3Dolphins: cut the link then.
     let waited = Instant::now();
     while three_dolphins.api_requests().is_empty() {
-        assert!(waited.elapsed() < Duration::from_secs(20), "the first attempt never looked the contact up");
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "the first attempt never looked the contact up"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     link.set_mode(LinkMode::Blackhole);
     let other_files = BridgeFiles::write(&config(schema.url()), &[]);
     let other = other_files.start().await;
     let settled = settled_within(&other, SLOW_SETTLE_WITHIN).await;
-    assert!(settled.is_some(), "the other replica did not deliver the ticket: {}", other.outbox_stats().await);
+    assert!(
+        settled.is_some(),
+        "the other replica did not deliver the ticket: {}",
+        other.outbox_stats().await
+    );
     // Past the moment the cut-off replica's look-up answers, with time for it to post.
     tokio::time::sleep(CUT_LOOKUP_DELAY.saturating_sub(waited.elapsed()) + Duration::from_secs(2)).await;
     let receipts = Receipts::examine(&vendor.requests(), &sent);
