@@ -514,3 +514,30 @@ async fn a_0_1_component_deploys_beside_0_2_ones() {
     assert_eq!(world().await, "dolphin:bridge@0.2.0");
     assert_eq!(env.probe_build().await, "v2");
 }
+
+/// A version rejected because the tenant's fixtures cannot even be read tells the partner so,
+/// without the server's paths and without quoting the fixture file (whose lines may hold a
+/// secret): the operator's log has the details.
+#[tokio::test]
+async fn a_rejection_names_no_server_path_and_quotes_no_fixture_line() {
+    let env = DeployEnv::start().await;
+    let secret = "fixture-secret-value-0042";
+    // An unterminated string: the TOML error points at the line holding the secret.
+    std::fs::write(
+        env.beta_fixtures.join("tenant.toml"),
+        format!("[secrets]\napi_key = \"{secret}\n"),
+    )
+    .unwrap();
+    let component = with_custom_section(&echo_build_bytes("v2"), "run", &unique_payload());
+    let response = env.deploy("beta", BETA_DEPLOY_TOKEN, component).await;
+    assert_eq!(response.status, 422, "{}", response.describe());
+    let text = response.text();
+    assert!(
+        text.contains("tenant.toml"),
+        "the reason should name the fixture file: {text}"
+    );
+    assert!(!text.contains(secret), "a fixture's line was quoted: {text}");
+    let dir = env.dir.path().display().to_string();
+    assert!(!text.contains(&dir), "a server path leaked: {text}");
+    assert_eq!(env.probe_build().await, "v1");
+}
