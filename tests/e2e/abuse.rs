@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dolphin_bridge_tests::adapters::{self, bridge_binary};
 use dolphin_bridge_tests::bridge::{ADMIN_TOKEN, INCOMING_TOKEN, WebhookAuth};
+use dolphin_bridge_tests::copy_dir::copy_dir;
 use dolphin_bridge_tests::disk_usage::{DiskUsage, mib};
 use dolphin_bridge_tests::events::EXAMPLE_OWNER;
 use dolphin_bridge_tests::process_stats::ProcessStats;
@@ -290,20 +291,6 @@ fn write_config(config: &BridgeConfig, dir: &Path) -> PathBuf {
     let path = dir.join("bridge.toml");
     std::fs::write(&path, toml::to_string(&table).unwrap()).unwrap();
     path
-}
-
-/// Copies the folder `from` (files and sub-folders) to `to`.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("cannot read {}: {e}", from.display())) {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// Bytes no earlier request used (a custom section's payload, so each upload is new).

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use dolphin_bridge_tests::adapters::{bridge_binary, echo_world_0_1};
 use dolphin_bridge_tests::bridge::{ADMIN_TOKEN, INCOMING_TOKEN, start_on_config_file};
+use dolphin_bridge_tests::copy_dir::copy_dir;
 use dolphin_bridge_tests::events::EXAMPLE_OWNER;
 use dolphin_bridge_tests::reload_support::{
     EventStream, IncomingSender, Sent, adapter_info, admin_reload, echo_build_bytes, garbage_bytes, overwrite_in_place,
@@ -142,20 +143,6 @@ impl DeployEnv {
             .collect();
         assert_eq!(bodies.len(), 1, "probe {id} should arrive once: {bodies:#?}");
         bodies[0]["build"].as_str().unwrap_or_default().to_string()
-    }
-}
-
-/// Copies the folder `from` (files and sub-folders) to `to`.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("cannot read {}: {e}", from.display())) {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 

@@ -20,6 +20,7 @@ pub mod bench_options;
 pub mod bench_target;
 pub mod bridge;
 pub mod client;
+pub mod copy_dir;
 pub mod corpus_support;
 pub mod crash_support;
 pub mod disk_usage;

@@ -90,6 +90,6 @@ where
     for task in tasks {
         task.await.expect("a request loop panicked");
     }
-    let outcome = outcome.lock().unwrap().clone();
-    outcome
+    let mut outcome = outcome.lock().unwrap();
+    std::mem::take(&mut *outcome)
 }
