@@ -480,13 +480,7 @@ fn load_fixtures(dir: &Path) -> anyhow::Result<Fixtures> {
     }
     let tenant_path = dir.join("tenant.toml");
     let tenant = match std::fs::read_to_string(&tenant_path) {
-        Ok(text) => toml::from_str(&text).map_err(|e| {
-            setup_error(format!(
-                "{}: {}",
-                tenant_path.display(),
-                e.to_string().lines().collect::<Vec<_>>().join(" ")
-            ))
-        })?,
+        Ok(text) => toml::from_str(&text).map_err(|e| setup_error(toml_error(&tenant_path, &text, &e)))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => TenantFixture::default(),
         Err(e) => return Err(setup_error(format!("cannot read {}: {e}", tenant_path.display()))),
     };
@@ -574,6 +568,22 @@ fn load_fixtures(dir: &Path) -> anyhow::Result<Fixtures> {
         vendor,
         fixtures,
     })
+}
+
+/// `path: line L, column C: MESSAGE` for a TOML file that does not parse. The file's text is not
+/// quoted: a fixture's `tenant.toml` may hold secrets, and a deploy's rejection reason carries
+/// this message to the partner.
+fn toml_error(path: &Path, text: &str, error: &toml::de::Error) -> String {
+    let place = error
+        .span()
+        .map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!("line {line}, column {column}: ")
+        })
+        .unwrap_or_default();
+    format!("{}: {place}{}", path.display(), error.message())
 }
 
 /// A JSON file, or an error naming the file and the line and column where it is broken.

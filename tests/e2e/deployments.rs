@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use dolphin_bridge_tests::adapters::{bridge_binary, echo_world_0_1};
 use dolphin_bridge_tests::bridge::{ADMIN_TOKEN, INCOMING_TOKEN, start_on_config_file};
+use dolphin_bridge_tests::copy_dir::copy_dir;
 use dolphin_bridge_tests::events::EXAMPLE_OWNER;
 use dolphin_bridge_tests::reload_support::{
     EventStream, IncomingSender, Sent, adapter_info, admin_reload, echo_build_bytes, garbage_bytes, overwrite_in_place,
@@ -156,20 +157,6 @@ impl DeployEnv {
             .collect();
         assert_eq!(bodies.len(), 1, "probe {id} should arrive once: {bodies:#?}");
         bodies[0]["build"].as_str().unwrap_or_default().to_string()
-    }
-}
-
-/// Copies the folder `from` (files and sub-folders) to `to`.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("cannot read {}: {e}", from.display())) {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 
@@ -527,4 +514,31 @@ async fn a_0_1_component_deploys_beside_0_2_ones() {
     assert_eq!(deployed.status, 200, "{}", deployed.describe());
     assert_eq!(world().await, "dolphin:bridge@0.2.0");
     assert_eq!(env.probe_build().await, "v2");
+}
+
+/// A version rejected because the tenant's fixtures cannot even be read tells the partner so,
+/// without the server's paths and without quoting the fixture file (whose lines may hold a
+/// secret): the operator's log has the details.
+#[tokio::test]
+async fn a_rejection_names_no_server_path_and_quotes_no_fixture_line() {
+    let env = DeployEnv::start().await;
+    let secret = "fixture-secret-value-0042";
+    // An unterminated string: the TOML error points at the line holding the secret.
+    std::fs::write(
+        env.beta_fixtures.join("tenant.toml"),
+        format!("[secrets]\napi_key = \"{secret}\n"),
+    )
+    .unwrap();
+    let component = with_custom_section(&echo_build_bytes("v2"), "run", &unique_payload());
+    let response = env.deploy("beta", BETA_DEPLOY_TOKEN, component).await;
+    assert_eq!(response.status, 422, "{}", response.describe());
+    let text = response.text();
+    assert!(
+        text.contains("tenant.toml"),
+        "the reason should name the fixture file: {text}"
+    );
+    assert!(!text.contains(secret), "a fixture's line was quoted: {text}");
+    let dir = env.dir.path().display().to_string();
+    assert!(!text.contains(&dir), "a server path leaked: {text}");
+    assert_eq!(env.probe_build().await, "v1");
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod abuse;
 mod accepted;
 mod auth;
 mod browser;

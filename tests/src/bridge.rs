@@ -435,9 +435,16 @@ impl Bridge {
             .map_err(|e| format!("cannot create a temp dir: {e}"))?;
         let config_path = config.write_to(dir.path());
         let _guard = START_LOCK.lock().await;
-        let mut bridge = Self::spawn(&adapters::bridge_binary(), &config_path, &config.env, false, Some(dir))
-            .await
-            .map_err(|err| format!("{err}\nits config:\n{}", config.to_toml()))?;
+        let mut bridge = Self::spawn(
+            &adapters::bridge_binary(),
+            &config_path,
+            &config.env,
+            false,
+            Some(dir),
+            &[],
+        )
+        .await
+        .map_err(|err| format!("{err}\nits config:\n{}", config.to_toml()))?;
         bridge.incoming_token = config.incoming_token.clone();
         Ok(bridge)
     }
@@ -455,7 +462,19 @@ impl Bridge {
         env: &[(String, String)],
         echo_output: bool,
     ) -> Result<Bridge, String> {
-        Self::spawn(binary, config_path, env, echo_output, None).await
+        Self::spawn(binary, config_path, env, echo_output, None, &[]).await
+    }
+
+    /// Starts `WRAPPER... BINARY serve --config config_path`: the bridge run through a program
+    /// that execs it (such as `unshare`, to give it a name resolver of the test's own), so that
+    /// its process id stays the one [`Bridge::pid`] reports.
+    pub async fn start_wrapped(
+        binary: &Path,
+        config_path: &Path,
+        env: &[(String, String)],
+        wrapper: &[std::ffi::OsString],
+    ) -> Result<Bridge, String> {
+        Self::spawn(binary, config_path, env, false, None, wrapper).await
     }
 
     async fn spawn(
@@ -464,8 +483,16 @@ impl Bridge {
         env: &[(String, String)],
         echo_output: bool,
         dir: Option<tempfile::TempDir>,
+        wrapper: &[std::ffi::OsString],
     ) -> Result<Bridge, String> {
-        let mut command = Command::new(binary);
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command
             .arg("serve")
             .arg("--config")

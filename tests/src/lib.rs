@@ -9,6 +9,9 @@
 //! - [`adapters`] finds the bridge binary and the built adapters (`cargo xtask build-plugins`).
 //! - [`wait`] waits for conditions instead of sleeping.
 //! - [`nemesis`] injects faults into replicas on PostgreSQL and checks the delivery promise.
+//! - [`process_stats`], [`disk_usage`]: a process's descriptors and memory, a folder's disk use;
+//!   [`slow_dns`], [`slow_upload`], [`request_loop`]: a name server that answers late, uploads
+//!   that never finish, requests in a loop (the abuse test's measures and attacks).
 //! - [`bench_options`] parses the bench binaries' option values; [`bench_target`] prints a benchmark's figure against its target (`cargo xtask bench`).
 
 pub mod adapters;
@@ -17,17 +20,23 @@ pub mod bench_options;
 pub mod bench_target;
 pub mod bridge;
 pub mod client;
+pub mod copy_dir;
 pub mod corpus_support;
 pub mod crash_support;
+pub mod disk_usage;
 pub mod events;
 pub mod mock_chatwoot;
 pub mod mock_http;
 pub mod mock_rocketchat;
 pub mod mock_sunshine;
 pub mod nemesis;
+pub mod process_stats;
 pub mod reload_support;
 pub mod replica_support;
+pub mod request_loop;
 pub mod signing;
+pub mod slow_dns;
+pub mod slow_upload;
 pub mod three_dolphins;
 pub mod vendor;
 pub mod wait;

@@ -14,7 +14,10 @@
 //!   and, at the end, each figure's ratio to its target
 //! - `nemesis`: the end-to-end nemesis test (faults against replicas on PostgreSQL) for as long
 //!   as asked, with a seed, printing the checker's table (`nemesis.rs`)
+//! - `abuse`: the end-to-end abuse test (one partner attacking the bridge while a healthy
+//!   tenant is served) for as long as asked, printing its figures (`abuse.rs`)
 
+mod abuse;
 mod browser;
 mod doc_links;
 mod nemesis;
@@ -102,6 +105,16 @@ enum Task {
         #[arg(long)]
         seed: Option<String>,
     },
+    /// Build the echo, hostile and wasi-command adapters and the bridge, then run the abuse test
+    /// (one partner, with its deploy token, webhooks and adapter, attacking the bridge while a
+    /// healthy tenant is served) with its attacks running SECONDS in all, printing its figures;
+    /// fails when descriptors, memory or disk use grow past their bounds or the healthy tenant
+    /// suffers.
+    Abuse {
+        /// How long the attacks go on in all (each gets an equal share).
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -115,6 +128,7 @@ fn main() -> ExitCode {
         Task::Tidy => tidy::run(&workspace_root()),
         Task::Bench { only, args } => bench(&only, &args),
         Task::Nemesis { minutes, seed } => nemesis::run_nemesis(minutes, seed.as_deref()),
+        Task::Abuse { seconds } => abuse::run_abuse(seconds),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -77,3 +77,35 @@ impl TenantDeployConfig {
         )
     }
 }
+
+/// That each deploy token opens one tenant only: no two tenants share one, and none is the admin
+/// token (which opens every tenant and endpoint). The error names the fields, never the token.
+pub(super) fn check_deploy_tokens(
+    tenants: &[super::TenantConfig],
+    admin_token: Option<&str>,
+) -> Result<(), FieldError> {
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    for (i, tenant) in tenants.iter().enumerate() {
+        let Some(token) = tenant.deploy.token.as_deref() else {
+            continue;
+        };
+        let field = format!("tenants[{i}].deploy.token");
+        if admin_token == Some(token) {
+            return Err(invalid(
+                field,
+                "is the admin token: a deploy token must open its own tenant only",
+            ));
+        }
+        if let Some((_, first)) = seen.iter().find(|(t, _)| *t == token) {
+            return Err(invalid(
+                field,
+                format!(
+                    "is also tenants[{first}].deploy.token: each tenant needs a deploy token of its own, or a \
+                     partner could deploy to a tenant it does not own"
+                ),
+            ));
+        }
+        seen.push((token, i));
+    }
+    Ok(())
+}

@@ -217,7 +217,8 @@ impl Config {
         self.adapters.check()?;
         self.three_dolphins.check()?;
         // A tenant's signed webhooks must not outlive the ids kept to recognise their replays.
-        tenants::check_tenants(&self.tenants, self.delivery.webhook_dedupe_window_ms)
+        tenants::check_tenants(&self.tenants, self.delivery.webhook_dedupe_window_ms)?;
+        deployments::check_deploy_tokens(&self.tenants, self.admin.token.as_deref())
     }
 }
 
@@ -399,6 +400,37 @@ literal = "$${NOT_A_VAR}"
         );
         let err = Config::parse(Path::new("b.toml"), &text, &env).unwrap_err().to_string();
         assert!(err.contains("tenants[1].channels"), "{err}");
+    }
+
+    /// A `[[tenants]]` entry with deploy token `token`.
+    fn deploying_tenant(name: &str, owner: &str, token: &str) -> String {
+        format!(
+            "[[tenants]]\nname = \"{name}\"\nowner = \"{owner}\"\nadapter = \"x.wasm\"\nwebhook = {{ auth = \"none\" }}\n\
+             [tenants.deploy]\ntoken = \"{token}\"\n"
+        )
+    }
+
+    #[test]
+    fn a_deploy_token_opens_one_tenant_only() {
+        let shared = "shared-deploy-token-0001";
+        let text = format!(
+            "{MINIMAL}\n{}{}",
+            deploying_tenant("b", "o2", shared),
+            deploying_tenant("c", "o3", shared)
+        );
+        let err = Config::parse(Path::new("b.toml"), &text, &env).unwrap_err().to_string();
+        assert!(err.contains("tenants[2].deploy.token"), "{err}");
+        assert!(err.contains("tenants[1]"), "{err}");
+        assert!(!err.contains(shared), "{err}");
+        // Nor may it be the admin token, which opens every tenant and endpoint.
+        let admin = "the-admin-token-00001";
+        let text = format!(
+            "{MINIMAL}\n[admin]\ntoken = \"{admin}\"\n{}",
+            deploying_tenant("b", "o2", admin)
+        );
+        let err = Config::parse(Path::new("b.toml"), &text, &env).unwrap_err().to_string();
+        assert!(err.contains("tenants[1].deploy.token"), "{err}");
+        assert!(!err.contains(admin), "{err}");
     }
 
     #[test]

@@ -474,7 +474,10 @@ impl AdapterRegistry {
                     "fixtures failed: {}",
                     failed_fixtures(&String::from_utf8_lossy(&out))
                 )),
-                Err(e) => Some(format!("the fixtures could not run: {}", without_path(&e, &path))),
+                Err(e) => Some(format!(
+                    "the fixtures could not run: {}",
+                    without_fixture_paths(&without_path(&e, &path), fixtures)
+                )),
             };
             if let Some(reason) = rejected {
                 self.forget_unlisted(&tenant.name, hash);
@@ -550,6 +553,17 @@ fn mirror(local: &mut TenantVersions, shared: TenantVersions) -> Vec<String> {
 /// `error`'s message with the server path `path` replaced by "the component".
 fn without_path(error: &anyhow::Error, path: &Path) -> String {
     format!("{error:#}").replace(&path.display().to_string(), "the component")
+}
+
+/// `reason` with the fixture folder's path dropped from the paths of its files (`tenant.toml`,
+/// `incoming/x.json`) and replaced elsewhere by "the fixture folder": the partner learns which
+/// file is wrong, not where the server keeps it.
+fn without_fixture_paths(reason: &str, fixtures: &Path) -> String {
+    let dir = fixtures.display().to_string();
+    let dir = dir.trim_end_matches('/');
+    reason
+        .replace(&format!("{dir}/"), "")
+        .replace(dir, "the fixture folder")
 }
 
 /// The names of the failed fixtures in `plugin test` output, and its summary line.
