@@ -322,7 +322,9 @@ async fn parallel_slow_uploads_are_refused_past_the_limits() {
     assert_eq!(tenant_busy.error_code().as_deref(), Some("too_many_uploads"));
     let reason = tenant_busy.error_message().unwrap_or_default();
     assert!(reason.contains("max_uploads_per_tenant"), "{reason}");
-    let all_busy = env.deploy("beta", BETA_DEPLOY_TOKEN, echo_build_bytes("v2")).await;
+    // A small body: refused before it is read, a large one may still be in flight when the
+    // bridge answers and closes the connection.
+    let all_busy = env.deploy("beta", BETA_DEPLOY_TOKEN, garbage_bytes(1024, 2)).await;
     assert_eq!(all_busy.status, 503, "{}", all_busy.describe());
     assert_eq!(all_busy.error_code().as_deref(), Some("uploads_busy"));
     let reason = all_busy.error_message().unwrap_or_default();
@@ -331,12 +333,13 @@ async fn parallel_slow_uploads_are_refused_past_the_limits() {
     // The slow upload gives up: its slot is free again.
     drop(slow);
     let deadline = Instant::now() + Duration::from_secs(10);
-    let deployed = loop {
-        let response = env.deploy("beta", BETA_DEPLOY_TOKEN, echo_build_bytes("v2")).await;
+    loop {
+        let response = env.deploy("beta", BETA_DEPLOY_TOKEN, garbage_bytes(1024, 3)).await;
         if response.status != 503 || Instant::now() > deadline {
-            break response;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
+    let deployed = env.deploy("beta", BETA_DEPLOY_TOKEN, echo_build_bytes("v2")).await;
     assert_eq!(deployed.status, 200, "{}", deployed.describe());
 }
