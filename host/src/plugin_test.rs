@@ -221,7 +221,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<bool
     secrets.push(API_TOKEN.to_string());
     host.secrets = SecretSet::new(secrets);
     let host = Arc::new(host);
-    let instances = Arc::new(InstanceReuse::new(&InstanceReuseConfig::default()));
+    let instances = InstanceReuse::new(&InstanceReuseConfig::default());
 
     writeln!(
         out,
