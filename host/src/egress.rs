@@ -6,8 +6,9 @@
 
 mod resolver;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
@@ -47,20 +48,23 @@ pub fn is_restricted(ip: IpAddr) -> bool {
         .any(|n| network_contains(parse_network(n).expect("valid built-in network"), ip))
 }
 
-/// The resolver of adapters' requests: names resolved on the [`ResolverPool`]; with
-/// `public_only`, restricted addresses dropped, failing when nothing else is left.
+/// The resolver of one tenant's adapter requests: names resolved on the [`ResolverPool`] in the
+/// tenant's share of it; with `public_only`, restricted addresses dropped, failing when nothing
+/// else is left.
 struct AdapterResolver {
     pool: Arc<ResolverPool>,
+    tenant: String,
     public_only: bool,
 }
 
 impl Resolve for AdapterResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let pool = self.pool.clone();
+        let tenant = self.tenant.clone();
         let public_only = self.public_only;
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = pool.lookup(&host).await?;
+            let addrs: Vec<SocketAddr> = pool.lookup(&tenant, &host).await?;
             if !public_only {
                 return Ok(Box::new(addrs.into_iter()) as Addrs);
             }
@@ -73,42 +77,44 @@ impl Resolve for AdapterResolver {
     }
 }
 
-/// The two HTTP clients adapters' requests go through.
+/// The HTTP clients adapters' requests go through: one per tenant (and whether it may reach
+/// private networks), so that each tenant's names are resolved in its own share of the resolver
+/// and its connections are pooled apart from other tenants'.
 pub struct EgressClients {
-    /// Refuses restricted addresses after resolution.
-    pub public_only: reqwest::Client,
-    /// For tenants with `allow_private_networks = true`.
-    pub any_address: reqwest::Client,
+    pool: Arc<ResolverPool>,
+    clients: Mutex<HashMap<(String, bool), reqwest::Client>>,
 }
 
 impl EgressClients {
-    /// Builds both clients: no redirects followed, no proxy from the environment, names
-    /// resolved on threads of their own (never tokio's blocking pool, which the store uses).
+    /// The clients' shared resolver threads (never tokio's blocking pool, which the store uses).
     pub fn new() -> anyhow::Result<EgressClients> {
-        let pool = ResolverPool::start()?;
-        let client = |public_only: bool| {
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
-                .dns_resolver(Arc::new(AdapterResolver {
-                    pool: pool.clone(),
-                    public_only,
-                }))
-                .build()
-        };
         Ok(EgressClients {
-            public_only: client(true)?,
-            any_address: client(false)?,
+            pool: ResolverPool::start()?,
+            clients: Mutex::default(),
         })
     }
 
-    /// The client for a tenant.
-    pub fn for_tenant(&self, allow_private_networks: bool) -> &reqwest::Client {
-        if allow_private_networks {
-            &self.any_address
-        } else {
-            &self.public_only
+    /// The client for `tenant`'s adapter requests, made on first use: no redirects followed, no
+    /// proxy from the environment, restricted addresses refused after resolution unless
+    /// `allow_private_networks`.
+    pub fn for_tenant(&self, tenant: &str, allow_private_networks: bool) -> Result<reqwest::Client, String> {
+        let mut clients = self.clients.lock().expect("egress clients lock");
+        let key = (tenant.to_string(), allow_private_networks);
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
         }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(AdapterResolver {
+                pool: self.pool.clone(),
+                tenant: tenant.to_string(),
+                public_only: !allow_private_networks,
+            }))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        clients.insert(key, client.clone());
+        Ok(client)
     }
 }
 
@@ -136,6 +142,7 @@ mod tests {
     fn resolver(public_only: bool) -> AdapterResolver {
         AdapterResolver {
             pool: ResolverPool::start().unwrap(),
+            tenant: "acme".into(),
             public_only,
         }
     }

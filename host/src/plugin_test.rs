@@ -243,7 +243,7 @@ async fn run_fixtures(
     secrets.push(API_TOKEN.to_string());
     host.secrets = SecretSet::new(secrets);
     let host = Arc::new(host);
-    let instances = Arc::new(InstanceReuse::new(&InstanceReuseConfig::default()));
+    let instances = InstanceReuse::new(&InstanceReuseConfig::default());
 
     writeln!(
         out,

@@ -91,3 +91,40 @@ async fn tenants_never_share_an_instance() {
     assert_eq!(instance_calls(&bridge, "villain").await, 3);
     assert_eq!(instance_calls(&bridge, "other").await, 2);
 }
+
+/// An instance whose calls leave WASI handles open (its host resource table grown since its
+/// first call) is not kept: leaked handles do not pile up across calls.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_that_leaks_handles_is_not_kept() {
+    let villain = hostile_villain().instance_reuse("idle", 1).config("handles", "1000");
+    let (bridge, _three_dolphins) = start(vec![villain]).await;
+    let mut counts = Vec::new();
+    for _ in 0..4 {
+        let (status, body) = webhook(&bridge, "villain", "leak-calls").await;
+        assert_eq!(status, 200, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).expect("the adapter answers JSON");
+        counts.push(answer["instance_calls"].as_u64().unwrap_or_default());
+    }
+    assert_eq!(
+        counts,
+        [1, 2, 1, 2],
+        "an instance that grew its table since its first call is dropped"
+    );
+}
+
+/// Kept instances expire after `idle_ms` without a call.
+#[tokio::test(flavor = "multi_thread")]
+async fn kept_instances_expire_when_idle() {
+    let villain = hostile_villain()
+        .instance_reuse("idle", 1)
+        .instance_reuse("idle_ms", 500);
+    let (bridge, _three_dolphins) = start(vec![villain]).await;
+    assert_eq!(instance_calls(&bridge, "villain").await, 1);
+    assert_eq!(instance_calls(&bridge, "villain").await, 2);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        instance_calls(&bridge, "villain").await,
+        1,
+        "a fresh instance after the idle time"
+    );
+}

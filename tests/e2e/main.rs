@@ -33,6 +33,7 @@ mod replicas;
 mod rocketchat;
 mod routing;
 mod sandbox_limits;
+mod shared_tampering;
 mod soak;
 mod start_failures;
 mod status_page;

@@ -328,3 +328,33 @@ async fn an_event_cannot_set_a_reserved_key_through_extra() {
         env.three_dolphins.event_posts()
     );
 }
+
+/// The bridge's peak resident memory so far (`VmHWM` in `/proc/PID/status`), in bytes.
+fn peak_rss(bridge: &Bridge) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", bridge.pid())).expect("/proc/PID/status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a VmHWM line");
+    kib << 10
+}
+
+/// A guest that opens WASI handles (`wasi:cli/stdout` streams) and never drops them grows the
+/// host's resource table, which is not guest memory: the call fails at the table's limit, naming
+/// it, long before the host's memory grows, and the healthy tenant is served meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_leaks_handles_fails_on_the_handle_limit_and_the_host_stays_small() {
+    let mut env = Attacked::start(hostile_villain().limit("cpu_ms", 30_000).call_timeout_ms(60_000)).await;
+    env.assert_healthy_tenant_served().await;
+    let before = peak_rss(&env.bridge);
+    let (dead, error) = env.villain_dead("handle-leak").await;
+    let grown = peak_rss(&env.bridge).saturating_sub(before);
+    assert_eq!(dead["attempts"], 1, "an exceeded limit is not retried: {error}");
+    assert!(
+        error.contains("resource handle limit of 4096 (limits.resource_handles)"),
+        "the reason names the limit: {error}"
+    );
+    assert!(grown < 32 << 20, "the bridge's peak RSS grew by {} MiB", grown >> 20);
+    env.assert_healthy_tenant_served().await;
+}

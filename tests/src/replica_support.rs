@@ -75,6 +75,11 @@ impl TempSchema {
         &self.url
     }
 
+    /// A connection working in this schema, for a test that reads or changes rows directly.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(&self.url).await
+    }
+
     /// Outbox rows in this schema (every accepted event, delivered or not, until purged).
     pub async fn outbox_rows(&self) -> i64 {
         connect(&self.url)

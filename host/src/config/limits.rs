@@ -14,6 +14,10 @@ pub const MAX_MEMORY_MIB: usize = 4096;
 /// Most look-ups `limits.lookups` may allow per call.
 pub const MAX_LOOKUPS_PER_CALL: u32 = 1_000;
 
+/// Fewest and most WASI resource handles `limits.resource_handles` may allow (the most is
+/// wasmtime's own default cap on a store's component handles).
+pub const RESOURCE_HANDLES_RANGE: std::ops::RangeInclusive<usize> = 16..=100_000;
+
 /// `[tenants.limits]`: what one adapter call may use; every field has a safe default.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -39,6 +43,9 @@ pub struct LimitsConfig {
     /// 3Dolphins look-ups (`three-dolphins.contact` / `history`) per call; at most
     /// [`MAX_LOOKUPS_PER_CALL`], as each one is a request to 3Dolphins with the bridge's token.
     pub lookups: u32,
+    /// WASI resource handles (streams, pollables, …) the call's instance may hold at once: host
+    /// memory outside `memory_mib`, so bounded on their own; within [`RESOURCE_HANDLES_RANGE`].
+    pub resource_handles: usize,
 }
 
 impl Default for LimitsConfig {
@@ -54,6 +61,7 @@ impl Default for LimitsConfig {
             webhook_events: 100,
             webhook_concurrency: 16,
             lookups: 20,
+            resource_handles: 4096,
         }
     }
 }
@@ -79,6 +87,16 @@ impl LimitsConfig {
                 format!("must be at most {MAX_LOOKUPS_PER_CALL}"),
             ));
         }
+        if !RESOURCE_HANDLES_RANGE.contains(&self.resource_handles) {
+            return Err(invalid(
+                field("limits.resource_handles"),
+                format!(
+                    "must be from {} to {}",
+                    RESOURCE_HANDLES_RANGE.start(),
+                    RESOURCE_HANDLES_RANGE.end()
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -94,6 +112,9 @@ pub struct InstanceReuseConfig {
     pub idle: usize,
     /// Calls one instance serves before it is dropped for a fresh one.
     pub max_calls: u32,
+    /// Milliseconds a kept instance may wait for a call before it is dropped (freeing its pool
+    /// slot and memory).
+    pub idle_ms: u64,
 }
 
 impl Default for InstanceReuseConfig {
@@ -101,6 +122,7 @@ impl Default for InstanceReuseConfig {
         InstanceReuseConfig {
             idle: 0,
             max_calls: 1_000,
+            idle_ms: 60_000,
         }
     }
 }
@@ -116,6 +138,9 @@ impl InstanceReuseConfig {
         }
         if self.max_calls == 0 {
             return Err(invalid(field("instance_reuse.max_calls"), "must be above 0"));
+        }
+        if self.idle_ms == 0 {
+            return Err(invalid(field("instance_reuse.idle_ms"), "must be above 0"));
         }
         Ok(())
     }

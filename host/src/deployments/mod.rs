@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::store::TenantVersions;
+use crate::store::{TenantVersions, is_content_hash};
 
 /// The name of the per-tenant list of versions.
 const VERSIONS_FILE: &str = "versions.json";
@@ -101,6 +101,10 @@ impl DeploymentStore {
     /// Stores `bytes` as `tenant`'s version `content_hash` (not yet listed or active); a file
     /// already there is kept (same name, same content).
     pub fn put_component(&self, tenant: &str, content_hash: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
+        anyhow::ensure!(
+            is_content_hash(content_hash),
+            "tenant `{tenant}`: {content_hash:?} is not a content hash; nothing is stored under it"
+        );
         let path = self.component_path(tenant, content_hash);
         if path.metadata().is_ok_and(|m| m.len() == bytes.len() as u64) {
             return Ok(path);
@@ -109,9 +113,10 @@ impl DeploymentStore {
         Ok(path)
     }
 
-    /// Deletes `tenant`'s component `content_hash` unless `versions` still lists it.
+    /// Deletes `tenant`'s component `content_hash` unless `versions` still lists it (or it is not
+    /// a content hash, which names no file of this store).
     pub fn remove_unlisted(&self, tenant: &str, content_hash: &str, versions: &TenantVersions) {
-        if versions.versions.iter().any(|v| v.content_hash == content_hash) {
+        if !is_content_hash(content_hash) || versions.versions.iter().any(|v| v.content_hash == content_hash) {
             return;
         }
         let path = self.component_path(tenant, content_hash);
@@ -279,13 +284,26 @@ mod tests {
     fn unlisted_components_are_removed_and_listed_ones_kept() {
         let dir = TempDir::new();
         let store = DeploymentStore::new(dir.0.clone(), 5);
-        let kept = store.put_component("acme", "a", b"one").unwrap();
-        let gone = store.put_component("acme", "b", b"two").unwrap();
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let kept = store.put_component("acme", &a, b"one").unwrap();
+        let gone = store.put_component("acme", &b, b"two").unwrap();
         let mut versions = TenantVersions::default();
-        versions.deployed(version("a"), 5);
-        store.remove_unlisted("acme", "a", &versions);
-        store.remove_unlisted("acme", "b", &versions);
+        versions.deployed(version(&a), 5);
+        store.remove_unlisted("acme", &a, &versions);
+        store.remove_unlisted("acme", &b, &versions);
         assert!(kept.exists());
         assert!(!gone.exists());
+    }
+
+    #[test]
+    fn nothing_is_stored_or_removed_under_a_name_that_is_not_a_content_hash() {
+        let dir = TempDir::new();
+        let store = DeploymentStore::new(dir.0.join("deployments"), 5);
+        let outside = dir.0.join("x.wasm");
+        std::fs::write(&outside, b"not the store's").unwrap();
+        let error = store.put_component("acme", "../../x", b"one").unwrap_err();
+        assert!(format!("{error:#}").contains("not a content hash"), "{error:#}");
+        store.remove_unlisted("acme", "../../x", &TenantVersions::default());
+        assert!(outside.exists(), "a file outside the store is left alone");
     }
 }

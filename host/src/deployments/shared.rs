@@ -9,12 +9,73 @@
 //! Tenants no replica has deployed to have no shared list: they run their files, and a local
 //! list (from before the store was shared) is left as it is. With the embedded store nothing is
 //! shared: versions stay on the local disk.
+//!
+//! Nothing read from the shared store is taken on trust: every hash must have the form of a
+//! content hash before it names a file ([`check_list`]), and every component's hash is
+//! recomputed before it is cached, compiled or run ([`cache_component`]). A row that fails
+//! either is [`Refused`]: logged, and the tenant keeps the version it serves.
 
 use anyhow::Context;
 
 use super::DeploymentStore;
 use crate::config::Config;
-use crate::store::{SharedDeployments, Store};
+use crate::runtime::content_hash;
+use crate::store::{SharedDeployments, Store, TenantVersions, is_content_hash};
+
+/// Why a version read from the shared store is not used. Someone with write access to the
+/// database (or on the path to it) wrote it; the replica keeps the version it serves.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// A hash in the tenant's shared list is not 64 lowercase hex digits.
+    #[error("tenant `{tenant}`: the shared version {hash:?} is not a content hash (64 lowercase hex digits)")]
+    MalformedHash { tenant: String, hash: String },
+    /// The component's bytes hash to something else than the version they are stored as.
+    #[error(
+        "tenant `{tenant}`: the shared component stored as version {claimed} does not match its hash (its bytes hash to {actual})"
+    )]
+    HashMismatch {
+        tenant: String,
+        claimed: String,
+        actual: String,
+    },
+}
+
+/// The first 12 characters of `hash` for a log line, or all of it when shorter (a hash read from
+/// the store is only trusted to be text).
+pub fn short(hash: &str) -> &str {
+    hash.char_indices().nth(12).map_or(hash, |(end, _)| &hash[..end])
+}
+
+/// Refuses `tenant`'s shared list `versions` when one of its hashes is not a content hash.
+pub fn check_list(tenant: &str, versions: &TenantVersions) -> Result<(), Refused> {
+    match versions.malformed_hash() {
+        Some(hash) => Err(Refused::MalformedHash {
+            tenant: tenant.to_string(),
+            hash: hash.chars().take(80).collect(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses `bytes` as `tenant`'s version `claimed` unless they hash to it. Hashing a large
+/// component takes a while: not on a request thread.
+pub async fn check_bytes(tenant: &str, claimed: &str, bytes: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    let (bytes, actual) = tokio::task::spawn_blocking(move || {
+        let actual = content_hash(&bytes);
+        (bytes, actual)
+    })
+    .await
+    .context("hashing a shared component")?;
+    if actual != claimed {
+        return Err(Refused::HashMismatch {
+            tenant: tenant.to_string(),
+            claimed: claimed.to_string(),
+            actual,
+        }
+        .into());
+    }
+    Ok(bytes)
+}
 
 /// Copies the shared active version of every configured tenant into the local `[deployments]`
 /// folder, and the shared lists over the local ones, so that the adapters load as the other
@@ -36,8 +97,18 @@ pub async fn prime(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
         else {
             continue;
         };
-        if let Some(active) = &versions.active {
-            cache_component(shared, &local, name, active).await?;
+        let cached = match (check_list(name, &versions), &versions.active) {
+            (Err(refused), _) => Err(anyhow::Error::from(refused)),
+            (Ok(()), Some(active)) => cache_component(shared, &local, name, active).await.map(|_| ()),
+            (Ok(()), None) => Ok(()),
+        };
+        if let Err(e) = cached {
+            let Some(refused) = e.downcast_ref::<Refused>() else {
+                return Err(e);
+            };
+            tracing::error!(tenant = name, reason = %refused,
+                "a version in the shared store is refused; this replica keeps its own list and serves its version");
+            continue;
         }
         let before = local.versions(name).unwrap_or_default();
         local.write_versions(name, &versions)?;
@@ -46,27 +117,37 @@ pub async fn prime(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
         }
         tracing::info!(
             tenant = name,
-            active = versions.active.as_deref().map(|h| &h[..12]),
+            active = versions.active.as_deref().map(short),
             "deployed versions taken from the shared store"
         );
     }
     Ok(())
 }
 
-/// Makes sure `tenant`'s component `content_hash` is in `local`, fetching it from `shared`.
+/// Makes sure `tenant`'s component `hash` is in `local`, fetching it from `shared`. The hash must
+/// have the form of a content hash and the fetched bytes must hash to it, else the error is a
+/// [`Refused`] (see `downcast_ref`) and nothing is written.
 pub async fn cache_component(
     shared: &dyn SharedDeployments,
     local: &DeploymentStore,
     tenant: &str,
-    content_hash: &str,
+    hash: &str,
 ) -> anyhow::Result<std::path::PathBuf> {
-    let path = local.component_path(tenant, content_hash);
+    if !is_content_hash(hash) {
+        return Err(Refused::MalformedHash {
+            tenant: tenant.to_string(),
+            hash: hash.chars().take(80).collect(),
+        }
+        .into());
+    }
+    let path = local.component_path(tenant, hash);
     if path.exists() {
         return Ok(path);
     }
     let bytes = shared
-        .shared_component(tenant, content_hash)
+        .shared_component(tenant, hash)
         .await?
-        .with_context(|| format!("tenant `{tenant}`: version {content_hash} is not in the shared store"))?;
-    local.put_component(tenant, content_hash, &bytes)
+        .with_context(|| format!("tenant `{tenant}`: version {hash} is not in the shared store"))?;
+    let bytes = check_bytes(tenant, hash, bytes).await?;
+    local.put_component(tenant, hash, &bytes)
 }

@@ -10,9 +10,11 @@ use std::sync::Arc;
 use super::{AdapterRegistry, RegistryEventKind};
 use crate::clock::rfc3339;
 use crate::config::{Config, TenantConfig};
-use crate::deployments::shared::cache_component;
+use crate::deployments::shared::{Refused, cache_component, check_bytes, check_list, short};
 use crate::runtime::{LoadedAdapter, content_hash};
-use crate::store::{DeploymentChange, RollbackTarget, SharedDeployments, StoredVersion, TenantVersions};
+use crate::store::{
+    DeploymentChange, RollbackTarget, SharedDeployments, StoredVersion, TenantVersions, is_content_hash,
+};
 use crate::tenants::Tenant;
 
 /// Where a tenant's adapter version comes from.
@@ -159,10 +161,16 @@ impl AdapterRegistry {
         let shared_before = match self.shared() {
             Some(shared) => {
                 let versions = shared.shared_versions(tenant).await.map_err(DeployError::Storage)?;
+                if let Some(versions) = &versions {
+                    check_list(tenant, versions).map_err(|e| DeployError::Rejected(e.to_string()))?;
+                }
                 if let Some(RollbackTarget::Deployed(hash)) = versions.as_ref().and_then(|v| v.rollback_target()) {
                     cache_component(shared, &self.deployments, tenant, &hash)
                         .await
-                        .map_err(DeployError::Storage)?;
+                        .map_err(|e| match e.downcast::<Refused>() {
+                            Ok(refused) => DeployError::Rejected(refused.to_string()),
+                            Err(e) => DeployError::Storage(e),
+                        })?;
                 }
                 versions
             }
@@ -325,6 +333,12 @@ impl AdapterRegistry {
             };
             let wanted = list.active.clone().unwrap_or_default();
             rejected.retain(|(t, hash)| t != name || *hash == wanted);
+            if let Err(refused) = check_list(name, &list) {
+                if !rejected.contains(&(name.to_string(), wanted.clone())) {
+                    self.refuse_shared(name, &wanted, &refused, rejected);
+                }
+                continue;
+            }
             let snapshot = self.snapshot();
             let serves = snapshot.by_name(name).is_some_and(|running| match &list.active {
                 Some(hash) => {
@@ -344,13 +358,31 @@ impl AdapterRegistry {
             }
             let validated = match &list.active {
                 Some(hash) => {
-                    let path = cache_component(shared, &self.deployments, name, hash).await?;
-                    let bytes = tokio::fs::read(&path).await?;
+                    // The cached file is hashed again: the compiled copy is kept under `hash`.
+                    let checked = match cache_component(shared, &self.deployments, name, hash).await {
+                        Ok(path) => match tokio::fs::read(&path).await {
+                            Ok(bytes) => check_bytes(name, hash, bytes).await,
+                            Err(e) => Err(e.into()),
+                        },
+                        Err(e) => Err(e),
+                    };
+                    let bytes = match checked {
+                        Ok(bytes) => bytes,
+                        Err(e) => match e.downcast_ref::<Refused>() {
+                            Some(refused) => {
+                                let local = self.deployments.versions(name)?;
+                                self.deployments.remove_unlisted(name, hash, &local);
+                                self.refuse_shared(name, &wanted, refused, rejected);
+                                continue;
+                            }
+                            None => return Err(e),
+                        },
+                    };
                     match self.validate(tenant, hash, bytes).await {
                         Ok(adapter) => Some(adapter),
                         Err(e) => {
                             let reason = e.to_string();
-                            tracing::error!(tenant = name, hash = %&hash[..12], reason = %reason,
+                            tracing::error!(tenant = name, hash = %short(hash), reason = %reason,
                                 "a version deployed on another replica is rejected here; the previous version keeps serving");
                             self.record(RegistryEventKind::DeployRejected, Some(name), Some(hash), Some(reason));
                             rejected.insert((name.to_string(), wanted));
@@ -399,6 +431,21 @@ impl AdapterRegistry {
             }
         }
         Ok(())
+    }
+
+    /// Logs and records that `tenant`'s shared version `wanted` is refused, and adds it to
+    /// `rejected` so that it is not fetched again while it stays the shared active version.
+    fn refuse_shared(&self, tenant: &str, wanted: &str, refused: &Refused, rejected: &mut HashSet<(String, String)>) {
+        let reason = refused.to_string();
+        tracing::error!(tenant, reason = %reason,
+            "a version in the shared store is refused: its hash or its bytes were not written by a deploy; the previous version keeps serving");
+        self.record(
+            RegistryEventKind::DeployRejected,
+            Some(tenant),
+            Some(wanted).filter(|w| is_content_hash(w)),
+            Some(reason),
+        );
+        rejected.insert((tenant.to_string(), wanted.to_string()));
     }
 
     /// Where `tenant`'s running adapter comes from.

@@ -326,7 +326,7 @@ impl AdapterRegistry {
             channels: tenant.channels.iter().map(|c| c.to_ascii_lowercase()).collect(),
             adapter,
             host: Arc::new(host),
-            instances: Arc::new(InstanceReuse::new(&tenant.instance_reuse)),
+            instances: InstanceReuse::new(&tenant.instance_reuse),
             webhook: tenant
                 .webhook
                 .clone()

@@ -9,7 +9,7 @@ use thiserror::Error;
 use super::bindings::dolphin::bridge::types as wt;
 use super::call_state::CallState;
 use super::worlds::World;
-use super::{HOSTCALL_FUEL, WIT_PACKAGE, is_hostcall_fuel_exhausted};
+use super::{HOSTCALL_FUEL, WIT_PACKAGE, is_handle_limit, is_hostcall_fuel_exhausted};
 use crate::redaction::SecretSet;
 
 /// Why an adapter could not be loaded.
@@ -73,6 +73,9 @@ pub(super) fn classify_failure(error: wasmtime::Error, state: &CallState) -> Cal
     if is_hostcall_fuel_exhausted(&error) {
         return CallError::LimitExceeded(hostcall_limit());
     }
+    if is_handle_limit(&error) {
+        return CallError::LimitExceeded(handle_limit(state.host.limits.resource_handles));
+    }
     if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
         return match trap {
             wasmtime::Trap::StackOverflow => CallError::LimitExceeded("wasm stack limit".into()),
@@ -86,6 +89,11 @@ pub(super) fn classify_failure(error: wasmtime::Error, state: &CallState) -> Cal
 /// The name of the per-host-call data limit, as a call that exceeds it reports it.
 pub(super) fn hostcall_limit() -> String {
     format!("host-call data limit of {} MiB per host call", HOSTCALL_FUEL >> 20)
+}
+
+/// The name of the resource handle limit, as a call that exceeds it reports it.
+pub(super) fn handle_limit(handles: usize) -> String {
+    format!("resource handle limit of {handles} (limits.resource_handles)")
 }
 
 /// Removes the tenant's secret values from an error message.

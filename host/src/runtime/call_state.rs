@@ -60,9 +60,11 @@ impl CallState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(host.limits.resource_handles);
         CallState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: AdapterLimiter::new(host.limits.memory_bytes, host.limits.table_elements),
             host,
             delivery_id,
@@ -92,6 +94,11 @@ impl CallState {
         self.log_bytes = 0;
         self.limit_hit = None;
         self.limiter.hit = None;
+    }
+
+    /// The WASI resources the guest holds now (entries of the host's resource table).
+    pub(super) fn resources_held(&mut self) -> usize {
+        self.table.iter_mut().count()
     }
 
     pub(super) fn guest_time(&self) -> Duration {

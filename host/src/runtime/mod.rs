@@ -102,6 +102,18 @@ fn limit_host_calls<T>(store: &mut wasmtime::Store<T>) {
     store.set_hostcall_fuel(HOSTCALL_FUEL);
 }
 
+/// Whether `error` is a store refusing another resource handle: the host's resource table full
+/// (WASI handles) or wasmtime's count of the store's component handles at its limit (its error
+/// type is private: its message identifies it, pinned by a test).
+fn is_handle_limit(error: &wasmtime::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        )
+    }) || format!("{error:#}").contains("store handle limit exceeded")
+}
+
 /// Whether `error` is wasmtime refusing to copy more than [`HOSTCALL_FUEL`] bytes in one host
 /// call (its error type is private: its message is what identifies it, pinned by a test).
 fn is_hostcall_fuel_exhausted(error: &wasmtime::Error) -> bool {
@@ -136,6 +148,9 @@ pub struct CallLimits {
     pub webhook_events: usize,
     /// Webhook calls of the tenant running at once.
     pub webhook_concurrency: usize,
+    /// WASI resource handles one instance may hold at once (host resource table and the
+    /// store's component handles).
+    pub resource_handles: usize,
 }
 
 impl From<&LimitsConfig> for CallLimits {
@@ -154,6 +169,7 @@ impl From<&LimitsConfig> for CallLimits {
             kv_total_bytes: limits.kv_total_bytes,
             webhook_events: limits.webhook_events,
             webhook_concurrency: limits.webhook_concurrency.max(1),
+            resource_handles: limits.resource_handles,
         }
     }
 }
@@ -577,6 +593,7 @@ async fn instantiate(
         store,
         adapter: instance,
         calls: 0,
+        resources_after_first: None,
         _slot: slot,
     })
 }
@@ -594,8 +611,10 @@ fn preempter(engine: &Engine) -> impl Fn() + Send + Sync + 'static {
 /// A store for one call: the tenant's limits, and a guest that yields at every epoch tick and
 /// fails past `cpu_limit` of its own running time.
 fn new_store(engine: &Engine, state: CallState, cpu_limit: Duration) -> wasmtime::Store<CallState> {
+    let handles = state.host.limits.resource_handles;
     let mut store = wasmtime::Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
+    store.set_max_component_handles(handles);
     prepare_for_call(&mut store);
     store.epoch_deadline_callback(move |mut store| {
         let state = store.data_mut();

@@ -28,7 +28,9 @@ pub use postgres::PostgresStore;
 pub use replicas::{FORGET_AFTER, ReplicaStatus, STALE_AFTER, ServedAdapter};
 pub use server_lock::ServerLock;
 pub use sqlite::{CommitMode, SqliteStore};
-pub use versions::{DeploymentChange, RollbackTarget, SharedDeployments, StoredVersion, TenantVersions};
+pub use versions::{
+    DeploymentChange, RollbackTarget, SharedDeployments, StoredVersion, TenantVersions, is_content_hash,
+};
 
 /// Errors a caller of the store acts on; anything else is a failure to retry later.
 #[derive(Debug, Error, PartialEq, Eq)]

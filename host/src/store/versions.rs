@@ -17,6 +17,13 @@ pub struct StoredVersion {
     pub deployed_at: DateTime<Utc>,
 }
 
+/// Whether `hash` has the form of a content hash: 64 lowercase hex digits (a hex SHA-256). Only
+/// such a hash may name a file or key a compiled copy; anything else read from a shared store is
+/// refused.
+pub fn is_content_hash(hash: &str) -> bool {
+    hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// A tenant's deployed versions: newest first, and which one is active (`None`: the tenant runs
 /// its configured file).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +47,16 @@ impl TenantVersions {
     pub fn active_version(&self) -> Option<&StoredVersion> {
         let active = self.active.as_deref()?;
         self.versions.iter().find(|v| v.content_hash == active)
+    }
+
+    /// The first hash in the list (a kept version's or the active one) that is not of the form
+    /// of a content hash ([`is_content_hash`]); `None` when every one is.
+    pub fn malformed_hash(&self) -> Option<&str> {
+        self.versions
+            .iter()
+            .map(|v| v.content_hash.as_str())
+            .chain(self.active.as_deref())
+            .find(|hash| !is_content_hash(hash))
     }
 
     /// Puts `version` first and makes it active, then keeps the newest `keep` versions (the

@@ -28,6 +28,8 @@
 //! | `lookup-flood` | (Incoming) looks up its own ticket's history 1000 times, stopping at the first failure, and fails permanently with a report `lookup-flood: found=N; then: failed(..)` |
 //! | `handle-leak` | opens WASI handles and drops none (config `handles` of each, default 100 000: `get-stdout` output streams), then succeeds; the host's resource table grows with them, and with `[tenants.instance_reuse]` it outlives the call |
 //! | `instance-calls` | counts the calls its instance has served, this one included, and answers the count: webhooks 200 `{"instance_calls":N}`, Incoming a permanent error `instance-calls: N` (tests of `[tenants.instance_reuse]`) |
+//! | `handle-leak` | opens config `handles` (default 2 000 000) `wasi:cli/stdout` streams and never drops them (each one an entry in the host's resource table), then fails permanently with `handle-leak: N opened` |
+//! | `leak-calls` | opens config `handles` (default 1000) `wasi:cli/stdout` streams and never drops them, then answers as `instance-calls` does |
 //! | `ok`, anything else | succeeds (webhooks: 200 `{"status":"ok"}`, no events) |
 
 use dolphin_bridge_sdk::{
@@ -71,7 +73,10 @@ impl Adapter for Hostile {
         if mode == "extra-reserved" {
             return Ok(webhook::ok(vec![extra_reserved_event().into()]));
         }
-        if mode == "instance-calls" {
+        if mode == "leak-calls" {
+            leak_handles(config_number("handles", 1000));
+        }
+        if mode == "instance-calls" || mode == "leak-calls" {
             let body = format!("{{\"instance_calls\":{}}}", count_instance_call());
             return Ok(webhook::outcome(Vec::new(), json_response(body)));
         }
@@ -111,6 +116,14 @@ fn run(ctx: &CallContext, mode: &str) -> Result<(), AdapterError> {
         }
         "deny-spam" => Err(permanent(deny_spam())),
         "instance-calls" => Err(permanent(format!("instance-calls: {}", count_instance_call()))),
+        "handle-leak" => {
+            let opened = leak_handles(config_number("handles", 2_000_000));
+            Err(permanent(format!("handle-leak: {opened} opened")))
+        }
+        "leak-calls" => {
+            leak_handles(config_number("handles", 1000));
+            Err(permanent(format!("instance-calls: {}", count_instance_call())))
+        }
         "many-headers" => Err(permanent(many_headers())),
         "handle-leak" => {
             leak_handles(config::get("handles").and_then(|n| n.parse().ok()).unwrap_or(100_000));
@@ -321,6 +334,36 @@ fn many_headers() -> String {
 /// script as HTML.
 /// Calls this instance has served, this one included: state that outlives a call only when the
 /// host reuses the instance.
+/// Config `key` as a number, else `default`.
+fn config_number(key: &str, default: u32) -> u32 {
+    config::get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[cfg(target_family = "wasm")]
+#[link(wasm_import_module = "wasi:cli/stdout@0.2.0")]
+unsafe extern "C" {
+    /// `wasi:cli/stdout.get-stdout`: a new `output-stream` handle on every call.
+    #[link_name = "get-stdout"]
+    fn get_stdout() -> i32;
+}
+
+/// Opens `n` stdout streams and forgets them: each stays in the host's resource table until the
+/// instance goes. Returns how many were opened (a host that refuses one traps the call).
+#[cfg(target_family = "wasm")]
+fn leak_handles(n: u32) -> u32 {
+    for _ in 0..n {
+        // SAFETY: a WASI import without arguments, answering a handle the guest owns.
+        black_box(unsafe { get_stdout() });
+    }
+    n
+}
+
+/// Natively (the crate's own tests) there is no host table to fill.
+#[cfg(not(target_family = "wasm"))]
+fn leak_handles(n: u32) -> u32 {
+    n
+}
+
 fn count_instance_call() -> u32 {
     static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1

@@ -74,7 +74,11 @@ async fn send_http(host: Arc<TenantHost>, request: wt::HttpRequest) -> Result<wt
     check_literal_host(&url, host.allow_private_networks).map_err(HttpError::Denied)?;
     let method = reqwest::Method::from_bytes(request.method.as_bytes())
         .map_err(|_| HttpError::Denied(format!("invalid method `{}`", request.method)))?;
-    let client = host.services.egress.for_tenant(host.allow_private_networks);
+    let client = host
+        .services
+        .egress
+        .for_tenant(&host.tenant, host.allow_private_networks)
+        .map_err(HttpError::Connection)?;
     check_request_headers(&request.headers).map_err(HttpError::LimitExceeded)?;
     let mut builder = client.request(method, url).timeout(host.http_timeout);
     for (name, value) in &request.headers {
