@@ -85,6 +85,12 @@ pub struct EgressClients {
     clients: Mutex<HashMap<(String, bool), reqwest::Client>>,
 }
 
+/// Idle connections a tenant's client keeps to one vendor host: a burst of requests leaves this
+/// many open for the next, not one descriptor per request of the burst.
+pub const IDLE_CONNECTIONS_PER_HOST: usize = 4;
+/// An idle connection is closed after this long.
+pub const IDLE_CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl EgressClients {
     /// The clients' shared resolver threads (never tokio's blocking pool, which the store uses).
     pub fn new() -> anyhow::Result<EgressClients> {
@@ -106,6 +112,8 @@ impl EgressClients {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
+            .pool_max_idle_per_host(IDLE_CONNECTIONS_PER_HOST)
+            .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
             .dns_resolver(Arc::new(AdapterResolver {
                 pool: self.pool.clone(),
                 tenant: tenant.to_string(),

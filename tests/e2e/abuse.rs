@@ -491,6 +491,18 @@ async fn a_partner_cannot_take_the_bridge_down() {
     );
     println!("{}", after.row("after (quiet)"));
     println!(
+        "descriptors after, by kind: {:?}",
+        dolphin_bridge_tests::process_stats::descriptor_kinds(
+            env.bridge.pid(),
+            env.bridge
+                .url()
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+                .unwrap_or(0)
+        )
+    );
+    println!(
         "healthy: {} requests, p99 before {:.1} ms ({} requests), during {:.1} ms ({} requests), after {:.1} ms \
          ({} requests); refused or failed {}, dead letters {}, outbox {stats}",
         sent.len(),

@@ -28,6 +28,79 @@ impl ProcessStats {
     }
 }
 
+/// What process `pid`'s descriptors are, counted by kind: `file`, `pipe`, `anon`, and for TCP
+/// sockets their state and which end is the process's listening `port` (`in :PORT established`,
+/// `out established`, `listen`), so a report says what a growth is made of.
+pub fn descriptor_kinds(pid: u32, port: u16) -> std::collections::BTreeMap<String, usize> {
+    let sockets = tcp_sockets();
+    let mut kinds = std::collections::BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(Path::new("/proc").join(pid.to_string()).join("fd")) else {
+        return kinds;
+    };
+    for entry in entries.flatten() {
+        let target = std::fs::read_link(entry.path())
+            .map(|t| t.display().to_string())
+            .unwrap_or_default();
+        let kind = if let Some(inode) = target.strip_prefix("socket:[").and_then(|t| t.strip_suffix(']')) {
+            match sockets.get(inode) {
+                Some((local, _, "0A")) => format!("tcp listen :{local}"),
+                Some((local, _, state)) if *local == port => format!("tcp in :{port} {}", tcp_state(state)),
+                Some((_, remote, state)) => format!("tcp out :{remote} {}", tcp_state(state)),
+                None => "socket (not tcp)".into(),
+            }
+        } else if target.starts_with("pipe:") {
+            "pipe".into()
+        } else if target.starts_with("anon_inode:") {
+            target
+        } else {
+            "file".into()
+        };
+        *kinds.entry(kind).or_insert(0) += 1;
+    }
+    kinds
+}
+
+/// TCP sockets of this machine by inode: local port, remote port, state (hex, as `/proc/net/tcp`).
+fn tcp_sockets() -> std::collections::HashMap<String, (u16, u16, &'static str)> {
+    let mut sockets = std::collections::HashMap::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 10 {
+                continue;
+            }
+            let port = |address: &str| {
+                address
+                    .rsplit(':')
+                    .next()
+                    .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+                    .unwrap_or(0)
+            };
+            let state: &'static str = match fields[3] {
+                "01" => "01",
+                "06" => "06",
+                "08" => "08",
+                "0A" => "0A",
+                _ => "other",
+            };
+            sockets.insert(fields[9].to_string(), (port(fields[1]), port(fields[2]), state));
+        }
+    }
+    sockets
+}
+
+fn tcp_state(hex: &str) -> &'static str {
+    match hex {
+        "01" => "established",
+        "06" => "time-wait",
+        "08" => "close-wait",
+        _ => "other",
+    }
+}
+
 /// The `VmRSS:  1234 kB` line of a `/proc/PID/status` text, in KiB.
 fn vm_rss_kib(status: &str) -> Option<u64> {
     status

@@ -26,7 +26,6 @@
 //! | `extra-reserved` | (webhooks) answers with one Outgoing event for ticket `extra-reserved` (channel `whatsapp`) whose `extra` sets `owner` to config `other_owner` (default `another-owner`) |
 //! | `lookup-other-owner` | (Incoming) looks up the history of config `other_ticket` and the contact config `other_contact` (another owner's), then its own event's history and contact, and fails permanently with a report `lookup-other-owner: other-history=..; other-contact=..; own-history=..; own-contact=..`, each `found`, `not-found` or `failed(..)` |
 //! | `lookup-flood` | (Incoming) looks up its own ticket's history 1000 times, stopping at the first failure, and fails permanently with a report `lookup-flood: found=N; then: failed(..)` |
-//! | `handle-leak` | opens WASI handles and drops none (config `handles` of each, default 100 000: `get-stdout` output streams), then succeeds; the host's resource table grows with them, and with `[tenants.instance_reuse]` it outlives the call |
 //! | `instance-calls` | counts the calls its instance has served, this one included, and answers the count: webhooks 200 `{"instance_calls":N}`, Incoming a permanent error `instance-calls: N` (tests of `[tenants.instance_reuse]`) |
 //! | `handle-leak` | opens config `handles` (default 2 000 000) `wasi:cli/stdout` streams and never drops them (each one an entry in the host's resource table), then fails permanently with `handle-leak: N opened` |
 //! | `leak-calls` | opens config `handles` (default 1000) `wasi:cli/stdout` streams and never drops them, then answers as `instance-calls` does |
@@ -125,10 +124,6 @@ fn run(ctx: &CallContext, mode: &str) -> Result<(), AdapterError> {
             Err(permanent(format!("instance-calls: {}", count_instance_call())))
         }
         "many-headers" => Err(permanent(many_headers())),
-        "handle-leak" => {
-            leak_handles(config::get("handles").and_then(|n| n.parse().ok()).unwrap_or(100_000));
-            Ok(())
-        }
         "log-flood" => {
             for i in 0..100_000u32 {
                 log::info(&format!("hostile log flood line {i}"));
@@ -284,24 +279,6 @@ fn http_flood() -> String {
         }
     }
     format!("http-flood: responses={ok} denied={denied} limit-exceeded={limited} failed={failed}")
-}
-
-// The WASI import that hands out a new `output-stream` handle at each call (the host keeps it
-// in the instance's resource table until the guest drops it, which this adapter never does).
-#[cfg(target_family = "wasm")]
-#[link(wasm_import_module = "wasi:cli/stdout@0.2.6")]
-unsafe extern "C" {
-    #[link_name = "get-stdout"]
-    fn get_stdout() -> i32;
-}
-
-/// Opens `count` stdout handles and forgets them.
-fn leak_handles(count: u32) {
-    for _ in 0..count {
-        #[cfg(target_family = "wasm")]
-        // SAFETY: `get-stdout` takes nothing and returns a handle, which is only leaked.
-        black_box(unsafe { get_stdout() });
-    }
 }
 
 /// Denied requests cost the host a log line each: as many as the host lets this call make.
