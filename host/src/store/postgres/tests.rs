@@ -486,6 +486,11 @@ async fn sessions_commit_durably_in_read_committed_whatever_the_url_asks() {
     let search_path: String = store.query("SHOW search_path", &[]).await.unwrap()[0].get(0);
     assert_eq!(search_path, name, "the URL's own options are kept");
     drop(store);
+    drop_schema(&name).await;
+}
+
+/// Drops a schema a test made with [`TempSchema::empty`] (or by hand).
+async fn drop_schema(name: &str) {
     connect(&server_url())
         .await
         .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
@@ -590,11 +595,7 @@ async fn a_statement_given_up_on_does_not_hold_up_the_next_call() {
     assert!(next.is_ok(), "the next call waited behind the abandoned statement");
     next.unwrap().unwrap();
     drop(store);
-    connect(&server_url())
-        .await
-        .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
-        .await
-        .unwrap();
+    drop_schema(&name).await;
 }
 
 /// A schema whose name is too long for a channel name still gets its wake-ups: `LISTEN` and
@@ -621,11 +622,7 @@ async fn a_schema_with_a_long_name_still_wakes_the_other_processes() {
     store.enqueue(vec![delivery("a1", "A", None)], WINDOW).await.unwrap();
     assert!(heard().await, "an enqueue notifies");
     drop((store, other));
-    connect(&server_url())
-        .await
-        .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
-        .await
-        .unwrap();
+    drop_schema(&name).await;
 }
 
 /// A database first made by the release whose V2 was `leases_and_due_notifications` (rewritten
@@ -712,9 +709,5 @@ async fn commands_do_not_migrate_the_database() {
         .unwrap()
         .get(0);
     assert_eq!(tables, 0, "nothing was created");
-    connect(&server_url())
-        .await
-        .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
-        .await
-        .unwrap();
+    drop_schema(&name).await;
 }
