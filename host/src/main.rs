@@ -258,6 +258,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config.deployments.max_uploads,
             config.deployments.max_uploads_per_tenant,
         ),
+        auth_throttle: server::AuthThrottle::new(server::ThrottleLimits {
+            limit: config.server.auth_failure_limit,
+            window: Duration::from_millis(config.server.auth_failure_window_ms),
+            max_sources: config.server.auth_failure_sources,
+        }),
     });
     let grace = Duration::from_millis(config.delivery.shutdown_grace_ms);
     server::serve(listener, state, shutdown, grace).await?;

@@ -160,6 +160,39 @@ pub fn verify(config: &WebhookConfig, request: &SignedRequest<'_>, now: i64) -> 
     Ok(keys.into_iter().map(bounded).collect())
 }
 
+/// The request as the adapter sees it: without the bridge's own webhook token. For `auth =
+/// "token"` the token's header (`header`, else [`DEFAULT_TOKEN_HEADER`]) and its query parameter
+/// (`query`, when set) are removed, and every other header and parameter is kept as sent (the
+/// query's other parameters keep their encoding); for other schemes nothing changes, since
+/// vendor signatures are the adapter's to check again if it wants. The token authenticates the
+/// vendor to the bridge; no adapter needs it.
+pub fn without_token(
+    config: &WebhookConfig,
+    headers: Vec<(String, String)>,
+    query: String,
+) -> (Vec<(String, String)>, String) {
+    if config.auth != WebhookAuth::Token {
+        return (headers, query);
+    }
+    let header = config.header.as_deref().unwrap_or(DEFAULT_TOKEN_HEADER);
+    let headers = headers
+        .into_iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case(header))
+        .collect();
+    let Some(param) = config.query.as_deref() else {
+        return (headers, query);
+    };
+    let query = query
+        .split('&')
+        .filter(|pair| {
+            let name = url::form_urlencoded::parse(pair.as_bytes()).next().map(|(k, _)| k);
+            name.as_deref() != Some(param)
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    (headers, query)
+}
+
 /// The header naming a tenant's webhooks for deduplication: `dedupe_header`, else
 /// `x-chatwoot-delivery` (Chatwoot) or `webhook-id` (Standard Webhooks).
 pub fn dedupe_header(config: &WebhookConfig) -> Option<&str> {
@@ -224,6 +257,42 @@ mod tests {
             ("webhook-timestamp".into(), ts.to_string()),
             ("webhook-signature".into(), sig.into()),
         ]
+    }
+
+    #[test]
+    fn the_adapter_gets_no_webhook_token() {
+        let mut cfg = config(WebhookAuth::Token, "s3cret-token");
+        cfg.header = Some("X-RocketChat-Livechat-Token".into());
+        cfg.query = Some("token".into());
+        let headers = vec![
+            ("x-rocketchat-livechat-token".to_string(), "s3cret-token".to_string()),
+            ("content-type".to_string(), "application/json".to_string()),
+        ];
+        let query = "a=1&token=s3cret-token&b=x%20y&to%6Ben=again&tokens=kept".to_string();
+        let (headers, query) = without_token(&cfg, headers, query);
+        assert_eq!(
+            headers,
+            vec![("content-type".to_string(), "application/json".to_string())]
+        );
+        assert_eq!(query, "a=1&b=x%20y&tokens=kept");
+    }
+
+    #[test]
+    fn signatures_and_other_schemes_reach_the_adapter_unchanged() {
+        let headers = vec![
+            ("x-webhook-token".to_string(), "t".to_string()),
+            ("webhook-signature".to_string(), "v1,x".to_string()),
+        ];
+        for auth in [WebhookAuth::None, WebhookAuth::StandardWebhooks, WebhookAuth::Chatwoot] {
+            let cfg = config(auth, SECRET);
+            let got = without_token(&cfg, headers.clone(), "token=t".into());
+            assert_eq!(got, (headers.clone(), "token=t".to_string()));
+        }
+        // Token auth without a query parameter keeps the query whole.
+        let cfg = config(WebhookAuth::Token, "s3cret-token");
+        let (kept, query) = without_token(&cfg, headers.clone(), "token=t".into());
+        assert_eq!(kept, vec![headers[1].clone()]);
+        assert_eq!(query, "token=t");
     }
 
     /// The example from the Standard Webhooks specification.

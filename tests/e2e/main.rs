@@ -7,6 +7,7 @@ mod common;
 mod abuse;
 mod accepted;
 mod auth;
+mod auth_throttle;
 mod browser;
 mod chatwoot;
 mod cli;

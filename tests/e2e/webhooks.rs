@@ -9,10 +9,10 @@ use dolphin_bridge_tests::events::{EXAMPLE_CUSTOMER, EXAMPLE_OWNER, fresh_ticket
 use dolphin_bridge_tests::mock_chatwoot::signature_headers_at;
 use dolphin_bridge_tests::signing::{standard_webhook_headers, unix_now};
 use dolphin_bridge_tests::three_dolphins::EVENT_PATH;
-use dolphin_bridge_tests::{Event, HttpResponse};
+use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, HttpResponse, MockThreeDolphins};
 use serde_json::{Value, json};
 
-use crate::common::{ECHO_TENANT, EchoEnv, assert_accepted, assert_refused, post_webhook};
+use crate::common::{API_TOKEN, ECHO_TENANT, EchoEnv, assert_accepted, assert_refused, hostile_villain, post_webhook};
 
 /// Starts the echo set-up and opens a ticket with an Incoming event (channel `whatsapp`).
 async fn env_with_ticket() -> (EchoEnv, String) {
@@ -451,4 +451,54 @@ async fn a_configured_dedupe_header_names_token_verified_webhooks() {
         ["with an id", "without an id", "without an id"],
         "{events:#?}"
     );
+}
+
+/// The bridge's webhook token (in its header and its query parameter) authenticates the vendor
+/// to the bridge and stops there: the adapter (hostile's `echo-request`) gets every other header
+/// and parameter as sent, and not the token.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_adapter_never_sees_the_bridges_webhook_token() {
+    const TOKEN: &str = "s3cret-webhook-token";
+    let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
+    let auth = WebhookAuth::with_secret("token", TOKEN)
+        .token_header("X-RocketChat-Livechat-Token")
+        .token_query("token");
+    let config = BridgeConfig::new(&three_dolphins.base_url())
+        .api_token(API_TOKEN)
+        .tenant(hostile_villain().webhook(auth));
+    let bridge = Bridge::start(config).await;
+    let by_header = bridge.webhook_url("villain", "/hook?mode=echo-request&b=x%20y");
+    let by_query = bridge.webhook_url("villain", &format!("/hook?mode=echo-request&token={TOKEN}&b=x%20y"));
+    for (url, headers) in [
+        (
+            by_header,
+            vec![
+                ("x-rocketchat-livechat-token", TOKEN),
+                ("x-vendor-signature", "v1,kept"),
+            ],
+        ),
+        (by_query, vec![("x-vendor-signature", "v1,kept")]),
+    ] {
+        let mut all = vec![("content-type", "application/json")];
+        all.extend(headers);
+        let answer = bridge.client().send("POST", &url, &all, "{}").await;
+        assert_eq!(answer.status, 200, "{}", answer.describe());
+        let seen = String::from_utf8_lossy(&answer.body).into_owned();
+        assert!(!seen.contains(TOKEN), "the adapter saw the webhook token: {seen}");
+        let seen: Value = serde_json::from_str(&seen).expect("the adapter answers JSON");
+        assert_eq!(seen["query"], "mode=echo-request&b=x%20y", "{seen}");
+        let names: Vec<&str> = seen["headers"]
+            .as_array()
+            .expect("headers")
+            .iter()
+            .filter_map(|pair| pair[0].as_str())
+            .collect();
+        assert!(names.contains(&"x-vendor-signature"), "other headers pass: {names:?}");
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case("x-rocketchat-livechat-token")),
+            "{names:?}"
+        );
+    }
 }

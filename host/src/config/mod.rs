@@ -214,6 +214,7 @@ impl Config {
         self.delivery.check()?;
         self.deployments.check()?;
         self.server.check_addresses()?;
+        self.server.check_auth_failures()?;
         self.adapters.check()?;
         self.three_dolphins.check()?;
         // A tenant's signed webhooks must not outlive the ids kept to recognise their replays.

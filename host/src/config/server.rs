@@ -38,6 +38,18 @@ pub struct ServerConfig {
     /// When set, only these source networks (CIDR) may call the Incoming endpoint.
     #[serde(default)]
     pub incoming_networks: Vec<String>,
+    /// Failed credentials (admin token and login, deploy tokens, the Incoming and metrics
+    /// tokens) one source may send per `auth_failure_window_ms` and credential before its
+    /// further attempts at that credential are answered 429; 0 turns the limit off.
+    #[serde(default = "defaults::auth_failure_limit")]
+    pub auth_failure_limit: u32,
+    /// The window of `auth_failure_limit`, counted from a source's first failure in it.
+    #[serde(default = "defaults::auth_failure_window_ms")]
+    pub auth_failure_window_ms: u64,
+    /// How many (source, credential) failure counts are kept at most; beyond, the oldest
+    /// window is forgotten first.
+    #[serde(default = "defaults::auth_failure_sources")]
+    pub auth_failure_sources: usize,
 }
 
 impl ServerConfig {
@@ -64,6 +76,26 @@ impl ServerConfig {
         }
         if let Some(token) = &self.incoming_token {
             check_secret(token, MIN_TOKEN_BYTES).map_err(|m| invalid("server.incoming_token", m))?;
+        }
+        Ok(())
+    }
+
+    /// The failure limit's window and table: at least 1 ms and 1 entry while it is on.
+    pub(super) fn check_auth_failures(&self) -> Result<(), FieldError> {
+        if self.auth_failure_limit == 0 {
+            return Ok(());
+        }
+        if self.auth_failure_window_ms == 0 {
+            return Err(invalid(
+                "server.auth_failure_window_ms",
+                "must be at least 1 (or set auth_failure_limit = 0 to turn the limit off)",
+            ));
+        }
+        if self.auth_failure_sources == 0 {
+            return Err(invalid(
+                "server.auth_failure_sources",
+                "must be at least 1 (or set auth_failure_limit = 0 to turn the limit off)",
+            ));
         }
         Ok(())
     }
@@ -121,6 +153,15 @@ mod defaults {
         1024 * 1024
     }
     pub fn header_read_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn auth_failure_limit() -> u32 {
+        10
+    }
+    pub fn auth_failure_window_ms() -> u64 {
+        60_000
+    }
+    pub fn auth_failure_sources() -> usize {
         10_000
     }
 }

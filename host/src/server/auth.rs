@@ -1,19 +1,59 @@
 //! Who may call what: every bearer token and credential the server checks (the admin token, the
-//! tenants' deploy tokens, the metrics token), each compared in constant time.
+//! tenants' deploy tokens, the metrics token), each compared in constant time, and each behind
+//! the failure limit of `auth_throttle`.
+
+use std::net::IpAddr;
+use std::time::Instant;
 
 use http::{Request, StatusCode, header};
 use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 
+use super::auth_throttle::Credential;
 use super::{ApiError, AppState};
+
+/// The address a request came from, put in its extensions by the router.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Peer(pub IpAddr);
+
+/// Runs `check` of credential `what` unless the request's source is locked out of it (then 429,
+/// before anything is compared); a 401 from `check` counts as a failure of `what` from that
+/// source. Other refusals (another tenant's valid token, endpoints turned off) count for nothing.
+pub(super) fn throttled<B, T>(
+    state: &AppState,
+    request: &Request<B>,
+    what: Credential,
+    check: impl FnOnce() -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let Some(Peer(source)) = request.extensions().get::<Peer>().copied() else {
+        return check();
+    };
+    if let Some(wait) = state.auth_throttle.locked(source, &what, Instant::now()) {
+        tracing::warn!(%source, limit = state.server.auth_failure_limit, "refused: too many failed credentials from this source");
+        return Err(state.auth_throttle.refusal(&what, wait));
+    }
+    let result = check();
+    if let Err(error) = &result
+        && error.status == StatusCode::UNAUTHORIZED
+    {
+        state.auth_throttle.failed(source, &what, Instant::now());
+    }
+    result
+}
 
 /// Whether `given` is `expected`, compared in constant time (for equal lengths).
 pub(super) fn tokens_match(given: &str, expected: &str) -> bool {
     bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
-/// Checks `Authorization: Bearer <admin token>` in constant time.
+/// Checks `Authorization: Bearer <admin token>` in constant time, behind the failure limit.
 pub(super) fn admin(state: &AppState, request: &Request<Incoming>) -> Result<(), ApiError> {
+    throttled(state, request, Credential::AdminToken, || {
+        admin_unthrottled(state, request)
+    })
+}
+
+fn admin_unthrottled(state: &AppState, request: &Request<Incoming>) -> Result<(), ApiError> {
     let Some(token) = &state.admin_token else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -49,11 +89,21 @@ pub(super) fn bearer_token(request: &Request<Incoming>) -> &str {
 
 /// The admin token opens every tenant; a deploy token only its own tenant (403 for another
 /// tenant's, named or not). Without the admin token configured, deploy tokens still work.
+/// Behind the failure limit, counted per tenant (tenants the bridge does not know share one
+/// count, so inventing names gains no guesses).
 pub(super) fn admin_or_deploy_token(
     state: &AppState,
     tenant: &str,
     request: &Request<Incoming>,
 ) -> Result<(), ApiError> {
+    let known = state.registry.config().tenants.iter().any(|t| t.name == tenant);
+    let what = Credential::DeployToken(if known { tenant.to_string() } else { String::new() });
+    throttled(state, request, what, || {
+        deploy_token_unthrottled(state, tenant, request)
+    })
+}
+
+fn deploy_token_unthrottled(state: &AppState, tenant: &str, request: &Request<Incoming>) -> Result<(), ApiError> {
     let given = bearer_token(request);
     let matches = |token: &str| tokens_match(given, token);
     if state.admin_token.as_deref().is_some_and(matches) {

@@ -89,6 +89,7 @@ pub(super) async fn handle(state: &AppState, request: Request<Incoming>) -> Resu
             code: "invalid_event",
             message: format!("{} invalid field(s)", fields.len()),
             fields,
+            retry_after_s: None,
         },
     })?;
     let tenants = state.registry.snapshot();
@@ -110,6 +111,7 @@ pub(super) async fn handle(state: &AppState, request: Request<Incoming>) -> Resu
                 field: field.into(),
                 message,
             }],
+            retry_after_s: None,
         });
     };
     let delivery = NewDelivery {

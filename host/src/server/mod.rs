@@ -23,6 +23,7 @@ use crate::registry::AdapterRegistry;
 
 mod admin;
 mod auth;
+mod auth_throttle;
 mod deployments;
 mod incoming;
 mod probes;
@@ -31,6 +32,7 @@ mod upload_slots;
 mod vendor_answer;
 mod webhooks;
 
+pub use auth_throttle::{AuthThrottle, ThrottleLimits};
 pub use upload_slots::UploadSlots;
 
 use crate::metrics::{METRICS, Metrics};
@@ -48,6 +50,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub fields: Vec<FieldError>,
+    /// Seconds for the `Retry-After` header, when the refusal says when to come back.
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -58,6 +62,7 @@ impl ApiError {
             code,
             message: message.into(),
             fields: Vec::new(),
+            retry_after_s: None,
         }
     }
 
@@ -75,7 +80,11 @@ impl ApiError {
                 .headers_mut()
                 .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
         }
-        if matches!(self.code, "store_busy" | "webhook_concurrency_limit") {
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, http::HeaderValue::from(seconds));
+        } else if matches!(self.code, "store_busy" | "webhook_concurrency_limit") {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
@@ -106,6 +115,8 @@ pub struct AppState {
     pub sessions: StatusPageSessions,
     /// Deploy uploads under way (`[deployments] max_uploads`, `max_uploads_per_tenant`).
     pub uploads: UploadSlots,
+    /// Failed credentials per source, and the lockouts they earn (`[server] auth_failure_*`).
+    pub auth_throttle: AuthThrottle,
 }
 
 /// Accepts connections on `listener` until `shutdown` is cancelled, then lets open requests
@@ -157,11 +168,15 @@ pub async fn serve(
 }
 
 /// Routes one request from `peer`.
-pub async fn handle(state: &AppState, peer: IpAddr, request: Request<Incoming>) -> Response<Body> {
+pub async fn handle(state: &AppState, peer: IpAddr, mut request: Request<Incoming>) -> Response<Body> {
+    // The credential checks count failures per source (see `auth_throttle`).
+    request.extensions_mut().insert(auth::Peer(peer));
     let path = request.uri().path().to_string();
     let result = if path == state.server.incoming_path {
         match *request.method() {
-            Method::POST => match incoming::authorize(state, peer, &request) {
+            Method::POST => match auth::throttled(state, &request, auth_throttle::Credential::IncomingToken, || {
+                incoming::authorize(state, peer, &request)
+            }) {
                 Ok(()) => incoming::handle(state, request).await,
                 Err(e) => Err(e),
             },

@@ -9,7 +9,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
 
-use super::auth::bearer_matches;
+use super::auth::{bearer_matches, throttled};
+use super::auth_throttle::Credential;
 use super::{ApiError, AppState, Body, json_response, method_not_allowed};
 use crate::metrics::METRICS;
 
@@ -30,14 +31,17 @@ pub(super) async fn handle(
         Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })))
     } else if path == "/readyz" {
         readiness(state).await
-    } else if let Some(token) = &state.metrics_token
-        && !bearer_matches(request, token)
-    {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid metrics bearer token is required",
-        ))
+    } else if let Err(refused) = throttled(state, request, Credential::MetricsToken, || {
+        match &state.metrics_token {
+            Some(token) if !bearer_matches(request, token) => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid metrics bearer token is required",
+            )),
+            _ => Ok(()),
+        }
+    }) {
+        Err(refused)
     } else {
         Ok(Response::builder()
             .header(

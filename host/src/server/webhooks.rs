@@ -92,6 +92,8 @@ pub(super) async fn handle(
         attempt: 1,
         lease: None,
     };
+    // The bridge's webhook token is the vendor's credential to the bridge, not the adapter's.
+    let (headers, query) = webhook_auth::without_token(&tenant.webhook, headers, query);
     let webhook = wt::WebhookRequest {
         method,
         path,

@@ -29,6 +29,7 @@
 //! | `instance-calls` | counts the calls its instance has served, this one included, and answers the count: webhooks 200 `{"instance_calls":N}`, Incoming a permanent error `instance-calls: N` (tests of `[tenants.instance_reuse]`) |
 //! | `handle-leak` | opens config `handles` (default 2 000 000) `wasi:cli/stdout` streams and never drops them (each one an entry in the host's resource table), then fails permanently with `handle-leak: N opened` |
 //! | `leak-calls` | opens config `handles` (default 1000) `wasi:cli/stdout` streams and never drops them, then answers as `instance-calls` does |
+//! | `echo-request` | (webhooks) answers 200 with the headers and query it was given: `{"headers":[[name,value],..],"query":".."}` |
 //! | `ok`, anything else | succeeds (webhooks: 200 `{"status":"ok"}`, no events) |
 
 use dolphin_bridge_sdk::{
@@ -71,6 +72,10 @@ impl Adapter for Hostile {
         }
         if mode == "extra-reserved" {
             return Ok(webhook::ok(vec![extra_reserved_event().into()]));
+        }
+        if mode == "echo-request" {
+            let body = dolphin_bridge_sdk::json!({ "headers": request.headers, "query": request.query });
+            return Ok(webhook::outcome(Vec::new(), json_response(body.to_string())));
         }
         if mode == "leak-calls" {
             leak_handles(config_number("handles", 1000));
