@@ -119,11 +119,13 @@ pub enum PluginCommand {
         lang: crate::plugin_new::Language,
         /// The adapter's name: lowercase letters, digits and `-`, starting with a letter.
         name: String,
-        /// The project folder (default `./NAME`); it must not exist or be empty.
+        /// The project folder (default `./NAME`); it must not exist, or be an empty folder of the
+        /// user's that is not a symbolic link.
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Rust only: the SDK crate's folder (`plugin-sdk` of a dolphin-bridge checkout); by
-        /// default the nearest `plugin-sdk/` above the project folder.
+        /// default that of the workspace this binary was built from (never one found near the
+        /// project folder).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::Value;
 
+use crate::terminal_text::escape;
+
 /// What to ask the bridge.
 #[derive(Debug, Clone)]
 pub enum Action {
@@ -27,7 +29,8 @@ pub struct Remote {
     pub token: String,
 }
 
-/// Why the bridge refused (its JSON error), or why it could not be asked.
+/// Why the bridge refused (its JSON error, control characters escaped), or why it could not be
+/// asked.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The bridge answered with an error status.
@@ -74,8 +77,8 @@ pub async fn run(remote: &Remote, tenant: &str, action: Action, out: &mut impl W
         let error = &json["error"];
         return Err(ClientError::Refused {
             status: status.as_u16(),
-            code: error["code"].as_str().unwrap_or("unknown").to_string(),
-            message: error["message"].as_str().unwrap_or(text.trim()).to_string(),
+            code: escape(error["code"].as_str().unwrap_or("unknown")).into_owned(),
+            message: escape(error["message"].as_str().unwrap_or(text.trim())).into_owned(),
         });
     }
     let write = |out: &mut dyn Write, line: String| writeln!(out, "{line}").context("writing the output");
@@ -92,15 +95,36 @@ pub async fn run(remote: &Remote, tenant: &str, action: Action, out: &mut impl W
     Ok(())
 }
 
-/// `tenant acme: sha256 0123456789ab (1234 bytes, deployed, 2026-...)`.
+/// `tenant acme: sha256 0123456789ab (1234 bytes, deployed, 2026-...)`, the answer's text with
+/// its control characters escaped.
 fn describe(version: &Value) -> String {
-    let hash = version["contentHash"].as_str().unwrap_or("?");
+    let field = |name: &str| escape(version[name].as_str().unwrap_or("?")).into_owned();
+    let hash: String = field("contentHash").chars().take(12).collect();
     format!(
-        "tenant {}: sha256 {} ({} bytes, {}, {})",
-        version["tenant"].as_str().unwrap_or("?"),
-        &hash[..hash.len().min(12)],
+        "tenant {}: sha256 {hash} ({} bytes, {}, {})",
+        field("tenant"),
         version["sizeBytes"],
-        version["source"].as_str().unwrap_or("?"),
-        version["deployedAt"].as_str().unwrap_or("?"),
+        field("source"),
+        field("deployedAt"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_is_described_with_the_answers_control_characters_escaped() {
+        let version = serde_json::json!({
+            "tenant": "acme\u{1b}[2J",
+            "contentHash": "é\r0123456789abcdef",
+            "sizeBytes": 12,
+            "source": "deployed\nFORGED",
+            "deployedAt": "2026-01-01T00:00:00Z",
+        });
+        assert_eq!(
+            describe(&version),
+            r"tenant acme\u{1b}[2J: sha256 é\r012345678 (12 bytes, deployed\nFORGED, 2026-01-01T00:00:00Z)"
+        );
+    }
 }

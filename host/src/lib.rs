@@ -27,6 +27,7 @@ pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod tenants;
+pub mod terminal_text;
 pub mod three_dolphins;
 pub mod webhook_auth;
 

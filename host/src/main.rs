@@ -14,6 +14,7 @@ use dolphin_bridge::outbox::Outbox;
 use dolphin_bridge::registry::{AdapterRegistry, ChangeWatcher};
 use dolphin_bridge::server::{self, AppState};
 use dolphin_bridge::store::ServerLock;
+use dolphin_bridge::terminal_text::escape;
 use tokio_util::sync::CancellationToken;
 
 /// Runs the command; a failure is one `error:` line on stderr (its causes joined on that line,
@@ -300,15 +301,16 @@ async fn dead_letters(config: Config, command: DeadLetterCommand) -> anyhow::Res
     match command {
         DeadLetterCommand::List { tenant, limit } => {
             let letters = store.dead_letters(tenant.as_deref(), limit).await?;
+            // Tickets and errors come from 3Dolphins, vendors and adapters: printed escaped.
             for d in &letters {
                 println!(
                     "{}  tenant={} ticket={} direction={:?} attempts={} error={}",
-                    d.delivery_id,
-                    d.tenant,
-                    d.ticket,
+                    escape(&d.delivery_id),
+                    escape(&d.tenant),
+                    escape(&d.ticket),
                     d.direction,
                     d.attempts,
-                    d.last_error.as_deref().unwrap_or("-")
+                    escape(d.last_error.as_deref().unwrap_or("-"))
                 );
             }
             println!("{} dead letter(s)", letters.len());

@@ -3,19 +3,28 @@
 //! customer message to a vendor URL and maps the vendor's webhook into 3Dolphins events, fixtures
 //! that `plugin test` passes, a tenant snippet for `dolphin-bridge.toml`, a README and a
 //! one-command build. Python and JavaScript projects get a copy of the WIT and of their SDK, so
-//! they build anywhere; a Rust project depends on the SDK crate by path.
+//! they build anywhere; a Rust project depends on the SDK crate by path: the one `--sdk` names, or
+//! that of the workspace the binary was built from, never one found near the project folder (a
+//! `plugin-sdk/` planted in a shared folder would run its build script as whoever builds).
+//!
+//! The project folder must be missing, or an empty folder of the user's that is not a symbolic
+//! link; files and folders are created new, so nothing is written through a link planted in it.
 //!
 //! In template files `{{name}}`, `{{crate_name}}`, `{{wasm_file}}`, `{{wasm_path}}`,
 //! `{{sdk_path}}` and the pinned toolchain versions are replaced; the copied SDK and WIT files are
 //! written as they are.
 
-use std::io;
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 /// The componentize-py version Python adapters are built with (as in the repository's build).
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 /// The componentize-js version JavaScript adapters are built with (as in the repository's build).
 pub const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
+
+/// The SDK crate of the workspace this binary was built from.
+const WORKSPACE_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin-sdk");
 
 /// The language of a new adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -34,7 +43,7 @@ pub struct Options {
     pub name: String,
     /// Where to write the project; `./NAME` when unset.
     pub dir: Option<PathBuf>,
-    /// Rust only: the SDK crate's folder; found by walking up from the project folder when unset.
+    /// Rust only: the SDK crate's folder; the workspace's the binary was built from when unset.
     pub sdk: Option<PathBuf>,
 }
 
@@ -49,15 +58,21 @@ pub enum NewError {
     /// The target folder holds something already.
     #[error("{} already exists and is not an empty folder; pass another --dir or remove it", .0.display())]
     NotEmpty(PathBuf),
-    /// No `plugin-sdk/Cargo.toml` above the project folder.
+    /// No `--sdk`, and the workspace this binary was built from is not here.
     #[error(
-        "no dolphin-bridge SDK (plugin-sdk/Cargo.toml) in {} or any folder above it; pass --sdk PATH, the plugin-sdk folder of a dolphin-bridge checkout",
+        "no dolphin-bridge SDK at {}, where this binary was built; pass --sdk PATH, the plugin-sdk folder of a dolphin-bridge checkout",
         .0.display()
     )]
     SdkNotFound(PathBuf),
+    /// The target folder is a symbolic link.
+    #[error("{} is a symbolic link; pass the folder it points to as --dir", .0.display())]
+    Symlink(PathBuf),
     /// `--sdk` does not point at the SDK crate.
     #[error("--sdk {}: no Cargo.toml of the dolphin-bridge-sdk crate there", .0.display())]
     NotTheSdk(PathBuf),
+    /// The target folder exists and belongs to another user.
+    #[error("{} belongs to another user; pass a --dir of your own", .0.display())]
+    NotOwned(PathBuf),
     /// `--sdk` given for a language that does not use it.
     #[error("--sdk applies to --lang rust only")]
     SdkNotUsed,
@@ -304,10 +319,18 @@ pub fn create(options: &Options) -> Result<Created, NewError> {
         return Err(NewError::SdkNotUsed);
     }
     let dir = options.dir.clone().unwrap_or_else(|| PathBuf::from(name));
-    ensure_empty(&dir)?;
-    std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+    ensure_usable(&dir)?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io_error(parent))?;
+    }
+    match std::fs::create_dir(&dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io_error(&dir)(e)),
+        _ => {}
+    }
+    // Again: something may have taken the name between the first look and the creation.
+    ensure_usable(&dir)?;
     let sdk_path = match options.language {
-        Language::Rust => match sdk_path(&dir, options.sdk.as_deref()) {
+        Language::Rust => match sdk_path(&dir, options.sdk.as_deref(), Path::new(WORKSPACE_SDK)) {
             Ok(path) => path,
             Err(e) => {
                 // Leave nothing behind: the folder was missing or empty.
@@ -330,22 +353,7 @@ pub fn create(options: &Options) -> Result<Created, NewError> {
             ("componentize_js_version", COMPONENTIZE_JS_VERSION.to_owned()),
         ],
     };
-    let mut files = Vec::new();
-    for template in options.language.files().iter().chain(COMMON) {
-        let path = dir.join(template.path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io_error(parent))?;
-        }
-        let text = match template.kind {
-            Kind::Copy => template.text.to_owned(),
-            Kind::Template | Kind::Script => values.render(template.text),
-        };
-        std::fs::write(&path, text).map_err(io_error(&path))?;
-        if template.kind == Kind::Script {
-            make_executable(&path)?;
-        }
-        files.push(PathBuf::from(template.path));
-    }
+    let files = write_files(&dir, options.language.files().iter().chain(COMMON), &values)?;
     Ok(Created {
         dir,
         files,
@@ -354,37 +362,89 @@ pub fn create(options: &Options) -> Result<Created, NewError> {
     })
 }
 
-/// Fails unless `dir` is missing or an empty folder.
-fn ensure_empty(dir: &Path) -> Result<(), NewError> {
-    match std::fs::read_dir(dir) {
-        Ok(mut entries) => match entries.next() {
-            None => Ok(()),
-            Some(_) => Err(NewError::NotEmpty(dir.to_path_buf())),
-        },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(_) if dir.exists() => Err(NewError::NotEmpty(dir.to_path_buf())),
-        Err(e) => Err(NewError::Io {
-            path: dir.to_path_buf(),
-            source: e,
-        }),
+/// Writes `templates` under `dir`, each file and folder created new (an existing entry, a symbolic
+/// link above all, is an error); returns their paths relative to `dir`.
+fn write_files<'a>(
+    dir: &Path,
+    templates: impl Iterator<Item = &'a TemplateFile>,
+    values: &Values,
+) -> Result<Vec<PathBuf>, NewError> {
+    let mut files = Vec::new();
+    for template in templates {
+        let relative = Path::new(template.path);
+        if let Some(parent) = relative.parent() {
+            create_folders(dir, parent)?;
+        }
+        let path = dir.join(relative);
+        let text = match template.kind {
+            Kind::Copy => template.text.to_owned(),
+            Kind::Template | Kind::Script => values.render(template.text),
+        };
+        // `create_new` fails on any existing entry, a symbolic link (even a dangling one) included.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        file.write_all(text.as_bytes()).map_err(io_error(&path))?;
+        if template.kind == Kind::Script {
+            file.set_permissions(std::fs::Permissions::from_mode(0o755))
+                .map_err(io_error(&path))?;
+        }
+        files.push(relative.to_path_buf());
     }
+    Ok(files)
 }
 
-#[cfg(unix)]
-fn make_executable(path: &Path) -> Result<(), NewError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(io_error(path))
-}
-
-#[cfg(not(unix))]
-fn make_executable(_path: &Path) -> Result<(), NewError> {
+/// Creates each folder of `relative` under `dir` that is missing; one that exists must be a real
+/// folder (not a symbolic link).
+fn create_folders(dir: &Path, relative: &Path) -> Result<(), NewError> {
+    let mut path = dir.to_path_buf();
+    for component in relative.components() {
+        path.push(component);
+        match std::fs::create_dir(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let real_folder = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_dir());
+                if !real_folder {
+                    return Err(io_error(&path)(e));
+                }
+            }
+            Err(e) => return Err(io_error(&path)(e)),
+        }
+    }
     Ok(())
 }
 
-/// The SDK crate's path as the project's `Cargo.toml` names it: `--sdk` made absolute, or
-/// relative (`../../plugin-sdk`) to the nearest `plugin-sdk/Cargo.toml` above the project.
-fn sdk_path(dir: &Path, given: Option<&Path>) -> Result<String, NewError> {
-    let dir = std::fs::canonicalize(dir).map_err(io_error(dir))?;
+/// Fails unless `dir` is missing, or an empty folder of the current user's that is not a symbolic
+/// link.
+fn ensure_usable(dir: &Path) -> Result<(), NewError> {
+    let metadata = match std::fs::symlink_metadata(dir) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error(dir)(e)),
+    };
+    if metadata.file_type().is_symlink() {
+        return Err(NewError::Symlink(dir.to_path_buf()));
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    if metadata.uid() != unsafe { libc::getuid() } {
+        return Err(NewError::NotOwned(dir.to_path_buf()));
+    }
+    if !metadata.is_dir() {
+        return Err(NewError::NotEmpty(dir.to_path_buf()));
+    }
+    match std::fs::read_dir(dir).map_err(io_error(dir))?.next() {
+        None => Ok(()),
+        Some(_) => Err(NewError::NotEmpty(dir.to_path_buf())),
+    }
+}
+
+/// The SDK crate's path as the project's `Cargo.toml` names it: `--sdk` made absolute, else
+/// `workspace` (the SDK of the workspace the binary was built from): relative
+/// (`../../plugin-sdk`) for a project inside that workspace, absolute for one elsewhere. No
+/// folder near the project is looked at.
+fn sdk_path(dir: &Path, given: Option<&Path>, workspace: &Path) -> Result<String, NewError> {
     if let Some(given) = given {
         let sdk = std::fs::canonicalize(given).map_err(|_| NewError::NotTheSdk(given.to_path_buf()))?;
         if !is_sdk(&sdk) {
@@ -392,15 +452,20 @@ fn sdk_path(dir: &Path, given: Option<&Path>) -> Result<String, NewError> {
         }
         return Ok(toml_path(&sdk));
     }
-    for (ups, ancestor) in dir.ancestors().enumerate() {
-        let sdk = ancestor.join("plugin-sdk");
-        if is_sdk(&sdk) {
-            let mut relative: PathBuf = std::iter::repeat_n(Component::ParentDir, ups).collect();
+    let sdk = std::fs::canonicalize(workspace)
+        .ok()
+        .filter(|sdk| is_sdk(sdk))
+        .ok_or_else(|| NewError::SdkNotFound(workspace.to_path_buf()))?;
+    let dir = std::fs::canonicalize(dir).map_err(io_error(dir))?;
+    let inside = sdk.parent().and_then(|root| dir.strip_prefix(root).ok());
+    match inside {
+        Some(below) => {
+            let mut relative: PathBuf = below.components().map(|_| Component::ParentDir).collect();
             relative.push("plugin-sdk");
-            return Ok(toml_path(&relative));
+            Ok(toml_path(&relative))
         }
+        None => Ok(toml_path(&sdk)),
     }
-    Err(NewError::SdkNotFound(dir))
 }
 
 /// Whether `dir` holds the `dolphin-bridge-sdk` crate.
@@ -456,17 +521,7 @@ mod tests {
 
     #[test]
     fn every_template_renders_without_leftover_placeholders() {
-        let values = Values {
-            pairs: vec![
-                ("name", "acme-chat".into()),
-                ("crate_name", "acme_chat".into()),
-                ("wasm_file", "acme_chat.wasm".into()),
-                ("wasm_path", "acme_chat.wasm".into()),
-                ("sdk_path", "../plugin-sdk".into()),
-                ("componentize_py_version", COMPONENTIZE_PY_VERSION.into()),
-                ("componentize_js_version", COMPONENTIZE_JS_VERSION.into()),
-            ],
-        };
+        let values = values();
         for (language, template) in all_templates() {
             let text = match template.kind {
                 Kind::Copy => template.text.to_owned(),
@@ -565,36 +620,144 @@ mod tests {
     }
 
     #[test]
-    fn a_rust_project_finds_the_sdk_above_it_or_asks_for_it() {
+    fn a_rust_project_uses_the_given_sdk_or_the_workspace_one() {
+        // A stand-in for the workspace the binary was built from.
         let root = Scratch::new();
         let sdk = root.path().join("plugin-sdk");
         std::fs::create_dir_all(&sdk).unwrap();
         std::fs::write(sdk.join("Cargo.toml"), "[package]\nname = \"dolphin-bridge-sdk\"\n").unwrap();
-        let project = root.path().join("plugins").join("acme-chat");
-        create(&options(Language::Rust, &project)).unwrap();
-        let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
-        assert!(
-            manifest.contains("dolphin-bridge-sdk = { path = \"../../plugin-sdk\" }"),
-            "{manifest}"
-        );
-        assert!(manifest.contains("name = \"acme-chat\""), "{manifest}");
+        let inside = root.path().join("plugins").join("acme-chat");
+        std::fs::create_dir_all(&inside).unwrap();
+        assert_eq!(sdk_path(&inside, None, &sdk).unwrap(), "../../plugin-sdk");
 
         let elsewhere = Scratch::new();
-        let lost = elsewhere.path().join("acme-chat");
-        let error = create(&options(Language::Rust, &lost)).unwrap_err();
+        let absolute = toml_path(&std::fs::canonicalize(&sdk).unwrap());
+        assert_eq!(sdk_path(elsewhere.path(), None, &sdk).unwrap(), absolute);
+        let missing = elsewhere.path().join("no-workspace");
+        let error = sdk_path(elsewhere.path(), None, &missing).unwrap_err();
         assert!(matches!(error, NewError::SdkNotFound(_)), "{error}");
         assert!(error.to_string().contains("--sdk"), "{error}");
-        assert!(!lost.exists(), "nothing is left behind");
 
+        let lost = elsewhere.path().join("acme-chat");
         let mut given = options(Language::Rust, &lost);
         given.sdk = Some(sdk.clone());
         create(&given).unwrap();
         let manifest = std::fs::read_to_string(lost.join("Cargo.toml")).unwrap();
-        let absolute = toml_path(&std::fs::canonicalize(&sdk).unwrap());
         assert!(manifest.contains(&format!("path = \"{absolute}\"")), "{manifest}");
+        assert!(manifest.contains("name = \"acme-chat\""), "{manifest}");
 
-        let mut wrong = options(Language::Rust, &elsewhere.path().join("other"));
+        let other = elsewhere.path().join("other");
+        let mut wrong = options(Language::Rust, &other);
         wrong.sdk = Some(elsewhere.path().to_path_buf());
         assert!(matches!(create(&wrong), Err(NewError::NotTheSdk(_))));
+        assert!(!other.exists(), "nothing is left behind");
+    }
+
+    /// The placeholders' values of a project named `acme-chat`.
+    fn values() -> Values {
+        Values {
+            pairs: vec![
+                ("name", "acme-chat".into()),
+                ("crate_name", "acme_chat".into()),
+                ("wasm_file", "acme_chat.wasm".into()),
+                ("wasm_path", "acme_chat.wasm".into()),
+                ("sdk_path", "../plugin-sdk".into()),
+                ("componentize_py_version", COMPONENTIZE_PY_VERSION.into()),
+                ("componentize_js_version", COMPONENTIZE_JS_VERSION.into()),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_plugin_sdk_planted_above_the_project_is_not_used() {
+        // Anyone may write a `plugin-sdk/` into a shared temp folder: its build script would run
+        // as whoever builds an adapter generated below it.
+        let shared = Scratch::new();
+        let planted = shared.path().join("plugin-sdk");
+        std::fs::create_dir_all(&planted).unwrap();
+        std::fs::write(
+            planted.join("Cargo.toml"),
+            "[package]\nname = \"dolphin-bridge-sdk\"\nbuild = \"build.rs\"\n",
+        )
+        .unwrap();
+        let project = shared.path().join("work").join("acme-chat");
+        let outcome = create(&options(Language::Rust, &project));
+        let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap_or_default();
+        assert!(
+            !manifest.contains("../../plugin-sdk"),
+            "the planted SDK is used:\n{manifest}"
+        );
+        let planted = toml_path(&std::fs::canonicalize(&planted).unwrap());
+        assert!(!manifest.contains(&planted), "the planted SDK is used:\n{manifest}");
+        let ours = toml_path(&std::fs::canonicalize(WORKSPACE_SDK).unwrap());
+        outcome.unwrap();
+        assert!(
+            manifest.contains(&format!("dolphin-bridge-sdk = {{ path = \"{ours}\" }}")),
+            "the bridge's own SDK: {manifest}"
+        );
+    }
+
+    #[test]
+    fn a_target_that_is_a_symlink_is_refused() {
+        let dir = Scratch::new();
+        let victim = dir.path().join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let outcome = create(&options(Language::Python, &link));
+        assert_eq!(
+            std::fs::read_dir(&victim).unwrap().count(),
+            0,
+            "written through the link"
+        );
+        let error = outcome.unwrap_err();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+    }
+
+    #[test]
+    fn a_symlink_in_the_project_folder_is_not_followed() {
+        let dir = Scratch::new();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, "mine").unwrap();
+        let victim_dir = dir.path().join("victim-dir");
+        std::fs::create_dir(&victim_dir).unwrap();
+        // A file planted after the folder was found empty, and a folder.
+        let project = dir.path().join("file-link");
+        std::fs::create_dir(&project).unwrap();
+        std::os::unix::fs::symlink(&victim, project.join("app.py")).unwrap();
+        let file_outcome = write_files(&project, PYTHON.iter(), &values());
+        let project = dir.path().join("folder-link");
+        std::fs::create_dir(&project).unwrap();
+        std::os::unix::fs::symlink(&victim_dir, project.join("wit")).unwrap();
+        let folder_outcome = write_files(&project, PYTHON.iter(), &values());
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "mine",
+            "written through the link"
+        );
+        assert_eq!(
+            std::fs::read_dir(&victim_dir).unwrap().count(),
+            0,
+            "written through the link"
+        );
+        assert!(file_outcome.is_err() && folder_outcome.is_err());
+    }
+
+    #[test]
+    fn an_existing_folder_of_another_user_is_refused() {
+        let dir = Scratch::new();
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        // Giving a folder away takes root; as another user, a folder of root's stands in.
+        let other = if unsafe { libc::getuid() } == 0 {
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+            theirs.clone()
+        } else {
+            PathBuf::from("/")
+        };
+        let outcome = create(&options(Language::Python, &other));
+        assert!(!other.join("app.py").exists(), "written into another user's folder");
+        let error = outcome.unwrap_err();
+        assert!(matches!(error, NewError::NotOwned(_)), "{error}");
     }
 }

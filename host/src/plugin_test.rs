@@ -59,6 +59,7 @@ use crate::runtime::{
     Breakers, CallContext, CallError, HostServices, InstanceReuse, LoadedAdapter, Runtime, TenantHost, content_hash,
 };
 use crate::store::{Direction, NewDelivery, Store, TicketInfo};
+use crate::terminal_text::{escape, escape_keeping_lines};
 
 /// The tenant name adapters see in their call context.
 const TENANT: &str = "plugin-test";
@@ -253,7 +254,7 @@ async fn run_fixtures(
     )?;
     let (mut passed, total) = (0, fixtures.fixtures.len());
     for named in fixtures.fixtures {
-        writeln!(out, "\n== {}", named.name)?;
+        writeln!(out, "\n== {}", escape(&named.name))?;
         recorded.lock().expect("recorded lock").clear();
         let ctx = CallContext {
             tenant: TENANT.into(),
@@ -274,7 +275,12 @@ async fn run_fixtures(
                         true
                     }
                     Err(e) => {
-                        report.push_str(&format!("   result: {}: {e}{}\n", e.kind(), retry_hint(&e)));
+                        report.push_str(&format!(
+                            "   result: {}: {}{}\n",
+                            e.kind(),
+                            escape(&e.to_string()),
+                            retry_hint(&e)
+                        ));
                         false
                     }
                 }
@@ -307,7 +313,12 @@ async fn run_fixtures(
                 {
                     Ok(outcome) => webhook_report(&host, &three_dolphins, outcome, &mut report).await?,
                     Err(e) => {
-                        report.push_str(&format!("   result: {}: {e}{}\n", e.kind(), retry_hint(&e)));
+                        report.push_str(&format!(
+                            "   result: {}: {}{}\n",
+                            e.kind(),
+                            escape(&e.to_string()),
+                            retry_hint(&e)
+                        ));
                         false
                     }
                 }
@@ -336,8 +347,10 @@ async fn run_fixtures(
             (false, false) => "FAIL",
             (false, true) => "FAIL (expected to fail, but succeeded)",
         };
-        // Everything printed goes through the tenant's redaction, as the bridge's logs do.
-        write!(out, "{}", host.secrets.redact(&format!("{report}{sent}")))?;
+        // Everything printed goes through the tenant's redaction, as the bridge's logs do, and
+        // what the adapter wrote (bodies, headers) has its control characters escaped.
+        let printed = host.secrets.redact(&format!("{report}{sent}"));
+        write!(out, "{}", escape_keeping_lines(&printed))?;
         writeln!(out, "   {verdict}")?;
         passed += usize::from(pass);
     }
@@ -417,7 +430,7 @@ async fn webhook_report(
                 }
                 Err(message) => {
                     ok = false;
-                    report.push_str(&format!("   result: adapter_invalid_event: {message}\n"));
+                    report.push_str(&format!("   result: adapter_invalid_event: {}\n", escape(&message)));
                 }
             }
         }

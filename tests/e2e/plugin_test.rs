@@ -123,3 +123,29 @@ fn a_bad_fixture_folder_is_one_clear_line() {
     );
     assert!(stdout.is_empty(), "nothing runs: {stdout}");
 }
+
+#[test]
+fn terminal_control_characters_in_an_adapter_error_are_printed_escaped() {
+    let dir = fixture_dir(&[
+        ("tenant.toml", "[config]\nmode = \"ansi-error\"\n"),
+        ("vendor.json", "[]"),
+        (
+            "incoming/01-message.json",
+            r#"{"ticketNumber": "t-1", "channel": "whatsapp", "accountId": "a", "contactId": "c",
+                "messageType": "text", "message": "Halo", "mediaLink": "", "customerName": "Farhan",
+                "createdDate": "2021-04-28T15:39:37.945", "owner": "o-1"}"#,
+        ),
+    ]);
+    let output = run_plugin_test(&adapters::hostile(), dir.path());
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    let controls: Vec<char> = stdout.chars().filter(|c| c.is_control() && *c != '\n').collect();
+    assert!(
+        controls.is_empty(),
+        "control characters printed raw: {controls:?}\n{stdout:?}"
+    );
+    assert!(
+        stdout.contains(r"ansi-error: \u{1b}[2J\u{1b}]0;forged\u{7}\r\nFORGED  result: ok\u{9b}31m"),
+        "the adapter's error, escaped, on one line: {stdout}"
+    );
+}

@@ -24,7 +24,15 @@ use syn::visit::Visit;
 pub const HOST_LAYERS: &[(&str, &[&str])] = &[
     (
         "values and policy (no I/O)",
-        &["contract", "clock", "redaction", "config", "metrics", "activity"],
+        &[
+            "contract",
+            "clock",
+            "redaction",
+            "terminal_text",
+            "config",
+            "metrics",
+            "activity",
+        ],
     ),
     ("store", &["store"]),
     ("edges", &["egress", "three_dolphins", "webhook_auth", "scheduler"]),

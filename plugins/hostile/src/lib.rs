@@ -19,6 +19,7 @@
 //! | `kv-fill` | stores 256 KiB values under keys new to this call until the host refuses one, then fails permanently with a report `kv-fill: N stored; then: ERROR` |
 //! | `events-flood` | (webhooks) answers with 1000 Outgoing events for ticket `flood` (channel `whatsapp`) |
 //! | `log-forge` | logs a message and a field holding a newline, a line that looks like another tenant's, and an ANSI escape, then succeeds |
+//! | `ansi-error` | fails permanently with an error holding terminal control sequences: `"ansi-error: \x1b[2J\x1b]0;forged\x07\r\nFORGED  result: ok\u{9b}31m"` (clear screen, a window title, a forged line, a C1 CSI) |
 //! | `hang` | `http.send` GETs config `loopback_url` once (a vendor that does not answer keeps the call running), then succeeds |
 //! | `deny-spam` | `http.send` GETs a host no tenant may call (`http://deny-spam.invalid/`) 100 000 times (the host logs each denial), then fails permanently with a count `deny-spam: denied=N other=N` |
 //! | `many-headers` | `http.send` GETs config `loopback_url` with 40 000 headers, then fails permanently with a report `many-headers: limit-exceeded(..)` (a `status=` entry means the host sent it) |
@@ -113,6 +114,9 @@ fn run(ctx: &CallContext, mode: &str) -> Result<(), AdapterError> {
             );
             Ok(())
         }
+        "ansi-error" => Err(permanent(
+            "ansi-error: \x1b[2J\x1b]0;forged\x07\r\nFORGED  result: ok\u{9b}31m",
+        )),
         "hang" => {
             let url = config::get("loopback_url").unwrap_or_default();
             let _ = get(&url);
