@@ -80,7 +80,10 @@ mod bounds {
     /// Disk use under the data folder outside the store (the compile cache, deployed versions,
     /// anything else), over before: a rejected version leaves nothing behind.
     pub const DISK_OUTSIDE_STORE_MIB: f64 = 4.0;
-    /// The healthy tenant's p99 during the attack over its p99 before.
+    /// The healthy tenant's p99 during the attack over its quiet p99: the higher of before and
+    /// after, which bracket the attack. The suite runs other tests beside this one (cargo builds
+    /// among them), so the machine's own load drifts; a quiet window on each side of the attack
+    /// keeps that drift out of what is charged to the partner.
     pub const P99_RATIO: f64 = 2.0;
 }
 
@@ -582,13 +585,16 @@ async fn a_partner_cannot_take_the_bridge_down() {
             bounds::DISK_OUTSIDE_STORE_MIB
         ),
     );
+    let p99_quiet = p99_before.max(p99_after);
     check(
-        ms(p99_during) <= bounds::P99_RATIO * ms(p99_before),
+        ms(p99_during) <= bounds::P99_RATIO * ms(p99_quiet),
         format!(
-            "healthy p99 during: {:.1} ms > {} × {:.1} ms before",
+            "healthy p99 during: {:.1} ms > {} × {:.1} ms quiet (before {:.1} ms, after {:.1} ms)",
             ms(p99_during),
             bounds::P99_RATIO,
-            ms(p99_before)
+            ms(p99_quiet),
+            ms(p99_before),
+            ms(p99_after)
         ),
     );
     check(
