@@ -299,12 +299,11 @@ impl Outbox {
 
     /// A lease for this process from now, on the store's clock.
     fn lease(&self) -> Lease {
-        let now = self.store.now_ms();
-        Lease {
-            owner: self.lease_owner.clone(),
-            from_ms: now,
-            until_ms: now + self.config.lease_ms as i64,
-        }
+        Lease::taken_at(
+            &self.lease_owner,
+            self.store.now_ms(),
+            Duration::from_millis(self.config.lease_ms),
+        )
     }
 
     /// Claims `delivery` for its next attempt, makes it, and records its outcome. The tenant's
@@ -483,12 +482,7 @@ async fn renew_lease(
     loop {
         tokio::time::sleep(every).await;
         let asked = tokio::time::Instant::now();
-        let now = store.now_ms();
-        let renewed = Lease {
-            owner: owner.clone(),
-            from_ms: now,
-            until_ms: now + lease.as_millis() as i64,
-        };
+        let renewed = Lease::taken_at(&owner, store.now_ms(), lease);
         match store.renew(seq, attempt, &renewed).await {
             Ok(true) => held.move_to(asked + held_for(lease)),
             Ok(false) => {

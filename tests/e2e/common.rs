@@ -10,6 +10,27 @@ pub const API_TOKEN: &str = "e2e-3dolphins-token";
 pub const ECHO_TENANT: &str = "acme";
 pub const ECHO_TAG: &str = "acme-tag";
 
+/// The configuration of a replica on `store_url` serving tenant `acme` (the example owner) from
+/// the echo build `build`, delivering to `vendor`.
+pub fn echo_build_replica_config(
+    store_url: &str,
+    three_dolphins: &MockThreeDolphins,
+    vendor: &MockVendor,
+    build: &str,
+) -> BridgeConfig {
+    let acme = Tenant::new(
+        "acme",
+        EXAMPLE_OWNER,
+        dolphin_bridge_tests::reload_support::echo_build(build),
+    )
+    .allow(&vendor.base_url())
+    .config("url", &vendor.url());
+    BridgeConfig::new(&three_dolphins.base_url())
+        .api_token(API_TOKEN)
+        .store_url(store_url)
+        .tenant(acme)
+}
+
 /// An echo tenant for the spec's example owner, delivering to `vendor`.
 pub fn echo_tenant(name: &str, owner: &str, vendor: &MockVendor) -> Tenant {
     Tenant::new(name, owner, adapters::echo())

@@ -14,7 +14,7 @@ use dolphin_bridge_tests::replica_support::{TempSchema, assert_store_is_postgres
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, HttpResponse, MockThreeDolphins, MockVendor, Tenant, WAIT};
 use serde_json::Value;
 
-use crate::common::{API_TOKEN, assert_accepted};
+use crate::common::{API_TOKEN, assert_accepted, echo_build_replica_config};
 
 /// Two replicas on a fresh schema, both serving tenant `acme` from the echo-v1 build.
 struct TwoReplicas {
@@ -32,13 +32,7 @@ impl TwoReplicas {
         let schema = TempSchema::create().await;
         let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
         let vendor = MockVendor::start().await;
-        let acme = Tenant::new("acme", EXAMPLE_OWNER, echo_build("v1"))
-            .allow(&vendor.base_url())
-            .config("url", &vendor.url());
-        let config = BridgeConfig::new(&three_dolphins.base_url())
-            .api_token(API_TOKEN)
-            .store_url(schema.url())
-            .tenant(acme);
+        let config = echo_build_replica_config(schema.url(), &three_dolphins, &vendor, "v1");
         let a = Bridge::start(config.clone()).await;
         let b = Bridge::start(config.clone()).await;
         for bridge in [&a, &b] {

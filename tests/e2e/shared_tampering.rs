@@ -6,14 +6,13 @@
 //! Each test works in a schema of its own on the test server (`DOLPHIN_BRIDGE_TEST_POSTGRES_URL`,
 //! set by `cargo xtask test`); without it the test fails, naming the variable.
 
-use dolphin_bridge_tests::events::EXAMPLE_OWNER;
 use dolphin_bridge_tests::reload_support::{
-    adapter_info, echo_build, echo_build_bytes, log_lines_since, sha256_hex, wait_for_log_line, with_custom_section,
+    adapter_info, echo_build_bytes, log_lines_since, sha256_hex, wait_for_log_line, with_custom_section,
 };
 use dolphin_bridge_tests::replica_support::{TempSchema, assert_store_is_postgres};
-use dolphin_bridge_tests::{Bridge, BridgeConfig, MockThreeDolphins, MockVendor, Tenant};
+use dolphin_bridge_tests::{Bridge, MockThreeDolphins, MockVendor};
 
-use crate::common::API_TOKEN;
+use crate::common::{API_TOKEN, echo_build_replica_config};
 
 /// One replica on a fresh schema serving tenant `acme` from the echo-v1 build.
 struct OneReplica {
@@ -28,13 +27,7 @@ impl OneReplica {
         let schema = TempSchema::create().await;
         let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
         let vendor = MockVendor::start().await;
-        let acme = Tenant::new("acme", EXAMPLE_OWNER, echo_build("v1"))
-            .allow(&vendor.base_url())
-            .config("url", &vendor.url());
-        let config = BridgeConfig::new(&three_dolphins.base_url())
-            .api_token(API_TOKEN)
-            .store_url(schema.url())
-            .tenant(acme);
+        let config = echo_build_replica_config(schema.url(), &three_dolphins, &vendor, "v1");
         let bridge = Bridge::start(config).await;
         assert_store_is_postgres(&bridge).await;
         OneReplica {

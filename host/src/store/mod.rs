@@ -183,6 +183,17 @@ pub struct Lease {
     pub until_ms: i64,
 }
 
+impl Lease {
+    /// A lease of `owner` taken at `from_ms` for `length`.
+    pub fn taken_at(owner: &str, from_ms: i64, length: Duration) -> Lease {
+        Lease {
+            owner: owner.to_string(),
+            from_ms,
+            until_ms: from_ms + length.as_millis() as i64,
+        }
+    }
+}
+
 /// What became of an attempt, to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -55,7 +55,11 @@ impl TempSchema {
 
     /// A new empty schema: its name, and the URL of a session in it.
     async fn empty() -> (String, String) {
-        let name = format!("t_{}", uuid::Uuid::now_v7().simple());
+        Self::empty_named(format!("t_{}", uuid::Uuid::now_v7().simple())).await
+    }
+
+    /// A new empty schema called `name`: its name, and the URL of a session in it.
+    async fn empty_named(name: String) -> (String, String) {
         connect(&server_url())
             .await
             .batch_execute(&format!("CREATE SCHEMA {name}"))
@@ -602,14 +606,8 @@ async fn a_statement_given_up_on_does_not_hold_up_the_next_call() {
 /// `pg_notify` use the same (shortened) name.
 #[tokio::test]
 async fn a_schema_with_a_long_name_still_wakes_the_other_processes() {
-    let name = format!("t_{}_{}", uuid::Uuid::now_v7().simple(), "x".repeat(24));
+    let (name, url) = TempSchema::empty_named(format!("t_{}_{}", uuid::Uuid::now_v7().simple(), "x".repeat(24))).await;
     assert!(name.len() > 44);
-    connect(&server_url())
-        .await
-        .batch_execute(&format!("CREATE SCHEMA {name}"))
-        .await
-        .unwrap();
-    let url = with_search_path(&server_url(), &name);
     let store = PostgresStore::open(&url, 2).await.unwrap();
     let other = PostgresStore::open(&url, 2).await.unwrap();
     let signal = other.due_signal().unwrap();
