@@ -22,6 +22,7 @@ mod browser;
 mod doc_links;
 mod nemesis;
 mod postgres;
+mod postgres_tls;
 mod tidy;
 
 use std::ffi::OsString;
@@ -605,7 +606,8 @@ fn test(args: &[OsString]) -> Result<()> {
         .args(args)
         .env("DOLPHIN_BRIDGE_BIN", bridge_binary())
         .env(browser::CHROMIUM_ENV, chromium)
-        .env(postgres::URL_ENV, postgres.url()))
+        .env(postgres::URL_ENV, postgres.url())
+        .envs(postgres.tls_env()))
 }
 
 /// Runs the browser test with its screenshot going to `docs/status-page.png`.

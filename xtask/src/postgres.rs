@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::run;
+use crate::{postgres_tls, run};
 
 /// The environment variable naming the test database (a `postgres://` URL).
 pub const URL_ENV: &str = "DOLPHIN_BRIDGE_TEST_POSTGRES_URL";
@@ -41,31 +41,41 @@ pub enum Durability {
     Fsync,
 }
 
+/// Whether the server speaks TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    On,
+    Off,
+}
+
 /// A running test server; stopped and its data removed on drop.
 pub struct TestServer {
     bin: PathBuf,
     data: PathBuf,
     port: u16,
     as_system_user: bool,
+    /// The authorities of its TLS certificate, when it speaks TLS.
+    authorities: Option<postgres_tls::Authorities>,
 }
 
 impl TestServer {
     /// Installs PostgreSQL when missing, then initialises and starts a server for tests
-    /// (fsync off: throwaway data need no durability).
+    /// (fsync off: throwaway data need no durability), speaking TLS as well as plain TCP with a
+    /// certificate of the tests' own authority (see [`TestServer::tls_env`]).
     pub fn start() -> Result<TestServer> {
-        Self::start_with(Durability::Off)
+        Self::start_named(Durability::Off, "", Tls::On)
     }
 
     /// Like [`TestServer::start`], with fsync as `durability` says (on for benchmarks, whose
     /// commits should cost what they cost in production).
     pub fn start_with(durability: Durability) -> Result<TestServer> {
-        Self::start_named(durability, "")
+        Self::start_named(durability, "", Tls::Off)
     }
 
     /// A server for the nemesis (`cargo xtask nemesis`, and the nemesis test in `cargo xtask
     /// test`): a cluster of its own, since the nemesis restarts it.
     pub fn start_for_nemesis() -> Result<TestServer> {
-        Self::start_named(Durability::Off, "-nemesis")
+        Self::start_named(Durability::Off, "-nemesis", Tls::Off)
     }
 
     /// The environment the nemesis harness reads: the database URL, how to run `pg_ctl` on
@@ -82,9 +92,21 @@ impl TestServer {
         env
     }
 
+    /// The environment naming the authority that signed the server's certificate and one that
+    /// did not (empty when the server speaks no TLS).
+    pub fn tls_env(&self) -> Vec<(&'static str, String)> {
+        match &self.authorities {
+            Some(a) => vec![
+                (postgres_tls::CA_ENV, a.ca.display().to_string()),
+                (postgres_tls::OTHER_CA_ENV, a.other_ca.display().to_string()),
+            ],
+            None => Vec::new(),
+        }
+    }
+
     /// Starts a server whose data folder's name ends with `suffix` (after the process id), so
     /// that one xtask can run several.
-    fn start_named(durability: Durability, suffix: &str) -> Result<TestServer> {
+    fn start_named(durability: Durability, suffix: &str, tls: Tls) -> Result<TestServer> {
         let bin = ensure_installed()?;
         let as_system_user = is_root();
         if suffix.is_empty() {
@@ -104,11 +126,12 @@ impl TestServer {
                 .arg(&data))?;
         }
         let port = free_port()?;
-        let server = TestServer {
+        let mut server = TestServer {
             bin,
             data,
             port,
             as_system_user,
+            authorities: None,
         };
         let data = server.data.display().to_string();
         run(server
@@ -120,8 +143,23 @@ impl TestServer {
             Durability::Off => "off",
             Durability::Fsync => "on",
         };
-        let options =
+        let mut options =
             format!("-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync={fsync} -c max_connections=300");
+        if tls == Tls::On {
+            server.authorities = Some(postgres_tls::write(&server.data, &server.data)?);
+            if as_system_user {
+                for file in [postgres_tls::SERVER_CERT, postgres_tls::SERVER_KEY] {
+                    run(Command::new("chown")
+                        .arg(format!("{SYSTEM_USER}:{SYSTEM_USER}"))
+                        .arg(server.data.join(file)))?;
+                }
+            }
+            options += &format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                postgres_tls::SERVER_CERT,
+                postgres_tls::SERVER_KEY
+            );
+        }
         run(server
             .command("pg_ctl")
             .args(["start", "--wait", "--pgdata", &data, "--options", &options, "--log"])
@@ -226,6 +264,7 @@ fn sweep_abandoned(bin: &Path, as_system_user: bool) {
             data: entry.path(),
             port: 0,
             as_system_user,
+            authorities: None,
         };
         eprintln!("xtask: stopping the PostgreSQL test server left by process {pid}");
         // Dropping it stops the server (if it still runs) and removes its folder.

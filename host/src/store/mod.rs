@@ -268,6 +268,10 @@ pub struct StoreHealth {
     /// times follow the database's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clock_offset_ms: Option<i64>,
+    /// PostgreSQL: how the connections to the database are protected (plain or TLS, and what of
+    /// the server's certificate is checked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
 }
 
 /// The bridge's persistence: embedded ([`SqliteStore`]) or shared ([`PostgresStore`]); the

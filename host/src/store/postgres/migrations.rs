@@ -12,7 +12,7 @@
 
 use anyhow::Context;
 use refinery::Migration;
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::CONNECT_TIMEOUT;
 
@@ -30,10 +30,10 @@ const SHIPPED_BEFORE: &[(i32, &str, u64)] = &[(2, "leases_and_due_notifications 
 /// Applies the migrations the database lacks, holding [`MIGRATION_LOCK`] on a connection of its
 /// own (released when it closes, should this process die half-way); then repairs the ticket
 /// heads (see [`super::session::repair_ticket_heads`]).
-pub async fn migrate(config: &tokio_postgres::Config) -> anyhow::Result<()> {
+pub async fn migrate(config: &tokio_postgres::Config, tls: MakeRustlsConnect) -> anyhow::Result<()> {
     let mut config = config.clone();
     config.connect_timeout(CONNECT_TIMEOUT);
-    let (mut client, connection) = config.connect(NoTls).await.context("connecting")?;
+    let (mut client, connection) = config.connect(tls).await.context("connecting")?;
     let driver = tokio::spawn(connection);
     let outcome = async {
         client

@@ -16,8 +16,8 @@
 //! transaction would serialise every commit on PostgreSQL's notification lock).
 //!
 //! The schema is versioned in `host/migrations/postgres` and applied when the store opens, under
-//! an advisory lock so processes starting together apply it once. Connections are plain (no
-//! TLS yet): run the bridge next to the database or on a private network.
+//! an advisory lock so processes starting together apply it once. Connections use TLS as the
+//! URL's `sslmode` and `sslrootcert` ask (see [`tls`]).
 //!
 //! This file holds the pool, the wake-ups, the migrations and the [`Store`] impl, which hands
 //! each call to the file of its concern: `outbox`, `webhooks`, `kv`, `tickets`, `replica_rows`
@@ -30,7 +30,8 @@ use std::time::Duration;
 use anyhow::Context;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio::sync::Notify;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     Accepted, DeadLetterFilter, Delivery, KvWrite, Lease, NewDelivery, OutboxStats, Outcome, PurgeBefore, Store,
@@ -40,6 +41,7 @@ use crate::clock;
 use crate::store::ReplicaStatus;
 use pooled::Pooled;
 use session::DatabaseClock;
+use tls::ConnectionSecurity;
 
 mod deployments;
 mod kv;
@@ -49,6 +51,7 @@ mod pooled;
 mod replica_rows;
 mod session;
 mod tickets;
+pub mod tls;
 mod webhooks;
 
 /// How long a call waits for a free connection before the store answers [`StoreError::Busy`].
@@ -90,8 +93,11 @@ pub struct PostgresStore {
     probe_id: i32,
     /// What the pooled sessions' `synchronous_commit` and the server's `wal_level` read at start.
     settings: (String, String),
-    /// Server settings that can lose acknowledged events, found at start.
+    /// Server settings that can lose acknowledged events, and a connection others can read or
+    /// change, found at start.
     warnings: Vec<String>,
+    /// How the connections are protected, in words (see [`ConnectionSecurity::describe`]).
+    transport: String,
 }
 
 impl Drop for PostgresStore {
@@ -149,9 +155,9 @@ async fn listen_on_due_channel(client: &tokio_postgres::Client) -> Result<(), to
 /// Keeps a connection listening on the due channel of its schema and notifies `signal` at each notification;
 /// connects again when the connection is lost (dispatchers poll meanwhile, so nothing waits
 /// for it longer than a poll).
-async fn listen_for_due_work(config: tokio_postgres::Config, signal: Arc<Notify>) {
+async fn listen_for_due_work(config: tokio_postgres::Config, tls: MakeRustlsConnect, signal: Arc<Notify>) {
     loop {
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut connection)) => {
                 let forward = signal.clone();
                 let driver = tokio::spawn(async move {
@@ -180,6 +186,14 @@ async fn listen_for_due_work(config: tokio_postgres::Config, signal: Arc<Notify>
     }
 }
 
+/// The host name or address of a TCP connection (`None` for a unix socket).
+fn tcp_host(config: &tokio_postgres::Config) -> Option<&str> {
+    match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(name)) => Some(name),
+        _ => None,
+    }
+}
+
 /// `user@host:port/database` of a connection configuration: what errors may name (never the
 /// password).
 pub fn describe(config: &tokio_postgres::Config) -> String {
@@ -199,11 +213,15 @@ pub fn describe(config: &tokio_postgres::Config) -> String {
     )
 }
 
-/// Parses a `postgres://` URL; the error never quotes it (it may hold a password).
-pub fn parse_url(url: &str) -> anyhow::Result<tokio_postgres::Config> {
-    url.parse().map_err(|_| {
-        anyhow::anyhow!("[store] url is not a PostgreSQL URL (postgres://user:password@host:port/database)")
-    })
+/// Parses a `postgres://` URL and its TLS parameters (see [`tls`]); the error never quotes it
+/// (it may hold a password).
+pub fn parse_url(url: &str) -> anyhow::Result<(tokio_postgres::Config, ConnectionSecurity)> {
+    let (rest, security) = ConnectionSecurity::split_url(url)?;
+    let mut config: tokio_postgres::Config = rest.parse().map_err(|e: tokio_postgres::Error| {
+        anyhow::anyhow!("[store] url is not a PostgreSQL URL (postgres://user:password@host:port/database): {e}")
+    })?;
+    config.ssl_mode(security.negotiation());
+    Ok((config, security))
 }
 
 impl PostgresStore {
@@ -211,23 +229,25 @@ impl PostgresStore {
     /// lock: processes opening it at once apply them once; see `migrations`), and keeps a pool
     /// of up to `pool_size` connections.
     pub async fn open(url: &str, pool_size: usize) -> anyhow::Result<PostgresStore> {
-        let config = parse_url(url)?;
+        let (config, security) = parse_url(url)?;
+        let tls = security.connector()?;
         let target = describe(&config);
-        migrations::migrate(&session::with_keepalives(&config))
+        migrations::migrate(&session::with_keepalives(&config), tls.clone())
             .await
             .with_context(|| format!("initialising the store {target}"))?;
-        Self::connect(config, pool_size).await
+        Self::connect(config, security, tls, pool_size).await
     }
 
     /// Connects to the database at `url` as [`open`](Self::open) does, but only checks its
     /// schema (current, and as shipped): for commands, which must not migrate production.
     pub async fn open_for_command(url: &str, pool_size: usize) -> anyhow::Result<PostgresStore> {
-        let config = parse_url(url)?;
+        let (config, security) = parse_url(url)?;
+        let tls = security.connector()?;
         let target = describe(&config);
         let mut check = session::with_keepalives(&config);
         check.connect_timeout(CONNECT_TIMEOUT);
         let (mut client, connection) = check
-            .connect(NoTls)
+            .connect(tls.clone())
             .await
             .with_context(|| format!("connecting to the store {target}"))?;
         let driver = tokio::spawn(connection);
@@ -235,20 +255,26 @@ impl PostgresStore {
         drop(client);
         let _ = driver.await;
         checked.with_context(|| format!("checking the store {target}"))?;
-        Self::connect(config, pool_size).await
+        Self::connect(config, security, tls, pool_size).await
     }
 
     /// The pool, listener and announcer on a database whose schema is in place.
-    async fn connect(config: tokio_postgres::Config, pool_size: usize) -> anyhow::Result<PostgresStore> {
+    async fn connect(
+        config: tokio_postgres::Config,
+        security: ConnectionSecurity,
+        tls: MakeRustlsConnect,
+        pool_size: usize,
+    ) -> anyhow::Result<PostgresStore> {
         let target = describe(&config);
         let due_signal = Arc::new(Notify::new());
         let listener = tokio::spawn(listen_for_due_work(
             session::with_keepalives(&config),
+            tls.clone(),
             due_signal.clone(),
         ));
         let manager = Manager::from_config(
             session::pooled_session(&config),
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -261,7 +287,7 @@ impl PostgresStore {
             .build()
             .context("building the store's connection pool")?;
         let clock = DatabaseClock::default();
-        let (channel, settings, warnings) = {
+        let (channel, settings, warnings, transport) = {
             let client = pool
                 .get()
                 .await
@@ -270,8 +296,22 @@ impl PostgresStore {
             clock.measure(&**client).await?;
             let synchronous: String = client.query_one("SHOW synchronous_commit", &[]).await?.get(0);
             let wal_level: String = client.query_one("SHOW wal_level", &[]).await?.get(0);
-            let warnings = session::durability_warnings(&**client).await?;
-            (channel, (synchronous, format!("wal_level={wal_level}")), warnings)
+            let mut warnings = session::durability_warnings(&**client).await?;
+            let encrypted: bool = client
+                .query_one(
+                    "SELECT COALESCE((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
+                    &[],
+                )
+                .await
+                .context("reading pg_stat_ssl")?
+                .get(0);
+            warnings.extend(security.warning(tcp_host(&config), encrypted));
+            (
+                channel,
+                (synchronous, format!("wal_level={wal_level}")),
+                warnings,
+                security.describe(encrypted),
+            )
         };
         for warning in &warnings {
             tracing::warn!(store = %target, "{warning}");
@@ -290,6 +330,7 @@ impl PostgresStore {
             probe_id: rand::random::<i32>(),
             settings,
             warnings,
+            transport,
         })
     }
 
@@ -431,6 +472,7 @@ impl Store for PostgresStore {
             journal_mode: self.settings.1.clone(),
             warnings: self.warnings.clone(),
             clock_offset_ms: Some(self.clock.offset_ms()),
+            transport: Some(self.transport.clone()),
         })
     }
 

@@ -31,7 +31,7 @@ fn with_search_path(url: &str, schema: &str) -> String {
 }
 
 async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
     client
 }
@@ -708,4 +708,112 @@ async fn commands_do_not_migrate_the_database() {
         .get(0);
     assert_eq!(tables, 0, "nothing was created");
     drop_schema(&name).await;
+}
+
+/// The test server's authority (`ca`) or one that signed nothing of the server's (`other`).
+fn test_authority(other: bool) -> String {
+    let name = if other {
+        "DOLPHIN_BRIDGE_TEST_POSTGRES_OTHER_CA"
+    } else {
+        "DOLPHIN_BRIDGE_TEST_POSTGRES_CA"
+    };
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests with `cargo xtask test`"))
+}
+
+/// A new schema's URL with `host` in place of the test server's address and `tls` added.
+async fn tls_url(host: &str, tls: &str) -> String {
+    let (_, url) = TempSchema::empty().await;
+    format!("{}&{tls}", url.replacen("@127.0.0.1:", &format!("@{host}:"), 1))
+}
+
+/// Whether the store's own pool connections are encrypted, as the server sees them.
+async fn pool_is_encrypted(store: &PostgresStore) -> bool {
+    let client = store.client().await.unwrap();
+    let encrypted = client
+        .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    client.done();
+    encrypted
+}
+
+/// `sslmode=verify-full` with the authority that signed the server's certificate, to the host
+/// it names: every connection of the store is TLS, and the health says the certificate and host
+/// were checked.
+#[tokio::test]
+async fn verify_full_with_the_servers_authority_connects_over_tls() {
+    let url = tls_url(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={}", test_authority(false)),
+    )
+    .await;
+    let store = PostgresStore::open(&url, 2).await.unwrap();
+    assert!(pool_is_encrypted(&store).await);
+    let health = store.health().await.unwrap();
+    assert_eq!(
+        health.transport.as_deref(),
+        Some("TLS, certificate and host name checked (sslmode=verify-full)")
+    );
+    assert!(
+        health.warnings.iter().all(|w| !w.contains("connection")),
+        "{:?}",
+        health.warnings
+    );
+}
+
+/// The server's certificate names `localhost`: `verify-full` to `127.0.0.1` is refused, while
+/// `verify-ca` (the authority only) connects.
+#[tokio::test]
+async fn verify_full_refuses_a_certificate_for_another_host_name_and_verify_ca_takes_it() {
+    let authority = test_authority(false);
+    let url = tls_url("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={authority}")).await;
+    let error = PostgresStore::open(&url, 1).await.err().expect("the name differs");
+    let text = format!("{error:#}");
+    assert!(text.contains("certificate not valid for name \"127.0.0.1\""), "{text}");
+    let url = tls_url("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={authority}")).await;
+    let store = PostgresStore::open(&url, 1).await.unwrap();
+    assert!(pool_is_encrypted(&store).await);
+    assert_eq!(
+        store.health().await.unwrap().transport.as_deref(),
+        Some("TLS, certificate authority checked (sslmode=verify-ca)")
+    );
+}
+
+/// A certificate no trusted authority signed is refused, by `verify-ca` and by `require` with
+/// an `sslrootcert` (libpq's rule), and the error never shows the password.
+#[tokio::test]
+async fn a_certificate_of_an_untrusted_authority_is_refused() {
+    let other = test_authority(true);
+    for mode in ["verify-ca", "verify-full", "require"] {
+        let url = tls_url("localhost", &format!("sslmode={mode}&sslrootcert={other}")).await;
+        let url = url.replacen("postgres://postgres@", "postgres://postgres:pw-not-shown-0123@", 1);
+        let error = PostgresStore::open(&url, 1)
+            .await
+            .err()
+            .expect("an untrusted authority");
+        let text = format!("{error:#}");
+        assert!(text.contains("UnknownIssuer"), "{mode}: {text}");
+        assert!(!text.contains("pw-not-shown-0123"), "{mode}: {text}");
+    }
+}
+
+/// `disable` stays plain; libpq's default `prefer` encrypts where the server offers TLS,
+/// without checking the certificate, and says so.
+#[tokio::test]
+async fn disable_stays_plain_and_the_default_prefers_tls_without_checking() {
+    let url = tls_url("127.0.0.1", "sslmode=disable").await;
+    let store = PostgresStore::open(&url, 1).await.unwrap();
+    assert!(!pool_is_encrypted(&store).await);
+    assert_eq!(
+        store.health().await.unwrap().transport.as_deref(),
+        Some("plain (sslmode=disable)")
+    );
+    let (_, url) = TempSchema::empty().await;
+    let store = PostgresStore::open(&url, 1).await.unwrap();
+    assert!(pool_is_encrypted(&store).await);
+    assert_eq!(
+        store.health().await.unwrap().transport.as_deref(),
+        Some("TLS, server certificate not checked (sslmode=prefer)")
+    );
 }

@@ -521,6 +521,7 @@ impl Store for SqliteStore {
                 journal_mode,
                 warnings: Vec::new(),
                 clock_offset_ms: None,
+                transport: None,
             })
         })
         .await
