@@ -9,7 +9,7 @@ use super::secrets::check_optional_token;
 use super::{FieldError, invalid};
 
 /// `[deployments]`: adapter versions uploaded to a running bridge (`PUT /admin/tenants/{t}/adapter`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeploymentsConfig {
     /// Where deployed versions are kept; defaults to `deployments` beside the store.
@@ -24,6 +24,23 @@ pub struct DeploymentsConfig {
     /// Deploy uploads under way at once for one tenant (read at start); past it a deploy is
     /// refused with 429 `too_many_uploads`.
     pub max_uploads_per_tenant: usize,
+    /// A secret every replica of a shared store holds: each deployed version is sealed with it
+    /// in the database, and a version without a good seal is not run (see `deployments::seal`).
+    pub signing_key: Option<String>,
+}
+
+/// The signing key stays out of debug output.
+impl std::fmt::Debug for DeploymentsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeploymentsConfig")
+            .field("dir", &self.dir)
+            .field("keep", &self.keep)
+            .field("max_bytes", &self.max_bytes)
+            .field("max_uploads", &self.max_uploads)
+            .field("max_uploads_per_tenant", &self.max_uploads_per_tenant)
+            .field("signing_key", &self.signing_key.as_ref().map(|_| "(set)"))
+            .finish()
+    }
 }
 
 impl Default for DeploymentsConfig {
@@ -34,6 +51,7 @@ impl Default for DeploymentsConfig {
             max_bytes: 64 << 20,
             max_uploads: 4,
             max_uploads_per_tenant: 1,
+            signing_key: None,
         }
     }
 }
@@ -46,6 +64,11 @@ impl DeploymentsConfig {
         if self.max_bytes == 0 {
             return Err(invalid("deployments.max_bytes", "must be at least 1"));
         }
+        check_optional_token(
+            "deployments.signing_key",
+            &self.signing_key,
+            "leave shared deployed versions unsealed",
+        )?;
         if self.max_uploads == 0 || self.max_uploads_per_tenant == 0 {
             return Err(invalid(
                 "deployments.max_uploads",

@@ -22,6 +22,7 @@
 //! - With a PostgreSQL store the versions are shared by every replica ([`shared`]); this folder
 //!   is then each replica's cache of them.
 
+pub mod seal;
 pub mod shared;
 
 use std::io::Write;
@@ -158,6 +159,7 @@ mod tests {
             content_hash: hash.into(),
             size_bytes: 1,
             deployed_at: Utc::now(),
+            seal: None,
         }
     }
 

@@ -18,6 +18,7 @@
 use anyhow::Context;
 
 use super::DeploymentStore;
+use super::seal::DeploymentSeal;
 use crate::config::Config;
 use crate::runtime::content_hash;
 use crate::store::{SharedDeployments, Store, TenantVersions, is_content_hash};
@@ -38,6 +39,13 @@ pub enum Refused {
         claimed: String,
         actual: String,
     },
+    /// `[deployments] signing_key` is set and the version carries no good seal of it: written by
+    /// someone without the key, or deployed before the key was set.
+    #[error(
+        "tenant `{tenant}`: the shared version {} carries no valid seal of [deployments] signing_key (deploy it again from a replica that has the key)",
+        short(hash)
+    )]
+    Unsealed { tenant: String, hash: String },
 }
 
 /// The first 12 characters of `hash` for a log line, or all of it when shorter (a hash read from
@@ -46,14 +54,42 @@ pub fn short(hash: &str) -> &str {
     hash.char_indices().nth(12).map_or(hash, |(end, _)| &hash[..end])
 }
 
-/// Refuses `tenant`'s shared list `versions` when one of its hashes is not a content hash.
-pub fn check_list(tenant: &str, versions: &TenantVersions) -> Result<(), Refused> {
-    match versions.malformed_hash() {
-        Some(hash) => Err(Refused::MalformedHash {
+/// Refuses `tenant`'s shared list `versions` when one of its hashes is not a content hash, or,
+/// with a `seal`, when its active version is not sealed.
+pub fn check_list(tenant: &str, versions: &TenantVersions, seal: Option<&DeploymentSeal>) -> Result<(), Refused> {
+    if let Some(hash) = versions.malformed_hash() {
+        return Err(Refused::MalformedHash {
             tenant: tenant.to_string(),
             hash: hash.chars().take(80).collect(),
-        }),
+        });
+    }
+    match &versions.active {
+        Some(active) => check_sealed(tenant, versions, active, seal),
         None => Ok(()),
+    }
+}
+
+/// With a `seal`, refuses `tenant`'s version `hash` of `versions` unless it is listed with a good
+/// seal; without one, takes it.
+pub fn check_sealed(
+    tenant: &str,
+    versions: &TenantVersions,
+    hash: &str,
+    seal: Option<&DeploymentSeal>,
+) -> Result<(), Refused> {
+    let Some(seal) = seal else {
+        return Ok(());
+    };
+    let sealed = versions
+        .versions
+        .iter()
+        .any(|v| v.content_hash == hash && seal.checks(tenant, v));
+    match sealed {
+        true => Ok(()),
+        false => Err(Refused::Unsealed {
+            tenant: tenant.to_string(),
+            hash: hash.to_string(),
+        }),
     }
 }
 
@@ -88,6 +124,13 @@ pub async fn prime(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
         config.deployments.dir.clone().context("deployments dir")?,
         config.deployments.keep,
     );
+    let seal = DeploymentSeal::configured(&config.deployments);
+    if seal.is_none() {
+        tracing::warn!(
+            "[deployments] signing_key is not set: replicas run whatever version the database names active; \
+             set the same key on every replica to run sealed versions only"
+        );
+    }
     for tenant in &config.tenants {
         let name = tenant.name.as_str();
         let Some(versions) = shared
@@ -97,7 +140,7 @@ pub async fn prime(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
         else {
             continue;
         };
-        let cached = match (check_list(name, &versions), &versions.active) {
+        let cached = match (check_list(name, &versions, seal.as_ref()), &versions.active) {
             (Err(refused), _) => Err(anyhow::Error::from(refused)),
             (Ok(()), Some(active)) => cache_component(shared, &local, name, active).await.map(|_| ()),
             (Ok(()), None) => Ok(()),

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use super::{AdapterRegistry, RegistryEventKind};
 use crate::clock::rfc3339;
 use crate::config::{Config, TenantConfig};
-use crate::deployments::shared::{Refused, cache_component, check_bytes, check_list, short};
+use crate::deployments::seal::DeploymentSeal;
+use crate::deployments::shared::{Refused, cache_component, check_bytes, check_list, check_sealed, short};
 use crate::runtime::{LoadedAdapter, content_hash};
 use crate::store::{
     DeploymentChange, RollbackTarget, SharedDeployments, StoredVersion, TenantVersions, is_content_hash,
@@ -101,6 +102,7 @@ impl AdapterRegistry {
             content_hash: hash.clone(),
             size_bytes,
             deployed_at: chrono::Utc::now(),
+            seal: DeploymentSeal::configured(&config.deployments).map(|seal| seal.seal(tenant, &hash)),
         };
         let stored = version.clone();
         let keep = self.deployments.keep();
@@ -161,10 +163,15 @@ impl AdapterRegistry {
         let shared_before = match self.shared() {
             Some(shared) => {
                 let versions = shared.shared_versions(tenant).await.map_err(DeployError::Storage)?;
+                let seal = DeploymentSeal::configured(&config.deployments);
                 if let Some(versions) = &versions {
-                    check_list(tenant, versions).map_err(|e| DeployError::Rejected(e.to_string()))?;
+                    check_list(tenant, versions, seal.as_ref()).map_err(|e| DeployError::Rejected(e.to_string()))?;
                 }
-                if let Some(RollbackTarget::Deployed(hash)) = versions.as_ref().and_then(|v| v.rollback_target()) {
+                if let Some((versions, RollbackTarget::Deployed(hash))) =
+                    versions.as_ref().and_then(|v| Some((v, v.rollback_target()?)))
+                {
+                    check_sealed(tenant, versions, &hash, seal.as_ref())
+                        .map_err(|e| DeployError::Rejected(e.to_string()))?;
                     cache_component(shared, &self.deployments, tenant, &hash)
                         .await
                         .map_err(|e| match e.downcast::<Refused>() {
@@ -326,6 +333,7 @@ impl AdapterRegistry {
             return Ok(());
         };
         let config = self.config.load_full();
+        let seal = DeploymentSeal::configured(&config.deployments);
         for tenant in &config.tenants {
             let name = tenant.name.as_str();
             let Some(list) = shared.shared_versions(name).await? else {
@@ -333,7 +341,7 @@ impl AdapterRegistry {
             };
             let wanted = list.active.clone().unwrap_or_default();
             rejected.retain(|(t, hash)| t != name || *hash == wanted);
-            if let Err(refused) = check_list(name, &list) {
+            if let Err(refused) = check_list(name, &list, seal.as_ref()) {
                 if !rejected.contains(&(name.to_string(), wanted.clone())) {
                     self.refuse_shared(name, &wanted, &refused, rejected);
                 }
@@ -438,7 +446,7 @@ impl AdapterRegistry {
     fn refuse_shared(&self, tenant: &str, wanted: &str, refused: &Refused, rejected: &mut HashSet<(String, String)>) {
         let reason = refused.to_string();
         tracing::error!(tenant, reason = %reason,
-            "a version in the shared store is refused: its hash or its bytes were not written by a deploy; the previous version keeps serving");
+            "a version in the shared store is refused: its hash, bytes or seal were not written by a deploy; the previous version keeps serving");
         self.record(
             RegistryEventKind::DeployRejected,
             Some(tenant),

@@ -15,6 +15,10 @@ pub struct StoredVersion {
     /// When it was (last) deployed.
     #[serde(with = "crate::clock::rfc3339")]
     pub deployed_at: DateTime<Utc>,
+    /// The seal of `[deployments] signing_key` on the tenant and the hash, in hex (`None`:
+    /// deployed without a key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
 }
 
 /// Whether `hash` has the form of a content hash: 64 lowercase hex digits (a hex SHA-256). Only

@@ -17,7 +17,7 @@ async fn versions_in(client: &impl GenericClient, tenant: &str) -> anyhow::Resul
     };
     let rows = client
         .query(
-            "SELECT content_hash, size_bytes, deployed_at FROM deployment_versions
+            "SELECT content_hash, size_bytes, deployed_at, seal FROM deployment_versions
              WHERE tenant = $1 ORDER BY deployed DESC",
             &[&tenant],
         )
@@ -31,6 +31,7 @@ async fn versions_in(client: &impl GenericClient, tenant: &str) -> anyhow::Resul
             deployed_at: chrono::DateTime::parse_from_rfc3339(&deployed_at)
                 .with_context(|| format!("tenant `{tenant}`: deployed_at {deployed_at:?}"))?
                 .with_timezone(&chrono::Utc),
+            seal: row.get(3),
         });
     }
     Ok(Some(TenantVersions {
@@ -103,10 +104,10 @@ impl SharedDeployments for PostgresStore {
         .await?;
         if let DeploymentChange::Deployed { version, component } = &change {
             tx.execute(
-                "INSERT INTO deployment_versions (tenant, content_hash, size_bytes, deployed_at, deployed, component)
-                 VALUES ($1, $2, $3, $4, $5, $6)
+                "INSERT INTO deployment_versions (tenant, content_hash, size_bytes, deployed_at, deployed, component, seal)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (tenant, content_hash) DO UPDATE SET deployed_at = excluded.deployed_at,
-                   deployed = excluded.deployed",
+                   deployed = excluded.deployed, seal = excluded.seal",
                 &[
                     &tenant,
                     &version.content_hash,
@@ -114,6 +115,7 @@ impl SharedDeployments for PostgresStore {
                     &version.deployed_at.to_rfc3339(),
                     &generation,
                     component,
+                    &version.seal,
                 ],
             )
             .await?;

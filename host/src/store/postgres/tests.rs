@@ -303,6 +303,7 @@ async fn deployed_versions_are_shared_between_processes() {
             content_hash: hash.into(),
             size_bytes: 3,
             deployed_at: chrono::Utc::now(),
+            seal: Some(format!("{hash}-seal")),
         },
         component: format!("{hash}-bytes").into_bytes(),
     };
@@ -316,6 +317,11 @@ async fn deployed_versions_are_shared_between_processes() {
     let shared = two.shared_versions("acme").await.unwrap().unwrap();
     let hashes: Vec<&str> = shared.versions.iter().map(|v| v.content_hash.as_str()).collect();
     assert_eq!(hashes, ["c", "b"], "keep 2, newest first");
+    assert_eq!(
+        shared.versions[0].seal.as_deref(),
+        Some("c-seal"),
+        "the seal is kept with its version"
+    );
     assert_eq!(shared.active.as_deref(), Some("c"));
     assert_eq!(
         two.shared_component("acme", "c").await.unwrap(),
@@ -373,6 +379,7 @@ async fn concurrent_deploys_from_two_processes_are_applied_one_at_a_time() {
             content_hash: hash.clone(),
             size_bytes: 1,
             deployed_at: chrono::Utc::now(),
+            seal: None,
         },
         component: hash.into_bytes(),
     };
