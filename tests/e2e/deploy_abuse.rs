@@ -4,6 +4,7 @@
 //! deploy; one tenant's deploy keeps every other tenant's protections (its open circuit
 //! breaker); uploads wait in a bounded line.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use dolphin_bridge_tests::reload_support::{
 };
 use tokio::io::AsyncWriteExt;
 
-use crate::deployments::{ACME_DEPLOY_TOKEN, BETA_DEPLOY_TOKEN, DeployEnv, unique_payload};
+use crate::deployments::{ACME_DEPLOY_TOKEN, BETA_DEPLOY_TOKEN, DeployEnv, KEEP, unique_payload};
 
 /// The fake vendor of beta's deploy fixtures fails every message: every deploy to beta is
 /// rejected by its fixtures, after it compiled.
@@ -47,6 +48,29 @@ fn files_in(dir: &Path) -> Vec<String> {
     files
 }
 
+/// Gives the bridge a compile cache of its own, `cache` in the test's folder (the harness shares
+/// one between bridges).
+fn cache_of_its_own(table: &mut toml::Table, dir: &Path) {
+    let adapters = table
+        .entry("adapters")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .expect("an [adapters] table");
+    adapters.insert(
+        "cache_dir".into(),
+        toml::Value::String(dir.join("cache").display().to_string()),
+    );
+}
+
+/// The content hashes whose compiled code is in the compile cache `dir`.
+fn cached_hashes(dir: &Path) -> BTreeSet<String> {
+    files_in(dir)
+        .iter()
+        .filter_map(|file| file.strip_suffix(".cwasm"))
+        .filter_map(|file| file.split_once('-').map(|(hash, _)| hash.to_string()))
+        .collect()
+}
+
 /// Every fixture run stops its fake vendor: the bridge's open descriptors stay flat however
 /// many deploys the fixtures reject.
 #[tokio::test(flavor = "multi_thread")]
@@ -74,18 +98,7 @@ async fn rejected_deploys_leave_no_open_descriptors() {
 /// compile cache nor kept compiled in memory; an accepted one is, once.
 #[tokio::test(flavor = "multi_thread")]
 async fn rejected_deploys_leave_nothing_compiled_on_disk_or_in_memory() {
-    let env = DeployEnv::start_with(|table, dir| {
-        let adapters = table
-            .entry("adapters")
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            .as_table_mut()
-            .expect("an [adapters] table");
-        adapters.insert(
-            "cache_dir".into(),
-            toml::Value::String(dir.join("cache").display().to_string()),
-        );
-    })
-    .await;
+    let env = DeployEnv::start_with(cache_of_its_own).await;
     fail_beta_fixtures(&env);
     let cache = env.dir.path().join("cache");
     let cached_at_start = files_in(&cache);
@@ -117,6 +130,36 @@ async fn rejected_deploys_leave_nothing_compiled_on_disk_or_in_memory() {
         "the accepted one is cached"
     );
     assert_eq!(compiled().await, 2.0);
+}
+
+/// The compiled code of the versions `[deployments] keep` drops leaves the compile cache with
+/// their files, unless another tenant keeps the same component: the cache holds the kept
+/// versions and the configured files, however many versions were deployed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_compile_cache_holds_only_what_is_kept_or_configured() {
+    let env = DeployEnv::start_with(cache_of_its_own).await;
+    let cache = env.dir.path().join("cache");
+    let run = unique_payload();
+    let builds: Vec<Vec<u8>> = (0..KEEP + 2)
+        .map(|i| with_custom_section(&echo_build_bytes("v2"), &format!("kept-{i}"), &run))
+        .collect();
+    // beta keeps the first of acme's builds.
+    let response = env.deploy("beta", BETA_DEPLOY_TOKEN, builds[0].clone()).await;
+    assert_eq!(response.status, 200, "{}", response.describe());
+    for build in &builds {
+        let response = env.deploy("acme", ACME_DEPLOY_TOKEN, build.clone()).await;
+        assert_eq!(response.status, 200, "{}", response.describe());
+    }
+    let mut expected: BTreeSet<String> = builds.iter().rev().take(KEEP).map(|b| sha256_hex(b)).collect();
+    expected.insert(sha256_hex(&builds[0]));
+    // Both tenants' configured files.
+    expected.insert(sha256_hex(&echo_build_bytes("v1")));
+    assert_eq!(
+        cached_hashes(&cache),
+        expected,
+        "{} versions deployed, {KEEP} kept: the cache holds the kept ones, beta's and the configured file",
+        builds.len()
+    );
 }
 
 /// Compiling and running fixtures happen outside the registry's lock: a reload and another

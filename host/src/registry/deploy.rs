@@ -130,9 +130,10 @@ impl AdapterRegistry {
                 None => v.deployed(stored, keep),
             })?;
             let current = this.deployments.versions(&name).map_err(DeployError::Storage)?;
-            for gone in dropped {
-                this.deployments.remove_unlisted(&name, &gone, &current);
+            for gone in &dropped {
+                this.deployments.remove_unlisted(&name, gone, &current);
             }
+            this.uncache_unused(&dropped);
             Ok(())
         })
         .await
@@ -405,9 +406,11 @@ impl AdapterRegistry {
             .await?;
             match swapped {
                 Ok(dropped) => {
-                    for gone in dropped {
-                        self.deployments.remove_unlisted(name, &gone, &list);
+                    for gone in &dropped {
+                        self.deployments.remove_unlisted(name, gone, &list);
                     }
+                    let this = self.clone();
+                    tokio::task::spawn_blocking(move || this.uncache_unused(&dropped)).await?;
                     let served = self.snapshot().by_name(name).map(|t| t.adapter.content_hash.clone());
                     self.record(RegistryEventKind::Deployed, Some(name), served.as_deref(), None);
                     tracing::info!(
@@ -538,6 +541,29 @@ impl AdapterRegistry {
                 "cannot cache the compiled adapter; a restart compiles it again");
         }
         Ok(adapter)
+    }
+
+    /// Deletes the compiled code of the `dropped` versions from the compile cache, but for those
+    /// still in use: kept by any tenant, any tenant's configured file, or running. When a
+    /// tenant's list cannot be read, nothing is deleted.
+    fn uncache_unused(&self, dropped: &[String]) {
+        if dropped.is_empty() {
+            return;
+        }
+        let snapshot = self.snapshot();
+        let mut in_use: HashSet<String> = snapshot.all().iter().map(|t| t.adapter.content_hash.clone()).collect();
+        for tenant in &self.config.load().tenants {
+            let Ok(kept) = self.deployments.versions(&tenant.name) else {
+                return;
+            };
+            in_use.extend(kept.versions.into_iter().map(|v| v.content_hash));
+            if let Ok((hash, _)) = self.file_hashes.hash_of(&tenant.adapter) {
+                in_use.insert(hash);
+            }
+        }
+        for hash in dropped.iter().filter(|hash| !in_use.contains(*hash)) {
+            self.runtime.uncache(hash);
+        }
     }
 
     /// Deletes the stored component `hash` of `tenant` unless a kept version is it.
