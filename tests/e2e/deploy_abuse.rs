@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dolphin_bridge_tests::adapters::hostile;
+use dolphin_bridge_tests::HttpResponse;
+use dolphin_bridge_tests::adapters::{adapter, hostile};
 use dolphin_bridge_tests::bridge::ADMIN_TOKEN;
 use dolphin_bridge_tests::reload_support::{
     admin_reload, echo_build_bytes, garbage_bytes, metric, sha256_hex, wasi_command_bytes, with_custom_section,
@@ -162,6 +163,58 @@ async fn the_compile_cache_holds_only_what_is_kept_or_configured() {
     );
 }
 
+/// `method /admin/tenants/{tenant}/{action}` with `token` and `body`, on a task of its own: the
+/// answer and how long it took.
+fn spawn_call(
+    env: &DeployEnv,
+    method: &'static str,
+    path: String,
+    token: &'static str,
+    body: Vec<u8>,
+) -> tokio::task::JoinHandle<(HttpResponse, Duration)> {
+    let (url, client) = (env.bridge.url().to_string(), env.bridge.client().clone());
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let headers = [
+            ("content-type", "application/wasm"),
+            ("authorization", &format!("Bearer {token}")),
+        ];
+        let response = client.send(method, &format!("{url}{path}"), &headers, body).await;
+        (response, started.elapsed())
+    })
+}
+
+/// While `slow` (`what`, which must hold up nobody) runs, a reload and a deploy of a new build
+/// to `tenant` both complete; returns `slow`'s answer.
+async fn reload_and_deploy_beside(
+    env: &DeployEnv,
+    slow: tokio::task::JoinHandle<(HttpResponse, Duration)>,
+    what: &str,
+    (tenant, token): (&str, &str),
+) -> HttpResponse {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!slow.is_finished(), "{what} should still be running");
+    let started = Instant::now();
+    let reload = tokio::time::timeout(Duration::from_secs(60), admin_reload(&env.bridge))
+        .await
+        .expect("the reload answers");
+    assert_eq!(reload.status, 200, "{}", reload.describe());
+    let reloaded_after = started.elapsed();
+    let reload_finished_first = !slow.is_finished();
+    let build = with_custom_section(&echo_build_bytes("v2"), "beside-a-slow-one", &unique_payload());
+    let other = env.deploy(tenant, token, build).await;
+    assert_eq!(other.status, 200, "{}", other.describe());
+    let deployed_after = started.elapsed();
+    let deploy_finished_first = !slow.is_finished();
+    let (response, slow_took) = slow.await.unwrap();
+    assert!(
+        reload_finished_first && deploy_finished_first,
+        "the reload took {reloaded_after:?} and {tenant}'s deploy {deployed_after:?}: they waited for \
+         {what}, which took {slow_took:?}"
+    );
+    response
+}
+
 /// Compiling and running fixtures happen outside the registry's lock: a reload and another
 /// tenant's deploy complete while one tenant's fixtures (an adapter spinning to its CPU limit in
 /// each fixture) are still running.
@@ -174,55 +227,46 @@ async fn a_reload_and_another_tenants_deploy_complete_during_a_slow_fixture_run(
         .unwrap()
         .replace("[config]\n", "[config]\nmode = \"loop\"\n");
     std::fs::write(&tenant_toml, fixture_tenant).unwrap();
-    let slow = tokio::spawn({
-        let (url, client) = (env.bridge.url().to_string(), env.bridge.client().clone());
-        let component = std::fs::read(hostile()).unwrap();
-        async move {
-            let started = Instant::now();
-            let response = client
-                .send(
-                    "PUT",
-                    &format!("{url}/admin/tenants/beta/adapter"),
-                    &[
-                        ("content-type", "application/wasm"),
-                        ("authorization", &format!("Bearer {BETA_DEPLOY_TOKEN}")),
-                    ],
-                    component,
-                )
-                .await;
-            (response, started.elapsed())
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(
-        !slow.is_finished(),
-        "beta's deploy should still be running its fixtures"
+    let component = std::fs::read(hostile()).unwrap();
+    let slow = spawn_call(
+        &env,
+        "PUT",
+        "/admin/tenants/beta/adapter".into(),
+        BETA_DEPLOY_TOKEN,
+        component,
     );
-
-    let started = Instant::now();
-    let reload = tokio::time::timeout(Duration::from_secs(60), admin_reload(&env.bridge))
-        .await
-        .expect("the reload answers");
-    assert_eq!(reload.status, 200, "{}", reload.describe());
-    let reloaded_after = started.elapsed();
-    let reload_finished_first = !slow.is_finished();
-    let other = env
-        .deploy(
-            "acme",
-            ACME_DEPLOY_TOKEN,
-            with_custom_section(&echo_build_bytes("v2"), "beside-a-slow-one", &unique_payload()),
-        )
-        .await;
-    assert_eq!(other.status, 200, "{}", other.describe());
-    let deployed_after = started.elapsed();
-    let deploy_finished_first = !slow.is_finished();
-    let (response, slow_took) = slow.await.unwrap();
+    let response = reload_and_deploy_beside(&env, slow, "beta's deploy", ("acme", ACME_DEPLOY_TOKEN)).await;
     assert_eq!(response.status, 422, "{}", response.describe());
-    assert!(
-        reload_finished_first && deploy_finished_first,
-        "the reload took {reloaded_after:?} and acme's deploy {deployed_after:?}: they waited for beta's \
-         deploy, which took {slow_took:?}"
+}
+
+/// A rollback compiles its target outside the registry's lock too: a reload and another
+/// tenant's deploy complete while a rollback to a configured Python adapter, whose compiled code
+/// is no longer in the compile cache, compiles it; the rollback then succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_and_another_tenants_deploy_complete_during_a_rollbacks_cold_compile() {
+    let env = DeployEnv::start_with(|table, dir| {
+        cache_of_its_own(table, dir);
+        std::fs::copy(adapter("echo-python"), dir.join("acme.wasm")).unwrap();
+    })
+    .await;
+    let build = with_custom_section(&echo_build_bytes("v2"), "rolled-back", &unique_payload());
+    let deployed = env.deploy("acme", ACME_DEPLOY_TOKEN, build).await;
+    assert_eq!(deployed.status, 200, "{}", deployed.describe());
+    // Nothing compiled is left on disk: the rollback compiles acme's file cold.
+    let cache = env.dir.path().join("cache");
+    for file in files_in(&cache) {
+        std::fs::remove_file(cache.join(file)).unwrap();
+    }
+    let slow = spawn_call(
+        &env,
+        "POST",
+        "/admin/tenants/acme/rollback".into(),
+        ACME_DEPLOY_TOKEN,
+        Vec::new(),
     );
+    let response = reload_and_deploy_beside(&env, slow, "acme's rollback", ("beta", BETA_DEPLOY_TOKEN)).await;
+    assert_eq!(response.status, 200, "{}", response.describe());
+    assert_eq!(response.json()["version"]["source"], "file", "{}", response.describe());
 }
 
 /// A deploy to one tenant swaps in that tenant only: another tenant's open circuit breaker

@@ -4,7 +4,7 @@
 //! follow ([`AdapterRegistry::follow_shared`]).
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{AdapterRegistry, RegistryEventKind};
@@ -152,54 +152,20 @@ impl AdapterRegistry {
 
     /// Returns `tenant` to the version deployed before the active one in one step (from the
     /// oldest kept deployed version: to its configured file), through the same swap as
-    /// [`AdapterRegistry::deploy`].
+    /// [`AdapterRegistry::deploy`]. As in a deploy, the target compiles (when the compile cache
+    /// does not hold it) outside the registry's lock; under the lock the target is found again,
+    /// and only one that changed meanwhile is loaded there.
     pub async fn rollback(self: &Arc<Self>, tenant: &str) -> Result<AdapterVersion, DeployError> {
+        let (_, prepared_path) = self.rollback_target(tenant).await?;
+        let prepared = self.load_rollback_target(prepared_path.clone()).await?;
         let _one_at_a_time = self.reloading.lock().await;
         let config = self.config.load_full();
-        let tenant_config = configured_tenant(&config, tenant)?;
-        // With a shared store, the shared list says where a rollback goes, and the target's
-        // component comes from there when this replica has not kept it.
-        let shared_before = match self.shared() {
-            Some(shared) => {
-                let versions = shared.shared_versions(tenant).await.map_err(DeployError::Storage)?;
-                if let Some(versions) = &versions {
-                    check_list(tenant, versions).map_err(|e| DeployError::Rejected(e.to_string()))?;
-                }
-                if let Some(RollbackTarget::Deployed(hash)) = versions.as_ref().and_then(|v| v.rollback_target()) {
-                    cache_component(shared, &self.deployments, tenant, &hash)
-                        .await
-                        .map_err(|e| match e.downcast::<Refused>() {
-                            Ok(refused) => DeployError::Rejected(refused.to_string()),
-                            Err(e) => DeployError::Storage(e),
-                        })?;
-                }
-                versions
-            }
-            None => None,
-        };
-        let this = self.clone();
-        let name = tenant.to_string();
-        let target = tokio::task::spawn_blocking(move || -> Result<RollbackTarget, DeployError> {
-            let versions = match shared_before {
-                Some(versions) => versions,
-                None => this.deployments.versions(&name).map_err(DeployError::Storage)?,
-            };
-            let target = versions.rollback_target().ok_or(DeployError::NoPreviousVersion)?;
-            // The target must load before anything changes.
-            let path = match &target {
-                RollbackTarget::Deployed(hash) => this.deployments.component_path(&name, hash),
-                RollbackTarget::File => tenant_config.adapter.clone(),
-            };
-            this.adapter_for(&path, &mut HashMap::new()).map_err(|e| {
-                DeployError::Rejected(format!(
-                    "the previous version does not load: {}",
-                    without_path(&e, &path)
-                ))
-            })?;
-            Ok(target)
-        })
-        .await
-        .map_err(|e| DeployError::Storage(anyhow::Error::from(e).context("the rollback task failed")))??;
+        let (target, path) = self.rollback_target(tenant).await?;
+        // Another swap may have dropped the compiled copy meanwhile.
+        self.keep_compiled(prepared);
+        if path != prepared_path {
+            self.load_rollback_target(path).await?;
+        }
         let shared_after = match self.shared() {
             Some(shared) => Some(
                 shared
@@ -239,6 +205,57 @@ impl AdapterRegistry {
         );
         tracing::info!(tenant, hash = %&active.content_hash[..12], source = ?active.source, "adapter rolled back");
         Ok(active)
+    }
+
+    /// Where a rollback of `tenant` goes now, and the target's component file. With a shared
+    /// store, the shared list says where a rollback goes, and the target's component comes from
+    /// there when this replica has not kept it.
+    async fn rollback_target(self: &Arc<Self>, tenant: &str) -> Result<(RollbackTarget, PathBuf), DeployError> {
+        let tenant_config = configured_tenant(&self.config.load(), tenant)?;
+        let shared_versions = match self.shared() {
+            Some(shared) => {
+                let versions = shared.shared_versions(tenant).await.map_err(DeployError::Storage)?;
+                if let Some(versions) = &versions {
+                    check_list(tenant, versions).map_err(|e| DeployError::Rejected(e.to_string()))?;
+                }
+                if let Some(RollbackTarget::Deployed(hash)) = versions.as_ref().and_then(|v| v.rollback_target()) {
+                    cache_component(shared, &self.deployments, tenant, &hash)
+                        .await
+                        .map_err(|e| match e.downcast::<Refused>() {
+                            Ok(refused) => DeployError::Rejected(refused.to_string()),
+                            Err(e) => DeployError::Storage(e),
+                        })?;
+                }
+                versions
+            }
+            None => None,
+        };
+        let versions = match &shared_versions {
+            Some(versions) => versions.clone(),
+            None => self.deployments.versions(tenant).map_err(DeployError::Storage)?,
+        };
+        let target = versions.rollback_target().ok_or(DeployError::NoPreviousVersion)?;
+        let path = match &target {
+            RollbackTarget::Deployed(hash) => self.deployments.component_path(tenant, hash),
+            RollbackTarget::File => tenant_config.adapter,
+        };
+        Ok((target, path))
+    }
+
+    /// Loads the rollback target at `path` (compiling it when the compile cache does not hold
+    /// it) on a blocking thread: it must load before anything changes.
+    async fn load_rollback_target(self: &Arc<Self>, path: PathBuf) -> Result<Arc<LoadedAdapter>, DeployError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            this.adapter_for(&path, &mut HashMap::new()).map_err(|e| {
+                DeployError::Rejected(format!(
+                    "the previous version does not load: {}",
+                    without_path(&e, &path)
+                ))
+            })
+        })
+        .await
+        .map_err(|e| DeployError::Storage(anyhow::Error::from(e).context("the rollback task failed")))?
     }
 
     /// `tenant`'s versions, newest first: the kept deployed versions, then its configured file
