@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use dolphin_bridge_tests::HttpResponse;
-use dolphin_bridge_tests::adapters::{adapter, hostile};
+use dolphin_bridge_tests::adapters::{adapter, bridge_binary, hostile};
 use dolphin_bridge_tests::bridge::ADMIN_TOKEN;
 use dolphin_bridge_tests::reload_support::{
     admin_reload, echo_build_bytes, garbage_bytes, metric, sha256_hex, wasi_command_bytes, with_custom_section,
@@ -377,6 +377,61 @@ async fn listing_versions_does_not_hash_the_adapter_file_at_every_request() {
     assert_eq!(file["contentHash"], sha256_hex(&changed).as_str());
 }
 
+/// A slow upload to acme: the headers and a first part of the body, the rest never sent (it
+/// holds an upload slot until the connection is dropped).
+async fn slow_upload_to_acme(env: &DeployEnv) -> tokio::net::TcpStream {
+    let address = env.bridge.url().trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "PUT /admin/tenants/acme/adapter HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {ACME_DEPLOY_TOKEN}\r\n\
+         content-type: application/wasm\r\ncontent-length: 500000\r\n\r\n"
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&[0u8; 4096]).await.unwrap();
+    slow
+}
+
+/// The bridge's own deploy client announces a component with `Expect: 100-continue` and sends
+/// it only once the bridge asks for it: with every upload slot taken, deploying a 16 MiB
+/// component answers the bridge's JSON refusal (503 `uploads_busy`), where the client used to
+/// be still sending the body when the bridge answered and closed the connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deploy_client_gets_the_refusal_of_a_large_upload_not_a_reset() {
+    let env = DeployEnv::start_with(|table, _| {
+        let deployments = table["deployments"].as_table_mut().expect("[deployments]");
+        deployments.insert("max_uploads".into(), toml::Value::Integer(1));
+        deployments.insert("max_bytes".into(), toml::Value::Integer(64 << 20));
+    })
+    .await;
+    let _slow = slow_upload_to_acme(&env).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env
+        .deploy("beta", BETA_DEPLOY_TOKEN, garbage_bytes(1024, 5))
+        .await
+        .status
+        != 503
+    {
+        assert!(Instant::now() < deadline, "the slow upload never took the upload slot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let large = env.dir.path().join("large.wasm");
+    std::fs::write(&large, garbage_bytes(16 << 20, 6)).unwrap();
+    let out = tokio::process::Command::new(bridge_binary())
+        .args(["deploy", "-t", "beta", large.to_str().unwrap()])
+        .env("DOLPHIN_BRIDGE_URL", env.bridge.url())
+        .env("DOLPHIN_BRIDGE_DEPLOY_TOKEN", BETA_DEPLOY_TOKEN)
+        .env_remove("DOLPHIN_BRIDGE_CONFIG")
+        .output()
+        .await
+        .expect("run dolphin-bridge deploy");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the deploy succeeded: {stderr}");
+    assert!(
+        stderr.contains("the bridge refused (503): uploads_busy") && stderr.contains("max_uploads"),
+        "the client shows the bridge's refusal: {stderr}"
+    );
+}
+
 /// Uploads wait in a bounded line: one tenant may upload one component at a time and the
 /// bridge takes `max_uploads` at once; past either a deploy is refused at once with the limit
 /// named, and a slot frees when its upload ends.
@@ -388,15 +443,7 @@ async fn parallel_slow_uploads_are_refused_past_the_limits() {
         deployments.insert("max_uploads_per_tenant".into(), toml::Value::Integer(1));
     })
     .await;
-    // A slow upload to acme: the headers and a first part of the body, the rest never sent.
-    let address = env.bridge.url().trim_start_matches("http://").to_string();
-    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
-    let head = format!(
-        "PUT /admin/tenants/acme/adapter HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {ACME_DEPLOY_TOKEN}\r\n\
-         content-type: application/wasm\r\ncontent-length: 500000\r\n\r\n"
-    );
-    slow.write_all(head.as_bytes()).await.unwrap();
-    slow.write_all(&[0u8; 4096]).await.unwrap();
+    let slow = slow_upload_to_acme(&env).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let tenant_busy = loop {
         let response = env.deploy("acme", ACME_DEPLOY_TOKEN, garbage_bytes(1024, 1)).await;
