@@ -4,7 +4,18 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
 use anyhow::Context;
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::{Frame, SizeHint};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use crate::terminal_text::escape;
@@ -41,37 +52,32 @@ pub enum ClientError {
     Failed(#[from] anyhow::Error),
 }
 
+/// How long the client waits for the bridge's `100 Continue` before it sends a component anyway
+/// (a proxy between may not pass it on).
+const CONTINUE_WAIT: Duration = Duration::from_secs(5);
+
+/// How long one request may take, the upload and the bridge's checks of it included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Does `action` for `tenant` on `remote`, printing the outcome to `out`.
 pub async fn run(remote: &Remote, tenant: &str, action: Action, out: &mut impl Write) -> Result<(), ClientError> {
     let (method, last, body) = match &action {
         Action::Deploy(file) => {
             let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-            (reqwest::Method::PUT, "adapter", Some(bytes))
+            (Method::PUT, "adapter", Some(bytes))
         }
-        Action::Versions => (reqwest::Method::GET, "versions", None),
-        Action::Rollback => (reqwest::Method::POST, "rollback", None),
+        Action::Versions => (Method::GET, "versions", None),
+        Action::Rollback => (Method::POST, "rollback", None),
     };
     let mut url = url::Url::parse(&remote.url).with_context(|| format!("`{}` is not a URL", remote.url))?;
     url.path_segments_mut()
         .map_err(|()| anyhow::anyhow!("`{}` cannot be a base URL", remote.url))?
         .pop_if_empty()
         .extend(["admin", "tenants", tenant, last]);
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(300))
-        .build()
-        .context("building the HTTP client")?;
-    let mut request = client.request(method, url.clone()).bearer_auth(&remote.token);
-    if let Some(body) = body {
-        request = request
-            .header(reqwest::header::CONTENT_TYPE, "application/wasm")
-            .body(body);
-    }
-    let response = request
-        .send()
+    let (status, text) = tokio::time::timeout(REQUEST_TIMEOUT, send(method, &url, &remote.token, body))
         .await
+        .map_err(|_| anyhow::anyhow!("the bridge at {} did not answer within {REQUEST_TIMEOUT:?}", remote.url))?
         .with_context(|| format!("cannot reach the bridge at {}", remote.url))?;
-    let status = response.status();
-    let text = response.text().await.context("reading the bridge's answer")?;
     let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     if !status.is_success() {
         let error = &json["error"];
@@ -93,6 +99,107 @@ pub async fn run(remote: &Remote, tenant: &str, action: Action, out: &mut impl W
         }
     }
     Ok(())
+}
+
+/// Sends one request with `token` and, when there is one, `body` as a component: announced with
+/// `Expect: 100-continue` and sent only once the bridge answers `100 Continue` (or after
+/// [`CONTINUE_WAIT`]), so that a bridge refusing the upload before reading it (no upload slot, a
+/// wrong token) answers its JSON error instead of the client meeting a reset connection
+/// halfway through the body. Returns the status and the answer's text.
+async fn send(
+    method: Method,
+    url: &url::Url,
+    token: &str,
+    body: Option<Vec<u8>>,
+) -> anyhow::Result<(StatusCode, String)> {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client = Client::builder(TokioExecutor::new()).build(connector);
+    let request = Request::builder()
+        .method(method)
+        .uri(url.as_str())
+        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    let request = match body {
+        Some(bytes) => {
+            let continued = Arc::new(tokio::sync::Notify::new());
+            let go = continued.clone();
+            let mut request = request
+                .header(header::CONTENT_TYPE, "application/wasm")
+                .header(header::EXPECT, "100-continue")
+                .body(AfterContinue::new(Bytes::from(bytes), async move {
+                    tokio::select! {
+                        () = go.notified() => {}
+                        () = tokio::time::sleep(CONTINUE_WAIT) => {}
+                    }
+                }))
+                .context("building the request")?;
+            hyper::ext::on_informational(&mut request, move |response| {
+                if response.status() == StatusCode::CONTINUE {
+                    continued.notify_one();
+                }
+            });
+            request
+        }
+        None => request.body(AfterContinue::empty()).context("building the request")?,
+    };
+    let response = client.request(request).await?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .context("reading the bridge's answer")?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// A request body sent whole once `go` completes; none for an empty one.
+struct AfterContinue {
+    go: Pin<Box<dyn Future<Output = ()> + Send>>,
+    body: Option<Bytes>,
+}
+
+impl AfterContinue {
+    fn new(body: Bytes, go: impl Future<Output = ()> + Send + 'static) -> AfterContinue {
+        AfterContinue {
+            go: Box::pin(go),
+            body: Some(body),
+        }
+    }
+
+    fn empty() -> AfterContinue {
+        AfterContinue {
+            go: Box::pin(std::future::ready(())),
+            body: None,
+        }
+    }
+}
+
+impl hyper::body::Body for AfterContinue {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.body.is_none() {
+            return Poll::Ready(None);
+        }
+        std::task::ready!(self.go.as_mut().poll(cx));
+        Poll::Ready(self.body.take().map(|body| Ok(Frame::data(body))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.body.as_ref().map_or(0, |body| body.len() as u64))
+    }
 }
 
 /// `tenant acme: sha256 0123456789ab (1234 bytes, deployed, 2026-...)`, the answer's text with

@@ -4,17 +4,19 @@
 //! deploy; one tenant's deploy keeps every other tenant's protections (its open circuit
 //! breaker); uploads wait in a bounded line.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dolphin_bridge_tests::adapters::hostile;
+use dolphin_bridge_tests::HttpResponse;
+use dolphin_bridge_tests::adapters::{adapter, bridge_binary, hostile};
 use dolphin_bridge_tests::bridge::ADMIN_TOKEN;
 use dolphin_bridge_tests::reload_support::{
     admin_reload, echo_build_bytes, garbage_bytes, metric, sha256_hex, wasi_command_bytes, with_custom_section,
 };
 use tokio::io::AsyncWriteExt;
 
-use crate::deployments::{ACME_DEPLOY_TOKEN, BETA_DEPLOY_TOKEN, DeployEnv, unique_payload};
+use crate::deployments::{ACME_DEPLOY_TOKEN, BETA_DEPLOY_TOKEN, DeployEnv, KEEP, unique_payload};
 
 /// The fake vendor of beta's deploy fixtures fails every message: every deploy to beta is
 /// rejected by its fixtures, after it compiled.
@@ -47,6 +49,29 @@ fn files_in(dir: &Path) -> Vec<String> {
     files
 }
 
+/// Gives the bridge a compile cache of its own, `cache` in the test's folder (the harness shares
+/// one between bridges).
+fn cache_of_its_own(table: &mut toml::Table, dir: &Path) {
+    let adapters = table
+        .entry("adapters")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .expect("an [adapters] table");
+    adapters.insert(
+        "cache_dir".into(),
+        toml::Value::String(dir.join("cache").display().to_string()),
+    );
+}
+
+/// The content hashes whose compiled code is in the compile cache `dir`.
+fn cached_hashes(dir: &Path) -> BTreeSet<String> {
+    files_in(dir)
+        .iter()
+        .filter_map(|file| file.strip_suffix(".cwasm"))
+        .filter_map(|file| file.split_once('-').map(|(hash, _)| hash.to_string()))
+        .collect()
+}
+
 /// Every fixture run stops its fake vendor: the bridge's open descriptors stay flat however
 /// many deploys the fixtures reject.
 #[tokio::test(flavor = "multi_thread")]
@@ -74,18 +99,7 @@ async fn rejected_deploys_leave_no_open_descriptors() {
 /// compile cache nor kept compiled in memory; an accepted one is, once.
 #[tokio::test(flavor = "multi_thread")]
 async fn rejected_deploys_leave_nothing_compiled_on_disk_or_in_memory() {
-    let env = DeployEnv::start_with(|table, dir| {
-        let adapters = table
-            .entry("adapters")
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            .as_table_mut()
-            .expect("an [adapters] table");
-        adapters.insert(
-            "cache_dir".into(),
-            toml::Value::String(dir.join("cache").display().to_string()),
-        );
-    })
-    .await;
+    let env = DeployEnv::start_with(cache_of_its_own).await;
     fail_beta_fixtures(&env);
     let cache = env.dir.path().join("cache");
     let cached_at_start = files_in(&cache);
@@ -119,6 +133,88 @@ async fn rejected_deploys_leave_nothing_compiled_on_disk_or_in_memory() {
     assert_eq!(compiled().await, 2.0);
 }
 
+/// The compiled code of the versions `[deployments] keep` drops leaves the compile cache with
+/// their files, unless another tenant keeps the same component: the cache holds the kept
+/// versions and the configured files, however many versions were deployed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_compile_cache_holds_only_what_is_kept_or_configured() {
+    let env = DeployEnv::start_with(cache_of_its_own).await;
+    let cache = env.dir.path().join("cache");
+    let run = unique_payload();
+    let builds: Vec<Vec<u8>> = (0..KEEP + 2)
+        .map(|i| with_custom_section(&echo_build_bytes("v2"), &format!("kept-{i}"), &run))
+        .collect();
+    // beta keeps the first of acme's builds.
+    let response = env.deploy("beta", BETA_DEPLOY_TOKEN, builds[0].clone()).await;
+    assert_eq!(response.status, 200, "{}", response.describe());
+    for build in &builds {
+        let response = env.deploy("acme", ACME_DEPLOY_TOKEN, build.clone()).await;
+        assert_eq!(response.status, 200, "{}", response.describe());
+    }
+    let mut expected: BTreeSet<String> = builds.iter().rev().take(KEEP).map(|b| sha256_hex(b)).collect();
+    expected.insert(sha256_hex(&builds[0]));
+    // Both tenants' configured files.
+    expected.insert(sha256_hex(&echo_build_bytes("v1")));
+    assert_eq!(
+        cached_hashes(&cache),
+        expected,
+        "{} versions deployed, {KEEP} kept: the cache holds the kept ones, beta's and the configured file",
+        builds.len()
+    );
+}
+
+/// `method /admin/tenants/{tenant}/{action}` with `token` and `body`, on a task of its own: the
+/// answer and how long it took.
+fn spawn_call(
+    env: &DeployEnv,
+    method: &'static str,
+    path: String,
+    token: &'static str,
+    body: Vec<u8>,
+) -> tokio::task::JoinHandle<(HttpResponse, Duration)> {
+    let (url, client) = (env.bridge.url().to_string(), env.bridge.client().clone());
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let headers = [
+            ("content-type", "application/wasm"),
+            ("authorization", &format!("Bearer {token}")),
+        ];
+        let response = client.send(method, &format!("{url}{path}"), &headers, body).await;
+        (response, started.elapsed())
+    })
+}
+
+/// While `slow` (`what`, which must hold up nobody) runs, a reload and a deploy of a new build
+/// to `tenant` both complete; returns `slow`'s answer.
+async fn reload_and_deploy_beside(
+    env: &DeployEnv,
+    slow: tokio::task::JoinHandle<(HttpResponse, Duration)>,
+    what: &str,
+    (tenant, token): (&str, &str),
+) -> HttpResponse {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!slow.is_finished(), "{what} should still be running");
+    let started = Instant::now();
+    let reload = tokio::time::timeout(Duration::from_secs(60), admin_reload(&env.bridge))
+        .await
+        .expect("the reload answers");
+    assert_eq!(reload.status, 200, "{}", reload.describe());
+    let reloaded_after = started.elapsed();
+    let reload_finished_first = !slow.is_finished();
+    let build = with_custom_section(&echo_build_bytes("v2"), "beside-a-slow-one", &unique_payload());
+    let other = env.deploy(tenant, token, build).await;
+    assert_eq!(other.status, 200, "{}", other.describe());
+    let deployed_after = started.elapsed();
+    let deploy_finished_first = !slow.is_finished();
+    let (response, slow_took) = slow.await.unwrap();
+    assert!(
+        reload_finished_first && deploy_finished_first,
+        "the reload took {reloaded_after:?} and {tenant}'s deploy {deployed_after:?}: they waited for \
+         {what}, which took {slow_took:?}"
+    );
+    response
+}
+
 /// Compiling and running fixtures happen outside the registry's lock: a reload and another
 /// tenant's deploy complete while one tenant's fixtures (an adapter spinning to its CPU limit in
 /// each fixture) are still running.
@@ -131,55 +227,46 @@ async fn a_reload_and_another_tenants_deploy_complete_during_a_slow_fixture_run(
         .unwrap()
         .replace("[config]\n", "[config]\nmode = \"loop\"\n");
     std::fs::write(&tenant_toml, fixture_tenant).unwrap();
-    let slow = tokio::spawn({
-        let (url, client) = (env.bridge.url().to_string(), env.bridge.client().clone());
-        let component = std::fs::read(hostile()).unwrap();
-        async move {
-            let started = Instant::now();
-            let response = client
-                .send(
-                    "PUT",
-                    &format!("{url}/admin/tenants/beta/adapter"),
-                    &[
-                        ("content-type", "application/wasm"),
-                        ("authorization", &format!("Bearer {BETA_DEPLOY_TOKEN}")),
-                    ],
-                    component,
-                )
-                .await;
-            (response, started.elapsed())
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(
-        !slow.is_finished(),
-        "beta's deploy should still be running its fixtures"
+    let component = std::fs::read(hostile()).unwrap();
+    let slow = spawn_call(
+        &env,
+        "PUT",
+        "/admin/tenants/beta/adapter".into(),
+        BETA_DEPLOY_TOKEN,
+        component,
     );
-
-    let started = Instant::now();
-    let reload = tokio::time::timeout(Duration::from_secs(60), admin_reload(&env.bridge))
-        .await
-        .expect("the reload answers");
-    assert_eq!(reload.status, 200, "{}", reload.describe());
-    let reloaded_after = started.elapsed();
-    let reload_finished_first = !slow.is_finished();
-    let other = env
-        .deploy(
-            "acme",
-            ACME_DEPLOY_TOKEN,
-            with_custom_section(&echo_build_bytes("v2"), "beside-a-slow-one", &unique_payload()),
-        )
-        .await;
-    assert_eq!(other.status, 200, "{}", other.describe());
-    let deployed_after = started.elapsed();
-    let deploy_finished_first = !slow.is_finished();
-    let (response, slow_took) = slow.await.unwrap();
+    let response = reload_and_deploy_beside(&env, slow, "beta's deploy", ("acme", ACME_DEPLOY_TOKEN)).await;
     assert_eq!(response.status, 422, "{}", response.describe());
-    assert!(
-        reload_finished_first && deploy_finished_first,
-        "the reload took {reloaded_after:?} and acme's deploy {deployed_after:?}: they waited for beta's \
-         deploy, which took {slow_took:?}"
+}
+
+/// A rollback compiles its target outside the registry's lock too: a reload and another
+/// tenant's deploy complete while a rollback to a configured Python adapter, whose compiled code
+/// is no longer in the compile cache, compiles it; the rollback then succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_and_another_tenants_deploy_complete_during_a_rollbacks_cold_compile() {
+    let env = DeployEnv::start_with(|table, dir| {
+        cache_of_its_own(table, dir);
+        std::fs::copy(adapter("echo-python"), dir.join("acme.wasm")).unwrap();
+    })
+    .await;
+    let build = with_custom_section(&echo_build_bytes("v2"), "rolled-back", &unique_payload());
+    let deployed = env.deploy("acme", ACME_DEPLOY_TOKEN, build).await;
+    assert_eq!(deployed.status, 200, "{}", deployed.describe());
+    // Nothing compiled is left on disk: the rollback compiles acme's file cold.
+    let cache = env.dir.path().join("cache");
+    for file in files_in(&cache) {
+        std::fs::remove_file(cache.join(file)).unwrap();
+    }
+    let slow = spawn_call(
+        &env,
+        "POST",
+        "/admin/tenants/acme/rollback".into(),
+        ACME_DEPLOY_TOKEN,
+        Vec::new(),
     );
+    let response = reload_and_deploy_beside(&env, slow, "acme's rollback", ("beta", BETA_DEPLOY_TOKEN)).await;
+    assert_eq!(response.status, 200, "{}", response.describe());
+    assert_eq!(response.json()["version"]["source"], "file", "{}", response.describe());
 }
 
 /// A deploy to one tenant swaps in that tenant only: another tenant's open circuit breaker
@@ -290,6 +377,61 @@ async fn listing_versions_does_not_hash_the_adapter_file_at_every_request() {
     assert_eq!(file["contentHash"], sha256_hex(&changed).as_str());
 }
 
+/// A slow upload to acme: the headers and a first part of the body, the rest never sent (it
+/// holds an upload slot until the connection is dropped).
+async fn slow_upload_to_acme(env: &DeployEnv) -> tokio::net::TcpStream {
+    let address = env.bridge.url().trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "PUT /admin/tenants/acme/adapter HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {ACME_DEPLOY_TOKEN}\r\n\
+         content-type: application/wasm\r\ncontent-length: 500000\r\n\r\n"
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&[0u8; 4096]).await.unwrap();
+    slow
+}
+
+/// The bridge's own deploy client announces a component with `Expect: 100-continue` and sends
+/// it only once the bridge asks for it: with every upload slot taken, deploying a 16 MiB
+/// component answers the bridge's JSON refusal (503 `uploads_busy`), where the client used to
+/// be still sending the body when the bridge answered and closed the connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deploy_client_gets_the_refusal_of_a_large_upload_not_a_reset() {
+    let env = DeployEnv::start_with(|table, _| {
+        let deployments = table["deployments"].as_table_mut().expect("[deployments]");
+        deployments.insert("max_uploads".into(), toml::Value::Integer(1));
+        deployments.insert("max_bytes".into(), toml::Value::Integer(64 << 20));
+    })
+    .await;
+    let _slow = slow_upload_to_acme(&env).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env
+        .deploy("beta", BETA_DEPLOY_TOKEN, garbage_bytes(1024, 5))
+        .await
+        .status
+        != 503
+    {
+        assert!(Instant::now() < deadline, "the slow upload never took the upload slot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let large = env.dir.path().join("large.wasm");
+    std::fs::write(&large, garbage_bytes(16 << 20, 6)).unwrap();
+    let out = tokio::process::Command::new(bridge_binary())
+        .args(["deploy", "-t", "beta", large.to_str().unwrap()])
+        .env("DOLPHIN_BRIDGE_URL", env.bridge.url())
+        .env("DOLPHIN_BRIDGE_DEPLOY_TOKEN", BETA_DEPLOY_TOKEN)
+        .env_remove("DOLPHIN_BRIDGE_CONFIG")
+        .output()
+        .await
+        .expect("run dolphin-bridge deploy");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the deploy succeeded: {stderr}");
+    assert!(
+        stderr.contains("the bridge refused (503): uploads_busy") && stderr.contains("max_uploads"),
+        "the client shows the bridge's refusal: {stderr}"
+    );
+}
+
 /// Uploads wait in a bounded line: one tenant may upload one component at a time and the
 /// bridge takes `max_uploads` at once; past either a deploy is refused at once with the limit
 /// named, and a slot frees when its upload ends.
@@ -301,15 +443,7 @@ async fn parallel_slow_uploads_are_refused_past_the_limits() {
         deployments.insert("max_uploads_per_tenant".into(), toml::Value::Integer(1));
     })
     .await;
-    // A slow upload to acme: the headers and a first part of the body, the rest never sent.
-    let address = env.bridge.url().trim_start_matches("http://").to_string();
-    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
-    let head = format!(
-        "PUT /admin/tenants/acme/adapter HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {ACME_DEPLOY_TOKEN}\r\n\
-         content-type: application/wasm\r\ncontent-length: 500000\r\n\r\n"
-    );
-    slow.write_all(head.as_bytes()).await.unwrap();
-    slow.write_all(&[0u8; 4096]).await.unwrap();
+    let slow = slow_upload_to_acme(&env).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let tenant_busy = loop {
         let response = env.deploy("acme", ACME_DEPLOY_TOKEN, garbage_bytes(1024, 1)).await;

@@ -27,7 +27,7 @@ pub(crate) const BETA_DEPLOY_TOKEN: &str = "beta-partner-deploy-token-0001";
 /// `[deployments] max_bytes` of these bridges (the echo builds are about 130 KiB).
 const MAX_BYTES: usize = 1 << 20;
 /// `[deployments] keep` of these bridges.
-const KEEP: usize = 3;
+pub(crate) const KEEP: usize = 3;
 
 /// A bridge with tenants `acme` (the example owner) and `beta`, both on echo-v1 files in a
 /// folder of the test's own, each with a deploy token, beta's deploys gated by a copy of echo's

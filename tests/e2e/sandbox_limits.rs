@@ -358,3 +358,25 @@ async fn a_guest_that_leaks_handles_fails_on_the_handle_limit_and_the_host_stays
     assert!(grown < 32 << 20, "the bridge's peak RSS grew by {} MiB", grown >> 20);
     env.assert_healthy_tenant_served().await;
 }
+
+/// WASI sockets and name look-ups are not linked (adapters reach vendors through `http.send`
+/// only): an adapter that imports them still loads, and a call that opens a TCP socket or
+/// resolves a name through them (Rust's `std::net`) traps naming the interface, where the host's
+/// socket implementation used to answer it. The healthy tenant is served meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn wasi_sockets_and_name_lookups_trap_naming_the_interface() {
+    let mut env = Attacked::start(hostile_villain()).await;
+    for (mode, function) in [
+        ("tcp-socket", "wasi:sockets/tcp-create-socket@0.2.6#create-tcp-socket"),
+        // `getaddrinfo` asks for the network handle before it resolves.
+        ("name-lookup", "wasi:sockets/instance-network@0.2.6#instance-network"),
+    ] {
+        let (dead, error) = env.villain_dead(mode).await;
+        assert_eq!(dead["attempts"], 1, "a trap is not retried: {error}");
+        assert!(
+            error.contains("adapter trapped") && error.contains(&format!("`{function}` is not available to adapters")),
+            "{mode}: the call traps naming the interface: {error}"
+        );
+        env.assert_healthy_tenant_served().await;
+    }
+}

@@ -4,7 +4,7 @@
 //! follow ([`AdapterRegistry::follow_shared`]).
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{AdapterRegistry, RegistryEventKind};
@@ -132,9 +132,10 @@ impl AdapterRegistry {
                 None => v.deployed(stored, keep),
             })?;
             let current = this.deployments.versions(&name).map_err(DeployError::Storage)?;
-            for gone in dropped {
-                this.deployments.remove_unlisted(&name, &gone, &current);
+            for gone in &dropped {
+                this.deployments.remove_unlisted(&name, gone, &current);
             }
+            this.uncache_unused(&dropped);
             Ok(())
         })
         .await
@@ -153,59 +154,20 @@ impl AdapterRegistry {
 
     /// Returns `tenant` to the version deployed before the active one in one step (from the
     /// oldest kept deployed version: to its configured file), through the same swap as
-    /// [`AdapterRegistry::deploy`].
+    /// [`AdapterRegistry::deploy`]. As in a deploy, the target compiles (when the compile cache
+    /// does not hold it) outside the registry's lock; under the lock the target is found again,
+    /// and only one that changed meanwhile is loaded there.
     pub async fn rollback(self: &Arc<Self>, tenant: &str) -> Result<AdapterVersion, DeployError> {
+        let (_, prepared_path) = self.rollback_target(tenant).await?;
+        let prepared = self.load_rollback_target(prepared_path.clone()).await?;
         let _one_at_a_time = self.reloading.lock().await;
         let config = self.config.load_full();
-        let tenant_config = configured_tenant(&config, tenant)?;
-        // With a shared store, the shared list says where a rollback goes, and the target's
-        // component comes from there when this replica has not kept it.
-        let shared_before = match self.shared() {
-            Some(shared) => {
-                let versions = shared.shared_versions(tenant).await.map_err(DeployError::Storage)?;
-                let seal = DeploymentSeal::configured(&config.deployments);
-                if let Some(versions) = &versions {
-                    check_list(tenant, versions, seal.as_ref()).map_err(|e| DeployError::Rejected(e.to_string()))?;
-                }
-                if let Some((versions, RollbackTarget::Deployed(hash))) =
-                    versions.as_ref().and_then(|v| Some((v, v.rollback_target()?)))
-                {
-                    check_sealed(tenant, versions, &hash, seal.as_ref())
-                        .map_err(|e| DeployError::Rejected(e.to_string()))?;
-                    cache_component(shared, &self.deployments, tenant, &hash)
-                        .await
-                        .map_err(|e| match e.downcast::<Refused>() {
-                            Ok(refused) => DeployError::Rejected(refused.to_string()),
-                            Err(e) => DeployError::Storage(e),
-                        })?;
-                }
-                versions
-            }
-            None => None,
-        };
-        let this = self.clone();
-        let name = tenant.to_string();
-        let target = tokio::task::spawn_blocking(move || -> Result<RollbackTarget, DeployError> {
-            let versions = match shared_before {
-                Some(versions) => versions,
-                None => this.deployments.versions(&name).map_err(DeployError::Storage)?,
-            };
-            let target = versions.rollback_target().ok_or(DeployError::NoPreviousVersion)?;
-            // The target must load before anything changes.
-            let path = match &target {
-                RollbackTarget::Deployed(hash) => this.deployments.component_path(&name, hash),
-                RollbackTarget::File => tenant_config.adapter.clone(),
-            };
-            this.adapter_for(&path, &mut HashMap::new()).map_err(|e| {
-                DeployError::Rejected(format!(
-                    "the previous version does not load: {}",
-                    without_path(&e, &path)
-                ))
-            })?;
-            Ok(target)
-        })
-        .await
-        .map_err(|e| DeployError::Storage(anyhow::Error::from(e).context("the rollback task failed")))??;
+        let (target, path) = self.rollback_target(tenant).await?;
+        // Another swap may have dropped the compiled copy meanwhile.
+        self.keep_compiled(prepared);
+        if path != prepared_path {
+            self.load_rollback_target(path).await?;
+        }
         let shared_after = match self.shared() {
             Some(shared) => Some(
                 shared
@@ -245,6 +207,63 @@ impl AdapterRegistry {
         );
         tracing::info!(tenant, hash = %&active.content_hash[..12], source = ?active.source, "adapter rolled back");
         Ok(active)
+    }
+
+    /// Where a rollback of `tenant` goes now, and the target's component file. With a shared
+    /// store, the shared list says where a rollback goes, and the target's component comes from
+    /// there when this replica has not kept it.
+    async fn rollback_target(self: &Arc<Self>, tenant: &str) -> Result<(RollbackTarget, PathBuf), DeployError> {
+        let config = self.config.load();
+        let tenant_config = configured_tenant(&config, tenant)?;
+        let shared_versions = match self.shared() {
+            Some(shared) => {
+                let versions = shared.shared_versions(tenant).await.map_err(DeployError::Storage)?;
+                let seal = DeploymentSeal::configured(&config.deployments);
+                if let Some(versions) = &versions {
+                    check_list(tenant, versions, seal.as_ref()).map_err(|e| DeployError::Rejected(e.to_string()))?;
+                }
+                if let Some((versions, RollbackTarget::Deployed(hash))) =
+                    versions.as_ref().and_then(|v| Some((v, v.rollback_target()?)))
+                {
+                    check_sealed(tenant, versions, &hash, seal.as_ref())
+                        .map_err(|e| DeployError::Rejected(e.to_string()))?;
+                    cache_component(shared, &self.deployments, tenant, &hash)
+                        .await
+                        .map_err(|e| match e.downcast::<Refused>() {
+                            Ok(refused) => DeployError::Rejected(refused.to_string()),
+                            Err(e) => DeployError::Storage(e),
+                        })?;
+                }
+                versions
+            }
+            None => None,
+        };
+        let versions = match &shared_versions {
+            Some(versions) => versions.clone(),
+            None => self.deployments.versions(tenant).map_err(DeployError::Storage)?,
+        };
+        let target = versions.rollback_target().ok_or(DeployError::NoPreviousVersion)?;
+        let path = match &target {
+            RollbackTarget::Deployed(hash) => self.deployments.component_path(tenant, hash),
+            RollbackTarget::File => tenant_config.adapter,
+        };
+        Ok((target, path))
+    }
+
+    /// Loads the rollback target at `path` (compiling it when the compile cache does not hold
+    /// it) on a blocking thread: it must load before anything changes.
+    async fn load_rollback_target(self: &Arc<Self>, path: PathBuf) -> Result<Arc<LoadedAdapter>, DeployError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            this.adapter_for(&path, &mut HashMap::new()).map_err(|e| {
+                DeployError::Rejected(format!(
+                    "the previous version does not load: {}",
+                    without_path(&e, &path)
+                ))
+            })
+        })
+        .await
+        .map_err(|e| DeployError::Storage(anyhow::Error::from(e).context("the rollback task failed")))?
     }
 
     /// `tenant`'s versions, newest first: the kept deployed versions, then its configured file
@@ -413,9 +432,11 @@ impl AdapterRegistry {
             .await?;
             match swapped {
                 Ok(dropped) => {
-                    for gone in dropped {
-                        self.deployments.remove_unlisted(name, &gone, &list);
+                    for gone in &dropped {
+                        self.deployments.remove_unlisted(name, gone, &list);
                     }
+                    let this = self.clone();
+                    tokio::task::spawn_blocking(move || this.uncache_unused(&dropped)).await?;
                     let served = self.snapshot().by_name(name).map(|t| t.adapter.content_hash.clone());
                     self.record(RegistryEventKind::Deployed, Some(name), served.as_deref(), None);
                     tracing::info!(
@@ -546,6 +567,29 @@ impl AdapterRegistry {
                 "cannot cache the compiled adapter; a restart compiles it again");
         }
         Ok(adapter)
+    }
+
+    /// Deletes the compiled code of the `dropped` versions from the compile cache, but for those
+    /// still in use: kept by any tenant, any tenant's configured file, or running. When a
+    /// tenant's list cannot be read, nothing is deleted.
+    fn uncache_unused(&self, dropped: &[String]) {
+        if dropped.is_empty() {
+            return;
+        }
+        let snapshot = self.snapshot();
+        let mut in_use: HashSet<String> = snapshot.all().iter().map(|t| t.adapter.content_hash.clone()).collect();
+        for tenant in &self.config.load().tenants {
+            let Ok(kept) = self.deployments.versions(&tenant.name) else {
+                return;
+            };
+            in_use.extend(kept.versions.into_iter().map(|v| v.content_hash));
+            if let Ok((hash, _)) = self.file_hashes.hash_of(&tenant.adapter) {
+                in_use.insert(hash);
+            }
+        }
+        for hash in dropped.iter().filter(|hash| !in_use.contains(*hash)) {
+            self.runtime.uncache(hash);
+        }
     }
 
     /// Deletes the stored component `hash` of `tenant` unless a kept version is it.

@@ -132,6 +132,31 @@ impl Runtime {
             .with_context(|| format!("caching the compiled adapter in {}", file.display()))
     }
 
+    /// Deletes the compiled code of the component `content_hash` from the cache: this engine's
+    /// and any left by engines of other settings (the same hash, another compatibility hash).
+    /// Returns how many files went; a file that cannot be deleted is logged and left.
+    pub fn uncache(&self, content_hash: &str) -> usize {
+        let prefix = format!("{content_hash}-");
+        let Ok(entries) = std::fs::read_dir(&self.cache_dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with(&prefix) && name.ends_with(".cwasm")) {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(file = %entry.path().display(), error = %e,
+                    "cannot delete the compiled code of a version no longer kept"),
+            }
+        }
+        removed
+    }
+
     /// Where the compiled artefact of the component `content_hash` is cached for this engine.
     fn cache_file(&self, content_hash: &str) -> PathBuf {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -197,6 +222,31 @@ mod tests {
             prepare_cache_dir(&file),
             Err(CacheDirError::NotADirectory { .. })
         ));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn uncaching_a_hash_deletes_its_compiled_code_for_every_engine_and_nothing_else() {
+        let dir = temp_dir();
+        let runtime = Runtime::new(dir.clone(), 512 << 10, 1, 4).unwrap();
+        let (gone, kept) = ("a".repeat(64), "b".repeat(64));
+        let files = [
+            format!("{gone}-0123456789abcdef.cwasm"),
+            format!("{gone}-fedcba9876543210.cwasm"),
+            format!("{kept}-0123456789abcdef.cwasm"),
+            format!("{gone}.wasm"),
+        ];
+        for file in &files {
+            std::fs::write(dir.join(file), b"compiled").unwrap();
+        }
+        assert_eq!(runtime.uncache(&gone), 2);
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [files[3].clone(), files[2].clone()]);
+        assert_eq!(runtime.uncache(&gone), 0);
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -31,6 +31,7 @@ mod compile_cache;
 mod imports;
 mod instance_reuse;
 mod limiter;
+mod wasi_interfaces;
 mod wit_contract;
 mod world_0_1;
 pub mod worlds;
@@ -331,7 +332,7 @@ impl Runtime {
             })
             .context("starting the epoch thread")?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        wasi_interfaces::add_to_linker(&mut linker)?;
         worlds::add_to_linker(&mut linker)?;
         Ok(Runtime {
             linker: Arc::new(linker),
@@ -399,7 +400,8 @@ impl Runtime {
             path: path.to_path_buf(),
             reason: format!("{:#}", anyhow::Error::from(e)),
         };
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(wrong_world)?;
+        let linker = wasi_interfaces::linker_for(&self.engine, &self.linker, &component).map_err(wrong_world)?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
         let pre = AdapterPre::new(world, instance_pre).map_err(wrong_world)?;
         Ok(LoadedAdapter {
             path: path.to_path_buf(),

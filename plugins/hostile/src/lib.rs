@@ -30,6 +30,8 @@
 //! | `instance-calls` | counts the calls its instance has served, this one included, and answers the count: webhooks 200 `{"instance_calls":N}`, Incoming a permanent error `instance-calls: N` (tests of `[tenants.instance_reuse]`) |
 //! | `handle-leak` | opens config `handles` (default 2 000 000) `wasi:cli/stdout` streams and never drops them (each one an entry in the host's resource table), then fails permanently with `handle-leak: N opened` |
 //! | `leak-calls` | opens config `handles` (default 1000) `wasi:cli/stdout` streams and never drops them, then answers as `instance-calls` does |
+//! | `tcp-socket` | connects a TCP socket to config `socket_address` (default `127.0.0.1:9`) through WASI sockets (Rust's `std::net`), then fails permanently with a report `tcp-socket: connected` or `tcp-socket: error(..)`; the host is meant to trap the call instead |
+//! | `name-lookup` | resolves `localhost` through WASI's `ip-name-lookup` (Rust's `ToSocketAddrs`), then fails permanently with a report `name-lookup: N addresses` or `name-lookup: error(..)`; the host is meant to trap the call instead |
 //! | `echo-request` | (webhooks) answers 200 with the headers and query it was given: `{"headers":[[name,value],..],"query":".."}` |
 //! | `ok`, anything else | succeeds (webhooks: 200 `{"status":"ok"}`, no events) |
 
@@ -133,6 +135,8 @@ fn run(ctx: &CallContext, mode: &str) -> Result<(), AdapterError> {
             Err(permanent(format!("instance-calls: {}", count_instance_call())))
         }
         "many-headers" => Err(permanent(many_headers())),
+        "tcp-socket" => Err(permanent(tcp_socket())),
+        "name-lookup" => Err(permanent(name_lookup())),
         "log-flood" => {
             for i in 0..100_000u32 {
                 log::info(&format!("hostile log flood line {i}"));
@@ -331,6 +335,24 @@ unsafe extern "C" {
     /// `wasi:cli/stdout.get-stdout`: a new `output-stream` handle on every call.
     #[link_name = "get-stdout"]
     fn get_stdout() -> i32;
+}
+
+/// Connects a TCP socket through WASI sockets, which the host does not give adapters.
+fn tcp_socket() -> String {
+    let target = config::get("socket_address").unwrap_or_else(|| "127.0.0.1:9".into());
+    match std::net::TcpStream::connect(target.as_str()) {
+        Ok(_) => "tcp-socket: connected".into(),
+        Err(e) => format!("tcp-socket: error({e})"),
+    }
+}
+
+/// Resolves a name through WASI's `ip-name-lookup`, which the host does not give adapters.
+fn name_lookup() -> String {
+    use std::net::ToSocketAddrs;
+    match ("localhost", 80).to_socket_addrs() {
+        Ok(addresses) => format!("name-lookup: {} addresses", addresses.count()),
+        Err(e) => format!("name-lookup: error({e})"),
+    }
 }
 
 /// Opens `n` stdout streams and forgets them: each stays in the host's resource table until the
