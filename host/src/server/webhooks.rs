@@ -5,8 +5,9 @@
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use super::auth_throttle::Credential;
 use super::vendor_answer::{vendor_answer, vendor_response};
-use super::{ApiError, AppState, Body, read_body_timed, store_unavailable};
+use super::{ApiError, AppState, Body, auth, read_body_timed, store_unavailable};
 use crate::contract::ThreeDolphinsEvent;
 use crate::metrics::{METRICS, Metrics};
 use crate::runtime::bindings::dolphin::bridge::types as wt;
@@ -49,6 +50,11 @@ pub(super) async fn handle(
             format!("no tenant named `{tenant_name}`"),
         ));
     };
+    // Behind the failure limit of the tenant's webhook secret: a source locked out of it is
+    // refused before its body is read.
+    let source = auth::source(&request);
+    let credential = Credential::WebhookAuth(tenant.name.clone());
+    auth::refuse_locked_out(state, source, &credential)?;
     let method = request.method().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let headers = header_pairs(request.headers());
@@ -61,6 +67,9 @@ pub(super) async fn handle(
     let now = chrono::Utc::now().timestamp();
     let keys = webhook_auth::verify(&tenant.webhook, &signed, now).map_err(|e| {
         tracing::warn!(tenant = %tenant.name, error = %e, "webhook refused");
+        if e.is_wrong_secret() {
+            auth::count_failure(state, source, &credential);
+        }
         ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string())
     })?;
     if !keys.is_empty() {

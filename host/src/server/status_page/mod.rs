@@ -30,14 +30,13 @@ mod session;
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use super::auth::{Peer, tokens_match};
+use super::auth::{self, tokens_match};
 use super::auth_throttle::Credential;
 use super::{ApiError, AppState, Body, read_body_timed};
 use crate::clock::now_ms;
@@ -227,24 +226,13 @@ pub async fn handle(state: &AppState, path: &str, request: Request<Incoming>) ->
 /// `POST /admin/login`: the admin token, compared in constant time, starts a session.
 /// Behind the failure limit: a source locked out is refused before its form is read.
 async fn login(state: &AppState, token: &str, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let source = request.extensions().get::<Peer>().map(|p| p.0);
-    if let Some(source) = source
-        && let Some(wait) = state
-            .auth_throttle
-            .locked(source, &Credential::AdminLogin, Instant::now())
-    {
-        tracing::warn!(%source, "status page: a login was refused: too many failed logins from this source");
-        return Err(state.auth_throttle.refusal(&Credential::AdminLogin, wait));
-    }
+    let source = auth::source(&request);
+    auth::refuse_locked_out(state, source, &Credential::AdminLogin)?;
     let form = read_form(state, request).await?;
     let given = form.get("token").map(String::as_str).unwrap_or("");
     if given.is_empty() || !tokens_match(given, token) {
         tracing::warn!("status page: a login with a wrong admin token was refused");
-        if let Some(source) = source {
-            state
-                .auth_throttle
-                .failed(source, &Credential::AdminLogin, Instant::now());
-        }
+        auth::count_failure(state, source, &Credential::AdminLogin);
         return Ok(html(
             StatusCode::UNAUTHORIZED,
             render::login_page(Some("That is not the admin token.")),
