@@ -50,9 +50,13 @@ pub(super) fn refuse_locked_out(state: &AppState, source: Option<IpAddr>, what: 
     match state.auth_throttle.locked(source, what, Instant::now()) {
         None => Ok(()),
         Some(wait) => {
-            tracing::warn!(%source, credential = %what.describe(), limit = state.server.auth_failure_limit,
-                "refused: too many failed credentials from this source");
-            Err(state.auth_throttle.refusal(what, wait))
+            let refusal = state.auth_throttle.refusal(what, wait);
+            let credential = what.describe();
+            state.refusals.refused(&credential, refusal.code, || {
+                tracing::warn!(%source, %credential, limit = state.server.auth_failure_limit,
+                    "refused: too many failed credentials from this source");
+            });
+            Err(refusal)
         }
     }
 }

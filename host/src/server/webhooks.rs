@@ -66,7 +66,9 @@ pub(super) async fn handle(
     };
     let now = chrono::Utc::now().timestamp();
     let keys = webhook_auth::verify(&tenant.webhook, &signed, now).map_err(|e| {
-        tracing::warn!(tenant = %tenant.name, error = %e, "webhook refused");
+        state.refusals.refused(&tenant.name, e.code(), || {
+            tracing::warn!(tenant = %tenant.name, error = %e, "webhook refused");
+        });
         if e.is_wrong_secret() {
             auth::count_failure(state, source, &credential);
         }
@@ -87,10 +89,13 @@ pub(super) async fn handle(
     // Each running webhook call holds an instance with up to the tenant's memory limit.
     let Ok(_slot) = tenant.host.webhook_slots.clone().try_acquire_owned() else {
         let limit = tenant.host.limits.webhook_concurrency;
-        tracing::warn!(tenant = %tenant.name, limit, "webhook refused: too many running for the tenant");
+        let code = "webhook_concurrency_limit";
+        state.refusals.refused(&tenant.name, code, || {
+            tracing::warn!(tenant = %tenant.name, limit, "webhook refused: too many running for the tenant");
+        });
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "webhook_concurrency_limit",
+            code,
             format!("{limit} webhook(s) of this tenant are being processed (limit webhook_concurrency); retry"),
         ));
     };
