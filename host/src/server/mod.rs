@@ -232,6 +232,11 @@ fn method_not_allowed(allowed: &str) -> ApiError {
 /// Reads the whole body within the body read timeout, refusing more than `limit` bytes.
 async fn read_body_timed(state: &AppState, request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
     let timeout = Duration::from_millis(state.server.body_read_timeout_ms);
+    read_body_within(request, limit, timeout).await
+}
+
+/// Reads the whole body within `timeout`, refusing more than `limit` bytes.
+async fn read_body_within(request: Request<Incoming>, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
     match tokio::time::timeout(timeout, read_body(request, limit)).await {
         Ok(result) => result,
         Err(_) => Err(ApiError::new(

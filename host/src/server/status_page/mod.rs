@@ -18,7 +18,8 @@
 //!   `table#dead-letters`, one `tr.dead-letter[data-delivery-id=ID][data-tenant=NAME]` each with
 //!   `form.replay` (`select[name=to_tenant]`, empty = same tenant).
 //! - `#deployments .tenant-deploy[data-tenant=NAME]` with `form.deploy` (file input
-//!   `component`), `form.rollback`, and `ol.versions li.version[data-hash=HASH]` (`.active`
+//!   `component`; it posts to `/admin/ui/deploy?tenant=NAME`, which takes the tenant's upload
+//!   slot before the body is read, as the API does), `form.rollback`, and `ol.versions li.version[data-hash=HASH]` (`.active`
 //!   marks the running one).
 //! - `table#history tr.event[data-kind=KIND][data-tenant=NAME]`: reloads, rejected versions,
 //!   deployments and rollbacks.
@@ -38,6 +39,7 @@ use hyper::body::Incoming;
 
 use super::auth::{self, tokens_match};
 use super::auth_throttle::Credential;
+use super::deployments::{self, take_upload_slot};
 use super::{ApiError, AppState, Body, read_body_timed};
 use crate::clock::now_ms;
 use crate::contract::shorten;
@@ -53,8 +55,6 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; f
                    frame-ancestors 'none'; base-uri 'none'";
 /// Largest form body (replay, rollback, login).
 const FORM_LIMIT: usize = 64 * 1024;
-/// Largest deploy upload.
-const UPLOAD_LIMIT: usize = 128 * 1024 * 1024;
 /// Dead letters read for a search, and shown.
 const DEAD_LETTERS_READ: usize = 1000;
 const DEAD_LETTERS_SHOWN: usize = 100;
@@ -182,6 +182,13 @@ pub async fn handle(state: &AppState, path: &str, request: Request<Incoming>) ->
             Ok(back_to_page(None))
         }
         (&Method::POST, "/admin/ui/deploy") => {
+            // The form names its tenant in its address, so that the upload slot is taken, as
+            // by the API, before the body is read; held until the deploy ends.
+            let tenant = query_value(request.uri().query(), "tenant").unwrap_or_default();
+            let _slot = match take_upload_slot(state, &tenant) {
+                Ok(slot) => slot,
+                Err(refused) => return Ok(problem(refused.status, refused.code, &refused.message)),
+            };
             let upload = match read_upload(state, request).await {
                 Ok(upload) => upload,
                 Err(response) => return Ok(response),
@@ -189,7 +196,13 @@ pub async fn handle(state: &AppState, path: &str, request: Request<Incoming>) ->
             if let Some(refused) = csrf_refusal(&session, &upload.fields) {
                 return Ok(refused);
             }
-            let tenant = upload.fields.get("tenant").cloned().unwrap_or_default();
+            if upload.fields.get("tenant").is_some_and(|field| *field != tenant) {
+                return Ok(problem(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_upload",
+                    "the form's tenant field and its address name different tenants",
+                ));
+            }
             let message = match upload.component {
                 None => "choose a component file to deploy".to_string(),
                 Some(bytes) => match state.registry.deploy(&tenant, bytes).await {
@@ -261,6 +274,13 @@ struct Upload {
     component: Option<Vec<u8>>,
 }
 
+/// The first value of `name` in the query string `query`.
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
 async fn read_upload(state: &AppState, request: Request<Incoming>) -> Result<Upload, Response<Body>> {
     let bad = |message: String| problem(StatusCode::BAD_REQUEST, "invalid_upload", &message);
     let boundary = request
@@ -269,7 +289,9 @@ async fn read_upload(state: &AppState, request: Request<Incoming>) -> Result<Upl
         .and_then(|v| v.to_str().ok())
         .and_then(|v| multer::parse_boundary(v).ok())
         .ok_or_else(|| bad("the deploy form must be sent as multipart/form-data".into()))?;
-    let body = read_body_timed(state, request, UPLOAD_LIMIT)
+    // The component and the form's few small fields.
+    let limit = state.registry.deploy_max_bytes().saturating_add(FORM_LIMIT);
+    let body = deployments::read_upload(state, request, limit)
         .await
         .map_err(|e| problem(e.status, e.code, &e.message))?;
     let mut multipart = multer::Multipart::with_reader(Cursor::new(body), boundary);
