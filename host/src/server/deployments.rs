@@ -33,7 +33,7 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
             // Taken before the body is read, held until the deploy ends.
             let _slot = take_upload_slot(state, tenant)?;
             let body = read_upload(state, request, registry.deploy_max_bytes()).await?;
-            let version = registry.deploy(tenant, body.to_vec()).await.map_err(deploy_error)?;
+            let version = registry.deploy(tenant, Vec::from(body)).await.map_err(deploy_error)?;
             Ok(json_response(StatusCode::OK, &json!({ "version": version })))
         }
         (Method::GET, "versions") => {

@@ -294,6 +294,17 @@ async fn read_upload(state: &AppState, request: Request<Incoming>) -> Result<Upl
     let body = deployments::read_upload(state, request, limit)
         .await
         .map_err(|e| problem(e.status, e.code, &e.message))?;
+    // Splitting and copying up to `max_bytes` of form data: not on a request thread. The body
+    // is in memory, so parsing it waits for nothing.
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || runtime.block_on(parse_upload(body, boundary)))
+        .await
+        .map_err(|e| bad(format!("the form could not be read: {e}")))?
+        .map_err(bad)
+}
+
+/// The fields of the multipart form `body`, or why it cannot be read.
+async fn parse_upload(body: Bytes, boundary: String) -> Result<Upload, String> {
     let mut multipart = multer::Multipart::with_reader(Cursor::new(body), boundary);
     let mut upload = Upload {
         fields: HashMap::new(),
@@ -302,15 +313,15 @@ async fn read_upload(state: &AppState, request: Request<Incoming>) -> Result<Upl
     while let Some(field) = multipart
         .next_field()
         .await
-        .map_err(|e| bad(format!("unreadable form: {e}")))?
+        .map_err(|e| format!("unreadable form: {e}"))?
     {
         let name = field.name().unwrap_or("").to_string();
         let bytes = field
             .bytes()
             .await
-            .map_err(|e| bad(format!("unreadable form field `{}`: {e}", shorten(&name))))?;
+            .map_err(|e| format!("unreadable form field `{}`: {e}", shorten(&name)))?;
         if name == "component" {
-            upload.component = Some(bytes.to_vec()).filter(|b| !b.is_empty());
+            upload.component = Some(Vec::from(bytes)).filter(|b| !b.is_empty());
         } else {
             upload.fields.insert(name, String::from_utf8_lossy(&bytes).into_owned());
         }
@@ -381,14 +392,23 @@ async fn page(state: &AppState, session: SessionView, query: Option<&str>) -> Re
     let now = now_ms();
     let tenants = state.registry.snapshot();
     let activity = state.outbox.activity();
+    let names = tenants.all().iter().map(|t| t.name.clone()).collect();
+    let mut versions = state.registry.versions_of_each(names).await.map_err(|e| {
+        tracing::error!(error = format!("{e:#}"), "status page: listing versions failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the adapter versions could not be listed; see the bridge's log",
+        )
+    })?;
     let rows = tenants
         .all()
         .into_iter()
         .map(|t| {
             let seen = activity.tenant(&t.name);
-            let versions = state
-                .registry
-                .versions(&t.name)
+            let versions = versions
+                .remove(&t.name)
+                .unwrap_or_else(|| Ok(Vec::new()))
                 .map(|versions| {
                     versions
                         .into_iter()
@@ -400,8 +420,7 @@ async fn page(state: &AppState, session: SessionView, query: Option<&str>) -> Re
                             active: v.active,
                         })
                         .collect()
-                })
-                .map_err(|e| e.to_string());
+                });
             TenantRow {
                 name: t.name.clone(),
                 owner: t.owner.clone(),
