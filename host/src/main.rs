@@ -264,6 +264,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             window: Duration::from_millis(config.server.auth_failure_window_ms),
             max_sources: config.server.auth_failure_sources,
         }),
+        refusals: Default::default(),
     });
     let grace = Duration::from_millis(config.delivery.shutdown_grace_ms);
     server::serve(listener, state, shutdown, grace).await?;

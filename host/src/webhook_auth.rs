@@ -38,6 +38,14 @@ impl WebhookAuthError {
             WebhookAuthError::Stale(_) => "stale_timestamp",
         }
     }
+
+    /// Whether the request's token or signature was compared with the secret and did not match:
+    /// what a guess of the secret looks like, and what the failure limit counts. A missing or
+    /// malformed header and a stale timestamp test nothing (vendors send unsigned pings, and
+    /// retries of old deliveries) and do not count.
+    pub fn is_wrong_secret(&self) -> bool {
+        matches!(self, WebhookAuthError::BadToken | WebhookAuthError::BadSignature)
+    }
 }
 
 /// The header of `auth = "token"` unless the tenant names another.
@@ -248,6 +256,19 @@ mod tests {
             dedupe_header: None,
             header: None,
             query: None,
+        }
+    }
+
+    #[test]
+    fn only_a_compared_secret_counts_as_a_wrong_one() {
+        assert!(WebhookAuthError::BadToken.is_wrong_secret());
+        assert!(WebhookAuthError::BadSignature.is_wrong_secret());
+        for untested in [
+            WebhookAuthError::Missing("x-webhook-token".into()),
+            WebhookAuthError::Malformed("x-chatwoot-signature"),
+            WebhookAuthError::Stale(300),
+        ] {
+            assert!(!untested.is_wrong_secret(), "{untested:?}");
         }
     }
 

@@ -15,8 +15,10 @@ use dolphin_bridge_tests::reload_support::{
     admin_reload, echo_build_bytes, garbage_bytes, metric, sha256_hex, wasi_command_bytes, with_custom_section,
 };
 use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use crate::deployments::{ACME_DEPLOY_TOKEN, BETA_DEPLOY_TOKEN, DeployEnv, KEEP, unique_payload};
+use crate::status_page::{csrf_of, multipart};
 
 /// The fake vendor of beta's deploy fixtures fails every message: every deploy to beta is
 /// rejected by its fixtures, after it compiled.
@@ -327,6 +329,11 @@ async fn rejected_deploys_do_not_push_reloads_out_of_the_history() {
 
 /// The status page, logged in with the admin token.
 async fn status_page(env: &DeployEnv) -> String {
+    status_page_session(env).await.1
+}
+
+/// A status page session's cookie (`name=value`) and the page it shows.
+async fn status_page_session(env: &DeployEnv) -> (String, String) {
     let (client, base) = (env.bridge.client(), env.bridge.url().to_string());
     let login = client
         .send(
@@ -343,7 +350,43 @@ async fn status_page(env: &DeployEnv) -> String {
         .send("GET", &format!("{base}/admin"), &[("cookie", &cookie)], Vec::new())
         .await;
     assert_eq!(page.status, 200, "{}", page.describe());
-    page.text()
+    (cookie, page.text())
+}
+
+/// Where the status page's deploy form of `tenant` posts to.
+fn form_action(page: &str, tenant: &str) -> String {
+    let marker = format!("<form class=\"deploy\" data-tenant=\"{tenant}\" method=\"post\" action=\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no deploy form of {tenant}: {page}"))
+        + marker.len();
+    let end = start + page[start..].find('"').expect("the action's end");
+    page[start..end].replace("&amp;", "&")
+}
+
+/// Deploys `component` to `tenant` with the status page's form, as a browser sends it.
+async fn form_deploy(env: &DeployEnv, cookie: &str, page: &str, tenant: &str, component: &[u8]) -> HttpResponse {
+    let (content_type, body) = multipart(&[("csrf", &csrf_of(page)), ("tenant", tenant)], component);
+    let url = format!("{}{}", env.bridge.url(), form_action(page, tenant));
+    env.bridge
+        .client()
+        .send(
+            "POST",
+            &url,
+            &[("content-type", &content_type), ("cookie", cookie)],
+            body,
+        )
+        .await
+}
+
+/// Asserts the status page refused with `status` and shows `code`.
+fn assert_page_refusal(response: &HttpResponse, status: u16, code: &str) {
+    assert_eq!(response.status, status, "{}", response.describe());
+    let page = response.text();
+    assert!(
+        page.contains(&format!("id=\"problem\" class=\"problem\" data-code=\"{code}\"")),
+        "{page}"
+    );
 }
 
 /// Listing versions does not read and hash the tenant's configured adapter file at every
@@ -377,18 +420,51 @@ async fn listing_versions_does_not_hash_the_adapter_file_at_every_request() {
     assert_eq!(file["contentHash"], sha256_hex(&changed).as_str());
 }
 
-/// A slow upload to acme: the headers and a first part of the body, the rest never sent (it
-/// holds an upload slot until the connection is dropped).
-async fn slow_upload_to_acme(env: &DeployEnv) -> tokio::net::TcpStream {
+/// A request `start` (`PUT /path`) with `headers` (lines without their end) announcing a body of
+/// 500,000 bytes of which only `first` is sent: the connection, to be dropped to give up.
+async fn slow_upload(env: &DeployEnv, start: String, headers: String, first: &[u8]) -> TcpStream {
     let address = env.bridge.url().trim_start_matches("http://").to_string();
-    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
-    let head = format!(
-        "PUT /admin/tenants/acme/adapter HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {ACME_DEPLOY_TOKEN}\r\n\
-         content-type: application/wasm\r\ncontent-length: 500000\r\n\r\n"
-    );
-    slow.write_all(head.as_bytes()).await.unwrap();
-    slow.write_all(&[0u8; 4096]).await.unwrap();
-    slow
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    let head = format!("{start} HTTP/1.1\r\nhost: {address}\r\n{headers}\r\ncontent-length: 500000\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(first).await.unwrap();
+    stream
+}
+
+/// Opens a slow upload to acme with `open`, then deploys garbage (seeded `seed`) to acme with
+/// its deploy token: the slow upload (still open) and the answer, the first one that is no
+/// rejection of the garbage, for at most 10 s. Each try opens the slow upload anew: the bridge
+/// may read its head only after the deploy took acme's slot, and refuse it, or take the slot
+/// only after the deploy was answered.
+async fn deploy_to_acme_during<F, Fut>(env: &DeployEnv, mut open: F, seed: u64) -> (TcpStream, HttpResponse)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = TcpStream>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let slow = open().await;
+        let response = env.deploy("acme", ACME_DEPLOY_TOKEN, garbage_bytes(1024, seed)).await;
+        if response.status != 422 || Instant::now() > deadline {
+            return (slow, response);
+        }
+        // Once the bridge has seen it go, acme's slot is free for the next try.
+        drop(slow);
+        deploy_while(env, "acme", ACME_DEPLOY_TOKEN, seed, 429).await;
+    }
+}
+
+/// Deploys garbage (seeded `seed`) to `tenant` again while it is answered `status`, for at
+/// most 10 s; the first other answer (or the last one).
+async fn deploy_while(env: &DeployEnv, tenant: &str, token: &str, seed: u64, status: u16) -> HttpResponse {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = env.deploy(tenant, token, garbage_bytes(1024, seed)).await;
+        if response.status != status || Instant::now() > deadline {
+            return response;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The bridge's own deploy client announces a component with `Expect: 100-continue` and sends
@@ -403,7 +479,13 @@ async fn the_deploy_client_gets_the_refusal_of_a_large_upload_not_a_reset() {
         deployments.insert("max_bytes".into(), toml::Value::Integer(64 << 20));
     })
     .await;
-    let _slow = slow_upload_to_acme(&env).await;
+    let _slow = slow_upload(
+        &env,
+        "PUT /admin/tenants/acme/adapter".to_string(),
+        format!("authorization: Bearer {ACME_DEPLOY_TOKEN}\r\ncontent-type: application/wasm"),
+        &[0u8; 4096],
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while env
         .deploy("beta", BETA_DEPLOY_TOKEN, garbage_bytes(1024, 5))
@@ -443,15 +525,16 @@ async fn parallel_slow_uploads_are_refused_past_the_limits() {
         deployments.insert("max_uploads_per_tenant".into(), toml::Value::Integer(1));
     })
     .await;
-    let slow = slow_upload_to_acme(&env).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let tenant_busy = loop {
-        let response = env.deploy("acme", ACME_DEPLOY_TOKEN, garbage_bytes(1024, 1)).await;
-        if response.status != 422 || Instant::now() > deadline {
-            break response;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // A slow upload to acme: the headers and a first part of the body, the rest never sent.
+    let slow_api = || {
+        slow_upload(
+            &env,
+            "PUT /admin/tenants/acme/adapter".to_string(),
+            format!("authorization: Bearer {ACME_DEPLOY_TOKEN}\r\ncontent-type: application/wasm"),
+            &[0u8; 4096],
+        )
     };
+    let (slow, tenant_busy) = deploy_to_acme_during(&env, slow_api, 1).await;
     assert_eq!(tenant_busy.status, 429, "{}", tenant_busy.describe());
     assert_eq!(tenant_busy.error_code().as_deref(), Some("too_many_uploads"));
     let reason = tenant_busy.error_message().unwrap_or_default();
@@ -463,17 +546,37 @@ async fn parallel_slow_uploads_are_refused_past_the_limits() {
     assert_eq!(all_busy.error_code().as_deref(), Some("uploads_busy"));
     let reason = all_busy.error_message().unwrap_or_default();
     assert!(reason.contains("[deployments] max_uploads"), "{reason}");
+    // The status page's deploy form takes the same slots, before it reads the upload.
+    let (cookie, page) = status_page_session(&env).await;
+    let acme_form = form_deploy(&env, &cookie, &page, "acme", &garbage_bytes(1024, 4)).await;
+    assert_page_refusal(&acme_form, 429, "too_many_uploads");
+    assert!(
+        acme_form.text().contains("max_uploads_per_tenant"),
+        "{}",
+        acme_form.text()
+    );
+    let beta_form = form_deploy(&env, &cookie, &page, "beta", &garbage_bytes(1024, 5)).await;
+    assert_page_refusal(&beta_form, 503, "uploads_busy");
 
     // The slow upload gives up: its slot is free again.
     drop(slow);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let response = env.deploy("beta", BETA_DEPLOY_TOKEN, garbage_bytes(1024, 3)).await;
-        if response.status != 503 || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    deploy_while(&env, "beta", BETA_DEPLOY_TOKEN, 3, 503).await;
     let deployed = env.deploy("beta", BETA_DEPLOY_TOKEN, echo_build_bytes("v2")).await;
     assert_eq!(deployed.status, 200, "{}", deployed.describe());
+
+    // A slow upload through the form holds acme's slot in turn.
+    let slow_form = || {
+        slow_upload(
+            &env,
+            format!("POST {}", form_action(&page, "acme")),
+            format!("cookie: {cookie}\r\ncontent-type: multipart/form-data; boundary=slow"),
+            b"--slow\r\n",
+        )
+    };
+    let (slow_form, tenant_busy) = deploy_to_acme_during(&env, slow_form, 6).await;
+    assert_eq!(tenant_busy.status, 429, "{}", tenant_busy.describe());
+    assert_eq!(tenant_busy.error_code().as_deref(), Some("too_many_uploads"));
+    drop(slow_form);
+    let freed = deploy_while(&env, "acme", ACME_DEPLOY_TOKEN, 7, 429).await;
+    assert_eq!(freed.status, 422, "the form's slot is given back: {}", freed.describe());
 }

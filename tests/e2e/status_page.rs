@@ -29,7 +29,7 @@ fn assert_page_headers(response: &HttpResponse) {
 }
 
 /// The value of `name="csrf" value="..."` in the page.
-fn csrf_of(page: &str) -> String {
+pub(crate) fn csrf_of(page: &str) -> String {
     let marker = "name=\"csrf\" value=\"";
     let start = page.find(marker).expect("a CSRF field") + marker.len();
     page[start..start + page[start..].find('"').unwrap()].to_string()
@@ -191,8 +191,9 @@ fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A multipart/form-data body with text `fields` and the file `component`.
-fn multipart(fields: &[(&str, &str)], component: &[u8]) -> (String, Vec<u8>) {
+/// A multipart/form-data body with text `fields` and the file `component`: its content type
+/// and its bytes.
+pub(crate) fn multipart(fields: &[(&str, &str)], component: &[u8]) -> (String, Vec<u8>) {
     let boundary = "----status-page-test-boundary";
     let mut body = Vec::new();
     for (name, value) in fields {
@@ -247,7 +248,7 @@ async fn the_status_page_deploys_a_version_refuses_a_broken_one_and_rolls_back()
     let original = std::fs::read(dolphin_bridge_tests::adapters::echo()).expect("the echo adapter");
     assert_eq!(shown_hash(&first, ECHO_TENANT), sha256_hex(&original));
 
-    let deploy_url = format!("{base}/admin/ui/deploy");
+    let deploy_url = format!("{base}/admin/ui/deploy?tenant={ECHO_TENANT}");
     let deploy = |component: Vec<u8>, csrf: String| {
         let deploy_url = deploy_url.clone();
         async move {

@@ -502,3 +502,26 @@ async fn the_adapter_never_sees_the_bridges_webhook_token() {
         );
     }
 }
+
+/// A flood of refused webhooks is not a flood of log lines: of one tenant's refusals for one
+/// reason, the first few of a window are logged one by one (the rest are summed up in one line
+/// when the window ends), and every one is counted in `refused_requests_total`.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_webhooks_are_logged_a_few_per_window_and_all_counted() {
+    let env = env_with_auth(WebhookAuth::with_secret("token", "s3cret-token")).await;
+    for _ in 0..30 {
+        let refused = post_webhook(&env, "", &[], b"{}").await;
+        assert_eq!(refused.status, 401, "{}", refused.describe());
+        assert_eq!(refused.error_code().as_deref(), Some("missing_signature"));
+    }
+    let refusals = dolphin_bridge_tests::reload_support::metric(
+        &env.bridge,
+        "dolphin_bridge_refused_requests_total",
+        &[("tenant", ""), ("outcome", "missing_signature")],
+    )
+    .await;
+    assert_eq!(refusals, 30.0, "every refusal is counted");
+    let log = env.bridge.stderr();
+    let logged = log.lines().filter(|line| line.contains("webhook refused")).count();
+    assert_eq!(logged, 5, "the first 5 of the window are logged: {log}");
+}

@@ -68,9 +68,17 @@ impl AdapterRegistry {
     /// component changes nothing.
     pub async fn deploy(self: &Arc<Self>, tenant: &str, component: Vec<u8>) -> Result<AdapterVersion, DeployError> {
         let tenant_config = configured_tenant(&self.config.load(), tenant)?;
-        let hash = content_hash(&component);
         let size_bytes = component.len() as u64;
-        let for_shared = self.shared().map(|_| component.clone());
+        // Hashing (and copying for the shared store) up to `max_bytes` takes a while: not on a
+        // request thread.
+        let shared = self.shared().is_some();
+        let (component, hash, for_shared) = tokio::task::spawn_blocking(move || {
+            let hash = content_hash(&component);
+            let for_shared = shared.then(|| component.clone());
+            (component, hash, for_shared)
+        })
+        .await
+        .map_err(|e| DeployError::Storage(anyhow::Error::from(e).context("hashing the component failed")))?;
         // Compiling and the fixtures run outside the lock: reloads, rollbacks and other
         // tenants' deploys go on meanwhile.
         let adapter = match self.validate(&tenant_config, &hash, component).await {
@@ -93,7 +101,7 @@ impl AdapterRegistry {
         // A reload may have changed the configuration meanwhile.
         let config = self.config.load_full();
         if let Err(e) = configured_tenant(&config, tenant) {
-            self.forget_unlisted(tenant, &hash);
+            self.forget_unlisted_off_thread(tenant, &hash).await;
             return Err(e);
         }
         let this = self.clone();
@@ -116,7 +124,7 @@ impl AdapterRegistry {
                 match shared.change_deployment(tenant, keep, change).await {
                     Ok(list) => Some(list),
                     Err(e) => {
-                        self.forget_unlisted(tenant, &hash);
+                        self.forget_unlisted_off_thread(tenant, &hash).await;
                         return Err(DeployError::Storage(e));
                     }
                 }
@@ -277,16 +285,40 @@ impl AdapterRegistry {
 
     /// As [`AdapterRegistry::versions`], from the list every replica shares when the store
     /// shares deployments (and the tenant has one there), else from this replica's.
-    pub async fn listed_versions(&self, tenant: &str) -> Result<Vec<AdapterVersion>, DeployError> {
+    /// The lists are read, and the configured file hashed when it changed, on a blocking thread.
+    pub async fn listed_versions(self: &Arc<Self>, tenant: &str) -> Result<Vec<AdapterVersion>, DeployError> {
         configured_tenant(&self.config.load(), tenant)?;
         let shared = match self.shared() {
             Some(shared) => shared.shared_versions(tenant).await.map_err(DeployError::Storage)?,
             None => None,
         };
-        match shared {
-            Some(stored) => self.versions_from(tenant, stored),
-            None => self.versions(tenant),
-        }
+        let (this, tenant) = (self.clone(), tenant.to_string());
+        tokio::task::spawn_blocking(move || match shared {
+            Some(stored) => this.versions_from(&tenant, stored),
+            None => this.versions(&tenant),
+        })
+        .await
+        .map_err(|e| DeployError::Storage(anyhow::Error::from(e).context("listing the versions failed")))?
+    }
+
+    /// [`AdapterRegistry::versions`] of each of `tenants` (an error as its message), read on a
+    /// blocking thread.
+    pub async fn versions_of_each(
+        self: &Arc<Self>,
+        tenants: Vec<String>,
+    ) -> anyhow::Result<HashMap<String, Result<Vec<AdapterVersion>, String>>> {
+        let this = self.clone();
+        let listed = tokio::task::spawn_blocking(move || {
+            tenants
+                .into_iter()
+                .map(|tenant| {
+                    let versions = this.versions(&tenant).map_err(|e| e.to_string());
+                    (tenant, versions)
+                })
+                .collect()
+        })
+        .await?;
+        Ok(listed)
     }
 
     /// `tenant`'s versions given its deployed ones, `stored`.
@@ -556,7 +588,7 @@ impl AdapterRegistry {
                 )),
             };
             if let Some(reason) = rejected {
-                self.forget_unlisted(&tenant.name, hash);
+                self.forget_unlisted_off_thread(&tenant.name, hash).await;
                 return Err(DeployError::Rejected(reason));
             }
         }
@@ -596,6 +628,14 @@ impl AdapterRegistry {
     fn forget_unlisted(&self, tenant: &str, hash: &str) {
         if let Ok(versions) = self.deployments.versions(tenant) {
             self.deployments.remove_unlisted(tenant, hash, &versions);
+        }
+    }
+
+    /// [`AdapterRegistry::forget_unlisted`] on a blocking thread: it reads and deletes files.
+    async fn forget_unlisted_off_thread(self: &Arc<Self>, tenant: &str, hash: &str) {
+        let (this, tenant, hash) = (self.clone(), tenant.to_string(), hash.to_string());
+        if let Err(e) = tokio::task::spawn_blocking(move || this.forget_unlisted(&tenant, &hash)).await {
+            tracing::warn!(error = %e, "deleting a rejected component failed");
         }
     }
 

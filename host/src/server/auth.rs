@@ -25,20 +25,47 @@ pub(super) fn throttled<B, T>(
     what: Credential,
     check: impl FnOnce() -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    let Some(Peer(source)) = request.extensions().get::<Peer>().copied() else {
-        return check();
-    };
-    if let Some(wait) = state.auth_throttle.locked(source, &what, Instant::now()) {
-        tracing::warn!(%source, limit = state.server.auth_failure_limit, "refused: too many failed credentials from this source");
-        return Err(state.auth_throttle.refusal(&what, wait));
-    }
+    let source = source(request);
+    refuse_locked_out(state, source, &what)?;
     let result = check();
     if let Err(error) = &result
         && error.status == StatusCode::UNAUTHORIZED
     {
-        state.auth_throttle.failed(source, &what, Instant::now());
+        count_failure(state, source, &what);
     }
     result
+}
+
+/// The address `request` came from; `None` for a request the router did not see.
+pub(super) fn source<B>(request: &Request<B>) -> Option<IpAddr> {
+    request.extensions().get::<Peer>().map(|peer| peer.0)
+}
+
+/// The 429 refusal of an attempt at `what` while `source` is locked out of it, to be answered
+/// before anything is read or compared.
+pub(super) fn refuse_locked_out(state: &AppState, source: Option<IpAddr>, what: &Credential) -> Result<(), ApiError> {
+    let Some(source) = source else {
+        return Ok(());
+    };
+    match state.auth_throttle.locked(source, what, Instant::now()) {
+        None => Ok(()),
+        Some(wait) => {
+            let refusal = state.auth_throttle.refusal(what, wait);
+            let credential = what.describe();
+            state.refusals.refused(&credential, refusal.code, || {
+                tracing::warn!(%source, %credential, limit = state.server.auth_failure_limit,
+                    "refused: too many failed credentials from this source");
+            });
+            Err(refusal)
+        }
+    }
+}
+
+/// Counts a failed attempt at `what` from `source` towards its lockout.
+pub(super) fn count_failure(state: &AppState, source: Option<IpAddr>, what: &Credential) {
+    if let Some(source) = source {
+        state.auth_throttle.failed(source, what, Instant::now());
+    }
 }
 
 /// Whether `given` is `expected`, compared in constant time (for equal lengths).

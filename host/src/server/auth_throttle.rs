@@ -2,7 +2,8 @@
 //! address within a window, that source's further attempts at it are refused (429, with how long
 //! to wait) before the credential is compared, so a guess that happens to be right during the
 //! lockout is refused too. Keyed by source and by what failed, so a source's wrong admin logins
-//! do not lock out its Incoming token, nor one tenant's deploy token another's. Bounded: at most
+//! do not lock out its Incoming token, nor one tenant's deploy token or webhook secret
+//! another's. Bounded: at most
 //! `max_sources` keys are tracked, the one whose window started first is forgotten first.
 
 use std::collections::{BTreeMap, HashMap};
@@ -28,11 +29,15 @@ pub enum Credential {
     IncomingToken,
     /// `metrics.token` on `GET /metrics`.
     MetricsToken,
+    /// Tenant `.0`'s `[tenants.webhook]` token or signature secret on its vendor webhooks: a
+    /// count per tenant, so that a source's wrong webhooks to one tenant do not refuse its
+    /// webhooks to another.
+    WebhookAuth(String),
 }
 
 impl Credential {
     /// What it is, for the refusal's message (never a tenant's secret).
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         match self {
             Credential::AdminLogin => "status page login".into(),
             Credential::AdminToken => "admin token".into(),
@@ -40,6 +45,7 @@ impl Credential {
             Credential::DeployToken(t) => format!("deploy token of tenant `{t}`"),
             Credential::IncomingToken => "Incoming token".into(),
             Credential::MetricsToken => "metrics token".into(),
+            Credential::WebhookAuth(t) => format!("webhook token or signature of tenant `{t}`"),
         }
     }
 }
@@ -135,9 +141,9 @@ impl AuthThrottle {
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_failures",
             format!(
-                "{} failed {} attempts from this address within {} ms (limit server.auth_failure_limit); retry in {seconds} s",
-                self.limits.limit,
+                "{}: {} failed attempts from this address within {} ms (limit server.auth_failure_limit); retry in {seconds} s",
                 what.describe(),
+                self.limits.limit,
                 self.limits.window.as_millis()
             ),
         );
@@ -196,6 +202,25 @@ mod tests {
         t.failed(A, &deploy("acme"), now);
         assert!(t.locked(A, &deploy("acme"), now).is_some());
         assert_eq!(t.locked(A, &deploy("other"), now), None);
+        assert_eq!(
+            t.locked(A, &Credential::WebhookAuth("acme".into()), now),
+            None,
+            "a deploy token is not a webhook secret"
+        );
+    }
+
+    #[test]
+    fn one_tenants_webhook_failures_leave_anothers_webhooks_alone() {
+        let t = throttle(2, 100);
+        let now = Instant::now();
+        let [acme, beta] = ["acme", "beta"].map(|tenant| Credential::WebhookAuth(tenant.into()));
+        t.failed(A, &acme, now);
+        t.failed(A, &acme, now);
+        assert!(t.locked(A, &acme, now).is_some());
+        assert_eq!(t.locked(A, &beta, now), None);
+        assert_eq!(t.locked(B, &acme, now), None);
+        let message = t.refusal(&acme, Duration::from_secs(1)).message;
+        assert!(message.contains("webhook") && message.contains("`acme`"), "{message}");
     }
 
     #[test]

@@ -5,12 +5,13 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
 use super::upload_slots::{UploadRefused, UploadSlot};
-use super::{ApiError, AppState, Body, auth, json_response, method_not_allowed, read_body};
+use super::{ApiError, AppState, Body, auth, json_response, method_not_allowed, read_body_within};
 use crate::contract::shorten;
 use crate::registry::DeployError;
 
@@ -31,19 +32,8 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
         (Method::PUT, "adapter") => {
             // Taken before the body is read, held until the deploy ends.
             let _slot = take_upload_slot(state, tenant)?;
-            let limit = registry.deploy_max_bytes();
-            let timeout = Duration::from_millis(state.server.body_read_timeout_ms).max(MIN_UPLOAD_TIMEOUT);
-            let body = match tokio::time::timeout(timeout, read_body(request, limit)).await {
-                Ok(body) => body?,
-                Err(_) => {
-                    return Err(ApiError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "body_timeout",
-                        format!("the component did not arrive within {} s", timeout.as_secs()),
-                    ));
-                }
-            };
-            let version = registry.deploy(tenant, body.to_vec()).await.map_err(deploy_error)?;
+            let body = read_upload(state, request, registry.deploy_max_bytes()).await?;
+            let version = registry.deploy(tenant, Vec::from(body)).await.map_err(deploy_error)?;
             Ok(json_response(StatusCode::OK, &json!({ "version": version })))
         }
         (Method::GET, "versions") => {
@@ -61,6 +51,13 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
         (_, "versions") => Err(method_not_allowed("GET")),
         _ => Err(method_not_allowed("POST")),
     }
+}
+
+/// Reads a deploy's upload, at most `limit` bytes, within the body read timeout but no less
+/// than a minute (components are megabytes).
+pub(super) async fn read_upload(state: &AppState, request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    let timeout = Duration::from_millis(state.server.body_read_timeout_ms).max(MIN_UPLOAD_TIMEOUT);
+    read_body_within(request, limit, timeout).await
 }
 
 /// A slot for an upload to `tenant` (which must be configured), or the refusal naming the

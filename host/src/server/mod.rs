@@ -27,12 +27,14 @@ mod auth_throttle;
 mod deployments;
 mod incoming;
 mod probes;
+mod refusal_log;
 mod status_page;
 mod upload_slots;
 mod vendor_answer;
 mod webhooks;
 
 pub use auth_throttle::{AuthThrottle, ThrottleLimits};
+pub use refusal_log::RefusalLog;
 pub use upload_slots::UploadSlots;
 
 use crate::metrics::{METRICS, Metrics};
@@ -117,6 +119,8 @@ pub struct AppState {
     pub uploads: UploadSlots,
     /// Failed credentials per source, and the lockouts they earn (`[server] auth_failure_*`).
     pub auth_throttle: AuthThrottle,
+    /// Which refusals are logged one by one, and the summaries of the others.
+    pub refusals: RefusalLog,
 }
 
 /// Accepts connections on `listener` until `shutdown` is cancelled, then lets open requests
@@ -129,6 +133,10 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let header_timeout = Duration::from_millis(state.server.header_read_timeout_ms);
     let graceful = GracefulShutdown::new();
+    let summaries = tokio::spawn({
+        let state = state.clone();
+        async move { state.refusals.summarize().await }
+    });
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -161,6 +169,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    summaries.abort();
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("open connections did not finish within the shutdown grace period");
     }
@@ -223,6 +232,11 @@ fn method_not_allowed(allowed: &str) -> ApiError {
 /// Reads the whole body within the body read timeout, refusing more than `limit` bytes.
 async fn read_body_timed(state: &AppState, request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
     let timeout = Duration::from_millis(state.server.body_read_timeout_ms);
+    read_body_within(request, limit, timeout).await
+}
+
+/// Reads the whole body within `timeout`, refusing more than `limit` bytes.
+async fn read_body_within(request: Request<Incoming>, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
     match tokio::time::timeout(timeout, read_body(request, limit)).await {
         Ok(result) => result,
         Err(_) => Err(ApiError::new(

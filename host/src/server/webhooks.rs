@@ -5,8 +5,9 @@
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use super::auth_throttle::Credential;
 use super::vendor_answer::{vendor_answer, vendor_response};
-use super::{ApiError, AppState, Body, read_body_timed, store_unavailable};
+use super::{ApiError, AppState, Body, auth, read_body_timed, store_unavailable};
 use crate::contract::ThreeDolphinsEvent;
 use crate::metrics::{METRICS, Metrics};
 use crate::runtime::bindings::dolphin::bridge::types as wt;
@@ -49,6 +50,11 @@ pub(super) async fn handle(
             format!("no tenant named `{tenant_name}`"),
         ));
     };
+    // Behind the failure limit of the tenant's webhook secret: a source locked out of it is
+    // refused before its body is read.
+    let source = auth::source(&request);
+    let credential = Credential::WebhookAuth(tenant.name.clone());
+    auth::refuse_locked_out(state, source, &credential)?;
     let method = request.method().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let headers = header_pairs(request.headers());
@@ -60,7 +66,12 @@ pub(super) async fn handle(
     };
     let now = chrono::Utc::now().timestamp();
     let keys = webhook_auth::verify(&tenant.webhook, &signed, now).map_err(|e| {
-        tracing::warn!(tenant = %tenant.name, error = %e, "webhook refused");
+        state.refusals.refused(&tenant.name, e.code(), || {
+            tracing::warn!(tenant = %tenant.name, error = %e, "webhook refused");
+        });
+        if e.is_wrong_secret() {
+            auth::count_failure(state, source, &credential);
+        }
         ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string())
     })?;
     if !keys.is_empty() {
@@ -78,10 +89,13 @@ pub(super) async fn handle(
     // Each running webhook call holds an instance with up to the tenant's memory limit.
     let Ok(_slot) = tenant.host.webhook_slots.clone().try_acquire_owned() else {
         let limit = tenant.host.limits.webhook_concurrency;
-        tracing::warn!(tenant = %tenant.name, limit, "webhook refused: too many running for the tenant");
+        let code = "webhook_concurrency_limit";
+        state.refusals.refused(&tenant.name, code, || {
+            tracing::warn!(tenant = %tenant.name, limit, "webhook refused: too many running for the tenant");
+        });
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "webhook_concurrency_limit",
+            code,
             format!("{limit} webhook(s) of this tenant are being processed (limit webhook_concurrency); retry"),
         ));
     };

@@ -18,7 +18,8 @@
 //!   `table#dead-letters`, one `tr.dead-letter[data-delivery-id=ID][data-tenant=NAME]` each with
 //!   `form.replay` (`select[name=to_tenant]`, empty = same tenant).
 //! - `#deployments .tenant-deploy[data-tenant=NAME]` with `form.deploy` (file input
-//!   `component`), `form.rollback`, and `ol.versions li.version[data-hash=HASH]` (`.active`
+//!   `component`; it posts to `/admin/ui/deploy?tenant=NAME`, which takes the tenant's upload
+//!   slot before the body is read, as the API does), `form.rollback`, and `ol.versions li.version[data-hash=HASH]` (`.active`
 //!   marks the running one).
 //! - `table#history tr.event[data-kind=KIND][data-tenant=NAME]`: reloads, rejected versions,
 //!   deployments and rollbacks.
@@ -30,15 +31,15 @@ mod session;
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use super::auth::{Peer, tokens_match};
+use super::auth::{self, tokens_match};
 use super::auth_throttle::Credential;
+use super::deployments::{self, take_upload_slot};
 use super::{ApiError, AppState, Body, read_body_timed};
 use crate::clock::now_ms;
 use crate::contract::shorten;
@@ -54,8 +55,6 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; f
                    frame-ancestors 'none'; base-uri 'none'";
 /// Largest form body (replay, rollback, login).
 const FORM_LIMIT: usize = 64 * 1024;
-/// Largest deploy upload.
-const UPLOAD_LIMIT: usize = 128 * 1024 * 1024;
 /// Dead letters read for a search, and shown.
 const DEAD_LETTERS_READ: usize = 1000;
 const DEAD_LETTERS_SHOWN: usize = 100;
@@ -183,6 +182,13 @@ pub async fn handle(state: &AppState, path: &str, request: Request<Incoming>) ->
             Ok(back_to_page(None))
         }
         (&Method::POST, "/admin/ui/deploy") => {
+            // The form names its tenant in its address, so that the upload slot is taken, as
+            // by the API, before the body is read; held until the deploy ends.
+            let tenant = query_value(request.uri().query(), "tenant").unwrap_or_default();
+            let _slot = match take_upload_slot(state, &tenant) {
+                Ok(slot) => slot,
+                Err(refused) => return Ok(problem(refused.status, refused.code, &refused.message)),
+            };
             let upload = match read_upload(state, request).await {
                 Ok(upload) => upload,
                 Err(response) => return Ok(response),
@@ -190,7 +196,13 @@ pub async fn handle(state: &AppState, path: &str, request: Request<Incoming>) ->
             if let Some(refused) = csrf_refusal(&session, &upload.fields) {
                 return Ok(refused);
             }
-            let tenant = upload.fields.get("tenant").cloned().unwrap_or_default();
+            if upload.fields.get("tenant").is_some_and(|field| *field != tenant) {
+                return Ok(problem(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_upload",
+                    "the form's tenant field and its address name different tenants",
+                ));
+            }
             let message = match upload.component {
                 None => "choose a component file to deploy".to_string(),
                 Some(bytes) => match state.registry.deploy(&tenant, bytes).await {
@@ -227,24 +239,13 @@ pub async fn handle(state: &AppState, path: &str, request: Request<Incoming>) ->
 /// `POST /admin/login`: the admin token, compared in constant time, starts a session.
 /// Behind the failure limit: a source locked out is refused before its form is read.
 async fn login(state: &AppState, token: &str, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let source = request.extensions().get::<Peer>().map(|p| p.0);
-    if let Some(source) = source
-        && let Some(wait) = state
-            .auth_throttle
-            .locked(source, &Credential::AdminLogin, Instant::now())
-    {
-        tracing::warn!(%source, "status page: a login was refused: too many failed logins from this source");
-        return Err(state.auth_throttle.refusal(&Credential::AdminLogin, wait));
-    }
+    let source = auth::source(&request);
+    auth::refuse_locked_out(state, source, &Credential::AdminLogin)?;
     let form = read_form(state, request).await?;
     let given = form.get("token").map(String::as_str).unwrap_or("");
     if given.is_empty() || !tokens_match(given, token) {
         tracing::warn!("status page: a login with a wrong admin token was refused");
-        if let Some(source) = source {
-            state
-                .auth_throttle
-                .failed(source, &Credential::AdminLogin, Instant::now());
-        }
+        auth::count_failure(state, source, &Credential::AdminLogin);
         return Ok(html(
             StatusCode::UNAUTHORIZED,
             render::login_page(Some("That is not the admin token.")),
@@ -273,6 +274,13 @@ struct Upload {
     component: Option<Vec<u8>>,
 }
 
+/// The first value of `name` in the query string `query`.
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
 async fn read_upload(state: &AppState, request: Request<Incoming>) -> Result<Upload, Response<Body>> {
     let bad = |message: String| problem(StatusCode::BAD_REQUEST, "invalid_upload", &message);
     let boundary = request
@@ -281,9 +289,22 @@ async fn read_upload(state: &AppState, request: Request<Incoming>) -> Result<Upl
         .and_then(|v| v.to_str().ok())
         .and_then(|v| multer::parse_boundary(v).ok())
         .ok_or_else(|| bad("the deploy form must be sent as multipart/form-data".into()))?;
-    let body = read_body_timed(state, request, UPLOAD_LIMIT)
+    // The component and the form's few small fields.
+    let limit = state.registry.deploy_max_bytes().saturating_add(FORM_LIMIT);
+    let body = deployments::read_upload(state, request, limit)
         .await
         .map_err(|e| problem(e.status, e.code, &e.message))?;
+    // Splitting and copying up to `max_bytes` of form data: not on a request thread. The body
+    // is in memory, so parsing it waits for nothing.
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || runtime.block_on(parse_upload(body, boundary)))
+        .await
+        .map_err(|e| bad(format!("the form could not be read: {e}")))?
+        .map_err(bad)
+}
+
+/// The fields of the multipart form `body`, or why it cannot be read.
+async fn parse_upload(body: Bytes, boundary: String) -> Result<Upload, String> {
     let mut multipart = multer::Multipart::with_reader(Cursor::new(body), boundary);
     let mut upload = Upload {
         fields: HashMap::new(),
@@ -292,15 +313,15 @@ async fn read_upload(state: &AppState, request: Request<Incoming>) -> Result<Upl
     while let Some(field) = multipart
         .next_field()
         .await
-        .map_err(|e| bad(format!("unreadable form: {e}")))?
+        .map_err(|e| format!("unreadable form: {e}"))?
     {
         let name = field.name().unwrap_or("").to_string();
         let bytes = field
             .bytes()
             .await
-            .map_err(|e| bad(format!("unreadable form field `{}`: {e}", shorten(&name))))?;
+            .map_err(|e| format!("unreadable form field `{}`: {e}", shorten(&name)))?;
         if name == "component" {
-            upload.component = Some(bytes.to_vec()).filter(|b| !b.is_empty());
+            upload.component = Some(Vec::from(bytes)).filter(|b| !b.is_empty());
         } else {
             upload.fields.insert(name, String::from_utf8_lossy(&bytes).into_owned());
         }
@@ -371,14 +392,23 @@ async fn page(state: &AppState, session: SessionView, query: Option<&str>) -> Re
     let now = now_ms();
     let tenants = state.registry.snapshot();
     let activity = state.outbox.activity();
+    let names = tenants.all().iter().map(|t| t.name.clone()).collect();
+    let mut versions = state.registry.versions_of_each(names).await.map_err(|e| {
+        tracing::error!(error = format!("{e:#}"), "status page: listing versions failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the adapter versions could not be listed; see the bridge's log",
+        )
+    })?;
     let rows = tenants
         .all()
         .into_iter()
         .map(|t| {
             let seen = activity.tenant(&t.name);
-            let versions = state
-                .registry
-                .versions(&t.name)
+            let versions = versions
+                .remove(&t.name)
+                .unwrap_or_else(|| Ok(Vec::new()))
                 .map(|versions| {
                     versions
                         .into_iter()
@@ -390,8 +420,7 @@ async fn page(state: &AppState, session: SessionView, query: Option<&str>) -> Re
                             active: v.active,
                         })
                         .collect()
-                })
-                .map_err(|e| e.to_string());
+                });
             TenantRow {
                 name: t.name.clone(),
                 owner: t.owner.clone(),

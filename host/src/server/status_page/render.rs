@@ -349,10 +349,12 @@ fn deployments(html: &mut String, data: &PageData, csrf: &str) {
     html.push_str("<h2>Adapter versions</h2><div id=\"deployments\" class=\"deploy\">\n");
     for t in &data.tenants {
         let name = escape(&t.name);
+        // The address names the tenant: its upload slot is taken before the body is read.
+        let in_query = escape(&url::form_urlencoded::byte_serialize(t.name.as_bytes()).collect::<String>());
         let _ = write!(
             html,
             "<div class=\"tenant-deploy\" data-tenant=\"{name}\"><h3>{name}</h3>\
-             <form class=\"deploy\" data-tenant=\"{name}\" method=\"post\" action=\"/admin/ui/deploy\" \
+             <form class=\"deploy\" data-tenant=\"{name}\" method=\"post\" action=\"/admin/ui/deploy?tenant={in_query}\" \
              enctype=\"multipart/form-data\">{csrf}<input type=\"hidden\" name=\"tenant\" value=\"{name}\">\
              <input type=\"file\" name=\"component\" accept=\".wasm\" required> \
              <button type=\"submit\">Deploy</button></form>\
