@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use dolphin_bridge_tests::bridge::WebhookAuth;
 use dolphin_bridge_tests::events::{EXAMPLE_CUSTOMER, EXAMPLE_OWNER, fresh_ticket, is_contract_timestamp};
-use dolphin_bridge_tests::mock_chatwoot::signature_headers_at;
-use dolphin_bridge_tests::signing::{standard_webhook_headers, unix_now};
+use dolphin_bridge_tests::mock_chatwoot::{hmac_sha256, signature_headers_at};
+use dolphin_bridge_tests::signing::{base64, standard_webhook_headers, unix_now};
 use dolphin_bridge_tests::three_dolphins::EVENT_PATH;
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, HttpResponse, MockThreeDolphins};
 use serde_json::{Value, json};
@@ -524,4 +524,48 @@ async fn refused_webhooks_are_logged_a_few_per_window_and_all_counted() {
     let log = env.bridge.stderr();
     let logged = log.lines().filter(|line| line.contains("webhook refused")).count();
     assert_eq!(logged, 5, "the first 5 of the window are logged: {log}");
+}
+
+/// `auth = "hmac"` set up for Zendesk (base64 HMAC-SHA256 of the RFC 3339 timestamp header and the
+/// body, as developer.zendesk.com's "Verifying webhook authenticity" describes): a signed
+/// webhook reaches 3Dolphins once even when sent twice (its signature is its dedupe key); a wrong
+/// signature is refused 401 `invalid_signature`, a stale one 401 `stale_timestamp`, and neither
+/// stores anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zendesk_signed_webhook_is_verified_by_the_hmac_scheme() {
+    const SECRET: &str = "e2e-zendesk-signing-secret";
+    let auth = WebhookAuth::with_secret("hmac", SECRET).hmac_scheme(&[
+        ("header", "X-Zendesk-Webhook-Signature"),
+        ("encoding", "base64"),
+        ("signed", "{timestamp}{body}"),
+        ("timestamp_header", "X-Zendesk-Webhook-Signature-Timestamp"),
+    ]);
+    let env = env_with_auth(auth).await;
+    let ticket = fresh_ticket();
+    open_ticket(&env, &ticket).await;
+    let zendesk = |secret: &str, at: i64, body: &[u8]| {
+        let timestamp = chrono::DateTime::from_timestamp(at, 0)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let mac = hmac_sha256(secret.as_bytes(), &[timestamp.as_bytes(), body]);
+        vec![
+            ("X-Zendesk-Webhook-Signature-Timestamp".to_string(), timestamp),
+            ("X-Zendesk-Webhook-Signature".to_string(), base64(&mac)),
+        ]
+    };
+    let body = reply(&ticket, "signed by zendesk");
+    let signed = zendesk(SECRET, unix_now(), &body);
+    let first = post_webhook(&env, "", &signed, &body).await;
+    assert_vendor_ok(&first);
+    assert_same_answer(&first, &post_webhook(&env, "", &signed, &body).await);
+
+    let forged = reply(&ticket, "forged");
+    let wrong = post_webhook(&env, "", &zendesk("not-the-secret-0123", unix_now(), &forged), &forged).await;
+    assert_refused(&wrong, 401, "invalid_signature", &[]);
+    let stale = post_webhook(&env, "", &zendesk(SECRET, unix_now() - 3600, &forged), &forged).await;
+    assert_refused(&stale, 401, "stale_timestamp", &[]);
+    for refusal in [&wrong, &stale] {
+        assert!(!refusal.describe().contains(SECRET), "{}", refusal.describe());
+    }
+    assert_eq!(messages(&settled_events(&env).await), ["signed by zendesk"]);
 }

@@ -62,7 +62,7 @@ pub struct Tenant {
 /// `[tenants.webhook]`: how the bridge verifies the vendor's webhook requests.
 #[derive(Debug, Clone, Serialize)]
 pub struct WebhookAuth {
-    /// `none`, `token`, `chatwoot` or `standard-webhooks`.
+    /// `none`, `token`, `chatwoot`, `standard-webhooks` or `hmac`.
     pub auth: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
@@ -77,6 +77,9 @@ pub struct WebhookAuth {
     /// `auth = "token"`: the query parameter that may carry the token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    /// `auth = "hmac"`: the `[tenants.webhook.hmac]` table, key by key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hmac: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl WebhookAuth {
@@ -88,10 +91,11 @@ impl WebhookAuth {
             dedupe_header: None,
             header: None,
             query: None,
+            hmac: None,
         }
     }
 
-    /// `auth` (`token`, `chatwoot`, `standard-webhooks`) with `secret`.
+    /// `auth` (`token`, `chatwoot`, `standard-webhooks`, `hmac`) with `secret`.
     pub fn with_secret(auth: &str, secret: &str) -> WebhookAuth {
         WebhookAuth {
             auth: auth.into(),
@@ -100,6 +104,7 @@ impl WebhookAuth {
             dedupe_header: None,
             header: None,
             query: None,
+            hmac: None,
         }
     }
 
@@ -112,6 +117,12 @@ impl WebhookAuth {
     /// `auth = "token"`: the token may come in query parameter `name`.
     pub fn token_query(mut self, name: &str) -> WebhookAuth {
         self.query = Some(name.into());
+        self
+    }
+
+    /// `auth = "hmac"`: the scheme's keys and values (`header`, `encoding`, `signed`...).
+    pub fn hmac_scheme(mut self, pairs: &[(&str, &str)]) -> WebhookAuth {
+        self.hmac = Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
         self
     }
 

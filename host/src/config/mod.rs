@@ -32,7 +32,10 @@ pub use server::{AdminConfig, MetricsConfig, ServerConfig};
 pub use store::{DEFAULT_POOL_SIZE, DEFAULT_WRITE_QUEUE, StoreConfig};
 pub use tenants::{MIN_ADAPTER_SECRET_BYTES, TenantConfig};
 pub use three_dolphins::ThreeDolphinsConfig;
-pub use webhook::{MAX_WEBHOOK_TOLERANCE_S, MIN_WEBHOOK_SECRET_BYTES, WebhookAuth, WebhookConfig};
+pub use webhook::{
+    HmacAlgorithm, HmacScheme, MAX_WEBHOOK_TOLERANCE_S, MIN_WEBHOOK_SECRET_BYTES, SignatureEncoding, SignedPart,
+    SignedTemplate, WebhookAuth, WebhookConfig,
+};
 
 /// Why a configuration was refused.
 #[derive(Debug, Error)]
@@ -479,6 +482,51 @@ literal = "$${NOT_A_VAR}"
             .to_string();
         assert!(err.contains("tenants[0].webhook.tolerance_s"), "{err}");
         assert!(with(signed, "webhook_dedupe_window_ms = 600000").is_ok());
+    }
+
+    /// `auth = "hmac"` comes with its `hmac` table, parsed once into a template; a template that
+    /// signs a timestamp needs its header, and the table belongs to `hmac` only.
+    #[test]
+    fn an_hmac_scheme_is_parsed_and_checked() {
+        let line = "webhook = { auth = \"token\", secret = \"${CW_TOKEN}\" }";
+        let zendesk = "webhook = { auth = \"hmac\", secret = \"zendesk-secret-0123\", hmac = { header = \"X-Zendesk-Webhook-Signature\", encoding = \"base64\", signed = \"{timestamp}{body}\", timestamp_header = \"X-Zendesk-Webhook-Signature-Timestamp\" } }";
+        let text = MINIMAL.replace(line, zendesk);
+        let config = Config::parse(Path::new("b.toml"), &text, &env).unwrap();
+        let scheme = config.tenants[0].webhook.as_ref().unwrap().hmac.clone().unwrap();
+        assert_eq!(scheme.encoding, SignatureEncoding::Base64);
+        assert_eq!(scheme.algorithm, HmacAlgorithm::Sha256);
+        assert_eq!(scheme.signed.0, [SignedPart::Timestamp, SignedPart::Body]);
+        let err = refused(
+            "",
+            line,
+            "webhook = { auth = \"hmac\", secret = \"zendesk-secret-0123\" }",
+        );
+        assert!(
+            err.contains("tenants[0].webhook.hmac") && err.contains("is required"),
+            "{err}"
+        );
+        let err = refused(
+            "",
+            line,
+            "webhook = { auth = \"hmac\", secret = \"zendesk-secret-0123\", hmac = { header = \"X-Sig\", signed = \"{timestamp}{body}\" } }",
+        );
+        assert!(
+            err.contains("tenants[0].webhook.hmac.signed") && err.contains("timestamp_header"),
+            "{err}"
+        );
+        let err = refused(
+            "",
+            line,
+            "webhook = { auth = \"token\", secret = \"token-0123\", hmac = { header = \"X-Sig\" } }",
+        );
+        assert!(err.contains("only to auth = \"hmac\""), "{err}");
+        let err = refused(
+            "",
+            line,
+            "webhook = { auth = \"hmac\", secret = \"zendesk-secret-0123\", hmac = { header = \"X-Sig\", signed = \"{timestamp}\" } }",
+        );
+        assert!(err.contains("does not sign {body}"), "{err}");
+        assert!(!err.contains("zendesk-secret-0123"), "{err}");
     }
 
     /// Parses MINIMAL with `replace` swapped for `with` and `prefix` (other sections) before it;

@@ -26,6 +26,8 @@ pub enum WebhookAuth {
     /// A shared secret in a header (`X-Webhook-Token` unless `header` names another), or in a
     /// query parameter when `query` names one.
     Token,
+    /// An HMAC signature as the vendor makes it, described by `[tenants.webhook.hmac]`.
+    Hmac,
     /// No verification (development only; must be chosen explicitly).
     None,
 }
@@ -51,6 +53,125 @@ pub struct WebhookConfig {
     /// vendors that can only be given a URL; unset, the header only (a token in a URL ends up
     /// in access logs).
     pub query: Option<String>,
+    /// `auth = "hmac"`: where the signature is, how it is encoded and what it signs.
+    pub hmac: Option<HmacScheme>,
+}
+
+/// `[tenants.webhook.hmac]`: a vendor's own HMAC signature scheme (Zendesk, Intercom, Slack,
+/// Crisp and others each sign a little differently).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacScheme {
+    /// The request header carrying the signature.
+    pub header: String,
+    /// Text before the signature in the header (`sha256=`, `v0=`), taken off before decoding.
+    #[serde(default)]
+    pub prefix: String,
+    /// How the signature's bytes are written: `hex` (either letter case) or `base64`.
+    #[serde(default)]
+    pub encoding: SignatureEncoding,
+    #[serde(default)]
+    pub algorithm: HmacAlgorithm,
+    /// What is signed: `{body}` (the raw body), `{timestamp}` (the timestamp header's value as
+    /// sent), `{header:NAME}` (another header's value) and text between them; `{{` and `}}` for
+    /// braces. `{body}` by default.
+    #[serde(default = "SignedTemplate::body_only")]
+    pub signed: SignedTemplate,
+    /// The header carrying the time of signing (Unix seconds, milliseconds, or RFC 3339): when
+    /// set, a request further than `tolerance_s` from now is refused as stale.
+    pub timestamp_header: Option<String>,
+}
+
+/// How a signature's bytes are written in its header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    #[default]
+    Hex,
+    Base64,
+}
+
+/// The hash of the HMAC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithm {
+    Sha1,
+    #[default]
+    Sha256,
+    Sha512,
+}
+
+/// One piece of what a vendor signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignedPart {
+    Text(String),
+    Body,
+    Timestamp,
+    Header(String),
+}
+
+/// What a vendor signs, parsed once from `signed` (see [`HmacScheme::signed`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct SignedTemplate(pub Vec<SignedPart>);
+
+impl SignedTemplate {
+    fn body_only() -> SignedTemplate {
+        SignedTemplate(vec![SignedPart::Body])
+    }
+}
+
+impl TryFrom<String> for SignedTemplate {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<SignedTemplate, String> {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(['{', '}']) {
+            literal.push_str(&rest[..at]);
+            let tail = &rest[at..];
+            if let Some(after) = tail.strip_prefix("{{").or_else(|| tail.strip_prefix("}}")) {
+                literal.push_str(&tail[..1]);
+                rest = after;
+                continue;
+            }
+            let Some(end) = tail.strip_prefix('{').and_then(|t| t.find('}')) else {
+                return Err(format!(
+                    "`{}` at byte {at} of `{text}` starts no placeholder (write `{{{{` or `}}}}` for a brace)",
+                    &tail[..1]
+                ));
+            };
+            let name = &tail[1..=end];
+            let part = match name {
+                "body" => SignedPart::Body,
+                "timestamp" => SignedPart::Timestamp,
+                _ => match name.strip_prefix("header:") {
+                    Some(header) if http::HeaderName::from_bytes(header.as_bytes()).is_ok() => {
+                        SignedPart::Header(header.to_string())
+                    }
+                    _ => {
+                        return Err(format!(
+                            "`{{{name}}}` in `{text}` is not {{body}}, {{timestamp}} or {{header:NAME}}"
+                        ));
+                    }
+                },
+            };
+            if !literal.is_empty() {
+                parts.push(SignedPart::Text(std::mem::take(&mut literal)));
+            }
+            parts.push(part);
+            rest = &tail[end + 2..];
+        }
+        literal.push_str(rest);
+        if !literal.is_empty() {
+            parts.push(SignedPart::Text(literal));
+        }
+        if !parts.contains(&SignedPart::Body) {
+            return Err(format!("`{text}` does not sign {{body}}: the body would go unchecked"));
+        }
+        Ok(SignedTemplate(parts))
+    }
 }
 
 /// A tenant's `webhook` table: present, with a sound secret unless `auth = "none"`, and a
@@ -64,7 +185,7 @@ pub(super) fn check_webhook(
     match webhook {
         None => Err(invalid(
             field("webhook"),
-            "is required: set auth to standard-webhooks, chatwoot, token, or none",
+            "is required: set auth to standard-webhooks, chatwoot, hmac, token, or none",
         )),
         Some(webhook) if webhook.auth != WebhookAuth::None && webhook.secret.as_deref().is_none_or(str::is_empty) => {
             Err(invalid(field("webhook.secret"), "is required for this auth"))
@@ -111,12 +232,54 @@ fn check_webhook_options(
     if webhook.query.as_deref().is_some_and(str::is_empty) {
         return Err(invalid(field("webhook.query"), "must name a query parameter"));
     }
-    if matches!(webhook.auth, WebhookAuth::StandardWebhooks | WebhookAuth::Chatwoot)
-        && webhook.tolerance_s.saturating_mul(1_000) > dedupe_window_ms
-    {
+    check_hmac_scheme(webhook, field)?;
+    let timestamped = match webhook.auth {
+        WebhookAuth::StandardWebhooks | WebhookAuth::Chatwoot => true,
+        WebhookAuth::Hmac => webhook.hmac.as_ref().is_some_and(|h| h.timestamp_header.is_some()),
+        WebhookAuth::Token | WebhookAuth::None => false,
+    };
+    if timestamped && webhook.tolerance_s.saturating_mul(1_000) > dedupe_window_ms {
         return Err(invalid(
             field("webhook.tolerance_s"),
             "is longer than delivery.webhook_dedupe_window_ms: a webhook replayed after its id is forgotten would be processed again",
+        ));
+    }
+    Ok(())
+}
+
+/// `[tenants.webhook.hmac]`: present exactly when `auth = "hmac"`, its headers header names,
+/// and a timestamp header wherever `{timestamp}` is signed.
+fn check_hmac_scheme(webhook: &WebhookConfig, field: &dyn Fn(&str) -> String) -> Result<(), FieldError> {
+    let scheme = match (&webhook.hmac, webhook.auth) {
+        (None, WebhookAuth::Hmac) => {
+            return Err(invalid(
+                field("webhook.hmac"),
+                "is required for auth = \"hmac\": name at least the signature's header",
+            ));
+        }
+        (Some(_), auth) if auth != WebhookAuth::Hmac => {
+            return Err(invalid(field("webhook.hmac"), "applies only to auth = \"hmac\""));
+        }
+        (None, _) => return Ok(()),
+        (Some(scheme), _) => scheme,
+    };
+    for (name, header) in [
+        ("header", Some(&scheme.header)),
+        ("timestamp_header", scheme.timestamp_header.as_ref()),
+    ] {
+        if let Some(header) = header
+            && http::HeaderName::from_bytes(header.as_bytes()).is_err()
+        {
+            return Err(invalid(
+                field(&format!("webhook.hmac.{name}")),
+                "is not an HTTP header name",
+            ));
+        }
+    }
+    if scheme.signed.0.contains(&SignedPart::Timestamp) && scheme.timestamp_header.is_none() {
+        return Err(invalid(
+            field("webhook.hmac.signed"),
+            "signs {timestamp}: set timestamp_header to the header carrying it",
         ));
     }
     Ok(())

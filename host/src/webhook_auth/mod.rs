@@ -1,6 +1,6 @@
 //! Verification of vendor webhook requests before any adapter sees them: Standard Webhooks
-//! signatures, Chatwoot signatures, or a shared token, with timestamp tolerance for signed
-//! messages; and the request's dedupe key, the vendor's id of the webhook (the server answers a
+//! signatures, Chatwoot signatures, a vendor's own HMAC scheme (`hmac`), or a shared token, with
+//! timestamp tolerance for signed messages; and the request's dedupe key, the vendor's id of the webhook (the server answers a
 //! key it has seen as the first request was answered, so retries and replays store nothing new).
 
 use base64::Engine as _;
@@ -12,13 +12,15 @@ use thiserror::Error;
 
 use crate::config::{WebhookAuth, WebhookConfig};
 
+mod hmac_scheme;
+
 /// Why a webhook request was refused; `code()` is the JSON error code.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum WebhookAuthError {
     #[error("missing header `{0}`")]
     Missing(String),
     #[error("header `{0}` is malformed")]
-    Malformed(&'static str),
+    Malformed(String),
     #[error("the signature does not match")]
     BadSignature,
     #[error("the token does not match")]
@@ -138,7 +140,7 @@ pub fn verify(config: &WebhookConfig, request: &SignedRequest<'_>, now: i64) -> 
             let given = signature
                 .strip_prefix("sha256=")
                 .and_then(|h| hex::decode(h).ok())
-                .ok_or(WebhookAuthError::Malformed("x-chatwoot-signature"))?;
+                .ok_or_else(|| WebhookAuthError::Malformed("x-chatwoot-signature".into()))?;
             let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
             mac.update(timestamp.as_bytes());
             mac.update(b".");
@@ -149,6 +151,10 @@ pub fn verify(config: &WebhookConfig, request: &SignedRequest<'_>, now: i64) -> 
             // Older Chatwoot sends no delivery id: the signature is unique to the webhook
             // (timestamp and body), and decoded, since its hex is accepted in any letter case.
             Some(hex::encode(&given))
+        }
+        WebhookAuth::Hmac => {
+            let scheme = config.hmac.as_ref().ok_or(WebhookAuthError::BadSignature)?;
+            Some(hmac_scheme::verify(scheme, secret, request, now, tolerance)?)
         }
     };
     // The vendor's id (which a retry keeps) and, where the id is not signed, the signed part too
@@ -207,7 +213,7 @@ pub fn dedupe_header(config: &WebhookConfig) -> Option<&str> {
     config.dedupe_header.as_deref().or(match config.auth {
         WebhookAuth::Chatwoot => Some("x-chatwoot-delivery"),
         WebhookAuth::StandardWebhooks => Some("webhook-id"),
-        WebhookAuth::Token | WebhookAuth::None => None,
+        WebhookAuth::Hmac | WebhookAuth::Token | WebhookAuth::None => None,
     })
 }
 
@@ -222,8 +228,11 @@ pub fn bounded(key: String) -> String {
     }
 }
 
-fn check_timestamp(text: &str, header: &'static str, now: i64, tolerance: i64) -> Result<(), WebhookAuthError> {
-    let ts: i64 = text.trim().parse().map_err(|_| WebhookAuthError::Malformed(header))?;
+fn check_timestamp(text: &str, header: &str, now: i64, tolerance: i64) -> Result<(), WebhookAuthError> {
+    let ts: i64 = text
+        .trim()
+        .parse()
+        .map_err(|_| WebhookAuthError::Malformed(header.to_string()))?;
     if now.abs_diff(ts) > tolerance as u64 {
         return Err(WebhookAuthError::Stale(tolerance as u64));
     }
@@ -256,6 +265,7 @@ mod tests {
             dedupe_header: None,
             header: None,
             query: None,
+            hmac: None,
         }
     }
 
@@ -265,7 +275,7 @@ mod tests {
         assert!(WebhookAuthError::BadSignature.is_wrong_secret());
         for untested in [
             WebhookAuthError::Missing("x-webhook-token".into()),
-            WebhookAuthError::Malformed("x-chatwoot-signature"),
+            WebhookAuthError::Malformed("x-chatwoot-signature".into()),
             WebhookAuthError::Stale(300),
         ] {
             assert!(!untested.is_wrong_secret(), "{untested:?}");
