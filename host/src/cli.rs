@@ -101,13 +101,18 @@ pub enum PluginCommand {
     Test {
         /// The adapter component (`.wasm`).
         adapter: PathBuf,
-        /// The fixture folder: `tenant.toml`, `vendor.json`, `incoming/*.json`, `webhooks/*.json`.
+        /// The fixture folder: `tenant.toml`, `vendor.json`, `incoming/*.json`, `webhooks/*.json`
+        /// and each fixture's `NAME.expect.json`.
         #[arg(long)]
         fixtures: PathBuf,
         /// Where compiled adapters are cached (default: a folder of the user's in the system
         /// temp folder), so that a run after the first compiles only a changed adapter.
         #[arg(long)]
         cache_dir: Option<PathBuf>,
+        /// Write each fixture's `NAME.expect.json` from what it produced (its golden file)
+        /// instead of comparing with it.
+        #[arg(long)]
+        update: bool,
     },
     /// Write a new adapter project from a template: an adapter posting each customer message to
     /// a vendor URL and mapping the vendor's webhook into 3Dolphins events, fixtures that

@@ -97,11 +97,13 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
             adapter,
             fixtures,
             cache_dir,
+            update,
         } => {
             let options = dolphin_bridge::plugin_test::Options {
                 adapter,
                 fixtures,
                 cache_dir,
+                update,
             };
             let runtime = tokio::runtime::Runtime::new()?;
             let mut stdout = std::io::stdout();

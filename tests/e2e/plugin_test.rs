@@ -5,7 +5,8 @@ use std::path::Path;
 use std::process::Output;
 
 use dolphin_bridge_tests::adapters;
-use dolphin_bridge_tests::bridge::run_plugin_test;
+use dolphin_bridge_tests::bridge::{run_plugin_test, run_plugin_test_with};
+use dolphin_bridge_tests::copy_dir::copy_dir;
 
 /// Runs `plugin test` on the echo adapter with `fixtures`.
 fn plugin_test(fixtures: &Path) -> Output {
@@ -148,4 +149,62 @@ fn terminal_control_characters_in_an_adapter_error_are_printed_escaped() {
         stdout.contains(r"ansi-error: \u{1b}[2J\u{1b}]0;forged\u{7}\r\nFORGED  result: ok\u{9b}31m"),
         "the adapter's error, escaped, on one line: {stdout}"
     );
+}
+
+/// `--update` writes each fixture's `NAME.expect.json` from what it produced, and the next run
+/// passes against them; an expectation the adapter does not meet fails the fixture, naming the
+/// difference, even though the adapter itself succeeded.
+#[test]
+fn expectations_are_written_by_update_and_a_difference_fails_naming_it() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    copy_dir(&adapters::workspace_root().join("plugins/echo/fixtures"), dir.path());
+    let updated = run_plugin_test_with(&adapters::echo(), dir.path(), &["--update"]);
+    let stdout = text(&updated.stdout);
+    assert_eq!(updated.status.code(), Some(0), "{stdout}\n{}", text(&updated.stderr));
+    assert!(
+        stdout.contains("expect: written to 02-agent-reply.expect.json"),
+        "{stdout}"
+    );
+    let golden_path = dir.path().join("webhooks/02-agent-reply.expect.json");
+    let golden: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&golden_path).expect("the golden file")).expect("JSON");
+    assert_eq!(golden["result"], "ok", "{golden}");
+    assert_eq!(
+        golden["events"][0]["message"], "Hello Farhan, how can I help?",
+        "{golden}"
+    );
+    assert!(
+        golden["events"][0].get("createdDate").is_none(),
+        "the clock is left out: {golden}"
+    );
+    assert_eq!(golden["vendor_requests"], serde_json::json!([]), "{golden}");
+    let incoming: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("incoming/01-customer-message.expect.json")).expect("the golden file"),
+    )
+    .expect("JSON");
+    assert_eq!(incoming["vendor_requests"][0]["method"], "POST", "{incoming}");
+    assert_eq!(incoming["vendor_requests"][0]["path"], "/echo", "{incoming}");
+
+    let again = plugin_test(dir.path());
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+
+    std::fs::write(
+        &golden_path,
+        r#"{"status": 200, "events": [{"message": "Hello Farhan!"}], "vendor_requests": [{"method": "POST", "path": "/echo"}]}"#,
+    )
+    .expect("an expectation");
+    let failed = plugin_test(dir.path());
+    let stdout = text(&failed.stdout);
+    assert_eq!(failed.status.code(), Some(1), "{stdout}");
+    let reply = stdout
+        .split("== ")
+        .find(|s| s.starts_with("webhooks/02-agent-reply.json"))
+        .unwrap_or_else(|| panic!("the webhook fixture is reported: {stdout}"));
+    assert!(reply.contains("result: ok"), "the adapter itself succeeded: {reply}");
+    assert!(
+        reply.contains(r#"expect: events[0].message: expected "Hello Farhan!", got "Hello Farhan, how can I help?""#),
+        "{reply}"
+    );
+    assert!(reply.contains("expect: vendor_requests: expected 1, got 0"), "{reply}");
+    assert!(reply.contains("FAIL (not as expected)"), "{reply}");
 }

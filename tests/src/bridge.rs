@@ -786,12 +786,18 @@ pub fn run_subcommand(subcommand: &str, config: &BridgeConfig) -> Output {
 /// Runs `dolphin-bridge plugin test ADAPTER --fixtures FIXTURES` in an empty folder, with the
 /// configuration variable pointing at a file that does not exist: the command must need none.
 pub fn run_plugin_test(adapter: &Path, fixtures: &Path) -> Output {
+    run_plugin_test_with(adapter, fixtures, &[])
+}
+
+/// As [`run_plugin_test`], with more arguments (`--update`).
+pub fn run_plugin_test_with(adapter: &Path, fixtures: &Path, args: &[&str]) -> Output {
     let work = tempfile::tempdir().expect("a temp dir");
     Command::new(adapters::bridge_binary())
         .args(["plugin", "test"])
         .arg(adapter)
         .arg("--fixtures")
         .arg(fixtures)
+        .args(args)
         .arg("--cache-dir")
         .arg(work.path().join("cache"))
         .env("DOLPHIN_BRIDGE_CONFIG", work.path().join("missing.toml"))

@@ -34,7 +34,9 @@
 //!
 //! An Incoming fixture passes when the adapter returns `ok`; a webhook fixture when the adapter
 //! returns an outcome whose events the bridge would accept and whose answer's status is below 400.
-//! A fixture named `*.fails.json` is expected to fail, and passes when it does. The command exits
+//! A fixture named `*.fails.json` is expected to fail, and passes when it does. A fixture with an
+//! expectation file beside it (`NAME.expect.json`, see `expectation`) must also produce what it
+//! lists; `--update` writes those files from what each fixture produced. The command exits
 //! 0 when every fixture passed, 1 otherwise, and 2 (with one line saying why) when the fixture
 //! folder or the adapter cannot be loaded.
 
@@ -48,7 +50,6 @@ use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{AdaptersConfig, InstanceReuseConfig, TenantConfig, ThreeDolphinsConfig};
@@ -60,6 +61,11 @@ use crate::runtime::{
 };
 use crate::store::{Direction, NewDelivery, Store, TicketInfo};
 use crate::terminal_text::{escape, escape_keeping_lines};
+use expectation::{Expectation, Observed, RequestLine};
+use fixtures::{Fixture, Fixtures, TenantFixture, VendorResponse, load_fixtures};
+
+mod expectation;
+mod fixtures;
 
 /// The tenant name adapters see in their call context.
 const TENANT: &str = "plugin-test";
@@ -80,6 +86,8 @@ pub struct Options {
     /// Where compiled adapters are cached; a folder of the user's under the system temp folder
     /// when unset.
     pub cache_dir: Option<PathBuf>,
+    /// Write each fixture's expectation file from what it produced, instead of comparing.
+    pub update: bool,
 }
 
 /// Why a run could not start: a bad fixture folder or adapter.
@@ -89,77 +97,6 @@ pub struct SetupError(String);
 
 fn setup_error(message: impl Into<String>) -> anyhow::Error {
     SetupError(message.into()).into()
-}
-
-/// `tenant.toml`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TenantFixture {
-    owner: Option<String>,
-    #[serde(default)]
-    config: BTreeMap<String, String>,
-    #[serde(default)]
-    secrets: BTreeMap<String, String>,
-}
-
-/// One answer of the fake vendor (`vendor.json`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VendorResponse {
-    method: String,
-    path: String,
-    status: u16,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    #[serde(default)]
-    body: Value,
-}
-
-/// One webhook fixture.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WebhookFixture {
-    #[serde(default = "default_method")]
-    method: String,
-    #[serde(default = "default_path")]
-    path: String,
-    #[serde(default)]
-    query: String,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    #[serde(default)]
-    body: Value,
-}
-
-fn default_method() -> String {
-    "POST".into()
-}
-
-fn default_path() -> String {
-    "/".into()
-}
-
-/// One fixture file, parsed.
-enum Fixture {
-    Incoming(Box<IncomingEvent>),
-    Webhook(WebhookFixture),
-}
-
-/// A fixture and where it came from.
-struct NamedFixture {
-    /// `incoming/NAME.json` or `webhooks/NAME.json`.
-    name: String,
-    expect_failure: bool,
-    fixture: Fixture,
-}
-
-/// The fixture folder, parsed.
-struct Fixtures {
-    tenant: TenantFixture,
-    /// The tenant's owner.
-    owner: String,
-    vendor: Vec<VendorResponse>,
-    fixtures: Vec<NamedFixture>,
 }
 
 /// One request the fake vendor received.
@@ -189,7 +126,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<bool
     let adapter = runtime
         .load_bytes(&options.adapter, &adapter_bytes, content_hash(&adapter_bytes))
         .map_err(|e| setup_error(e.to_string()))?;
-    run_fixtures(&runtime, Arc::new(adapter), fixtures, out).await
+    run_fixtures(&runtime, Arc::new(adapter), fixtures, options.update, out).await
 }
 
 /// As [`run`], for an adapter `runtime` has compiled already (a deploy's): runs the fixtures
@@ -201,14 +138,16 @@ pub async fn run_compiled(
     out: &mut impl Write,
 ) -> anyhow::Result<bool> {
     let fixtures = load_fixtures(fixtures)?;
-    run_fixtures(runtime, adapter, fixtures, out).await
+    run_fixtures(runtime, adapter, fixtures, false, out).await
 }
 
-/// Runs `fixtures` against `adapter` with a fake vendor, stopped when this returns.
+/// Runs `fixtures` against `adapter` with a fake vendor, stopped when this returns; with
+/// `update`, writes each fixture's expectation file from what it produced.
 async fn run_fixtures(
     runtime: &Runtime,
     adapter: Arc<LoadedAdapter>,
     fixtures: Fixtures,
+    update: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<bool> {
     let recorded = Arc::new(Mutex::new(Vec::new()));
@@ -263,6 +202,7 @@ async fn run_fixtures(
             lease: None,
         };
         let mut report = String::new();
+        let mut observed = Observed::default();
         let succeeded = match named.fixture {
             Fixture::Incoming(event) => {
                 remember_ticket(&store, &event).await?;
@@ -272,17 +212,10 @@ async fn run_fixtures(
                 match result {
                     Ok(()) => {
                         report.push_str("   result: ok\n");
+                        observed.result = "ok".into();
                         true
                     }
-                    Err(e) => {
-                        report.push_str(&format!(
-                            "   result: {}: {}{}\n",
-                            e.kind(),
-                            escape(&e.to_string()),
-                            retry_hint(&e)
-                        ));
-                        false
-                    }
+                    Err(e) => failed(&e, &mut report, &mut observed),
                 }
             }
             Fixture::Webhook(webhook) => {
@@ -311,16 +244,8 @@ async fn run_fixtures(
                     .call_webhook(&adapter, host.clone(), &instances, ctx, request)
                     .await
                 {
-                    Ok(outcome) => webhook_report(&host, &three_dolphins, outcome, &mut report).await?,
-                    Err(e) => {
-                        report.push_str(&format!(
-                            "   result: {}: {}{}\n",
-                            e.kind(),
-                            escape(&e.to_string()),
-                            retry_hint(&e)
-                        ));
-                        false
-                    }
+                    Ok(outcome) => webhook_report(&host, &three_dolphins, outcome, &mut report, &mut observed).await?,
+                    Err(e) => failed(&e, &mut report, &mut observed),
                 }
             }
         };
@@ -333,6 +258,10 @@ async fn run_fixtures(
                 "vendor"
             };
             sent.push_str(&format!("   -> {to} {} {}\n", request.method, request.path_and_query));
+            observed.requests.push(RequestLine {
+                method: request.method.clone(),
+                path: request.path_and_query.clone(),
+            });
             for (name, value) in &request.headers {
                 sent.push_str(&format!("      {name}: {value}\n"));
             }
@@ -340,22 +269,62 @@ async fn run_fixtures(
                 sent.push_str(&indent(&pretty(&request.body), "      "));
             }
         }
-        let pass = succeeded != named.expect_failure;
-        let verdict = match (pass, named.expect_failure) {
-            (true, false) => "PASS",
-            (true, true) => "PASS (failed as expected)",
-            (false, false) => "FAIL",
-            (false, true) => "FAIL (expected to fail, but succeeded)",
+        let mut expected = String::new();
+        let differences = match (&named.expect, update) {
+            (_, true) => {
+                write_expectation(&named.expect_path, &observed.as_expectation())?;
+                expected.push_str(&format!("   expect: written to {}\n", file_name(&named.expect_path)));
+                Vec::new()
+            }
+            (Some(expect), false) => expect.differences(&observed),
+            (None, false) => Vec::new(),
+        };
+        for difference in &differences {
+            expected.push_str(&format!("   expect: {difference}\n"));
+        }
+        let pass = succeeded != named.expect_failure && differences.is_empty();
+        let verdict = match (pass, named.expect_failure, differences.is_empty()) {
+            (true, false, _) => "PASS",
+            (true, true, _) => "PASS (failed as expected)",
+            (false, _, false) => "FAIL (not as expected)",
+            (false, false, true) => "FAIL",
+            (false, true, true) => "FAIL (expected to fail, but succeeded)",
         };
         // Everything printed goes through the tenant's redaction, as the bridge's logs do, and
         // what the adapter wrote (bodies, headers) has its control characters escaped.
-        let printed = host.secrets.redact(&format!("{report}{sent}"));
+        let printed = host.secrets.redact(&format!("{report}{sent}{expected}"));
         write!(out, "{}", escape_keeping_lines(&printed))?;
         writeln!(out, "   {verdict}")?;
         passed += usize::from(pass);
     }
     writeln!(out, "\n{passed} of {total} fixture(s) passed")?;
     Ok(passed == total)
+}
+
+/// Reports a failed call, and notes its kind as the fixture's result.
+fn failed(error: &CallError, report: &mut String, observed: &mut Observed) -> bool {
+    report.push_str(&format!(
+        "   result: {}: {}{}\n",
+        error.kind(),
+        escape(&error.to_string()),
+        retry_hint(error)
+    ));
+    observed.result = error.kind().to_string();
+    false
+}
+
+/// Writes `expectation` as pretty JSON to `path` (replacing what is there).
+fn write_expectation(path: &Path, expectation: &Expectation) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(expectation).expect("JSON serializes");
+    text.push('\n');
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The file name of `path`, for a line of the report.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// `; retry after N ms` when the adapter said when the vendor takes requests again.
@@ -395,11 +364,13 @@ async fn webhook_report(
     three_dolphins: &ThreeDolphinsConfig,
     outcome: wt::WebhookOutcome,
     report: &mut String,
+    observed: &mut Observed,
 ) -> anyhow::Result<bool> {
     let mut ok = true;
     let mut events = String::new();
     if outcome.events.len() > host.limits.webhook_events {
         ok = false;
+        observed.result = "adapter_limit_exceeded".into();
         report.push_str(&format!(
             "   result: adapter_limit_exceeded: {} events, more than the limit webhook_events ({})\n",
             outcome.events.len(),
@@ -422,7 +393,9 @@ async fn webhook_report(
                         ThreeDolphinsEvent::Outgoing(_) => &three_dolphins.outgoing_path,
                         ThreeDolphinsEvent::Command(_) => &three_dolphins.command_path,
                     };
-                    let body = serde_json::to_string_pretty(&event.body()).expect("JSON serializes");
+                    let value = event.body();
+                    let body = serde_json::to_string_pretty(&value).expect("JSON serializes");
+                    observed.events.push(value);
                     events.push_str(&format!(
                         "   -> 3Dolphins POST {path}{key}\n{}",
                         indent(&body, "      ")
@@ -430,17 +403,21 @@ async fn webhook_report(
                 }
                 Err(message) => {
                     ok = false;
+                    observed.result = "adapter_invalid_event".into();
                     report.push_str(&format!("   result: adapter_invalid_event: {}\n", escape(&message)));
                 }
             }
         }
     }
     let status = outcome.response.status;
+    observed.status = Some(status);
     if ok {
         if status >= 400 {
             ok = false;
+            observed.result = "answered_error".into();
             report.push_str(&format!("   result: answered {status}\n"));
         } else {
+            observed.result = "ok".into();
             report.push_str("   result: ok\n");
         }
     }
@@ -484,132 +461,6 @@ fn tenant_config(
     table.insert("secrets".into(), substitute(&fixture.secrets).into());
     // Deserialized rather than built, so that limits and timeouts are the bridge's defaults.
     Ok(toml::Value::Table(table).try_into()?)
-}
-
-/// Reads and checks the whole fixture folder before anything runs.
-fn load_fixtures(dir: &Path) -> anyhow::Result<Fixtures> {
-    if !dir.is_dir() {
-        return Err(setup_error(format!("fixture folder {} does not exist", dir.display())));
-    }
-    let tenant_path = dir.join("tenant.toml");
-    let tenant = match std::fs::read_to_string(&tenant_path) {
-        Ok(text) => toml::from_str(&text).map_err(|e| setup_error(toml_error(&tenant_path, &text, &e)))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => TenantFixture::default(),
-        Err(e) => return Err(setup_error(format!("cannot read {}: {e}", tenant_path.display()))),
-    };
-    let vendor_path = dir.join("vendor.json");
-    let vendor = if vendor_path.exists() {
-        serde_json::from_value(read_json(&vendor_path)?)
-            .map_err(|e| setup_error(format!("{}: {e}", vendor_path.display())))?
-    } else {
-        Vec::new()
-    };
-    let mut fixtures = Vec::new();
-    for folder in ["incoming", "webhooks"] {
-        let folder_path = dir.join(folder);
-        if !folder_path.is_dir() {
-            continue;
-        }
-        let entries = std::fs::read_dir(&folder_path)
-            .map_err(|e| setup_error(format!("cannot read {}: {e}", folder_path.display())))?;
-        for entry in entries {
-            let path = entry?.path();
-            let Some(file_name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
-                continue;
-            };
-            if !file_name.ends_with(".json") {
-                continue;
-            }
-            let value = read_json(&path)?;
-            let fixture = if folder == "incoming" {
-                let Value::Object(map) = value else {
-                    return Err(setup_error(format!(
-                        "{}: an Incoming event must be a JSON object",
-                        path.display()
-                    )));
-                };
-                let event = IncomingEvent::from_object(map)
-                    .map_err(|e| setup_error(format!("{}: not an Incoming event: {e}", path.display())))?;
-                Fixture::Incoming(Box::new(event))
-            } else {
-                Fixture::Webhook(
-                    serde_json::from_value(value)
-                        .map_err(|e| setup_error(format!("{}: not a webhook fixture: {e}", path.display())))?,
-                )
-            };
-            fixtures.push(NamedFixture {
-                expect_failure: file_name.ends_with(".fails.json"),
-                name: format!("{folder}/{file_name}"),
-                fixture,
-            });
-        }
-    }
-    if fixtures.is_empty() {
-        return Err(setup_error(format!(
-            "{} has no fixtures (incoming/*.json, webhooks/*.json)",
-            dir.display()
-        )));
-    }
-    // File-name order across both folders; the folder breaks ties.
-    fixtures.sort_by(|a, b| {
-        let file = |f: &NamedFixture| f.name.split_once('/').map(|(_, n)| n.to_string()).unwrap_or_default();
-        file(a).cmp(&file(b)).then_with(|| a.name.cmp(&b.name))
-    });
-    let first_incoming = fixtures.iter().find_map(|f| match &f.fixture {
-        Fixture::Incoming(event) => Some(event.owner.clone()),
-        Fixture::Webhook(_) => None,
-    });
-    let owner = tenant
-        .owner
-        .clone()
-        .or(first_incoming)
-        .unwrap_or_else(|| DEFAULT_OWNER.into());
-    for named in &fixtures {
-        if let Fixture::Incoming(event) = &named.fixture
-            && event.owner != owner
-        {
-            return Err(setup_error(format!(
-                "{}: owner `{}` is not the tenant's (`{owner}`): the bridge would route it to another tenant",
-                dir.join(&named.name).display(),
-                event.owner
-            )));
-        }
-    }
-    Ok(Fixtures {
-        tenant,
-        owner,
-        vendor,
-        fixtures,
-    })
-}
-
-/// `path: line L, column C: MESSAGE` for a TOML file that does not parse. The file's text is not
-/// quoted: a fixture's `tenant.toml` may hold secrets, and a deploy's rejection reason carries
-/// this message to the partner.
-fn toml_error(path: &Path, text: &str, error: &toml::de::Error) -> String {
-    let place = error
-        .span()
-        .map(|span| {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-            format!("line {line}, column {column}: ")
-        })
-        .unwrap_or_default();
-    format!("{}: {place}{}", path.display(), error.message())
-}
-
-/// A JSON file, or an error naming the file and the line and column where it is broken.
-fn read_json(path: &Path) -> anyhow::Result<Value> {
-    let bytes = std::fs::read(path).map_err(|e| setup_error(format!("cannot read {}: {e}", path.display())))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        setup_error(format!(
-            "{}:{}:{}: invalid JSON: {e}",
-            path.display(),
-            e.line(),
-            e.column()
-        ))
-    })
 }
 
 /// The fake vendor of one run: an HTTP server on 127.0.0.1 that records every request and
