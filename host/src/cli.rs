@@ -128,9 +128,10 @@ pub enum PluginCommand {
         /// user's that is not a symbolic link.
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Rust only: the SDK crate's folder (`plugin-sdk` of a dolphin-bridge checkout); by
-        /// default that of the workspace this binary was built from (never one found near the
-        /// project folder).
+        /// A `plugin-sdk` folder of a dolphin-bridge checkout to take the SDK from: for Rust the
+        /// crate the project depends on (by default that of the workspace this binary was built
+        /// from, never one found near the project folder); for Python and JavaScript the SDK file
+        /// copied into the project (by default the one built into this binary).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },

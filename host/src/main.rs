@@ -140,17 +140,20 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
     }
 }
 
-/// What `plugin new` prints: the files it wrote, then how to build and test the adapter.
+/// What `plugin new` prints: the files it wrote, then how to build and test the adapter, as
+/// commands that work where it was run (the build in a subshell that leaves the user there, the
+/// test with the bridge as it was invoked and the project's paths).
 fn new_project_summary(created: &dolphin_bridge::plugin_new::Created) -> String {
     let dir = created.dir.display();
     let mut out = format!("wrote {dir}:\n");
     for file in &created.files {
         out.push_str(&format!("  {}\n", file.display()));
     }
+    let program = std::env::args().next().unwrap_or_else(|| "dolphin-bridge".into());
     out.push_str(&format!(
-        "build it:  cd {dir} && {}\ntest it:   {}\n",
+        "build it:  (cd {dir} && {})\ntest it:   {}\n",
         created.build,
-        created.test_command()
+        created.test_command_from_here(&program)
     ));
     out
 }

@@ -43,7 +43,10 @@ pub struct Options {
     pub name: String,
     /// Where to write the project; `./NAME` when unset.
     pub dir: Option<PathBuf>,
-    /// Rust only: the SDK crate's folder; the workspace's the binary was built from when unset.
+    /// A `plugin-sdk` folder to take the SDK from: for Rust the crate the project depends on
+    /// (the workspace's the binary was built from when unset); for Python and JavaScript the SDK
+    /// file copied into the project (`python/dolphin_bridge_sdk.py`, `js/sdk.js`; the one built
+    /// into the binary when unset).
     pub sdk: Option<PathBuf>,
 }
 
@@ -73,9 +76,9 @@ pub enum NewError {
     /// The target folder exists and belongs to another user.
     #[error("{} belongs to another user; pass a --dir of your own", .0.display())]
     NotOwned(PathBuf),
-    /// `--sdk` given for a language that does not use it.
-    #[error("--sdk applies to --lang rust only")]
-    SdkNotUsed,
+    /// `--sdk` has no SDK file for the project's language.
+    #[error("--sdk {}: no {} there (pass the plugin-sdk folder of a dolphin-bridge checkout)", .0.display(), .1)]
+    NoLanguageSdk(PathBuf, &'static str),
     /// Reading or writing a file failed.
     #[error("{}: {source}", .path.display())]
     Io {
@@ -107,9 +110,14 @@ pub struct Created {
 }
 
 impl Created {
-    /// The `plugin test` command for the built component, run in `dir`.
-    pub fn test_command(&self) -> String {
-        format!("dolphin-bridge plugin test {} --fixtures fixtures", self.component)
+    /// The `plugin test` command for the built component, run where `plugin new` was run, with
+    /// `program` (the bridge as it was invoked) in front.
+    pub fn test_command_from_here(&self, program: &str) -> String {
+        format!(
+            "{program} plugin test {} --fixtures {}",
+            self.dir.join(&self.component).display(),
+            self.dir.join("fixtures").display()
+        )
     }
 }
 
@@ -278,6 +286,16 @@ impl Language {
         }
     }
 
+    /// Python and JavaScript: the SDK file in a `plugin-sdk` folder, and where the project
+    /// keeps its copy.
+    fn sdk_file(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Language::Rust => None,
+            Language::Python => Some(("python/dolphin_bridge_sdk.py", "dolphin_bridge_sdk.py")),
+            Language::Js => Some(("js/sdk.js", "sdk.js")),
+        }
+    }
+
     /// The component the build writes, relative to the project folder.
     fn component(self, crate_name: &str) -> String {
         match self {
@@ -315,9 +333,15 @@ pub fn create(options: &Options) -> Result<Created, NewError> {
     if !valid_name(name) {
         return Err(NewError::InvalidName(name.to_owned()));
     }
-    if options.sdk.is_some() && options.language != Language::Rust {
-        return Err(NewError::SdkNotUsed);
-    }
+    // Read before anything is written: a wrong --sdk leaves no half-made project.
+    let sdk_file = match (options.language.sdk_file(), &options.sdk) {
+        (Some((in_sdk, in_project)), Some(sdk)) => {
+            let text =
+                std::fs::read_to_string(sdk.join(in_sdk)).map_err(|_| NewError::NoLanguageSdk(sdk.clone(), in_sdk))?;
+            Some((in_project, text))
+        }
+        _ => None,
+    };
     let dir = options.dir.clone().unwrap_or_else(|| PathBuf::from(name));
     ensure_usable(&dir)?;
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -353,7 +377,12 @@ pub fn create(options: &Options) -> Result<Created, NewError> {
             ("componentize_js_version", COMPONENTIZE_JS_VERSION.to_owned()),
         ],
     };
-    let files = write_files(&dir, options.language.files().iter().chain(COMMON), &values)?;
+    let files = write_files(
+        &dir,
+        options.language.files().iter().chain(COMMON),
+        &values,
+        sdk_file.as_ref().map(|(path, text)| (*path, text.as_str())),
+    )?;
     Ok(Created {
         dir,
         files,
@@ -363,11 +392,13 @@ pub fn create(options: &Options) -> Result<Created, NewError> {
 }
 
 /// Writes `templates` under `dir`, each file and folder created new (an existing entry, a symbolic
-/// link above all, is an error); returns their paths relative to `dir`.
+/// link above all, is an error), the one at `replaced.0` with the text `replaced.1` instead;
+/// returns their paths relative to `dir`.
 fn write_files<'a>(
     dir: &Path,
     templates: impl Iterator<Item = &'a TemplateFile>,
     values: &Values,
+    replaced: Option<(&str, &str)>,
 ) -> Result<Vec<PathBuf>, NewError> {
     let mut files = Vec::new();
     for template in templates {
@@ -376,9 +407,10 @@ fn write_files<'a>(
             create_folders(dir, parent)?;
         }
         let path = dir.join(relative);
-        let text = match template.kind {
-            Kind::Copy => template.text.to_owned(),
-            Kind::Template | Kind::Script => values.render(template.text),
+        let text = match (template.kind, replaced) {
+            (_, Some((path, text))) if path == template.path => text.to_owned(),
+            (Kind::Copy, _) => template.text.to_owned(),
+            (Kind::Template | Kind::Script, _) => values.render(template.text),
         };
         // `create_new` fails on any existing entry, a symbolic link (even a dangling one) included.
         let mut file = std::fs::OpenOptions::new()
@@ -697,6 +729,57 @@ mod tests {
         );
     }
 
+    /// `--sdk` works for every language: Python and JavaScript projects get that SDK's file in
+    /// place of the one built into the binary; a folder without it writes nothing.
+    #[test]
+    fn sdk_gives_python_and_javascript_projects_that_sdks_file() {
+        let scratch = Scratch::new();
+        let sdk = scratch.path().join("plugin-sdk");
+        std::fs::create_dir_all(sdk.join("python")).unwrap();
+        std::fs::create_dir_all(sdk.join("js")).unwrap();
+        std::fs::write(sdk.join("python/dolphin_bridge_sdk.py"), "# a newer Python SDK\n").unwrap();
+        std::fs::write(sdk.join("js/sdk.js"), "// a newer JavaScript SDK\n").unwrap();
+        for (language, file, marker) in [
+            (Language::Python, "dolphin_bridge_sdk.py", "# a newer Python SDK"),
+            (Language::Js, "sdk.js", "// a newer JavaScript SDK"),
+        ] {
+            let project = scratch.path().join(format!("{language:?}"));
+            let created = create(&Options {
+                sdk: Some(sdk.clone()),
+                ..options(language, &project)
+            })
+            .unwrap();
+            assert!(created.files.contains(&PathBuf::from(file)), "{:?}", created.files);
+            let written = std::fs::read_to_string(project.join(file)).unwrap();
+            assert_eq!(written.trim_end(), marker, "{language:?}");
+        }
+        let empty = scratch.path().join("empty-sdk");
+        std::fs::create_dir_all(&empty).unwrap();
+        let project = scratch.path().join("refused");
+        let error = create(&Options {
+            sdk: Some(empty.clone()),
+            ..options(Language::Js, &project)
+        })
+        .unwrap_err();
+        assert!(error.to_string().contains("no js/sdk.js there"), "{error}");
+        assert!(!project.exists(), "nothing written");
+    }
+
+    #[test]
+    fn the_printed_test_command_works_from_where_plugin_new_ran() {
+        let scratch = Scratch::new();
+        let project = scratch.path().join("work").join("acme-chat");
+        let created = create(&options(Language::Python, &project)).unwrap();
+        assert_eq!(
+            created.test_command_from_here("./bin/dolphin-bridge"),
+            format!(
+                "./bin/dolphin-bridge plugin test {}/acme_chat.wasm --fixtures {}/fixtures",
+                project.display(),
+                project.display()
+            )
+        );
+    }
+
     #[test]
     fn a_target_that_is_a_symlink_is_refused() {
         let dir = Scratch::new();
@@ -725,11 +808,11 @@ mod tests {
         let project = dir.path().join("file-link");
         std::fs::create_dir(&project).unwrap();
         std::os::unix::fs::symlink(&victim, project.join("app.py")).unwrap();
-        let file_outcome = write_files(&project, PYTHON.iter(), &values());
+        let file_outcome = write_files(&project, PYTHON.iter(), &values(), None);
         let project = dir.path().join("folder-link");
         std::fs::create_dir(&project).unwrap();
         std::os::unix::fs::symlink(&victim_dir, project.join("wit")).unwrap();
-        let folder_outcome = write_files(&project, PYTHON.iter(), &values());
+        let folder_outcome = write_files(&project, PYTHON.iter(), &values(), None);
         assert_eq!(
             std::fs::read_to_string(&victim).unwrap(),
             "mine",
