@@ -264,6 +264,7 @@ const JS: &[TemplateFile] = &[
         Kind::Template,
     ),
     file("sdk.js", include_str!("../../plugin-sdk/js/sdk.js"), Kind::Copy),
+    file("join.mjs", include_str!("../../plugin-sdk/js/join.mjs"), Kind::Copy),
     WIT,
 ];
 

@@ -2,32 +2,26 @@
 // adapter's `build.mjs` calls it (`node build.mjs WIT_DIR OUT_FILE`, as `cargo xtask
 // build-plugins` runs it).
 //
-// componentize-js takes one source file and does not resolve the adapter's relative import of
-// the SDK, so this joins the two (no bundler dependency): the SDK with its `export` keywords
-// dropped, then the adapter without its SDK import. Both keep their WIT (`dolphin:bridge/...`)
-// imports, which componentize-js binds. `componentize` is passed in by the adapter's build
-// script, which resolves it from the adapter's own `node_modules`.
+// The adapter and the SDK are joined into the one source componentize-js takes by `join.mjs`
+// (the adapter first, line for line; the SDK in a scope of its own). `componentize` is passed in
+// by the adapter's build script, which resolves it from the adapter's own `node_modules`.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const SDK_IMPORT = /^import\s*\{([^}]*)\}\s*from\s*'\.\.\/\.\.\/plugin-sdk\/js\/sdk\.js';\s*$/m;
+import { joinAdapter, writeChecked } from './join.mjs';
 
 /** Builds `adapterUrl` (a file URL of the adapter's `adapter.js`) against `witPath` into `out`. */
 export async function buildAdapter({ componentize, adapterUrl, witPath, out }) {
   const sdkPath = fileURLToPath(new URL('./sdk.js', import.meta.url));
-  const sdk = (await readFile(sdkPath, 'utf8')).replace(/^export (?=(?:const|function|class) )/gm, '');
+  const sdk = await readFile(sdkPath, 'utf8');
   const adapter = await readFile(fileURLToPath(adapterUrl), 'utf8');
-  const imported = adapter.match(SDK_IMPORT);
-  if (!imported) throw new Error('adapter.js must import the SDK as `import { ... } from \'../../plugin-sdk/js/sdk.js\';`');
-  for (const name of imported[1].split(',').map((n) => n.trim()).filter(Boolean)) {
-    if (!new RegExp(`^(?:const|function|class) ${name}\\b`, 'm').test(sdk)) throw new Error(`the SDK has no export ${name}`);
-  }
+  const source = joinAdapter({ adapter, sdk, isSdk: (specifier) => specifier === '../../plugin-sdk/js/sdk.js' });
   const dir = await mkdtemp(join(tmpdir(), 'adapter-build-'));
   try {
     const sourcePath = join(dir, 'adapter.js');
-    await writeFile(sourcePath, `${sdk}\n// ---- adapter.js ----\n${adapter.replace(SDK_IMPORT, '')}`);
+    await writeChecked(sourcePath, source);
     const { component } = await componentize({
       sourcePath,
       witPath,

@@ -2,9 +2,9 @@
 // `dolphin:bridge@0.2.0` (config, http, kv, log, crypto) and an exception guard for the two
 // exports.
 //
-// An adapter imports what it needs from this file; its build concatenates the two into the one
-// source componentize-js takes (see plugins/sunshine/build.mjs), so every top-level name here is
-// also a top-level name of the adapter: adapters must not declare the same names.
+// An adapter imports what it needs from this file, on one line; its build joins the two into
+// the one source componentize-js takes (`join.mjs`): the adapter first, line for line, and this
+// file in a scope of its own, so its names never clash with the adapter's.
 //
 // Top-level code (here and in the adapter) runs once, when the component is built (componentize-js
 // snapshots the initialized engine with wizer): read the clock (`Date.now()`) and randomness
@@ -490,8 +490,12 @@ export function guard(name, fn) {
       }
       if (e?.tag === 'permanent') throw e;
       const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-      hostLog('error', `${name}: uncaught exception: ${message}`, [['stack', String(e?.stack ?? '')]]);
-      throw { tag: 'permanent', val: `${name}: uncaught exception: ${message}` };
+      const stack = String(e?.stack ?? '');
+      // The first frame in the adapter's own file: its lines are the author's (see join.mjs).
+      const at = stack.match(/adapter\.js:\d+:\d+/);
+      const where = at ? ` (at ${at[0]})` : '';
+      hostLog('error', `${name}: uncaught exception: ${message}${where}`, [['stack', stack]]);
+      throw { tag: 'permanent', val: `${name}: uncaught exception: ${message}${where}` };
     }
   };
 }

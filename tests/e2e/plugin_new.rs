@@ -188,6 +188,81 @@ fn the_js_template_builds_and_passes_plugin_test() {
     report("js", generated, built, Instant::now());
 }
 
+/// The JS template's build joins adapter.js and the SDK with adapter.js first, line for line, and
+/// the SDK in a scope of its own: a name the SDK also declares builds; a typo fails the build
+/// naming adapter.js and the typo's line; an exception at run time is reported at the author's
+/// line of adapter.js.
+#[test]
+fn js_build_and_runtime_errors_name_the_authors_own_lines() {
+    let installed = adapters::workspace_root().join("plugins/echo-js/node_modules");
+    assert!(
+        installed.join("@bytecodealliance/componentize-js").is_dir(),
+        "{} has no componentize-js: run `cargo xtask build-plugins`",
+        installed.display()
+    );
+    let work = tempfile::tempdir().expect("a temp dir");
+    let project = plugin_new(work.path(), "js", "plugin-new-js-errors", &[]);
+    std::os::unix::fs::symlink(&installed, project.join("node_modules")).expect("linking node_modules");
+    let adapter_path = project.join("adapter.js");
+    let original = std::fs::read_to_string(&adapter_path).expect("adapter.js");
+    let parse = "  const body = webhook.parseBody(request);";
+    let line = original
+        .lines()
+        .position(|l| l == parse)
+        .unwrap_or_else(|| panic!("the template parses the webhook body: {original}"))
+        + 1;
+    let build = || {
+        Command::new("node")
+            .arg("build.mjs")
+            .current_dir(&project)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running node build.mjs")
+    };
+
+    let typo = original.replace(parse, "  const body = webhook.parseBody(request));");
+    std::fs::write(&adapter_path, typo).expect("writing the typo");
+    let failed = build();
+    let stderr = text(&failed.stderr);
+    assert!(!failed.status.success(), "the typo built: {stderr}");
+    assert!(
+        stderr.contains(&format!("adapter.js:{line}: SyntaxError")),
+        "names adapter.js and line {line}: {stderr}"
+    );
+
+    // `logger` is the SDK's too (not imported here): once a clash that failed the build.
+    let thrown = original
+        .replace(parse, "  const body = webhook.parseBody(request); null.boom();")
+        .replace(
+            "\nexport const onIncoming",
+            "\nconst logger = 'the adapter\\'s own';\nexport const onIncoming",
+        );
+    let line = thrown
+        .lines()
+        .position(|l| l.contains("null.boom()"))
+        .expect("the throwing line")
+        + 1;
+    std::fs::write(&adapter_path, thrown).expect("writing the throwing adapter");
+    let built = build();
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    let output = Command::new(adapters::bridge_binary())
+        .args(["plugin", "test", "plugin_new_js_errors.wasm", "--fixtures", "fixtures"])
+        .current_dir(&project)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running plugin test");
+    let stdout = text(&output.stdout);
+    let reply = stdout
+        .split("== ")
+        .find(|s| s.starts_with("webhooks/02-agent-reply.json"))
+        .unwrap_or_else(|| panic!("the webhook fixture is reported: {stdout}"));
+    assert!(reply.contains("uncaught exception: TypeError"), "{reply}");
+    assert!(
+        reply.contains(&format!("adapter.js:{line}:")),
+        "the author's line {line}: {reply}"
+    );
+}
+
 #[test]
 fn plugin_new_refuses_a_folder_that_is_not_empty() {
     let work = tempfile::tempdir().expect("a temp dir");

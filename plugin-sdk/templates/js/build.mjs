@@ -1,31 +1,29 @@
 // Builds adapter.js into {{wasm_file}}: `npm install && node build.mjs`.
 //
-// componentize-js takes one source file and does not resolve relative imports, so this joins
-// the two (no bundler needed): sdk.js with its `export` keywords dropped, then adapter.js without
-// its `import { ... } from './sdk.js';` line (keep that import on one line). The SDK's top-level
-// names share the adapter's scope: don't redeclare them.
+// `join.mjs` joins adapter.js and sdk.js into the one source componentize-js takes: adapter.js
+// first, line for line (errors and stack traces name its lines), with its one-line
+// `import { ... } from './sdk.js';` kept on one line; the SDK in a scope of its own.
 import { componentize } from '@bytecodealliance/componentize-js';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { joinAdapter, writeChecked } from './join.mjs';
+
 const here = (file) => fileURLToPath(new URL(file, import.meta.url));
 const out = here('./{{wasm_file}}');
-const SDK_IMPORT = /^import\s*\{([^}]*)\}\s*from\s*'\.\/sdk\.js';\s*$/m;
 
-const sdk = (await readFile(here('./sdk.js'), 'utf8')).replace(/^export (?=(?:const|function|class) )/gm, '');
-const adapter = await readFile(here('./adapter.js'), 'utf8');
-const imported = adapter.match(SDK_IMPORT);
-if (!imported) throw new Error("adapter.js must import the SDK on one line: import { ... } from './sdk.js';");
-for (const name of imported[1].split(',').map((n) => n.trim()).filter(Boolean)) {
-  if (!new RegExp(`^(?:const|function|class) ${name}\\b`, 'm').test(sdk)) throw new Error(`sdk.js has no export ${name}`);
-}
+const source = joinAdapter({
+  adapter: await readFile(here('./adapter.js'), 'utf8'),
+  sdk: await readFile(here('./sdk.js'), 'utf8'),
+  isSdk: (specifier) => specifier === './sdk.js',
+});
 
 const dir = await mkdtemp(join(tmpdir(), '{{name}}-build-'));
 try {
   const sourcePath = join(dir, 'adapter.js');
-  await writeFile(sourcePath, `${sdk}\n// ---- adapter.js ----\n${adapter.replace(SDK_IMPORT, '')}`);
+  await writeChecked(sourcePath, source);
   const { component } = await componentize({
     sourcePath,
     witPath: here('./wit'),
