@@ -94,6 +94,18 @@ fn assert_plugin_test_passes(project: &Path, component: &Path) {
     assert!(refused.contains("<- answer 400"), "{refused}");
 }
 
+/// The `node_modules` of `plugins/echo-js`, which holds the componentize-js the JS template pins
+/// (what `npm install` would put in a template project).
+fn installed_componentize_js() -> PathBuf {
+    let installed = adapters::workspace_root().join("plugins/echo-js/node_modules");
+    assert!(
+        installed.join("@bytecodealliance/componentize-js").is_dir(),
+        "{} has no componentize-js: run `cargo xtask build-plugins`",
+        installed.display()
+    );
+    installed
+}
+
 /// Prints how long each step took (shown with `--nocapture`).
 fn report(language: &str, generated: Instant, built: Instant, tested: Instant) {
     eprintln!(
@@ -160,12 +172,7 @@ fn the_python_template_builds_and_passes_plugin_test() {
 
 #[test]
 fn the_js_template_builds_and_passes_plugin_test() {
-    let installed = adapters::workspace_root().join("plugins/echo-js/node_modules");
-    assert!(
-        installed.join("@bytecodealliance/componentize-js").is_dir(),
-        "{} has no componentize-js: run `cargo xtask build-plugins`",
-        installed.display()
-    );
+    let installed = installed_componentize_js();
     let work = tempfile::tempdir().expect("a temp dir");
     let project = plugin_new(work.path(), "js", "plugin-new-js", &[]);
     let package = std::fs::read_to_string(project.join("package.json")).expect("package.json");
@@ -194,12 +201,7 @@ fn the_js_template_builds_and_passes_plugin_test() {
 /// line of adapter.js.
 #[test]
 fn js_build_and_runtime_errors_name_the_authors_own_lines() {
-    let installed = adapters::workspace_root().join("plugins/echo-js/node_modules");
-    assert!(
-        installed.join("@bytecodealliance/componentize-js").is_dir(),
-        "{} has no componentize-js: run `cargo xtask build-plugins`",
-        installed.display()
-    );
+    let installed = installed_componentize_js();
     let work = tempfile::tempdir().expect("a temp dir");
     let project = plugin_new(work.path(), "js", "plugin-new-js-errors", &[]);
     std::os::unix::fs::symlink(&installed, project.join("node_modules")).expect("linking node_modules");
