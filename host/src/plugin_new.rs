@@ -22,6 +22,8 @@ use std::path::{Component, Path, PathBuf};
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 /// The componentize-js version JavaScript adapters are built with (as in the repository's build).
 pub const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
+/// The TypeScript version a JavaScript project's build type-checks with (as `echo-js` installs).
+pub const TYPESCRIPT_VERSION: &str = "5.9.3";
 
 /// The SDK crate of the workspace this binary was built from.
 const WORKSPACE_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin-sdk");
@@ -265,6 +267,12 @@ const JS: &[TemplateFile] = &[
     ),
     file("sdk.js", include_str!("../../plugin-sdk/js/sdk.js"), Kind::Copy),
     file("join.mjs", include_str!("../../plugin-sdk/js/join.mjs"), Kind::Copy),
+    file("sdk.d.ts", include_str!("../../plugin-sdk/js/sdk.d.ts"), Kind::Copy),
+    file(
+        "tsconfig.json",
+        include_str!("../../plugin-sdk/templates/js/tsconfig.json"),
+        Kind::Copy,
+    ),
     WIT,
 ];
 
@@ -376,6 +384,7 @@ pub fn create(options: &Options) -> Result<Created, NewError> {
             ("sdk_path", sdk_path),
             ("componentize_py_version", COMPONENTIZE_PY_VERSION.to_owned()),
             ("componentize_js_version", COMPONENTIZE_JS_VERSION.to_owned()),
+            ("typescript_version", TYPESCRIPT_VERSION.to_owned()),
         ],
     };
     let files = write_files(
@@ -582,6 +591,10 @@ mod tests {
             )),
             "echo-js's componentize-js differs from {COMPONENTIZE_JS_VERSION}"
         );
+        assert!(
+            package.contains(&format!("\"typescript\": \"{TYPESCRIPT_VERSION}\"")),
+            "echo-js's typescript differs from {TYPESCRIPT_VERSION}"
+        );
     }
 
     #[test]
@@ -697,6 +710,7 @@ mod tests {
                 ("sdk_path", "../plugin-sdk".into()),
                 ("componentize_py_version", COMPONENTIZE_PY_VERSION.into()),
                 ("componentize_js_version", COMPONENTIZE_JS_VERSION.into()),
+                ("typescript_version", TYPESCRIPT_VERSION.into()),
             ],
         }
     }

@@ -9,6 +9,7 @@
 //   else it does not import; the SDK's own WIT imports are renamed `__sdk_*` for the same reason.
 
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
@@ -102,4 +103,19 @@ export async function writeChecked(sourcePath, source) {
   const error = lines.find((text) => /^[A-Za-z]*Error: /.test(text)) ?? 'the source does not parse';
   const shown = lines.slice(1, 3).filter((text) => text.trim() !== '');
   throw new Error([`adapter.js:${line}: ${error}`, ...shown].join('\n'));
+}
+
+/**
+ * Type-checks the project in `projectDir` (its `tsconfig.json`: adapter.js against `sdk.d.ts`)
+ * with the project's own TypeScript, when it is installed; throws with tsc's report, whose lines
+ * read `adapter.js(LINE,COLUMN): error TS...`.
+ */
+export function checkTypes(projectDir) {
+  const tsc = join(projectDir, 'node_modules', 'typescript', 'bin', 'tsc');
+  if (!existsSync(tsc)) {
+    console.warn('typescript is not installed (npm install): adapter.js is built without a type check');
+    return;
+  }
+  const run = spawnSync(process.execPath, [tsc, '-p', projectDir, '--pretty', 'false'], { encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`adapter.js does not type-check:\n${(run.stdout + run.stderr).trim()}`);
 }

@@ -196,9 +196,10 @@ fn the_js_template_builds_and_passes_plugin_test() {
 }
 
 /// The JS template's build joins adapter.js and the SDK with adapter.js first, line for line, and
-/// the SDK in a scope of its own: a name the SDK also declares builds; a typo fails the build
-/// naming adapter.js and the typo's line; an exception at run time is reported at the author's
-/// line of adapter.js.
+/// the SDK in a scope of its own, and type-checks adapter.js against the SDK's types: a typo
+/// fails the build naming adapter.js and the typo's line, a misspelt field its line and the
+/// field; a name the SDK also declares builds; an exception at run time is reported at the
+/// author's line of adapter.js.
 #[test]
 fn js_build_and_runtime_errors_name_the_authors_own_lines() {
     let installed = installed_componentize_js();
@@ -232,16 +233,32 @@ fn js_build_and_runtime_errors_name_the_authors_own_lines() {
         "names adapter.js and line {line}: {stderr}"
     );
 
+    // A misspelt field of the SDK's types: `tsc` fails the build at its line.
+    let misspelt = original.replace("message: event.message,", "message: event.mesage,");
+    let type_line = misspelt
+        .lines()
+        .position(|l| l.contains("event.mesage"))
+        .expect("the template posts event.message")
+        + 1;
+    std::fs::write(&adapter_path, misspelt).expect("writing the misspelt field");
+    let failed = build();
+    let stderr = text(&failed.stderr);
+    assert!(!failed.status.success(), "the misspelt field built: {stderr}");
+    assert!(
+        stderr.contains(&format!("adapter.js({type_line},")) && stderr.contains("'mesage' does not exist"),
+        "names adapter.js, line {type_line} and the field: {stderr}"
+    );
+
     // `logger` is the SDK's too (not imported here): once a clash that failed the build.
     let thrown = original
-        .replace(parse, "  const body = webhook.parseBody(request); null.boom();")
+        .replace(parse, "  const body = webhook.parseBody(request); body.missing.boom();")
         .replace(
             "\nexport const onIncoming",
             "\nconst logger = 'the adapter\\'s own';\nexport const onIncoming",
         );
     let line = thrown
         .lines()
-        .position(|l| l.contains("null.boom()"))
+        .position(|l| l.contains("body.missing.boom()"))
         .expect("the throwing line")
         + 1;
     std::fs::write(&adapter_path, thrown).expect("writing the throwing adapter");

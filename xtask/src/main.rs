@@ -490,7 +490,7 @@ fn build_other_plugins(plugins: &[Plugin]) -> Result<Vec<Built>> {
                     .arg(&out))?;
             }
             "JavaScript" => {
-                if !plugin.dir.join("node_modules").is_dir() {
+                if !npm_dependencies_installed(&plugin.dir)? {
                     run(Command::new("npm").current_dir(&plugin.dir).args([
                         "install",
                         "--no-audit",
@@ -511,6 +511,23 @@ fn build_other_plugins(plugins: &[Plugin]) -> Result<Vec<Built>> {
         built.push(Built { name, path: out });
     }
     Ok(built)
+}
+
+/// Whether every dependency `package.json` in `dir` lists is in its `node_modules` (a checkout
+/// made before a dependency was added gets it at the next build).
+fn npm_dependencies_installed(dir: &Path) -> Result<bool> {
+    let manifest = dir.join("package.json");
+    let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
+    let package: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", manifest.display()))?;
+    let names = ["dependencies", "devDependencies"]
+        .iter()
+        .filter_map(|section| package[*section].as_object())
+        .flat_map(|deps| deps.keys().cloned())
+        .collect::<Vec<_>>();
+    Ok(names
+        .iter()
+        .all(|name| dir.join("node_modules").join(name).join("package.json").is_file()))
 }
 
 /// The componentize-py version Python adapters are built with.

@@ -15,10 +15,16 @@
 //
 // Read the clock (`Date.now()`) and randomness only inside the exports: top-level code runs
 // once, when the component is built.
+//
+// `// @ts-check` below makes the build check this file against the SDK's types (`sdk.d.ts`):
+// a misspelt helper or field fails the build, not a customer's message.
 
+// @ts-check
 import { config, guard, http, webhook } from './sdk.js';
 
-export const onIncoming = guard('on-incoming', (ctx, event) => {
+/** @typedef {import('./sdk.js').CallContext} CallContext */
+
+export const onIncoming = guard('on-incoming', (/** @type {CallContext} */ ctx, /** @type {import('./sdk.js').IncomingEvent} */ event) => {
   const url = config.require('url');
   const token = config.require('token');
   const body = {
@@ -39,7 +45,7 @@ export const onIncoming = guard('on-incoming', (ctx, event) => {
   });
 });
 
-export const onVendorWebhook = guard('on-vendor-webhook', (ctx, request) => {
+export const onVendorWebhook = guard('on-vendor-webhook', (/** @type {CallContext} */ ctx, /** @type {import('./sdk.js').WebhookRequest} */ request) => {
   const body = webhook.parseBody(request);
   const ticket = body?.ticketNumber;
   if (typeof ticket !== 'string' || ticket === '') return refuse('`ticketNumber` is required');

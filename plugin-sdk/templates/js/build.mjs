@@ -2,14 +2,15 @@
 //
 // `join.mjs` joins adapter.js and sdk.js into the one source componentize-js takes: adapter.js
 // first, line for line (errors and stack traces name its lines), with its one-line
-// `import { ... } from './sdk.js';` kept on one line; the SDK in a scope of its own.
+// `import { ... } from './sdk.js';` kept on one line; the SDK in a scope of its own. Then
+// `tsc` checks adapter.js against the SDK's types (`sdk.d.ts`, `tsconfig.json`).
 import { componentize } from '@bytecodealliance/componentize-js';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { joinAdapter, writeChecked } from './join.mjs';
+import { checkTypes, joinAdapter, writeChecked } from './join.mjs';
 
 const here = (file) => fileURLToPath(new URL(file, import.meta.url));
 const out = here('./{{wasm_file}}');
@@ -24,6 +25,7 @@ const dir = await mkdtemp(join(tmpdir(), '{{name}}-build-'));
 try {
   const sourcePath = join(dir, 'adapter.js');
   await writeChecked(sourcePath, source);
+  checkTypes(here('.'));
   const { component } = await componentize({
     sourcePath,
     witPath: here('./wit'),
