@@ -114,6 +114,26 @@ pub enum PluginCommand {
         #[arg(long)]
         update: bool,
     },
+    /// Run the bridge locally on an adapter: the tenant from a fixture folder (as `plugin
+    /// test` reads it), a fake 3Dolphins and a fake vendor on 127.0.0.1 that print what they
+    /// receive, the adapter reloaded whenever its file changes, and ready-to-paste `curl` lines
+    /// for the Incoming and webhook endpoints. Ctrl-C stops it and removes its temporary folder.
+    Run {
+        /// The adapter component (`.wasm`).
+        adapter: PathBuf,
+        /// The fixture folder: `tenant.toml` (owner, config, secrets), `vendor.json` (the fake
+        /// vendor's answers), and the first of `incoming/*.json` and of `webhooks/*.json` for the
+        /// sample requests.
+        #[arg(long)]
+        fixtures: PathBuf,
+        /// A real vendor's base URL: what `${VENDOR_URL}` stands for and the adapter's one
+        /// allowed origin, instead of the fake vendor.
+        #[arg(long)]
+        vendor: Option<String>,
+        /// Where the bridge listens (port 0: a free one; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
     /// Write a new adapter project from a template: an adapter posting each customer message to
     /// a vendor URL and mapping the vendor's webhook into 3Dolphins events, fixtures that
     /// `plugin test` passes, a tenant snippet, a README and a one-command build. Exits 2 when

@@ -19,6 +19,7 @@ pub mod egress;
 pub mod metrics;
 pub mod outbox;
 pub mod plugin_new;
+pub mod plugin_run;
 pub mod plugin_test;
 pub mod redaction;
 pub mod registry;
@@ -32,11 +33,14 @@ pub mod three_dolphins;
 pub mod webhook_auth;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use tokio_util::sync::CancellationToken;
 
 use config::Config;
-use registry::AdapterRegistry;
+use outbox::Outbox;
+use registry::{AdapterRegistry, ChangeWatcher};
 use runtime::{HostServices, Runtime};
 
 /// Opens the configured store: PostgreSQL when `[store] url` is set (its migrations applied),
@@ -100,4 +104,117 @@ pub fn properties(config: &Config) -> String {
         base = config.server.public_base_url(),
         path = config.server.incoming_path,
     )
+}
+
+/// The bridge `serve` runs, built from a configuration: its store opened, its adapters compiled
+/// and its files watched; [`Bridge::serve`] then serves it.
+pub struct Bridge {
+    config: Config,
+    registry: Arc<AdapterRegistry>,
+    outbox: Arc<Outbox>,
+    watcher: ChangeWatcher,
+    /// One server per SQLite file; processes sharing a PostgreSQL database need no such lock.
+    _one_server: Option<store::ServerLock>,
+}
+
+impl Bridge {
+    /// Opens the store (under the server lock for SQLite, with the last run's leases
+    /// released), starts watching the configuration and adapter files, and compiles every
+    /// tenant's adapter (versions deployed on other replicas first).
+    pub async fn start(config: Config) -> anyhow::Result<Bridge> {
+        let one_server = match config.store.url {
+            None => Some(store::ServerLock::acquire(&config.store.path)?),
+            Some(_) => None,
+        };
+        let watcher = ChangeWatcher::start(&config)?;
+        let store = open_store(&config).await?;
+        if one_server.is_some() {
+            // Under the server lock, every lease is a dead process's: its deliveries go now, not
+            // when their leases would have ended.
+            let released = store
+                .release_all_leases()
+                .await
+                .context("releasing the leases of the last run")?;
+            if released > 0 {
+                tracing::info!(
+                    released,
+                    "deliveries that were running when the last server stopped are due again"
+                );
+            }
+        }
+        // Versions deployed on other replicas load before this one serves.
+        deployments::shared::prime(&config, store.as_ref()).await?;
+        let registry = Arc::new(build_registry(&config, store.clone())?);
+        let outbox = Outbox::new(store, config.delivery.clone());
+        Ok(Bridge {
+            config,
+            registry,
+            outbox,
+            watcher,
+            _one_server: one_server,
+        })
+    }
+
+    /// The live tenant set (to reload it on a signal).
+    pub fn registry(&self) -> &Arc<AdapterRegistry> {
+        &self.registry
+    }
+
+    /// Serves on `listener` until `shutdown`, with the outbox delivering, the heartbeat and the
+    /// deploy follower running and changed files reloaded; then lets running requests and
+    /// deliveries finish within `delivery.shutdown_grace_ms`.
+    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Bridge {
+            config,
+            registry,
+            outbox,
+            watcher,
+            _one_server,
+        } = self;
+        let address = listener.local_addr()?;
+        let delivery = tokio::spawn(outbox.clone().run(registry.clone(), shutdown.clone()));
+        tokio::spawn(cluster::heartbeat::run_heartbeat(
+            outbox.store().clone(),
+            registry.clone(),
+            address,
+            shutdown.clone(),
+        ));
+        tokio::spawn(cluster::deployment_follower::follow(
+            outbox.store().clone(),
+            registry.clone(),
+            shutdown.clone(),
+        ));
+        let watched = registry.clone();
+        let watch_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = watched.watch(watcher, watch_shutdown).await {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "file watching stopped; reload with SIGHUP or POST /admin/reload"
+                );
+            }
+        });
+        let state = Arc::new(server::AppState {
+            server: config.server.clone(),
+            registry,
+            outbox,
+            admin_token: config.admin.token.clone(),
+            metrics_token: config.metrics.token.clone(),
+            sessions: Default::default(),
+            uploads: server::UploadSlots::new(
+                config.deployments.max_uploads,
+                config.deployments.max_uploads_per_tenant,
+            ),
+            auth_throttle: server::AuthThrottle::new(server::ThrottleLimits {
+                limit: config.server.auth_failure_limit,
+                window: Duration::from_millis(config.server.auth_failure_window_ms),
+                max_sources: config.server.auth_failure_sources,
+            }),
+            refusals: Default::default(),
+        });
+        let grace = Duration::from_millis(config.delivery.shutdown_grace_ms);
+        server::serve(listener, state, shutdown, grace).await?;
+        delivery.await.context("the delivery task failed")?;
+        Ok(())
+    }
 }

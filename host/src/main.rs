@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -10,10 +9,7 @@ use dolphin_bridge::cli::RemoteArgs;
 use dolphin_bridge::cli::{Cli, Command, DeadLetterCommand, LogFormat, PluginCommand};
 use dolphin_bridge::config::Config;
 use dolphin_bridge::deploy_client::{Action, Remote};
-use dolphin_bridge::outbox::Outbox;
-use dolphin_bridge::registry::{AdapterRegistry, ChangeWatcher};
-use dolphin_bridge::server::{self, AppState};
-use dolphin_bridge::store::ServerLock;
+use dolphin_bridge::registry::AdapterRegistry;
 use dolphin_bridge::terminal_text::escape;
 use tokio_util::sync::CancellationToken;
 
@@ -90,7 +86,8 @@ fn run() -> anyhow::Result<()> {
 }
 
 /// `plugin ...`: tools for adapter authors. `plugin test` exits 0 when every fixture passed, 1
-/// when one failed, and 2 when the fixtures or the adapter cannot be loaded.
+/// when one failed, and 2 when the fixtures or the adapter cannot be loaded; `plugin run` serves
+/// until Ctrl-C or SIGTERM, and exits 1 with one `error:` line when it cannot start.
 fn plugin(command: PluginCommand) -> anyhow::Result<()> {
     match command {
         PluginCommand::Test {
@@ -118,6 +115,25 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
                 }
             };
             std::process::exit(code)
+        }
+        PluginCommand::Run {
+            adapter,
+            fixtures,
+            vendor,
+            listen,
+        } => {
+            let options = dolphin_bridge::plugin_run::Options {
+                adapter,
+                fixtures,
+                vendor,
+                listen,
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(stop_on_signal(shutdown.clone()));
+                dolphin_bridge::plugin_run::run(&options, shutdown).await
+            })
         }
         PluginCommand::New { lang, name, dir, sdk } => {
             let options = dolphin_bridge::plugin_new::Options {
@@ -193,87 +209,22 @@ async fn check(config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    // One server per SQLite file; processes sharing a PostgreSQL database need no such lock.
-    let _one_server = match config.store.url {
-        None => Some(ServerLock::acquire(&config.store.path)?),
-        Some(_) => None,
-    };
-    let watcher = ChangeWatcher::start(&config)?;
-    let store = dolphin_bridge::open_store(&config).await?;
-    if _one_server.is_some() {
-        // Under the server lock, every lease is a dead process's: its deliveries go now, not
-        // when their leases would have ended.
-        let released = store
-            .release_all_leases()
-            .await
-            .context("releasing the leases of the last run")?;
-        if released > 0 {
-            tracing::info!(
-                released,
-                "deliveries that were running when the last server stopped are due again"
-            );
-        }
-    }
-    // Versions deployed on other replicas load before this one serves.
-    dolphin_bridge::deployments::shared::prime(&config, store.as_ref()).await?;
-    let registry = Arc::new(dolphin_bridge::build_registry(&config, store.clone())?);
-    let outbox = Outbox::new(store, config.delivery.clone());
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
+    let listen = config.server.listen;
+    let bridge = dolphin_bridge::Bridge::start(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {} ([server] listen)", config.server.listen))?;
+        .with_context(|| format!("cannot listen on {listen} ([server] listen)"))?;
     let address = listener.local_addr()?;
     let replica = dolphin_bridge::cluster::ReplicaId::current();
-    tracing::info!(%address, %replica, tenants = registry.snapshot().all().len(), "dolphin-bridge started");
+    tracing::info!(%address, %replica, tenants = bridge.registry().snapshot().all().len(), "dolphin-bridge started");
     let mut stdout = std::io::stdout();
     writeln!(stdout, "listening on http://{address}")?;
     stdout.flush()?;
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let delivery = tokio::spawn(outbox.clone().run(registry.clone(), shutdown.clone()));
-    tokio::spawn(reload_on_sighup(registry.clone()));
-    tokio::spawn(dolphin_bridge::cluster::heartbeat::run_heartbeat(
-        outbox.store().clone(),
-        registry.clone(),
-        address,
-        shutdown.clone(),
-    ));
-    tokio::spawn(dolphin_bridge::cluster::deployment_follower::follow(
-        outbox.store().clone(),
-        registry.clone(),
-        shutdown.clone(),
-    ));
-    let watched = registry.clone();
-    let watch_shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        if let Err(e) = watched.watch(watcher, watch_shutdown).await {
-            tracing::error!(
-                error = format!("{e:#}"),
-                "file watching stopped; reload with SIGHUP or POST /admin/reload"
-            );
-        }
-    });
-    let state = Arc::new(AppState {
-        server: config.server.clone(),
-        registry,
-        outbox,
-        admin_token: config.admin.token.clone(),
-        metrics_token: config.metrics.token.clone(),
-        sessions: Default::default(),
-        uploads: server::UploadSlots::new(
-            config.deployments.max_uploads,
-            config.deployments.max_uploads_per_tenant,
-        ),
-        auth_throttle: server::AuthThrottle::new(server::ThrottleLimits {
-            limit: config.server.auth_failure_limit,
-            window: Duration::from_millis(config.server.auth_failure_window_ms),
-            max_sources: config.server.auth_failure_sources,
-        }),
-        refusals: Default::default(),
-    });
-    let grace = Duration::from_millis(config.delivery.shutdown_grace_ms);
-    server::serve(listener, state, shutdown, grace).await?;
-    delivery.await.context("the delivery task failed")?;
+    tokio::spawn(reload_on_sighup(bridge.registry().clone()));
+    bridge.serve(listener, shutdown).await?;
     tracing::info!("dolphin-bridge stopped");
     Ok(())
 }

@@ -25,6 +25,7 @@ mod lookups;
 mod nemesis;
 mod outbox;
 mod plugin_new;
+mod plugin_run;
 mod plugin_test;
 mod redaction;
 mod refused;

@@ -40,7 +40,10 @@ pub const HOST_LAYERS: &[(&str, &[&str])] = &[
     ("adapters", &["registry", "tenants", "deployments", "plugin_test"]),
     ("outbox and cluster", &["outbox", "cluster"]),
     ("server", &["server"]),
-    ("entry points", &["cli", "deploy_client", "plugin_new", "", "main"]),
+    (
+        "entry points",
+        &["cli", "deploy_client", "plugin_new", "plugin_run", "", "main"],
+    ),
 ];
 
 /// The most lines of non-test code one host file may hold.

@@ -15,7 +15,7 @@ use crate::contract::IncomingEvent;
 /// `tenant.toml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct TenantFixture {
+pub(crate) struct TenantFixture {
     pub owner: Option<String>,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -26,7 +26,7 @@ pub(super) struct TenantFixture {
 /// One answer of the fake vendor (`vendor.json`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct VendorResponse {
+pub(crate) struct VendorResponse {
     pub method: String,
     pub path: String,
     pub status: u16,
@@ -39,7 +39,7 @@ pub(super) struct VendorResponse {
 /// One webhook fixture.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct WebhookFixture {
+pub(crate) struct WebhookFixture {
     #[serde(default = "default_method")]
     pub method: String,
     #[serde(default = "default_path")]
@@ -61,13 +61,13 @@ fn default_path() -> String {
 }
 
 /// One fixture file, parsed.
-pub(super) enum Fixture {
+pub(crate) enum Fixture {
     Incoming(Box<IncomingEvent>),
     Webhook(WebhookFixture),
 }
 
 /// A fixture and where it came from.
-pub(super) struct NamedFixture {
+pub(crate) struct NamedFixture {
     /// `incoming/NAME.json` or `webhooks/NAME.json`.
     pub name: String,
     pub expect_failure: bool,
@@ -79,7 +79,7 @@ pub(super) struct NamedFixture {
 }
 
 /// The fixture folder, parsed.
-pub(super) struct Fixtures {
+pub(crate) struct Fixtures {
     pub tenant: TenantFixture,
     /// The tenant's owner.
     pub owner: String,
@@ -88,7 +88,7 @@ pub(super) struct Fixtures {
 }
 
 /// Reads and checks the whole fixture folder before anything runs.
-pub(super) fn load_fixtures(dir: &Path) -> anyhow::Result<Fixtures> {
+pub(crate) fn load_fixtures(dir: &Path) -> anyhow::Result<Fixtures> {
     if !dir.is_dir() {
         return Err(setup_error(format!("fixture folder {} does not exist", dir.display())));
     }

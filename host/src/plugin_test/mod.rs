@@ -47,9 +47,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use crate::config::{AdaptersConfig, InstanceReuseConfig, TenantConfig, ThreeDolphinsConfig};
@@ -62,10 +59,13 @@ use crate::runtime::{
 use crate::store::{Direction, NewDelivery, Store, TicketInfo};
 use crate::terminal_text::{escape, escape_keeping_lines};
 use expectation::{Expectation, Observed, RequestLine};
-use fixtures::{Fixture, Fixtures, TenantFixture, VendorResponse, load_fixtures};
+use fake_http::{Recorded, indent, pretty, start_fake_vendor};
+use fixtures::{Fixture, Fixtures};
+pub(crate) use fixtures::{TenantFixture, load_fixtures};
 
 mod expectation;
-mod fixtures;
+pub(crate) mod fake_http;
+pub(crate) mod fixtures;
 
 /// The tenant name adapters see in their call context.
 const TENANT: &str = "plugin-test";
@@ -99,15 +99,6 @@ fn setup_error(message: impl Into<String>) -> anyhow::Error {
     SetupError(message.into()).into()
 }
 
-/// One request the fake vendor received.
-#[derive(Debug, Clone)]
-struct Recorded {
-    method: String,
-    path_and_query: String,
-    headers: Vec<(String, String)>,
-    body: Bytes,
-}
-
 /// Runs the fixtures in `options.fixtures` against `options.adapter`, printing to `out`.
 /// `Ok(true)` when every fixture passed; a [`SetupError`] when the folder or the adapter cannot
 /// be loaded.
@@ -118,8 +109,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<bool
     let defaults = AdaptersConfig::default();
     let cache_dir = match &options.cache_dir {
         Some(dir) => dir.clone(),
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        None => std::env::temp_dir().join(format!("dolphin-bridge-plugin-test-{}", unsafe { libc::geteuid() })),
+        None => default_cache_dir(),
     };
     // A few instance slots: one call runs at a time.
     let runtime = Runtime::new(cache_dir, defaults.max_wasm_stack_kib << 10, 1, 4)?;
@@ -151,11 +141,15 @@ async fn run_fixtures(
     out: &mut impl Write,
 ) -> anyhow::Result<bool> {
     let recorded = Arc::new(Mutex::new(Vec::new()));
+    let recorder = recorded.clone();
     // Stopped when the run ends, however it ends.
-    let vendor = start_fake_vendor(fixtures.vendor.clone(), recorded.clone()).await?;
+    let vendor = start_fake_vendor(fixtures.vendor.clone(), move |request: &Recorded| {
+        recorder.lock().expect("recorded lock").push(request.clone());
+    })
+    .await?;
     let vendor_url = vendor.url.clone();
 
-    let work_dir = WorkDir::create()?;
+    let work_dir = WorkDir::create("plugin-test-run")?;
     let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::SqliteStore::open(
         &work_dir.0.join("store.db"),
         crate::store::CommitMode::Group,
@@ -257,17 +251,11 @@ async fn run_fixtures(
             } else {
                 "vendor"
             };
-            sent.push_str(&format!("   -> {to} {} {}\n", request.method, request.path_and_query));
+            sent.push_str(&request.describe(&format!("   -> {to} ")));
             observed.requests.push(RequestLine {
                 method: request.method.clone(),
                 path: request.path_and_query.clone(),
             });
-            for (name, value) in &request.headers {
-                sent.push_str(&format!("      {name}: {value}\n"));
-            }
-            if !request.body.is_empty() {
-                sent.push_str(&indent(&pretty(&request.body), "      "));
-            }
         }
         let mut expected = String::new();
         let differences = match (&named.expect, update) {
@@ -440,6 +428,22 @@ fn tenant_config(
     adapter: &Path,
     vendor_url: &str,
 ) -> anyhow::Result<TenantConfig> {
+    let table = tenant_table(fixture, TENANT, owner, adapter, vendor_url, vendor_url);
+    // Deserialized rather than built, so that limits and timeouts are the bridge's defaults.
+    Ok(toml::Value::Table(table).try_into()?)
+}
+
+/// A `[[tenants]]` entry named `name` for the fixture's tenant: its owner, its `config` and
+/// `secrets` with every `${VENDOR_URL}` replaced by `vendor_url`, `origin` as its one allowed
+/// origin, private networks allowed (fake vendors listen on loopback).
+pub(crate) fn tenant_table(
+    fixture: &TenantFixture,
+    name: &str,
+    owner: &str,
+    adapter: &Path,
+    vendor_url: &str,
+    origin: &str,
+) -> toml::Table {
     let substitute = |values: &BTreeMap<String, String>| -> toml::Table {
         values
             .iter()
@@ -452,148 +456,37 @@ fn tenant_config(
             .collect()
     };
     let mut table = toml::Table::new();
-    table.insert("name".into(), TENANT.into());
+    table.insert("name".into(), name.into());
     table.insert("owner".into(), owner.into());
     table.insert("adapter".into(), adapter.display().to_string().into());
-    table.insert("allowed_hosts".into(), toml::Value::Array(vec![vendor_url.into()]));
+    table.insert("allowed_hosts".into(), toml::Value::Array(vec![origin.into()]));
     table.insert("allow_private_networks".into(), true.into());
     table.insert("config".into(), substitute(&fixture.config).into());
     table.insert("secrets".into(), substitute(&fixture.secrets).into());
-    // Deserialized rather than built, so that limits and timeouts are the bridge's defaults.
-    Ok(toml::Value::Table(table).try_into()?)
+    table
 }
 
-/// The fake vendor of one run: an HTTP server on 127.0.0.1 that records every request and
-/// answers from the fixtures. Dropping it stops it: its listening socket and every connection
-/// to it are closed.
-struct FakeVendor {
-    /// `http://127.0.0.1:PORT`.
-    url: String,
-    /// The accept loop, which owns the connections' tasks.
-    server: tokio::task::AbortHandle,
+/// Where compiled adapters are cached unless told otherwise: a folder of the user's in the
+/// system temp folder, shared by `plugin test` and `plugin run`.
+pub(crate) fn default_cache_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    std::env::temp_dir().join(format!("dolphin-bridge-plugin-test-{}", unsafe { libc::geteuid() }))
 }
 
-impl Drop for FakeVendor {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-/// Starts the fake vendor on 127.0.0.1; every request is added to `recorded` and answered from
-/// `responses`.
-async fn start_fake_vendor(
-    responses: Vec<VendorResponse>,
-    recorded: Arc<Mutex<Vec<Recorded>>>,
-) -> anyhow::Result<FakeVendor> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .context("starting the fake vendor")?;
-    let address = listener.local_addr()?;
-    let responses = Arc::new(responses);
-    let server = tokio::spawn(async move {
-        // Aborting the accept loop drops this set, which aborts every connection's task.
-        let mut connections = tokio::task::JoinSet::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            // Forget the connections that ended.
-            while connections.try_join_next().is_some() {}
-            let (responses, recorded) = (responses.clone(), recorded.clone());
-            let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                let (responses, recorded) = (responses.clone(), recorded.clone());
-                async move { Ok::<_, std::convert::Infallible>(answer(request, &responses, &recorded).await) }
-            });
-            connections.spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok(FakeVendor {
-        url: format!("http://{address}"),
-        server: server.abort_handle(),
-    })
-}
-
-/// Records `request` and answers it from `responses`.
-async fn answer(
-    request: hyper::Request<hyper::body::Incoming>,
-    responses: &[VendorResponse],
-    recorded: &Mutex<Vec<Recorded>>,
-) -> hyper::Response<Full<Bytes>> {
-    let (parts, body) = request.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let path = parts.uri.path().to_string();
-    recorded.lock().expect("recorded lock").push(Recorded {
-        method: parts.method.to_string(),
-        path_and_query: parts
-            .uri
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or(path.clone()),
-        headers: parts
-            .headers
-            .iter()
-            // Added by the HTTP client, the same for every request.
-            .filter(|(name, _)| !matches!(name.as_str(), "host" | "content-length" | "accept"))
-            .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into()))
-            .collect(),
-        body,
-    });
-    let found = responses
-        .iter()
-        .find(|r| r.method.eq_ignore_ascii_case(parts.method.as_str()) && r.path == path);
-    fake_response(found)
-}
-
-/// The fake vendor's answer: the fixture's, or 404 when none matched.
-fn fake_response(found: Option<&VendorResponse>) -> hyper::Response<Full<Bytes>> {
-    let Some(answer) = found else {
-        return hyper::Response::builder()
-            .status(404)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from_static(br#"{"error":"no fixture response"}"#)))
-            .expect("a valid response");
-    };
-    let mut builder = hyper::Response::builder().status(answer.status);
-    let (body, json) = match &answer.body {
-        Value::String(text) => (text.clone().into_bytes(), false),
-        Value::Null => (Vec::new(), false),
-        other => (serde_json::to_vec(other).expect("JSON serializes"), true),
-    };
-    if json && !answer.headers.keys().any(|k| k.eq_ignore_ascii_case("content-type")) {
-        builder = builder.header("content-type", "application/json");
-    }
-    for (name, value) in &answer.headers {
-        builder = builder.header(name, value);
-    }
-    builder.body(Full::new(Bytes::from(body))).unwrap_or_else(|e| {
-        hyper::Response::builder()
-            .status(500)
-            .body(Full::new(Bytes::from(format!("bad fixture response: {e}"))))
-            .expect("a valid response")
-    })
-}
-
-/// A body for reading: pretty JSON when it is JSON, else the text (lossy).
-fn pretty(body: &[u8]) -> String {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(value) => serde_json::to_string_pretty(&value).expect("JSON serializes"),
-        Err(_) => String::from_utf8_lossy(body).into_owned(),
-    }
-}
-
-/// `text` with every line indented by `prefix`, ending in a newline.
-fn indent(text: &str, prefix: &str) -> String {
-    text.lines().map(|line| format!("{prefix}{line}\n")).collect()
-}
-
-/// A private folder for the run's store, removed at the end.
-struct WorkDir(PathBuf);
+/// A private folder (mode 0700) in the system temp folder for one run's store and files,
+/// removed when dropped.
+pub(crate) struct WorkDir(pub PathBuf);
 
 impl WorkDir {
-    fn create() -> anyhow::Result<WorkDir> {
-        let dir = std::env::temp_dir().join(format!("dolphin-bridge-plugin-test-run-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    /// Creates `dolphin-bridge-{purpose}-{unique id}` in the system temp folder.
+    pub fn create(purpose: &str) -> anyhow::Result<WorkDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::env::temp_dir().join(format!("dolphin-bridge-{purpose}-{}", uuid::Uuid::now_v7()));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
         Ok(WorkDir(dir))
     }
 }
