@@ -84,7 +84,11 @@ impl Vendor {
                 ("inbox_id", v.inbox_id().to_string()),
                 ("api_access_token", CHATWOOT_TOKEN.into()),
             ],
-            Vendor::RocketChat(v) => vec![("base_url", v.base_url()), ("department", "sales".into())],
+            Vendor::RocketChat(v) => vec![
+                ("base_url", v.base_url()),
+                ("department", "sales".into()),
+                ("visitor_token_secret", "bench-visitor-token-secret".into()),
+            ],
             Vendor::Sunshine(v) => vec![
                 ("base_url", v.base_url()),
                 ("app_id", APP_ID.into()),
