@@ -8,6 +8,9 @@ use anyhow::Result;
 
 use crate::{BRIDGE_PACKAGE, TESTS_PACKAGE, bridge_binary, build_plugins, cargo_cmd, run};
 
+/// The test's name, as `--exact` takes it.
+pub const TEST: &str = "abuse::a_partner_cannot_take_the_bridge_down";
+
 /// How long the attacks go on in all, in seconds (read by the test).
 const SECONDS_ENV: &str = "DOLPHIN_BRIDGE_ABUSE_SECONDS";
 
@@ -17,7 +20,7 @@ pub fn run_abuse(seconds: u64) -> Result<()> {
     run(cargo_cmd().args(["build", "--package", BRIDGE_PACKAGE]))?;
     let mut cmd = cargo_cmd();
     cmd.args(["test", "--package", TESTS_PACKAGE, "--test", "e2e", "--"])
-        .args(["--exact", "abuse::a_partner_cannot_take_the_bridge_down"])
+        .args(["--exact", TEST])
         .args(["--nocapture", "--test-threads", "1"])
         .env("DOLPHIN_BRIDGE_BIN", bridge_binary())
         .env(SECONDS_ENV, seconds.to_string());

@@ -612,20 +612,41 @@ fn test(args: &[OsString]) -> Result<()> {
     // nemesis test restarts a server of its own.
     let postgres = postgres::TestServer::start()?;
     let nemesis_postgres = postgres::TestServer::start_for_nemesis()?;
-    let mut cmd = cargo_cmd();
-    cmd.envs(nemesis_postgres.nemesis_env());
-    cmd.arg("test");
-    if args.is_empty() {
-        // Every test binary runs, so one failure does not hide the others.
-        cmd.arg("--no-fail-fast");
+    let test_cmd = || {
+        let mut cmd = cargo_cmd();
+        cmd.envs(nemesis_postgres.nemesis_env())
+            .arg("test")
+            .env("DOLPHIN_BRIDGE_BIN", bridge_binary())
+            .env(browser::CHROMIUM_ENV, &chromium)
+            .env(postgres::URL_ENV, postgres.url())
+            .envs(postgres.tls_env());
+        cmd
+    };
+    if !args.is_empty() {
+        return run(test_cmd().args(args));
     }
-    run(cmd
-        .args(args)
-        .env("DOLPHIN_BRIDGE_BIN", bridge_binary())
-        .env(browser::CHROMIUM_ENV, chromium)
-        .env(postgres::URL_ENV, postgres.url())
-        .envs(postgres.tls_env()))
+    // Every test binary runs, so one failure does not hide the others; the tests that compare
+    // latencies run afterwards, each alone.
+    let mut suite = test_cmd();
+    suite.args(["--no-fail-fast", "--"]);
+    for name in RUN_ALONE {
+        suite.args(["--skip", name]);
+    }
+    let suite = run(&mut suite);
+    let mut alone = Ok(());
+    for name in RUN_ALONE {
+        let result = run(test_cmd()
+            .args(["--package", TESTS_PACKAGE, "--test", "e2e", "--"])
+            .args(["--exact", name, "--test-threads", "1"]));
+        alone = alone.and(result);
+    }
+    suite.and(alone)
 }
+
+/// End-to-end tests that compare one tenant's latency during an attack with its latency before
+/// and after: run beside the rest of the suite, they would charge the other tests' load (cargo
+/// builds, compilations, browsers) to the attack.
+const RUN_ALONE: &[&str] = &[abuse::TEST];
 
 /// Runs the browser test with its screenshot going to `docs/status-page.png`.
 fn screenshot() -> Result<()> {
