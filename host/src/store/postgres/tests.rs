@@ -121,11 +121,12 @@ async fn concurrent_opens_on_an_empty_database_apply_the_schema_once() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    let embedded: Vec<i32> = migrations::embedded::migrations::runner()
+    let mut embedded: Vec<i32> = migrations::embedded::migrations::runner()
         .get_migrations()
         .iter()
         .map(|m| m.version())
         .collect();
+    embedded.sort_unstable();
     assert_eq!(applied, embedded, "each migration applied once");
     let fixture = TempSchema {
         store: PostgresStore::open(&url, 1).await.unwrap(),

@@ -155,6 +155,9 @@ CREATE TABLE IF NOT EXISTS replicas (
 const INDEXES: &str = "
 DROP INDEX IF EXISTS outbox_pending;
 CREATE INDEX IF NOT EXISTS outbox_heads ON outbox (owner, direction, ticket, seq) WHERE state = 'pending';
+-- A claim asks whether another delivery of the ticket is leased: without this index it reads
+-- every pending delivery of the ticket, which a backlog makes thousands.
+CREATE INDEX IF NOT EXISTS outbox_leased ON outbox (owner, direction, ticket) WHERE state = 'pending' AND lease_owner IS NOT NULL;
 DROP INDEX IF EXISTS outbox_due;
 CREATE INDEX IF NOT EXISTS ticket_heads_due ON ticket_heads (next_attempt_at, seq);
 CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (state, finished_at);
