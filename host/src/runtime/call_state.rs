@@ -7,10 +7,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::TenantHost;
 use super::bindings::dolphin::bridge::types as wt;
 use super::limiter::AdapterLimiter;
+use super::outgoing_http::OutgoingHttp;
 use crate::clock::Deadline;
 use crate::scheduler::CpuClock;
 
@@ -38,7 +40,9 @@ pub struct CallState {
     ///
     /// [`CallContext::lease`]: crate::runtime::CallContext::lease
     pub(super) lease: Option<Arc<Deadline>>,
-    pub(super) http_calls: u32,
+    /// The call's outbound HTTP, through `http.send` or wasi:http: its budget and policy.
+    pub(super) http: OutgoingHttp,
+    pub(super) http_ctx: WasiHttpCtx,
     pub(super) kv_ops: u32,
     pub(super) lookups: u32,
     pub(super) log_bytes: usize,
@@ -66,12 +70,13 @@ impl CallState {
             wasi,
             table,
             limiter: AdapterLimiter::new(host.limits.memory_bytes, host.limits.table_elements),
+            http: OutgoingHttp::new(host.clone(), io.clone(), lease.clone(), delivery_id.clone()),
+            http_ctx: WasiHttpCtx::new(),
             host,
             delivery_id,
             io,
             cpu_clock,
             lease,
-            http_calls: 0,
             kv_ops: 0,
             lookups: 0,
             log_bytes: 0,
@@ -83,12 +88,17 @@ impl CallState {
     /// holds (WASI, its resources, the memory it has grown) carries over; the call's identity,
     /// counters, limits hit and clock start again.
     pub(super) fn begin(&mut self, start: CallStart) {
+        self.http = OutgoingHttp::new(
+            start.host.clone(),
+            start.io.clone(),
+            start.lease.clone(),
+            start.delivery_id.clone(),
+        );
         self.host = start.host;
         self.delivery_id = start.delivery_id;
         self.io = start.io;
         self.cpu_clock = start.cpu_clock;
         self.lease = start.lease;
-        self.http_calls = 0;
         self.kv_ops = 0;
         self.lookups = 0;
         self.log_bytes = 0;
@@ -120,6 +130,16 @@ impl WasiView for CallState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http,
         }
     }
 }

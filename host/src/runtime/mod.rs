@@ -31,6 +31,7 @@ mod compile_cache;
 mod imports;
 mod instance_reuse;
 mod limiter;
+mod outgoing_http;
 mod wasi_interfaces;
 mod wit_contract;
 mod world_0_1;

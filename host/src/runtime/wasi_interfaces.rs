@@ -54,6 +54,11 @@ pub const LINKED: &[&str] = &[
     // file in and every path is "not found" (as a trap, the traceback would be lost).
     "wasi:filesystem/preopens",
     "wasi:filesystem/types",
+    // Standard HTTP clients (`fetch()` in JavaScript, wasi:http clients in Rust): every request
+    // goes through the tenant's egress policy and the call's budget, as `http.send`'s do (see
+    // `outgoing_http`).
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
 ];
 
 /// Links the interfaces of [`LINKED`] to wasmtime-wasi, as `wasmtime_wasi::p2::add_to_linker_async`
@@ -92,6 +97,7 @@ fn add(l: &mut Linker<CallState>) -> wasmtime::Result<()> {
     cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
     filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
     filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?;
     Ok(())
 }
 
@@ -141,7 +147,7 @@ pub(super) fn linker_for(
                 ComponentItem::ComponentFunc(_) if unlinked => {
                     let message = format!(
                         "`{interface}#{name}` is not available to adapters: the bridge does not link `{}` \
-                         (adapters have no sockets; they reach vendors through `http.send`)",
+                         (adapters have no sockets; they reach vendors through `http.send` or wasi:http)",
                         unversioned(interface)
                     );
                     linker

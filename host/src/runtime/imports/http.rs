@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::config::Origin;
 use crate::egress::check_literal_host;
 use crate::runtime::adapter_log::loggable;
+use crate::runtime::outgoing_http::Refusal;
 use crate::runtime::{CallState, TenantHost, wit, wt};
 
 impl wit::http::Host for CallState {
@@ -14,16 +15,13 @@ impl wit::http::Host for CallState {
         request: wt::HttpRequest,
     ) -> anyhow::Result<Result<wt::HttpResponse, wit::http::HttpError>> {
         use wit::http::HttpError;
-        // A trap, not an answer: the guest must not go on as if the vendor had been asked.
-        if self.lease.as_ref().is_some_and(|lease| lease.passed()) {
-            anyhow::bail!("the delivery's lease has ended: the request is not sent");
-        }
-        self.http_calls += 1;
-        if self.http_calls > self.host.limits.http_calls {
-            return Ok(Err(HttpError::LimitExceeded(format!(
-                "limit of {} HTTP requests per call reached",
-                self.host.limits.http_calls
-            ))));
+        match self.http.admit() {
+            Ok(()) => {}
+            // A trap, not an answer: the guest must not go on as if the vendor had been asked.
+            Err(refusal @ Refusal::LeaseEnded) => return Err(refusal.into()),
+            Err(refusal @ Refusal::TooManyRequests(_)) => {
+                return Ok(Err(HttpError::LimitExceeded(refusal.to_string())));
+            }
         }
         let result = self.on_io_runtime(send_http(self.host.clone(), request)).await?;
         if let Err(HttpError::Denied(reason)) = &result {
@@ -61,7 +59,7 @@ fn check_request_headers(headers: &[(String, String)]) -> Result<(), String> {
 }
 
 /// Performs one adapter HTTP request after checking it against the tenant's grant.
-async fn send_http(host: Arc<TenantHost>, request: wt::HttpRequest) -> Result<wt::HttpResponse, wit::http::HttpError> {
+pub(in crate::runtime) async fn send_http(host: Arc<TenantHost>, request: wt::HttpRequest) -> Result<wt::HttpResponse, wit::http::HttpError> {
     use wit::http::HttpError;
     let url = url::Url::parse(&request.url).map_err(|e| HttpError::Denied(format!("invalid URL: {e}")))?;
     let origin = Origin::of(&url).ok_or_else(|| HttpError::Denied("only http and https URLs are allowed".into()))?;
