@@ -28,9 +28,10 @@ export async function buildAdapter({ componentize, adapterUrl, witPath, out }) {
       worldName: 'adapter',
       // `random` and `clocks` stay on: Math.random() / crypto.getRandomValues() and Date.now() read
       // the host's WASI random and wall clock when called. (Disabled, componentize-js would replace
-      // them with a fixed-seed generator and the build's time.) No stdio or fetch/HTTP of its own:
-      // adapters log and call vendors through the host.
-      disableFeatures: ['stdio', 'http', 'fetch-event'],
+      // them with a fixed-seed generator and the build's time.) `http` stays on too: `fetch()` sends
+      // through wasi:http, which the bridge serves with the tenant's egress policy, as `http.send`.
+      // No stdio (adapters log through the host), and no incoming `fetch` event.
+      disableFeatures: ['stdio', 'fetch-event'],
     });
     await writeFile(out, component);
   } finally {

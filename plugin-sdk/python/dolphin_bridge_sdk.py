@@ -16,6 +16,8 @@ short and uniform, so an adapter file can stay about its vendor:
   crypto interface (checking a vendor's webhook signature, signing a request, making an id).
 - `events.outgoing(...)` / `events.text(...)` / `events.close(...)` with `dedupe_key=`, and
   `outcome(events, response)`: what `on_vendor_webhook` returns.
+- `urllib.request.urlopen(...)`: the standard library's client sends through the host too, with
+  the same policy (`dolphin_bridge_urllib`, installed when this module is imported).
 - `@guard`: wraps an export so that `RetryLater`/`Permanent` become the WIT `adapter-error`, and
   any other uncaught exception is logged with its traceback and becomes `permanent`.
 """
@@ -27,6 +29,7 @@ import re
 import time
 import traceback
 
+import dolphin_bridge_urllib
 from componentize_py_types import Err
 from wit_world.imports import config as _config
 from wit_world.imports import crypto as _crypto
@@ -53,6 +56,8 @@ __all__ = [
 ]
 
 _U64_MAX = (1 << 64) - 1
+
+dolphin_bridge_urllib.install()
 
 
 class RetryLater(Exception):

@@ -37,6 +37,7 @@ mod routing;
 mod sandbox_limits;
 mod shared_tampering;
 mod soak;
+mod standard_http;
 mod start_failures;
 mod status_page;
 mod sunshine;

@@ -46,8 +46,12 @@ impl Adapter for StandardHttp {
         .map_err(|e| AdapterError::retry_later(format!("post message: {e}")))?;
         match status {
             200..=299 => Ok(()),
-            408 | 429 | 500..=599 => Err(AdapterError::retry_later(format!("post message: vendor answered {status}"))),
-            _ => Err(AdapterError::permanent(format!("post message: vendor answered {status}"))),
+            408 | 429 | 500..=599 => Err(AdapterError::retry_later(format!(
+                "post message: vendor answered {status}"
+            ))),
+            _ => Err(AdapterError::permanent(format!(
+                "post message: vendor answered {status}"
+            ))),
         }
     }
 
@@ -56,7 +60,9 @@ impl Adapter for StandardHttp {
             return Ok(webhook::error(400, "the body is not JSON"));
         };
         match (body["ticketNumber"].as_str(), body["text"].as_str()) {
-            (Some(ticket), Some(text)) if !ticket.is_empty() => Ok(webhook::ok(vec![events::text(ticket, text).into()])),
+            (Some(ticket), Some(text)) if !ticket.is_empty() => {
+                Ok(webhook::ok(vec![events::text(ticket, text).into()]))
+            }
             _ => Ok(webhook::error(400, "expected `ticketNumber` and `text`")),
         }
     }
