@@ -20,6 +20,8 @@ use std::path::{Component, Path, PathBuf};
 
 /// The componentize-py version Python adapters are built with (as in the repository's build).
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+/// The mypy version a Python project's build type-checks with (as the repository's build installs).
+pub const MYPY_VERSION: &str = "1.13.0";
 /// The componentize-js version JavaScript adapters are built with (as in the repository's build).
 pub const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
 /// The TypeScript version a JavaScript project's build type-checks with (as `echo-js` installs).
@@ -236,6 +238,16 @@ const PYTHON: &[TemplateFile] = &[
         include_str!("../../plugin-sdk/python/dolphin_bridge_sdk.py"),
         Kind::Copy,
     ),
+    file(
+        "dolphin_bridge_sdk.pyi",
+        include_str!("../../plugin-sdk/python/dolphin_bridge_sdk.pyi"),
+        Kind::Copy,
+    ),
+    file(
+        "dolphin_bridge_urllib.py",
+        include_str!("../../plugin-sdk/python/dolphin_bridge_urllib.py"),
+        Kind::Copy,
+    ),
     WIT,
 ];
 
@@ -383,6 +395,7 @@ pub fn create(options: &Options) -> Result<Created, NewError> {
             ("wasm_path", component.clone()),
             ("sdk_path", sdk_path),
             ("componentize_py_version", COMPONENTIZE_PY_VERSION.to_owned()),
+            ("mypy_version", MYPY_VERSION.to_owned()),
             ("componentize_js_version", COMPONENTIZE_JS_VERSION.to_owned()),
             ("typescript_version", TYPESCRIPT_VERSION.to_owned()),
         ],
@@ -584,6 +597,10 @@ mod tests {
             xtask.contains(&format!("\"componentize-py=={COMPONENTIZE_PY_VERSION}\"")),
             "xtask's componentize-py differs from {COMPONENTIZE_PY_VERSION}"
         );
+        assert!(
+            xtask.contains(&format!("\"mypy=={MYPY_VERSION}\"")),
+            "xtask's mypy differs from {MYPY_VERSION}"
+        );
         let package = include_str!("../../plugins/echo-js/package.json");
         assert!(
             package.contains(&format!(
@@ -646,6 +663,8 @@ mod tests {
             "app.py",
             "build.sh",
             "dolphin_bridge_sdk.py",
+            "dolphin_bridge_sdk.pyi",
+            "dolphin_bridge_urllib.py",
             "wit/adapter.wit",
             "fixtures/tenant.toml",
         ] {
@@ -709,6 +728,7 @@ mod tests {
                 ("wasm_path", "acme_chat.wasm".into()),
                 ("sdk_path", "../plugin-sdk".into()),
                 ("componentize_py_version", COMPONENTIZE_PY_VERSION.into()),
+                ("mypy_version", MYPY_VERSION.into()),
                 ("componentize_js_version", COMPONENTIZE_JS_VERSION.into()),
                 ("typescript_version", TYPESCRIPT_VERSION.into()),
             ],

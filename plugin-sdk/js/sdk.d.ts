@@ -4,7 +4,7 @@
 // field fails the build instead of a customer's message.
 
 /** A header list as the WIT carries it: `[name, value]` pairs. */
-export type Headers = [string, string][];
+export type HeaderPairs = [string, string][];
 
 /** The WIT `message-type`. */
 export type MessageType = 'text' | 'image' | 'video' | 'audio' | 'file' | 'location';
@@ -40,14 +40,14 @@ export interface WebhookRequest {
   method: string;
   path: string;
   query: string;
-  headers: Headers;
+  headers: HeaderPairs;
   body: Uint8Array;
 }
 
 /** The HTTP answer to a vendor's webhook. */
 export interface WebhookResponse {
   status: number;
-  headers: Headers;
+  headers: HeaderPairs;
   body: Uint8Array;
 }
 
@@ -97,13 +97,13 @@ export class HttpStatusError extends Error {
     status: number,
     body: unknown,
     transient: boolean,
-    headers?: Headers,
+    headers?: HeaderPairs,
     retryAfterMs?: number,
   );
   readonly status: number;
   readonly body: unknown;
   readonly transient: boolean;
-  readonly headers: Headers;
+  readonly headers: HeaderPairs;
   readonly retryAfterMs: number | undefined;
 }
 
@@ -130,7 +130,7 @@ export const config: {
 export function isTransientStatus(status: number): boolean;
 
 /** The wait, in milliseconds, an answer's headers ask for (`Retry-After` and rate-limit resets). */
-export function retryAfterMs(headers: Headers, nowMs?: number): number | undefined;
+export function retryAfterMs(headers: HeaderPairs, nowMs?: number): number | undefined;
 
 export interface RequestOptions {
   headers?: Record<string, string | number>;
@@ -142,7 +142,7 @@ export interface RequestOptions {
 
 export interface HttpAnswer {
   status: number;
-  headers: Headers;
+  headers: HeaderPairs;
   /** The body parsed as JSON, or undefined. */
   body: any;
 }
@@ -199,7 +199,7 @@ export const webhook: {
 };
 
 /** The first header `name` (case-insensitive), or undefined. */
-export function header(headers: Headers, name: string): string | undefined;
+export function header(headers: HeaderPairs, name: string): string | undefined;
 
 /** Wraps an export so that whatever it throws becomes the WIT `adapter-error`. */
 export function guard<A extends unknown[], R>(name: string, fn: (...args: A) => R): (...args: A) => R;
@@ -216,4 +216,43 @@ declare global {
   }
   /** Web Crypto's random source (the host's WASI random). */
   const crypto: { getRandomValues<T extends ArrayBufferView>(array: T): T };
+
+  /**
+   * Standard HTTP: componentize-js's `fetch`, on wasi:http, which the bridge serves with the
+   * tenant's egress policy and the call's request budget, as `http.send`. A request the bridge
+   * refuses rejects with a `TypeError` (the bridge logs the reason). Use it in an `async` export.
+   */
+  function fetch(input: string | Request, init?: RequestInit): Promise<Response>;
+  type HeadersInit = [string, string][] | Record<string, string> | Headers;
+  interface RequestInit {
+    method?: string;
+    headers?: HeadersInit;
+    body?: string | Uint8Array | ArrayBuffer | null;
+  }
+  class Headers {
+    constructor(init?: HeadersInit);
+    get(name: string): string | null;
+    has(name: string): boolean;
+    set(name: string, value: string): void;
+    append(name: string, value: string): void;
+    delete(name: string): void;
+    forEach(callback: (value: string, name: string) => void): void;
+  }
+  class Request {
+    constructor(input: string | Request, init?: RequestInit);
+    readonly url: string;
+    readonly method: string;
+    readonly headers: Headers;
+  }
+  class Response {
+    constructor(body?: string | Uint8Array | null, init?: { status?: number; headers?: HeadersInit });
+    readonly status: number;
+    readonly ok: boolean;
+    readonly statusText: string;
+    readonly headers: Headers;
+    readonly url: string;
+    text(): Promise<string>;
+    json(): Promise<unknown>;
+    arrayBuffer(): Promise<ArrayBuffer>;
+  }
 }

@@ -476,26 +476,39 @@ function retryLaterError(reason, afterMs) {
  */
 export function guard(name, fn) {
   return (...args) => {
+    let result;
     try {
-      return fn(...args);
+      result = fn(...args);
     } catch (e) {
-      if (e instanceof RetryLater) throw retryLaterError(e.message, e.afterMs);
-      if (e instanceof HttpStatusError && e.transient) throw retryLaterError(e.message, e.retryAfterMs);
-      if (e instanceof Permanent || e instanceof HttpStatusError) {
-        throw { tag: 'permanent', val: e.message };
-      }
-      if (e?.tag === 'retry-later') {
-        if (typeof e.val === 'string') throw retryLaterError(e.val, undefined);
-        throw retryLaterError(e.val?.reason ?? '', e.val?.afterMs);
-      }
-      if (e?.tag === 'permanent') throw e;
-      const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-      const stack = String(e?.stack ?? '');
-      // The first frame in the adapter's own file: its lines are the author's (see join.mjs).
-      const at = stack.match(/adapter\.js:\d+:\d+/);
-      const where = at ? ` (at ${at[0]})` : '';
-      hostLog('error', `${name}: uncaught exception: ${message}${where}`, [['stack', stack]]);
-      throw { tag: 'permanent', val: `${name}: uncaught exception: ${message}${where}` };
+      throw adapterError(name, e);
     }
+    // An async export (one that awaits `fetch`): its rejection is converted the same way.
+    if (typeof result?.then === 'function') {
+      return result.then(undefined, (e) => {
+        throw adapterError(name, e);
+      });
+    }
+    return result;
   };
+}
+
+/** What `guard` throws for `e`: the WIT `adapter-error`, logging an unexpected exception. */
+function adapterError(name, e) {
+  if (e instanceof RetryLater) return retryLaterError(e.message, e.afterMs);
+  if (e instanceof HttpStatusError && e.transient) return retryLaterError(e.message, e.retryAfterMs);
+  if (e instanceof Permanent || e instanceof HttpStatusError) {
+    return { tag: 'permanent', val: e.message };
+  }
+  if (e?.tag === 'retry-later') {
+    if (typeof e.val === 'string') return retryLaterError(e.val, undefined);
+    return retryLaterError(e.val?.reason ?? '', e.val?.afterMs);
+  }
+  if (e?.tag === 'permanent') return e;
+  const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+  const stack = String(e?.stack ?? '');
+  // The first frame in the adapter's own file: its lines are the author's (see join.mjs).
+  const at = stack.match(/adapter\.js:\d+:\d+/);
+  const where = at ? ` (at ${at[0]})` : '';
+  hostLog('error', `${name}: uncaught exception: ${message}${where}`, [['stack', stack]]);
+  return { tag: 'permanent', val: `${name}: uncaught exception: ${message}${where}` };
 }

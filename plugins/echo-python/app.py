@@ -119,6 +119,7 @@ class WitWorld(wit_world.WitWorld):
         dedupe_key = body.get("id")
         if dedupe_key is not None and not isinstance(dedupe_key, str):
             return types.WebhookOutcome([], _response(400, {"error": "`id` must be a string"}))
+        event: types.BridgeEvent
         if str(body.get("event", "")).lower() == "close":
             event = types.BridgeEvent_Command(types.CommandEvent(ticket, types.TicketCommand.CLOSE, None))
         elif isinstance(body.get("message"), str):

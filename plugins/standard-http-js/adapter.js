@@ -15,22 +15,19 @@
 // An export may be `async`: componentize-js runs the event loop until its promise settles.
 
 import { get } from 'dolphin:bridge/config@0.2.0';
-import { isTransientStatus } from '../../plugin-sdk/js/sdk.js';
+import { Permanent, RetryLater, guard, isTransientStatus } from '../../plugin-sdk/js/sdk.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** The WIT `adapter-error`s. */
-const retryLater = (reason) => ({ tag: 'retry-later', val: { reason, afterMs: undefined } });
-const permanent = (reason) => ({ tag: 'permanent', val: reason });
-
 function required(key) {
   const value = get(key);
-  if (value === undefined) throw permanent(`adapter config key \`${key}\` is not set`);
+  if (value === undefined) throw new Permanent(`adapter config key \`${key}\` is not set`);
   return value;
 }
 
-export async function onIncoming(ctx, event) {
+// `guard` turns what the async function throws (or its promise rejects with) into the WIT error.
+export const onIncoming = guard('on-incoming', async (ctx, event) => {
   const url = required('url');
   const token = required('token');
   let response;
@@ -41,13 +38,13 @@ export async function onIncoming(ctx, event) {
       body: JSON.stringify({ ticketNumber: event.ticketNumber, message: event.message, deliveryId: ctx.deliveryId }),
     });
   } catch (error) {
-    throw retryLater(`post message: ${error}`);
+    throw new RetryLater(`post message: ${error}`);
   }
   const status = response.status;
   if (status >= 200 && status < 300) return;
-  if (isTransientStatus(status)) throw retryLater(`post message: vendor answered ${status}`);
-  throw permanent(`post message: vendor answered ${status}`);
-}
+  if (isTransientStatus(status)) throw new RetryLater(`post message: vendor answered ${status}`);
+  throw new Permanent(`post message: vendor answered ${status}`);
+});
 
 function answer(status, value) {
   return { status, headers: [['content-type', 'application/json']], body: encoder.encode(JSON.stringify(value)) };

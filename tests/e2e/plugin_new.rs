@@ -18,7 +18,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// Runs `command` to completion; panics with its output when it fails.
-fn run(what: &str, command: &mut Command) -> Output {
+pub(crate) fn run(what: &str, command: &mut Command) -> Output {
     let output = command
         .stdin(Stdio::null())
         .output()
@@ -34,7 +34,7 @@ fn run(what: &str, command: &mut Command) -> Output {
 }
 
 /// `dolphin-bridge plugin new --lang LANG NAME --dir WORK/NAME [extra]`; returns the project folder.
-fn plugin_new(work: &Path, lang: &str, name: &str, extra: &[&str]) -> PathBuf {
+pub(crate) fn plugin_new(work: &Path, lang: &str, name: &str, extra: &[&str]) -> PathBuf {
     let dir = work.join(name);
     let output = run(
         "plugin new",
@@ -96,7 +96,7 @@ fn assert_plugin_test_passes(project: &Path, component: &Path) {
 
 /// The `node_modules` of `plugins/echo-js`, which holds the componentize-js the JS template pins
 /// (what `npm install` would put in a template project).
-fn installed_componentize_js() -> PathBuf {
+pub(crate) fn installed_componentize_js() -> PathBuf {
     let installed = adapters::workspace_root().join("plugins/echo-js/node_modules");
     assert!(
         installed.join("@bytecodealliance/componentize-js").is_dir(),
@@ -148,23 +148,31 @@ fn the_rust_template_builds_and_passes_plugin_test() {
     let _ = std::fs::remove_file(component);
 }
 
+/// `./build.sh` of a Python project, with the componentize-py and mypy `cargo xtask
+/// build-plugins` installs.
+fn python_build(project: &Path) -> Command {
+    let tools = adapters::target_dir().join("adapter-tools/python/bin");
+    for tool in ["componentize-py", "mypy"] {
+        assert!(
+            tools.join(tool).is_file(),
+            "{} is missing: run `cargo xtask build-plugins`",
+            tools.join(tool).display()
+        );
+    }
+    let mut command = Command::new("./build.sh");
+    command
+        .env("COMPONENTIZE_PY", tools.join("componentize-py"))
+        .env("MYPY", tools.join("mypy"))
+        .current_dir(project);
+    command
+}
+
 #[test]
 fn the_python_template_builds_and_passes_plugin_test() {
-    let componentize_py = adapters::target_dir().join("adapter-tools/python/bin/componentize-py");
-    assert!(
-        componentize_py.is_file(),
-        "{} is missing: run `cargo xtask build-plugins`",
-        componentize_py.display()
-    );
     let work = tempfile::tempdir().expect("a temp dir");
     let project = plugin_new(work.path(), "python", "plugin-new-python", &[]);
     let generated = Instant::now();
-    run(
-        "build.sh",
-        Command::new("./build.sh")
-            .env("COMPONENTIZE_PY", &componentize_py)
-            .current_dir(&project),
-    );
+    run("build.sh", &mut python_build(&project));
     let built = Instant::now();
     assert_plugin_test_passes(&project, &project.join("plugin_new_python.wasm"));
     report("python", generated, built, Instant::now());
@@ -299,4 +307,42 @@ fn plugin_new_refuses_a_folder_that_is_not_empty() {
     assert!(stderr.contains("not an empty folder"), "{stderr}");
     assert_eq!(std::fs::read_to_string(dir.join("notes.txt")).unwrap(), "mine");
     assert!(!dir.join("app.py").exists());
+}
+
+/// The Python template's build type-checks app.py against the SDK's stubs and the WIT's
+/// bindings: a misspelt field of the event, or a misspelt SDK helper, fails the build naming
+/// app.py and the line, and no component is written.
+#[test]
+fn a_python_type_error_fails_the_build_at_its_line() {
+    let work = tempfile::tempdir().expect("a temp dir");
+    let project = plugin_new(work.path(), "python", "typo-python", &[]);
+    let app = project.join("app.py");
+    let original = std::fs::read_to_string(&app).expect("app.py");
+    for (right, wrong, complaint) in [
+        (
+            "event.ticket_number",
+            "event.tiket_number",
+            r#""IncomingEvent" has no attribute "tiket_number""#,
+        ),
+        (
+            "config.require(\"url\")",
+            "config.requir(\"url\")",
+            r#""_Config" has no attribute "requir""#,
+        ),
+    ] {
+        let line = original
+            .lines()
+            .position(|l| l.contains(right))
+            .unwrap_or_else(|| panic!("the template uses {right}: {original}"))
+            + 1;
+        std::fs::write(&app, original.replacen(right, wrong, 1)).expect("writing the typo");
+        let output = python_build(&project).output().expect("running build.sh");
+        let said = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        assert!(!output.status.success(), "the build passed with {wrong}:\n{said}");
+        assert!(
+            said.contains(&format!("app.py:{line}: error:")) && said.contains(complaint),
+            "the error names app.py:{line} and says {complaint}:\n{said}"
+        );
+        assert!(!project.join("typo_python.wasm").exists(), "no component is written");
+    }
 }

@@ -216,25 +216,8 @@ async fn the_printed_curl_lines_reach_the_fake_vendor_and_the_fake_3dolphins_and
     let answer = incoming.send(&client).await;
     assert_eq!(answer.status, 202, "{}", answer.describe());
     let out = run.wait_for_stdout(r#""build": "v1""#).await;
-    let vendor = out
-        .split("vendor <- ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("the vendor printed no request: {out}"));
-    assert!(vendor.starts_with("POST /echo"), "{vendor}");
-    assert!(vendor.contains(r#""message": "Halo""#), "the fixture's event: {vendor}");
-    assert!(vendor.contains("authorization: Bearer [redacted]"), "{vendor}");
-    assert!(!out.contains("echo-fixture-token"), "a secret was printed: {out}");
-
-    let answer = webhook.send(&client).await;
-    assert_eq!(answer.status, 200, "{}", answer.describe());
-    let out = run
-        .wait_for_stdout("3Dolphins <- Outgoing on ticket 294c9ea88f7e649f8c37ae895ebab247")
-        .await;
-    let event = out.split("3Dolphins <- Outgoing").nth(1).expect("the event");
-    assert!(
-        event.contains(r#""message": "Hello Farhan, how can I help?""#),
-        "{event}"
-    );
+    assert_vendor_got_the_fixture(&out, "POST /echo", "echo-fixture-token");
+    assert_the_webhook_reaches_3dolphins(&run, &client, &webhook).await;
 
     // A rebuild: the file replaced whole, as build tools write it.
     let rebuilt = work.path().join("echo.wasm.new");
@@ -301,5 +284,56 @@ async fn with_vendor_the_adapter_sends_to_that_vendor() {
         !run.stdout().contains("vendor <- "),
         "nothing reached a fake vendor: {}",
         run.stdout()
+    );
+}
+
+/// The JavaScript template as `plugin new` writes it, built, run with its own fixtures: the
+/// printed Incoming line reaches the fake vendor and the webhook line the fake 3Dolphins.
+#[tokio::test]
+async fn the_js_templates_curl_lines_reach_the_fake_vendor_and_the_fake_3dolphins() {
+    let installed = crate::plugin_new::installed_componentize_js();
+    let work = tempfile::tempdir().expect("a temp dir");
+    let project = crate::plugin_new::plugin_new(work.path(), "js", "run-js", &[]);
+    // What `npm install` would put there.
+    std::os::unix::fs::symlink(&installed, project.join("node_modules")).expect("linking node_modules");
+    crate::plugin_new::run(
+        "node build.mjs",
+        Command::new("node").arg("build.mjs").current_dir(&project),
+    );
+    let run = PluginRun::start(&project.join("run_js.wasm"), &project.join("fixtures"), &[]).await;
+    let client = HttpClient::new();
+    let [incoming, webhook] = <[CurlRequest; 2]>::try_from(run.requests()).expect("two curl lines");
+
+    let answer = incoming.send(&client).await;
+    assert_eq!(answer.status, 202, "{}", answer.describe());
+    let out = run.wait_for_stdout("vendor <- POST /messages").await;
+    assert_vendor_got_the_fixture(&out, "POST /messages", "fixture-token");
+    assert_the_webhook_reaches_3dolphins(&run, &client, &webhook).await;
+}
+
+/// The fake vendor printed the Incoming fixture's request as `request` (method and path), its
+/// secret header redacted, and `secret` nowhere.
+fn assert_vendor_got_the_fixture(out: &str, request: &str, secret: &str) {
+    let vendor = out
+        .split("vendor <- ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the vendor printed no request: {out}"));
+    assert!(vendor.starts_with(request), "{vendor}");
+    assert!(vendor.contains(r#""message": "Halo""#), "the fixture's event: {vendor}");
+    assert!(vendor.contains("authorization: Bearer [redacted]"), "{vendor}");
+    assert!(!out.contains(secret), "a secret was printed: {out}");
+}
+
+/// Sends the printed webhook line: answered 200, its Outgoing event printed by the fake 3Dolphins.
+async fn assert_the_webhook_reaches_3dolphins(run: &PluginRun, client: &HttpClient, webhook: &CurlRequest) {
+    let answer = webhook.send(client).await;
+    assert_eq!(answer.status, 200, "{}", answer.describe());
+    let out = run
+        .wait_for_stdout("3Dolphins <- Outgoing on ticket 294c9ea88f7e649f8c37ae895ebab247")
+        .await;
+    let event = out.split("3Dolphins <- Outgoing").nth(1).expect("the event");
+    assert!(
+        event.contains(r#""message": "Hello Farhan, how can I help?""#),
+        "{event}"
     );
 }

@@ -9,11 +9,26 @@ use std::process::Output;
 use dolphin_bridge_tests::adapters;
 use dolphin_bridge_tests::bridge::run_plugin_test;
 
-/// The adapters, one per language, and the client each uses.
-const ADAPTERS: &[(&str, &str)] = &[
-    ("standard-http-js", "fetch()"),
-    ("standard-http-python", "urllib.request"),
-    ("standard-http-rust", "wstd::http::Client"),
+/// The adapters, one per language, the client each uses, and what a refused request makes of
+/// the Incoming event: wasi:http's `HTTP-request-denied` carries no reason, so `fetch()` and
+/// wstd cannot tell it from an outage and retry later; Python's `urllib` goes through
+/// `http.send`, whose denial names the policy's reason, and is permanent.
+const ADAPTERS: &[(&str, &str, &str)] = &[
+    (
+        "standard-http-js",
+        "fetch()",
+        "result: retry_later: adapter asked to retry later: post message: TypeError: NetworkError",
+    ),
+    (
+        "standard-http-python",
+        "urllib.request",
+        "result: permanent: adapter failed permanently: post message: denied by the bridge: https://vendor.example:443 is not an allowed host",
+    ),
+    (
+        "standard-http-rust",
+        "wstd::http::Client",
+        "result: retry_later: adapter asked to retry later: post message: ErrorCode::HttpRequestDenied",
+    ),
 ];
 
 /// What the fixtures' tenant keeps secret (`tests/fixtures/standard-http/*/tenant.toml`).
@@ -34,7 +49,7 @@ fn run(adapter: &str, fixtures: &str) -> (Output, String) {
 
 #[test]
 fn each_languages_standard_client_reaches_the_allowed_vendor_with_its_secret_redacted() {
-    for (adapter, client) in ADAPTERS {
+    for (adapter, client, _) in ADAPTERS {
         let (output, text) = run(adapter, "allowed");
         assert_eq!(output.status.code(), Some(0), "{adapter} ({client}):\n{text}");
         let incoming = text
@@ -62,11 +77,12 @@ fn each_languages_standard_client_reaches_the_allowed_vendor_with_its_secret_red
 
 #[test]
 fn each_languages_standard_client_is_refused_a_host_outside_the_allow_list_with_the_reason() {
-    for (adapter, client) in ADAPTERS {
+    for (adapter, client, refused) in ADAPTERS {
         let (output, text) = run(adapter, "denied");
         // The one fixture is `*.fails.json`: it passes when the Incoming event fails.
         assert_eq!(output.status.code(), Some(0), "{adapter} ({client}):\n{text}");
         assert!(text.contains("PASS (failed as expected)"), "{adapter}:\n{text}");
+        assert!(text.contains(refused), "{adapter} ({client}): {refused}:\n{text}");
         assert!(
             text.contains("https://vendor.example:443 is not an allowed host for tenant `plugin-test`"),
             "{adapter} ({client}): the policy's reason is printed:\n{text}"

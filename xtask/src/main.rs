@@ -533,7 +533,11 @@ fn npm_dependencies_installed(dir: &Path) -> Result<bool> {
 /// The componentize-py version Python adapters are built with.
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 
-/// `componentize-py` from a virtual environment under the target folder, created on first use.
+/// The mypy version a `plugin new` Python project's build type-checks with (its tests run it).
+const MYPY: &str = "mypy==1.13.0";
+
+/// `componentize-py` from a virtual environment under the target folder, created on first use,
+/// with mypy beside it.
 fn python_tool() -> Result<PathBuf> {
     let venv = target_dir().join("adapter-tools").join("python");
     let tool = venv.join("bin").join("componentize-py");
@@ -542,6 +546,10 @@ fn python_tool() -> Result<PathBuf> {
             .context("creating a Python virtual environment (needs python3 with venv)")?;
         run(Command::new(venv.join("bin").join("pip")).args(["install", "--quiet", COMPONENTIZE_PY]))
             .context("installing componentize-py")?;
+    }
+    if !venv.join("bin").join("mypy").is_file() {
+        run(Command::new(venv.join("bin").join("pip")).args(["install", "--quiet", MYPY]))
+            .context("installing mypy")?;
     }
     Ok(tool)
 }

@@ -17,13 +17,14 @@ on-vendor-webhook (body JSON):
 import json
 
 import wit_world
+from wit_world.imports import types
 
 from dolphin_bridge_sdk import config, events, guard, http, json_response, outcome
 
 
 class WitWorld(wit_world.WitWorld):
     @guard
-    def on_incoming(self, ctx, event):
+    def on_incoming(self, ctx: types.CallContext, event: types.IncomingEvent) -> None:
         url = config.require("url")
         token = config.require("token")
         body = {
@@ -42,7 +43,7 @@ class WitWorld(wit_world.WitWorld):
         http.post_json(url, body, headers)
 
     @guard
-    def on_vendor_webhook(self, ctx, request):
+    def on_vendor_webhook(self, ctx: types.CallContext, request: types.WebhookRequest) -> types.WebhookOutcome:
         try:
             body = json.loads(bytes(request.body))
         except ValueError:
