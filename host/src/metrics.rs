@@ -25,6 +25,41 @@ pub struct TenantLabel {
     pub tenant: String,
 }
 
+/// Labels of a per-tenant, per-direction figure (`to_vendor`, `to_3dolphins`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantDirection {
+    pub tenant: String,
+    pub direction: String,
+}
+
+/// Labels of a per-replica figure.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplicaLabel {
+    pub replica: String,
+}
+
+/// One tenant's outbox as the store holds it, for the gauges read at each scrape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantOutbox {
+    pub tenant: String,
+    pub pending: u64,
+    /// How long the oldest pending delivery has waited since it was accepted; 0 with none.
+    pub oldest_pending_seconds: f64,
+    pub dead: u64,
+}
+
+impl TenantOutbox {
+    /// `tenant` with nothing pending and no dead letters.
+    pub fn empty(tenant: &str) -> TenantOutbox {
+        TenantOutbox {
+            tenant: tenant.to_string(),
+            pending: 0,
+            oldest_pending_seconds: 0.0,
+            dead: 0,
+        }
+    }
+}
+
 /// Every metric the bridge exports.
 pub struct Metrics {
     registry: Registry,
@@ -65,6 +100,21 @@ pub struct Metrics {
     /// Adapter files read and hashed: at a reload, once per file; when listing versions, only
     /// for a file that changed since it was last hashed.
     pub adapter_file_hashes: Counter,
+    /// Delivered events, from acceptance to the answer that delivered them, by tenant and
+    /// direction (seconds): the delivery SLO.
+    pub delivery_latency: Family<TenantDirection, Histogram, fn() -> Histogram>,
+    /// Pending deliveries by tenant, read from the store at each scrape (on PostgreSQL the
+    /// shared store: every replica reports the same).
+    pub outbox_pending: Family<TenantLabel, Gauge>,
+    /// How long each tenant's oldest pending delivery has waited since it was accepted
+    /// (seconds), read from the store at each scrape.
+    pub outbox_oldest_pending: Family<TenantLabel, Gauge<f64, AtomicU64>>,
+    /// Dead letters by tenant (waiting for a replay or a purge), read from the store at each
+    /// scrape.
+    pub dead_letters: Family<TenantLabel, Gauge>,
+    /// Seconds since each replica's last heartbeat in the store, read at each scrape (a replica
+    /// past a minute is stale: its leases are taken over).
+    pub replica_heartbeat_age: Family<ReplicaLabel, Gauge<f64, AtomicU64>>,
 }
 
 /// The process-wide metrics.
@@ -155,8 +205,46 @@ impl Metrics {
             "Adapter files read and hashed",
             adapter_file_hashes.clone(),
         );
+        // 10 ms to about 87 minutes: a delivery on the first attempt, and one after the retry
+        // schedule's longest waits.
+        let delivery_latency: Family<TenantDirection, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.01, 2.0, 20)));
+        registry.register(
+            "delivery_latency_seconds",
+            "Delivered events from acceptance to delivery, by tenant and direction",
+            delivery_latency.clone(),
+        );
+        let outbox_pending = Family::<TenantLabel, Gauge>::default();
+        registry.register(
+            "outbox_pending",
+            "Pending deliveries by tenant, read from the store",
+            outbox_pending.clone(),
+        );
+        let outbox_oldest_pending = Family::<TenantLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "outbox_oldest_pending_seconds",
+            "Age of each tenant's oldest pending delivery, read from the store",
+            outbox_oldest_pending.clone(),
+        );
+        let dead_letters = Family::<TenantLabel, Gauge>::default();
+        registry.register(
+            "dead_letters",
+            "Dead letters by tenant, read from the store",
+            dead_letters.clone(),
+        );
+        let replica_heartbeat_age = Family::<ReplicaLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "replica_heartbeat_age_seconds",
+            "Seconds since each replica's last heartbeat, read from the store",
+            replica_heartbeat_age.clone(),
+        );
         Metrics {
             registry,
+            replica_heartbeat_age,
+            delivery_latency,
+            outbox_pending,
+            outbox_oldest_pending,
+            dead_letters,
             adapters_compiled,
             adapter_file_hashes,
             incoming,
@@ -192,6 +280,55 @@ impl Metrics {
                 tenant: tenant.to_string(),
             })
             .inc_by(spent.as_secs_f64());
+    }
+
+    /// Records one delivered event of `tenant` in `direction`, accepted `latency` ago.
+    pub fn observe_delivered(tenant: &str, direction: &str, latency: Duration) {
+        METRICS
+            .delivery_latency
+            .get_or_create(&TenantDirection {
+                tenant: tenant.to_string(),
+                direction: direction.to_string(),
+            })
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Sets the outbox gauges to `outboxes`, the store's figures now; a tenant not among them is
+    /// not reported (a tenant removed from the configuration).
+    pub fn set_outboxes(&self, outboxes: &[TenantOutbox]) {
+        self.outbox_pending.clear();
+        self.outbox_oldest_pending.clear();
+        self.dead_letters.clear();
+        for outbox in outboxes {
+            let label = TenantLabel {
+                tenant: outbox.tenant.clone(),
+            };
+            self.outbox_pending.get_or_create(&label).set(outbox.pending as i64);
+            self.outbox_oldest_pending
+                .get_or_create(&label)
+                .set(outbox.oldest_pending_seconds);
+            self.dead_letters.get_or_create(&label).set(outbox.dead as i64);
+        }
+    }
+
+    /// Sets the heartbeat ages to `ages` (replica id, seconds), the store's figures now.
+    pub fn set_replica_ages(&self, ages: &[(String, f64)]) {
+        self.replica_heartbeat_age.clear();
+        for (replica, age) in ages {
+            self.replica_heartbeat_age
+                .get_or_create(&ReplicaLabel {
+                    replica: replica.clone(),
+                })
+                .set(*age);
+        }
+    }
+
+    /// Makes `tenant`'s counters that alerts watch exist at zero before their first event.
+    pub fn seed_tenant(tenant: &str) {
+        let _zero = METRICS.circuit_open.get_or_create(&TenantOutcome {
+            tenant: tenant.to_string(),
+            outcome: "refused".to_string(),
+        });
     }
 
     /// Adds one to `family` for (`tenant`, `outcome`).

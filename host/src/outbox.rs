@@ -376,6 +376,12 @@ impl Outbox {
             Attempt::Delivered => {
                 tracing::info!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                     ticket = %delivery.ticket, attempt, direction = ?delivery.direction, "delivered");
+                let waited = (self.store.now_ms() - delivery.created_at).max(0) as u64;
+                Metrics::observe_delivered(
+                    &delivery.tenant,
+                    delivery.direction.as_str(),
+                    Duration::from_millis(waited),
+                );
                 Outcome::Delivered
             }
             Attempt::RetryLater(error, hint) => match self.config.retry_schedule_ms.get(retry_index as usize - 1) {

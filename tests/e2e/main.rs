@@ -36,6 +36,7 @@ mod rocketchat;
 mod routing;
 mod sandbox_limits;
 mod shared_tampering;
+mod slo_metrics;
 mod soak;
 mod standard_http;
 mod start_failures;

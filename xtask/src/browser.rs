@@ -42,42 +42,14 @@ fn ensure_chromium() -> Result<PathBuf> {
     if path.is_file() {
         return Ok(path);
     }
-    let install = || {
-        run(apt_get()?
-            .args(["install", "-y", "--no-install-recommends", "chromium"])
-            .env("DEBIAN_FRONTEND", "noninteractive"))
-    };
-    if install().is_err() {
-        // A fresh machine may have no package lists yet.
-        run(apt_get()?.arg("update"))
-            .and_then(|()| install())
-            .with_context(|| {
-                format!(
-                    "the status page's browser test needs Chromium: install the distribution's `chromium` \
-                     package, or set {CHROMIUM_ENV} to a Chromium binary"
-                )
-            })?;
-    }
+    crate::apt::install(
+        "chromium",
+        &format!("the status page's browser test needs Chromium (or {CHROMIUM_ENV} naming a Chromium binary)"),
+    )?;
     if !path.is_file() {
         bail!("the `chromium` package is installed but {} is missing", path.display());
     }
     Ok(path)
-}
-
-/// `apt-get`, through sudo unless we are root.
-fn apt_get() -> Result<Command> {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|out| out.status.success() && out.stdout.trim_ascii() == b"0")
-        .unwrap_or(false);
-    Ok(if root {
-        Command::new("apt-get")
-    } else {
-        let mut sudo = Command::new("sudo");
-        sudo.args(["--non-interactive", "apt-get"]);
-        sudo
-    })
 }
 
 /// `npm ci` in `tests/browser`, unless its node_modules already matches package-lock.json.

@@ -18,11 +18,13 @@
 //!   tenant is served) for as long as asked, printing its figures (`abuse.rs`)
 
 mod abuse;
+mod apt;
 mod browser;
 mod doc_links;
 mod nemesis;
 mod postgres;
 mod postgres_tls;
+mod prometheus_rules;
 mod tidy;
 
 use std::ffi::OsString;
@@ -594,6 +596,9 @@ fn test(args: &[OsString]) -> Result<()> {
     let plugins = discover_plugins()?;
     build_plugins(&[])?;
     let chromium = browser::setup()?;
+    if args.is_empty() {
+        prometheus_rules::check()?;
+    }
     // The end-to-end tests run the real binary; `cargo test` alone does not build another
     // package's binary. For the whole suite it is built by `cargo test --no-run`, with the
     // features the tests unify: a plain `cargo build` would resolve some dependencies' features

@@ -221,15 +221,7 @@ fn ensure_installed() -> Result<PathBuf> {
     }
     eprintln!("xtask: PostgreSQL is missing; installing the distribution's package");
     let started = Instant::now();
-    let install = || {
-        run(Command::new("apt-get")
-            .args(["install", "--yes", "--no-install-recommends", "postgresql"])
-            .env("DEBIAN_FRONTEND", "noninteractive"))
-    };
-    if install().is_err() {
-        run(Command::new("apt-get").args(["update"]))?;
-        install().context("installing PostgreSQL (apt-get install postgresql)")?;
-    }
+    crate::apt::install("postgresql", "the PostgreSQL store's tests need a PostgreSQL server")?;
     eprintln!(
         "xtask: PostgreSQL installed in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -1,6 +1,7 @@
 //! `/healthz` (alive), `/readyz` (the store commits and every adapter loaded) and `/metrics`
 //! (Prometheus, behind the metrics token when one is set).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +13,7 @@ use serde_json::json;
 use super::auth::{bearer_matches, throttled};
 use super::auth_throttle::Credential;
 use super::{ApiError, AppState, Body, json_response, method_not_allowed};
-use crate::metrics::METRICS;
+use crate::metrics::{METRICS, Metrics, TenantOutbox};
 
 /// Whether `path` is one of the probes.
 pub(super) fn owns(path: &str) -> bool {
@@ -43,6 +44,7 @@ pub(super) async fn handle(
     }) {
         Err(refused)
     } else {
+        refresh_outboxes(state).await;
         Ok(Response::builder()
             .header(
                 header::CONTENT_TYPE,
@@ -51,6 +53,60 @@ pub(super) async fn handle(
             .body(Full::new(Bytes::from(METRICS.encode())))
             .expect("valid response"))
     }
+}
+
+/// Reads each tenant's pending deliveries, their oldest and its dead letters, and each
+/// replica's last heartbeat, from the store into their gauges. A store that does not answer in time leaves them as the last scrape
+/// read them (the store's health is `/readyz`'s to report).
+async fn refresh_outboxes(state: &AppState) {
+    let store = state.outbox.store();
+    let read = async {
+        let backlog = store.backlog_by_tenant().await?;
+        let dead = store.dead_letters_by_tenant().await?;
+        let replicas = store.replicas().await?;
+        anyhow::Ok((backlog, dead, replicas))
+    };
+    let (backlog, dead, replicas) = match tokio::time::timeout(READY_TIMEOUT, read).await {
+        Ok(Ok(figures)) => figures,
+        Ok(Err(error)) => {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "metrics: reading the outbox figures failed"
+            );
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("metrics: reading the outbox figures timed out");
+            return;
+        }
+    };
+    let now = store.now_ms();
+    // Every tenant is reported, at zero when the store holds nothing of it, so that a
+    // dashboard's series and an alert's `increase()` start from it.
+    let mut outboxes: BTreeMap<String, TenantOutbox> = BTreeMap::new();
+    for tenant in state.registry.snapshot().all() {
+        Metrics::seed_tenant(&tenant.name);
+        outboxes.insert(tenant.name.clone(), TenantOutbox::empty(&tenant.name));
+    }
+    for tenant in backlog {
+        let outbox = outboxes
+            .entry(tenant.tenant.clone())
+            .or_insert_with(|| TenantOutbox::empty(&tenant.tenant));
+        outbox.pending = tenant.pending;
+        outbox.oldest_pending_seconds = (now - tenant.oldest_created_at).max(0) as f64 / 1000.0;
+    }
+    for tenant in dead {
+        outboxes
+            .entry(tenant.tenant.clone())
+            .or_insert_with(|| TenantOutbox::empty(&tenant.tenant))
+            .dead = tenant.dead;
+    }
+    METRICS.set_outboxes(&outboxes.into_values().collect::<Vec<_>>());
+    let ages: Vec<(String, f64)> = replicas
+        .into_iter()
+        .map(|r| (r.replica_id, (now - r.last_seen).max(0) as f64 / 1000.0))
+        .collect();
+    METRICS.set_replica_ages(&ages);
 }
 
 /// How long a store round trip may take before `/readyz` calls the store not ready.

@@ -66,7 +66,8 @@ pub enum Direction {
 }
 
 impl Direction {
-    fn as_str(self) -> &'static str {
+    /// The name stored, logged and used as a metric label.
+    pub fn as_str(self) -> &'static str {
         match self {
             Direction::ToVendor => "to_vendor",
             Direction::ToThreeDolphins => "to_3dolphins",
@@ -233,6 +234,14 @@ pub struct TenantBacklog {
     pub oldest_created_at: i64,
 }
 
+/// One tenant's dead letters: how many wait for a replay or a purge.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantDeadLetters {
+    pub tenant: String,
+    pub dead: u64,
+}
+
 /// What a purge deletes: rows older than these times (epoch ms).
 #[derive(Debug, Clone, Copy)]
 pub struct PurgeBefore {
@@ -348,6 +357,8 @@ pub trait Store: Send + Sync {
     async fn stats(&self) -> anyhow::Result<OutboxStats>;
     /// Pending deliveries per tenant (tenants with none left out), in tenant order.
     async fn backlog_by_tenant(&self) -> anyhow::Result<Vec<TenantBacklog>>;
+    /// Dead letters per tenant (tenants with none left out), in tenant order.
+    async fn dead_letters_by_tenant(&self) -> anyhow::Result<Vec<TenantDeadLetters>>;
     /// A round trip through the writer that writes (a few KiB, as an event would) and commits.
     async fn health(&self) -> anyhow::Result<StoreHealth>;
     /// How long ago the writer last committed (or found nothing to do), if it ever has.

@@ -38,7 +38,7 @@ macro_rules! store_suite {
             webhook_keys_store_once_and_return_the_first_answer,
             a_webhook_event_whose_key_was_stored_is_stored_once,
             replay_moves_dead_letters_to_another_tenant_and_purges_delete_them,
-            backlog_by_tenant_counts_pending_deliveries_and_their_oldest,
+            backlog_by_tenant_counts_pending_deliveries_and_their_oldest_and_dead_letters_by_tenant_the_dead,
             purge_removes_what_is_past_retention_in_batches,
             tickets_and_their_contacts_are_known_to_their_owner_only,
             an_enqueued_event_remembers_its_ticket_in_the_same_write,
@@ -561,7 +561,9 @@ pub(crate) async fn replay_moves_dead_letters_to_another_tenant_and_purges_delet
     assert!(store.delivery("d2").await.unwrap().is_none());
 }
 
-pub(crate) async fn backlog_by_tenant_counts_pending_deliveries_and_their_oldest(f: &impl Fixture) {
+pub(crate) async fn backlog_by_tenant_counts_pending_deliveries_and_their_oldest_and_dead_letters_by_tenant_the_dead(
+    f: &impl Fixture,
+) {
     let store = f.store();
     let other = |id: &str| NewDelivery {
         tenant: "beta".into(),
@@ -590,6 +592,13 @@ pub(crate) async fn backlog_by_tenant_counts_pending_deliveries_and_their_oldest
             tenant: "acme".into(),
             pending: 2,
             oldest_created_at: first,
+        }]
+    );
+    assert_eq!(
+        store.dead_letters_by_tenant().await.unwrap(),
+        vec![TenantDeadLetters {
+            tenant: "acme".into(),
+            dead: 1,
         }]
     );
 }

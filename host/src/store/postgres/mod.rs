@@ -35,7 +35,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     Accepted, DeadLetterFilter, Delivery, KvWrite, Lease, NewDelivery, OutboxStats, Outcome, PurgeBefore, Store,
-    StoreError, StoreHealth, StoredResponse, TenantBacklog, TicketInfo, WebhookAccepted,
+    StoreError, StoreHealth, StoredResponse, TenantBacklog, TenantDeadLetters, TicketInfo, WebhookAccepted,
 };
 use crate::clock;
 use crate::store::ReplicaStatus;
@@ -454,6 +454,10 @@ impl Store for PostgresStore {
 
     async fn backlog_by_tenant(&self) -> anyhow::Result<Vec<TenantBacklog>> {
         outbox::backlog_by_tenant(self).await
+    }
+
+    async fn dead_letters_by_tenant(&self) -> anyhow::Result<Vec<TenantDeadLetters>> {
+        outbox::dead_letters_by_tenant(self).await
     }
 
     async fn health(&self) -> anyhow::Result<StoreHealth> {

@@ -11,7 +11,7 @@ use super::PostgresStore;
 use super::tickets::remember_ticket;
 use crate::store::{
     Accepted, DeadLetterFilter, Delivery, Direction, Lease, NewDelivery, OutboxStats, Outcome, PurgeBefore,
-    TenantBacklog,
+    TenantBacklog, TenantDeadLetters,
 };
 
 /// Rows one purge step deletes.
@@ -470,6 +470,22 @@ pub(super) async fn stats(store: &PostgresStore) -> anyhow::Result<OutboxStats> 
         }
     }
     Ok(stats)
+}
+
+pub(super) async fn dead_letters_by_tenant(store: &PostgresStore) -> anyhow::Result<Vec<TenantDeadLetters>> {
+    let rows = store
+        .query(
+            "SELECT tenant, COUNT(*) FROM outbox WHERE state = 'dead' GROUP BY tenant ORDER BY tenant",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| TenantDeadLetters {
+            tenant: row.get(0),
+            dead: row.get::<_, i64>(1) as u64,
+        })
+        .collect())
 }
 
 pub(super) async fn backlog_by_tenant(store: &PostgresStore) -> anyhow::Result<Vec<TenantBacklog>> {

@@ -10,7 +10,7 @@ use super::tickets::remember_ticket;
 use super::{Queueing, SqliteStore};
 use crate::store::{
     Accepted, DeadLetterFilter, Delivery, Direction, Lease, NewDelivery, OutboxStats, Outcome, PurgeBefore,
-    TenantBacklog,
+    TenantBacklog, TenantDeadLetters,
 };
 
 /// Rows one purge step deletes: a purge never holds the writer for long.
@@ -399,6 +399,23 @@ pub(super) async fn stats(store: &SqliteStore) -> anyhow::Result<OutboxStats> {
                 }
             }
             Ok(stats)
+        })
+        .await
+}
+
+pub(super) async fn dead_letters_by_tenant(store: &SqliteStore) -> anyhow::Result<Vec<TenantDeadLetters>> {
+    store
+        .read(|c| {
+            let mut statement = c.prepare_cached(
+                "SELECT tenant, COUNT(*) FROM outbox WHERE state = 'dead' GROUP BY tenant ORDER BY tenant",
+            )?;
+            let rows = statement.query_map([], |r| {
+                Ok(TenantDeadLetters {
+                    tenant: r.get(0)?,
+                    dead: r.get(1)?,
+                })
+            })?;
+            rows.collect()
         })
         .await
 }
