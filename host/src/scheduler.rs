@@ -421,13 +421,51 @@ impl Drop for SlotGuard<'_> {
 /// Lowers the calling thread's scheduling priority by [`GUEST_NICE`] (Linux only; elsewhere the
 /// adapter threads run at normal priority).
 fn lower_thread_priority() {
+    lower_thread_priority_by(GUEST_NICE);
+}
+
+/// Adds `nice` to the calling thread's nice value (Linux only; on Linux the nice value is per
+/// thread). A thread can always lower its own priority; raising it back needs a privilege.
+fn lower_thread_priority_by(nice: libc::c_int) {
     #[cfg(target_os = "linux")]
-    // SAFETY: plain system calls on the calling thread (on Linux the nice value is per thread).
+    // SAFETY: plain system calls on the calling thread.
     unsafe {
         let tid = libc::gettid() as libc::id_t;
         let current = libc::getpriority(libc::PRIO_PROCESS, tid);
-        libc::setpriority(libc::PRIO_PROCESS, tid, (current + GUEST_NICE).min(19));
+        libc::setpriority(libc::PRIO_PROCESS, tid, (current + nice).min(19));
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
+/// How much lower than the serving threads compilation runs: below the adapter threads too
+/// ([`GUEST_NICE`]), so that compiling a partner's deploy (or a reload) on every core leaves
+/// the CPU to the tenants' calls first. On an idle machine it changes nothing.
+const COMPILE_NICE: libc::c_int = 19;
+
+/// Makes rayon's global pool, on which wasmtime compiles in parallel, run at [`COMPILE_NICE`].
+/// Once per process: later calls (another runtime) find the pool built and change nothing.
+pub fn lower_compile_pool_priority() {
+    let _already_built = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("compile-{i}"))
+        .start_handler(|_| lower_thread_priority_by(COMPILE_NICE))
+        .build_global();
+}
+
+/// Runs `work` (a compilation) on a thread of its own at [`COMPILE_NICE`], and waits for it:
+/// the calling thread (a blocking-pool or request thread) keeps its priority.
+pub fn compile_in_background<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("compile".into())
+            .spawn_scoped(scope, || {
+                lower_thread_priority_by(COMPILE_NICE);
+                work()
+            })
+            .expect("starting a compile thread")
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 #[cfg(test)]

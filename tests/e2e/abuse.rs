@@ -456,8 +456,11 @@ async fn a_partner_cannot_take_the_bridge_down() {
     let (stop_sampling, peaks) = sample_peaks(env.bridge.pid());
     let slice = period / ATTACKS.len() as u32;
     let mut rows = Vec::new();
+    let mut phases = Vec::new();
     for (index, name) in ATTACKS.iter().enumerate() {
+        let phase_from = Instant::now();
         let outcome = attack(&env, index, Instant::now() + slice).await;
+        phases.push((*name, phase_from, Instant::now()));
         let reading = env.reading();
         rows.push(format!(
             "{}  answers: {}{}",
@@ -504,6 +507,12 @@ async fn a_partner_cannot_take_the_bridge_down() {
         peak.rss_kib as f64 / 1024.0
     );
     println!("{}", after.row("after (quiet)"));
+    // Sent during a phase (answered later or not), so each request counts in one phase.
+    let by_phase: Vec<String> = phases
+        .iter()
+        .map(|(name, from, to)| format!("{name}: {:.1} ms", ms(percentile(&latencies(&sent, *from, *to), 99.0))))
+        .collect();
+    println!("healthy p99 by attack: {}", by_phase.join("; "));
     println!(
         "descriptors after, by kind: {:?}",
         dolphin_bridge_tests::process_stats::descriptor_kinds(

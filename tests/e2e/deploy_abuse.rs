@@ -90,10 +90,17 @@ async fn rejected_deploys_leave_no_open_descriptors() {
         let rejected = env.deploy("beta", BETA_DEPLOY_TOKEN, component.clone()).await;
         assert_eq!(rejected.status, 422, "{}", rejected.describe());
     }
-    let after = open_descriptors(&env);
+    // A fixture run's fake vendor and its connections close as the run's tasks end, which a
+    // loaded machine may finish a moment after the answer: what counts is that they do.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut after = open_descriptors(&env);
+    while after > before + 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = open_descriptors(&env);
+    }
     assert!(
         after <= before + 2,
-        "{DEPLOYS} rejected deploys grew the open descriptors from {before} to {after}"
+        "{DEPLOYS} rejected deploys grew the open descriptors from {before} to {after} (5 s after the last)"
     );
 }
 

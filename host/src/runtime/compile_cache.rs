@@ -110,7 +110,8 @@ impl Runtime {
                 Err(e) => tracing::warn!(file = %file.display(), error = %e, "ignoring unusable cached adapter"),
             }
         }
-        let compiled = self.engine.precompile_component(bytes).map_err(anyhow::Error::from)?;
+        let compiled = crate::scheduler::compile_in_background(|| self.engine.precompile_component(bytes))
+            .map_err(anyhow::Error::from)?;
         if caching == Caching::ReadWrite
             && let Err(e) = write_atomically(&file, &compiled)
         {

@@ -314,6 +314,7 @@ impl Runtime {
         pool_instances: u32,
     ) -> anyhow::Result<Runtime> {
         compile_cache::prepare_cache_dir(&cache_dir)?;
+        crate::scheduler::lower_compile_pool_priority();
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
