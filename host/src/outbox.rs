@@ -10,6 +10,7 @@ use rand::Rng;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
+use tracing::Instrument as _;
 
 use crate::activity::Activity;
 use crate::clock::{Deadline, now_ms};
@@ -23,6 +24,7 @@ use crate::store::{
     Accepted, Delivery, Direction, Lease, NewDelivery, OrderKey, Outcome, PurgeBefore, Store, StoredResponse,
     WebhookAccepted,
 };
+use crate::telemetry;
 use crate::three_dolphins::ThreeDolphinsError;
 
 /// What became of one attempt.
@@ -327,6 +329,15 @@ impl Outbox {
                 return;
             }
         }
+        // Each attempt is a child of the span that accepted the event, whenever and wherever it
+        // is made: the acceptance's context is stored with the event.
+        let span = telemetry::span(|| {
+            tracing::info_span!("delivery.attempt", otel.kind = "consumer", tenant = %delivery.tenant,
+                delivery_id = %delivery.delivery_id, ticket = %delivery.ticket,
+                direction = delivery.direction.as_str(), attempt, outcome = tracing::field::Empty,
+                error.type = tracing::field::Empty, otel.status_code = tracing::field::Empty)
+        });
+        telemetry::continue_trace(&span, delivery.trace_context.as_deref());
         // The lease as this process knows it ends a margin before the store's end, counted from
         // when the claim was asked: the store's end is later still, whatever the round trip.
         let lease = Arc::new(Deadline::at(asked + held_for(lease_ms)));
@@ -345,7 +356,7 @@ impl Outbox {
         // A lease that ends (renewals refused, or the store out of reach for its length) stops
         // the attempt: another replica may be making the next one.
         let outcome = tokio::select! {
-            outcome = attempt_delivery(registry, &delivery, attempt, &lease) => outcome,
+            outcome = attempt_delivery(registry, &delivery, attempt, &lease).instrument(span.clone()) => outcome,
             () = lease.reached() => Attempt::LeaseLost,
         };
         // An answer that came after the lease ended is not recorded unless it says delivered
@@ -365,6 +376,10 @@ impl Outbox {
             _ => "dead",
         };
         Metrics::count(&METRICS.deliveries, &delivery.tenant, label);
+        span.record("outcome", label);
+        if matches!(label, "retry" | "dead" | "lease_lost") {
+            telemetry::record_error(&span, label);
+        }
         match &outcome {
             Attempt::Delivered => self.activity.delivered(&delivery.tenant, now_ms()),
             Attempt::RetryLater(error, _) | Attempt::Permanent(error) => {
