@@ -387,7 +387,8 @@ impl Outbox {
             }
             Attempt::NotMade(..) | Attempt::LeaseLost => {}
         }
-        let outcome = match outcome {
+        // Logged inside the attempt's span: the lines carry its trace id.
+        let outcome = span.in_scope(|| match outcome {
             Attempt::Delivered => {
                 tracing::info!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                     ticket = %delivery.ticket, attempt, direction = ?delivery.direction, "delivered");
@@ -397,26 +398,26 @@ impl Outbox {
                     delivery.direction.as_str(),
                     Duration::from_millis(waited),
                 );
-                Outcome::Delivered
+                Some(Outcome::Delivered)
             }
             Attempt::RetryLater(error, hint) => match self.config.retry_schedule_ms.get(retry_index as usize - 1) {
                 Some(&max_wait) => {
                     let wait = retry_wait(rand::rng().random_range(0..=max_wait), hint) as i64;
                     tracing::warn!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                         ticket = %delivery.ticket, attempt, retry_in_ms = wait, %error, "delivery failed; will retry");
-                    Outcome::RetryAt(self.store.now_ms() + wait, error)
+                    Some(Outcome::RetryAt(self.store.now_ms() + wait, error))
                 }
                 None => {
                     let error = format!("gave up after {retry_index} attempts: {error}");
                     tracing::error!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                         ticket = %delivery.ticket, %error, "dead letter");
-                    Outcome::Dead(error)
+                    Some(Outcome::Dead(error))
                 }
             },
             Attempt::Permanent(error) => {
                 tracing::error!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                     ticket = %delivery.ticket, attempt, %error, "dead letter");
-                Outcome::Dead(error)
+                Some(Outcome::Dead(error))
             }
             // Not an attempt: none of the retries is used up, and the event is looked at again
             // when the rest is over (spread over a quarter of it, as others of the tenant wait
@@ -432,14 +433,17 @@ impl Outbox {
                 let wait = rest.as_millis() as i64 + spread;
                 tracing::info!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                     ticket = %delivery.ticket, retry_in_ms = wait, %error, "adapter resting; delivery postponed");
-                Outcome::NotAttempted(self.store.now_ms() + wait, error)
+                Some(Outcome::NotAttempted(self.store.now_ms() + wait, error))
             }
             Attempt::LeaseLost => {
                 tracing::warn!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                     ticket = %delivery.ticket, attempt,
                     "the delivery's lease ended during its attempt: stopped, and not recorded; it is attempted again once due");
-                return;
+                None
             }
+        });
+        let Some(outcome) = outcome else {
+            return;
         };
         let recorded = self.store.record(delivery.seq, attempt, outcome).await;
         drop(renewal);
