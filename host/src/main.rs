@@ -109,9 +109,9 @@ fn start_logs(format: LogFormat, exporter: Option<&Exporter>) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // The log sees the bridge's spans whatever the level, to find a line's trace id; spans are
     // only made when traces are on.
-    let filter = filter.or(filter_fn(|meta| {
-        meta.is_span() && meta.target().starts_with("dolphin_bridge")
-    }));
+    let own_spans = filter_fn(|meta| meta.is_span() && meta.target().starts_with("dolphin_bridge"))
+        .with_max_level_hint(tracing::Level::INFO);
+    let filter = filter.or(own_spans);
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -518,6 +518,7 @@ impl Runtime {
         });
         if let Err(left) = export.breaker(&host.breakers).admit() {
             Metrics::count(&METRICS.circuit_open, &ctx.tenant, "refused");
+            span.record("outcome", "circuit_open");
             telemetry::record_error(&span, "circuit_open");
             return Err(CallError::CircuitOpen(left.as_millis().max(1) as u64));
         }

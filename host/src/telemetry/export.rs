@@ -99,9 +99,11 @@ where
         .with_tracked_inactivity(false)
         .with_target(false)
         .with_level(false)
-        .with_filter(filter_fn(|meta| {
-            meta.is_span() && meta.target().starts_with(OWN_TARGETS)
-        }))
+        // Decided on the callsite alone (cached), and only spans at `info` (the bridge's).
+        .with_filter(
+            filter_fn(|meta| meta.is_span() && meta.target().starts_with(OWN_TARGETS))
+                .with_max_level_hint(tracing::Level::INFO),
+        )
 }
 
 #[cfg(test)]
