@@ -34,6 +34,7 @@ async fn measure(mode: CommitMode) -> f64 {
                         customer_name: "Budi".into(),
                         contact_id: format!("contact-{client}"),
                     }),
+                    trace_context: None,
                 };
                 store.enqueue(vec![delivery], Duration::from_secs(120)).await.unwrap();
             }

@@ -27,6 +27,7 @@ pub mod runtime;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod tenants;
 pub mod terminal_text;
 pub mod three_dolphins;

@@ -10,8 +10,13 @@ use dolphin_bridge::cli::{Cli, Command, DeadLetterCommand, LogFormat, PluginComm
 use dolphin_bridge::config::Config;
 use dolphin_bridge::deploy_client::{Action, Remote};
 use dolphin_bridge::registry::AdapterRegistry;
+use dolphin_bridge::telemetry::{Exporter, WithTraceId};
 use dolphin_bridge::terminal_text::escape;
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Runs the command; a failure is one `error:` line on stderr (its causes joined on that line,
 /// no backtrace) and exit code 1, so an operator sees what failed and where at a glance.
@@ -44,19 +49,21 @@ fn one_line(error: &anyhow::Error) -> String {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        // A closed stderr must not take the bridge down (tracing would report it on stderr).
-        .log_internal_errors(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DOLPHIN_BRIDGE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        );
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
-    }
+    // Commands on a configuration read it before logging starts: `serve` exports traces when
+    // `[telemetry]` says so, and the exporter's layer is part of the logging set-up. (An
+    // unreadable file is one `error:` line, logged or not.)
+    let config = match &cli.command {
+        Command::Plugin { .. } | Command::Deploy { .. } | Command::Versions { .. } | Command::Rollback { .. } => None,
+        _ => Some(Config::load(&cli.config)?),
+    };
+    let exporter = match (&cli.command, &config) {
+        (Command::Serve, Some(config)) => {
+            let replica = dolphin_bridge::cluster::ReplicaId::current();
+            Exporter::start(&config.telemetry, replica.as_str())?
+        }
+        _ => None,
+    };
+    start_logs(cli.log_format, exporter.as_ref());
     let command = match cli.command {
         // Adapter tools: no configuration file is read.
         Command::Plugin { command } => return plugin(command),
@@ -66,12 +73,15 @@ fn run() -> anyhow::Result<()> {
         Command::Rollback { tenant, remote } => return remote_deploy(&tenant, Action::Rollback, remote),
         other => other,
     };
-    let config = Config::load(&cli.config)?;
+    let config = config.expect("loaded for every command on a configuration");
     if config.server.allow_unauthenticated && config.server.incoming_token.is_none() {
         tracing::warn!("the Incoming endpoint accepts requests without a credential (allow_unauthenticated = true)");
     }
+    if let Some(url) = config.telemetry.traces_url().filter(|_| exporter.is_some()) {
+        tracing::info!(%url, "exporting traces");
+    }
     let runtime = tokio::runtime::Runtime::new()?;
-    match command {
+    let result = match command {
         Command::Properties => {
             print!("{}", dolphin_bridge::properties(&config));
             Ok(())
@@ -82,6 +92,50 @@ fn run() -> anyhow::Result<()> {
         Command::Plugin { .. } | Command::Deploy { .. } | Command::Versions { .. } | Command::Rollback { .. } => {
             unreachable!("handled before the configuration is loaded")
         }
+    };
+    // The exporter's client blocks: the spans still batched are sent once the runtime is gone.
+    drop(runtime);
+    if let Some(exporter) = exporter {
+        exporter.shutdown();
+    }
+    result
+}
+
+/// Logs to stderr, filtered by `DOLPHIN_BRIDGE_LOG` (default `info`), as text or JSON lines;
+/// with `exporter`, the bridge's spans are exported too and each line logged inside one carries
+/// its trace id.
+fn start_logs(format: LogFormat, exporter: Option<&Exporter>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DOLPHIN_BRIDGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The log sees the bridge's spans whatever the level, to find a line's trace id; spans are
+    // only made when traces are on.
+    let own_spans = filter_fn(|meta| meta.is_span() && meta.target().starts_with("dolphin_bridge"))
+        .with_max_level_hint(tracing::Level::INFO);
+    let filter = filter.or(own_spans);
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A closed stderr must not take the bridge down (tracing would report it on stderr).
+        .log_internal_errors(false);
+    let spans = exporter.map(|exporter| exporter.layer());
+    match format {
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(spans)
+            .with(
+                logs.map_event_format(|f| WithTraceId::new(f, false))
+                    .with_filter(filter),
+            )
+            .init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(spans)
+            .with(
+                logs.json()
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .map_event_format(|f| WithTraceId::new(f, true))
+                    .with_filter(filter),
+            )
+            .init(),
     }
 }
 

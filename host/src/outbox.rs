@@ -10,6 +10,7 @@ use rand::Rng;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
+use tracing::Instrument as _;
 
 use crate::activity::Activity;
 use crate::clock::{Deadline, now_ms};
@@ -23,6 +24,7 @@ use crate::store::{
     Accepted, Delivery, Direction, Lease, NewDelivery, OrderKey, Outcome, PurgeBefore, Store, StoredResponse,
     WebhookAccepted,
 };
+use crate::telemetry;
 use crate::three_dolphins::ThreeDolphinsError;
 
 /// What became of one attempt.
@@ -327,6 +329,15 @@ impl Outbox {
                 return;
             }
         }
+        // Each attempt is a child of the span that accepted the event, whenever and wherever it
+        // is made: the acceptance's context is stored with the event.
+        let span = telemetry::span(|| {
+            tracing::info_span!("delivery.attempt", otel.kind = "consumer", tenant = %delivery.tenant,
+                delivery_id = %delivery.delivery_id, ticket = %delivery.ticket,
+                direction = delivery.direction.as_str(), attempt, outcome = tracing::field::Empty,
+                error.type = tracing::field::Empty, otel.status_code = tracing::field::Empty)
+        });
+        telemetry::continue_trace(&span, delivery.trace_context.as_deref());
         // The lease as this process knows it ends a margin before the store's end, counted from
         // when the claim was asked: the store's end is later still, whatever the round trip.
         let lease = Arc::new(Deadline::at(asked + held_for(lease_ms)));
@@ -345,7 +356,7 @@ impl Outbox {
         // A lease that ends (renewals refused, or the store out of reach for its length) stops
         // the attempt: another replica may be making the next one.
         let outcome = tokio::select! {
-            outcome = attempt_delivery(registry, &delivery, attempt, &lease) => outcome,
+            outcome = attempt_delivery(registry, &delivery, attempt, &lease).instrument(span.clone()) => outcome,
             () = lease.reached() => Attempt::LeaseLost,
         };
         // An answer that came after the lease ended is not recorded unless it says delivered
@@ -365,6 +376,10 @@ impl Outbox {
             _ => "dead",
         };
         Metrics::count(&METRICS.deliveries, &delivery.tenant, label);
+        span.record("outcome", label);
+        if matches!(label, "retry" | "dead" | "lease_lost") {
+            telemetry::record_error(&span, label);
+        }
         match &outcome {
             Attempt::Delivered => self.activity.delivered(&delivery.tenant, now_ms()),
             Attempt::RetryLater(error, _) | Attempt::Permanent(error) => {
@@ -372,7 +387,8 @@ impl Outbox {
             }
             Attempt::NotMade(..) | Attempt::LeaseLost => {}
         }
-        let outcome = match outcome {
+        // Logged inside the attempt's span: the lines carry its trace id.
+        let outcome = span.in_scope(|| match outcome {
             Attempt::Delivered => {
                 tracing::info!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                     ticket = %delivery.ticket, attempt, direction = ?delivery.direction, "delivered");
@@ -382,26 +398,26 @@ impl Outbox {
                     delivery.direction.as_str(),
                     Duration::from_millis(waited),
                 );
-                Outcome::Delivered
+                Some(Outcome::Delivered)
             }
             Attempt::RetryLater(error, hint) => match self.config.retry_schedule_ms.get(retry_index as usize - 1) {
                 Some(&max_wait) => {
                     let wait = retry_wait(rand::rng().random_range(0..=max_wait), hint) as i64;
                     tracing::warn!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                         ticket = %delivery.ticket, attempt, retry_in_ms = wait, %error, "delivery failed; will retry");
-                    Outcome::RetryAt(self.store.now_ms() + wait, error)
+                    Some(Outcome::RetryAt(self.store.now_ms() + wait, error))
                 }
                 None => {
                     let error = format!("gave up after {retry_index} attempts: {error}");
                     tracing::error!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                         ticket = %delivery.ticket, %error, "dead letter");
-                    Outcome::Dead(error)
+                    Some(Outcome::Dead(error))
                 }
             },
             Attempt::Permanent(error) => {
                 tracing::error!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                     ticket = %delivery.ticket, attempt, %error, "dead letter");
-                Outcome::Dead(error)
+                Some(Outcome::Dead(error))
             }
             // Not an attempt: none of the retries is used up, and the event is looked at again
             // when the rest is over (spread over a quarter of it, as others of the tenant wait
@@ -417,14 +433,17 @@ impl Outbox {
                 let wait = rest.as_millis() as i64 + spread;
                 tracing::info!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                     ticket = %delivery.ticket, retry_in_ms = wait, %error, "adapter resting; delivery postponed");
-                Outcome::NotAttempted(self.store.now_ms() + wait, error)
+                Some(Outcome::NotAttempted(self.store.now_ms() + wait, error))
             }
             Attempt::LeaseLost => {
                 tracing::warn!(tenant = %delivery.tenant, delivery_id = %delivery.delivery_id,
                     ticket = %delivery.ticket, attempt,
                     "the delivery's lease ended during its attempt: stopped, and not recorded; it is attempted again once due");
-                return;
+                None
             }
+        });
+        let Some(outcome) = outcome else {
+            return;
         };
         let recorded = self.store.record(delivery.seq, attempt, outcome).await;
         drop(renewal);

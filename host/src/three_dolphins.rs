@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use thiserror::Error;
+use tracing::Instrument as _;
+use tracing::field::Empty;
 
 use crate::config::ThreeDolphinsConfig;
 use crate::contract::ThreeDolphinsEvent;
+use crate::telemetry;
 
 /// Why 3Dolphins did not take an event or answer a look-up.
 #[derive(Debug, Error)]
@@ -46,22 +49,55 @@ impl ThreeDolphinsClient {
         Ok(ThreeDolphinsClient { http, config })
     }
 
-    /// Posts one event to its path and expects `{"status":"success"}`.
+    /// Posts one event to its path and expects `{"status":"success"}`, in span
+    /// `3dolphins.post` (a child of the current one: the delivery's attempt), which records the
+    /// event's kind, 3Dolphins' host and the answer's status.
     pub async fn post_event(&self, event: &ThreeDolphinsEvent, delivery_id: &str) -> Result<(), ThreeDolphinsError> {
-        let path = match event {
-            ThreeDolphinsEvent::Outgoing(_) => &self.config.outgoing_path,
-            ThreeDolphinsEvent::Command(_) => &self.config.command_path,
+        let (path, kind) = match event {
+            ThreeDolphinsEvent::Outgoing(_) => (&self.config.outgoing_path, "outgoing"),
+            ThreeDolphinsEvent::Command(_) => (&self.config.command_path, "command"),
         };
         let url = format!("{}{}", self.config.base_url.trim_end_matches('/'), path);
+        let span = telemetry::span(|| {
+            let host = url::Url::parse(&url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string));
+            tracing::info_span!("3dolphins.post", otel.kind = "client", http.request.method = "POST",
+                server.address = host.unwrap_or_default(), event = kind, http.response.status_code = Empty,
+                error.type = Empty, otel.status_code = Empty)
+        });
+        let result = self
+            .post(&url, event, delivery_id, &span)
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &result {
+            let kind = match e {
+                ThreeDolphinsError::Unavailable(_) => "unavailable",
+                ThreeDolphinsError::Refused(_) => "refused",
+                ThreeDolphinsError::NotFound => "not_found",
+            };
+            telemetry::record_error(&span, kind);
+        }
+        result
+    }
+
+    async fn post(
+        &self,
+        url: &str,
+        event: &ThreeDolphinsEvent,
+        delivery_id: &str,
+        span: &tracing::Span,
+    ) -> Result<(), ThreeDolphinsError> {
         let response = self
             .http
-            .post(&url)
+            .post(url)
             .header("Idempotency-Key", delivery_id)
             .json(&event.body())
             .send()
             .await
             .map_err(|e| ThreeDolphinsError::Unavailable(describe(&e)))?;
         let status = response.status();
+        span.record("http.response.status_code", status.as_u16());
         let body = match response.bytes().await {
             Ok(body) => body,
             // 3Dolphins may have taken the event, or not: only a retry (with the same

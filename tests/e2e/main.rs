@@ -42,5 +42,6 @@ mod standard_http;
 mod start_failures;
 mod status_page;
 mod sunshine;
+mod traces;
 mod webhooks;
 mod worlds;

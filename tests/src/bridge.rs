@@ -57,6 +57,9 @@ pub struct Tenant {
     pub instance_reuse: BTreeMap<String, u64>,
     /// `[tenants.webhook]`: no verification unless a test sets one.
     pub webhook: WebhookAuth,
+    /// `[tenants.telemetry]` values (`propagate`); the bridge's defaults otherwise.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub telemetry: BTreeMap<String, bool>,
 }
 
 /// `[tenants.webhook]`: how the bridge verifies the vendor's webhook requests.
@@ -148,12 +151,19 @@ impl Tenant {
             limits: BTreeMap::new(),
             instance_reuse: BTreeMap::new(),
             webhook: WebhookAuth::none(),
+            telemetry: BTreeMap::new(),
         }
     }
 
     /// Whether the adapter may call loopback and private addresses (default here: yes).
     pub fn allow_private_networks(mut self, allow: bool) -> Tenant {
         self.allow_private_networks = allow;
+        self
+    }
+
+    /// `[tenants.telemetry] propagate`: the adapter's requests carry the trace's `traceparent`.
+    pub fn propagate_traces(mut self, propagate: bool) -> Tenant {
+        self.telemetry.insert("propagate".into(), propagate);
         self
     }
 

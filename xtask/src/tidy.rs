@@ -35,7 +35,10 @@ pub const HOST_LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("store", &["store"]),
-    ("edges", &["egress", "three_dolphins", "webhook_auth", "scheduler"]),
+    (
+        "edges",
+        &["egress", "three_dolphins", "webhook_auth", "scheduler", "telemetry"],
+    ),
     ("runtime", &["runtime"]),
     ("adapters", &["registry", "tenants", "deployments", "plugin_test"]),
     ("outbox and cluster", &["outbox", "cluster"]),

@@ -11,6 +11,7 @@ mod network;
 mod secrets;
 mod server;
 mod store;
+mod telemetry;
 mod tenants;
 mod three_dolphins;
 mod webhook;
@@ -30,6 +31,7 @@ pub use network::{Origin, network_contains, parse_network, parse_origin};
 pub use secrets::{MIN_TOKEN_BYTES, is_secret_key};
 pub use server::{AdminConfig, MetricsConfig, ServerConfig};
 pub use store::{DEFAULT_POOL_SIZE, DEFAULT_WRITE_QUEUE, StoreConfig};
+pub use telemetry::{OTLP_TRACES_PATH, TelemetryConfig, TenantTelemetryConfig};
 pub use tenants::{MIN_ADAPTER_SECRET_BYTES, TenantConfig};
 pub use three_dolphins::ThreeDolphinsConfig;
 pub use webhook::{
@@ -89,6 +91,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub metrics: MetricsConfig,
     pub deployments: DeploymentsConfig,
+    /// Traces: off unless `otlp_endpoint` is set.
+    pub telemetry: TelemetryConfig,
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -121,6 +125,8 @@ struct RawConfig {
     metrics: MetricsConfig,
     #[serde(default)]
     deployments: DeploymentsConfig,
+    #[serde(default)]
+    telemetry: TelemetryConfig,
     #[serde(default)]
     tenants: Vec<TenantConfig>,
 }
@@ -192,6 +198,7 @@ impl Config {
             admin: raw.admin,
             metrics: raw.metrics,
             deployments,
+            telemetry: raw.telemetry,
             tenants,
         };
         config.validate()?;
@@ -220,6 +227,7 @@ impl Config {
         self.server.check_auth_failures()?;
         self.adapters.check()?;
         self.three_dolphins.check()?;
+        self.telemetry.check()?;
         // A tenant's signed webhooks must not outlive the ids kept to recognise their replays.
         tenants::check_tenants(&self.tenants, self.delivery.webhook_dedupe_window_ms)?;
         deployments::check_deploy_tokens(&self.tenants, self.admin.token.as_deref())

@@ -10,6 +10,7 @@ use super::deployments::TenantDeployConfig;
 use super::limits::{InstanceReuseConfig, LimitsConfig};
 use super::network::parse_origin;
 use super::secrets::{check_secret, is_secret_key, url_password};
+use super::telemetry::TenantTelemetryConfig;
 use super::webhook::{WebhookConfig, check_webhook};
 use super::{FieldError, invalid};
 
@@ -61,6 +62,9 @@ pub struct TenantConfig {
     /// Deploying versions of this tenant's adapter over HTTP.
     #[serde(default)]
     pub deploy: TenantDeployConfig,
+    /// Traces: whether the vendor is sent the trace context (off by default).
+    #[serde(default)]
+    pub telemetry: TenantTelemetryConfig,
 }
 
 impl TenantConfig {

@@ -340,6 +340,7 @@ async fn remember_ticket(store: &Arc<dyn Store>, event: &IncomingEvent) -> anyho
             customer_name: event.customer_name.clone(),
             contact_id: event.contact_id.clone(),
         }),
+        trace_context: None,
     };
     store.enqueue(vec![delivery], Duration::ZERO).await?;
     Ok(())

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
+use tracing::Instrument as _;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, UpdateDeadline};
 
@@ -21,6 +22,7 @@ use crate::metrics::{METRICS, Metrics};
 use crate::redaction::SecretSet;
 use crate::scheduler::{CpuClock, GuestScheduler};
 use crate::store::Store;
+use crate::telemetry;
 use crate::three_dolphins::ThreeDolphinsClient;
 
 mod adapter_log;
@@ -201,6 +203,8 @@ pub struct TenantHost {
     pub webhook_slots: Arc<tokio::sync::Semaphore>,
     /// Calls of this tenant's current adapter version.
     pub stats: Arc<AdapterStats>,
+    /// `[tenants.telemetry] propagate`: the adapter's outbound requests carry a `traceparent`.
+    pub propagate_trace: bool,
     pub http_timeout: Duration,
     pub call_timeout: Duration,
     pub limits: CallLimits,
@@ -238,6 +242,7 @@ impl TenantHost {
             breakers,
             webhook_slots: Arc::new(tokio::sync::Semaphore::new(limits.webhook_concurrency)),
             stats,
+            propagate_trace: tenant.telemetry.propagate,
             http_timeout: Duration::from_millis(tenant.http_timeout_ms),
             call_timeout: Duration::from_millis(tenant.call_timeout_ms),
             limits,
@@ -456,7 +461,7 @@ impl Runtime {
             host,
             instances,
             ctx,
-            |breakers| &breakers.incoming,
+            Export::OnIncoming,
             |bindings, store, ctx| Box::pin(async move { bindings.call_on_incoming(store, &ctx, &event).await }),
         )
         .await
@@ -478,7 +483,7 @@ impl Runtime {
             host,
             instances,
             ctx,
-            |breakers| &breakers.webhooks,
+            Export::OnVendorWebhook,
             |bindings, store, ctx| {
                 Box::pin(async move { bindings.call_on_vendor_webhook(store, &ctx, &request).await })
             },
@@ -496,7 +501,7 @@ impl Runtime {
         host: Arc<TenantHost>,
         instances: &Arc<InstanceReuse>,
         ctx: CallContext,
-        breaker: fn(&Breakers) -> &CircuitBreaker,
+        export: Export,
         call: impl for<'a> FnOnce(
             &'a Adapter,
             &'a mut wasmtime::Store<CallState>,
@@ -505,8 +510,17 @@ impl Runtime {
         + Send
         + 'static,
     ) -> Result<R, CallError> {
-        if let Err(left) = breaker(&host.breakers).admit() {
+        // Entered whenever the guest runs: host calls' spans are its children.
+        let span = telemetry::span(|| {
+            tracing::info_span!("adapter.call", tenant = %ctx.tenant, delivery_id = %ctx.delivery_id,
+                attempt = ctx.attempt, adapter.export = export.name(), adapter.world = %adapter.wit_version,
+                outcome = tracing::field::Empty, error.type = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty)
+        });
+        if let Err(left) = export.breaker(&host.breakers).admit() {
             Metrics::count(&METRICS.circuit_open, &ctx.tenant, "refused");
+            span.record("outcome", "circuit_open");
+            telemetry::record_error(&span, "circuit_open");
             return Err(CallError::CircuitOpen(left.as_millis().max(1) as u64));
         }
         let call_timeout = host.call_timeout;
@@ -542,7 +556,9 @@ impl Runtime {
             Ok(value)
         };
         // Dropping the handle (at the timeout, or when our caller goes away) cancels the call.
-        let task = self.scheduler.spawn(&ctx.tenant, cpu_clock.clone(), work);
+        let task = self
+            .scheduler
+            .spawn(&ctx.tenant, cpu_clock.clone(), work.instrument(span.clone()));
         let result = match tokio::time::timeout(call_timeout, task).await {
             Ok(Ok(result)) => result,
             Ok(Err(failed)) => Err(CallError::Trapped(format!(
@@ -550,7 +566,7 @@ impl Runtime {
             ))),
             Err(_) => Err(CallError::Timeout(call_timeout.as_millis() as u64)),
         };
-        breaker(&host.breakers).record(&result.as_ref().map(drop));
+        export.breaker(&host.breakers).record(&result.as_ref().map(drop));
         let result = result.map_err(|e| redact_error(e, &host.secrets));
         host.stats.calls.fetch_add(1, Ordering::Relaxed);
         let cpu_micros = u64::try_from(cpu_clock.used().as_micros()).unwrap_or(u64::MAX);
@@ -559,13 +575,38 @@ impl Runtime {
             Ok(_) => "ok",
             Err(e) => {
                 host.stats.errors.fetch_add(1, Ordering::Relaxed);
+                telemetry::record_error(&span, e.kind());
                 e.kind()
             }
         };
+        span.record("outcome", outcome);
         Metrics::count(&METRICS.adapter_calls, &ctx.tenant, outcome);
         Metrics::add_cpu(&ctx.tenant, cpu_clock.used());
         Metrics::observe_wait(&ctx.tenant, cpu_clock.waited());
         result
+    }
+}
+
+/// The adapter export a call runs: its name, and the circuit breaker that counts its failures.
+#[derive(Debug, Clone, Copy)]
+enum Export {
+    OnIncoming,
+    OnVendorWebhook,
+}
+
+impl Export {
+    fn name(self) -> &'static str {
+        match self {
+            Export::OnIncoming => "on-incoming",
+            Export::OnVendorWebhook => "on-vendor-webhook",
+        }
+    }
+
+    fn breaker(self, breakers: &Breakers) -> &CircuitBreaker {
+        match self {
+            Export::OnIncoming => &breakers.incoming,
+            Export::OnVendorWebhook => &breakers.webhooks,
+        }
     }
 }
 

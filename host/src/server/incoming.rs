@@ -7,6 +7,8 @@ use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
 use super::auth::tokens_match;
 use super::{ApiError, AppState, Body, json_response, read_body_timed, store_unavailable};
@@ -14,6 +16,7 @@ use crate::config::{network_contains, parse_network};
 use crate::contract::{FieldError, IncomingEvent, ParseError, shorten};
 use crate::metrics::{METRICS, Metrics};
 use crate::store::{Direction, NewDelivery, TicketInfo};
+use crate::telemetry;
 
 /// Checks the Incoming endpoint's source network and credential (constant-time).
 pub(super) fn authorize(state: &AppState, peer: IpAddr, request: &Request<Incoming>) -> Result<(), ApiError> {
@@ -54,8 +57,22 @@ pub(super) fn authorize(state: &AppState, peer: IpAddr, request: &Request<Incomi
     }
 }
 
-/// `POST {incoming_path}`: a customer message from 3Dolphins.
+/// `POST {incoming_path}`: a customer message from 3Dolphins, in span `incoming.accept` (the
+/// child of the request's `traceparent`, when it has one).
 pub(super) async fn handle(state: &AppState, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let span = telemetry::span(|| {
+        tracing::info_span!("incoming.accept", otel.kind = "server", http.request.method = "POST",
+            http.route = %state.server.incoming_path, tenant = Empty, delivery_id = Empty, ticket = Empty,
+            duplicate = Empty, http.response.status_code = Empty, error.type = Empty, otel.status_code = Empty)
+    });
+    telemetry::continue_trace(&span, telemetry::traceparent_header(request.headers()));
+    let result = accept(state, request, &span).instrument(span.clone()).await;
+    super::record_answer(&span, &result);
+    result
+}
+
+/// Checks, routes and stores the event; `span` is the request's.
+async fn accept(state: &AppState, request: Request<Incoming>, span: &Span) -> Result<Response<Body>, ApiError> {
     if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
         let essence = content_type
             .to_str()
@@ -114,6 +131,8 @@ pub(super) async fn handle(state: &AppState, request: Request<Incoming>) -> Resu
             retry_after_s: None,
         });
     };
+    span.record("tenant", tenant.name.as_str());
+    span.record("ticket", event.ticket_number.as_str());
     let delivery = NewDelivery {
         delivery_id: uuid::Uuid::now_v7().to_string(),
         tenant: tenant.name.clone(),
@@ -128,9 +147,12 @@ pub(super) async fn handle(state: &AppState, request: Request<Incoming>) -> Resu
             customer_name: event.customer_name.clone(),
             contact_id: event.contact_id.clone(),
         }),
+        trace_context: telemetry::traceparent(span),
     };
     let accepted = state.outbox.accept(vec![delivery]).await.map_err(store_unavailable)?;
     let accepted = &accepted[0];
+    span.record("delivery_id", accepted.delivery_id.as_str());
+    span.record("duplicate", accepted.duplicate);
     let outcome = if accepted.duplicate { "duplicate" } else { "accepted" };
     Metrics::count(&METRICS.incoming, &tenant.name, outcome);
     tracing::info!(tenant = %tenant.name, delivery_id = %accepted.delivery_id, ticket = %event.ticket_number,

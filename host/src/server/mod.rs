@@ -275,6 +275,22 @@ async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, Ap
     }
 }
 
+/// Records a request's answer on its server span: the status, and for an error its code as
+/// `error.type` (a 5xx marks the span failed).
+fn record_answer(span: &tracing::Span, result: &Result<Response<Body>, ApiError>) {
+    let status = match result {
+        Ok(response) => response.status(),
+        Err(error) => {
+            span.record("error.type", error.code);
+            error.status
+        }
+    };
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
 /// The client-facing error for a store that failed or is not keeping up.
 pub(crate) fn store_unavailable(error: anyhow::Error) -> ApiError {
     if error.downcast_ref::<StoreError>() == Some(&StoreError::Busy) {

@@ -4,6 +4,8 @@
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
 use super::auth_throttle::Credential;
 use super::vendor_answer::{vendor_answer, vendor_response};
@@ -13,6 +15,7 @@ use crate::metrics::{METRICS, Metrics};
 use crate::runtime::bindings::dolphin::bridge::types as wt;
 use crate::runtime::{CallContext, CallError, complete_adapter_event, header_pairs};
 use crate::store::{Direction, NewDelivery, StoredResponse, WebhookAccepted};
+use crate::telemetry;
 use crate::tenants::Tenant;
 use crate::webhook_auth::{self, SignedRequest};
 
@@ -36,11 +39,35 @@ fn call_failed(error: CallError) -> ApiError {
 /// stored. Otherwise the adapter runs and the vendor is answered once its events are committed
 /// together with the key and the answer; when the bridge answers an error instead (adapter
 /// failure, store failure) nothing is recorded, so the vendor's retry is processed afresh.
+///
+/// Runs in span `webhook.receive` (the child of the request's `traceparent`, when it has one),
+/// whose context is stored with the events it produced.
 pub(super) async fn handle(
     state: &AppState,
     tenant_name: &str,
     path: String,
     request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let span = telemetry::span(|| {
+        tracing::info_span!("webhook.receive", otel.kind = "server", http.request.method = %telemetry::method_name(request.method().as_str()),
+            http.route = "/vendors/{tenant}/*", tenant = Empty, delivery_id = Empty, events = Empty,
+            duplicate = Empty, http.response.status_code = Empty, error.type = Empty, otel.status_code = Empty)
+    });
+    telemetry::continue_trace(&span, telemetry::traceparent_header(request.headers()));
+    let result = receive(state, tenant_name, path, request, &span)
+        .instrument(span.clone())
+        .await;
+    super::record_answer(&span, &result);
+    result
+}
+
+/// Verifies, maps and stores one webhook; `span` is the request's.
+async fn receive(
+    state: &AppState,
+    tenant_name: &str,
+    path: String,
+    request: Request<Incoming>,
+    span: &Span,
 ) -> Result<Response<Body>, ApiError> {
     let tenants = state.registry.snapshot();
     let Some(tenant) = tenants.by_name(tenant_name).cloned() else {
@@ -50,6 +77,7 @@ pub(super) async fn handle(
             format!("no tenant named `{tenant_name}`"),
         ));
     };
+    span.record("tenant", tenant.name.as_str());
     // Behind the failure limit of the tenant's webhook secret: a source locked out of it is
     // refused before its body is read.
     let source = auth::source(&request);
@@ -83,6 +111,7 @@ pub(super) async fn handle(
             .await
             .map_err(store_unavailable)?;
         if let Some(first) = first {
+            span.record("duplicate", true);
             return Ok(answer_duplicate(&tenant, &first));
         }
     }
@@ -100,6 +129,7 @@ pub(super) async fn handle(
         ));
     };
     let delivery_id = uuid::Uuid::now_v7().to_string();
+    span.record("delivery_id", delivery_id.as_str());
     let ctx = CallContext {
         tenant: tenant.name.clone(),
         delivery_id: delivery_id.clone(),
@@ -140,6 +170,9 @@ pub(super) async fn handle(
         ));
     }
     let answer = vendor_answer(outcome.response);
+    span.record("events", outcome.events.len());
+    // Every event of the webhook joins its trace when it is delivered.
+    let trace_context = telemetry::traceparent(span);
     let mut deliveries = Vec::with_capacity(outcome.events.len());
     for keyed in outcome.events {
         // The vendor's own id of the event, in the tenant's namespace of event keys.
@@ -155,6 +188,7 @@ pub(super) async fn handle(
             event_key,
             ticket_info: None,
             owner: tenant.owner.clone(),
+            trace_context: trace_context.clone(),
         });
     }
     let events = deliveries.len();
@@ -170,7 +204,10 @@ pub(super) async fn handle(
             .map_err(store_unavailable)?;
         let accepted = match accepted {
             // A concurrent retry of this webhook committed first; what this one produced is dropped.
-            WebhookAccepted::Duplicate(first) => return Ok(answer_duplicate(&tenant, &first)),
+            WebhookAccepted::Duplicate(first) => {
+                span.record("duplicate", true);
+                return Ok(answer_duplicate(&tenant, &first));
+            }
             WebhookAccepted::New(accepted) => accepted,
         };
         let seen = accepted.iter().filter(|a| a.duplicate).count();

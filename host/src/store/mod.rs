@@ -108,6 +108,9 @@ pub struct NewDelivery {
     /// What to remember of `owner`'s `ticket` (its channel, customer and contact: what scopes and
     /// answers adapters' look-ups), in the same transaction: an Incoming event costs one commit.
     pub ticket_info: Option<TicketInfo>,
+    /// The W3C `traceparent` of the span that accepted it (none when traces are off): every
+    /// attempt, on any replica and however late, joins that trace.
+    pub trace_context: Option<String>,
 }
 
 /// The answer to [`Store::enqueue`] for one delivery.
@@ -158,6 +161,8 @@ pub struct Delivery {
     pub next_attempt_at: i64,
     /// The replica holding the delivery's lease (an attempt running), if any.
     pub lease_owner: Option<String>,
+    /// The W3C `traceparent` of its acceptance (see [`NewDelivery::trace_context`]).
+    pub trace_context: Option<String>,
 }
 
 impl Delivery {

@@ -50,6 +50,7 @@ macro_rules! store_suite {
             a_tenants_quota_holds_across_processes,
             heartbeats_list_each_replica_once_with_what_it_serves,
             replicas_unseen_for_thirty_seconds_are_stale_and_after_a_day_forgotten,
+            an_events_trace_context_is_stored_with_it_for_every_process,
         );
     };
     (@tests $fresh:expr; $($name:ident),* $(,)?) => {
@@ -75,6 +76,7 @@ pub(crate) fn delivery(id: &str, ticket: &str, key: Option<&str>) -> NewDelivery
         idempotency_key: key.map(str::to_string),
         event_key: None,
         ticket_info: None,
+        trace_context: None,
     }
 }
 
@@ -1015,4 +1017,53 @@ pub(crate) async fn replicas_unseen_for_thirty_seconds_are_stale_and_after_a_day
         .map(|r| (r.replica_id, r.stale))
         .collect();
     assert_eq!(listing, [("live".to_string(), false), ("quiet".to_string(), true)]);
+}
+
+pub(crate) async fn an_events_trace_context_is_stored_with_it_for_every_process(f: &impl Fixture) {
+    let store = f.store();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = NewDelivery {
+        trace_context: Some(traceparent.into()),
+        ..delivery("traced", "t1", None)
+    };
+    store
+        .enqueue(vec![traced, delivery("untraced", "t2", None)], WINDOW)
+        .await
+        .unwrap();
+    let webhook_event = NewDelivery {
+        direction: Direction::ToThreeDolphins,
+        trace_context: Some(traceparent.replace("00f067aa0ba902b7", "00f067aa0ba902b8")),
+        ..delivery("from-webhook", "t3", None)
+    };
+    let response = StoredResponse {
+        status: 200,
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    store
+        .accept_webhook("acme", &["hook-1".to_string()], response, vec![webhook_event], WINDOW)
+        .await
+        .unwrap();
+    // Read by another process, as a retry on another replica reads it.
+    let replica = f.replica().await;
+    let mut due: Vec<(String, Option<String>)> = replica
+        .due(replica.now_ms() + 1, 10, &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.delivery_id, d.trace_context))
+        .collect();
+    due.sort();
+    assert_eq!(
+        due,
+        [
+            (
+                "from-webhook".to_string(),
+                Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b8-01".to_string())
+            ),
+            ("traced".to_string(), Some(traceparent.to_string())),
+            ("untraced".to_string(), None),
+        ]
+    );
+    assert_eq!(get(store, "traced").await.trace_context.as_deref(), Some(traceparent));
 }

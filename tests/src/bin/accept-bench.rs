@@ -17,7 +17,11 @@
 //! 3. **end to end**: for the events each phase got accepted, the mock vendor's arrivals: events
 //!    per second from the phase's first send to the last of them reaching the vendor, and the
 //!    latency from each send to its arrival (both read on this process's monotonic clock).
-//! 4. **chatwoot** (unless `--skip-chatwoot`): a second bridge with one `chatwoot` tenant to a
+//! 4. **traces on** (unless `--skip-traces`): a second bridge like the first, exporting traces
+//!    (`[telemetry] otlp_endpoint`) to the raw hyper server of phase 1, which takes the OTLP
+//!    posts as it takes any POST; the same full load. Its accept rate over the first bridge's
+//!    (traces off) is what traces cost.
+//! 5. **chatwoot** (unless `--skip-chatwoot`): a second bridge with one `chatwoot` tenant to a
 //!    loopback mock Chatwoot, the same full load; its end-to-end figures come from the bridge's
 //!    store (`created_at` to `finished_at` of the delivered rows, milliseconds, the bridge's clock),
 //!    as the mock Chatwoot keeps no arrival times.
@@ -88,6 +92,9 @@ struct Options {
     /// Leaves out the run through the `chatwoot` adapter.
     #[arg(long)]
     skip_chatwoot: bool,
+    /// Leaves out the run with traces on.
+    #[arg(long)]
+    skip_traces: bool,
 }
 
 const API_TOKEN: &str = "bench-3dolphins-token";
@@ -720,6 +727,35 @@ async fn echo_run(options: &Options) -> anyhow::Result<EchoRun> {
     })
 }
 
+/// Full load on a bridge like [`echo_run`]'s exporting its traces to `collector` (an HTTP
+/// server that answers every POST 200): the accept rate with traces on.
+async fn traces_run(options: &Options, collector: SocketAddr) -> anyhow::Result<(load::Outcome, Vec<String>)> {
+    let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
+    let vendor = ArrivalVendor::start(VENDOR_PATH).await;
+    let mut config = BridgeConfig::new(&three_dolphins.base_url())
+        .api_token(API_TOKEN)
+        .tenant(
+            Tenant::new(ECHO_TENANT, EXAMPLE_OWNER, adapters::echo())
+                .allow(&vendor.server.base_url())
+                .config("url", &vendor.url()),
+        );
+    config.extra_toml = format!("[telemetry]\notlp_endpoint = \"http://{collector}\"\n");
+    let bridge = Bridge::try_start(config)
+        .await
+        .map_err(|err| anyhow::anyhow!(err))
+        .context("starting the bridge with traces on")?;
+    let full = load::run(
+        incoming_target(&bridge)?,
+        options.connections,
+        load::Bodies::new(&fresh_tickets(options.tickets), "traces-full"),
+        load::Pace::Closed,
+        Duration::from_secs(options.seconds),
+    )
+    .await?;
+    progress(&load_row("bridge echo accept, traces on", &full));
+    Ok((full, complaints(&bridge)))
+}
+
 /// Figures of the run through `chatwoot`.
 struct ChatwootRun {
     full: load::Outcome,
@@ -850,6 +886,11 @@ async fn run(options: &Options) -> anyhow::Result<()> {
     progress(&load_row(&format!("raw hyper, half {raw_half_rate:.0}/s"), &raw_half));
 
     let echo = echo_run(options).await?;
+    let traced = if options.skip_traces {
+        None
+    } else {
+        Some(traces_run(options, raw_addr).await?)
+    };
     let chatwoot = if options.skip_chatwoot {
         None
     } else {
@@ -872,6 +913,9 @@ async fn run(options: &Options) -> anyhow::Result<()> {
         "{}",
         load_row(&format!("echo accept, half {:.0}/s (open)", echo.half_rate), &echo.half)
     );
+    if let Some((traced, _)) = &traced {
+        println!("{}", load_row("echo accept, traces on (closed loop)", traced));
+    }
     println!("{}", echo.full_delivery.row("echo end to end, full", "send -> vendor"));
     println!("{}", echo.half_delivery.row("echo end to end, half", "send -> vendor"));
     if let Some(chatwoot) = &chatwoot {
@@ -897,6 +941,12 @@ async fn run(options: &Options) -> anyhow::Result<()> {
             ratio(chatwoot.delivery.per_second(), raw_rate)
         );
     }
+    if let Some((traced, _)) = &traced {
+        println!(
+            "  echo durable accept with traces on / off {}",
+            ratio(traced.accepted_per_second(), echo.full.accepted_per_second())
+        );
+    }
     let echo_accepted = echo.full.delivery_ids.len() + echo.half.delivery_ids.len();
     if echo.vendor_requests != echo_accepted as u64 {
         println!(
@@ -905,6 +955,9 @@ async fn run(options: &Options) -> anyhow::Result<()> {
         );
     }
     print_complaints("echo", &echo.complaints);
+    if let Some((_, complaints)) = &traced {
+        print_complaints("echo, traces on", complaints);
+    }
     if let Some(chatwoot) = &chatwoot {
         if chatwoot.messages != chatwoot.delivery.accepted {
             println!(
@@ -921,6 +974,17 @@ async fn run(options: &Options) -> anyhow::Result<()> {
             echo.full.accepted_per_second() / raw_rate,
             "x",
             0.25,
+            Better::Higher,
+        );
+    }
+    if let Some((traced, _)) = &traced
+        && echo.full.accepted_per_second() > 0.0
+    {
+        print_target(
+            "durable accept, traces on / off",
+            traced.accepted_per_second() / echo.full.accepted_per_second(),
+            "x",
+            0.8,
             Better::Higher,
         );
     }

@@ -3,7 +3,9 @@
 //! egress policy).
 
 use crate::runtime::adapter_log::loggable;
-use crate::runtime::outgoing_http::{Refusal, send_http};
+use tracing::Instrument as _;
+
+use crate::runtime::outgoing_http::{Refusal, request_span, send_http};
 use crate::runtime::{CallState, wit, wt};
 
 impl wit::http::Host for CallState {
@@ -12,15 +14,21 @@ impl wit::http::Host for CallState {
         request: wt::HttpRequest,
     ) -> anyhow::Result<Result<wt::HttpResponse, wit::http::HttpError>> {
         use wit::http::HttpError;
+        let span = request_span("http.send");
         match self.http.admit() {
             Ok(()) => {}
             // A trap, not an answer: the guest must not go on as if the vendor had been asked.
-            Err(refusal @ Refusal::LeaseEnded) => return Err(refusal.into()),
+            Err(refusal @ Refusal::LeaseEnded) => {
+                crate::telemetry::record_error(&span, "lease_ended");
+                return Err(refusal.into());
+            }
             Err(refusal @ Refusal::TooManyRequests(_)) => {
+                crate::telemetry::record_error(&span, "limit_exceeded");
                 return Ok(Err(HttpError::LimitExceeded(refusal.to_string())));
             }
         }
-        let result = self.on_io_runtime(send_http(self.host.clone(), request)).await?;
+        let send = send_http(self.host.clone(), request, span.clone()).instrument(span);
+        let result = self.on_io_runtime(send).await?;
         if let Err(HttpError::Denied(reason)) = &result {
             // The reason quotes the adapter's request: it is logged as the adapter's own text.
             let reason = loggable(reason, &self.host.secrets);

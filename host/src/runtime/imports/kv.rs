@@ -3,8 +3,32 @@
 //! I/O runtime (as HTTP is): a database connection opened for it is then driven by threads that
 //! guests do not keep busy.
 
+use tracing::Instrument as _;
+use tracing::Span;
+
 use crate::runtime::{CallState, wit};
 use crate::store::KvWrite;
+use crate::telemetry;
+
+/// The span of one key-value operation (`kv.get`, `kv.set`, `kv.delete`), a child of the
+/// call's; it names the operation and its outcome, never the key or the value.
+fn kv_span(operation: &'static str) -> Span {
+    telemetry::span(|| {
+        tracing::info_span!("kv", otel.name = operation, kv.operation = operation,
+            outcome = tracing::field::Empty, error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty)
+    })
+}
+
+/// Records how an operation ended on its span.
+fn record_outcome(span: &Span, outcome: &Result<&'static str, String>) {
+    match outcome {
+        Ok(what) => {
+            span.record("outcome", *what);
+        }
+        Err(_) => telemetry::record_error(span, "failed"),
+    }
+}
 
 impl CallState {
     /// Counts one KV operation; `Err` when over the limit.
@@ -22,32 +46,48 @@ impl CallState {
 
 impl wit::kv::Host for CallState {
     async fn get(&mut self, key: String) -> anyhow::Result<Result<Option<Vec<u8>>, String>> {
+        let span = kv_span("kv.get");
         if let Err(e) = self.count_kv() {
+            telemetry::record_error(&span, "limit_exceeded");
             return Ok(Err(e));
         }
         if key.contains('\0') {
             return Ok(Ok(None)); // never stored: see `NUL_KEY`
         }
         let (store, tenant) = (self.host.services.store.clone(), self.host.tenant.clone());
-        let result = self
-            .on_io_runtime(async move { store.kv_get(&tenant, &key).await })
-            .await?;
-        Ok(result.map_err(|e| format!("store failure: {e:#}")))
+        let get = async move { store.kv_get(&tenant, &key).await }.instrument(span.clone());
+        let result = self.on_io_runtime(get).await?;
+        let result = result.map_err(|e| format!("store failure: {e:#}"));
+        record_outcome(
+            &span,
+            &result
+                .as_ref()
+                .map(|v| if v.is_some() { "found" } else { "not_found" })
+                .map_err(String::clone),
+        );
+        Ok(result)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> anyhow::Result<Result<(), String>> {
+        let span = kv_span("kv.set");
         if let Err(e) = self.count_kv() {
+            telemetry::record_error(&span, "limit_exceeded");
             return Ok(Err(e));
         }
         let limits = &self.host.limits;
         if let Err(e) = check_entry(&key, &value, limits.kv_key_bytes, limits.kv_value_bytes) {
+            telemetry::record_error(&span, "refused");
             return Ok(Err(e));
         }
         let quota = limits.kv_total_bytes;
         let (store, tenant) = (self.host.services.store.clone(), self.host.tenant.clone());
-        let result = self
-            .on_io_runtime(async move { store.kv_set(&tenant, &key, value, quota).await })
-            .await?;
+        let set = async move { store.kv_set(&tenant, &key, value, quota).await }.instrument(span.clone());
+        let result = self.on_io_runtime(set).await?;
+        match &result {
+            Ok(KvWrite::Stored) => record_outcome(&span, &Ok("stored")),
+            Ok(KvWrite::OverQuota) => telemetry::record_error(&span, "over_quota"),
+            Err(_) => telemetry::record_error(&span, "failed"),
+        }
         Ok(match result {
             Ok(KvWrite::Stored) => Ok(()),
             Ok(KvWrite::OverQuota) => Err(format!(
@@ -58,17 +98,20 @@ impl wit::kv::Host for CallState {
     }
 
     async fn delete(&mut self, key: String) -> anyhow::Result<Result<(), String>> {
+        let span = kv_span("kv.delete");
         if let Err(e) = self.count_kv() {
+            telemetry::record_error(&span, "limit_exceeded");
             return Ok(Err(e));
         }
         if key.contains('\0') {
             return Ok(Ok(())); // never stored: see `NUL_KEY`
         }
         let (store, tenant) = (self.host.services.store.clone(), self.host.tenant.clone());
-        let result = self
-            .on_io_runtime(async move { store.kv_delete(&tenant, &key).await })
-            .await?;
-        Ok(result.map_err(|e| format!("store failure: {e:#}")))
+        let delete = async move { store.kv_delete(&tenant, &key).await }.instrument(span.clone());
+        let result = self.on_io_runtime(delete).await?;
+        let result = result.map_err(|e| format!("store failure: {e:#}"));
+        record_outcome(&span, &result.as_ref().map(|()| "deleted").map_err(String::clone));
+        Ok(result)
     }
 }
 

@@ -9,8 +9,11 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument as _;
+
 use crate::metrics::{METRICS, Metrics};
 use crate::runtime::{CallState, TenantHost, wit};
+use crate::telemetry;
 use crate::three_dolphins::ThreeDolphinsError;
 
 use wit::three_dolphins::LookupError;
@@ -70,21 +73,29 @@ impl CallState {
     }
 
     /// Performs one look-up of `id` if the call's limit and the tenant's owner allow it.
+    ///
+    /// In span `3dolphins.lookup` (a child of the call's), naming the look-up and its outcome,
+    /// never the id.
     async fn lookup(&mut self, lookup: Lookup, id: String) -> anyhow::Result<Result<String, LookupError>> {
+        let span = telemetry::span(|| {
+            tracing::info_span!("3dolphins.lookup", otel.kind = "client", lookup = lookup.name(),
+                outcome = tracing::field::Empty, error.type = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty)
+        });
         if let Err(refused) = self.count_lookup() {
             Metrics::count(&METRICS.lookups, &self.host.tenant, "limit_exceeded");
+            telemetry::record_error(&span, "limit_exceeded");
             return Ok(Err(refused));
         }
         let host: Arc<TenantHost> = self.host.clone();
-        let answer = self
-            .on_io_runtime(async move {
-                match lookup.in_scope(&host, &id).await {
-                    Ok(true) => Answer::Fetched(lookup.fetch(&host, &id).await),
-                    Ok(false) => Answer::OutOfScope,
-                    Err(e) => Answer::StoreFailed(e),
-                }
-            })
-            .await?;
+        let fetch = async move {
+            match lookup.in_scope(&host, &id).await {
+                Ok(true) => Answer::Fetched(lookup.fetch(&host, &id).await),
+                Ok(false) => Answer::OutOfScope,
+                Err(e) => Answer::StoreFailed(e),
+            }
+        };
+        let answer = self.on_io_runtime(fetch.instrument(span.clone())).await?;
         let (outcome, result) = match answer {
             Answer::Fetched(Ok(data)) => ("found", Ok(data)),
             Answer::Fetched(Err(ThreeDolphinsError::NotFound)) => ("not_found", Err(LookupError::NotFound)),
@@ -104,6 +115,10 @@ impl CallState {
             ),
         };
         Metrics::count(&METRICS.lookups, &self.host.tenant, outcome);
+        span.record("outcome", outcome);
+        if outcome == "failed" {
+            telemetry::record_error(&span, "failed");
+        }
         Ok(result)
     }
 }

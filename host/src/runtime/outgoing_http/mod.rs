@@ -8,8 +8,12 @@
 
 use std::sync::Arc;
 
+use tracing::Span;
+use tracing::field::Empty;
+
 use super::TenantHost;
 use crate::clock::Deadline;
+use crate::telemetry;
 
 pub(super) use send::send_http;
 pub use send::{MAX_REQUEST_HEADER_BYTES, MAX_REQUEST_HEADERS, header_pairs};
@@ -67,4 +71,15 @@ impl OutgoingHttp {
         }
         Ok(())
     }
+}
+
+/// The span of one adapter request, a child of the call's (the current span, while the guest
+/// runs); `api` is how the adapter asked (`http.send` or `wasi:http`). [`send_http`] records
+/// the method, the vendor's host and port, and the status.
+pub(super) fn request_span(api: &'static str) -> Span {
+    telemetry::span(|| {
+        tracing::info_span!("http.send", otel.kind = "client", adapter.api = api, http.request.method = Empty,
+            server.address = Empty, server.port = Empty, http.response.status_code = Empty, error.type = Empty,
+            otel.status_code = Empty)
+    })
 }

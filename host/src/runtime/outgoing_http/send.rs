@@ -4,9 +4,12 @@
 
 use std::sync::Arc;
 
+use tracing::Span;
+
 use crate::config::Origin;
 use crate::egress::check_literal_host;
 use crate::runtime::{TenantHost, wit, wt};
+use crate::telemetry;
 
 /// Most headers one adapter HTTP request may carry.
 pub const MAX_REQUEST_HEADERS: usize = 100;
@@ -32,14 +35,53 @@ fn check_request_headers(headers: &[(String, String)]) -> Result<(), String> {
     Ok(())
 }
 
-/// Performs one adapter HTTP request after checking it against the tenant's grant.
+/// Performs one adapter HTTP request after checking it against the tenant's grant, recording
+/// it on `span` (see [`request_span`](super::request_span)): the method, the vendor's host
+/// (redacted as the adapter's text is) and port, the status or the kind of failure; never the
+/// path, the query, a header or a body. With `[tenants.telemetry] propagate`, the request
+/// carries `span`'s `traceparent` instead of any the adapter set.
 pub(in crate::runtime) async fn send_http(
     host: Arc<TenantHost>,
     request: wt::HttpRequest,
+    span: Span,
+) -> Result<wt::HttpResponse, wit::http::HttpError> {
+    let result = send_checked(&host, request, &span).await;
+    match &result {
+        Ok(response) => {
+            span.record("http.response.status_code", response.status);
+            if response.status >= 500 {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        Err(error) => telemetry::record_error(&span, error_kind(error)),
+    }
+    result
+}
+
+/// The `error.type` of a failed request.
+fn error_kind(error: &wit::http::HttpError) -> &'static str {
+    use wit::http::HttpError;
+    match error {
+        HttpError::Denied(_) => "denied",
+        HttpError::Timeout => "timeout",
+        HttpError::LimitExceeded(_) => "limit_exceeded",
+        HttpError::Connection(_) => "connection",
+    }
+}
+
+async fn send_checked(
+    host: &TenantHost,
+    request: wt::HttpRequest,
+    span: &Span,
 ) -> Result<wt::HttpResponse, wit::http::HttpError> {
     use wit::http::HttpError;
+    span.record("http.request.method", telemetry::method_name(&request.method));
     let url = url::Url::parse(&request.url).map_err(|e| HttpError::Denied(format!("invalid URL: {e}")))?;
     let origin = Origin::of(&url).ok_or_else(|| HttpError::Denied("only http and https URLs are allowed".into()))?;
+    if !span.is_disabled() {
+        span.record("server.address", host.secrets.redact(&origin.host));
+        span.record("server.port", origin.port);
+    }
     if !host.allowed_origins.contains(&origin) {
         return Err(HttpError::Denied(format!(
             "{}://{}:{} is not an allowed host for tenant `{}`",
@@ -56,6 +98,7 @@ pub(in crate::runtime) async fn send_http(
         .map_err(HttpError::Connection)?;
     check_request_headers(&request.headers).map_err(HttpError::LimitExceeded)?;
     let mut builder = client.request(method, url).timeout(host.http_timeout);
+    let traceparent = host.propagate_trace.then(|| telemetry::traceparent(span)).flatten();
     for (name, value) in &request.headers {
         let lower = name.to_ascii_lowercase();
         if matches!(
@@ -64,11 +107,17 @@ pub(in crate::runtime) async fn send_http(
         ) {
             continue;
         }
+        if traceparent.is_some() && matches!(lower.as_str(), telemetry::TRACEPARENT | "tracestate") {
+            continue;
+        }
         let name = http::HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| HttpError::Denied(format!("invalid header name `{name}`")))?;
         let value = http::HeaderValue::from_str(value)
             .map_err(|_| HttpError::Denied(format!("invalid value for header `{name}`")))?;
         builder = builder.header(name, value);
+    }
+    if let Some(traceparent) = traceparent {
+        builder = builder.header(telemetry::TRACEPARENT, traceparent);
     }
     let mut response = builder.body(request.body).send().await.map_err(|e| {
         if e.is_timeout() {

@@ -3,9 +3,10 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
+use tracing::Instrument as _;
 use wasmtime_wasi_http::{Error as WasiHttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::{OutgoingHttp, send_http};
+use super::{OutgoingHttp, request_span, send_http};
 use crate::runtime::TenantHost;
 use crate::runtime::adapter_log::loggable;
 use crate::runtime::bindings::dolphin::bridge::http::HttpError;
@@ -28,17 +29,24 @@ impl WasiHttpHooks for OutgoingHttp {
         _options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), WasiHttpError>> + Send>,
     ) -> Box<dyn Future<Output = Sent> + Send> {
+        // Made here, while the guest runs: a child of the call's span.
+        let span = request_span("wasi:http");
         let admitted = self.admit();
         let host = self.host.clone();
         let io = self.io.clone();
         let delivery_id = self.delivery_id.clone();
         Box::new(async move {
             if let Err(refusal) = admitted {
+                let kind = match refusal {
+                    super::Refusal::LeaseEnded => "lease_ended",
+                    super::Refusal::TooManyRequests(_) => "limit_exceeded",
+                };
+                crate::telemetry::record_error(&span, kind);
                 return Err(WasiHttpError::InternalError(Some(refusal.to_string())));
             }
             let request = into_wit_request(request, host.limits.memory_bytes).await?;
             let sent = io
-                .spawn(send_http(host.clone(), request))
+                .spawn(send_http(host.clone(), request, span.clone()).instrument(span))
                 .await
                 .map_err(|e| WasiHttpError::InternalError(Some(format!("the request failed: {e}"))))?;
             let response = sent.map_err(|error| into_wasi_error(error, &host, &delivery_id))?;

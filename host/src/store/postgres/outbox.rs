@@ -44,7 +44,7 @@ pub(super) async fn lock_tickets_in_order(tx: &Transaction<'_>, items: &[&NewDel
 }
 
 const DELIVERY_COLUMNS: &str = "seq, delivery_id, tenant, owner, direction, ticket, payload, attempts, retry_base, state, \
-     last_error, created_at, next_attempt_at, lease_owner";
+     last_error, created_at, next_attempt_at, lease_owner, trace_context";
 
 fn delivery_row(row: &Row) -> Delivery {
     Delivery {
@@ -62,6 +62,7 @@ fn delivery_row(row: &Row) -> Delivery {
         created_at: row.get(11),
         next_attempt_at: row.get(12),
         lease_owner: row.get(13),
+        trace_context: row.get(14),
     }
 }
 
@@ -121,8 +122,8 @@ pub(super) async fn enqueue_in(
         let insert = tx
             .prepare_cached(
                 "INSERT INTO outbox (delivery_id, tenant, owner, direction, ticket, payload, state, created_at,
-                     next_attempt_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7)",
+                     next_attempt_at, trace_context)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7, $8)",
             )
             .await?;
         tx.execute(
@@ -135,6 +136,7 @@ pub(super) async fn enqueue_in(
                 &item.ticket,
                 &item.payload,
                 &now,
+                &item.trace_context,
             ],
         )
         .await?;

@@ -85,7 +85,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     finished_at INTEGER,
     owner TEXT NOT NULL DEFAULT '',
     retry_base INTEGER NOT NULL DEFAULT 0,
-    lease_owner TEXT                -- the replica running an attempt, while leased
+    lease_owner TEXT,               -- the replica running an attempt, while leased
+    trace_context TEXT              -- the W3C traceparent of its acceptance, when traced
 );
 CREATE TABLE IF NOT EXISTS idempotency (
     tenant TEXT NOT NULL,
@@ -260,6 +261,9 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     if !has_column("outbox", "lease_owner")? {
         conn.execute_batch("ALTER TABLE outbox ADD COLUMN lease_owner TEXT;")?;
+    }
+    if !has_column("outbox", "trace_context")? {
+        conn.execute_batch("ALTER TABLE outbox ADD COLUMN trace_context TEXT;")?;
     }
     if !has_column("tickets", "contact_id")? {
         // Tickets remembered before contacts were: their contact is learnt at their next

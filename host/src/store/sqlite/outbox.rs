@@ -17,7 +17,7 @@ use crate::store::{
 const PURGE_BATCH: usize = 1000;
 
 const DELIVERY_COLUMNS: &str = "seq, delivery_id, tenant, owner, direction, ticket, payload, attempts, retry_base, state, \
-     last_error, created_at, next_attempt_at, lease_owner";
+     last_error, created_at, next_attempt_at, lease_owner, trace_context";
 
 fn delivery_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
@@ -35,6 +35,7 @@ fn delivery_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
         created_at: row.get(11)?,
         next_attempt_at: row.get(12)?,
         lease_owner: row.get(13)?,
+        trace_context: row.get(14)?,
     })
 }
 
@@ -83,8 +84,9 @@ pub(super) fn enqueue_in(
             .execute(params![item.tenant, key, item.delivery_id, now])?;
         }
         conn.prepare_cached(
-            "INSERT INTO outbox (delivery_id, tenant, owner, direction, ticket, payload, state, created_at, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+            "INSERT INTO outbox (delivery_id, tenant, owner, direction, ticket, payload, state, created_at, next_attempt_at,
+                 trace_context)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8)",
         )?
         .execute(params![
             item.delivery_id,
@@ -93,7 +95,8 @@ pub(super) fn enqueue_in(
             item.direction.as_str(),
             item.ticket,
             item.payload,
-            now
+            now,
+            item.trace_context
         ])?;
         accepted.push(Accepted {
             delivery_id: item.delivery_id,
