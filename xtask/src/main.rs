@@ -648,8 +648,9 @@ fn test(args: &[OsString]) -> Result<()> {
     let suite = run(&mut suite);
     let mut alone = Ok(());
     for name in RUN_ALONE {
+        // The suite's packages (no `--package`): the same features, so nothing is built again.
         let result = run(test_cmd()
-            .args(["--package", TESTS_PACKAGE, "--test", "e2e", "--"])
+            .args(["--test", "e2e", "--"])
             .args(["--exact", name, "--test-threads", "1"]));
         alone = alone.and(result);
     }
