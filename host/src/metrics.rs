@@ -113,7 +113,7 @@ pub struct Metrics {
     /// scrape.
     pub dead_letters: Family<TenantLabel, Gauge>,
     /// Seconds since each replica's last heartbeat in the store, read at each scrape (a replica
-    /// past a minute is stale: its leases are taken over).
+    /// past 30 s is stale: its leases are taken over).
     pub replica_heartbeat_age: Family<ReplicaLabel, Gauge<f64, AtomicU64>>,
 }
 
@@ -294,7 +294,7 @@ impl Metrics {
     }
 
     /// Sets the outbox gauges to `outboxes`, the store's figures now; a tenant not among them is
-    /// not reported (a tenant removed from the configuration).
+    /// no longer reported.
     pub fn set_outboxes(&self, outboxes: &[TenantOutbox]) {
         self.outbox_pending.clear();
         self.outbox_oldest_pending.clear();

@@ -56,8 +56,8 @@ pub(super) async fn handle(
 }
 
 /// Reads each tenant's pending deliveries, their oldest and its dead letters, and each
-/// replica's last heartbeat, from the store into their gauges. A store that does not answer in time leaves them as the last scrape
-/// read them (the store's health is `/readyz`'s to report).
+/// replica's last heartbeat, from the store into their gauges. A store that does not answer in
+/// time leaves them as the last scrape read them (the store's health is `/readyz`'s to report).
 async fn refresh_outboxes(state: &AppState) {
     let store = state.outbox.store();
     let read = async {

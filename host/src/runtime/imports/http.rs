@@ -15,17 +15,13 @@ impl wit::http::Host for CallState {
     ) -> anyhow::Result<Result<wt::HttpResponse, wit::http::HttpError>> {
         use wit::http::HttpError;
         let span = request_span("http.send");
-        match self.http.admit() {
-            Ok(()) => {}
-            // A trap, not an answer: the guest must not go on as if the vendor had been asked.
-            Err(refusal @ Refusal::LeaseEnded) => {
-                crate::telemetry::record_error(&span, "lease_ended");
-                return Err(refusal.into());
-            }
-            Err(refusal @ Refusal::TooManyRequests(_)) => {
-                crate::telemetry::record_error(&span, "limit_exceeded");
-                return Ok(Err(HttpError::LimitExceeded(refusal.to_string())));
-            }
+        if let Err(refusal) = self.http.admit() {
+            crate::telemetry::record_error(&span, refusal.kind());
+            return match refusal {
+                // A trap, not an answer: the guest must not go on as if the vendor had been asked.
+                Refusal::LeaseEnded => Err(refusal.into()),
+                Refusal::TooManyRequests(_) => Ok(Err(HttpError::LimitExceeded(refusal.to_string()))),
+            };
         }
         let send = send_http(self.host.clone(), request, span.clone()).instrument(span);
         let result = self.on_io_runtime(send).await?;

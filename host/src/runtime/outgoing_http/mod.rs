@@ -32,6 +32,16 @@ pub enum Refusal {
     TooManyRequests(u32),
 }
 
+impl Refusal {
+    /// The span's `error.type` for it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::LeaseEnded => "lease_ended",
+            Refusal::TooManyRequests(_) => "limit_exceeded",
+        }
+    }
+}
+
 /// The outbound HTTP of one call: its budget and the tenant whose policy applies.
 pub struct OutgoingHttp {
     host: Arc<TenantHost>,

@@ -37,11 +37,7 @@ impl WasiHttpHooks for OutgoingHttp {
         let delivery_id = self.delivery_id.clone();
         Box::new(async move {
             if let Err(refusal) = admitted {
-                let kind = match refusal {
-                    super::Refusal::LeaseEnded => "lease_ended",
-                    super::Refusal::TooManyRequests(_) => "limit_exceeded",
-                };
-                crate::telemetry::record_error(&span, kind);
+                crate::telemetry::record_error(&span, refusal.kind());
                 return Err(WasiHttpError::InternalError(Some(refusal.to_string())));
             }
             let request = into_wit_request(request, host.limits.memory_bytes).await?;
