@@ -60,6 +60,11 @@ pub enum Command {
         tenant: String,
         /// The adapter component (`.wasm`).
         file: PathBuf,
+        /// Deploy it as a canary serving this percent of the tenant's tickets (1 to 99), chosen
+        /// per ticket, beside the active version; it is then promoted, aborted or rolled back
+        /// on its own (`canary`).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=99))]
+        canary: Option<u8>,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -79,6 +84,28 @@ pub enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Show, promote or abort a tenant's canary on a running bridge.
+    Canary {
+        #[arg(value_enum)]
+        action: CanaryAction,
+        /// The tenant.
+        #[arg(long, short)]
+        tenant: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+/// What `canary` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CanaryAction {
+    /// Both versions' calls, failures and latency since the canary started, and the last
+    /// canary's outcome.
+    Status,
+    /// Make the canary the active version for every ticket.
+    Promote,
+    /// Stop the canary: the active version serves every ticket again.
+    Abort,
 }
 
 /// Which running bridge `deploy`, `versions` and `rollback` talk to, and with which token.

@@ -1,5 +1,5 @@
-//! `dolphin-bridge deploy | versions | rollback`: the deployment endpoints of a running bridge
-//! (`/admin/tenants/{t}/...`), called with the admin token or the tenant's deploy token.
+//! `dolphin-bridge deploy | versions | rollback | canary`: the deployment endpoints of a running
+//! bridge (`/admin/tenants/{t}/...`), called with the admin token or the tenant's deploy token.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,17 +18,21 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+use crate::cli::CanaryAction;
 use crate::terminal_text::escape;
 
 /// What to ask the bridge.
 #[derive(Debug, Clone)]
 pub enum Action {
-    /// Upload the component at this path as the tenant's new version.
-    Deploy(PathBuf),
+    /// Upload the component at `file` as the tenant's new version (with `canary`: as a canary
+    /// serving that percent of its tickets).
+    Deploy { file: PathBuf, canary: Option<u8> },
     /// List the tenant's versions.
     Versions,
     /// Return the tenant to its previous version.
     Rollback,
+    /// Show, promote or abort the tenant's canary.
+    Canary(CanaryAction),
 }
 
 /// A running bridge and the bearer token to present.
@@ -61,19 +65,29 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Does `action` for `tenant` on `remote`, printing the outcome to `out`.
 pub async fn run(remote: &Remote, tenant: &str, action: Action, out: &mut impl Write) -> Result<(), ClientError> {
-    let (method, last, body) = match &action {
-        Action::Deploy(file) => {
+    let (method, path, body): (_, &[&str], _) = match &action {
+        Action::Deploy { file, .. } => {
             let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-            (Method::PUT, "adapter", Some(bytes))
+            (Method::PUT, &["adapter"], Some(bytes))
         }
-        Action::Versions => (Method::GET, "versions", None),
-        Action::Rollback => (Method::POST, "rollback", None),
+        Action::Versions => (Method::GET, &["versions"], None),
+        Action::Rollback => (Method::POST, &["rollback"], None),
+        Action::Canary(CanaryAction::Status) => (Method::GET, &["canary"], None),
+        Action::Canary(CanaryAction::Promote) => (Method::POST, &["canary", "promote"], None),
+        Action::Canary(CanaryAction::Abort) => (Method::POST, &["canary", "abort"], None),
     };
     let mut url = url::Url::parse(&remote.url).with_context(|| format!("`{}` is not a URL", remote.url))?;
     url.path_segments_mut()
         .map_err(|()| anyhow::anyhow!("`{}` cannot be a base URL", remote.url))?
         .pop_if_empty()
-        .extend(["admin", "tenants", tenant, last]);
+        .extend(["admin", "tenants", tenant])
+        .extend(path);
+    if let Action::Deploy {
+        canary: Some(percent), ..
+    } = &action
+    {
+        url.query_pairs_mut().append_pair("canary", &percent.to_string());
+    }
     let (status, text) = tokio::time::timeout(REQUEST_TIMEOUT, send(method, &url, &remote.token, body))
         .await
         .map_err(|_| anyhow::anyhow!("the bridge at {} did not answer within {REQUEST_TIMEOUT:?}", remote.url))?
@@ -89,13 +103,36 @@ pub async fn run(remote: &Remote, tenant: &str, action: Action, out: &mut impl W
     }
     let write = |out: &mut dyn Write, line: String| writeln!(out, "{line}").context("writing the output");
     match action {
-        Action::Deploy(_) => write(out, format!("deployed {}", describe(&json["version"])))?,
+        Action::Deploy { canary: None, .. } => write(out, format!("deployed {}", describe(&json["version"])))?,
+        Action::Deploy {
+            canary: Some(percent), ..
+        } => write(
+            out,
+            format!("deployed as a canary for {percent}% of the tickets: {}", describe(&json["version"])),
+        )?,
         Action::Rollback => write(out, format!("rolled back to {}", describe(&json["version"])))?,
         Action::Versions => {
             for version in json["versions"].as_array().into_iter().flatten() {
-                let marker = if version["active"] == true { "*" } else { " " };
+                let marker = match (version["active"] == true, version["canary"].as_u64()) {
+                    (true, _) => "*".to_string(),
+                    (false, Some(percent)) => format!("canary {percent}%:"),
+                    (false, None) => " ".to_string(),
+                };
                 write(out, format!("{marker} {}", describe(version)))?;
             }
+        }
+        Action::Canary(CanaryAction::Status) => {
+            for line in canary_lines(&json) {
+                write(out, line)?;
+            }
+        }
+        Action::Canary(CanaryAction::Promote | CanaryAction::Abort) => {
+            let ended = &json["canary"];
+            let hash: String = escape(ended["contentHash"].as_str().unwrap_or("?")).chars().take(12).collect();
+            write(
+                out,
+                format!("canary {hash} {}", escape(ended["end"].as_str().unwrap_or("ended"))),
+            )?
         }
     }
     Ok(())
@@ -200,6 +237,49 @@ impl hyper::body::Body for AfterContinue {
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.body.as_ref().map_or(0, |body| body.len() as u64))
     }
+}
+
+/// The lines `canary status` prints: the running canary's figures side by side (or that none
+/// runs) and how the last one ended, the answer's text escaped.
+fn canary_lines(json: &Value) -> Vec<String> {
+    let text = |value: &Value| escape(value.as_str().unwrap_or("?")).into_owned();
+    let short = |value: &Value| text(value).chars().take(12).collect::<String>();
+    let mut lines = Vec::new();
+    let canary = &json["canary"];
+    if canary.is_null() {
+        lines.push("no canary running".to_string());
+    } else {
+        let percent = canary["percent"].as_u64().unwrap_or(0);
+        lines.push(format!(
+            "canary {} on {percent}% of the tickets beside {}",
+            short(&canary["contentHash"]),
+            short(&canary["currentHash"])
+        ));
+        for (side, share) in [("current", 100 - percent), ("canary", percent)] {
+            let arm = &canary[side];
+            let latency = arm["meanLatencyMs"]
+                .as_f64()
+                .map_or_else(|| "-".to_string(), |ms| format!("{ms:.1} ms"));
+            lines.push(format!(
+                "  {side:<8} {share:>3}%  {} calls, {} failed ({:.1}%), mean {latency}",
+                arm["calls"],
+                arm["failures"],
+                arm["failureRate"].as_f64().unwrap_or(0.0)
+            ));
+        }
+        lines.push(format!("  {}", text(&canary["verdict"])));
+    }
+    let last = &json["lastCanary"];
+    if !last.is_null() {
+        lines.push(format!(
+            "last canary {}: {} at {}: {}",
+            short(&last["contentHash"]),
+            text(&last["end"]),
+            text(&last["at"]),
+            text(&last["reason"])
+        ));
+    }
+    lines
 }
 
 /// `tenant acme: sha256 0123456789ab (1234 bytes, deployed, 2026-...)`, the answer's text with

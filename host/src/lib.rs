@@ -185,6 +185,7 @@ impl Bridge {
             registry.clone(),
             shutdown.clone(),
         ));
+        tokio::spawn(cluster::canary_watch::watch(registry.clone(), shutdown.clone()));
         let watched = registry.clone();
         let watch_shutdown = shutdown.clone();
         tokio::spawn(async move {

@@ -53,7 +53,11 @@ fn run() -> anyhow::Result<()> {
     // `[telemetry]` says so, and the exporter's layer is part of the logging set-up. (An
     // unreadable file is one `error:` line, logged or not.)
     let config = match &cli.command {
-        Command::Plugin { .. } | Command::Deploy { .. } | Command::Versions { .. } | Command::Rollback { .. } => None,
+        Command::Plugin { .. }
+        | Command::Deploy { .. }
+        | Command::Versions { .. }
+        | Command::Rollback { .. }
+        | Command::Canary { .. } => None,
         _ => Some(Config::load(&cli.config)?),
     };
     let exporter = match (&cli.command, &config) {
@@ -68,9 +72,15 @@ fn run() -> anyhow::Result<()> {
         // Adapter tools: no configuration file is read.
         Command::Plugin { command } => return plugin(command),
         // Deployment clients of a running bridge: no configuration file is read.
-        Command::Deploy { tenant, file, remote } => return remote_deploy(&tenant, Action::Deploy(file), remote),
+        Command::Deploy {
+            tenant,
+            file,
+            canary,
+            remote,
+        } => return remote_deploy(&tenant, Action::Deploy { file, canary }, remote),
         Command::Versions { tenant, remote } => return remote_deploy(&tenant, Action::Versions, remote),
         Command::Rollback { tenant, remote } => return remote_deploy(&tenant, Action::Rollback, remote),
+        Command::Canary { action, tenant, remote } => return remote_deploy(&tenant, Action::Canary(action), remote),
         other => other,
     };
     let config = config.expect("loaded for every command on a configuration");
@@ -89,7 +99,11 @@ fn run() -> anyhow::Result<()> {
         Command::Check => runtime.block_on(check(config)),
         Command::Serve => runtime.block_on(serve(config)),
         Command::DeadLetters { command } => runtime.block_on(dead_letters(config, command)),
-        Command::Plugin { .. } | Command::Deploy { .. } | Command::Versions { .. } | Command::Rollback { .. } => {
+        Command::Plugin { .. }
+        | Command::Deploy { .. }
+        | Command::Versions { .. }
+        | Command::Rollback { .. }
+        | Command::Canary { .. } => {
             unreachable!("handled before the configuration is loaded")
         }
     };

@@ -557,9 +557,11 @@ async fn attempt_delivery(
                 attempt,
                 lease: Some(lease.clone()),
             };
+            // While a canary runs, the ticket's version: the same one for all its events.
+            let serving = tenant.serving(Some(&delivery.ticket));
             let result = registry
                 .runtime()
-                .call_incoming(&tenant.adapter, tenant.host.clone(), &tenant.instances, ctx, &event)
+                .call_incoming(serving.adapter, serving.host.clone(), serving.instances, ctx, &event)
                 .await;
             match result {
                 Ok(()) => Attempt::Delivered,

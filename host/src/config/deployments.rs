@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::canary::CanaryConfig;
 use super::secrets::check_optional_token;
 use super::{FieldError, invalid};
 
@@ -27,6 +28,8 @@ pub struct DeploymentsConfig {
     /// A secret every replica of a shared store holds: each deployed version is sealed with it
     /// in the database, and a version without a good seal is not run (see `deployments::seal`).
     pub signing_key: Option<String>,
+    /// `[deployments.canary]`: when a canary is rolled back or promoted on its own.
+    pub canary: CanaryConfig,
 }
 
 /// The signing key stays out of debug output.
@@ -39,6 +42,7 @@ impl std::fmt::Debug for DeploymentsConfig {
             .field("max_uploads", &self.max_uploads)
             .field("max_uploads_per_tenant", &self.max_uploads_per_tenant)
             .field("signing_key", &self.signing_key.as_ref().map(|_| "(set)"))
+            .field("canary", &self.canary)
             .finish()
     }
 }
@@ -52,6 +56,7 @@ impl Default for DeploymentsConfig {
             max_uploads: 4,
             max_uploads_per_tenant: 1,
             signing_key: None,
+            canary: CanaryConfig::default(),
         }
     }
 }
@@ -75,7 +80,7 @@ impl DeploymentsConfig {
                 "max_uploads and max_uploads_per_tenant must be at least 1",
             ));
         }
-        Ok(())
+        self.canary.check()
     }
 }
 

@@ -4,6 +4,7 @@
 //! Every error names the file and the field (`tenants[1].owner`), never a secret's value.
 
 mod adapters;
+mod canary;
 mod delivery;
 mod deployments;
 mod limits;
@@ -24,6 +25,7 @@ use thiserror::Error;
 use crate::redaction::SecretSet;
 
 pub use adapters::{AdaptersConfig, MAX_POOL_INSTANCES};
+pub use canary::CanaryConfig;
 pub use delivery::DeliveryConfig;
 pub use deployments::{DeploymentsConfig, TenantDeployConfig};
 pub use limits::{InstanceReuseConfig, LimitsConfig, MAX_IDLE_INSTANCES, MAX_LOOKUPS_PER_CALL, MAX_MEMORY_MIB};

@@ -55,6 +55,12 @@ pub struct WebhookConfig {
     pub query: Option<String>,
     /// `auth = "hmac"`: where the signature is, how it is encoded and what it signs.
     pub hmac: Option<HmacScheme>,
+    /// JSON pointers into a webhook's JSON body where the vendor echoes the 3Dolphins ticket
+    /// number (`/conversation/custom_attributes/ticket_number` for Chatwoot), tried in order:
+    /// while a canary runs, a webhook whose ticket is found runs on that ticket's version; one
+    /// whose ticket is not found runs on the current version.
+    #[serde(default)]
+    pub ticket_pointers: Vec<String>,
 }
 
 /// `[tenants.webhook.hmac]`: a vendor's own HMAC signature scheme (Zendesk, Intercom, Slack,
@@ -231,6 +237,12 @@ fn check_webhook_options(
     }
     if webhook.query.as_deref().is_some_and(str::is_empty) {
         return Err(invalid(field("webhook.query"), "must name a query parameter"));
+    }
+    if webhook.ticket_pointers.iter().any(|p| !p.starts_with('/')) {
+        return Err(invalid(
+            field("webhook.ticket_pointers"),
+            "each must be a JSON pointer starting with `/` (`/conversation/custom_attributes/ticket_number`)",
+        ));
     }
     check_hmac_scheme(webhook, field)?;
     let timestamped = match webhook.auth {

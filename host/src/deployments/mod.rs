@@ -90,6 +90,15 @@ impl DeploymentStore {
                 path.display()
             );
         }
+        if let Some(canary) = &versions.canary
+            && versions.canary_version().is_none()
+        {
+            anyhow::bail!(
+                "{}: the canary version {} is not among the kept versions",
+                path.display(),
+                canary.content_hash
+            );
+        }
         Ok(versions)
     }
 
@@ -276,6 +285,7 @@ mod tests {
         let versions = TenantVersions {
             versions: vec![version("a")],
             active: Some("b".into()),
+            ..TenantVersions::default()
         };
         store.write_versions("acme", &versions).unwrap();
         let error = format!("{:#}", store.versions("acme").unwrap_err());

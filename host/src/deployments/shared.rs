@@ -63,8 +63,11 @@ pub fn check_list(tenant: &str, versions: &TenantVersions, seal: Option<&Deploym
             hash: hash.chars().take(80).collect(),
         });
     }
-    match &versions.active {
-        Some(active) => check_sealed(tenant, versions, active, seal),
+    if let Some(active) = &versions.active {
+        check_sealed(tenant, versions, active, seal)?;
+    }
+    match &versions.canary {
+        Some(canary) => check_sealed(tenant, versions, &canary.content_hash, seal),
         None => Ok(()),
     }
 }

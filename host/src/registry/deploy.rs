@@ -11,10 +11,10 @@ use super::{AdapterRegistry, RegistryEventKind};
 use crate::clock::rfc3339;
 use crate::config::{Config, TenantConfig};
 use crate::deployments::seal::DeploymentSeal;
-use crate::deployments::shared::{Refused, cache_component, check_bytes, check_list, check_sealed, short};
+use crate::deployments::shared::{Refused, cache_component, check_list, check_sealed};
 use crate::runtime::{LoadedAdapter, content_hash};
 use crate::store::{
-    DeploymentChange, RollbackTarget, SharedDeployments, StoredVersion, TenantVersions, is_content_hash,
+    DeploymentChange, RollbackTarget, SharedDeployments, StoredVersion, TenantVersions,
 };
 use crate::tenants::Tenant;
 
@@ -41,8 +41,11 @@ pub struct AdapterVersion {
     #[serde(with = "rfc3339")]
     pub deployed_at: chrono::DateTime<chrono::Utc>,
     pub source: AdapterSource,
-    /// Whether the tenant runs this version now.
+    /// Whether the tenant runs this version now (for every ticket not on a canary).
     pub active: bool,
+    /// While this version is the tenant's canary: the percent of the tickets it serves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<u8>,
 }
 
 /// Why a deploy or rollback did not happen.
@@ -56,6 +59,10 @@ pub enum DeployError {
     Rejected(String),
     #[error("there is no previous version to roll back to")]
     NoPreviousVersion,
+    #[error("a canary serves 1 to 99 percent of the tickets, not {0}")]
+    InvalidCanaryPercent(u8),
+    #[error("the tenant has no canary running")]
+    NoCanary,
     #[error("the deployment store failed: {0:#}")]
     Storage(anyhow::Error),
 }
@@ -64,9 +71,18 @@ impl AdapterRegistry {
     /// Validates `component` as `tenant`'s adapter (a component of the adapter world and a
     /// compatible WIT version, compiled; the tenant's `[tenants.deploy] fixtures` passing, when
     /// set), stores it by content hash and activates it through the same atomic swap as a
-    /// reload: requests already running finish on the version they started with. A rejected
-    /// component changes nothing.
-    pub async fn deploy(self: &Arc<Self>, tenant: &str, component: Vec<u8>) -> Result<AdapterVersion, DeployError> {
+    /// reload: requests already running finish on the version they started with. With
+    /// `canary`, it serves that percent of the tenant's tickets beside the active version
+    /// instead (see [`crate::registry::canary`]). A rejected component changes nothing.
+    pub async fn deploy(
+        self: &Arc<Self>,
+        tenant: &str,
+        component: Vec<u8>,
+        canary: Option<u8>,
+    ) -> Result<AdapterVersion, DeployError> {
+        if let Some(percent) = canary.filter(|p| !(1..=99).contains(p)) {
+            return Err(DeployError::InvalidCanaryPercent(percent));
+        }
         let tenant_config = configured_tenant(&self.config.load(), tenant)?;
         let size_bytes = component.len() as u64;
         // Hashing (and copying for the shared store) up to `max_bytes` takes a while: not on a
@@ -79,6 +95,11 @@ impl AdapterRegistry {
         })
         .await
         .map_err(|e| DeployError::Storage(anyhow::Error::from(e).context("hashing the component failed")))?;
+        if canary.is_some() && self.snapshot().by_name(tenant).is_some_and(|t| t.adapter.content_hash == hash) {
+            return Err(DeployError::Rejected(
+                "this version is the active one: a canary must be another version".to_string(),
+            ));
+        }
         // Compiling and the fixtures run outside the lock: reloads, rollbacks and other
         // tenants' deploys go on meanwhile.
         let adapter = match self.validate(&tenant_config, &hash, component).await {
@@ -120,6 +141,7 @@ impl AdapterRegistry {
                 let change = DeploymentChange::Deployed {
                     version: version.clone(),
                     component,
+                    canary,
                 };
                 match shared.change_deployment(tenant, keep, change).await {
                     Ok(list) => Some(list),
@@ -135,9 +157,10 @@ impl AdapterRegistry {
         // The files of versions no longer kept go once the new list is written and swapped in.
         tokio::task::spawn_blocking(move || -> Result<(), DeployError> {
             let versions = this.deployments.versions(&name).map_err(DeployError::Storage)?;
-            let dropped = this.commit(&name, &config, versions, |v| match shared_list {
-                Some(list) => mirror(v, list),
-                None => v.deployed(stored, keep),
+            let dropped = this.commit(&name, &config, versions, |v| match (shared_list, canary) {
+                (Some(list), _) => mirror(v, list),
+                (None, Some(percent)) => v.canary_started(stored, percent, keep),
+                (None, None) => v.deployed(stored, keep),
             })?;
             let current = this.deployments.versions(&name).map_err(DeployError::Storage)?;
             for gone in &dropped {
@@ -148,15 +171,29 @@ impl AdapterRegistry {
         })
         .await
         .map_err(|e| DeployError::Storage(anyhow::Error::from(e).context("the deploy task failed")))??;
-        self.record(RegistryEventKind::Deployed, Some(tenant), Some(&hash), None);
-        tracing::info!(tenant, hash = %&hash[..12], size_bytes, "adapter version deployed");
+        match canary {
+            Some(percent) => {
+                self.record(
+                    RegistryEventKind::CanaryStarted,
+                    Some(tenant),
+                    Some(&hash),
+                    Some(format!("{percent}% of the tickets")),
+                );
+                tracing::info!(tenant, hash = %&hash[..12], size_bytes, percent, "adapter version deployed as a canary");
+            }
+            None => {
+                self.record(RegistryEventKind::Deployed, Some(tenant), Some(&hash), None);
+                tracing::info!(tenant, hash = %&hash[..12], size_bytes, "adapter version deployed");
+            }
+        }
         Ok(AdapterVersion {
             tenant: tenant.to_string(),
             content_hash: hash,
             size_bytes,
             deployed_at: version.deployed_at,
             source: AdapterSource::Deployed,
-            active: true,
+            active: canary.is_none(),
+            canary,
         })
     }
 
@@ -335,6 +372,11 @@ impl AdapterRegistry {
                 deployed_at: v.deployed_at,
                 source: AdapterSource::Deployed,
                 active: stored.active.as_deref() == Some(v.content_hash.as_str()),
+                canary: stored
+                    .canary
+                    .as_ref()
+                    .filter(|c| c.content_hash == v.content_hash)
+                    .map(|c| c.percent),
             })
             .collect();
         let snapshot = self.snapshot();
@@ -347,6 +389,7 @@ impl AdapterRegistry {
                 deployed_at: running.loaded_at,
                 source: AdapterSource::File,
                 active: true,
+                canary: None,
             }),
             // Hashed again only when the file changed.
             None => self
@@ -362,6 +405,7 @@ impl AdapterRegistry {
                         .map_or_else(|_| chrono::Utc::now(), chrono::DateTime::from),
                     source: AdapterSource::File,
                     active: false,
+                    canary: None,
                 }),
         };
         versions.extend(file);
@@ -369,144 +413,8 @@ impl AdapterRegistry {
     }
 
     /// The deployments every replica of the store shares, if it shares them.
-    fn shared(&self) -> Option<&dyn SharedDeployments> {
+    pub(super) fn shared(&self) -> Option<&dyn SharedDeployments> {
         self.services.store.shared_deployments()
-    }
-
-    /// Brings every configured tenant to the version the shared store names active: fetches its
-    /// component into the local cache and validates and swaps it in as a deploy does; a tenant
-    /// already there only has its local list brought up to date. A version that fails to
-    /// validate is logged, recorded and added to `rejected`, and not tried again while it stays
-    /// the shared active version. An error (the store unreachable) leaves the rest for the next
-    /// call. As in a deploy, compiling and the fixtures run outside the registry's lock.
-    pub async fn follow_shared(self: &Arc<Self>, rejected: &mut HashSet<(String, String)>) -> anyhow::Result<()> {
-        let Some(shared) = self.shared() else {
-            return Ok(());
-        };
-        let config = self.config.load_full();
-        let seal = DeploymentSeal::configured(&config.deployments);
-        for tenant in &config.tenants {
-            let name = tenant.name.as_str();
-            let Some(list) = shared.shared_versions(name).await? else {
-                continue;
-            };
-            let wanted = list.active.clone().unwrap_or_default();
-            rejected.retain(|(t, hash)| t != name || *hash == wanted);
-            if let Err(refused) = check_list(name, &list, seal.as_ref()) {
-                if !rejected.contains(&(name.to_string(), wanted.clone())) {
-                    self.refuse_shared(name, &wanted, &refused, rejected);
-                }
-                continue;
-            }
-            let snapshot = self.snapshot();
-            let serves = snapshot.by_name(name).is_some_and(|running| match &list.active {
-                Some(hash) => {
-                    running.adapter.content_hash == *hash && self.adapter_source(running) == AdapterSource::Deployed
-                }
-                None => self.adapter_source(running) == AdapterSource::File,
-            });
-            if serves {
-                let _one_at_a_time = self.reloading.lock().await;
-                if self.deployments.versions(name)? != list {
-                    self.deployments.write_versions(name, &list)?;
-                }
-                continue;
-            }
-            if rejected.contains(&(name.to_string(), wanted.clone())) {
-                continue;
-            }
-            let validated = match &list.active {
-                Some(hash) => {
-                    // The cached file is hashed again: the compiled copy is kept under `hash`.
-                    let checked = match cache_component(shared, &self.deployments, name, hash).await {
-                        Ok(path) => match tokio::fs::read(&path).await {
-                            Ok(bytes) => check_bytes(name, hash, bytes).await,
-                            Err(e) => Err(e.into()),
-                        },
-                        Err(e) => Err(e),
-                    };
-                    let bytes = match checked {
-                        Ok(bytes) => bytes,
-                        Err(e) => match e.downcast_ref::<Refused>() {
-                            Some(refused) => {
-                                let local = self.deployments.versions(name)?;
-                                self.deployments.remove_unlisted(name, hash, &local);
-                                self.refuse_shared(name, &wanted, refused, rejected);
-                                continue;
-                            }
-                            None => return Err(e),
-                        },
-                    };
-                    match self.validate(tenant, hash, bytes).await {
-                        Ok(adapter) => Some(adapter),
-                        Err(e) => {
-                            let reason = e.to_string();
-                            tracing::error!(tenant = name, hash = %short(hash), reason = %reason,
-                                "a version deployed on another replica is rejected here; the previous version keeps serving");
-                            self.record(RegistryEventKind::DeployRejected, Some(name), Some(hash), Some(reason));
-                            rejected.insert((name.to_string(), wanted));
-                            continue;
-                        }
-                    }
-                }
-                None => None,
-            };
-            let _one_at_a_time = self.reloading.lock().await;
-            if let Some(adapter) = validated {
-                self.keep_compiled(adapter);
-            }
-            let local = self.deployments.versions(name)?;
-            let this = self.clone();
-            let (owned, config_for_swap, list_for_swap) = (name.to_string(), config.clone(), list.clone());
-            let swapped = tokio::task::spawn_blocking(move || -> Result<Vec<String>, DeployError> {
-                this.commit(&owned, &config_for_swap, local, |v| mirror(v, list_for_swap))
-            })
-            .await?;
-            match swapped {
-                Ok(dropped) => {
-                    for gone in &dropped {
-                        self.deployments.remove_unlisted(name, gone, &list);
-                    }
-                    let this = self.clone();
-                    tokio::task::spawn_blocking(move || this.uncache_unused(&dropped)).await?;
-                    let served = self.snapshot().by_name(name).map(|t| t.adapter.content_hash.clone());
-                    self.record(RegistryEventKind::Deployed, Some(name), served.as_deref(), None);
-                    tracing::info!(
-                        tenant = name,
-                        hash = served.as_deref().map(|h| &h[..12]),
-                        "adapter version activated from the shared store"
-                    );
-                }
-                Err(e) => {
-                    let reason = e.to_string();
-                    tracing::error!(tenant = name, reason = %reason,
-                        "the shared active version cannot be swapped in here; the previous version keeps serving");
-                    self.record(
-                        RegistryEventKind::DeployRejected,
-                        Some(name),
-                        list.active.as_deref(),
-                        Some(reason),
-                    );
-                    rejected.insert((name.to_string(), wanted));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Logs and records that `tenant`'s shared version `wanted` is refused, and adds it to
-    /// `rejected` so that it is not fetched again while it stays the shared active version.
-    fn refuse_shared(&self, tenant: &str, wanted: &str, refused: &Refused, rejected: &mut HashSet<(String, String)>) {
-        let reason = refused.to_string();
-        tracing::error!(tenant, reason = %reason,
-            "a version in the shared store is refused: its hash, bytes or seal were not written by a deploy; the previous version keeps serving");
-        self.record(
-            RegistryEventKind::DeployRejected,
-            Some(tenant),
-            Some(wanted).filter(|w| is_content_hash(w)),
-            Some(reason),
-        );
-        rejected.insert((tenant.to_string(), wanted.to_string()));
     }
 
     /// Where `tenant`'s running adapter comes from.
@@ -543,7 +451,7 @@ impl AdapterRegistry {
     /// Loads `component` (stored under its hash) and runs the tenant's deploy fixtures on it.
     /// An accepted component is returned compiled, and its compiled code is cached on disk; a
     /// rejected one is deleted, and neither cached nor kept compiled.
-    async fn validate(
+    pub(super) async fn validate(
         self: &Arc<Self>,
         tenant: &TenantConfig,
         hash: &str,
@@ -604,12 +512,12 @@ impl AdapterRegistry {
     /// Deletes the compiled code of the `dropped` versions from the compile cache, but for those
     /// still in use: kept by any tenant, any tenant's configured file, or running. When a
     /// tenant's list cannot be read, nothing is deleted.
-    fn uncache_unused(&self, dropped: &[String]) {
+    pub(super) fn uncache_unused(&self, dropped: &[String]) {
         if dropped.is_empty() {
             return;
         }
         let snapshot = self.snapshot();
-        let mut in_use: HashSet<String> = snapshot.all().iter().map(|t| t.adapter.content_hash.clone()).collect();
+        let mut in_use: HashSet<String> = snapshot.all().iter().flat_map(|t| t.content_hashes()).collect();
         for tenant in &self.config.load().tenants {
             let Ok(kept) = self.deployments.versions(&tenant.name) else {
                 return;
@@ -642,7 +550,7 @@ impl AdapterRegistry {
     /// Applies `change` to `tenant`'s `versions`, writes them, and swaps in the current tenant
     /// set with `tenant` built again from `config` (the others stay as they are); on a failed swap the previous list is written back. Returns what
     /// `change` returned.
-    fn commit<R>(
+    pub(super) fn commit<R>(
         &self,
         tenant: &str,
         config: &Config,
@@ -678,7 +586,7 @@ impl AdapterRegistry {
 
 /// Makes `local` a copy of `shared`; returns the content hashes `local` listed that `shared`
 /// does not.
-fn mirror(local: &mut TenantVersions, shared: TenantVersions) -> Vec<String> {
+pub(super) fn mirror(local: &mut TenantVersions, shared: TenantVersions) -> Vec<String> {
     let gone = local
         .versions
         .iter()

@@ -55,6 +55,12 @@ pub enum RegistryEventKind {
     Deployed,
     DeployRejected,
     RolledBack,
+    CanaryStarted,
+    CanaryPromoted,
+    CanaryAborted,
+    /// A canary stopped on its own for failing more than the active version; the reason has
+    /// the figures.
+    CanaryRolledBack,
 }
 
 /// One entry of [`AdapterRegistry::history`].

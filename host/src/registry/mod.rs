@@ -21,13 +21,18 @@ use crate::config::{Config, TenantConfig};
 use crate::deployments::DeploymentStore;
 use crate::metrics::{METRICS, Metrics};
 use crate::runtime::{AdapterStats, Breakers, HostServices, InstanceReuse, LoadedAdapter, Runtime, TenantHost};
-use crate::tenants::{Tenant, TenantSet};
+use crate::tenants::{CanaryArm, Tenant, TenantSet};
 
+mod canary;
+mod canary_policy;
 mod deploy;
 mod file_hashes;
+mod follow;
 mod history;
 mod watcher;
 
+pub use canary::{ArmStatus, CanaryStatus};
+pub use canary_policy::{CanaryPolicy, Verdict};
 pub use deploy::{AdapterSource, AdapterVersion, DeployError};
 pub use history::{HISTORY_LEN, RegistryEvent, RegistryEventKind};
 pub use watcher::ChangeWatcher;
@@ -62,6 +67,11 @@ pub struct AdapterRegistry {
     history: std::sync::Mutex<history::History>,
     /// Adapter files' hashes, for listing versions without reading the files again.
     file_hashes: file_hashes::FileHashes,
+    /// Running canaries' call counts when they started here, by tenant.
+    canary_baselines: std::sync::Mutex<HashMap<String, canary::Baseline>>,
+    /// The figures the last check of each running canary decided on (every replica's, on a
+    /// shared store), by tenant.
+    canary_figures: std::sync::Mutex<HashMap<String, (String, crate::store::CanaryFigures)>>,
 }
 
 /// What a reload did.
@@ -97,6 +107,8 @@ impl AdapterRegistry {
             ),
             history: Default::default(),
             file_hashes: Default::default(),
+            canary_baselines: Default::default(),
+            canary_figures: Default::default(),
         };
         let (set, _) = registry.build_set(config, None)?;
         registry.current.store(Arc::new(set));
@@ -254,7 +266,27 @@ impl AdapterRegistry {
             Some(before) if before.adapter.content_hash == adapter.content_hash => before.loaded_at,
             _ => chrono::Utc::now(),
         };
-        self.tenant(tenant, adapter, loaded_at)
+        let mut built = self.tenant(tenant, adapter, loaded_at)?;
+        if let Some(canary) = &versions.canary {
+            let path = self.deployments.component_path(&tenant.name, &canary.content_hash);
+            match self.adapter_for(&path, by_path) {
+                Ok(adapter) => built.canary = Some(self.canary_arm(tenant, &built, adapter, canary.percent)?),
+                // The tenant goes on with its active version alone; the canary is not run here.
+                Err(e) => {
+                    tracing::error!(tenant = %tenant.name, error = format!("{e:#}"),
+                        hash = %&canary.content_hash[..12.min(canary.content_hash.len())],
+                        "the canary version does not load; the active version serves every ticket");
+                    self.record(
+                        RegistryEventKind::AdapterRejected,
+                        Some(&tenant.name),
+                        Some(&canary.content_hash),
+                        Some(format!("canary: {e:#}")),
+                    );
+                }
+            }
+        }
+        self.start_canary_count(&built);
+        Ok(built)
     }
 
     /// The compiled adapter for the file at `path`, compiling it only if its content is new;
@@ -299,10 +331,20 @@ impl AdapterRegistry {
     /// Forgets compiled adapters no tenant uses any more.
     fn prune_compiled(&self) {
         let set = self.snapshot();
-        let in_use: HashSet<&str> = set.all().iter().map(|t| t.adapter.content_hash.as_str()).collect();
+        let in_use: HashSet<String> = set.all().iter().flat_map(|t| t.content_hashes()).collect();
         let mut compiled = self.compiled.lock().expect("compiled lock");
-        compiled.retain(|hash, _| in_use.contains(hash.as_str()));
+        compiled.retain(|hash, _| in_use.contains(hash));
         METRICS.adapters_compiled.set(compiled.len() as i64);
+    }
+
+    /// The call counts of `tenant`'s version `content_hash`, kept across reloads.
+    fn stats_of(&self, tenant: &str, content_hash: &str) -> Arc<AdapterStats> {
+        self.stats
+            .lock()
+            .expect("stats lock")
+            .entry((tenant.to_string(), content_hash.to_string()))
+            .or_default()
+            .clone()
     }
 
     fn tenant(
@@ -311,13 +353,7 @@ impl AdapterRegistry {
         adapter: Arc<LoadedAdapter>,
         loaded_at: chrono::DateTime<chrono::Utc>,
     ) -> anyhow::Result<Tenant> {
-        let stats = self
-            .stats
-            .lock()
-            .expect("stats lock")
-            .entry((tenant.name.clone(), adapter.content_hash.clone()))
-            .or_default()
-            .clone();
+        let stats = self.stats_of(&tenant.name, &adapter.content_hash);
         let breakers = Breakers::new(self.breaker.0, self.breaker.1);
         let host = TenantHost::from_config(tenant, breakers, stats, self.services.clone())?;
         Ok(Tenant {
@@ -332,6 +368,28 @@ impl AdapterRegistry {
                 .clone()
                 .expect("validated: every tenant has [tenants.webhook]"),
             loaded_at,
+            canary: None,
+        })
+    }
+
+    /// `adapter` as the canary of `current` (built from `tenant`): host state of its own but
+    /// for the tenant's webhook slots, which both versions share.
+    fn canary_arm(
+        &self,
+        tenant: &TenantConfig,
+        current: &Tenant,
+        adapter: Arc<LoadedAdapter>,
+        percent: u8,
+    ) -> anyhow::Result<CanaryArm> {
+        let stats = self.stats_of(&tenant.name, &adapter.content_hash);
+        let breakers = Breakers::new(self.breaker.0, self.breaker.1);
+        let mut host = TenantHost::from_config(tenant, breakers, stats, self.services.clone())?;
+        host.webhook_slots = current.host.webhook_slots.clone();
+        Ok(CanaryArm {
+            adapter,
+            host: Arc::new(host),
+            instances: InstanceReuse::new(&tenant.instance_reuse),
+            percent,
         })
     }
 

@@ -268,6 +268,8 @@ pub struct AdapterStats {
     pub adapter_errors: AtomicU64,
     /// Guest CPU time the calls used, in microseconds.
     pub cpu_micros: AtomicU64,
+    /// The calls' time from start to answer, summed, in microseconds.
+    pub latency_micros: AtomicU64,
 }
 
 /// One compiled adapter, ready to instantiate.
@@ -523,6 +525,7 @@ impl Runtime {
             telemetry::record_error(&span, "circuit_open");
             return Err(CallError::CircuitOpen(left.as_millis().max(1) as u64));
         }
+        let started = std::time::Instant::now();
         let call_timeout = host.call_timeout;
         let cpu_limit = host.limits.cpu_time;
         // Host calls that wait for the network run here, on the caller's runtime: its threads
@@ -571,6 +574,8 @@ impl Runtime {
         host.stats.calls.fetch_add(1, Ordering::Relaxed);
         let cpu_micros = u64::try_from(cpu_clock.used().as_micros()).unwrap_or(u64::MAX);
         host.stats.cpu_micros.fetch_add(cpu_micros, Ordering::Relaxed);
+        let latency_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        host.stats.latency_micros.fetch_add(latency_micros, Ordering::Relaxed);
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => {

@@ -35,6 +35,9 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
                         "calls": t.host.stats.calls.load(Ordering::Relaxed),
                         "errors": t.host.stats.errors.load(Ordering::Relaxed),
                         "adapterErrors": t.host.stats.adapter_errors.load(Ordering::Relaxed),
+                        // While a canary runs: both versions' calls, failures and latency since
+                        // it started, side by side.
+                        "canary": state.registry.canary_status(&t.name),
                     })
                 })
                 .collect();

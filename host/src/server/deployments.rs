@@ -1,7 +1,8 @@
-//! `/admin/tenants/{t}/adapter` (PUT: deploy), `/admin/tenants/{t}/versions` (GET) and
-//! `/admin/tenants/{t}/rollback` (POST), behind the admin bearer token or tenant `t`'s deploy
-//! token (`[tenants.deploy] token`). A deploy token opens these three endpoints of its own
-//! tenant and nothing else.
+//! `/admin/tenants/{t}/adapter` (PUT: deploy; `?canary=P`: as a canary serving P% of the
+//! tickets), `/admin/tenants/{t}/versions` (GET), `/admin/tenants/{t}/rollback` (POST) and
+//! `/admin/tenants/{t}/canary` (GET; `/promote` and `/abort`: POST), behind the admin bearer
+//! token or tenant `t`'s deploy token (`[tenants.deploy] token`). A deploy token opens these
+//! endpoints of its own tenant and nothing else.
 
 use std::time::Duration;
 
@@ -23,18 +24,45 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
     let Some((tenant, action)) = rest.split_once('/') else {
         return Err(not_found(rest));
     };
-    if !matches!(action, "adapter" | "versions" | "rollback") {
+    if !matches!(
+        action,
+        "adapter" | "versions" | "rollback" | "canary" | "canary/promote" | "canary/abort"
+    ) {
         return Err(not_found(rest));
     }
     auth::admin_or_deploy_token(state, tenant, &request)?;
     let registry = &state.registry;
     match (request.method().clone(), action) {
         (Method::PUT, "adapter") => {
+            let canary = canary_percent(request.uri().query())?;
             // Taken before the body is read, held until the deploy ends.
             let _slot = take_upload_slot(state, tenant)?;
             let body = read_upload(state, request, registry.deploy_max_bytes()).await?;
-            let version = registry.deploy(tenant, Vec::from(body)).await.map_err(deploy_error)?;
+            let version = registry
+                .deploy(tenant, Vec::from(body), canary)
+                .await
+                .map_err(deploy_error)?;
             Ok(json_response(StatusCode::OK, &json!({ "version": version })))
+        }
+        (Method::GET, "canary") => {
+            let last = registry.last_canary(tenant).await.map_err(deploy_error)?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({
+                    "tenant": tenant,
+                    "canary": registry.canary_status(tenant),
+                    "lastCanary": last,
+                    "policy": registry.config().deployments.canary,
+                }),
+            ))
+        }
+        (Method::POST, "canary/promote") => {
+            let outcome = registry.promote_canary(tenant).await.map_err(deploy_error)?;
+            Ok(json_response(StatusCode::OK, &json!({ "canary": outcome })))
+        }
+        (Method::POST, "canary/abort") => {
+            let outcome = registry.abort_canary(tenant).await.map_err(deploy_error)?;
+            Ok(json_response(StatusCode::OK, &json!({ "canary": outcome })))
         }
         (Method::GET, "versions") => {
             let versions = registry.listed_versions(tenant).await.map_err(deploy_error)?;
@@ -48,8 +76,35 @@ pub async fn handle(state: &AppState, rest: &str, request: Request<Incoming>) ->
             Ok(json_response(StatusCode::OK, &json!({ "version": version })))
         }
         (_, "adapter") => Err(method_not_allowed("PUT")),
-        (_, "versions") => Err(method_not_allowed("GET")),
+        (_, "versions" | "canary") => Err(method_not_allowed("GET")),
         _ => Err(method_not_allowed("POST")),
+    }
+}
+
+/// The `canary` query parameter of a deploy: the percent of the tickets the version serves as a
+/// canary (1 to 99); `None` when absent (a deploy activates the version for every ticket).
+pub(super) fn canary_percent(query: Option<&str>) -> Result<Option<u8>, ApiError> {
+    let Some(value) = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(name, _)| name == "canary")
+        .map(|(_, value)| value.into_owned())
+    else {
+        return Ok(None);
+    };
+    parse_canary_percent(&value).map(Some)
+}
+
+/// A canary's percent as a deploy gives it: a whole number from 1 to 99.
+pub(super) fn parse_canary_percent(value: &str) -> Result<u8, ApiError> {
+    match value.trim().parse::<u8>() {
+        Ok(percent @ 1..=99) => Ok(percent),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_canary",
+            format!(
+                "canary must be a whole percent of the tickets from 1 to 99, not `{}`",
+                shorten(value)
+            ),
+        )),
     }
 }
 
@@ -84,6 +139,8 @@ fn deploy_error(error: DeployError) -> ApiError {
             format!("no tenant named `{}`", shorten(&name)),
         ),
         DeployError::Rejected(reason) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "rejected", reason),
+        DeployError::InvalidCanaryPercent(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_canary", error.to_string()),
+        DeployError::NoCanary => ApiError::new(StatusCode::CONFLICT, "no_canary", error.to_string()),
         DeployError::NoPreviousVersion => ApiError::new(
             StatusCode::CONFLICT,
             "no_previous_version",

@@ -145,10 +145,13 @@ async fn receive(
         headers,
         body: body.to_vec(),
     };
+    // While a canary runs, the version of the ticket the vendor names, when it names one.
+    let ticket = webhook_ticket(&tenant.webhook.ticket_pointers, &webhook.body);
+    let serving = tenant.serving(ticket.as_deref());
     let outcome = state
         .registry
         .runtime()
-        .call_webhook(&tenant.adapter, tenant.host.clone(), &tenant.instances, ctx, webhook)
+        .call_webhook(serving.adapter, serving.host.clone(), serving.instances, ctx, webhook)
         .await
         .map_err(|error| {
             tracing::warn!(tenant = %tenant.name, %delivery_id, %error, "webhook not mapped");
@@ -223,6 +226,21 @@ async fn receive(
     Ok(vendor_response(&answer))
 }
 
+/// The 3Dolphins ticket a webhook's JSON `body` names at the first of `pointers` that holds a
+/// string or a number; `None` without pointers (the body is then not parsed), when the body is
+/// not JSON or when none holds one.
+fn webhook_ticket(pointers: &[String], body: &[u8]) -> Option<String> {
+    if pointers.is_empty() {
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    pointers.iter().find_map(|pointer| match json.pointer(pointer)? {
+        serde_json::Value::String(ticket) if !ticket.is_empty() => Some(ticket.clone()),
+        serde_json::Value::Number(ticket) => Some(ticket.to_string()),
+        _ => None,
+    })
+}
+
 /// The answer to a webhook the tenant's vendor sent before: the first one's, unchanged.
 fn answer_duplicate(tenant: &Tenant, first: &StoredResponse) -> Response<Body> {
     tracing::info!(tenant = %tenant.name, status = first.status, "webhook already received: answered as the first time");
@@ -253,4 +271,23 @@ async fn complete_event(
         .await
         .map_err(store_unavailable)?;
     complete_adapter_event(&tenant.owner, known.as_ref(), event).map_err(invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::webhook_ticket;
+
+    #[test]
+    fn the_ticket_is_read_at_the_first_pointer_that_holds_one() {
+        let pointers = [
+            "/conversation/custom_attributes/ticket_number".to_string(),
+            "/ticketNumber".to_string(),
+        ];
+        let chatwoot = br#"{"event":"message_created","conversation":{"custom_attributes":{"ticket_number":"T-9"}}}"#;
+        assert_eq!(webhook_ticket(&pointers, chatwoot).as_deref(), Some("T-9"));
+        assert_eq!(webhook_ticket(&pointers, br#"{"ticketNumber": 42}"#).as_deref(), Some("42"));
+        assert_eq!(webhook_ticket(&pointers, br#"{"ticketNumber": ""}"#), None);
+        assert_eq!(webhook_ticket(&pointers, b"not json"), None);
+        assert_eq!(webhook_ticket(&[], br#"{"ticketNumber": "T-1"}"#), None);
+    }
 }

@@ -266,6 +266,7 @@ mod tests {
             header: None,
             query: None,
             hmac: None,
+            ticket_pointers: Vec::new(),
         }
     }
 

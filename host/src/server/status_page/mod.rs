@@ -19,8 +19,12 @@
 //!   `form.replay` (`select[name=to_tenant]`, empty = same tenant).
 //! - `#deployments .tenant-deploy[data-tenant=NAME]` with `form.deploy` (file input
 //!   `component`; it posts to `/admin/ui/deploy?tenant=NAME`, which takes the tenant's upload
-//!   slot before the body is read, as the API does), `form.rollback`, and `ol.versions li.version[data-hash=HASH]` (`.active`
-//!   marks the running one).
+//!   slot before the body is read, as the API does; its number input `canary`, when filled,
+//!   deploys the version as a canary serving that percent of the tickets), `form.rollback`, and
+//!   `ol.versions li.version[data-hash=HASH]` (`.active` marks the running one, `.canary` the
+//!   canary); while a canary runs, `table.canary[data-tenant=NAME]` with rows `tr.current` and
+//!   `tr.canary` (cells `.calls`, `.failures`, `.failure-rate`, `.latency`), `p.canary-verdict`,
+//!   `form.canary-promote` and `form.canary-abort`.
 //! - `table#history tr.event[data-kind=KIND][data-tenant=NAME]`: reloads, rejected versions,
 //!   deployments and rollbacks.
 //! - `p#problem[data-code=CODE]` on a refused request's page.
@@ -181,6 +185,29 @@ pub async fn handle(state: &AppState, path: &str, request: Request<Incoming>) ->
             state.sessions.flash(&id, message);
             Ok(back_to_page(None))
         }
+        (&Method::POST, action @ ("/admin/ui/canary/promote" | "/admin/ui/canary/abort")) => {
+            let form = read_form(state, request).await?;
+            if let Some(refused) = csrf_refusal(&session, &form) {
+                return Ok(refused);
+            }
+            let tenant = form.get("tenant").cloned().unwrap_or_default();
+            let promote = action.ends_with("promote");
+            let ended = match promote {
+                true => state.registry.promote_canary(&tenant).await,
+                false => state.registry.abort_canary(&tenant).await,
+            };
+            let message = match ended {
+                Ok(outcome) => format!(
+                    "{}: canary {} {}",
+                    shorten(&tenant),
+                    &outcome.content_hash[..outcome.content_hash.len().min(12)],
+                    if promote { "promoted" } else { "aborted" }
+                ),
+                Err(e) => format!("{}: refused: {e}", shorten(&tenant)),
+            };
+            state.sessions.flash(&id, message);
+            Ok(back_to_page(None))
+        }
         (&Method::POST, "/admin/ui/deploy") => {
             // The form names its tenant in its address, so that the upload slot is taken, as
             // by the API, before the body is read; held until the deploy ends.
@@ -203,14 +230,21 @@ pub async fn handle(state: &AppState, path: &str, request: Request<Incoming>) ->
                     "the form's tenant field and its address name different tenants",
                 ));
             }
+            let canary = upload.fields.get("canary").map(|p| p.trim()).filter(|p| !p.is_empty());
+            let canary = match canary.map(deployments::parse_canary_percent) {
+                None => None,
+                Some(Ok(percent)) => Some(percent),
+                Some(Err(refused)) => return Ok(problem(refused.status, refused.code, &refused.message)),
+            };
             let message = match upload.component {
                 None => "choose a component file to deploy".to_string(),
-                Some(bytes) => match state.registry.deploy(&tenant, bytes).await {
+                Some(bytes) => match state.registry.deploy(&tenant, bytes, canary).await {
                     Ok(version) => format!(
-                        "{}: deployed {} ({} bytes)",
+                        "{}: deployed {} ({} bytes){}",
                         shorten(&tenant),
                         &version.content_hash[..version.content_hash.len().min(12)],
-                        version.size_bytes
+                        version.size_bytes,
+                        canary.map_or_else(String::new, |p| format!(" as a canary for {p}% of the tickets"))
                     ),
                     Err(e) => format!("{}: deploy refused: {e}", shorten(&tenant)),
                 },
@@ -418,6 +452,7 @@ async fn page(state: &AppState, session: SessionView, query: Option<&str>) -> Re
                             deployed_at: v.deployed_at.format("%Y-%m-%d %H:%M:%SZ").to_string(),
                             source: label(&v.source),
                             active: v.active,
+                            canary: v.canary,
                         })
                         .collect()
                 });
@@ -449,6 +484,7 @@ async fn page(state: &AppState, session: SessionView, query: Option<&str>) -> Re
                 ],
                 backlog: backlog.iter().find(|b| b.tenant == t.name).cloned(),
                 versions,
+                canary: state.registry.canary_status(&t.name),
             }
         })
         .collect();

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use crate::activity::{Failure, MINUTES};
+use crate::registry::CanaryStatus;
 use crate::runtime::BreakerView;
 use crate::store::{Delivery, TenantBacklog};
 
@@ -30,6 +31,8 @@ pub struct VersionRow {
     pub deployed_at: String,
     pub source: String,
     pub active: bool,
+    /// While it is the canary: the percent of the tickets it serves.
+    pub canary: Option<u8>,
 }
 
 /// One entry of the registry's recent history.
@@ -61,6 +64,8 @@ pub struct TenantRow {
     pub per_minute: [u32; MINUTES],
     /// Stored versions, or why they cannot be listed.
     pub versions: Result<Vec<VersionRow>, String>,
+    /// The running canary, both versions' figures side by side.
+    pub canary: Option<CanaryStatus>,
 }
 
 /// The dead-letter search as given.
@@ -357,6 +362,7 @@ fn deployments(html: &mut String, data: &PageData, csrf: &str) {
              <form class=\"deploy\" data-tenant=\"{name}\" method=\"post\" action=\"/admin/ui/deploy?tenant={in_query}\" \
              enctype=\"multipart/form-data\">{csrf}<input type=\"hidden\" name=\"tenant\" value=\"{name}\">\
              <input type=\"file\" name=\"component\" accept=\".wasm\" required> \
+             <label>canary <input type=\"number\" name=\"canary\" min=\"1\" max=\"99\" placeholder=\"%\"></label> \
              <button type=\"submit\">Deploy</button></form>\
              <form class=\"rollback\" data-tenant=\"{name}\" method=\"post\" action=\"/admin/ui/rollback\">{csrf}\
              <input type=\"hidden\" name=\"tenant\" value=\"{name}\"><button type=\"submit\">Roll back</button></form>"
@@ -372,12 +378,20 @@ fn deployments(html: &mut String, data: &PageData, csrf: &str) {
                         html,
                         "<li data-hash=\"{}\" class=\"{}\"><code>{}</code> {} bytes, {} from {}{}</li>",
                         escape(&v.content_hash),
-                        if v.active { "version active" } else { "version" },
+                        match (v.active, v.canary) {
+                            (true, _) => "version active",
+                            (false, Some(_)) => "version canary",
+                            (false, None) => "version",
+                        },
                         escape(short_hash(&v.content_hash)),
                         v.size_bytes,
                         escape(&v.deployed_at),
                         escape(&v.source),
-                        if v.active { " <strong>(active)</strong>" } else { "" }
+                        match (v.active, v.canary) {
+                            (true, _) => " <strong>(active)</strong>".to_string(),
+                            (false, Some(percent)) => format!(" <strong>(canary, {percent}% of the tickets)</strong>"),
+                            (false, None) => String::new(),
+                        }
                     );
                 }
                 html.push_str("</ol>");
@@ -386,9 +400,48 @@ fn deployments(html: &mut String, data: &PageData, csrf: &str) {
                 let _ = write!(html, "<p class=\"error versions\">{}</p>", escape(e));
             }
         }
+        if let Some(canary) = &t.canary {
+            canary_table(html, canary, csrf);
+        }
         html.push_str("</div>\n");
     }
     html.push_str("</div>\n");
+}
+
+/// A running canary: both versions' calls, failures and latency side by side, what the policy
+/// says of them, and the promote and abort forms.
+fn canary_table(html: &mut String, canary: &CanaryStatus, csrf: &str) {
+    let name = escape(&canary.tenant);
+    let _ = write!(
+        html,
+        "<table class=\"canary\" data-tenant=\"{name}\"><thead><tr><th>Version</th><th>Tickets</th><th>Calls</th>\
+         <th>Failures</th><th>Failure rate</th><th>Mean latency</th></tr></thead><tbody>"
+    );
+    let sides = [
+        ("current", &canary.current_hash, 100 - canary.percent, &canary.current),
+        ("canary", &canary.content_hash, canary.percent, &canary.canary),
+    ];
+    for (side, hash, percent, arm) in sides {
+        let _ = write!(
+            html,
+            "<tr class=\"{side}\"><td>{side} <code>{}</code></td><td>{percent}%</td><td class=\"calls\">{}</td>\
+             <td class=\"failures\">{}</td><td class=\"failure-rate\">{:.1}%</td><td class=\"latency\">{}</td></tr>",
+            escape(short_hash(hash)),
+            arm.calls,
+            arm.failures,
+            arm.failure_rate,
+            arm.mean_latency_ms.map_or_else(|| "-".to_string(), |ms| format!("{ms:.1} ms")),
+        );
+    }
+    let _ = write!(
+        html,
+        "</tbody></table><p class=\"canary-verdict\">{}</p>\
+         <form class=\"canary-promote\" data-tenant=\"{name}\" method=\"post\" action=\"/admin/ui/canary/promote\">{csrf}\
+         <input type=\"hidden\" name=\"tenant\" value=\"{name}\"><button type=\"submit\">Promote the canary</button></form>\
+         <form class=\"canary-abort\" data-tenant=\"{name}\" method=\"post\" action=\"/admin/ui/canary/abort\">{csrf}\
+         <input type=\"hidden\" name=\"tenant\" value=\"{name}\"><button type=\"submit\">Abort the canary</button></form>",
+        escape(&canary.verdict)
+    );
 }
 
 fn history(html: &mut String, data: &PageData) {
@@ -448,6 +501,7 @@ mod tests {
             backlog: None,
             per_minute: [0; MINUTES],
             versions: Ok(Vec::new()),
+            canary: None,
         }
     }
 

@@ -307,6 +307,7 @@ async fn deployed_versions_are_shared_between_processes() {
             seal: Some(format!("{hash}-seal")),
         },
         component: format!("{hash}-bytes").into_bytes(),
+        canary: None,
     };
     let mut generations = Vec::new();
     for hash in ["a", "b", "c"] {
@@ -367,6 +368,86 @@ async fn deployed_versions_are_shared_between_processes() {
     assert_eq!(to_file.versions.len(), 2, "the file activated, the versions stay kept");
 }
 
+/// A canary in the shared store: started beside the active version, both replicas' figures
+/// summed, ended by one decision (a second decision on the same canary is refused and changes
+/// nothing), and the ended canary's figures no longer kept.
+#[tokio::test]
+async fn a_shared_canary_sums_every_replicas_figures_and_ends_once() {
+    use crate::store::{
+        ArmFigures, CanaryEnd, CanaryFigures, CanaryOutcome, DeploymentChange, NotTheCanary, SharedDeployments,
+        StoredVersion,
+    };
+
+    let t = TempSchema::new().await;
+    let other = PostgresStore::open(&t.url, 2).await.unwrap();
+    let (one, two) = (&t.store as &dyn SharedDeployments, &other as &dyn SharedDeployments);
+    let deploy = |hash: &str, canary| DeploymentChange::Deployed {
+        version: StoredVersion {
+            content_hash: hash.into(),
+            size_bytes: 1,
+            deployed_at: chrono::Utc::now(),
+            seal: None,
+        },
+        component: hash.as_bytes().to_vec(),
+        canary,
+    };
+    one.change_deployment("acme", 5, deploy("a", None)).await.unwrap();
+    let listed = one.change_deployment("acme", 5, deploy("b", Some(10))).await.unwrap();
+    assert_eq!(listed.active.as_deref(), Some("a"), "a canary leaves the active version");
+    let canary = listed.canary.clone().unwrap();
+    assert_eq!((canary.content_hash.as_str(), canary.percent), ("b", 10));
+    assert_eq!(two.shared_versions("acme").await.unwrap(), Some(listed));
+
+    let figures = |calls, failures| CanaryFigures {
+        current: ArmFigures {
+            calls,
+            failures: 0,
+            latency_micros: 1000 * calls,
+        },
+        canary: ArmFigures {
+            calls,
+            failures,
+            latency_micros: 2000 * calls,
+        },
+    };
+    one.report_canary_figures("acme", "b", "r1", figures(5, 1)).await.unwrap();
+    let summed = two.report_canary_figures("acme", "b", "r2", figures(7, 2)).await.unwrap();
+    assert_eq!(summed, figures(12, 3));
+    // A replica's newer count replaces its older one.
+    let summed = one.report_canary_figures("acme", "b", "r1", figures(6, 1)).await.unwrap();
+    assert_eq!(summed, figures(13, 3));
+    // A report on a version that is not the canary is not kept.
+    let other_version = one.report_canary_figures("acme", "a", "r1", figures(9, 9)).await.unwrap();
+    assert_eq!(other_version, CanaryFigures::default());
+
+    let outcome = CanaryOutcome {
+        content_hash: "b".into(),
+        end: CanaryEnd::RolledBack,
+        reason: "3 of 13 failed".into(),
+        at: chrono::Utc::now(),
+    };
+    let ended = one
+        .change_deployment("acme", 5, DeploymentChange::CanaryEnded(outcome.clone()))
+        .await
+        .unwrap();
+    assert_eq!((ended.canary, ended.active.as_deref()), (None, Some("a")));
+    assert_eq!(ended.last_canary.as_ref(), Some(&outcome));
+    let before = one.deployment_generation().await.unwrap();
+    let promoted = CanaryOutcome {
+        end: CanaryEnd::Promoted,
+        ..outcome
+    };
+    let again = two
+        .change_deployment("acme", 5, DeploymentChange::CanaryEnded(promoted))
+        .await
+        .unwrap_err();
+    assert!(again.downcast_ref::<NotTheCanary>().is_some(), "{again:#}");
+    assert_eq!(one.deployment_generation().await.unwrap(), before, "nothing changed");
+    assert_eq!(two.shared_versions("acme").await.unwrap().unwrap().active.as_deref(), Some("a"));
+    let after = one.report_canary_figures("acme", "b", "r1", figures(1, 1)).await.unwrap();
+    assert_eq!(after, CanaryFigures::default(), "an ended canary's figures are gone");
+}
+
 /// Deploys of one tenant from two processes at once both land, one after the other: neither
 /// list loses the other's version.
 #[tokio::test]
@@ -383,6 +464,7 @@ async fn concurrent_deploys_from_two_processes_are_applied_one_at_a_time() {
             seal: None,
         },
         component: hash.into_bytes(),
+        canary: None,
     };
     let (one, two) = (&t.store as &dyn SharedDeployments, &other as &dyn SharedDeployments);
     let left = async {
