@@ -108,7 +108,10 @@ pub async fn run(remote: &Remote, tenant: &str, action: Action, out: &mut impl W
             canary: Some(percent), ..
         } => write(
             out,
-            format!("deployed as a canary for {percent}% of the tickets: {}", describe(&json["version"])),
+            format!(
+                "deployed as a canary for {percent}% of the tickets: {}",
+                describe(&json["version"])
+            ),
         )?,
         Action::Rollback => write(out, format!("rolled back to {}", describe(&json["version"])))?,
         Action::Versions => {
@@ -128,7 +131,10 @@ pub async fn run(remote: &Remote, tenant: &str, action: Action, out: &mut impl W
         }
         Action::Canary(CanaryAction::Promote | CanaryAction::Abort) => {
             let ended = &json["canary"];
-            let hash: String = escape(ended["contentHash"].as_str().unwrap_or("?")).chars().take(12).collect();
+            let hash: String = escape(ended["contentHash"].as_str().unwrap_or("?"))
+                .chars()
+                .take(12)
+                .collect();
             write(
                 out,
                 format!("canary {hash} {}", escape(ended["end"].as_str().unwrap_or("ended"))),

@@ -25,6 +25,7 @@ use crate::store::{
     WebhookAccepted,
 };
 use crate::telemetry;
+use crate::tenants::Arm;
 use crate::three_dolphins::ThreeDolphinsError;
 
 /// What became of one attempt.
@@ -573,6 +574,14 @@ async fn attempt_delivery(
                 }
                 Err(e @ (CallError::Timeout(_) | CallError::Instantiate(_))) => {
                     Attempt::RetryLater(e.to_string(), None)
+                }
+                // A canary's failure is its own, not the event's: the event waits in its
+                // ticket's order for the next attempt, made by the current version once the
+                // canary is rolled back (or by the canary, until the retries run out).
+                Err(e @ (CallError::Permanent(_) | CallError::Trapped(_) | CallError::LimitExceeded(_)))
+                    if serving.arm == Arm::Canary =>
+                {
+                    Attempt::RetryLater(format!("{e} (on the canary version; retried)"), None)
                 }
                 Err(e @ (CallError::Permanent(_) | CallError::Trapped(_) | CallError::LimitExceeded(_))) => {
                     Attempt::Permanent(e.to_string())

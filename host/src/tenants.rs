@@ -60,7 +60,8 @@ pub struct Serving<'a> {
 impl Tenant {
     /// The content hashes of the versions it runs: the active one and the canary.
     pub fn content_hashes(&self) -> impl Iterator<Item = String> + '_ {
-        std::iter::once(self.adapter.content_hash.clone()).chain(self.canary.as_ref().map(|c| c.adapter.content_hash.clone()))
+        std::iter::once(self.adapter.content_hash.clone())
+            .chain(self.canary.as_ref().map(|c| c.adapter.content_hash.clone()))
     }
 
     /// The version serving `ticket`: while a canary runs, the canary for the tickets whose

@@ -130,7 +130,7 @@ proptest! {
     fn signatures(body in prop::collection::vec(any::<u8>(), 0..256), flip in any::<prop::sample::Index>(),
                   id in "[a-zA-Z0-9_]{1,20}", junk in ".{0,60}") {
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-        let config = WebhookConfig { auth: WebhookAuth::StandardWebhooks, secret: Some(secret.into()), tolerance_s: 300, dedupe_header: None, header: None, query: None, hmac: None };
+        let config = WebhookConfig { auth: WebhookAuth::StandardWebhooks, secret: Some(secret.into()), tolerance_s: 300, dedupe_header: None, header: None, query: None, hmac: None, ticket_pointers: Vec::new() };
         let now = 1_700_000_000;
         let signature = standard_webhooks_signature(secret, &id, now, &body);
         let headers = |id: &str, ts: i64, sig: &str| vec![

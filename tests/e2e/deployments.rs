@@ -141,7 +141,7 @@ impl DeployEnv {
 
     /// Sends one event on a fresh ticket of acme, waits until it is delivered, and returns the
     /// build that handled it.
-    async fn probe_build(&self) -> String {
+    pub(crate) async fn probe_build(&self) -> String {
         let id = assert_accepted(
             &self
                 .bridge

@@ -9,6 +9,7 @@ mod accepted;
 mod auth;
 mod auth_throttle;
 mod browser;
+mod canary;
 mod chatwoot;
 mod cli;
 mod corpus;

@@ -1,5 +1,6 @@
 //! `MockVendor`: a generic vendor endpoint (what the `echo` adapter posts to). Records every
-//! request; answers 200 `{"ok":true}` unless told to fail or to be slow.
+//! request; answers 200 `{"ok":true}` unless told to fail, to refuse one adapter build's
+//! bodies, or to be slow.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,9 @@ struct State {
     /// Headers of the failed answers (e.g. `Retry-After`).
     fail_headers: Vec<(String, String)>,
     delay: Duration,
+    /// Bodies whose `build` is this are answered with the status (a version whose payload the
+    /// vendor does not take).
+    refused_build: Option<(String, u16)>,
 }
 
 /// A recording vendor on 127.0.0.1.
@@ -53,7 +57,17 @@ impl MockVendor {
                     return Reply::json(404, &json!({"error": "not this vendor"}));
                 }
                 state.requests.push(req.clone());
-                let reply = if state.fail_next > 0 {
+                let build = serde_json::from_slice::<Value>(&req.body)
+                    .ok()
+                    .and_then(|body| body["build"].as_str().map(str::to_string));
+                let refused = state
+                    .refused_build
+                    .as_ref()
+                    .filter(|(refused, _)| build.as_deref() == Some(refused.as_str()))
+                    .map(|(_, status)| *status);
+                let reply = if let Some(status) = refused {
+                    Reply::json(status, &json!({"error": "mock vendor refuses this build's payload"}))
+                } else if state.fail_next > 0 {
                     state.fail_next -= 1;
                     let mut reply = Reply::json(state.fail_status, &json!({"error": "mock vendor failure"}));
                     reply.headers.extend(state.fail_headers.iter().cloned());
@@ -121,6 +135,12 @@ impl MockVendor {
         state.fail_next = n;
         state.fail_status = status;
         state.fail_headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    }
+
+    /// Bodies whose `build` field is `build` are answered with `status` from now on (`None`:
+    /// no more).
+    pub fn refuse_build(&self, refused: Option<(&str, u16)>) {
+        self.state.lock().unwrap().refused_build = refused.map(|(build, status)| (build.to_string(), status));
     }
 
     /// Every answer waits this long first (zero: answer at once).

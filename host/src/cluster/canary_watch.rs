@@ -20,7 +20,10 @@ pub async fn watch(registry: Arc<AdapterRegistry>, shutdown: CancellationToken) 
             _ = tokio::time::sleep(interval) => {}
         }
         if let Err(e) = registry.check_canaries(replica.as_str()).await {
-            tracing::warn!(error = format!("{e:#}"), "cannot check the running canaries; trying again");
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "cannot check the running canaries; trying again"
+            );
         }
     }
 }

@@ -3,8 +3,10 @@
 //! [`crate::tenants::canary_bucket`]), each with call counts of its own. The canary ends by hand
 //! (promote, abort) or on its own: every `[deployments.canary] check_interval_ms` both sides'
 //! figures since it started (every replica's, summed in the shared store) are judged by the
-//! [`CanaryPolicy`]; one that fails more than the active version is rolled back and its dead
-//! letters replayed to the active version, recorded in the history with its figures. Ending a
+//! [`CanaryPolicy`]; one that fails more than the active version is rolled back, recorded in
+//! the history with its figures. An event the canary failed is not dead-lettered but retried
+//! (`outbox`), in its ticket's order: once the canary is rolled back, the active version
+//! delivers it. Ending a
 //! canary is a change of the (shared) versions list that names the canary it ends, so however
 //! many replicas decide at once, one decision is taken.
 
@@ -15,18 +17,9 @@ use super::deploy::mirror;
 use super::{AdapterRegistry, DeployError, RegistryEventKind};
 use crate::runtime::AdapterStats;
 use crate::store::{
-    ArmFigures, CanaryEnd, CanaryFigures, CanaryOutcome, CanaryVersion, DeadLetterFilter, DeploymentChange, Direction,
-    NotTheCanary, TenantVersions,
+    ArmFigures, CanaryEnd, CanaryFigures, CanaryOutcome, DeploymentChange, NotTheCanary, TenantVersions,
 };
-use crate::tenants::{Tenant, canary_bucket};
-
-/// Dead letters looked at when a canary is rolled back, at most.
-const REPLAY_SCAN: usize = 10_000;
-
-/// How long before a canary's start (by the deploying replica's clock) an event may have been
-/// accepted and still be replayed when the canary is rolled back: events accepted just before
-/// it started may have been attempted by it, and replicas' clocks differ a little.
-const REPLAY_SLACK_MS: i64 = 5 * 60 * 1000;
+use crate::tenants::Tenant;
 
 /// A running canary's call counts on both sides when it started on this replica.
 pub(super) struct Baseline {
@@ -185,7 +178,11 @@ impl AdapterRegistry {
         };
         match listed {
             Some(listed) => Ok(listed.last_canary),
-            None => Ok(self.deployments.versions(tenant).map_err(DeployError::Storage)?.last_canary),
+            None => Ok(self
+                .deployments
+                .versions(tenant)
+                .map_err(DeployError::Storage)?
+                .last_canary),
         }
     }
 
@@ -237,7 +234,7 @@ impl AdapterRegistry {
     }
 
     /// Ends `tenant`'s canary (`expected`: only if it is still that version) as `end` says,
-    /// through the same swap as a deploy; a rolled back canary's dead letters are replayed.
+    /// through the same swap as a deploy.
     async fn end_canary(
         self: &Arc<Self>,
         tenant: &str,
@@ -299,31 +296,6 @@ impl AdapterRegistry {
             Some(outcome.reason.clone()),
         );
         tracing::info!(tenant, hash = %&outcome.content_hash[..12], end = ?end, reason = %outcome.reason, "canary ended");
-        if end == CanaryEnd::RolledBack {
-            match self.replay_canary_dead_letters(tenant, &canary).await {
-                Ok(0) => {}
-                Ok(replayed) => tracing::info!(tenant, replayed, "the rolled back canary's dead letters replayed to the active version"),
-                Err(e) => tracing::warn!(tenant, error = format!("{e:#}"),
-                    "cannot replay the rolled back canary's dead letters; replay them by hand"),
-            }
-        }
         Ok(outcome)
-    }
-
-    /// Replays `tenant`'s dead letters of the tickets `canary` served, accepted since it started
-    /// (less [`REPLAY_SLACK_MS`]): the active version delivers them now.
-    async fn replay_canary_dead_letters(&self, tenant: &str, canary: &CanaryVersion) -> anyhow::Result<usize> {
-        let store = &self.services.store;
-        let since_ms = canary.started_at.timestamp_millis() - REPLAY_SLACK_MS;
-        let mut replayed = 0;
-        for dead in store.dead_letters(Some(tenant), REPLAY_SCAN).await? {
-            let served = dead.direction == Direction::ToVendor
-                && dead.created_at >= since_ms
-                && canary_bucket(&canary.content_hash, &dead.ticket) < canary.percent;
-            if served {
-                replayed += store.replay(DeadLetterFilter::One(dead.delivery_id), None).await?;
-            }
-        }
-        Ok(replayed)
     }
 }

@@ -45,7 +45,11 @@ impl CanaryPolicy {
             return Verdict::Wait;
         }
         let over = 100.0 * (canary.failure_rate() - current.failure_rate());
-        let compared = format!("the canary failed {} against {} for the current version", rate(canary), rate(current));
+        let compared = format!(
+            "the canary failed {} against {} for the current version",
+            rate(canary),
+            rate(current)
+        );
         if over > self.max_failure_margin {
             return Verdict::RollBack(format!(
                 "{compared}: {over:.1} points over, more than the margin of {} (after {} canary calls)",
@@ -126,7 +130,10 @@ mod tests {
         assert_eq!(policy.judge(&figures((50, 0), (99, 0))), Verdict::Keep);
         assert!(matches!(policy.judge(&figures((50, 0), (100, 1))), Verdict::Promote(_)));
         // Failing beyond the margin wins over promotion.
-        assert!(matches!(policy.judge(&figures((50, 0), (100, 10))), Verdict::RollBack(_)));
+        assert!(matches!(
+            policy.judge(&figures((50, 0), (100, 10))),
+            Verdict::RollBack(_)
+        ));
     }
 
     #[test]

@@ -13,9 +13,7 @@ use crate::config::{Config, TenantConfig};
 use crate::deployments::seal::DeploymentSeal;
 use crate::deployments::shared::{Refused, cache_component, check_list, check_sealed};
 use crate::runtime::{LoadedAdapter, content_hash};
-use crate::store::{
-    DeploymentChange, RollbackTarget, SharedDeployments, StoredVersion, TenantVersions,
-};
+use crate::store::{DeploymentChange, RollbackTarget, SharedDeployments, StoredVersion, TenantVersions};
 use crate::tenants::Tenant;
 
 /// Where a tenant's adapter version comes from.
@@ -95,7 +93,12 @@ impl AdapterRegistry {
         })
         .await
         .map_err(|e| DeployError::Storage(anyhow::Error::from(e).context("hashing the component failed")))?;
-        if canary.is_some() && self.snapshot().by_name(tenant).is_some_and(|t| t.adapter.content_hash == hash) {
+        if canary.is_some()
+            && self
+                .snapshot()
+                .by_name(tenant)
+                .is_some_and(|t| t.adapter.content_hash == hash)
+        {
             return Err(DeployError::Rejected(
                 "this version is the active one: a canary must be another version".to_string(),
             ));

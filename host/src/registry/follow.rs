@@ -95,8 +95,12 @@ impl AdapterRegistry {
                         self.record(RegistryEventKind::Deployed, Some(name), served.as_deref(), None);
                     }
                     if !serves_canary && let Some(canary) = &list.canary {
-                        self.record(RegistryEventKind::CanaryStarted, Some(name), Some(&canary.content_hash),
-                            Some(format!("{}% of the tickets", canary.percent)));
+                        self.record(
+                            RegistryEventKind::CanaryStarted,
+                            Some(name),
+                            Some(&canary.content_hash),
+                            Some(format!("{}% of the tickets", canary.percent)),
+                        );
                     }
                     tracing::info!(
                         tenant = name,
@@ -125,7 +129,9 @@ impl AdapterRegistry {
     /// Whether `running` runs the version `list` names active.
     fn serves_active(&self, running: &Tenant, list: &TenantVersions) -> bool {
         match &list.active {
-            Some(hash) => running.adapter.content_hash == *hash && self.adapter_source(running) == AdapterSource::Deployed,
+            Some(hash) => {
+                running.adapter.content_hash == *hash && self.adapter_source(running) == AdapterSource::Deployed
+            }
             None => self.adapter_source(running) == AdapterSource::File,
         }
     }

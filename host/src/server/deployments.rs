@@ -139,7 +139,9 @@ fn deploy_error(error: DeployError) -> ApiError {
             format!("no tenant named `{}`", shorten(&name)),
         ),
         DeployError::Rejected(reason) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "rejected", reason),
-        DeployError::InvalidCanaryPercent(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_canary", error.to_string()),
+        DeployError::InvalidCanaryPercent(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_canary", error.to_string())
+        }
         DeployError::NoCanary => ApiError::new(StatusCode::CONFLICT, "no_canary", error.to_string()),
         DeployError::NoPreviousVersion => ApiError::new(
             StatusCode::CONFLICT,

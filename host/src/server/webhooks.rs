@@ -285,7 +285,10 @@ mod tests {
         ];
         let chatwoot = br#"{"event":"message_created","conversation":{"custom_attributes":{"ticket_number":"T-9"}}}"#;
         assert_eq!(webhook_ticket(&pointers, chatwoot).as_deref(), Some("T-9"));
-        assert_eq!(webhook_ticket(&pointers, br#"{"ticketNumber": 42}"#).as_deref(), Some("42"));
+        assert_eq!(
+            webhook_ticket(&pointers, br#"{"ticketNumber": 42}"#).as_deref(),
+            Some("42")
+        );
         assert_eq!(webhook_ticket(&pointers, br#"{"ticketNumber": ""}"#), None);
         assert_eq!(webhook_ticket(&pointers, b"not json"), None);
         assert_eq!(webhook_ticket(&[], br#"{"ticketNumber": "T-1"}"#), None);

@@ -29,8 +29,8 @@ pub use replicas::{FORGET_AFTER, ReplicaStatus, STALE_AFTER, ServedAdapter};
 pub use server_lock::ServerLock;
 pub use sqlite::{CommitMode, SqliteStore};
 pub use versions::{
-    ArmFigures, CanaryEnd, CanaryFigures, CanaryOutcome, CanaryVersion, DeploymentChange, NotTheCanary,
-    RollbackTarget, SharedDeployments, StoredVersion, TenantVersions, is_content_hash,
+    ArmFigures, CanaryEnd, CanaryFigures, CanaryOutcome, CanaryVersion, DeploymentChange, NotTheCanary, RollbackTarget,
+    SharedDeployments, StoredVersion, TenantVersions, is_content_hash,
 };
 
 /// Errors a caller of the store acts on; anything else is a failure to retry later.

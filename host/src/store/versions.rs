@@ -257,13 +257,21 @@ pub struct ArmFigures {
 impl ArmFigures {
     /// The share of calls that failed (0 without calls).
     pub fn failure_rate(&self) -> f64 {
-        if self.calls == 0 { 0.0 } else { self.failures as f64 / self.calls as f64 }
+        if self.calls == 0 {
+            0.0
+        } else {
+            self.failures as f64 / self.calls as f64
+        }
     }
 
     /// The mean call time in milliseconds (`None` without calls).
     pub fn mean_latency_ms(&self) -> Option<f64> {
         (self.calls > 0).then(|| self.latency_micros as f64 / self.calls as f64 / 1000.0)
     }
+}
+
+impl std::ops::Add for ArmFigures {
+    type Output = ArmFigures;
 
     fn add(self, other: ArmFigures) -> ArmFigures {
         ArmFigures {
@@ -283,12 +291,14 @@ pub struct CanaryFigures {
     pub canary: ArmFigures,
 }
 
-impl CanaryFigures {
-    /// Both sides' figures added up (several replicas' into one).
-    pub fn add(self, other: CanaryFigures) -> CanaryFigures {
+/// Both sides' figures added up (several replicas' into one).
+impl std::ops::Add for CanaryFigures {
+    type Output = CanaryFigures;
+
+    fn add(self, other: CanaryFigures) -> CanaryFigures {
         CanaryFigures {
-            current: self.current.add(other.current),
-            canary: self.canary.add(other.canary),
+            current: self.current + other.current,
+            canary: self.canary + other.canary,
         }
     }
 }
@@ -354,7 +364,10 @@ mod tests {
         let dropped = versions.canary_started(version("d"), 20, 1);
         assert_eq!(hashes(&versions), ["d", "b"]);
         assert_eq!(dropped, ["c"]);
-        assert_eq!(versions.canary.as_ref().map(|c| (c.content_hash.as_str(), c.percent)), Some(("d", 20)));
+        assert_eq!(
+            versions.canary.as_ref().map(|c| (c.content_hash.as_str(), c.percent)),
+            Some(("d", 20))
+        );
         // A plain deploy ends the canary.
         versions.deployed(version("e"), 5);
         assert_eq!(versions.canary, None);
@@ -377,11 +390,18 @@ mod tests {
         versions.canary_ended(outcome("b", CanaryEnd::Promoted)).unwrap();
         assert_eq!((versions.active.as_deref(), &versions.canary), (Some("b"), &None));
         assert_eq!(versions.last_canary.as_ref().map(|o| o.end), Some(CanaryEnd::Promoted));
-        assert!(versions.canary_ended(outcome("b", CanaryEnd::RolledBack)).is_err(), "decided once");
+        assert!(
+            versions.canary_ended(outcome("b", CanaryEnd::RolledBack)).is_err(),
+            "decided once"
+        );
 
         versions.canary_started(version("c"), 10, 5);
         versions.canary_ended(outcome("c", CanaryEnd::RolledBack)).unwrap();
-        assert_eq!(versions.active.as_deref(), Some("b"), "a rolled back canary leaves the active version");
+        assert_eq!(
+            versions.active.as_deref(),
+            Some("b"),
+            "a rolled back canary leaves the active version"
+        );
         // A rollback ends a canary as well.
         versions.canary_started(version("d"), 10, 5);
         versions.activate(&RollbackTarget::File);

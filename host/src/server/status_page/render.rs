@@ -430,7 +430,8 @@ fn canary_table(html: &mut String, canary: &CanaryStatus, csrf: &str) {
             arm.calls,
             arm.failures,
             arm.failure_rate,
-            arm.mean_latency_ms.map_or_else(|| "-".to_string(), |ms| format!("{ms:.1} ms")),
+            arm.mean_latency_ms
+                .map_or_else(|| "-".to_string(), |ms| format!("{ms:.1} ms")),
         );
     }
     let _ = write!(

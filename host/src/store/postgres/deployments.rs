@@ -111,7 +111,14 @@ impl SharedDeployments for PostgresStore {
              VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (tenant) DO UPDATE SET active = excluded.active, keep = excluded.keep,
                changed = excluded.changed, canary = excluded.canary, last_canary = excluded.last_canary",
-            &[&tenant, &versions.active, &(keep as i32), &generation, &canary, &last_canary],
+            &[
+                &tenant,
+                &versions.active,
+                &(keep as i32),
+                &generation,
+                &canary,
+                &last_canary,
+            ],
         )
         .await?;
         if let DeploymentChange::Deployed { version, component, .. } = &change {
@@ -183,7 +190,7 @@ impl SharedDeployments for PostgresStore {
             let text: String = row.get(0);
             let figures: CanaryFigures =
                 serde_json::from_str(&text).with_context(|| format!("tenant `{tenant}`: canary figures"))?;
-            sum = sum.add(figures);
+            sum = sum + figures;
         }
         Ok(sum)
     }

@@ -393,7 +393,11 @@ async fn a_shared_canary_sums_every_replicas_figures_and_ends_once() {
     };
     one.change_deployment("acme", 5, deploy("a", None)).await.unwrap();
     let listed = one.change_deployment("acme", 5, deploy("b", Some(10))).await.unwrap();
-    assert_eq!(listed.active.as_deref(), Some("a"), "a canary leaves the active version");
+    assert_eq!(
+        listed.active.as_deref(),
+        Some("a"),
+        "a canary leaves the active version"
+    );
     let canary = listed.canary.clone().unwrap();
     assert_eq!((canary.content_hash.as_str(), canary.percent), ("b", 10));
     assert_eq!(two.shared_versions("acme").await.unwrap(), Some(listed));
@@ -410,14 +414,25 @@ async fn a_shared_canary_sums_every_replicas_figures_and_ends_once() {
             latency_micros: 2000 * calls,
         },
     };
-    one.report_canary_figures("acme", "b", "r1", figures(5, 1)).await.unwrap();
-    let summed = two.report_canary_figures("acme", "b", "r2", figures(7, 2)).await.unwrap();
+    one.report_canary_figures("acme", "b", "r1", figures(5, 1))
+        .await
+        .unwrap();
+    let summed = two
+        .report_canary_figures("acme", "b", "r2", figures(7, 2))
+        .await
+        .unwrap();
     assert_eq!(summed, figures(12, 3));
     // A replica's newer count replaces its older one.
-    let summed = one.report_canary_figures("acme", "b", "r1", figures(6, 1)).await.unwrap();
+    let summed = one
+        .report_canary_figures("acme", "b", "r1", figures(6, 1))
+        .await
+        .unwrap();
     assert_eq!(summed, figures(13, 3));
     // A report on a version that is not the canary is not kept.
-    let other_version = one.report_canary_figures("acme", "a", "r1", figures(9, 9)).await.unwrap();
+    let other_version = one
+        .report_canary_figures("acme", "a", "r1", figures(9, 9))
+        .await
+        .unwrap();
     assert_eq!(other_version, CanaryFigures::default());
 
     let outcome = CanaryOutcome {
@@ -443,8 +458,14 @@ async fn a_shared_canary_sums_every_replicas_figures_and_ends_once() {
         .unwrap_err();
     assert!(again.downcast_ref::<NotTheCanary>().is_some(), "{again:#}");
     assert_eq!(one.deployment_generation().await.unwrap(), before, "nothing changed");
-    assert_eq!(two.shared_versions("acme").await.unwrap().unwrap().active.as_deref(), Some("a"));
-    let after = one.report_canary_figures("acme", "b", "r1", figures(1, 1)).await.unwrap();
+    assert_eq!(
+        two.shared_versions("acme").await.unwrap().unwrap().active.as_deref(),
+        Some("a")
+    );
+    let after = one
+        .report_canary_figures("acme", "b", "r1", figures(1, 1))
+        .await
+        .unwrap();
     assert_eq!(after, CanaryFigures::default(), "an ended canary's figures are gone");
 }
 
