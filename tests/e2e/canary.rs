@@ -12,12 +12,13 @@ use std::process::Command;
 use dolphin_bridge_tests::adapters::bridge_binary;
 use dolphin_bridge_tests::bridge::ADMIN_TOKEN;
 use dolphin_bridge_tests::events::EXAMPLE_OWNER;
-use dolphin_bridge_tests::reload_support::{echo_build_bytes, sha256_hex, with_custom_section};
+use dolphin_bridge_tests::reload_support::{echo_build_bytes, log_lines_since, sha256_hex, with_custom_section};
+use dolphin_bridge_tests::replica_support::{TempSchema, assert_store_is_postgres};
 use dolphin_bridge_tests::wait::{WAIT, wait_for_async};
-use dolphin_bridge_tests::{Event, HttpResponse};
+use dolphin_bridge_tests::{Bridge, Event, HttpResponse, MockThreeDolphins, MockVendor};
 use serde_json::{Value, json};
 
-use crate::common::assert_accepted;
+use crate::common::{API_TOKEN, assert_accepted, echo_build_replica_config};
 use crate::deployments::{ACME_DEPLOY_TOKEN, BETA_DEPLOY_TOKEN, DeployEnv, unique_payload};
 use crate::status_page::csrf_of;
 
@@ -456,4 +457,87 @@ async fn status_page(env: &DeployEnv) -> (String, String) {
         .await;
     assert_eq!(page.status, 200, "{}", page.describe());
     (cookie, page.text())
+}
+
+/// `method /admin/tenants/acme/{action}` on `bridge` with the admin token.
+async fn admin_call(bridge: &Bridge, method: &str, action: &str, body: Vec<u8>) -> HttpResponse {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let url = format!("{}/admin/tenants/acme/{action}", bridge.url());
+    bridge
+        .client()
+        .send(method, &url, &[("authorization", &auth)], body)
+        .await
+}
+
+/// Two replicas on one PostgreSQL database: a canary deployed on one is followed by the other
+/// (its tickets split the same way there), both report their calls, and one decision rolls it
+/// back for both: the canary is ended once (one replica logs the decision, the other follows
+/// it), with the same outcome on both, and every event is delivered by the current version in
+/// the end, whichever replica took it.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_postgresql_every_replica_runs_the_canary_and_one_decision_rolls_it_back_for_all() {
+    let schema = TempSchema::create().await;
+    let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
+    let vendor = MockVendor::start().await;
+    vendor.refuse_build(Some(("v2", 400)));
+    let mut config =
+        echo_build_replica_config(schema.url(), &three_dolphins, &vendor, "v1").retry_schedule_ms(&[1000; 8]);
+    config.extra_toml =
+        "[deployments.canary]\nmin_calls = 10\nmax_failure_margin = 10.0\ncheck_interval_ms = 200\n".to_string();
+    let replicas = [Bridge::start(config.clone()).await, Bridge::start(config).await];
+    for replica in &replicas {
+        assert_store_is_postgres(replica).await;
+    }
+    let v2 = fresh_v2();
+    let deployed = admin_call(&replicas[0], "PUT", "adapter?canary=40", v2.clone()).await;
+    assert_eq!(deployed.status, 200, "{}", deployed.describe());
+    // The other replica follows: it runs the canary too.
+    wait_for_async("the second replica to run the canary", WAIT, || async {
+        let canary = admin_call(&replicas[1], "GET", "canary", Vec::new()).await.json();
+        (canary["canary"]["contentHash"] == sha256_hex(&v2).as_str()).then_some(())
+    })
+    .await;
+
+    let tickets = tickets(80);
+    let mut ids = Vec::new();
+    for (i, ticket) in tickets.iter().enumerate() {
+        let event = Event::fresh()
+            .owner(EXAMPLE_OWNER)
+            .ticket(ticket)
+            .message("via either replica");
+        ids.push(assert_accepted(&replicas[i % 2].send_event(event).await));
+    }
+    let mut outcomes = Vec::new();
+    for replica in &replicas {
+        outcomes.push(
+            wait_for_async("both replicas to drop the canary", WAIT, || async {
+                let canary = admin_call(replica, "GET", "canary", Vec::new()).await.json();
+                (canary["canary"].is_null() && canary["lastCanary"]["end"] == "rolled-back")
+                    .then(|| canary["lastCanary"].clone())
+            })
+            .await,
+        );
+    }
+    assert_eq!(outcomes[0], outcomes[1], "one outcome for both");
+    let decisions: Vec<String> = replicas
+        .iter()
+        .flat_map(|replica| log_lines_since(replica, 0, &["canary ended"]))
+        .collect();
+    assert_eq!(decisions.len(), 1, "one decision, taken once: {decisions:#?}");
+    for id in &ids {
+        replicas[0].wait_for_delivery(id, "delivered").await;
+    }
+    let mut on_canary = 0;
+    for body in vendor.bodies().iter().filter(|b| b["build"] == "v2") {
+        let ticket = body["ticketNumber"].as_str().unwrap_or_default();
+        on_canary += 1;
+        let last = vendor
+            .bodies()
+            .into_iter()
+            .filter(|b| b["ticketNumber"] == ticket)
+            .last()
+            .map(|b| b["build"].clone());
+        assert_eq!(last, Some(json!("v1")), "{ticket} ends on the current version");
+    }
+    assert!(on_canary >= 10, "the canary made at least min_calls calls: {on_canary}");
 }
