@@ -534,8 +534,7 @@ async fn on_postgresql_every_replica_runs_the_canary_and_one_decision_rolls_it_b
         let last = vendor
             .bodies()
             .into_iter()
-            .filter(|b| b["ticketNumber"] == ticket)
-            .last()
+            .rfind(|b| b["ticketNumber"] == ticket)
             .map(|b| b["build"].clone());
         assert_eq!(last, Some(json!("v1")), "{ticket} ends on the current version");
     }
