@@ -1,7 +1,8 @@
 // Drives the status page in headless Chromium the way an operator would: a refused login, then
 // the admin token; the tenants and a dead letter on the page (screenshot); the dead letter
 // replayed with its button until the page shows the delivery; a new adapter version uploaded
-// with the deploy form, then rolled back with the rollback button.
+// with the deploy form, then rolled back with the rollback button; the same version uploaded
+// as a canary for 30% of the tickets, shown beside the current one, then aborted.
 //
 // node status_page.mjs --url URL --token TOKEN --tenant NAME --dead-letter ID \
 //   --original FILE --new FILE --screenshot FILE.png [--chromium PATH]
@@ -200,6 +201,36 @@ try {
   expect(
     (await page.locator(`table#history tr.event[data-kind="rolled-back"][data-tenant="${tenant}"]`).count()) >= 1,
     'no rollback in the history',
+  );
+
+  step(`deploy ${opts.new} again as a canary for 30% of the tickets`);
+  await deployBox.locator('form.deploy input[type=file][name=component]').setInputFiles(opts.new);
+  await deployBox.locator('form.deploy input[name=canary]').fill('30');
+  await deployBox.locator('form.deploy button[type=submit]').click();
+  await page.waitForLoadState();
+  const canaryDeployed = await flash(page);
+  expect(
+    canaryDeployed.startsWith(`${tenant}: deployed ${newHash.slice(0, 12)} `) &&
+      canaryDeployed.endsWith('as a canary for 30% of the tickets'),
+    `the page said "${canaryDeployed}"`,
+  );
+  expect((await shownHash(page)) === originalHash, `with a canary the tenant still runs ${await shownHash(page)}`);
+  const canaryTable = deployBox.locator(`table.canary[data-tenant="${tenant}"]`);
+  expect((await canaryTable.locator('tr.current, tr.canary').count()) === 2, 'no side-by-side canary table');
+  expect(
+    (await deployBox.locator(`ol.versions li.version.canary[data-hash="${newHash}"]`).count()) === 1,
+    'the canary is not marked in the versions',
+  );
+
+  step('abort the canary with its button');
+  await deployBox.locator('form.canary-abort button[type=submit]').click();
+  await page.waitForLoadState();
+  const aborted = await flash(page);
+  expect(aborted === `${tenant}: canary ${newHash.slice(0, 12)} aborted`, `the page said "${aborted}"`);
+  expect((await canaryTable.count()) === 0, 'the canary table is still shown');
+  expect(
+    (await page.locator(`table#history tr.event[data-kind="canary-aborted"][data-tenant="${tenant}"]`).count()) >= 1,
+    'no aborted canary in the history',
   );
 
   step('log out');

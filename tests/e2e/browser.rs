@@ -1,7 +1,8 @@
 //! The status page in a real headless Chromium: `tests/browser/status_page.mjs` (Playwright)
 //! logs in, finds the tenants and a dead letter, replays it with the page's button until the
 //! page shows it delivered, deploys a new adapter version with the upload form and rolls it
-//! back; then the bridge's own API confirms what the page showed.
+//! back, deploys it again as a canary (shown beside the current version) and aborts it; then
+//! the bridge's own API confirms what the page showed.
 //!
 //! Needs Chromium (`DOLPHIN_BRIDGE_CHROMIUM`, default `/usr/bin/chromium`) and the script's
 //! packages (`npm ci` in `tests/browser`); `cargo xtask test` installs both. Missing either, the
@@ -74,7 +75,7 @@ fn bodies_of(vendor: &MockVendor, id: &str) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_headless_browser_logs_in_replays_a_dead_letter_deploys_and_rolls_back_on_the_status_page() {
+async fn a_headless_browser_logs_in_replays_a_dead_letter_deploys_rolls_back_and_runs_a_canary_on_the_status_page() {
     let chromium = chromium();
     let script_dir = script_dir();
     let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
