@@ -18,7 +18,9 @@
 //! 6. `GET .../versions` with the deploy token, the status page's login form and wrong logins,
 //!    in a loop;
 //! 7. cheap rejected deploys (garbage), to flood the registry's history: afterwards the
-//!    operator's reload from before the attack must still be on the status page.
+//!    operator's reload from before the attack must still be on the status page;
+//! 8. canaries started and aborted in a loop (an accepted version, fixtures run each time, its
+//!    tenant rebuilt on each start and end), with `GET .../canary` between.
 //!
 //! CI runs about a minute (`ATTACK_PERIOD` plus the quiet windows);
 //! `cargo xtask abuse --seconds N` runs the attacks for N seconds in all
@@ -317,7 +319,7 @@ fn unique(worker: usize, i: u64) -> Vec<u8> {
 }
 
 /// The attacks, in order.
-const ATTACKS: [&str; 7] = [
+const ATTACKS: [&str; 8] = [
     "1 deploys rejected by fixtures",
     "2 distinct rejected uploads",
     "3 parallel slow uploads",
@@ -325,6 +327,7 @@ const ATTACKS: [&str; 7] = [
     "5 handle-leaking webhook calls",
     "6 versions + status page + wrong logins",
     "7 cheap rejected deploys (history flood)",
+    "8 canaries started and aborted",
 ];
 
 /// Runs attack `index` until `deadline`; what it was answered.
@@ -394,11 +397,37 @@ async fn attack(env: &AbuseEnv, index: usize, deadline: Instant) -> LoopOutcome 
             })
             .await
         }
-        _ => {
+        6 => {
             let template = env.deploy(Vec::new());
             run_until(4, deadline, move |worker, i| LoopRequest {
                 body: garbage_bytes(4096, (worker as u64) << 32 | i).into(),
                 ..template.clone()
+            })
+            .await
+        }
+        _ => {
+            // echo passes the partner's fixtures: each start is accepted and swapped in.
+            let canary = LoopRequest {
+                url: env.deploy_url("adapter?canary=50"),
+                ..env.deploy(std::fs::read(adapters::echo()).expect("the echo adapter"))
+            };
+            let auth = vec![("authorization".to_string(), format!("Bearer {PARTNER_DEPLOY_TOKEN}"))];
+            let status = LoopRequest {
+                method: "GET",
+                url: env.deploy_url("canary"),
+                headers: auth.clone(),
+                body: Bytes::new(),
+            };
+            let abort = LoopRequest {
+                method: "POST",
+                url: env.deploy_url("canary/abort"),
+                headers: auth,
+                body: Bytes::new(),
+            };
+            run_until(2, deadline, move |_, i| match i % 3 {
+                0 => canary.clone(),
+                1 => status.clone(),
+                _ => abort.clone(),
             })
             .await
         }
