@@ -1,42 +1,64 @@
-//! The registry's recent events (reloads, adapter loads and rejections, deploys, rollbacks),
-//! for the status page.
+//! The registry's recent events (reloads, adapter loads and rejections, deploys, rollbacks,
+//! canaries), for the status page.
 //!
-//! Rejected deploys, which a partner can send as fast as it likes, are kept in a list of their
-//! own: however many there are, they push no reload, load, deploy or rollback out.
+//! A partner can cause its tenant's events as fast as it likes (deploys accepted or rejected,
+//! canaries started and aborted): each tenant's events are kept in lists of their own, so
+//! however many there are they push out no other tenant's events and none of the bridge's own
+//! (reloads); rejected deploys apart again, so they push out none of the tenant's operations.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use super::AdapterRegistry;
 use crate::clock::rfc3339;
 
-/// How many [`RegistryEvent`]s [`AdapterRegistry::history`] keeps: this many rejected
-/// deploys, and this many of every other kind.
+/// How many of the bridge's own events (reloads) [`AdapterRegistry::history`] keeps.
 pub const HISTORY_LEN: usize = 50;
 
-/// The two bounded lists of [`RegistryEvent`]s, oldest first.
+/// How many events of each tenant it keeps: this many rejected deploys, and this many of every
+/// other kind.
+pub const TENANT_HISTORY_LEN: usize = 20;
+
+/// The bounded lists of [`RegistryEvent`]s, each oldest first.
 #[derive(Debug, Default)]
 pub(super) struct History {
+    /// Events of no tenant.
+    bridge: VecDeque<RegistryEvent>,
+    tenants: HashMap<String, TenantHistory>,
+}
+
+#[derive(Debug, Default)]
+struct TenantHistory {
     /// Everything but rejected deploys.
     operations: VecDeque<RegistryEvent>,
     rejected_deploys: VecDeque<RegistryEvent>,
 }
 
 impl History {
-    /// Adds `event` to its list, dropping that list's oldest past [`HISTORY_LEN`].
+    /// Adds `event` to its list, dropping that list's oldest past its bound.
     fn push(&mut self, event: RegistryEvent) {
-        let list = match event.kind {
-            RegistryEventKind::DeployRejected => &mut self.rejected_deploys,
-            _ => &mut self.operations,
+        let (list, bound) = match &event.tenant {
+            None => (&mut self.bridge, HISTORY_LEN),
+            Some(tenant) => {
+                let lists = self.tenants.entry(tenant.clone()).or_default();
+                match event.kind {
+                    RegistryEventKind::DeployRejected => (&mut lists.rejected_deploys, TENANT_HISTORY_LEN),
+                    _ => (&mut lists.operations, TENANT_HISTORY_LEN),
+                }
+            }
         };
-        if list.len() == HISTORY_LEN {
+        if list.len() == bound {
             list.pop_front();
         }
         list.push_back(event);
     }
 
-    /// Both lists merged, newest first.
+    /// Every list merged, newest first.
     fn newest_first(&self) -> Vec<RegistryEvent> {
-        let mut events: Vec<RegistryEvent> = self.operations.iter().chain(&self.rejected_deploys).cloned().collect();
+        let tenants = self
+            .tenants
+            .values()
+            .flat_map(|t| t.operations.iter().chain(&t.rejected_deploys));
+        let mut events: Vec<RegistryEvent> = self.bridge.iter().chain(tenants).cloned().collect();
         // Stable: events of the same instant keep the order they were recorded in.
         events.sort_by_key(|event| event.at);
         events.reverse();
@@ -78,13 +100,14 @@ pub struct RegistryEvent {
 }
 
 impl AdapterRegistry {
-    /// The last [`HISTORY_LEN`] reloads, adapter loads and rejections, deploys and rollbacks,
-    /// and the last [`HISTORY_LEN`] rejected deploys, newest first.
+    /// The last [`HISTORY_LEN`] reloads and, per tenant, its last [`TENANT_HISTORY_LEN`] adapter
+    /// loads and rejections, deploys, rollbacks and canaries and its last
+    /// [`TENANT_HISTORY_LEN`] rejected deploys, newest first.
     pub fn history(&self) -> Vec<RegistryEvent> {
         self.history.lock().expect("history lock").newest_first()
     }
 
-    /// Adds an event to the history, dropping the oldest of its list past [`HISTORY_LEN`].
+    /// Adds an event to the history, dropping the oldest of its list past its bound.
     pub(super) fn record(
         &self,
         kind: RegistryEventKind,
@@ -106,29 +129,39 @@ impl AdapterRegistry {
 mod tests {
     use super::*;
 
-    fn event(kind: RegistryEventKind) -> RegistryEvent {
+    fn event(tenant: Option<&str>, kind: RegistryEventKind) -> RegistryEvent {
         RegistryEvent {
             at: chrono::Utc::now(),
             kind,
-            tenant: Some("acme".into()),
+            tenant: tenant.map(str::to_string),
             content_hash: None,
             reason: None,
         }
     }
 
     #[test]
-    fn rejected_deploys_push_out_only_rejected_deploys() {
+    fn a_tenants_flood_pushes_out_only_that_tenants_events_of_the_same_list() {
         let mut history = History::default();
-        history.push(event(RegistryEventKind::ReloadOk));
-        history.push(event(RegistryEventKind::Deployed));
-        for _ in 0..HISTORY_LEN + 10 {
-            history.push(event(RegistryEventKind::DeployRejected));
+        history.push(event(None, RegistryEventKind::ReloadOk));
+        history.push(event(Some("beta"), RegistryEventKind::Deployed));
+        history.push(event(Some("acme"), RegistryEventKind::RolledBack));
+        for _ in 0..TENANT_HISTORY_LEN + 10 {
+            history.push(event(Some("acme"), RegistryEventKind::DeployRejected));
+            history.push(event(Some("acme"), RegistryEventKind::CanaryStarted));
+            history.push(event(Some("acme"), RegistryEventKind::CanaryAborted));
         }
         let events = history.newest_first();
-        assert_eq!(events.len(), HISTORY_LEN + 2);
-        let kinds: Vec<RegistryEventKind> = events.iter().map(|e| e.kind).collect();
-        assert!(kinds.contains(&RegistryEventKind::ReloadOk), "{kinds:?}");
-        assert!(kinds.contains(&RegistryEventKind::Deployed), "{kinds:?}");
+        assert_eq!(events.len(), 2 + 2 * TENANT_HISTORY_LEN);
+        let kept = |tenant: Option<&str>, kind| events.iter().any(|e| e.tenant.as_deref() == tenant && e.kind == kind);
+        assert!(kept(None, RegistryEventKind::ReloadOk), "the bridge's reload stays");
+        assert!(
+            kept(Some("beta"), RegistryEventKind::Deployed),
+            "another tenant's deploy stays"
+        );
+        assert!(
+            !kept(Some("acme"), RegistryEventKind::RolledBack),
+            "pushed out by acme's own canaries"
+        );
         assert!(events.windows(2).all(|pair| pair[0].at >= pair[1].at), "newest first");
     }
 
@@ -136,11 +169,11 @@ mod tests {
     fn each_list_keeps_its_newest() {
         let mut history = History::default();
         for _ in 0..HISTORY_LEN + 5 {
-            history.push(event(RegistryEventKind::ReloadOk));
+            history.push(event(None, RegistryEventKind::ReloadOk));
         }
-        history.push(event(RegistryEventKind::RolledBack));
+        history.push(event(None, RegistryEventKind::ReloadRejected));
         let events = history.newest_first();
         assert_eq!(events.len(), HISTORY_LEN);
-        assert_eq!(events[0].kind, RegistryEventKind::RolledBack);
+        assert_eq!(events[0].kind, RegistryEventKind::ReloadRejected);
     }
 }

@@ -34,7 +34,7 @@ mod watcher;
 pub use canary::{ArmStatus, CanaryStatus};
 pub use canary_policy::{CanaryPolicy, Verdict};
 pub use deploy::{AdapterSource, AdapterVersion, DeployError};
-pub use history::{HISTORY_LEN, RegistryEvent, RegistryEventKind};
+pub use history::{HISTORY_LEN, RegistryEvent, RegistryEventKind, TENANT_HISTORY_LEN};
 pub use watcher::ChangeWatcher;
 use watcher::normalize;
 
@@ -62,8 +62,8 @@ pub struct AdapterRegistry {
     config: ArcSwap<Config>,
     /// Deployed adapter versions.
     deployments: DeploymentStore,
-    /// The last [`HISTORY_LEN`] reloads, loads, deploys and rollbacks, and apart the last
-    /// [`HISTORY_LEN`] rejected deploys.
+    /// The last [`HISTORY_LEN`] reloads, and per tenant its last [`TENANT_HISTORY_LEN`] loads,
+    /// deploys, rollbacks and canaries and apart its last [`TENANT_HISTORY_LEN`] rejected deploys.
     history: std::sync::Mutex<history::History>,
     /// Adapter files' hashes, for listing versions without reading the files again.
     file_hashes: file_hashes::FileHashes,
