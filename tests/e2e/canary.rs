@@ -470,8 +470,8 @@ async fn admin_call(bridge: &Bridge, method: &str, action: &str, body: Vec<u8>) 
 }
 
 /// Two replicas on one PostgreSQL database: a canary deployed on one is followed by the other
-/// (its tickets split the same way there), both report their calls, and one decision rolls it
-/// back for both: the canary is ended once (one replica logs the decision, the other follows
+/// (its tickets split the same way there; a replica started later runs it from its start),
+/// both report their calls, and one decision rolls it back for both: the canary is ended once (one replica logs the decision, the other follows
 /// it), with the same outcome on both, and every event is delivered by the current version in
 /// the end, whichever replica took it.
 #[tokio::test(flavor = "multi_thread")]
@@ -484,7 +484,7 @@ async fn on_postgresql_every_replica_runs_the_canary_and_one_decision_rolls_it_b
         echo_build_replica_config(schema.url(), &three_dolphins, &vendor, "v1").retry_schedule_ms(&[1000; 8]);
     config.extra_toml =
         "[deployments.canary]\nmin_calls = 10\nmax_failure_margin = 10.0\ncheck_interval_ms = 200\n".to_string();
-    let replicas = [Bridge::start(config.clone()).await, Bridge::start(config).await];
+    let replicas = [Bridge::start(config.clone()).await, Bridge::start(config.clone()).await];
     for replica in &replicas {
         assert_store_is_postgres(replica).await;
     }
@@ -497,6 +497,17 @@ async fn on_postgresql_every_replica_runs_the_canary_and_one_decision_rolls_it_b
         (canary["canary"]["contentHash"] == sha256_hex(&v2).as_str()).then_some(())
     })
     .await;
+
+    // A replica started now runs the canary from its start.
+    let late = Bridge::start(config).await;
+    let canary = admin_call(&late, "GET", "canary", Vec::new()).await.json();
+    assert_eq!(canary["canary"]["contentHash"], sha256_hex(&v2).as_str(), "{canary:#}");
+    assert!(
+        log_lines_since(&late, 0, &["does not load"]).is_empty(),
+        "the late replica had to fetch the canary later:\n{}",
+        late.stderr()
+    );
+    drop(late);
 
     let tickets = tickets(80);
     let mut ids = Vec::new();

@@ -116,7 +116,7 @@ pub async fn check_bytes(tenant: &str, claimed: &str, bytes: Vec<u8>) -> anyhow:
     Ok(bytes)
 }
 
-/// Copies the shared active version of every configured tenant into the local `[deployments]`
+/// Copies the shared active version (and canary) of every configured tenant into the local `[deployments]`
 /// folder, and the shared lists over the local ones, so that the adapters load as the other
 /// replicas serve them. Nothing to do for a store that does not share deployments.
 pub async fn prime(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
@@ -143,11 +143,17 @@ pub async fn prime(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
         else {
             continue;
         };
-        let cached = match (check_list(name, &versions, seal.as_ref()), &versions.active) {
-            (Err(refused), _) => Err(anyhow::Error::from(refused)),
-            (Ok(()), Some(active)) => cache_component(shared, &local, name, active).await.map(|_| ()),
-            (Ok(()), None) => Ok(()),
-        };
+        // The active version and the canary are both run from the start.
+        let running = versions
+            .active
+            .iter()
+            .chain(versions.canary.as_ref().map(|c| &c.content_hash));
+        let mut cached = check_list(name, &versions, seal.as_ref()).map_err(anyhow::Error::from);
+        for hash in running {
+            if cached.is_ok() {
+                cached = cache_component(shared, &local, name, hash).await.map(|_| ());
+            }
+        }
         if let Err(e) = cached {
             let Some(refused) = e.downcast_ref::<Refused>() else {
                 return Err(e);
