@@ -7,7 +7,7 @@
 //! - `test`: build the adapters and the bridge, start a throwaway PostgreSQL server, then run every
 //!   test (extra args: `cargo test ARGS`)
 //! - `demo`: the bridge between a mock 3Dolphins and a mock Chatwoot, with a scripted round trip
-//! - `ci`: what CI checks: formatting, clippy (native crates and adapters), tests
+//! - `ci`: what to check before a commit: formatting, clippy (native crates and adapters), tests
 //! - `tidy`: the structure's rules: the host's layers, file sizes, Markdown links (`tidy.rs`)
 //! - `screenshot`: regenerate the status page's screenshot in docs/ with the browser test
 //! - `bench`: `cargo bench -p dolphin-bridge`, then every `tests/src/bin/*-bench.rs`, printing their figures
