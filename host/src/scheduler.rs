@@ -26,6 +26,12 @@ use tokio_util::task::AbortOnDropHandle;
 /// How fast past CPU use is forgotten when choosing who runs next.
 const USAGE_HALF_LIFE: Duration = Duration::from_secs(1);
 
+/// How long an adapter thread stays awake after a call ends while at most one call is in
+/// flight, yielding, before it parks: a call that comes within it, or the answer to the one
+/// call's host call, goes on without the thread being woken (a wake-up costs more than most
+/// calls). With more calls in flight the threads are kept busy by them.
+const LINGER: Duration = Duration::from_micros(200);
+
 /// How much the threads running adapters are niced: when the machine is busy, the threads that
 /// accept requests and commit them win over guests.
 #[cfg(target_os = "linux")]
@@ -38,6 +44,54 @@ pub struct GuestScheduler {
     handle: tokio::runtime::Handle,
     gate: Arc<RunGate>,
     tenants: Mutex<HashMap<String, Arc<TenantUsage>>>,
+    linger: Arc<Linger>,
+}
+
+/// Keeps one adapter thread awake for [`LINGER`] after a call ended, while calls are few.
+#[derive(Default)]
+struct Linger {
+    /// Calls spawned and not yet dropped.
+    in_flight: AtomicU64,
+    /// Whether a thread is lingering now.
+    active: AtomicBool,
+    /// When the last call ended, in nanoseconds since `epoch`.
+    last_end: AtomicU64,
+    epoch: std::sync::OnceLock<Instant>,
+}
+
+impl Linger {
+    fn now(&self) -> u64 {
+        let epoch = *self.epoch.get_or_init(Instant::now);
+        epoch.elapsed().as_nanos() as u64
+    }
+
+    fn call_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Notes that a call ended on an adapter thread; when at most one is left in flight, keeps
+    /// that thread awake (yielding, so that anything else on it goes first) until more calls
+    /// come or [`LINGER`] passes, unless a thread already is.
+    fn call_ended(self: &Arc<Self>) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) > 2 {
+            return;
+        }
+        self.last_end.store(self.now(), Ordering::Relaxed);
+        if tokio::runtime::Handle::try_current().is_err() || self.active.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::task::yield_now().await;
+                let idle = this.now().saturating_sub(this.last_end.load(Ordering::Relaxed));
+                if this.in_flight.load(Ordering::Acquire) > 1 || idle >= LINGER.as_nanos() as u64 {
+                    break;
+                }
+            }
+            this.active.store(false, Ordering::Release);
+        });
+    }
 }
 
 impl GuestScheduler {
@@ -61,6 +115,7 @@ impl GuestScheduler {
             runtime: Some(runtime),
             gate: Arc::new(RunGate::new(threads, Box::new(preempt))),
             tenants: Mutex::default(),
+            linger: Arc::default(),
         })
     }
 
@@ -78,8 +133,10 @@ impl GuestScheduler {
         // running guests' next yield, which should already see this call waiting.
         self.gate.admit(id, &usage, Waker::noop(), false);
         let ready_since = Mutex::new(Some(Instant::now()));
+        self.linger.call_started();
         let scheduled = Scheduled {
             inner: Box::pin(call),
+            linger: self.linger.clone(),
             clock,
             waker: Arc::new(CallWaker {
                 id,
@@ -353,6 +410,7 @@ impl std::task::Wake for CallWaker {
 /// A call's future, polled only while holding a run slot.
 struct Scheduled<F: Future> {
     inner: Pin<Box<F>>,
+    linger: Arc<Linger>,
     clock: Arc<CpuClock>,
     waker: Arc<CallWaker>,
 }
@@ -402,6 +460,7 @@ impl<F: Future> Future for Scheduled<F> {
 
 impl<F: Future> Drop for Scheduled<F> {
     fn drop(&mut self) {
+        self.linger.call_ended();
         // A host call may still wake the call's waker: with no task left, it asks for nothing.
         let mut task = self.waker.task.lock().expect("call waker lock");
         *task = None;
@@ -742,5 +801,27 @@ mod tests {
         // A lost slot would leave this call waiting for ever.
         let result = tokio::time::timeout(Duration::from_secs(30), done).await;
         assert_eq!(result.expect("the slot was not given back").unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_adapter_thread_lingers_after_a_lone_call_and_then_parks() {
+        let scheduler = GuestScheduler::new(1, || {}).unwrap();
+        assert_eq!(scheduler.spawn("a", Arc::default(), async { 1 }).await.unwrap(), 1);
+        let linger = scheduler.linger.clone();
+        assert_eq!(linger.in_flight.load(Ordering::Acquire), 0);
+        // It stops by itself: a thread left spinning would burn a core for nothing.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while linger.active.load(Ordering::Acquire) {
+            assert!(Instant::now() < deadline, "the adapter thread never stopped lingering");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Many calls at once keep the threads busy: none lingers while they run.
+        let calls: Vec<_> = (0..8)
+            .map(|_| scheduler.spawn("a", Arc::default(), std::future::pending::<()>()))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!linger.active.load(Ordering::Acquire));
+        assert_eq!(linger.in_flight.load(Ordering::Acquire), 8);
+        drop(calls);
     }
 }
