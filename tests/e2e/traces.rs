@@ -329,7 +329,13 @@ async fn a_webhook_is_one_trace_down_to_the_post_of_its_event_to_3dolphins() {
 
     let spans = receiver
         .wait_for("the webhook's spans down to the post to 3Dolphins", |spans| {
-            spans.iter().any(|s| s.name == "webhook.receive") && spans.iter().any(|s| s.name == "3dolphins.post")
+            // A span is exported when it ends, a parent after its children: the attempt's comes
+            // after the post's, maybe in a later batch.
+            spans.iter().any(|s| s.name == "webhook.receive")
+                && spans.iter().any(|s| s.name == "3dolphins.post")
+                && spans
+                    .iter()
+                    .any(|s| s.name == "delivery.attempt" && s.attr("direction") == "to_3dolphins")
         })
         .await;
     let webhook = spans.iter().find(|s| s.name == "webhook.receive").unwrap();
