@@ -575,16 +575,14 @@ async fn attempt_delivery(
                 Err(e @ (CallError::Timeout(_) | CallError::Instantiate(_))) => {
                     Attempt::RetryLater(e.to_string(), None)
                 }
-                // A canary's failure is its own, not the event's: the event waits in its
-                // ticket's order for the next attempt, made by the current version once the
-                // canary is rolled back (or by the canary, until the retries run out).
-                Err(e @ (CallError::Permanent(_) | CallError::Trapped(_) | CallError::LimitExceeded(_)))
-                    if serving.arm == Arm::Canary =>
-                {
-                    Attempt::RetryLater(format!("{e} (on the canary version; retried)"), None)
-                }
                 Err(e @ (CallError::Permanent(_) | CallError::Trapped(_) | CallError::LimitExceeded(_))) => {
-                    Attempt::Permanent(e.to_string())
+                    match serving.arm {
+                        Arm::Current => Attempt::Permanent(e.to_string()),
+                        // A canary's failure is its own, not the event's: the event waits in its
+                        // ticket's order for the next attempt, made by the current version once
+                        // the canary is rolled back (or by the canary, until the retries run out).
+                        Arm::Canary => Attempt::RetryLater(format!("{e} (on the canary version; retried)"), None),
+                    }
                 }
             }
         }

@@ -1,8 +1,8 @@
 //! Canary deployments against a running bridge: `PUT /admin/tenants/{t}/adapter?canary=P`
 //! sends P% of a tenant's tickets to the new version, chosen per ticket; the figures of both
 //! versions are judged every `check_interval_ms`; a canary that fails more than the current
-//! version is rolled back on its own (its dead letters replayed to the current version), one as
-//! good is promoted, by hand or after `promote_after_calls`. An event the canary failed is
+//! version is rolled back on its own, one as good is promoted, by hand or after
+//! `promote_after_calls`. An event the canary failed is
 //! retried, not dead-lettered, so the current version delivers it after a rollback. Versions
 //! are told apart by the two tagged echo builds (`build` in every body the vendor receives).
 
@@ -68,6 +68,17 @@ fn tickets(n: usize) -> Vec<String> {
 }
 
 impl DeployEnv {
+    /// Deploys `component` to acme as a canary serving `percent` of its tickets, with acme's
+    /// deploy token; returns the answer's `version`.
+    async fn deploy_canary(&self, percent: u8, component: Vec<u8>) -> Value {
+        let action = format!("adapter?canary={percent}");
+        let deployed = self
+            .call("PUT", "acme", &action, Some(ACME_DEPLOY_TOKEN), component)
+            .await;
+        assert_eq!(deployed.status, 200, "{}", deployed.describe());
+        deployed.json()["version"].clone()
+    }
+
     /// `GET /admin/tenants/acme/canary` with the admin token.
     async fn canary(&self) -> Value {
         let response = self.call("GET", "acme", "canary", Some(ADMIN_TOKEN), Vec::new()).await;
@@ -152,11 +163,7 @@ async fn a_canary_failing_more_than_the_current_version_is_rolled_back_and_its_t
     // The vendor refuses the new version's payload: every call of the canary fails.
     env.vendor.refuse_build(Some(("v2", 400)));
     let v2 = fresh_v2();
-    let deployed = env
-        .call("PUT", "acme", "adapter?canary=30", Some(ACME_DEPLOY_TOKEN), v2.clone())
-        .await;
-    assert_eq!(deployed.status, 200, "{}", deployed.describe());
-    let version = &deployed.json()["version"];
+    let version = &env.deploy_canary(30, v2.clone()).await;
     assert_eq!(
         (version["canary"].as_u64(), version["active"].as_bool()),
         (Some(30), Some(false))
@@ -175,8 +182,8 @@ async fn a_canary_failing_more_than_the_current_version_is_rolled_back_and_its_t
             && reason.contains("points over"),
         "the rollback is recorded with its figures: {reason}"
     );
-    // Every first event is delivered: the canary's dead letters were replayed to the current
-    // version.
+    // Every first event is delivered: those the canary failed were retried, by the current
+    // version once it was rolled back.
     env.wait_delivered(&first).await;
     let builds = env.builds(&tickets);
     let (current, canary) = split_by_first_build(&builds);
@@ -217,10 +224,7 @@ async fn a_canary_failing_more_than_the_current_version_is_rolled_back_and_its_t
 async fn during_a_canary_a_ticket_keeps_its_version_webhooks_follow_it_and_a_promoted_canary_serves_every_ticket() {
     let env = DeployEnv::start_with(|table, _| canary_policy(table, 10, 0)).await;
     let v2 = fresh_v2();
-    let deployed = env
-        .call("PUT", "acme", "adapter?canary=50", Some(ACME_DEPLOY_TOKEN), v2.clone())
-        .await;
-    assert_eq!(deployed.status, 200, "{}", deployed.describe());
+    env.deploy_canary(50, v2.clone()).await;
     let tickets = tickets(40);
     for round in ["one", "two", "three"] {
         let ids = env.send_round(&tickets, round).await;
@@ -312,10 +316,7 @@ async fn during_a_canary_a_ticket_keeps_its_version_webhooks_follow_it_and_a_pro
 async fn a_canary_as_good_as_the_current_version_is_promoted_after_promote_after_calls() {
     let env = DeployEnv::start_with(|table, _| canary_policy(table, 10, 20)).await;
     let v2 = fresh_v2();
-    let deployed = env
-        .call("PUT", "acme", "adapter?canary=50", Some(ACME_DEPLOY_TOKEN), v2.clone())
-        .await;
-    assert_eq!(deployed.status, 200, "{}", deployed.describe());
+    env.deploy_canary(50, v2.clone()).await;
     let tickets = tickets(30);
     let sent = std::sync::Mutex::new(Vec::new());
     let ended = wait_for_async("the canary to be promoted", WAIT, || async {

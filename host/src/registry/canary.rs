@@ -170,20 +170,22 @@ impl AdapterRegistry {
         })
     }
 
-    /// How `tenant`'s last canary ended, from the shared list on a shared store.
-    pub async fn last_canary(self: &Arc<Self>, tenant: &str) -> Result<Option<CanaryOutcome>, DeployError> {
-        let listed = match self.shared() {
+    /// `tenant`'s versions as every replica sees them: the shared list when the store shares
+    /// one for it, else this replica's.
+    async fn current_versions(&self, tenant: &str) -> Result<TenantVersions, DeployError> {
+        let shared = match self.shared() {
             Some(shared) => shared.shared_versions(tenant).await.map_err(DeployError::Storage)?,
             None => None,
         };
-        match listed {
-            Some(listed) => Ok(listed.last_canary),
-            None => Ok(self
-                .deployments
-                .versions(tenant)
-                .map_err(DeployError::Storage)?
-                .last_canary),
+        match shared {
+            Some(listed) => Ok(listed),
+            None => self.deployments.versions(tenant).map_err(DeployError::Storage),
         }
+    }
+
+    /// How `tenant`'s last canary ended, from the shared list on a shared store.
+    pub async fn last_canary(self: &Arc<Self>, tenant: &str) -> Result<Option<CanaryOutcome>, DeployError> {
+        Ok(self.current_versions(tenant).await?.last_canary)
     }
 
     /// Makes `tenant`'s canary its active version, for every ticket.
@@ -244,17 +246,10 @@ impl AdapterRegistry {
     ) -> Result<CanaryOutcome, DeployError> {
         let _one_at_a_time = self.reloading.lock().await;
         let config = self.config.load_full();
-        let listed = match self.shared() {
-            Some(shared) => shared.shared_versions(tenant).await.map_err(DeployError::Storage)?,
-            None => None,
-        };
-        let listed = match listed {
-            Some(listed) => listed,
-            None => self.deployments.versions(tenant).map_err(DeployError::Storage)?,
-        };
-        let canary = listed
+        let canary = self
+            .current_versions(tenant)
+            .await?
             .canary
-            .clone()
             .filter(|c| expected.is_none_or(|e| e == c.content_hash))
             .ok_or(DeployError::NoCanary)?;
         let outcome = CanaryOutcome {

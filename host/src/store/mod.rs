@@ -28,6 +28,8 @@ pub use postgres::PostgresStore;
 pub use replicas::{FORGET_AFTER, ReplicaStatus, STALE_AFTER, ServedAdapter};
 pub use server_lock::ServerLock;
 pub use sqlite::{CommitMode, SqliteStore};
+#[cfg(test)]
+pub(crate) use versions::test_version;
 pub use versions::{
     ArmFigures, CanaryEnd, CanaryFigures, CanaryOutcome, CanaryVersion, DeploymentChange, NotTheCanary, RollbackTarget,
     SharedDeployments, StoredVersion, TenantVersions, is_content_hash,

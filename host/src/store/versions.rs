@@ -334,21 +334,83 @@ pub trait SharedDeployments: Send + Sync {
     ) -> anyhow::Result<CanaryFigures>;
 }
 
+/// A version of one byte, deployed now, unsealed: the fixture of tests on version lists.
+#[cfg(test)]
+pub(crate) fn test_version(hash: &str) -> StoredVersion {
+    StoredVersion {
+        content_hash: hash.into(),
+        size_bytes: 1,
+        deployed_at: Utc::now(),
+        seal: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_version as version;
     use super::*;
-
-    fn version(hash: &str) -> StoredVersion {
-        StoredVersion {
-            content_hash: hash.into(),
-            size_bytes: 1,
-            deployed_at: Utc::now(),
-            seal: None,
-        }
-    }
 
     fn hashes(versions: &TenantVersions) -> Vec<&str> {
         versions.versions.iter().map(|v| v.content_hash.as_str()).collect()
+    }
+
+    #[test]
+    fn keeps_the_newest_n_and_drops_the_oldest() {
+        let mut versions = TenantVersions::default();
+        let mut dropped = Vec::new();
+        for hash in ["a", "b", "c", "d"] {
+            dropped.extend(versions.deployed(version(hash), 3));
+        }
+        assert_eq!(hashes(&versions), ["d", "c", "b"]);
+        assert_eq!(versions.active.as_deref(), Some("d"));
+        assert_eq!(dropped, ["a"]);
+    }
+
+    #[test]
+    fn redeploying_a_kept_version_moves_it_first_without_a_duplicate() {
+        let mut versions = TenantVersions::default();
+        for hash in ["a", "b", "a"] {
+            versions.deployed(version(hash), 5);
+        }
+        assert_eq!(hashes(&versions), ["a", "b"]);
+        assert_eq!(versions.active.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn rollback_goes_one_version_back_then_to_the_file_then_nowhere() {
+        let mut versions = TenantVersions::default();
+        for hash in ["a", "b", "c"] {
+            versions.deployed(version(hash), 5);
+        }
+        let mut steps = Vec::new();
+        while let Some(target) = versions.rollback_target() {
+            versions.activate(&target);
+            steps.push(target);
+        }
+        assert_eq!(
+            steps,
+            [
+                RollbackTarget::Deployed("b".into()),
+                RollbackTarget::Deployed("a".into()),
+                RollbackTarget::File
+            ]
+        );
+        assert_eq!(versions.active, None);
+        assert_eq!(hashes(&versions), ["c", "b", "a"], "rolling back deletes nothing");
+    }
+
+    #[test]
+    fn a_deploy_after_a_rollback_becomes_newest_and_active_version_is_never_dropped() {
+        let mut versions = TenantVersions::default();
+        for hash in ["a", "b"] {
+            versions.deployed(version(hash), 2);
+        }
+        versions.activate(&versions.rollback_target().unwrap());
+        assert_eq!(versions.active.as_deref(), Some("a"));
+        let dropped = versions.deployed(version("c"), 2);
+        assert_eq!(hashes(&versions), ["c", "b"]);
+        assert_eq!(dropped, ["a"]);
+        assert_eq!(versions.active.as_deref(), Some("c"));
     }
 
     #[test]
