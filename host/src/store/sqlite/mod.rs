@@ -2,15 +2,14 @@
 //! letters, idempotency and webhook keys, adapters' key-value data and what the bridge remembers
 //! of tickets: one fsync domain.
 //!
-//! Every write goes through one writer thread that commits whatever has queued up in one
-//! `BEGIN IMMEDIATE` transaction (group commit), so many concurrent requests share one disk
-//! sync. Each write runs inside its own savepoint: one that fails is rolled back alone and the
-//! others in the batch commit. The writer's queue is bounded: past it, writes made for a client
-//! fail at once with [`StoreError::Busy`] instead of piling up in memory. Reads use their own
-//! connection.
+//! Every write goes through one writer thread (`writer`) that commits whatever has queued up
+//! in one transaction (group commit), so many concurrent requests share one disk sync; a write
+//! that fails is undone alone and the others in the batch commit. The writer's queue is
+//! bounded: past it, writes made for a client fail at once with [`StoreError::Busy`] instead of
+//! piling up in memory. Reads use their own connection.
 //!
-//! This file holds the connections, the writer, the schema and the [`Store`] impl, which hands
-//! each call to the file of its concern: `outbox`, `webhooks`, `kv`, `tickets`, `replica_rows`.
+//! This file holds the connections, the schema and the [`Store`] impl, which hands each call to
+//! the file of its concern: `outbox`, `webhooks`, `kv`, `tickets`, `replica_rows`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -19,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rusqlite::{Connection, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{
     Accepted, DeadLetterFilter, Delivery, KvWrite, Lease, NewDelivery, OutboxStats, Outcome, PurgeBefore, Store,
@@ -33,25 +32,10 @@ mod outbox;
 mod replica_rows;
 mod tickets;
 mod webhooks;
+mod writer;
 
-/// How the writer commits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CommitMode {
-    /// Everything queued while the previous commit ran goes into one transaction.
-    Group,
-    /// One transaction (and disk sync) per write; for comparison in benchmarks.
-    PerWrite,
-}
-
-/// Writes committed in one transaction at most.
-const MAX_BATCH: usize = 1024;
-
-/// Answers a write once its transaction's fate is known (`Some(error)` when the commit failed).
-type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
-/// One write: runs inside its savepoint at the given time (or is not run, `None`, when the
-/// transaction could not start), says whether it succeeded, and how to answer once the commit
-/// is known.
-type Job = Box<dyn FnOnce(Option<(&Connection, i64)>) -> (bool, Answer) + Send>;
+pub use writer::CommitMode;
+use writer::{Job, PendingWrite};
 
 /// Whether a write is made for a client waiting on an answer (refused when the queue is full)
 /// or for the bridge's own bookkeeping (waits for room).
@@ -309,7 +293,7 @@ impl SqliteStore {
         let last_commit = last_commit_ms.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(&writer_conn, rx, mode, &last_commit))
+            .spawn(move || writer::writer_loop(&writer_conn, rx, mode, &last_commit))
             .context("starting the store writer")?;
         Ok(SqliteStore {
             writer: tx,
@@ -321,22 +305,9 @@ impl SqliteStore {
     async fn write<T: Send + 'static>(
         &self,
         queueing: Queueing,
-        f: impl FnOnce(&Connection, i64) -> rusqlite::Result<T> + Send + 'static,
+        f: impl FnMut(&Connection, i64) -> rusqlite::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
-        let (reply, answer) = oneshot::channel::<anyhow::Result<T>>();
-        let job: Job = Box::new(move |run| {
-            let result = run.map(|(conn, now)| f(conn, now));
-            let ok = matches!(result, Some(Ok(_)));
-            let answer: Answer = Box::new(move |commit_error| {
-                let result = match (commit_error, result) {
-                    (Some(e), _) => Err(anyhow::anyhow!("{e}")),
-                    (None, Some(r)) => r.map_err(anyhow::Error::from),
-                    (None, None) => Err(anyhow::anyhow!("the store write did not run")),
-                };
-                let _ = reply.send(result);
-            });
-            (ok, answer)
-        });
+        let (job, answer) = PendingWrite::new(f);
         match queueing {
             Queueing::RefuseWhenFull => self.writer.try_send(job).map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => StoreError::Busy,
@@ -373,58 +344,6 @@ impl SqliteStore {
         .await
         .context("store task failed")?
         .context("store query failed")
-    }
-}
-
-/// Applies queued writes, many per transaction in [`CommitMode::Group`], each in a savepoint.
-fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Job>, mode: CommitMode, last_commit: &AtomicI64) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        if mode == CommitMode::Group {
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-        }
-        let now = clock::now_ms();
-        let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
-        let mut failure = conn.execute_batch("BEGIN IMMEDIATE").err();
-        for job in batch {
-            if failure.is_some() {
-                answers.push(job(None).1);
-                continue;
-            }
-            if let Err(e) = conn.execute_batch("SAVEPOINT write") {
-                failure = Some(e);
-                answers.push(job(None).1);
-                continue;
-            }
-            let (ok, answer) = job(Some((conn, now)));
-            answers.push(answer);
-            let end = if ok {
-                "RELEASE write"
-            } else {
-                "ROLLBACK TO write; RELEASE write"
-            };
-            failure = conn.execute_batch(end).err();
-        }
-        if failure.is_none() {
-            failure = conn.execute_batch("COMMIT").err();
-        }
-        // A failed COMMIT can leave the transaction open (a deferred constraint, say); the next
-        // batch must not run inside it.
-        if !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        let failure = failure.map(|e| format!("store commit failed: {e}"));
-        if failure.is_none() {
-            last_commit.store(clock::now_ms(), Ordering::Relaxed);
-        }
-        for answer in answers {
-            answer(failure.as_deref());
-        }
     }
 }
 

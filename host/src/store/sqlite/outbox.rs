@@ -52,7 +52,7 @@ fn dead_letter_condition(filter: &DeadLetterFilter) -> (&'static str, Option<Str
 /// taken within `window`, remembering their tickets.
 pub(super) fn enqueue_in(
     conn: &Connection,
-    items: Vec<NewDelivery>,
+    items: &[&NewDelivery],
     window: Duration,
     now: i64,
 ) -> rusqlite::Result<Vec<Accepted>> {
@@ -99,7 +99,7 @@ pub(super) fn enqueue_in(
             item.trace_context
         ])?;
         accepted.push(Accepted {
-            delivery_id: item.delivery_id,
+            delivery_id: item.delivery_id.clone(),
             duplicate: false,
         });
     }
@@ -113,7 +113,7 @@ pub(super) async fn enqueue(
 ) -> anyhow::Result<Vec<Accepted>> {
     store
         .write(Queueing::RefuseWhenFull, move |c, now| {
-            enqueue_in(c, deliveries, window, now)
+            enqueue_in(c, &deliveries.iter().collect::<Vec<_>>(), window, now)
         })
         .await
 }
@@ -201,7 +201,7 @@ pub(super) async fn renew(store: &SqliteStore, seq: i64, attempt: u32, lease: &L
 pub(super) async fn record(store: &SqliteStore, seq: i64, attempt: u32, outcome: Outcome) -> anyhow::Result<bool> {
     store
         .write(Queueing::WaitForRoom, move |c, now| {
-            let changed = match outcome {
+            let changed = match &outcome {
                 Outcome::Delivered => c
                     .prepare_cached(
                         "UPDATE outbox SET state = 'delivered', finished_at = ?3, last_error = NULL, lease_owner = NULL
@@ -376,7 +376,7 @@ async fn delete_in_batches(
         let (sql, values) = (sql.clone(), values.clone());
         let deleted = store
             .write(Queueing::WaitForRoom, move |c, _| {
-                c.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(values))
+                c.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(&values))
             })
             .await?;
         total += deleted;

@@ -67,7 +67,7 @@ pub(super) async fn accept_webhook(
             // Per delivery in order: `Some` an event seen before (its first delivery), `None` one
             // stored now.
             let mut seen = Vec::with_capacity(deliveries.len());
-            for delivery in deliveries {
+            for delivery in &deliveries {
                 let first = match &delivery.event_key {
                     Some(key) => take_event_key(c, &tenant, key, &delivery.delivery_id, since, now)?,
                     None => None,
@@ -77,7 +77,7 @@ pub(super) async fn accept_webhook(
                 }
                 seen.push(first);
             }
-            let mut stored = enqueue_in(c, kept, Duration::ZERO, now)?.into_iter();
+            let mut stored = enqueue_in(c, &kept, Duration::ZERO, now)?.into_iter();
             Ok(WebhookAccepted::New(
                 seen.into_iter()
                     .map(|first| match first {
