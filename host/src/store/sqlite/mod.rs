@@ -219,6 +219,9 @@ WHERE state = 'pending' GROUP BY owner, direction, ticket;
 fn open_connection(path: &Path) -> anyhow::Result<Connection> {
     let conn = Connection::open(path).with_context(|| format!("opening the store {}", path.display()))?;
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")?;
+    // Plans that do not depend on bound values: without this, SQLite compiles a statement again
+    // whenever the value bound to its `LIMIT` changes (the due read's, at each pass).
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     Ok(conn)
 }
 
