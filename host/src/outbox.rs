@@ -51,24 +51,43 @@ const STORE_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
 const SHARED_STORE_REST_LOOK: Duration = Duration::from_secs(1);
 /// Due reads one dispatch makes at most (each skips the tenants the previous one filled).
 const MAX_READS_PER_DISPATCH: usize = 8;
+/// Deliveries of one tenant started at once, as a multiple of those attempting at once
+/// (`max_in_flight_per_tenant`): the others are claimed ahead (see [`Outbox::dispatch`]).
+const CLAIMED_AHEAD_FACTOR: usize = 2;
 
-/// Deliveries this process runs now: their order keys and count per tenant.
+/// Deliveries this process runs now: their order keys, and per tenant how many are started and
+/// the slots their attempts take.
 ///
 /// What keeps a ticket's events one at a time is the store's lease, across processes; the keys
 /// here only spare this process a claim that would fail (a head it already runs).
 #[derive(Default)]
 struct InFlight {
     keys: HashSet<OrderKey>,
-    per_tenant: HashMap<String, usize>,
+    per_tenant: HashMap<String, TenantRuns>,
+}
+
+/// One tenant's deliveries in this process.
+struct TenantRuns {
+    /// Started: being claimed, waiting for an attempt slot, or attempting.
+    started: usize,
+    /// `max_in_flight_per_tenant` permits, one held by each attempt.
+    attempt_slots: Arc<Semaphore>,
 }
 
 impl InFlight {
-    /// Takes `key` for a delivery of `tenant`; false when that key already has one running.
-    fn start(&mut self, key: OrderKey, tenant: &str) -> bool {
+    /// Takes `key` for a delivery of `tenant`, whose attempts take one of `attempts_at_once`
+    /// slots; false when that key already has one running.
+    fn start(&mut self, key: OrderKey, tenant: &str, attempts_at_once: usize) -> bool {
         if !self.keys.insert(key) {
             return false;
         }
-        *self.per_tenant.entry(tenant.to_string()).or_default() += 1;
+        self.per_tenant
+            .entry(tenant.to_string())
+            .or_insert_with(|| TenantRuns {
+                started: 0,
+                attempt_slots: Arc::new(Semaphore::new(attempts_at_once)),
+            })
+            .started += 1;
         true
     }
 
@@ -80,29 +99,42 @@ impl InFlight {
     /// Gives back `tenant`'s share only: its delivery has made its attempt, and what is left
     /// (recording the outcome) is the store's work, while the ticket stays held until then.
     fn release_tenant(&mut self, tenant: &str) {
-        if let Some(count) = self.per_tenant.get_mut(tenant) {
-            *count -= 1;
-            if *count == 0 {
+        if let Some(runs) = self.per_tenant.get_mut(tenant) {
+            runs.started -= 1;
+            // None started holds a slot: a later start gets a fresh semaphore.
+            if runs.started == 0 {
                 self.per_tenant.remove(tenant);
             }
         }
     }
 
     fn count(&self, tenant: &str) -> usize {
-        self.per_tenant.get(tenant).copied().unwrap_or(0)
+        self.per_tenant.get(tenant).map_or(0, |runs| runs.started)
     }
 
-    /// Tenants with `cap` deliveries running: a due read leaves them out.
+    /// The attempt slots of `tenant`, which has a delivery started.
+    fn attempt_slots(&self, tenant: &str) -> Option<Arc<Semaphore>> {
+        self.per_tenant.get(tenant).map(|runs| runs.attempt_slots.clone())
+    }
+
+    /// Tenants with `cap` deliveries started: a due read leaves them out.
     fn saturated(&self, cap: usize) -> Vec<String> {
         let mut tenants: Vec<String> = self
             .per_tenant
             .iter()
-            .filter(|(_, n)| **n >= cap)
+            .filter(|(_, runs)| runs.started >= cap)
             .map(|(t, _)| t.clone())
             .collect();
         tenants.sort();
         tenants
     }
+}
+
+/// What bounds the deliveries running in this process: started ones (`workers` times
+/// [`CLAIMED_AHEAD_FACTOR`]) and attempting ones (`workers`).
+struct Runs {
+    started: Arc<Semaphore>,
+    attempting: Arc<Semaphore>,
 }
 
 /// A delivery's share of its tenant's in-flight cap, given back when dropped (and the
@@ -196,7 +228,12 @@ impl Outbox {
     /// Runs deliveries until `shutdown` is cancelled, then waits up to the grace period for
     /// running ones. Events still pending stay in the store for the next start.
     pub async fn run(self: Arc<Self>, registry: Arc<AdapterRegistry>, shutdown: CancellationToken) {
-        let workers = Arc::new(Semaphore::new(self.config.workers.max(1)));
+        let workers = self.config.workers.max(1);
+        // Deliveries started (claiming, claimed ahead, attempting) and attempting.
+        let runs = Runs {
+            started: Arc::new(Semaphore::new(workers * CLAIMED_AHEAD_FACTOR)),
+            attempting: Arc::new(Semaphore::new(workers)),
+        };
         let tasks = TaskTracker::new();
         tasks.spawn(self.clone().purge_loop(shutdown.clone()));
         if let Some(signal) = self.store.due_signal() {
@@ -204,7 +241,7 @@ impl Outbox {
         }
         while !shutdown.is_cancelled() {
             METRICS.dispatches.inc();
-            let next_wait = match self.dispatch(&registry, &workers, &tasks).await {
+            let next_wait = match self.dispatch(&registry, &runs, &tasks).await {
                 Ok(wait) => wait,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "outbox dispatch failed; retrying");
@@ -226,7 +263,7 @@ impl Outbox {
         }
     }
 
-    /// Starts every due delivery it has a worker for; returns how long to sleep at most.
+    /// Starts every due delivery it has room for; returns how long to sleep at most.
     ///
     /// Heads it cannot start now (their tenant is at its cap, or every worker is busy) are
     /// looked at again when a running delivery ends, which wakes the dispatcher; so the sleep
@@ -234,13 +271,17 @@ impl Outbox {
     async fn dispatch(
         self: &Arc<Self>,
         registry: &Arc<AdapterRegistry>,
-        workers: &Arc<Semaphore>,
+        runs: &Runs,
         tasks: &TaskTracker,
     ) -> anyhow::Result<Duration> {
-        let cap = self.config.max_in_flight_per_tenant.max(1);
+        let attempts_at_once = self.config.max_in_flight_per_tenant.max(1);
+        // A tenant's next deliveries are claimed while its attempts run, so that the claim's
+        // commit (a disk sync) overlaps them instead of lengthening each: as many started as
+        // may attempt at once, and as many again claimed ahead, waiting for an attempt slot.
+        let cap = attempts_at_once * CLAIMED_AHEAD_FACTOR;
         let now = self.store.now_ms();
         for _ in 0..MAX_READS_PER_DISPATCH {
-            let free = workers.available_permits();
+            let free = runs.started.available_permits();
             if free == 0 {
                 break;
             }
@@ -255,25 +296,27 @@ impl Outbox {
                 let key = delivery.order_key();
                 {
                     let mut in_flight = self.in_flight.lock().expect("in-flight lock");
-                    if in_flight.count(&delivery.tenant) >= cap || !in_flight.start(key.clone(), &delivery.tenant) {
+                    if in_flight.count(&delivery.tenant) >= cap
+                        || !in_flight.start(key.clone(), &delivery.tenant, attempts_at_once)
+                    {
                         continue;
                     }
                     filled_a_tenant |= in_flight.count(&delivery.tenant) >= cap;
                 }
-                let Ok(permit) = workers.clone().try_acquire_owned() else {
+                let Ok(permit) = runs.started.clone().try_acquire_owned() else {
                     self.in_flight
                         .lock()
                         .expect("in-flight lock")
                         .finish(&key, &delivery.tenant);
                     break;
                 };
-                let (outbox, registry) = (self.clone(), registry.clone());
+                let (outbox, registry, attempting) = (self.clone(), registry.clone(), runs.attempting.clone());
                 tasks.spawn(async move {
                     let share = TenantShare {
                         outbox: &outbox,
                         tenant: delivery.tenant.clone(),
                     };
-                    outbox.claim_and_deliver(&registry, delivery, share).await;
+                    outbox.claim_and_deliver(&registry, delivery, share, &attempting).await;
                     outbox.in_flight.lock().expect("in-flight lock").keys.remove(&key);
                     drop(permit);
                     outbox.wake.notify_one();
@@ -313,7 +356,13 @@ impl Outbox {
     /// `share` of the in-flight cap is given back as soon as the attempt is made: the cap bounds
     /// what a tenant has running against its adapter and vendor, and recording the outcome (a
     /// commit) overlaps the tenant's next attempts instead of holding one of them back.
-    async fn claim_and_deliver(&self, registry: &AdapterRegistry, delivery: Delivery, share: TenantShare<'_>) {
+    async fn claim_and_deliver(
+        &self,
+        registry: &AdapterRegistry,
+        delivery: Delivery,
+        share: TenantShare<'_>,
+        attempting: &Arc<Semaphore>,
+    ) {
         let attempt = delivery.attempts + 1;
         let retry_index = attempt - delivery.retry_base;
         // `due` may have read this delivery just before an attempt that was running (here or in
@@ -354,11 +403,32 @@ impl Outbox {
             lease.clone(),
             delivery.delivery_id.clone(),
         )));
+        // Claimed ahead, it waits for one of its tenant's attempt slots, then for one of the
+        // bridge's (its lease renewed meanwhile).
+        let slots = self
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .attempt_slots(&delivery.tenant);
+        let slot = tokio::select! {
+            slots = async {
+                let tenant_slot = match slots {
+                    Some(slots) => slots.acquire_owned().await.ok(),
+                    None => None,
+                };
+                (tenant_slot, attempting.clone().acquire_owned().await.ok())
+            } => Some(slots),
+            () = lease.reached() => None,
+        };
         // A lease that ends (renewals refused, or the store out of reach for its length) stops
         // the attempt: another replica may be making the next one.
-        let outcome = tokio::select! {
-            outcome = attempt_delivery(registry, &delivery, attempt, &lease).instrument(span.clone()) => outcome,
-            () = lease.reached() => Attempt::LeaseLost,
+        let outcome = if lease.passed() {
+            Attempt::LeaseLost
+        } else {
+            tokio::select! {
+                outcome = attempt_delivery(registry, &delivery, attempt, &lease).instrument(span.clone()) => outcome,
+                () = lease.reached() => Attempt::LeaseLost,
+            }
         };
         // An answer that came after the lease ended is not recorded unless it says delivered
         // (true whoever holds the delivery now; any other is the lease's own doing or stale).
@@ -367,6 +437,7 @@ impl Outbox {
             _ if lease.passed() => Attempt::LeaseLost,
             other => other,
         };
+        drop(slot);
         drop(share);
         let retries = self.config.retry_schedule_ms.len();
         let label = match &outcome {

@@ -249,3 +249,47 @@ async fn many_events_on_many_tickets_are_each_delivered_exactly_once_in_ticket_o
         assert_eq!(got, expected, "ticket {t} out of order");
     }
 }
+
+/// Item: deliveries claimed ahead (their claims committed while earlier attempts run) must not
+/// raise what a tenant has running against its vendor: at most `max_in_flight_per_tenant`
+/// requests at once, and every event still delivered.
+#[tokio::test(flavor = "multi_thread")]
+async fn claims_ahead_never_raise_a_tenants_requests_at_once_past_its_cap() {
+    const CAP: usize = 2;
+    const EVENTS: usize = 12;
+    // Each answer takes this long, so a tenant's next request can only come after it.
+    const VENDOR_DELAY: Duration = Duration::from_millis(300);
+    let env = EchoEnv::start_with(|config, tenant| config.max_in_flight_per_tenant(CAP).tenant(tenant)).await;
+    env.vendor.set_delay(VENDOR_DELAY);
+    for i in 0..EVENTS {
+        let event = Event::fresh().message(&format!("m{i}"));
+        assert_accepted(&env.bridge.send_event(event).await);
+    }
+    env.vendor.wait_for_bodies(EVENTS).await;
+    let mut arrivals: Vec<std::time::Instant> = env.vendor.requests().iter().map(|r| r.received_at).collect();
+    arrivals.sort();
+    // Requests arriving within less than one answer's delay of each other were open at once
+    // (a margin under the delay for the timer's slack).
+    let window = VENDOR_DELAY - Duration::from_millis(60);
+    let most_at_once = arrivals
+        .iter()
+        .enumerate()
+        .map(|(i, at)| {
+            arrivals[..=i]
+                .iter()
+                .filter(|earlier| at.duration_since(**earlier) < window)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert_eq!(
+        most_at_once,
+        CAP,
+        "requests open at once (cap {CAP}); arrivals after the first, ms: {:?}",
+        arrivals
+            .iter()
+            .map(|a| a.duration_since(arrivals[0]).as_millis())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(arrivals.len(), EVENTS, "one request per event");
+}

@@ -236,6 +236,8 @@ pub struct BridgeConfig {
     /// `[delivery] lease_ms`: how long a claimed delivery is held before another may claim it
     /// (the bridge's default when unset).
     pub lease_ms: Option<u64>,
+    /// `[delivery] max_in_flight_per_tenant` (the bridge's default when unset).
+    pub max_in_flight_per_tenant: Option<usize>,
     /// `[store] url`: a PostgreSQL database instead of the SQLite file beside the config.
     pub store_url: Option<String>,
     /// `[admin] token`; the harness reads delivery states through the admin endpoints.
@@ -264,6 +266,8 @@ struct DeliverySection {
     retry_schedule_ms: Vec<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lease_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_in_flight_per_tenant: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -317,6 +321,7 @@ impl BridgeConfig {
             public_url: None,
             retry_schedule_ms: TEST_RETRY_SCHEDULE_MS.to_vec(),
             lease_ms: None,
+            max_in_flight_per_tenant: None,
             store_url: None,
             admin_token: Some(ADMIN_TOKEN.into()),
             tenants: Vec::new(),
@@ -364,6 +369,12 @@ impl BridgeConfig {
         self
     }
 
+    /// Attempts of one tenant running at once (`[delivery] max_in_flight_per_tenant`).
+    pub fn max_in_flight_per_tenant(mut self, attempts: usize) -> BridgeConfig {
+        self.max_in_flight_per_tenant = Some(attempts);
+        self
+    }
+
     /// Stores in the PostgreSQL database at `url` (`[store] url`) instead of the SQLite file.
     pub fn store_url(mut self, url: &str) -> BridgeConfig {
         self.store_url = Some(url.into());
@@ -405,6 +416,7 @@ impl BridgeConfig {
             delivery: DeliverySection {
                 retry_schedule_ms: self.retry_schedule_ms.clone(),
                 lease_ms: self.lease_ms,
+                max_in_flight_per_tenant: self.max_in_flight_per_tenant,
             },
             admin: self.admin_token.clone().map(|token| AdminSection { token }),
             tenants: &self.tenants,

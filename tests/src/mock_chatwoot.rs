@@ -1930,6 +1930,7 @@ mod tests {
             query: path.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default(),
             headers: vec![("api-access-token".into(), TOKEN.into())],
             body: body.map(|b| b.to_string().into()).unwrap_or_default(),
+            received_at: std::time::Instant::now(),
         };
         let reply = state.route(&req);
         (reply.status, serde_json::from_slice(&reply.body).unwrap_or(Value::Null))

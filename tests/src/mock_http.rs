@@ -26,6 +26,8 @@ pub struct Recorded {
     /// Header names lower-cased, in order.
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    /// When the whole request had arrived.
+    pub received_at: std::time::Instant,
 }
 
 impl Recorded {
@@ -196,6 +198,7 @@ async fn serve(handler: Handler, req: Request<Incoming>) -> Result<Response<Full
         Err(_) => Bytes::new(),
     };
     let recorded = Recorded {
+        received_at: std::time::Instant::now(),
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().unwrap_or("").to_string(),

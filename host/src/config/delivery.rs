@@ -13,11 +13,12 @@ const MIN_LEASE_MS: u64 = 300;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
-    /// Deliveries running at once (across all tickets).
+    /// Delivery attempts running at once (across all tickets); twice as many may be started,
+    /// the others claimed ahead and waiting for their attempt.
     pub workers: usize,
-    /// Delivery attempts of one tenant running at once (from the claim until the adapter has
-    /// answered; recording the outcome is not counted), so a slow or misbehaving tenant cannot
-    /// take every worker.
+    /// Delivery attempts of one tenant running at once (until the adapter has answered;
+    /// recording the outcome is not counted), so a slow or misbehaving tenant cannot take every
+    /// worker. As many more are claimed ahead while they run.
     pub max_in_flight_per_tenant: usize,
     /// Wait before each retry, in milliseconds; the length is the number of retries. Each wait
     /// is drawn uniformly from `0..=value` (full jitter).

@@ -310,7 +310,7 @@ impl SqliteStore {
         queueing: Queueing,
         f: impl FnMut(&Connection, i64) -> rusqlite::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
-        let (job, answer) = PendingWrite::new(f);
+        let (job, answer) = PendingWrite::queue(f);
         match queueing {
             Queueing::RefuseWhenFull => self.writer.try_send(job).map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => StoreError::Busy,

@@ -53,7 +53,7 @@ where
     F: FnMut(&Connection, i64) -> rusqlite::Result<T> + Send + 'static,
 {
     /// The job for `write`, and where its answer will come.
-    pub(super) fn new(write: F) -> (Job, oneshot::Receiver<anyhow::Result<T>>) {
+    pub(super) fn queue(write: F) -> (Job, oneshot::Receiver<anyhow::Result<T>>) {
         let (reply, answer) = oneshot::channel();
         let job = PendingWrite {
             write,
@@ -176,7 +176,7 @@ mod tests {
         twice: bool,
         runs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     ) -> (Job, oneshot::Receiver<anyhow::Result<()>>) {
-        PendingWrite::new(move |c: &Connection, _| {
+        PendingWrite::queue(move |c: &Connection, _| {
             runs.fetch_add(1, Ordering::Relaxed);
             c.execute("INSERT INTO t (name) VALUES (?1)", [name])?;
             if twice {
