@@ -48,8 +48,8 @@ fn dead_letter_condition(filter: &DeadLetterFilter) -> (&'static str, Option<Str
     }
 }
 
-/// Stores `items` on `conn` (inside the caller's savepoint), each unless its idempotency key was
-/// taken within `window`, remembering their tickets.
+/// Stores `items` on `conn` (inside the caller's write, which the writer undoes alone if it
+/// fails), each unless its idempotency key was taken within `window`, remembering their tickets.
 pub(super) fn enqueue_in(
     conn: &Connection,
     items: &[&NewDelivery],
