@@ -19,6 +19,7 @@
 
 mod abuse;
 mod apt;
+mod bench;
 mod browser;
 mod doc_links;
 mod nemesis;
@@ -129,7 +130,7 @@ fn main() -> ExitCode {
         Task::Screenshot => screenshot(),
         Task::Ci => ci(),
         Task::Tidy => tidy::run(&workspace_root()),
-        Task::Bench { only, args } => bench(&only, &args),
+        Task::Bench { only, args } => bench::bench(&only, &args),
         Task::Nemesis { minutes, seed } => nemesis::run_nemesis(minutes, seed.as_deref()),
         Task::Abuse { seconds } => abuse::run_abuse(seconds),
     };
@@ -737,121 +738,4 @@ fn ci() -> Result<()> {
         run(&mut cmd)?;
     }
     test(&[])
-}
-
-// ---------------------------------------------------------------------------------------------
-// bench
-
-/// The bench binary that runs bridges on a PostgreSQL server `bench` starts for it.
-const REPLICA_BENCH: &str = "replica-bench";
-
-/// The bench binaries of the end-to-end crate: `tests/src/bin/*-bench.rs`, sorted by name.
-fn bench_binaries() -> Result<Vec<String>> {
-    let dir = workspace_root().join("tests").join("src").join("bin");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|e| e == "rs"))
-        .filter_map(|path| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .filter(|name| name.ends_with("-bench"))
-        .collect();
-    names.sort();
-    Ok(names)
-}
-
-fn bench(only: &[String], args: &[String]) -> Result<()> {
-    if !args.is_empty() && only.len() != 1 {
-        bail!("options after `--` go to one bench binary: name it with one --only");
-    }
-    let mut binaries = bench_binaries()?;
-    if !only.is_empty() {
-        for name in only {
-            if !binaries.contains(name) {
-                bail!("no bench binary {name:?} (tests/src/bin/*-bench.rs: {binaries:?})");
-            }
-        }
-        binaries.retain(|name| only.contains(name));
-    }
-    build_plugins(&[])?;
-    // The bench binaries drive the real bridge: a release build, as it would be deployed.
-    run(cargo_cmd().args(["build", "--release", "--package", BRIDGE_PACKAGE]))?;
-    let bridge = target_dir()
-        .join("release")
-        .join(format!("{BRIDGE_PACKAGE}{}", std::env::consts::EXE_SUFFIX));
-    let mut targets = Vec::new();
-    let mut failed = Vec::new();
-    if only.is_empty() {
-        run_gathering_targets(cargo_cmd().args(["bench", "--package", BRIDGE_PACKAGE]), &mut targets)?;
-    }
-    if !binaries.is_empty() {
-        // Release too: some drivers serve the baseline themselves (raw hyper in `accept-bench`),
-        // and hyper's generic code compiled into a dev-profile binary is not optimised.
-        let mut cmd = cargo_cmd();
-        cmd.args(["build", "--release", "--package", TESTS_PACKAGE]);
-        for name in &binaries {
-            cmd.args(["--bin", name]);
-        }
-        run(&mut cmd)?;
-    }
-    // The replica bench shares one PostgreSQL among its bridges: a throwaway server, with fsync
-    // on (unlike the tests') so that a commit costs what it costs in production.
-    let postgres = if binaries.iter().any(|name| name == REPLICA_BENCH) {
-        Some(postgres::TestServer::start_with(postgres::Durability::Fsync)?)
-    } else {
-        None
-    };
-    for name in &binaries {
-        let binary = target_dir()
-            .join("release")
-            .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-        println!("\n==> {name}");
-        let mut cmd = Command::new(&binary);
-        cmd.args(args)
-            .env("DOLPHIN_BRIDGE_BIN", &bridge)
-            .current_dir(workspace_root());
-        if let Some(server) = postgres.as_ref().filter(|_| name == REPLICA_BENCH) {
-            cmd.env(postgres::URL_ENV, server.url());
-        }
-        // One failing bench does not hide the others' figures.
-        if let Err(err) = run_gathering_targets(&mut cmd, &mut targets) {
-            eprintln!("xtask: {err:#}");
-            failed.push(name.clone());
-        }
-    }
-    println!("\n==> targets (every figure above that has one, measured in this run)");
-    for line in &targets {
-        println!("{line}");
-    }
-    let missed = targets.iter().filter(|line| line.ends_with(": MISSED")).count();
-    println!("{} of {} targets met", targets.len() - missed, targets.len());
-    if !failed.is_empty() {
-        bail!("bench binaries failed: {}", failed.join(", "));
-    }
-    Ok(())
-}
-
-/// Runs `cmd` like [`run`], echoing its output, and keeps the `target: ...` lines it prints
-/// (see `tests/src/bench_target.rs`).
-fn run_gathering_targets(cmd: &mut Command, targets: &mut Vec<String>) -> Result<()> {
-    use std::io::BufRead as _;
-    eprintln!("xtask: running {}", describe(cmd));
-    let started = std::time::Instant::now();
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start {}", describe(cmd)))?;
-    let stdout = child.stdout.take().context("the child's stdout")?;
-    for line in std::io::BufReader::new(stdout).lines() {
-        let line = line.with_context(|| format!("reading the output of {}", describe(cmd)))?;
-        println!("{line}");
-        if line.starts_with("target: ") {
-            targets.push(line);
-        }
-    }
-    let status = child.wait().with_context(|| format!("waiting for {}", describe(cmd)))?;
-    eprintln!("xtask: {:.1} s: {}", started.elapsed().as_secs_f64(), describe(cmd));
-    if !status.success() {
-        bail!("{} failed ({status})", describe(cmd));
-    }
-    Ok(())
 }
