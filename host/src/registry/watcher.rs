@@ -25,6 +25,13 @@ pub struct ChangeWatcher {
 impl ChangeWatcher {
     /// Starts watching the folders of `config`'s file and its tenants' adapters.
     pub fn start(config: &Config) -> anyhow::Result<ChangeWatcher> {
+        let mut files: HashSet<PathBuf> = config.tenants.iter().map(|t| normalize(&t.adapter)).collect();
+        files.insert(normalize(&config.source));
+        Self::watching(&files)
+    }
+
+    /// Starts watching the folders of `files`.
+    fn watching(files: &HashSet<PathBuf>) -> anyhow::Result<ChangeWatcher> {
         let (tx, events) = tokio::sync::mpsc::unbounded_channel();
         let kinds = EventKindMask::CREATE
             | EventKindMask::REMOVE
@@ -43,9 +50,7 @@ impl ChangeWatcher {
             events,
             folders: HashSet::new(),
         };
-        let mut files: HashSet<PathBuf> = config.tenants.iter().map(|t| normalize(&t.adapter)).collect();
-        files.insert(normalize(&config.source));
-        watcher.watch_folders_of(&files);
+        watcher.watch_folders_of(files);
         Ok(watcher)
     }
 
@@ -81,5 +86,41 @@ pub(super) fn normalize(path: &Path) -> PathBuf {
     match path.file_name() {
         Some(name) => parent.join(name),
         None => parent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Item: the embedded store beside the configuration (its default place) writes to files it
+    /// holds open at every commit; those writes must raise no event (each cost the store's
+    /// writer a kernel event and woke the watcher's thread), while an edit of the configuration
+    /// still does.
+    #[tokio::test]
+    async fn writes_to_a_file_held_open_raise_no_event_and_a_saved_configuration_does() {
+        let dir = std::env::temp_dir().join(format!("dolphin-watch-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("bridge.toml");
+        std::fs::write(&config, "# first").unwrap();
+        let mut wal = std::fs::File::create(dir.join("bridge.db-wal")).unwrap();
+        let mut watcher = ChangeWatcher::watching(&HashSet::from([normalize(&config)])).unwrap();
+        for frame in 0..50 {
+            wal.write_all(format!("frame {frame}").as_bytes()).unwrap();
+            wal.sync_data().unwrap();
+        }
+        let seen = tokio::time::timeout(Duration::from_millis(500), watcher.events.recv()).await;
+        assert!(seen.is_err(), "an event for writes to a file held open: {seen:?}");
+        std::fs::write(&config, "# second").unwrap();
+        let paths = tokio::time::timeout(Duration::from_secs(10), watcher.events.recv())
+            .await
+            .expect("an event for the saved configuration")
+            .expect("the watcher is running");
+        assert!(paths.iter().any(|p| normalize(p) == normalize(&config)), "{paths:?}");
+        drop(wal);
+        std::fs::remove_dir_all(dir).ok();
     }
 }
