@@ -379,15 +379,6 @@ impl Outbox {
                 return;
             }
         }
-        // Each attempt is a child of the span that accepted the event, whenever and wherever it
-        // is made: the acceptance's context is stored with the event.
-        let span = telemetry::span(|| {
-            tracing::info_span!("delivery.attempt", otel.kind = "consumer", tenant = %delivery.tenant,
-                delivery_id = %delivery.delivery_id, ticket = %delivery.ticket,
-                direction = delivery.direction.as_str(), attempt, outcome = tracing::field::Empty,
-                error.type = tracing::field::Empty, otel.status_code = tracing::field::Empty)
-        });
-        telemetry::continue_trace(&span, delivery.trace_context.as_deref());
         // The lease as this process knows it ends a margin before the store's end, counted from
         // when the claim was asked: the store's end is later still, whatever the round trip.
         let lease = Arc::new(Deadline::at(asked + held_for(lease_ms)));
@@ -420,6 +411,16 @@ impl Outbox {
             } => Some(slots),
             () = lease.reached() => None,
         };
+        // Each attempt is a child of the span that accepted the event, whenever and wherever it
+        // is made: the acceptance's context is stored with the event. It starts once the
+        // delivery has its slots, so its length is the attempt's.
+        let span = telemetry::span(|| {
+            tracing::info_span!("delivery.attempt", otel.kind = "consumer", tenant = %delivery.tenant,
+                delivery_id = %delivery.delivery_id, ticket = %delivery.ticket,
+                direction = delivery.direction.as_str(), attempt, outcome = tracing::field::Empty,
+                error.type = tracing::field::Empty, otel.status_code = tracing::field::Empty)
+        });
+        telemetry::continue_trace(&span, delivery.trace_context.as_deref());
         // A lease that ends (renewals refused, or the store out of reach for its length) stops
         // the attempt: another replica may be making the next one.
         let outcome = if lease.passed() {
