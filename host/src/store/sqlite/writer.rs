@@ -111,7 +111,7 @@ pub(super) fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Job>, mode: 
 
 /// Runs `batch` in one transaction and commits it; the transaction's error, if it failed as a
 /// whole. A write that failed alone has its own error kept for its answer.
-pub(super) fn commit_batch(conn: &Connection, batch: &mut [Job], now: i64) -> Option<String> {
+fn commit_batch(conn: &Connection, batch: &mut [Job], now: i64) -> Option<String> {
     let outcome = match run_in_transaction(conn, batch, now, false) {
         Err(BatchError::AWriteFailed) if batch.len() > 1 => run_in_transaction(conn, batch, now, true),
         outcome => outcome,
@@ -161,6 +161,9 @@ fn run_in_transaction(conn: &Connection, batch: &mut [Job], now: i64, savepoints
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+
     use super::*;
 
     fn counter_table() -> Connection {
@@ -171,11 +174,7 @@ mod tests {
 
     /// A write inserting `name` twice when `twice` (the second insert fails on the key, after
     /// the first changed the table), counting its runs.
-    fn insert(
-        name: &'static str,
-        twice: bool,
-        runs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    ) -> (Job, oneshot::Receiver<anyhow::Result<()>>) {
+    fn insert(name: &'static str, twice: bool, runs: Arc<AtomicUsize>) -> (Job, oneshot::Receiver<anyhow::Result<()>>) {
         PendingWrite::queue(move |c: &Connection, _| {
             runs.fetch_add(1, Ordering::Relaxed);
             c.execute("INSERT INTO t (name) VALUES (?1)", [name])?;
@@ -184,6 +183,16 @@ mod tests {
             }
             Ok(())
         })
+    }
+
+    /// Commits `batch` and answers each write, as the writer's loop does; the commit's error.
+    fn commit_and_answer(conn: &Connection, batch: Vec<Job>) -> Option<String> {
+        let mut batch = batch;
+        let failure = commit_batch(conn, &mut batch, 0);
+        for job in batch {
+            job.answer(failure.as_deref());
+        }
+        failure
     }
 
     fn names(conn: &Connection) -> Vec<String> {
@@ -198,15 +207,11 @@ mod tests {
     #[test]
     fn a_batch_without_failures_runs_each_write_once_in_one_transaction() {
         let conn = counter_table();
-        let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let runs = Arc::new(AtomicUsize::new(0));
         let (a, mut a_answer) = insert("a", false, runs.clone());
         let (b, mut b_answer) = insert("b", false, runs.clone());
-        let mut batch = vec![a, b];
-        assert_eq!(commit_batch(&conn, &mut batch, 0), None);
+        assert_eq!(commit_and_answer(&conn, vec![a, b]), None);
         assert_eq!(runs.load(Ordering::Relaxed), 2, "no write ran twice");
-        for job in batch {
-            job.answer(None);
-        }
         assert!(a_answer.try_recv().unwrap().is_ok());
         assert!(b_answer.try_recv().unwrap().is_ok());
         assert_eq!(names(&conn), ["a", "b"]);
@@ -216,15 +221,11 @@ mod tests {
     #[test]
     fn a_failed_write_is_undone_alone_with_its_partial_changes_and_the_others_commit() {
         let conn = counter_table();
-        let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let runs = Arc::new(AtomicUsize::new(0));
         let (a, mut a_answer) = insert("a", false, runs.clone());
         let (bad, mut bad_answer) = insert("bad", true, runs.clone());
         let (c, mut c_answer) = insert("c", false, runs.clone());
-        let mut batch = vec![a, bad, c];
-        assert_eq!(commit_batch(&conn, &mut batch, 0), None);
-        for job in batch {
-            job.answer(None);
-        }
+        assert_eq!(commit_and_answer(&conn, vec![a, bad, c]), None);
         assert!(a_answer.try_recv().unwrap().is_ok());
         let error = bad_answer.try_recv().unwrap().unwrap_err().to_string();
         assert!(error.contains("UNIQUE"), "{error}");
@@ -238,11 +239,9 @@ mod tests {
     #[test]
     fn a_failed_write_alone_is_rolled_back_without_a_second_run() {
         let conn = counter_table();
-        let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let runs = Arc::new(AtomicUsize::new(0));
         let (bad, mut bad_answer) = insert("bad", true, runs.clone());
-        let mut batch = vec![bad];
-        assert_eq!(commit_batch(&conn, &mut batch, 0), None);
-        batch.pop().unwrap().answer(None);
+        assert_eq!(commit_and_answer(&conn, vec![bad]), None);
         assert!(bad_answer.try_recv().unwrap().is_err());
         assert_eq!(runs.load(Ordering::Relaxed), 1);
         assert!(names(&conn).is_empty());
