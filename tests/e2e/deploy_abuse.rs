@@ -474,37 +474,60 @@ async fn deploy_while(env: &DeployEnv, tenant: &str, token: &str, seed: u64, sta
     }
 }
 
-/// The bridge's own deploy client announces a component with `Expect: 100-continue` and sends
-/// it only once the bridge asks for it: with every upload slot taken, deploying a 16 MiB
-/// component answers the bridge's JSON refusal (503 `uploads_busy`), where the client used to
-/// be still sending the body when the bridge answered and closed the connection.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_deploy_client_gets_the_refusal_of_a_large_upload_not_a_reset() {
+/// A bridge taking one upload at a time (components up to 64 MiB) whose upload slot is held by
+/// a slow upload to acme, and that upload (its connection open).
+async fn bridge_with_its_upload_slot_taken() -> (DeployEnv, TcpStream) {
     let env = DeployEnv::start_with(|table, _| {
         let deployments = table["deployments"].as_table_mut().expect("[deployments]");
         deployments.insert("max_uploads".into(), toml::Value::Integer(1));
         deployments.insert("max_bytes".into(), toml::Value::Integer(64 << 20));
     })
     .await;
-    let _slow = slow_upload(
-        &env,
-        "PUT /admin/tenants/acme/adapter".to_string(),
-        format!("authorization: Bearer {ACME_DEPLOY_TOKEN}\r\ncontent-type: application/wasm"),
-        &[0u8; 4096],
-    )
-    .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while env
-        .deploy("beta", BETA_DEPLOY_TOKEN, garbage_bytes(1024, 5))
-        .await
-        .status
-        != 503
-    {
-        assert!(Instant::now() < deadline, "the slow upload never took the upload slot");
+    let open = || {
+        slow_upload(
+            &env,
+            "PUT /admin/tenants/acme/adapter".to_string(),
+            format!("authorization: Bearer {ACME_DEPLOY_TOKEN}\r\ncontent-type: application/wasm"),
+            &[0u8; 4096],
+        )
+    };
+    let mut slow = open().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let probe = env.deploy("beta", BETA_DEPLOY_TOKEN, garbage_bytes(1024, 5)).await;
+        if probe.status == 503 {
+            return (env, slow);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slow upload never took the upload slot: {}",
+            probe.describe()
+        );
+        // The bridge may read the slow upload's head while a probe holds the slot, and refuse
+        // it: an answer on its connection means it holds nothing, so it is opened again.
+        if answered(&slow) {
+            slow = open().await;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Whether the bridge has answered (or closed) `stream`, without waiting.
+fn answered(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    !matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// The bridge's own deploy client announces a component with `Expect: 100-continue` and sends
+/// it only once the bridge asks for it: with every upload slot taken, deploying a 16 MiB
+/// component answers the bridge's JSON refusal (503 `uploads_busy`), where the client used to
+/// be still sending the body when the bridge answered and closed the connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deploy_client_gets_the_refusal_of_a_large_upload_not_a_reset() {
+    let (env, _slow) = bridge_with_its_upload_slot_taken().await;
     let large = env.dir.path().join("large.wasm");
     std::fs::write(&large, garbage_bytes(16 << 20, 6)).unwrap();
+    let started = Instant::now();
     let out = tokio::process::Command::new(bridge_binary())
         .args(["deploy", "-t", "beta", large.to_str().unwrap()])
         .env("DOLPHIN_BRIDGE_URL", env.bridge.url())
@@ -514,11 +537,34 @@ async fn the_deploy_client_gets_the_refusal_of_a_large_upload_not_a_reset() {
         .await
         .expect("run dolphin-bridge deploy");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the deploy succeeded: {stderr}");
+    let took = started.elapsed();
+    assert!(!out.status.success(), "the deploy succeeded after {took:?}: {stderr}");
     assert!(
         stderr.contains("the bridge refused (503): uploads_busy") && stderr.contains("max_uploads"),
-        "the client shows the bridge's refusal: {stderr}"
+        "the client shows the bridge's refusal (after {took:?}): {stderr}"
     );
+}
+
+/// A client that sends a large component at once, without waiting for `100 Continue` (as
+/// most HTTP libraries do), still reads the bridge's refusal: the bridge reads and discards
+/// what arrives after its answer for a while before it closes the connection, instead of
+/// closing with unread bytes, which resets the connection and loses the answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_sending_a_large_upload_at_once_reads_the_refusal() {
+    let (env, _slow) = bridge_with_its_upload_slot_taken().await;
+    for seed in 0..3 {
+        let url = format!("{}/admin/tenants/beta/adapter", env.bridge.url());
+        let auth = format!("Bearer {BETA_DEPLOY_TOKEN}");
+        let headers = [("content-type", "application/wasm"), ("authorization", auth.as_str())];
+        let refused = env
+            .bridge
+            .client()
+            .try_send("PUT", &url, &headers, garbage_bytes(16 << 20, seed))
+            .await
+            .unwrap_or_else(|err| panic!("upload {seed}: no answer but {err}"));
+        assert_eq!(refused.status, 503, "{}", refused.describe());
+        assert_eq!(refused.error_code().as_deref(), Some("uploads_busy"));
+    }
 }
 
 /// Uploads wait in a bounded line: one tenant may upload one component at a time and the
