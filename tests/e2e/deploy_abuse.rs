@@ -545,28 +545,6 @@ async fn the_deploy_client_gets_the_refusal_of_a_large_upload_not_a_reset() {
     );
 }
 
-/// A client that sends a large component at once, without waiting for `100 Continue` (as
-/// most HTTP libraries do), still reads the bridge's refusal: the bridge reads and discards
-/// what arrives after its answer for a while before it closes the connection, instead of
-/// closing with unread bytes, which resets the connection and loses the answer.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_client_sending_a_large_upload_at_once_reads_the_refusal() {
-    let (env, _slow) = bridge_with_its_upload_slot_taken().await;
-    for seed in 0..3 {
-        let url = format!("{}/admin/tenants/beta/adapter", env.bridge.url());
-        let auth = format!("Bearer {BETA_DEPLOY_TOKEN}");
-        let headers = [("content-type", "application/wasm"), ("authorization", auth.as_str())];
-        let refused = env
-            .bridge
-            .client()
-            .try_send("PUT", &url, &headers, garbage_bytes(16 << 20, seed))
-            .await
-            .unwrap_or_else(|err| panic!("upload {seed}: no answer but {err}"));
-        assert_eq!(refused.status, 503, "{}", refused.describe());
-        assert_eq!(refused.error_code().as_deref(), Some("uploads_busy"));
-    }
-}
-
 /// Uploads wait in a bounded line: one tenant may upload one component at a time and the
 /// bridge takes `max_uploads` at once; past either a deploy is refused at once with the limit
 /// named, and a slot frees when its upload ends.

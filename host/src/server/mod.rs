@@ -26,7 +26,6 @@ mod auth;
 mod auth_throttle;
 mod deployments;
 mod incoming;
-mod lingering_close;
 mod probes;
 mod refusal_log;
 mod status_page;
@@ -41,7 +40,6 @@ pub use upload_slots::UploadSlots;
 use crate::metrics::{METRICS, Metrics};
 use crate::outbox::Outbox;
 use crate::store::StoreError;
-use lingering_close::LingeringClose;
 pub use status_page::Sessions as StatusPageSessions;
 
 /// The response body type of every handler.
@@ -162,10 +160,7 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
             .max_buf_size(64 * 1024)
-            .serve_connection(
-                TokioIo::new(LingeringClose::new(stream, lingering_close::LINGER)),
-                service,
-            );
+            .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
