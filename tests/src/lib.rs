@@ -9,19 +9,25 @@
 //! - [`adapters`] finds the bridge binary and the built adapters (`cargo xtask build-plugins`).
 //! - [`wait`] waits for conditions instead of sleeping.
 //! - [`nemesis`] injects faults into replicas on PostgreSQL and checks the delivery promise.
-//! - [`process_stats`], [`disk_usage`]: a process's descriptors and memory, a folder's disk use;
+//! - [`process_stats`], [`disk_usage`], [`cpu_time`]: a process's descriptors and memory, a
+//!   folder's disk use, CPU time; [`postgres_waits`]: what a database's connections wait on;
 //!   [`slow_dns`], [`slow_upload`], [`request_loop`]: a name server that answers late, uploads
 //!   that never finish, requests in a loop (the abuse test's measures and attacks).
+//! - [`background_work`]: spinning threads and a real build sharing the machine with a bridge
+//!   under measure.
+//! - [`round_robin_load`]: Incoming events round-robin over replicas (`replica-bench`).
 //! - [`bench_options`] parses the bench binaries' option values; [`bench_target`] prints a benchmark's figure against its target (`cargo xtask bench`).
 
 pub mod adapters;
 pub mod arrival_vendor;
+pub mod background_work;
 pub mod bench_options;
 pub mod bench_target;
 pub mod bridge;
 pub mod client;
 pub mod copy_dir;
 pub mod corpus_support;
+pub mod cpu_time;
 pub mod crash_support;
 pub mod disk_usage;
 pub mod events;
@@ -30,10 +36,12 @@ pub mod mock_http;
 pub mod mock_rocketchat;
 pub mod mock_sunshine;
 pub mod nemesis;
+pub mod postgres_waits;
 pub mod process_stats;
 pub mod reload_support;
 pub mod replica_support;
 pub mod request_loop;
+pub mod round_robin_load;
 pub mod signing;
 pub mod slow_dns;
 pub mod slow_upload;

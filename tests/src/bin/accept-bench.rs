@@ -68,7 +68,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -141,6 +141,7 @@ impl Percentiles {
 /// The load generator: keep-alive HTTP/1.1 connections POSTing Incoming-shaped events.
 mod load {
     use super::*;
+    use dolphin_bridge_tests::round_robin_load::{connect, other_answers};
 
     /// Where the load goes.
     pub struct Target {
@@ -249,17 +250,7 @@ mod load {
 
         /// `503 x12, 401 x1, transport x3`, or `-`.
         pub fn others(&self) -> String {
-            let mut parts: Vec<String> = self
-                .other_statuses
-                .iter()
-                .map(|(status, n)| format!("{status} x{n}"))
-                .collect();
-            if self.transport_errors > 0 {
-                parts.push(format!("transport x{}", self.transport_errors));
-            }
-            if self.duplicates > 0 {
-                parts.push(format!("duplicate x{}", self.duplicates));
-            }
+            let mut parts = other_answers(&self.other_statuses, self.transport_errors, self.duplicates);
             if self.missing_ids > 0 {
                 parts.push(format!("no deliveryId x{}", self.missing_ids));
             }
@@ -278,22 +269,6 @@ mod load {
             self.delivery_ids.extend(other.delivery_ids);
             self.missing_ids += other.missing_ids;
         }
-    }
-
-    async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
-        // Small requests and answers: no waiting for more bytes before sending.
-        stream.set_nodelay(true)?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .context("the HTTP/1 handshake")?;
-        tokio::spawn(async move {
-            // Ends when the sender is dropped or the server closes the connection.
-            let _ = connection.await;
-        });
-        Ok(sender)
     }
 
     /// How one request went.

@@ -12,11 +12,12 @@
 //!
 //! With `--background-load N`, N threads of this process spin (at normal priority) from before
 //! the warm-up until the attack's events are all delivered, so both phases share the machine
-//! with the same CPU-heavy neighbour, as a bridge does with a build running beside it. They are
-//! threads of the bench rather than a process of their own because the kernel schedules threads
-//! either way (and a child would share this process's session, hence its autogroup); the load
-//! generator needs little CPU (tens of requests a second) and meets the same neighbour in both
-//! phases. The CPU the spinners actually got is printed per phase.
+//! with the same CPU-heavy neighbour; the CPU the spinners actually got is printed per phase.
+//! With `--background-build`, a real build does the same: `cargo build --release` of the
+//! bridge into a fresh target folder, in a session of its own, as a build started from another
+//! terminal (its compilers on every core, its writes to the disk the store syncs on); the
+//! target line is then 3x. The load generator needs little CPU (tens of requests a second) and
+//! meets the same neighbour in both phases. See `background_work`.
 //!
 //! The latency of an event is the time from sending its `POST` to the Incoming endpoint until
 //! the mock vendor has received it. Prints p50/p99 of both phases and their ratio (the p99 ratio
@@ -40,10 +41,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use dolphin_bridge_tests::background_work::{BackgroundBuild, CpuReading, SpinningThreads};
 use dolphin_bridge_tests::bench_target::{Better, print_target};
 use dolphin_bridge_tests::corpus_support::{TunedBridge, start_with_options};
 use dolphin_bridge_tests::events::{EXAMPLE_OWNER, fresh_ticket};
@@ -55,7 +57,7 @@ use serde_json::{Value, json};
 const USAGE: &str = "\
 usage: isolation-bench [--events N] [--rate PER_S] [--hostile-rate PER_S] [--modes A,B,...]
                        [--breaker-failures N] [--workers N] [--adapter-threads N]
-                       [--background-load N]
+                       [--background-load N] [--background-build]
 
   --events N             healthy events per phase (default 300)
   --rate PER_S           healthy events per second (default 20)
@@ -65,7 +67,8 @@ usage: isolation-bench [--events N] [--rate PER_S] [--hostile-rate PER_S] [--mod
                          a large value keeps misbehaving adapters running instead of resting
   --workers N            [delivery] workers (default: the bridge's default, 32)
   --adapter-threads N    [adapters] threads (default: the bridge's default)
-  --background-load N    threads spinning outside the bridge through both phases (default 0)";
+  --background-load N    threads spinning outside the bridge through both phases (default 0)
+  --background-build     a cargo build of the bridge (release, fresh target folder) through both phases";
 
 const API_TOKEN: &str = "bench-3dolphins-token";
 const HEALTHY_TENANT: &str = "healthy";
@@ -79,6 +82,7 @@ struct Options {
     workers: Option<i64>,
     adapter_threads: Option<i64>,
     background_load: usize,
+    background_build: bool,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -93,6 +97,7 @@ fn parse_options() -> Result<Options, String> {
         workers: None,
         adapter_threads: None,
         background_load: 0,
+        background_build: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -115,6 +120,7 @@ fn parse_options() -> Result<Options, String> {
                     .parse()
                     .map_err(|_| "--background-load: not a whole number".to_string())?
             }
+            "--background-build" => options.background_build = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -125,94 +131,12 @@ fn parse_options() -> Result<Options, String> {
     Ok(options)
 }
 
-/// Threads that spin from [`BackgroundLoad::start`] until dropped: a CPU-heavy neighbour of the
-/// bridge (see the module's documentation).
-struct BackgroundLoad {
-    stop: Arc<AtomicBool>,
-    /// Each thread's own CPU time so far, in nanoseconds, as it last published it.
-    cpu_nanos: Vec<Arc<AtomicU64>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-/// The CPU time a [`BackgroundLoad`] had got by a moment.
-#[derive(Clone, Copy)]
-struct LoadReading {
-    cpu: Duration,
-    at: Instant,
-}
-
-impl BackgroundLoad {
-    fn start(threads: usize) -> BackgroundLoad {
-        let stop = Arc::new(AtomicBool::new(false));
-        let cpu_nanos: Vec<Arc<AtomicU64>> = (0..threads).map(|_| Arc::default()).collect();
-        let threads = cpu_nanos
-            .iter()
-            .enumerate()
-            .map(|(index, cpu)| {
-                let (stop, cpu) = (stop.clone(), cpu.clone());
-                std::thread::Builder::new()
-                    .name(format!("background-load-{index}"))
-                    .spawn(move || {
-                        while !stop.load(Ordering::Relaxed) {
-                            // Publishes its CPU time every millisecond of spinning.
-                            let until = Instant::now() + Duration::from_millis(1);
-                            while Instant::now() < until {
-                                std::hint::spin_loop();
-                            }
-                            cpu.store(thread_cpu_time().as_nanos() as u64, Ordering::Relaxed);
-                        }
-                    })
-                    .expect("starting a background-load thread")
-            })
-            .collect();
-        BackgroundLoad {
-            stop,
-            cpu_nanos,
-            threads,
-        }
-    }
-
-    fn read(&self) -> LoadReading {
-        let nanos = self.cpu_nanos.iter().map(|n| n.load(Ordering::Relaxed)).sum();
-        LoadReading {
-            cpu: Duration::from_nanos(nanos),
-            at: Instant::now(),
-        }
-    }
-}
-
-impl Drop for BackgroundLoad {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// How many CPUs the background load kept busy between two readings.
-fn describe_load(threads: usize, from: LoadReading, to: LoadReading) -> String {
+fn describe_load(threads: usize, from: CpuReading, to: CpuReading) -> String {
     if threads == 0 {
         return "none".into();
     }
-    let wall = to.at.duration_since(from.at).as_secs_f64();
-    format!(
-        "{:.2} CPU (of {threads} spinning)",
-        (to.cpu.saturating_sub(from.cpu)).as_secs_f64() / wall
-    )
-}
-
-/// The calling thread's CPU time (zero where the OS does not say).
-fn thread_cpu_time() -> Duration {
-    #[cfg(unix)]
-    {
-        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: `now` is a valid timespec the call writes into.
-        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } == 0 {
-            return Duration::new(now.tv_sec as u64, now.tv_nsec as u32);
-        }
-    }
-    Duration::ZERO
+    format!("{:.2} CPU (of {threads} spinning)", from.cpus_until(to))
 }
 
 /// A vendor that records when each ticket's event arrived.
@@ -611,7 +535,22 @@ async fn main() -> ExitCode {
         options.background_load
     );
 
-    let background = BackgroundLoad::start(options.background_load);
+    let background = SpinningThreads::start(options.background_load);
+    let mut build = if options.background_build {
+        match BackgroundBuild::start() {
+            Ok(build) => {
+                // Past cargo's start-up: its compilers busy on every core.
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Some(build)
+            }
+            Err(err) => {
+                eprintln!("isolation-bench: cannot start the background build: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
 
     // Warm-up: the first calls of an adapter instantiate its code.
     let warm = send_healthy(&bridge, "warm-up", 10, options.rate).await;
@@ -658,6 +597,8 @@ async fn main() -> ExitCode {
     sampling_stop.store(true, Ordering::Relaxed);
     let samples = sampler.await.expect("the metrics sampler");
     drop(background);
+    let build_described = build.as_mut().map(BackgroundBuild::describe);
+    drop(build);
     let after_attack = healthy_waits(&bridge).await;
 
     // Let the hostile deliveries finish (retries included) before reading the outcome.
@@ -705,6 +646,7 @@ async fn main() -> ExitCode {
         describe_load(options.background_load, load_before_alone, load_after_alone),
         describe_load(options.background_load, load_after_alone, load_after_attack)
     );
+    println!("background build: {}", build_described.as_deref().unwrap_or("none"));
     println!(
         "healthy adapter calls' mean wait for an adapter thread (/metrics): alone {}, under attack {}",
         describe_wait(before_alone, after_alone),
@@ -764,14 +706,16 @@ async fn main() -> ExitCode {
         }
     );
     println!();
+    let (neighbour, target) = if options.background_build {
+        ("a cargo build".to_string(), 3.0)
+    } else {
+        (format!("background load {}", options.background_load), 2.0)
+    };
     print_target(
-        &format!(
-            "isolation: healthy p99 under attack / alone, background load {}",
-            options.background_load
-        ),
+        &format!("isolation: healthy p99 under attack / alone, {neighbour}"),
         ratio(99.0),
         "x",
-        2.0,
+        target,
         Better::Lower,
     );
     let mut bridge = Arc::try_unwrap(bridge).unwrap_or_else(|_| panic!("the bridge is still shared"));

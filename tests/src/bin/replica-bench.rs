@@ -1,6 +1,9 @@
 //! `replica-bench`: throughput of 1, 2 and 3 bridge replicas sharing one PostgreSQL database.
 //!
-//! For each replica count N (`--replicas`, default 1,2,3), in one run:
+//! First the same load on one bridge on the embedded store (steps 2 to 4; skipped with
+//! `--no-embedded-baseline`), the baseline of the targets printed at the end: one replica
+//! delivers at least 0.5 of what it does, two replicas no less than one. Then for each replica
+//! count N (`--replicas`, default 1,2,3), in one run:
 //!
 //! 1. creates a fresh schema in the database (`--postgres-url`, else
 //!    `$DOLPHIN_BRIDGE_TEST_POSTGRES_URL`; `cargo xtask bench` starts a throwaway server with
@@ -33,8 +36,7 @@
 //! cargo xtask bench --only replica-bench
 //! ```
 
-use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
+use std::collections::HashSet;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,15 +47,14 @@ use bytes::Bytes;
 use clap::Parser;
 use dolphin_bridge_tests::arrival_vendor::ArrivalVendor;
 use dolphin_bridge_tests::bench_options::positive;
+use dolphin_bridge_tests::bench_target::{Better, print_target};
+use dolphin_bridge_tests::cpu_time::{cpu_seconds, machine_ticks, parent_pid, with_children};
 use dolphin_bridge_tests::crash_support::{BridgeFiles, add_to_table};
 use dolphin_bridge_tests::events::{EXAMPLE_OWNER, fresh_ticket};
+use dolphin_bridge_tests::postgres_waits::{WaitSamples, sample_waits};
+use dolphin_bridge_tests::round_robin_load::{Endpoint, Outcome, drive_sender};
 use dolphin_bridge_tests::{Bridge, BridgeConfig, Event, MockThreeDolphins, Tenant, adapters};
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::net::TcpStream;
 use tokio_postgres::NoTls;
 
 /// The variable `cargo xtask` names the PostgreSQL database in.
@@ -62,7 +63,6 @@ const API_TOKEN: &str = "bench-3dolphins-token";
 const TENANT: &str = "replicas";
 const VENDOR_PATH: &str = "/replica-bench";
 /// No single request may take longer; past it the request counts as a transport error.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often drain progress, CPU and wait events are read.
 const POLL: Duration = Duration::from_millis(100);
 /// How long the warm-up event and the graceful stops may take.
@@ -96,6 +96,9 @@ struct Options {
     /// Each replica's `[delivery] max_in_flight_per_tenant` (default: the bridge's own).
     #[arg(long = "in-flight")]
     in_flight: Option<usize>,
+    /// Skip the run on the embedded store (one bridge, the same load) that comes first.
+    #[arg(long)]
+    no_embedded_baseline: bool,
     /// Tenants (each its own 3Dolphins owner, on `echo`) the tickets are spread over: a tenant's
     /// key-value writes take its quota lock one at a time, across replicas.
     #[arg(long, default_value_t = 1, value_parser = positive)]
@@ -174,210 +177,6 @@ impl Bodies {
     }
 }
 
-/// What the load produced, merged over the senders.
-#[derive(Default)]
-struct Outcome {
-    accepted: u64,
-    other_statuses: BTreeMap<u16, u64>,
-    transport_errors: u64,
-    duplicates: u64,
-    latencies_us: Vec<u64>,
-    /// Delivery ids of accepted, non-duplicate answers.
-    delivery_ids: Vec<String>,
-    /// Accepted answers per replica.
-    per_replica: Vec<u64>,
-}
-
-impl Outcome {
-    fn merge(&mut self, other: Outcome) {
-        self.accepted += other.accepted;
-        for (status, n) in other.other_statuses {
-            *self.other_statuses.entry(status).or_default() += n;
-        }
-        self.transport_errors += other.transport_errors;
-        self.duplicates += other.duplicates;
-        self.latencies_us.extend(other.latencies_us);
-        self.delivery_ids.extend(other.delivery_ids);
-        if self.per_replica.len() < other.per_replica.len() {
-            self.per_replica.resize(other.per_replica.len(), 0);
-        }
-        for (mine, theirs) in self.per_replica.iter_mut().zip(other.per_replica) {
-            *mine += theirs;
-        }
-    }
-
-    /// `503 x12, transport x3`, or `-`.
-    fn others(&self) -> String {
-        let mut parts: Vec<String> = self
-            .other_statuses
-            .iter()
-            .map(|(status, n)| format!("{status} x{n}"))
-            .collect();
-        if self.transport_errors > 0 {
-            parts.push(format!("transport x{}", self.transport_errors));
-        }
-        if self.duplicates > 0 {
-            parts.push(format!("duplicate x{}", self.duplicates));
-        }
-        if parts.is_empty() { "-".into() } else { parts.join(", ") }
-    }
-}
-
-/// One replica as the load generator sees it.
-struct Endpoint {
-    addr: SocketAddr,
-    authorization: Option<String>,
-}
-
-async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    stream.set_nodelay(true)?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .context("the HTTP/1 handshake")?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
-}
-
-/// One POST; `Ok(Some(id, duplicate))` for a 2xx with a delivery id, `Err(status)` otherwise.
-async fn exchange(
-    sender: &mut SendRequest<Full<Bytes>>,
-    endpoint: &Endpoint,
-    body: Bytes,
-) -> anyhow::Result<Result<Option<(String, bool)>, u16>> {
-    let mut request = http::Request::post(dolphin_bridge_tests::bridge::INCOMING_PATH)
-        .header(HOST, endpoint.addr.to_string())
-        .header(CONTENT_TYPE, "application/json");
-    if let Some(authorization) = &endpoint.authorization {
-        request = request.header(AUTHORIZATION, authorization.as_str());
-    }
-    sender.ready().await?;
-    let response = sender.send_request(request.body(Full::new(body))?).await?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await?.to_bytes();
-    if status != 200 && status != 202 {
-        return Ok(Err(status));
-    }
-    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Ok(Ok(json["deliveryId"]
-        .as_str()
-        .map(|id| (id.to_string(), json["duplicate"] == Value::Bool(true)))))
-}
-
-/// Sender `index`: until `end`, each request to the next replica in turn (starting at its own
-/// index, so the senders spread from the first request on).
-async fn drive_sender(
-    index: usize,
-    endpoints: Arc<Vec<Endpoint>>,
-    bodies: Arc<Bodies>,
-    counter: Arc<AtomicU64>,
-    end: Instant,
-) -> anyhow::Result<Outcome> {
-    let mut senders = Vec::with_capacity(endpoints.len());
-    for endpoint in endpoints.iter() {
-        senders.push(connect(endpoint.addr).await?);
-    }
-    let mut outcome = Outcome {
-        per_replica: vec![0; endpoints.len()],
-        ..Outcome::default()
-    };
-    let mut turn = index;
-    while Instant::now() < end {
-        let replica = turn % endpoints.len();
-        turn += 1;
-        let body = bodies.body(counter.fetch_add(1, Ordering::Relaxed));
-        let sent_at = Instant::now();
-        let answer = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            exchange(&mut senders[replica], &endpoints[replica], body),
-        )
-        .await;
-        let latency = sent_at.elapsed().as_micros() as u64;
-        match answer {
-            Ok(Ok(Ok(delivery))) => {
-                outcome.accepted += 1;
-                outcome.per_replica[replica] += 1;
-                outcome.latencies_us.push(latency);
-                match delivery {
-                    Some((_, true)) => outcome.duplicates += 1,
-                    Some((id, false)) => outcome.delivery_ids.push(id),
-                    None => bail!("a 2xx answer without a deliveryId"),
-                }
-            }
-            Ok(Ok(Err(status))) => *outcome.other_statuses.entry(status).or_default() += 1,
-            Ok(Err(_)) | Err(_) => {
-                outcome.transport_errors += 1;
-                senders[replica] = connect(endpoints[replica].addr).await?;
-            }
-        }
-    }
-    Ok(outcome)
-}
-
-/// Clock ticks a second (`/proc` CPU times are in these).
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 { ticks as f64 } else { 100.0 }
-}
-
-/// User + system CPU seconds a process has used (0 when it is gone).
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // The command name (field 2) may hold spaces: count from the closing parenthesis.
-    let Some(rest) = stat.rfind(')').map(|at| &stat[at + 2..]) else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
-        .sum();
-    ticks / clock_ticks()
-}
-
-/// The parent pid of a process.
-fn parent_pid(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The server's processes: the postmaster whose pid the database names, and its children.
-fn postgres_pids(postmaster: u32) -> Vec<u32> {
-    let mut pids = vec![postmaster];
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok())
-                && parent_pid(pid) == Some(postmaster)
-            {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
-}
-
-/// Busy and total CPU time of the whole machine (all cores), in clock ticks.
-fn machine_ticks() -> (f64, f64) {
-    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
-        return (0.0, 0.0);
-    };
-    let values: Vec<f64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
-    let total: f64 = values.iter().sum();
-    // idle and iowait.
-    let idle = values.get(3).copied().unwrap_or(0.0) + values.get(4).copied().unwrap_or(0.0);
-    (total - idle, total)
-}
-
 /// CPU seconds by process group at one moment.
 #[derive(Clone, Copy, Default)]
 struct CpuSnapshot {
@@ -423,55 +222,6 @@ fn cpu_use(from: CpuSnapshot, to: CpuSnapshot, elapsed: Duration) -> CpuUse {
     }
 }
 
-/// Counts of the database's active connections by wait event, summed over samples.
-#[derive(Default)]
-struct WaitSamples {
-    samples: u64,
-    by_event: BTreeMap<String, u64>,
-}
-
-impl WaitSamples {
-    /// The busiest wait events: `event avg-connections`, most first.
-    fn top(&self, n: usize) -> String {
-        let mut events: Vec<(&String, &u64)> = self.by_event.iter().collect();
-        events.sort_by(|a, b| b.1.cmp(a.1));
-        let samples = self.samples.max(1) as f64;
-        let parts: Vec<String> = events
-            .iter()
-            .take(n)
-            .map(|(event, count)| format!("{event} {:.2}", **count as f64 / samples))
-            .collect();
-        if parts.is_empty() { "-".into() } else { parts.join(", ") }
-    }
-
-    fn active(&self) -> f64 {
-        self.by_event.values().sum::<u64>() as f64 / self.samples.max(1) as f64
-    }
-}
-
-/// Samples `pg_stat_activity` every [`POLL`] until `stop` is set: the database's client
-/// connections that are running a statement, by wait event (`CPU` when they wait for none).
-async fn sample_waits(client: Arc<tokio_postgres::Client>, stop: Arc<AtomicBool>) -> WaitSamples {
-    let mut samples = WaitSamples::default();
-    let query = "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU'), count(*) \
-                 FROM pg_stat_activity \
-                 WHERE datname = current_database() AND pid <> pg_backend_pid() \
-                   AND backend_type = 'client backend' AND state = 'active' \
-                 GROUP BY 1";
-    while !stop.load(Ordering::Relaxed) {
-        if let Ok(rows) = client.query(query, &[]).await {
-            samples.samples += 1;
-            for row in rows {
-                let event: String = row.get(0);
-                let count: i64 = row.get(1);
-                *samples.by_event.entry(event).or_default() += count as u64;
-            }
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    samples
-}
-
 /// Connects to `url`, driving the connection on a task of its own.
 async fn pg_connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
@@ -496,6 +246,8 @@ fn percentile_ms(sorted: &[u64], q: f64) -> f64 {
 /// The figures of one replica count.
 struct Run {
     replicas: usize,
+    /// On the embedded store (one bridge), not PostgreSQL.
+    embedded: bool,
     accepted_per_s: f64,
     delivered_per_s: f64,
     p50_ms: f64,
@@ -514,6 +266,69 @@ struct Run {
     complaints: Vec<String>,
 }
 
+/// The schema of one replica count on the PostgreSQL server, and the server's postmaster.
+struct Database {
+    admin: tokio_postgres::Client,
+    server_url: String,
+    schema: String,
+    /// The server's URL with every connection's `search_path` set to `schema`.
+    url: String,
+    postmaster: u32,
+}
+
+impl Database {
+    /// Creates a fresh schema for `replicas` replicas.
+    async fn prepare(server_url: &str, replicas: usize) -> anyhow::Result<Database> {
+        let admin = pg_connect(server_url).await?;
+        let schema = format!("replica_bench_{}_{replicas}", std::process::id());
+        admin
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+            ))
+            .await
+            .with_context(|| format!("creating schema {schema}"))?;
+        let checkpointer: i32 = admin
+            .query_one(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'",
+                &[],
+            )
+            .await
+            .context("finding the server's checkpointer")?
+            .get(0);
+        let postmaster =
+            parent_pid(checkpointer as u32).context("the checkpointer's parent (is the server on this machine?)")?;
+        Ok(Database {
+            url: with_search_path(server_url, &schema),
+            server_url: server_url.to_string(),
+            admin,
+            schema,
+            postmaster,
+        })
+    }
+
+    async fn drop_schema(self) {
+        let schema = &self.schema;
+        let drop_sql = format!("SET lock_timeout = '5s'; DROP SCHEMA {schema} CASCADE");
+        if let Err(err) = self.admin.batch_execute(&drop_sql).await {
+            eprintln!("replica-bench: dropping schema {schema}: {err}");
+        }
+    }
+}
+
+/// Samples the database's waits until `stop` is set (nothing on the embedded store).
+fn sample_waits_while(
+    sampler: &Option<Arc<tokio_postgres::Client>>,
+    stop: &Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<WaitSamples> {
+    let (sampler, stop) = (sampler.clone(), stop.clone());
+    tokio::spawn(async move {
+        match sampler {
+            Some(client) => sample_waits(client, stop, POLL).await,
+            None => WaitSamples::default(),
+        }
+    })
+}
+
 /// Stops `bridge` with SIGTERM and waits for it to exit.
 async fn stop(mut bridge: Bridge) -> anyhow::Result<()> {
     bridge.terminate();
@@ -525,27 +340,11 @@ async fn stop(mut bridge: Bridge) -> anyhow::Result<()> {
 }
 
 /// One replica count: steps 1 to 4 of the module's description.
-async fn run_replicas(options: &Options, server_url: &str, replicas: usize) -> anyhow::Result<Run> {
-    let admin = pg_connect(server_url).await?;
-    let schema = format!("replica_bench_{}_{replicas}", std::process::id());
-    admin
-        .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-        ))
-        .await
-        .with_context(|| format!("creating schema {schema}"))?;
-    let url = with_search_path(server_url, &schema);
-    let postmaster: i32 = admin
-        .query_one(
-            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'",
-            &[],
-        )
-        .await
-        .context("finding the server's checkpointer")?
-        .get(0);
-    let postmaster =
-        parent_pid(postmaster as u32).context("the checkpointer's parent (is the server on this machine?)")?;
-
+async fn run_replicas(options: &Options, server_url: Option<&str>, replicas: usize) -> anyhow::Result<Run> {
+    let database = match server_url {
+        Some(server_url) => Some(Database::prepare(server_url, replicas).await?),
+        None => None,
+    };
     let three_dolphins = MockThreeDolphins::start(API_TOKEN).await;
     let vendor = ArrivalVendor::start(VENDOR_PATH).await;
     let mut config = BridgeConfig::new(&three_dolphins.base_url()).api_token(API_TOKEN);
@@ -556,9 +355,12 @@ async fn run_replicas(options: &Options, server_url: &str, replicas: usize) -> a
                 .config("url", &vendor.url()),
         );
     }
-    let mut store_lines = vec![format!("url = {}", serde_json::to_string(&url)?)];
-    if let Some(pool) = options.pool_size {
-        store_lines.push(format!("pool_size = {pool}"));
+    let mut store_lines = Vec::new();
+    if let Some(database) = &database {
+        store_lines.push(format!("url = {}", serde_json::to_string(&database.url)?));
+        if let Some(pool) = options.pool_size {
+            store_lines.push(format!("pool_size = {pool}"));
+        }
     }
     let delivery_lines: Vec<String> = options
         .in_flight
@@ -619,15 +421,20 @@ async fn run_replicas(options: &Options, server_url: &str, replicas: usize) -> a
         })
         .collect::<anyhow::Result<_>>()?;
     let endpoints = Arc::new(endpoints);
-    let bodies = Arc::new(Bodies::new(options.tickets, options.tenants, &format!("n{replicas}")));
+    let bodies = Bodies::new(options.tickets, options.tenants, &format!("n{replicas}"));
+    let bodies: Arc<dyn Fn(u64) -> Bytes + Send + Sync> = Arc::new(move |n| bodies.body(n));
     let bridge_pids: Vec<u32> = bridges.iter().map(Bridge::pid).collect();
-    let sampler = Arc::new(pg_connect(server_url).await?);
+    let sampler = match &database {
+        Some(database) => Some(Arc::new(pg_connect(&database.server_url).await?)),
+        None => None,
+    };
+    let postgres_pids = || database.as_ref().map_or_else(Vec::new, |d| with_children(d.postmaster));
 
     // The load.
     let counter = Arc::new(AtomicU64::new(0));
     let stop_sampling = Arc::new(AtomicBool::new(false));
-    let waits = tokio::spawn(sample_waits(sampler.clone(), stop_sampling.clone()));
-    let cpu_start = cpu_snapshot(&bridge_pids, &postgres_pids(postmaster));
+    let waits = sample_waits_while(&sampler, &stop_sampling);
+    let cpu_start = cpu_snapshot(&bridge_pids, &postgres_pids());
     let start = Instant::now();
     let end = start + Duration::from_secs(options.seconds as u64);
     let tasks: Vec<_> = (0..options.senders)
@@ -646,13 +453,13 @@ async fn run_replicas(options: &Options, server_url: &str, replicas: usize) -> a
         outcome.merge(task.await.context("a sender panicked")??);
     }
     let load_elapsed = start.elapsed();
-    let cpu_load_end = cpu_snapshot(&bridge_pids, &postgres_pids(postmaster));
+    let cpu_load_end = cpu_snapshot(&bridge_pids, &postgres_pids());
     stop_sampling.store(true, Ordering::Relaxed);
     let load_waits = waits.await.context("the wait sampler panicked")?;
 
     // The drain.
     let stop_sampling = Arc::new(AtomicBool::new(false));
-    let waits = tokio::spawn(sample_waits(sampler.clone(), stop_sampling.clone()));
+    let waits = sample_waits_while(&sampler, &stop_sampling);
     let expected = warm_ids.len() + outcome.delivery_ids.len();
     let cap_at = Instant::now() + Duration::from_secs(options.drain_cap_seconds);
     let complete = loop {
@@ -668,7 +475,7 @@ async fn run_replicas(options: &Options, server_url: &str, replicas: usize) -> a
         tokio::time::sleep(POLL).await;
     };
     let drain_elapsed = start.elapsed().saturating_sub(load_elapsed);
-    let cpu_drain_end = cpu_snapshot(&bridge_pids, &postgres_pids(postmaster));
+    let cpu_drain_end = cpu_snapshot(&bridge_pids, &postgres_pids());
     stop_sampling.store(true, Ordering::Relaxed);
     let drain_waits = waits.await.context("the wait sampler panicked")?;
 
@@ -691,15 +498,15 @@ async fn run_replicas(options: &Options, server_url: &str, replicas: usize) -> a
     for bridge in bridges {
         stop(bridge).await?;
     }
-    let drop_sql = format!("SET lock_timeout = '5s'; DROP SCHEMA {schema} CASCADE");
-    if let Err(err) = admin.batch_execute(&drop_sql).await {
-        eprintln!("replica-bench: dropping schema {schema}: {err}");
+    if let Some(database) = database {
+        database.drop_schema().await;
     }
 
     let mut sorted = outcome.latencies_us.clone();
     sorted.sort_unstable();
     Ok(Run {
         replicas,
+        embedded: server_url.is_none(),
         accepted_per_s: outcome.accepted as f64 / load_elapsed.as_secs_f64(),
         delivered_per_s: delivered as f64 / to_last,
         p50_ms: percentile_ms(&sorted, 0.50),
@@ -724,8 +531,26 @@ fn ratio(value: f64, base: Option<f64>) -> String {
     }
 }
 
+/// How a run is named in the table (`embedded`, or the replica count).
+fn run_column(run: &Run) -> String {
+    if run.embedded {
+        "embedded".to_string()
+    } else {
+        run.replicas.to_string()
+    }
+}
+
+/// How a run is named in the lines after the table.
+fn run_name(run: &Run) -> String {
+    if run.embedded {
+        "embedded store".to_string()
+    } else {
+        format!("{} replica(s)", run.replicas)
+    }
+}
+
 fn print_table(runs: &[Run]) {
-    let base = runs.iter().find(|run| run.replicas == 1);
+    let base = runs.iter().find(|run| run.replicas == 1 && !run.embedded);
     println!();
     println!(
         "{:>8} {:>11} {:>7} {:>12} {:>7} {:>9} {:>9} {:>8} {:>9} {:>10}",
@@ -743,7 +568,7 @@ fn print_table(runs: &[Run]) {
     for run in runs {
         println!(
             "{:>8} {:>11.0} {:>7} {:>12.0} {:>7} {:>9.2} {:>9.2} {:>8.1} {:>9} {:>10}",
-            run.replicas,
+            run_column(run),
             run.accepted_per_s,
             ratio(run.accepted_per_s, base.map(|b| b.accepted_per_s)),
             run.delivered_per_s,
@@ -760,8 +585,8 @@ fn print_table(runs: &[Run]) {
     for run in runs {
         for (phase, cpu) in [("load", &run.load_cpu), ("drain", &run.drain_cpu)] {
             println!(
-                "  {} replica(s), {phase:>5}: bridges {:.2}, postgres {:.2}, bench {:.2}; machine {:.0}% busy",
-                run.replicas,
+                "  {}, {phase:>5}: bridges {:.2}, postgres {:.2}, bench {:.2}; machine {:.0}% busy",
+                run_name(run),
                 cpu.bridges,
                 cpu.postgres,
                 cpu.bench,
@@ -773,8 +598,8 @@ fn print_table(runs: &[Run]) {
     for run in runs {
         for (phase, waits) in [("load", &run.load_waits), ("drain", &run.drain_waits)] {
             println!(
-                "  {} replica(s), {phase:>5}: {:.2} active: {}",
-                run.replicas,
+                "  {}, {phase:>5}: {:.2} active: {}",
+                run_name(run),
                 waits.active(),
                 waits.top(6)
             );
@@ -783,24 +608,24 @@ fn print_table(runs: &[Run]) {
     for run in runs {
         let per_replica: Vec<String> = run.outcome.per_replica.iter().map(u64::to_string).collect();
         println!(
-            "{} replica(s): accepted per replica [{}]; other answers: {}; vendor requests beyond one per delivery: {}",
-            run.replicas,
+            "{}: accepted per replica [{}]; other answers: {}; vendor requests beyond one per delivery: {}",
+            run_name(run),
             per_replica.join(", "),
             run.outcome.others(),
             run.duplicate_deliveries
         );
         if !run.complete {
             println!(
-                "{} replica(s): CAPPED: {} of {} delivered when the cap was reached",
-                run.replicas,
+                "{}: CAPPED: {} of {} delivered when the cap was reached",
+                run_name(run),
                 run.delivered,
                 run.outcome.delivery_ids.len()
             );
         }
         if !run.complaints.is_empty() {
             println!(
-                "{} replica(s): {} warning/error line(s) in the replicas' logs, first ones:",
-                run.replicas,
+                "{}: {} warning/error line(s) in the replicas' logs, first ones:",
+                run_name(run),
                 run.complaints.len()
             );
             for line in run.complaints.iter().take(5) {
@@ -857,22 +682,55 @@ async fn main() -> ExitCode {
         }
     }
     let mut runs = Vec::new();
-    for &replicas in &options.replicas {
-        match run_replicas(&options, &url, replicas).await {
+    // The same load on one bridge on the embedded store first: the baseline of the targets.
+    let counts = std::iter::once(None).filter(|_| !options.no_embedded_baseline);
+    for replicas in counts.chain(options.replicas.iter().map(Some)) {
+        let server_url = replicas.map(|_| url.as_str());
+        let label = replicas.map_or("embedded store".to_string(), |n| format!("{n} replica(s)"));
+        match run_replicas(&options, server_url, replicas.copied().unwrap_or(1)).await {
             Ok(run) => {
                 println!(
-                    "  {replicas} replica(s): {} accepted ({:.0}/s), {} delivered ({:.0}/s)",
+                    "  {label}: {} accepted ({:.0}/s), {} delivered ({:.0}/s)",
                     run.outcome.accepted, run.accepted_per_s, run.delivered, run.delivered_per_s
                 );
                 runs.push(run);
             }
             Err(err) => {
-                eprintln!("replica-bench: {replicas} replica(s): {err:#}");
+                eprintln!("replica-bench: {label}: {err:#}");
                 print_table(&runs);
                 return ExitCode::FAILURE;
             }
         }
     }
     print_table(&runs);
+    print_targets(&runs);
     ExitCode::SUCCESS
+}
+
+/// The targets: one replica delivers at least half what the embedded store does under the same
+/// load, and two replicas no less than one.
+fn print_targets(runs: &[Run]) {
+    let delivered = |embedded: bool, replicas: usize| {
+        runs.iter()
+            .find(|run| run.embedded == embedded && run.replicas == replicas)
+            .map(|run| run.delivered_per_s)
+    };
+    if let (Some(one), Some(embedded)) = (delivered(false, 1), delivered(true, 1)) {
+        print_target(
+            "PostgreSQL, 1 replica, delivered / embedded store",
+            one / embedded,
+            "x",
+            0.5,
+            Better::Higher,
+        );
+    }
+    if let (Some(two), Some(one)) = (delivered(false, 2), delivered(false, 1)) {
+        print_target(
+            "PostgreSQL, 2 replicas / 1 replica, delivered",
+            two / one,
+            "x",
+            1.0,
+            Better::Higher,
+        );
+    }
 }
