@@ -15,7 +15,8 @@
 //!   that never finish, requests in a loop (the abuse test's measures and attacks).
 //! - [`background_work`]: spinning threads and a real build sharing the machine with a bridge
 //!   under measure.
-//! - [`round_robin_load`]: Incoming events round-robin over replicas (`replica-bench`).
+//! - [`paced_load`], [`round_robin_load`]: Incoming events over keep-alive connections, closed or
+//!   open loop (`accept-bench`), round-robin over replicas (`replica-bench`).
 //! - [`bench_options`] parses the bench binaries' option values; [`bench_target`] prints a benchmark's figure against its target (`cargo xtask bench`).
 
 pub mod adapters;
@@ -36,6 +37,7 @@ pub mod mock_http;
 pub mod mock_rocketchat;
 pub mod mock_sunshine;
 pub mod nemesis;
+pub mod paced_load;
 pub mod postgres_waits;
 pub mod process_stats;
 pub mod reload_support;
