@@ -1,7 +1,8 @@
 //! Test harness for dolphin-bridge: the real binary between mock servers.
 //!
 //! - [`bridge::Bridge`] runs `dolphin-bridge serve` with a generated config in a temp dir, and
-//!   reads delivery states through the admin endpoints.
+//!   reads delivery states through the admin endpoints; [`bridge_config::BridgeConfig`] builds
+//!   that config.
 //! - [`three_dolphins::MockThreeDolphins`] is the 3Dolphins side (events, Contact and history APIs).
 //! - [`mock_chatwoot::MockChatwoot`] is a stateful Chatwoot (the `chatwoot` adapter's vendor).
 //! - [`vendor::MockVendor`] is a generic recording vendor (the `echo` adapter's target).
@@ -25,6 +26,7 @@ pub mod background_work;
 pub mod bench_options;
 pub mod bench_target;
 pub mod bridge;
+pub mod bridge_config;
 pub mod client;
 pub mod copy_dir;
 pub mod corpus_support;
