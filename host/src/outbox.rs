@@ -3,6 +3,7 @@
 //! they fail for good.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -155,6 +156,22 @@ impl Drop for TenantShare<'_> {
     }
 }
 
+/// A started delivery not yet claimed, counted in [`Outbox::claiming`] until dropped.
+struct Claiming(Arc<AtomicUsize>);
+
+impl Claiming {
+    fn counted_in(count: &Arc<AtomicUsize>) -> Claiming {
+        count.fetch_add(1, Ordering::Relaxed);
+        Claiming(count.clone())
+    }
+}
+
+impl Drop for Claiming {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The outbox: accepts events durably and runs their delivery.
 pub struct Outbox {
     store: Arc<dyn Store>,
@@ -163,6 +180,9 @@ pub struct Outbox {
     lease_owner: String,
     wake: Notify,
     in_flight: Mutex<InFlight>,
+    /// Deliveries started and not yet claimed: still due in the store, a due read finds them
+    /// again (and passes over them).
+    claiming: Arc<AtomicUsize>,
     activity: Activity,
 }
 
@@ -175,6 +195,7 @@ impl Outbox {
             lease_owner: ReplicaId::current().to_string(),
             wake: Notify::new(),
             in_flight: Mutex::new(InFlight::default()),
+            claiming: Arc::new(AtomicUsize::new(0)),
             activity: Activity::default(),
         })
     }
@@ -288,10 +309,14 @@ impl Outbox {
             // Tenants at their cap are left out of the read, so their heads cannot fill it and
             // hide other tenants' (one slow tenant cannot delay another's deliveries).
             let skip = self.in_flight.lock().expect("in-flight lock").saturated(cap);
-            let limit = free + 64;
+            // What one read can start (a tenant starts `cap` at most: a tenant it fills is
+            // skipped by the next read), and the deliveries this process is claiming, which
+            // the read finds again. A read of every due head would cost the store a row per
+            // due ticket for each delivery started.
+            let limit = free.min(cap) + self.claiming.load(Ordering::Relaxed);
             let due = self.store.due(now, limit, &skip).await?;
             let read_all = due.len() < limit;
-            let mut filled_a_tenant = false;
+            let mut started_any = false;
             for delivery in due {
                 let key = delivery.order_key();
                 {
@@ -301,8 +326,8 @@ impl Outbox {
                     {
                         continue;
                     }
-                    filled_a_tenant |= in_flight.count(&delivery.tenant) >= cap;
                 }
+                started_any = true;
                 let Ok(permit) = runs.started.clone().try_acquire_owned() else {
                     self.in_flight
                         .lock()
@@ -311,18 +336,21 @@ impl Outbox {
                     break;
                 };
                 let (outbox, registry, attempting) = (self.clone(), registry.clone(), runs.attempting.clone());
+                let claiming = Claiming::counted_in(&self.claiming);
                 tasks.spawn(async move {
                     let share = TenantShare {
                         outbox: &outbox,
                         tenant: delivery.tenant.clone(),
                     };
-                    outbox.claim_and_deliver(&registry, delivery, share, &attempting).await;
+                    outbox
+                        .claim_and_deliver(&registry, delivery, share, claiming, &attempting)
+                        .await;
                     outbox.in_flight.lock().expect("in-flight lock").keys.remove(&key);
                     drop(permit);
                     outbox.wake.notify_one();
                 });
             }
-            if read_all || !filled_a_tenant {
+            if read_all || !started_any {
                 break;
             }
         }
@@ -361,6 +389,7 @@ impl Outbox {
         registry: &AdapterRegistry,
         delivery: Delivery,
         share: TenantShare<'_>,
+        claiming: Claiming,
         attempting: &Arc<Semaphore>,
     ) {
         let attempt = delivery.attempts + 1;
@@ -369,8 +398,10 @@ impl Outbox {
         // another replica) recorded its outcome; the claim has the last word.
         let lease_ms = Duration::from_millis(self.config.lease_ms);
         let asked = tokio::time::Instant::now();
+        // Counted as claiming until the claim is made (or, after a failed one, the backoff
+        // ends): the delivery is due in the store meanwhile.
         match self.store.claim(delivery.seq, delivery.attempts, &self.lease()).await {
-            Ok(true) => {}
+            Ok(true) => drop(claiming),
             Ok(false) => return,
             Err(e) => {
                 tracing::warn!(delivery_id = %delivery.delivery_id, error = format!("{e:#}"),

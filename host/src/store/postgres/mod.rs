@@ -39,11 +39,15 @@ use super::{
 };
 use crate::clock;
 use crate::store::ReplicaStatus;
+use claims::{ClaimAsked, OutcomeAsked};
+use grouped::GroupedWrites;
 use pooled::Pooled;
 use session::DatabaseClock;
 use tls::ConnectionSecurity;
 
+mod claims;
 mod deployments;
+mod grouped;
 mod kv;
 mod migrations;
 mod outbox;
@@ -98,6 +102,10 @@ pub struct PostgresStore {
     warnings: Vec<String>,
     /// How the connections are protected, in words (see [`ConnectionSecurity::describe`]).
     transport: String,
+    /// The deliveries' claims, asked for at once, each group in one transaction.
+    claims: GroupedWrites<ClaimAsked, bool>,
+    /// The deliveries' outcomes, likewise.
+    outcomes: GroupedWrites<OutcomeAsked, bool>,
 }
 
 impl Drop for PostgresStore {
@@ -319,6 +327,8 @@ impl PostgresStore {
         let announce = Arc::new(Notify::new());
         let announcer = tokio::spawn(announce_due_work(pool.clone(), channel.clone(), announce.clone()));
         Ok(PostgresStore {
+            claims: GroupedWrites::start(pool.clone(), claims::claim_group),
+            outcomes: GroupedWrites::start(pool.clone(), claims::record_group),
             pool,
             last_commit_ms: AtomicI64::new(0),
             due_signal,
@@ -336,11 +346,7 @@ impl PostgresStore {
 
     /// A connection of the pool; give it back with [`Pooled::done`] when its work is over.
     async fn client(&self) -> anyhow::Result<Pooled> {
-        self.pool.get().await.map(Pooled::new).map_err(|e| match e {
-            PoolError::Timeout(_) => StoreError::Busy.into(),
-            PoolError::Closed => StoreError::Stopped.into(),
-            other => anyhow::Error::from(other).context("connecting to the store"),
-        })
+        pooled_client(&self.pool).await
     }
 
     fn committed(&self) {
@@ -368,6 +374,15 @@ impl PostgresStore {
         client.done();
         Ok(rows)
     }
+}
+
+/// A connection of `pool`; give it back with [`Pooled::done`] when its work is over.
+async fn pooled_client(pool: &Pool) -> anyhow::Result<Pooled> {
+    pool.get().await.map(Pooled::new).map_err(|e| match e {
+        PoolError::Timeout(_) => StoreError::Busy.into(),
+        PoolError::Closed => StoreError::Stopped.into(),
+        other => anyhow::Error::from(other).context("connecting to the store"),
+    })
 }
 
 #[async_trait::async_trait]
@@ -413,7 +428,10 @@ impl Store for PostgresStore {
     }
 
     async fn claim(&self, seq: i64, attempts: u32, lease: &Lease) -> anyhow::Result<bool> {
-        outbox::claim(self, seq, attempts, lease).await
+        let lease = lease.clone();
+        let claimed = self.claims.write(ClaimAsked { seq, attempts, lease }).await?;
+        self.committed();
+        Ok(claimed)
     }
 
     async fn release_all_leases(&self) -> anyhow::Result<usize> {
@@ -425,7 +443,23 @@ impl Store for PostgresStore {
     }
 
     async fn record(&self, seq: i64, attempt: u32, outcome: Outcome) -> anyhow::Result<bool> {
-        outbox::record(self, seq, attempt, outcome).await
+        // A finished delivery lets the next event of its ticket go.
+        let finishes = matches!(outcome, Outcome::Delivered | Outcome::Dead(_));
+        let now = self.clock.now_ms();
+        let recorded = self
+            .outcomes
+            .write(OutcomeAsked {
+                seq,
+                attempt,
+                outcome,
+                now,
+            })
+            .await?;
+        self.committed();
+        if finishes && recorded {
+            self.announce.notify_one();
+        }
+        Ok(recorded)
     }
 
     async fn dead_letters(&self, tenant: Option<&str>, limit: usize) -> anyhow::Result<Vec<Delivery>> {

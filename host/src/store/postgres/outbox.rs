@@ -1,5 +1,6 @@
 //! The PostgreSQL store's outbox: accepting deliveries (with their idempotency keys), finding
-//! due ones, claims and leases, outcomes, dead letters, replay, purges, stats and backlog.
+//! due ones, leases, dead letters, replay, purges, stats and backlog (claims and outcomes are
+//! written in groups: [`super::claims`]).
 
 use std::time::Duration;
 
@@ -8,10 +9,11 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
 use super::PostgresStore;
+use super::claims::LOCK_TICKETS_OF_DELIVERIES;
 use super::tickets::remember_ticket;
 use crate::store::{
-    Accepted, DeadLetterFilter, Delivery, Direction, Lease, NewDelivery, OutboxStats, Outcome, PurgeBefore,
-    TenantBacklog, TenantDeadLetters,
+    Accepted, DeadLetterFilter, Delivery, Direction, Lease, NewDelivery, OutboxStats, PurgeBefore, TenantBacklog,
+    TenantDeadLetters,
 };
 
 /// Rows one purge step deletes.
@@ -79,7 +81,7 @@ fn dead_letter_condition(filter: &DeadLetterFilter, param: usize) -> (String, Op
 /// remembering their tickets.
 pub(super) async fn enqueue_in(
     tx: &Transaction<'_>,
-    items: Vec<NewDelivery>,
+    items: &[NewDelivery],
     window: Duration,
     now: i64,
 ) -> anyhow::Result<Vec<Accepted>> {
@@ -141,7 +143,7 @@ pub(super) async fn enqueue_in(
         )
         .await?;
         accepted.push(Accepted {
-            delivery_id: item.delivery_id,
+            delivery_id: item.delivery_id.clone(),
             duplicate: false,
         });
     }
@@ -156,7 +158,7 @@ pub(super) async fn enqueue(
     let now = store.clock.now_ms();
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
-    let accepted = enqueue_in(&tx, deliveries, window, now).await?;
+    let accepted = enqueue_in(&tx, &deliveries, window, now).await?;
     tx.commit().await.context("store commit failed")?;
     client.done();
     store.committed();
@@ -191,39 +193,6 @@ pub(super) async fn next_due_after(store: &PostgresStore, now: i64) -> anyhow::R
     Ok(rows.first().and_then(|row| row.get(0)))
 }
 
-pub(super) async fn claim(store: &PostgresStore, seq: i64, attempts: u32, lease: &Lease) -> anyhow::Result<bool> {
-    let mut client = store.client().await?;
-    let tx = client.transaction().await?;
-    // The ticket's lock first, then the check in a statement of its own (a new snapshot): a
-    // claim of another event of the ticket, or a replay making an older one its head, is then
-    // either seen committed or waits for this one.
-    let lock = tx
-        .prepare_cached("SELECT lock_ticket_heads(owner, direction, ticket) FROM outbox WHERE seq = $1")
-        .await?;
-    tx.execute(&lock, &[&seq]).await?;
-    let update = tx
-        .prepare_cached(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $3, lease_owner = $4
-             WHERE seq = $1 AND state = 'pending' AND attempts = $2 AND next_attempt_at <= $5
-             AND NOT EXISTS (
-                 SELECT 1 FROM outbox other WHERE other.owner = outbox.owner
-                 AND other.direction = outbox.direction AND other.ticket = outbox.ticket
-                 AND other.state = 'pending' AND other.seq <> outbox.seq
-                 AND other.lease_owner IS NOT NULL AND other.next_attempt_at > $5)",
-        )
-        .await?;
-    let changed = tx
-        .execute(
-            &update,
-            &[&seq, &(attempts as i32), &lease.until_ms, &lease.owner, &lease.from_ms],
-        )
-        .await?;
-    tx.commit().await.context("store commit failed")?;
-    client.done();
-    store.committed();
-    Ok(changed == 1)
-}
-
 pub(super) async fn release_all_leases(store: &PostgresStore) -> anyhow::Result<usize> {
     let released = store
         .write(
@@ -243,53 +212,6 @@ pub(super) async fn renew(store: &PostgresStore, seq: i64, attempt: u32, lease: 
             &[&seq, &(attempt as i32), &lease.until_ms, &lease.owner],
         )
         .await?;
-    Ok(changed == 1)
-}
-
-pub(super) async fn record(store: &PostgresStore, seq: i64, attempt: u32, outcome: Outcome) -> anyhow::Result<bool> {
-    let now = store.clock.now_ms();
-    let attempt = attempt as i32;
-    // A finished delivery lets the next event of its ticket go.
-    let finishes = matches!(outcome, Outcome::Delivered | Outcome::Dead(_));
-    let changed = match outcome {
-        Outcome::Delivered => {
-            store
-                .write(
-                    "UPDATE outbox SET state = 'delivered', finished_at = $3, last_error = NULL, lease_owner = NULL
-                     WHERE seq = $1 AND state = 'pending' AND attempts = $2",
-                    &[&seq, &attempt, &now],
-                )
-                .await?
-        }
-        Outcome::RetryAt(at, error) => {
-            store
-                .write(
-                    "UPDATE outbox SET next_attempt_at = $3, last_error = $4, lease_owner = NULL
-                     WHERE seq = $1 AND state = 'pending' AND attempts = $2",
-                    &[&seq, &attempt, &at, &error],
-                )
-                .await?
-        }
-        Outcome::Dead(error) => {
-            store
-                .write(
-                    "UPDATE outbox SET state = 'dead', last_error = $3, finished_at = $4, lease_owner = NULL
-                     WHERE seq = $1 AND state = 'pending' AND attempts = $2",
-                    &[&seq, &attempt, &error, &now],
-                )
-                .await?
-        }
-        Outcome::NotAttempted(at, error) => store
-            .write(
-                "UPDATE outbox SET attempts = attempts - 1, next_attempt_at = $3, last_error = $4, lease_owner = NULL
-                     WHERE seq = $1 AND state = 'pending' AND attempts = $2",
-                &[&seq, &attempt, &at, &error],
-            )
-            .await?,
-    };
-    if finishes && changed == 1 {
-        store.announce.notify_one();
-    }
     Ok(changed == 1)
 }
 
@@ -320,9 +242,6 @@ pub(super) async fn replay(
     let (select_condition, value) = dead_letter_condition(&filter, 1);
     let (condition, _) = dead_letter_condition(&filter, 2);
     let select = format!("SELECT seq FROM outbox WHERE {select_condition} ORDER BY seq LIMIT {REPLAY_BATCH}");
-    let lock = "SELECT lock_ticket_heads(owner, direction, ticket) FROM (
-                    SELECT DISTINCT hashtext(owner || '/' || direction || '/' || ticket) AS h, owner, direction, ticket
-                    FROM outbox WHERE seq = ANY($1) ORDER BY h, owner, direction, ticket OFFSET 0) sorted";
     let update = format!(
         "UPDATE outbox SET state = 'pending', retry_base = attempts, next_attempt_at = $1,
              finished_at = NULL, tenant = COALESCE($3, tenant)
@@ -339,7 +258,9 @@ pub(super) async fn replay(
             .iter()
             .map(|row| row.get(0))
             .collect();
-        tx.execute(lock, &[&batch]).await.context("taking the tickets' locks")?;
+        tx.execute(LOCK_TICKETS_OF_DELIVERIES, &[&batch])
+            .await
+            .context("taking the tickets' locks")?;
         let now = store.clock.now_ms();
         let changed = tx.execute(&update, &[&now, &value, &to_tenant, &batch]).await?;
         tx.commit().await.context("store commit failed")?;

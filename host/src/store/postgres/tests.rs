@@ -928,3 +928,214 @@ async fn disable_stays_plain_and_the_default_prefers_tls_without_checking() {
         Some("TLS, server certificate not checked (sslmode=prefer)")
     );
 }
+
+/// Claims asked for at once are written as one group, and each is answered as it would be
+/// alone: a stale attempt count loses, of two events of one ticket only the older is claimed,
+/// and one not yet due is not.
+#[tokio::test]
+async fn a_group_of_claims_answers_each_claim_as_if_alone() {
+    let t = TempSchema::new().await;
+    let store = &t.store;
+    let batch = ["a1", "a2", "b1", "c1", "d1"].map(|id| delivery(id, &id[..1].to_uppercase(), None));
+    let mut batch = batch.to_vec();
+    batch[1].ticket = "A".into();
+    store.enqueue(batch, WINDOW).await.unwrap();
+    let seq = |id: &'static str| async move { get(store, id).await.seq };
+    let (a1, a2, b1, c1, d1) = (
+        seq("a1").await,
+        seq("a2").await,
+        seq("b1").await,
+        seq("c1").await,
+        seq("d1").await,
+    );
+    let now = store.now_ms();
+    let until = now + 5_000;
+    let asked = |seq, attempts, from| claims::ClaimAsked {
+        seq,
+        attempts,
+        lease: lease_at(OWNER, from, until),
+    };
+    let answers = claims::claim_group(
+        store.pool.clone(),
+        vec![
+            asked(a2, 0, now),
+            asked(a1, 0, now),
+            asked(b1, 1, now),
+            asked(c1, 0, now),
+            asked(d1, 0, now - 60_000),
+        ],
+    )
+    .await;
+    let answers: Vec<bool> = answers.into_iter().map(Result::unwrap).collect();
+    assert_eq!(
+        answers,
+        [false, true, false, true, false],
+        "a2 (a later event of a1's ticket), b1 (a stale count) and d1 (not due at its lease's start) lose"
+    );
+    assert_eq!(get(store, "a1").await.lease_owner.as_deref(), Some(OWNER));
+    assert_eq!(get(store, "a2").await.attempts, 0);
+    assert_eq!(get(store, "b1").await.attempts, 0);
+    assert_eq!(get(store, "c1").await.next_attempt_at, until);
+    assert_eq!(get(store, "d1").await.attempts, 0);
+    assert_eq!(due_ids(store, now).await, ["b1", "d1"], "the leased heads are not due");
+}
+
+/// Outcomes recorded at once are one group, each kind written as alone: a finished event hands
+/// its ticket to the next, a retry reschedules it, an outcome of another attempt is not written.
+/// A group the database refuses (an error text it cannot store) is written again one by one, so
+/// the others are recorded and only the refused one fails.
+#[tokio::test]
+async fn a_group_of_outcomes_records_each_and_a_refused_one_fails_alone() {
+    let t = TempSchema::new().await;
+    let store = &t.store;
+    let ids = ["a1", "a2", "b1", "c1", "d1", "e1"];
+    let mut batch: Vec<NewDelivery> = ids
+        .iter()
+        .map(|id| delivery(id, &id[..1].to_uppercase(), None))
+        .collect();
+    batch[1].ticket = "A".into();
+    store.enqueue(batch, WINDOW).await.unwrap();
+    let now = store.now_ms();
+    let until = now + 5_000;
+    for id in ["a1", "b1", "c1", "d1", "e1"] {
+        let seq = get(store, id).await.seq;
+        assert!(store.claim(seq, 0, &lease_at(OWNER, now, until)).await.unwrap());
+    }
+    let outcome = |id: &'static str, attempt, outcome| async move {
+        claims::OutcomeAsked {
+            seq: get(store, id).await.seq,
+            attempt,
+            outcome,
+            now,
+        }
+    };
+    let retry_at = now + 60_000;
+    let group = vec![
+        outcome("a1", 1, Outcome::Delivered).await,
+        outcome("b1", 1, Outcome::RetryAt(retry_at, "vendor said 503".into())).await,
+        outcome("c1", 1, Outcome::Dead("vendor said 400".into())).await,
+        outcome("d1", 2, Outcome::Delivered).await,
+        outcome("e1", 1, Outcome::NotAttempted(retry_at, "resting".into())).await,
+    ];
+    let answers: Vec<bool> = claims::record_group(store.pool.clone(), group)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        answers,
+        [true, true, true, false, true],
+        "d1's outcome is of another attempt"
+    );
+    assert_eq!(get(store, "a1").await.state, "delivered");
+    assert_eq!(get(store, "b1").await.next_attempt_at, retry_at);
+    assert_eq!(get(store, "c1").await.state, "dead");
+    assert_eq!(
+        get(store, "d1").await.lease_owner.as_deref(),
+        Some(OWNER),
+        "d1 still leased"
+    );
+    assert_eq!(get(store, "e1").await.attempts, 0, "the attempt not made is given back");
+    assert_eq!(due_ids(store, now).await, ["a2"], "a1's ticket goes on with a2");
+
+    let d1 = get(store, "d1").await.seq;
+    let a2 = get(store, "a2").await.seq;
+    assert!(store.claim(a2, 0, &lease_at(OWNER, now, until)).await.unwrap());
+    let refused = vec![
+        claims::OutcomeAsked {
+            seq: d1,
+            attempt: 1,
+            outcome: Outcome::Dead("a NUL \0 PostgreSQL cannot store".into()),
+            now,
+        },
+        claims::OutcomeAsked {
+            seq: a2,
+            attempt: 1,
+            outcome: Outcome::Delivered,
+            now,
+        },
+    ];
+    let answers = claims::record_group(store.pool.clone(), refused).await;
+    assert!(answers[0].is_err(), "the refused outcome fails");
+    assert!(*answers[1].as_ref().unwrap(), "the other is recorded");
+    assert_eq!(get(store, "a2").await.state, "delivered");
+    assert_eq!(get(store, "d1").await.state, "pending");
+}
+
+/// Many deliveries of two replicas claimed and finished at once, over the same tickets: every
+/// claim and outcome is written (grouped, in the locks' order), none fails as a deadlock, and
+/// each event is delivered once (the order per ticket is the suite's to check).
+#[tokio::test]
+async fn two_replicas_claiming_and_recording_at_once_over_the_same_tickets_never_deadlock() {
+    let t = TempSchema::new().await;
+    let tickets = ["A", "B", "C", "D", "E", "F", "G", "H"];
+    let events_per_ticket = 6;
+    let mut batch = Vec::new();
+    for n in 0..events_per_ticket {
+        for ticket in tickets {
+            batch.push(delivery(&format!("{ticket}{n}"), ticket, None));
+        }
+    }
+    t.store.enqueue(batch, WINDOW).await.unwrap();
+    let mut replicas = Vec::new();
+    for owner in ["replica-a", "replica-b"] {
+        replicas.push((owner, Arc::new(PostgresStore::open(&t.url, 4).await.unwrap())));
+    }
+    let mut delivered: Vec<(String, String)> = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while delivered.len() < tickets.len() * events_per_ticket {
+        assert!(std::time::Instant::now() < deadline, "delivered only {delivered:?}");
+        // Both replicas read the same heads and race for them, each with all of its claims
+        // and then all of its outcomes at once.
+        let mut rounds = tokio::task::JoinSet::new();
+        for (owner, store) in &replicas {
+            let (owner, store) = (*owner, store.clone());
+            rounds.spawn(async move {
+                let now = store.now_ms();
+                let due = store.due(now, 64, &[]).await.unwrap();
+                let mut claims = tokio::task::JoinSet::new();
+                for d in due {
+                    let store = store.clone();
+                    claims.spawn(async move {
+                        let claimed = store
+                            .claim(d.seq, d.attempts, &lease_at(owner, now, now + 30_000))
+                            .await;
+                        (d, claimed.expect("a claim failed"))
+                    });
+                }
+                let won: Vec<Delivery> = claims
+                    .join_all()
+                    .await
+                    .into_iter()
+                    .filter(|(_, c)| *c)
+                    .map(|(d, _)| d)
+                    .collect();
+                let mut records = tokio::task::JoinSet::new();
+                for d in won.clone() {
+                    let store = store.clone();
+                    records.spawn(async move { store.record(d.seq, d.attempts + 1, Outcome::Delivered).await });
+                }
+                for recorded in records.join_all().await {
+                    assert!(
+                        recorded.expect("an outcome failed"),
+                        "a claimed delivery's outcome is recorded"
+                    );
+                }
+                won
+            });
+        }
+        for won in rounds.join_all().await {
+            delivered.extend(won.into_iter().map(|d| (d.ticket, d.delivery_id)));
+        }
+    }
+    delivered.sort_by_key(|(_, id)| id[1..].parse::<u32>().unwrap());
+    for ticket in tickets {
+        let delivered: Vec<&str> = delivered
+            .iter()
+            .filter(|(t, _)| t == ticket)
+            .map(|(_, id)| id.as_str())
+            .collect();
+        let expected: Vec<String> = (0..events_per_ticket).map(|n| format!("{ticket}{n}")).collect();
+        assert_eq!(delivered, expected, "ticket {ticket}: each event delivered once");
+    }
+}

@@ -108,7 +108,7 @@ pub(super) async fn accept_webhook(
         }
         seen.push(first);
     }
-    let mut stored = enqueue_in(&tx, kept, Duration::ZERO, now).await?.into_iter();
+    let mut stored = enqueue_in(&tx, &kept, Duration::ZERO, now).await?.into_iter();
     let accepted = seen
         .into_iter()
         .map(|first| match first {
