@@ -438,6 +438,17 @@ async fn slow_upload(env: &DeployEnv, start: String, headers: String, first: &[u
     stream
 }
 
+/// A slow upload of a component to acme through the API, with its deploy token.
+async fn slow_upload_to_acme(env: &DeployEnv) -> TcpStream {
+    slow_upload(
+        env,
+        "PUT /admin/tenants/acme/adapter".to_string(),
+        format!("authorization: Bearer {ACME_DEPLOY_TOKEN}\r\ncontent-type: application/wasm"),
+        &[0u8; 4096],
+    )
+    .await
+}
+
 /// Opens a slow upload to acme with `open`, then deploys garbage (seeded `seed`) to acme with
 /// its deploy token: the slow upload (still open) and the answer, the first one that is no
 /// rejection of the garbage, for at most 10 s. Each try opens the slow upload anew: the bridge
@@ -483,15 +494,7 @@ async fn bridge_with_its_upload_slot_taken() -> (DeployEnv, TcpStream) {
         deployments.insert("max_bytes".into(), toml::Value::Integer(64 << 20));
     })
     .await;
-    let open = || {
-        slow_upload(
-            &env,
-            "PUT /admin/tenants/acme/adapter".to_string(),
-            format!("authorization: Bearer {ACME_DEPLOY_TOKEN}\r\ncontent-type: application/wasm"),
-            &[0u8; 4096],
-        )
-    };
-    let mut slow = open().await;
+    let mut slow = slow_upload_to_acme(&env).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let probe = env.deploy("beta", BETA_DEPLOY_TOKEN, garbage_bytes(1024, 5)).await;
@@ -506,7 +509,7 @@ async fn bridge_with_its_upload_slot_taken() -> (DeployEnv, TcpStream) {
         // The bridge may read the slow upload's head while a probe holds the slot, and refuse
         // it: an answer on its connection means it holds nothing, so it is opened again.
         if answered(&slow) {
-            slow = open().await;
+            slow = slow_upload_to_acme(&env).await;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -557,15 +560,7 @@ async fn parallel_slow_uploads_are_refused_past_the_limits() {
     })
     .await;
     // A slow upload to acme: the headers and a first part of the body, the rest never sent.
-    let slow_api = || {
-        slow_upload(
-            &env,
-            "PUT /admin/tenants/acme/adapter".to_string(),
-            format!("authorization: Bearer {ACME_DEPLOY_TOKEN}\r\ncontent-type: application/wasm"),
-            &[0u8; 4096],
-        )
-    };
-    let (slow, tenant_busy) = deploy_to_acme_during(&env, slow_api, 1).await;
+    let (slow, tenant_busy) = deploy_to_acme_during(&env, || slow_upload_to_acme(&env), 1).await;
     assert_eq!(tenant_busy.status, 429, "{}", tenant_busy.describe());
     assert_eq!(tenant_busy.error_code().as_deref(), Some("too_many_uploads"));
     let reason = tenant_busy.error_message().unwrap_or_default();

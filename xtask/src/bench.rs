@@ -96,7 +96,8 @@ pub fn bench(only: &[String], args: &[String]) -> Result<()> {
         let binary = target_dir()
             .join("release")
             .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-        println!("\n==> {name} {}", args.join(" "));
+        let label = format!("{name} {}", args.join(" ")).trim_end().to_string();
+        println!("\n==> {label}");
         settle_disk();
         let mut cmd = Command::new(&binary);
         cmd.args(&args)
@@ -108,7 +109,7 @@ pub fn bench(only: &[String], args: &[String]) -> Result<()> {
         // One failing bench does not hide the others' figures.
         if let Err(err) = run_gathering_targets(&mut cmd, &mut targets) {
             eprintln!("xtask: {err:#}");
-            failed.push(format!("{name} {}", args.join(" ")).trim_end().to_string());
+            failed.push(label);
         }
     }
     println!("\n==> targets (every figure above that has one, measured in this run)");

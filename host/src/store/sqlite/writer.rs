@@ -186,8 +186,7 @@ mod tests {
     }
 
     /// Commits `batch` and answers each write, as the writer's loop does; the commit's error.
-    fn commit_and_answer(conn: &Connection, batch: Vec<Job>) -> Option<String> {
-        let mut batch = batch;
+    fn commit_and_answer(conn: &Connection, mut batch: Vec<Job>) -> Option<String> {
         let failure = commit_batch(conn, &mut batch, 0);
         for job in batch {
             job.answer(failure.as_deref());
