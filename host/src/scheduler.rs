@@ -12,6 +12,12 @@
 //! Calls never wait in the runtime's own run queue, where they would be served in turn: a
 //! guest's yield or a host call's answer queues the call at the gate (`RunGate`), and its task
 //! is woken only once it holds a slot.
+//!
+//! A call that finds a slot free, of a tenant whose last call was short and who used little
+//! lately, runs on the caller's thread (see [`CallHandle`]), its slices still taken from the
+//! gate: a call of a few microseconds then pays no thread wake-up either way. Once it yields at
+//! an epoch tick or passes [`SHORT_CALL`] of CPU, the rest goes on on the adapter threads, as
+//! every call of a tenant that spins does.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -31,6 +37,19 @@ const USAGE_HALF_LIFE: Duration = Duration::from_secs(1);
 /// call's host call, goes on without the thread being woken (a wake-up costs more than most
 /// calls). With more calls in flight the threads are kept busy by them.
 const LINGER: Duration = Duration::from_micros(200);
+
+/// A call that used at most this much CPU counts as short: its tenant's next call may start on
+/// the caller's thread.
+const SHORT_CALL: Duration = Duration::from_micros(500);
+
+/// A tenant whose decayed recent CPU use is above this (about 70% of a core, steady) starts
+/// its calls on the adapter threads only, even when they are short.
+const INLINE_USAGE_LIMIT: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// Whether this thread is one of the adapter threads.
+    static ON_ADAPTER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 /// How much the threads running adapters are niced: when the machine is busy, the threads that
 /// accept requests and commit them win over guests.
@@ -77,7 +96,8 @@ impl Linger {
             return;
         }
         self.last_end.store(self.now(), Ordering::Relaxed);
-        if tokio::runtime::Handle::try_current().is_err() || self.active.swap(true, Ordering::AcqRel) {
+        // A call that ended on its caller's thread leaves no adapter thread awake to keep so.
+        if !ON_ADAPTER_THREAD.get() || self.active.swap(true, Ordering::AcqRel) {
             return;
         }
         let this = self.clone();
@@ -106,7 +126,10 @@ impl GuestScheduler {
             // answer): look at the shared queue after every poll, not after dozens of them.
             .global_queue_interval(1)
             .event_interval(1)
-            .on_thread_start(lower_thread_priority)
+            .on_thread_start(|| {
+                ON_ADAPTER_THREAD.set(true);
+                lower_thread_priority();
+            })
             .enable_all()
             .build()
             .context("starting the adapter threads")?;
@@ -119,9 +142,11 @@ impl GuestScheduler {
         })
     }
 
-    /// Starts `call` for `tenant` on the adapter threads. Time spent polling it is added to
-    /// `clock` and to the tenant's recent usage. Dropping the handle cancels the call.
-    pub fn spawn<F>(&self, tenant: &str, clock: Arc<CpuClock>, call: F) -> AbortOnDropHandle<F::Output>
+    /// Starts `call` for `tenant`: its first slice on the caller's thread when a slot is free
+    /// and the tenant's calls are short (see the module's text), the rest on the adapter
+    /// threads. Time spent polling it is added to `clock` and to the tenant's recent usage.
+    /// Dropping the handle cancels the call.
+    pub fn spawn<F>(&self, tenant: &str, clock: Arc<CpuClock>, call: F) -> CallHandle<F>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -131,13 +156,16 @@ impl GuestScheduler {
         let usage = self.usage_of(tenant);
         // Asks for a slot before the task exists: the spawned task's first poll may come after
         // running guests' next yield, which should already see this call waiting.
-        self.gate.admit(id, &usage, Waker::noop(), false);
+        let granted = self.gate.admit(id, &usage, Waker::noop(), false);
+        let here = granted && usage.may_start_on_callers_thread(Instant::now());
         let ready_since = Mutex::new(Some(Instant::now()));
         self.linger.call_started();
         let scheduled = Scheduled {
             inner: Box::pin(call),
             linger: self.linger.clone(),
             clock,
+            finished: false,
+            yielded: false,
             waker: Arc::new(CallWaker {
                 id,
                 usage,
@@ -148,7 +176,11 @@ impl GuestScheduler {
                 ready_since,
             }),
         };
-        AbortOnDropHandle::new(self.handle.spawn(scheduled))
+        let stage = match here {
+            true => Stage::Here(Box::pin(scheduled), self.handle.clone()),
+            false => Stage::There(AbortOnDropHandle::new(self.handle.spawn(scheduled))),
+        };
+        CallHandle { stage }
     }
 
     /// The usage record of `tenant`; forgets tenants that are idle and not running.
@@ -200,17 +232,25 @@ impl CpuClock {
     }
 }
 
-/// A tenant's CPU use, decayed with [`USAGE_HALF_LIFE`].
+/// A tenant's CPU use, decayed with [`USAGE_HALF_LIFE`], and whether its last call was short.
 #[derive(Default)]
 struct TenantUsage {
     /// (nanoseconds, as of when).
     state: Mutex<Option<(f64, Instant)>>,
+    /// Its last call ended using more than [`SHORT_CALL`] of CPU, or was cancelled.
+    last_call_long: AtomicBool,
 }
 
 impl TenantUsage {
     /// The decayed nanoseconds as of `now`.
     fn decayed(&self, now: Instant) -> f64 {
         decayed(*self.state.lock().expect("usage lock"), now)
+    }
+
+    /// Whether its next call may start on the caller's thread: its last call was short and it
+    /// used little lately.
+    fn may_start_on_callers_thread(&self, now: Instant) -> bool {
+        !self.last_call_long.load(Ordering::Relaxed) && self.decayed(now) < INLINE_USAGE_LIMIT.as_nanos() as f64
     }
 
     fn charge(&self, spent: Duration) {
@@ -413,6 +453,18 @@ struct Scheduled<F: Future> {
     linger: Arc<Linger>,
     clock: Arc<CpuClock>,
     waker: Arc<CallWaker>,
+    /// Polled to its end (not cancelled).
+    finished: bool,
+    /// Yielded at an epoch tick: it had used its slice.
+    yielded: bool,
+}
+
+impl<F: Future> Scheduled<F> {
+    /// Whether the call has yielded at an epoch tick or used more than [`SHORT_CALL`] of CPU:
+    /// no call to run on a caller's thread.
+    fn is_long(&self) -> bool {
+        self.yielded || self.clock.spent_nanos.load(Ordering::Relaxed) > SHORT_CALL.as_nanos() as u64
+    }
 }
 
 impl<F: Future> Future for Scheduled<F> {
@@ -449,7 +501,13 @@ impl<F: Future> Future for Scheduled<F> {
             .spent_nanos
             .fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
         call.usage.charge(spent);
+        if result.is_ready() {
+            let long = this.clock.spent_nanos.load(Ordering::Relaxed) > SHORT_CALL.as_nanos() as u64;
+            call.usage.last_call_long.store(long, Ordering::Relaxed);
+            this.finished = true;
+        }
         if result.is_pending() && call.woken_while_polling.swap(false, Ordering::SeqCst) {
+            this.yielded = true;
             // Ready to go on: wait for a slot, where the tenant's recent use decides.
             *call.ready_since.lock().expect("call waker lock") = Some(Instant::now());
             call.gate.requeue(call.id, &call.usage, cx.waker());
@@ -460,11 +518,66 @@ impl<F: Future> Future for Scheduled<F> {
 
 impl<F: Future> Drop for Scheduled<F> {
     fn drop(&mut self) {
+        if !self.finished {
+            // Cancelled (its time was up, or its caller went away): not a short call.
+            self.waker.usage.last_call_long.store(true, Ordering::Relaxed);
+        }
         self.linger.call_ended();
         // A host call may still wake the call's waker: with no task left, it asks for nothing.
         let mut task = self.waker.task.lock().expect("call waker lock");
         *task = None;
         self.waker.gate.forget(self.waker.id);
+    }
+}
+
+/// A call started by [`GuestScheduler::spawn`]; awaited, its output, or why the host could not
+/// finish it (a panic). Dropping it cancels the call.
+pub struct CallHandle<F: Future> {
+    stage: Stage<F>,
+}
+
+enum Stage<F: Future> {
+    /// Polled by the task that awaits the handle, while the call neither yields at an epoch
+    /// tick nor passes [`SHORT_CALL`]; then what is left is spawned on the adapter threads (`.1`).
+    Here(Pin<Box<Scheduled<F>>>, tokio::runtime::Handle),
+    There(AbortOnDropHandle<F::Output>),
+    Taken,
+}
+
+impl<F> Future for CallHandle<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    type Output = Result<F::Output, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Stage::Here(call, _) = &mut self.stage {
+            let slice = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call.as_mut().poll(cx)));
+            match slice {
+                Ok(Poll::Ready(output)) => return Poll::Ready(Ok(output)),
+                Ok(Poll::Pending) if !call.is_long() => return Poll::Pending,
+                Ok(Poll::Pending) => {
+                    let Stage::Here(call, adapter_threads) = std::mem::replace(&mut self.stage, Stage::Taken) else {
+                        unreachable!("the stage was just matched")
+                    };
+                    self.stage = Stage::There(AbortOnDropHandle::new(adapter_threads.spawn(call)));
+                }
+                Err(panic) => {
+                    self.stage = Stage::Taken;
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|m| m.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    return Poll::Ready(Err(format!("the call panicked: {message}")));
+                }
+            }
+        }
+        match &mut self.stage {
+            Stage::There(task) => Pin::new(task).poll(cx).map_err(|e| e.to_string()),
+            _ => panic!("a call handle polled after its end"),
+        }
     }
 }
 
@@ -806,7 +919,12 @@ mod tests {
     #[tokio::test]
     async fn an_adapter_thread_lingers_after_a_lone_call_and_then_parks() {
         let scheduler = GuestScheduler::new(1, || {}).unwrap();
-        assert_eq!(scheduler.spawn("a", Arc::default(), async { 1 }).await.unwrap(), 1);
+        // It yields once, as at an epoch tick: it ends on an adapter thread.
+        let call = scheduler.spawn("a", Arc::default(), async {
+            yield_once().await;
+            ON_ADAPTER_THREAD.get()
+        });
+        assert!(call.await.unwrap(), "the call ended on an adapter thread");
         let linger = scheduler.linger.clone();
         assert_eq!(linger.in_flight.load(Ordering::Acquire), 0);
         // It stops by itself: a thread left spinning would burn a core for nothing.
@@ -823,5 +941,89 @@ mod tests {
         assert!(!linger.active.load(Ordering::Acquire));
         assert_eq!(linger.in_flight.load(Ordering::Acquire), 8);
         drop(calls);
+    }
+
+    /// Pending once, having woken itself: what a guest yielding at an epoch tick looks like.
+    async fn yield_once() {
+        let mut yielded = false;
+        std::future::poll_fn(|cx| {
+            if yielded {
+                return Poll::Ready(());
+            }
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Runs a call of `tenant` that answers whether it ran on an adapter thread.
+    async fn ran_on_adapter_thread(scheduler: &GuestScheduler, tenant: &str) -> bool {
+        scheduler
+            .spawn(tenant, Arc::default(), async { ON_ADAPTER_THREAD.get() })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_short_call_with_a_slot_free_runs_on_the_callers_thread() {
+        let scheduler = GuestScheduler::new(1, || {}).unwrap();
+        assert!(!ran_on_adapter_thread(&scheduler, "a").await);
+        assert!(!ran_on_adapter_thread(&scheduler, "a").await, "and the next one too");
+    }
+
+    #[tokio::test]
+    async fn a_call_that_yields_goes_on_on_the_adapter_threads() {
+        let scheduler = GuestScheduler::new(1, || {}).unwrap();
+        let call = scheduler.spawn("a", Arc::default(), async {
+            let first = ON_ADAPTER_THREAD.get();
+            yield_once().await;
+            (first, ON_ADAPTER_THREAD.get())
+        });
+        assert_eq!(call.await.unwrap(), (false, true));
+    }
+
+    #[tokio::test]
+    async fn after_a_long_call_a_tenants_next_call_starts_on_the_adapter_threads() {
+        let scheduler = GuestScheduler::new(1, || {}).unwrap();
+        let spin = scheduler.spawn("spinner", Arc::default(), async {
+            let started = Instant::now();
+            while started.elapsed() < SHORT_CALL * 2 {}
+        });
+        spin.await.unwrap();
+        assert!(ran_on_adapter_thread(&scheduler, "spinner").await);
+        assert!(
+            !ran_on_adapter_thread(&scheduler, "spinner").await,
+            "its last call was short again"
+        );
+        assert!(
+            !ran_on_adapter_thread(&scheduler, "other").await,
+            "other tenants are not concerned"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tenant_that_used_much_lately_runs_on_the_adapter_threads_only() {
+        let scheduler = GuestScheduler::new(1, || {}).unwrap();
+        scheduler.usage_of("busy").charge(INLINE_USAGE_LIMIT * 2);
+        assert!(ran_on_adapter_thread(&scheduler, "busy").await);
+    }
+
+    #[tokio::test]
+    async fn with_every_slot_taken_a_call_waits_on_the_adapter_threads() {
+        let scheduler = GuestScheduler::new(1, || {}).unwrap();
+        let spinning = scheduler.spawn("b", Arc::default(), async {
+            yield_once().await;
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_millis(200) {}
+        });
+        let spinner = tokio::spawn(async move { spinning.await.unwrap() });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !scheduler.gate.state.lock().unwrap().holders.iter().any(|h| h.running) {
+            assert!(Instant::now() < deadline, "the spinning call never ran");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(ran_on_adapter_thread(&scheduler, "c").await);
+        spinner.await.unwrap();
     }
 }
