@@ -3,7 +3,8 @@
 //! one database.
 //!
 //! Each client write is one transaction (an enqueue batch, a webhook with its keys and answer)
-//! committed before the call returns. The rules that keep processes apart live in the SQL, not
+//! committed before the call returns; the claims and outcomes of concurrent deliveries share
+//! one (`grouped`, `claims`), a group commit. The rules that keep processes apart live in the SQL, not
 //! in a process: a claim is a conditional `UPDATE ... WHERE state = 'pending' AND attempts = $n`,
 //! so one attempt is claimed once whichever process asks; idempotency and webhook keys are taken
 //! with `INSERT ... ON CONFLICT`, so two processes storing the same key at once store one event;
@@ -20,8 +21,8 @@
 //! URL's `sslmode` and `sslrootcert` ask (see [`tls`]).
 //!
 //! This file holds the pool, the wake-ups, the migrations and the [`Store`] impl, which hands
-//! each call to the file of its concern: `outbox`, `webhooks`, `kv`, `tickets`, `replica_rows`
-//! (and `deployments` for the shared deployments).
+//! each call to the file of its concern: `outbox`, `claims`, `webhooks`, `kv`, `tickets`,
+//! `replica_rows` (and `deployments` for the shared deployments).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
